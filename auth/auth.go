@@ -1,0 +1,155 @@
+// Package auth identifies callers. It issues and verifies the signed bearer
+// tokens (HS256 JWTs) that carry a user and roles, reads them from the HTTP
+// Authorization header and from the WebSocket connection_init payload, and
+// keeps the caller in the request context.
+//
+// Tokens are accepted only from those two places, never from a URL, where
+// they would end up in logs and browser history.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboardhq/switchboard/models"
+)
+
+// Issuer names the tokens this server signs; a token with another issuer is
+// refused.
+const Issuer = "switchboard"
+
+// MinKeyLength is the shortest signing key accepted, in bytes.
+const MinKeyLength = 32
+
+// Tokens signs and verifies bearer tokens with one HS256 key.
+type Tokens struct {
+	key []byte
+	now func() time.Time
+}
+
+// NewTokens returns a Tokens signing with key (at least MinKeyLength bytes).
+// now is the clock; nil means time.Now.
+func NewTokens(key []byte, now func() time.Time) (*Tokens, error) {
+	if len(key) < MinKeyLength {
+		return nil, fmt.Errorf("signing key is %d bytes; at least %d are needed", len(key), MinKeyLength)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Tokens{key: key, now: now}, nil
+}
+
+// claims is a token's payload.
+type claims struct {
+	jwt.RegisteredClaims
+	Name  string        `json:"name"`
+	Roles []models.Role `json:"roles,omitempty"`
+}
+
+// Issue returns a token for user with roles, valid for ttl, and its expiry
+// (to the second, as the token records it).
+func (t *Tokens) Issue(user *models.User, roles []models.Role, ttl time.Duration) (string, time.Time, error) {
+	now := t.now().UTC().Truncate(time.Second)
+	exp := now.Add(ttl)
+	var jti [12]byte
+	_, _ = rand.Read(jti[:])
+	c := claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    Issuer,
+			Subject:   strconv.FormatInt(user.ID, 10),
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+			ID:        hex.EncodeToString(jti[:]),
+		},
+		Name:  user.Name,
+		Roles: roles,
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.key)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+	}
+	return s, exp, nil
+}
+
+// ErrInvalidToken is the cause behind every refused token; the client sees
+// only models.Unauthenticated and a short reason.
+var ErrInvalidToken = errors.New("auth: invalid token")
+
+// Verify checks a token's signature, algorithm, issuer and validity period
+// and returns the principal it names. A refused token is a
+// models.Unauthenticated error whose message says why in general terms.
+func (t *Tokens) Verify(token string) (*models.Principal, error) {
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.key, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(5*time.Second),
+		jwt.WithTimeFunc(t.now),
+	)
+	if err != nil {
+		reason := "invalid token"
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			reason = "token expired"
+		}
+		return nil, errors.Join(models.Errorf(models.Unauthenticated, "%s", reason), ErrInvalidToken, err)
+	}
+	id, err := strconv.ParseInt(c.Subject, 10, 64)
+	if err != nil || id <= 0 {
+		return nil, errors.Join(models.Errorf(models.Unauthenticated, "invalid token"), ErrInvalidToken)
+	}
+	return &models.Principal{
+		User:      models.User{ID: id, Name: c.Name},
+		Roles:     c.Roles,
+		ExpiresAt: c.ExpiresAt.UTC(),
+	}, nil
+}
+
+// FromHeader extracts the token of an "Authorization: Bearer <token>" value.
+// ok is false when the value is empty; a value of another scheme is an
+// invalid token.
+func FromHeader(value string) (token string, ok bool, err error) {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return "", false, nil
+	}
+	scheme, token, found := strings.Cut(value, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", true, errors.Join(models.Errorf(models.Unauthenticated, `authorization must be "Bearer <token>"`), ErrInvalidToken)
+	}
+	return strings.TrimSpace(token), true, nil
+}
+
+type ctxKey struct{ name string }
+
+var principalKey = &ctxKey{"principal"}
+
+// WithPrincipal returns ctx carrying the authenticated caller p.
+func WithPrincipal(ctx context.Context, p *models.Principal) context.Context {
+	return context.WithValue(ctx, principalKey, p)
+}
+
+// PrincipalFrom returns the authenticated caller of ctx, if any.
+func PrincipalFrom(ctx context.Context) (*models.Principal, bool) {
+	p, ok := ctx.Value(principalKey).(*models.Principal)
+	return p, ok && p != nil
+}
+
+// Require returns the authenticated caller of ctx or a models.Unauthenticated
+// error.
+func Require(ctx context.Context) (*models.Principal, error) {
+	if p, ok := PrincipalFrom(ctx); ok {
+		return p, nil
+	}
+	return nil, models.Errorf(models.Unauthenticated, "sign in first: this operation needs a bearer token")
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/switchboardhq/switchboard/auth"
+)
+
+// config is the server's configuration, from flags and environment variables
+// (a flag wins over its variable). The names are those of PRODUCT.md.
+type config struct {
+	Addr           string
+	DataDir        string
+	DatabaseURL    string
+	RedisURL       string
+	AuthSecret     []byte
+	AllowedOrigins []string
+	GuestSignIn    bool
+	DemoFeed       bool
+	LogLevel       slog.Level
+	LogFormat      string
+	Env            string
+}
+
+// production reports whether ENV=production tightened the defaults.
+func (c *config) production() bool { return c.Env == "production" }
+
+// parseConfig reads the configuration from args (flags, without the program
+// name) and getenv, and validates it. Every problem is reported at once.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("switchboard", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	addr := fs.String("addr", env("ADDR", ":8080"), "listen address (ADDR)")
+	dataDir := fs.String("data-dir", env("DATA_DIR", "./data"), "directory of the embedded database (DATA_DIR)")
+	dbURL := fs.String("database-url", env("DATABASE_URL", ""), "sqlite:PATH or mysql://user:password@host:3306/dbname (DATABASE_URL; default sqlite:<data-dir>/switchboard.db)")
+	redisURL := fs.String("redis-url", env("REDIS_URL", ""), "redis://host:6379/0; unset means the in-process broker (REDIS_URL)")
+	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origins allowed for WebSocket upgrades and CORS; default the server's own (ALLOWED_ORIGINS)")
+	guest := fs.String("guest-signin", env("GUEST_SIGNIN", ""), "allow signIn(name): true or false (GUEST_SIGNIN; default true, false in production)")
+	demo := fs.String("demo-feed", env("DEMO_FEED", ""), "run the KPI demo feed: true or false (DEMO_FEED; default true with SQLite, false with MySQL)")
+	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	format := fs.String("log-format", env("LOG_FORMAT", ""), "text or json (LOG_FORMAT; default text, json in production)")
+	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (subcommands: token)", fs.Arg(0))
+	}
+
+	c := &config{Addr: *addr, DataDir: *dataDir, DatabaseURL: *dbURL, RedisURL: *redisURL, Env: strings.ToLower(*envName)}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	switch c.Env {
+	case "development", "production":
+	default:
+		bad("ENV must be development or production (got %q)", *envName)
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("ADDR must be host:port or :port (got %q)", c.Addr)
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "switchboard.db")
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "mysql://") {
+		bad("DATABASE_URL must start with sqlite: or mysql://")
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("REDIS_URL must look like redis://host:6379/0")
+		} else {
+			bad("REDIS_URL is not supported by this build yet; leave it unset to use the in-process broker")
+		}
+	}
+	if s := getenv("AUTH_SECRET"); s != "" {
+		if len(s) < auth.MinKeyLength {
+			bad("AUTH_SECRET must be at least %d bytes long (got %d)", auth.MinKeyLength, len(s))
+		}
+		c.AuthSecret = []byte(s)
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || u.Path != "") {
+			bad("ALLOWED_ORIGINS entry %q must be an origin like https://app.example.com, or *", o)
+			continue
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, o)
+	}
+	var err error
+	if c.GuestSignIn, err = parseBool("GUEST_SIGNIN", *guest, !c.production()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DemoFeed, err = parseBool("DEMO_FEED", *demo, strings.HasPrefix(c.DatabaseURL, "sqlite:")); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
+		bad("LOG_LEVEL must be debug, info, warn or error (got %q)", *level)
+	}
+	c.LogFormat = strings.ToLower(*format)
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+		if c.production() {
+			c.LogFormat = "json"
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT must be text or json (got %q)", *format)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+func parseBool(name, v string, def bool) (bool, error) {
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s must be true or false (got %q)", name, v)
+	}
+	return b, nil
+}
+
+// newLogger returns the server's logger, writing to w.
+func newLogger(c *config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/resolvers"
+	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/web"
+)
+
+// Limits of the GraphQL endpoint.
+const (
+	maxBodyBytes        = 1 << 20 // an HTTP request body
+	maxWebsocketMessage = 64 << 10
+	complexityLimit     = 1000
+	keepAliveInterval   = 25 * time.Second
+	initTimeout         = 3 * time.Second
+)
+
+// newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
+// the SDL, health, metrics and the web page.
+func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *store.DB, acceptor *gqlws.Acceptor) http.Handler {
+	gql := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: res}))
+	readLimit := int64(maxWebsocketMessage)
+	// WebSocket first: its Supports matches any request with an Upgrade header.
+	gql.AddTransport(transport.Websocket{
+		Implementation:        acceptor,
+		InitFunc:              res.Tokens.WebsocketInit,
+		InitTimeout:           initTimeout,
+		KeepAlivePingInterval: keepAliveInterval,
+		PingPongInterval:      keepAliveInterval,
+		PayloadReadLimit:      &readLimit,
+		ErrorFunc: func(ctx context.Context, err error) {
+			log.DebugContext(ctx, "websocket error", "request_id", resolvers.RequestID(ctx), "err", err)
+		},
+	})
+	gql.AddTransport(transport.Options{})
+	gql.AddTransport(transport.GET{})
+	gql.AddTransport(transport.POST{})
+	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	if !cfg.production() {
+		gql.Use(extension.Introspection{})
+	}
+	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	gql.Use(extension.FixedComplexityLimit(complexityLimit))
+	gql.SetErrorPresenter(resolvers.ErrorPresenter(log))
+	gql.SetRecoverFunc(resolvers.Recover(log))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_websocket_connections",
+		Help: "Open WebSocket connections.",
+	}, func() float64 { return float64(acceptor.Len()) }))
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql))))
+	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
+	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/graphql; charset=utf-8")
+		_, _ = w.Write(schemaSDL)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := db.Ping(r.Context()); err != nil {
+			log.Warn("not ready", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", web.Handler())
+	return withRequestID(mux)
+}
+
+// withRequestID gives every request an id (the client's X-Request-ID when it
+// sends a sane one), echoed in the response and carried in the context for
+// logs and internal errors.
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if len(id) == 0 || len(id) > 64 || strings.ContainsFunc(id, func(c rune) bool { return c <= ' ' || c > '~' }) {
+			id = resolvers.NewRequestID()
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(resolvers.WithRequestID(r.Context(), id)))
+	})
+}
+
+// withBodyLimit bounds request bodies.
+func withBodyLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// originAllowed reports whether a browser on origin may use the API: its own
+// origin always, others when listed (or when the list holds "*").
+func originAllowed(allowed []string, origin, host string) bool {
+	if origin == "" {
+		return true // not a browser
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	return slices.Contains(allowed, "*") || slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, origin) })
+}
+
+// originChecker is the WebSocket upgrade's origin check (against cross-site
+// WebSocket hijacking).
+func originChecker(allowed []string) func(r *http.Request) bool {
+	return func(r *http.Request) bool { return originAllowed(allowed, r.Header.Get("Origin"), r.Host) }
+}
+
+// cors answers CORS requests from allowed origins, preflight included.
+func cors(allowed []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && r.Header.Get("Upgrade") == "" && originAllowed(allowed, origin, r.Host) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Expose-Headers", "X-Request-ID")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-ID")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func urlRedacted(raw string) (string, error) {
+	if strings.HasPrefix(raw, "sqlite:") {
+		return raw, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	return u.Redacted(), nil
+}

@@ -1,0 +1,78 @@
+package models
+
+import (
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// User is a person or service known to Switchboard. Users are created by
+// guest sign-in or by an operator minting a token; names need not be unique.
+type User struct {
+	ID        int64     `json:"id" gorm:"primaryKey"`
+	Name      string    `json:"name" gorm:"size:200;not null"`
+	CreatedAt time.Time `json:"-"`
+}
+
+// Session is what signing in returns: a bearer token, its expiry and the user
+// it identifies.
+type Session struct {
+	Token     string
+	ExpiresAt time.Time
+	User      *User
+}
+
+// Role grants a capability beyond those of every signed-in user.
+type Role string
+
+// The roles a token can carry.
+const (
+	// RoleAdmin sends notifications, records KPIs and manages rooms.
+	RoleAdmin Role = "admin"
+	// RolePublisher records KPIs.
+	RolePublisher Role = "publisher"
+)
+
+// ParseRole returns the Role named s, or a BadUserInput error.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(strings.ToLower(strings.TrimSpace(s))); r {
+	case RoleAdmin, RolePublisher:
+		return r, nil
+	}
+	return "", Errorf(BadUserInput, "unknown role %q (known: admin, publisher)", s)
+}
+
+// Principal is the authenticated caller of an operation: a user, the roles its
+// token grants and when that token expires.
+type Principal struct {
+	User      User
+	Roles     []Role
+	ExpiresAt time.Time
+}
+
+// Has reports whether the principal holds role r.
+func (p *Principal) Has(r Role) bool { return p != nil && slices.Contains(p.Roles, r) }
+
+// MaxNameLength is the longest display name, in characters.
+const MaxNameLength = 50
+
+// UserName trims a display name and checks it is 1..MaxNameLength characters
+// without control characters.
+func UserName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	n := utf8.RuneCountInString(name)
+	switch {
+	case !utf8.ValidString(name):
+		return "", Errorf(BadUserInput, "name is not valid UTF-8")
+	case n == 0:
+		return "", Errorf(BadUserInput, "name must not be empty")
+	case n > MaxNameLength:
+		return "", Errorf(BadUserInput, "name is %d characters long; the limit is %d", n, MaxNameLength)
+	case strings.ContainsFunc(name, isControl):
+		return "", Errorf(BadUserInput, "name must not contain control characters")
+	}
+	return name, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

@@ -1,0 +1,39 @@
+// Package resolvers maps the GraphQL API of schema.graphqls onto the domain:
+// it checks who is calling, validates input with the rules in models, calls
+// the store, and announces what it committed on the live feeds. The
+// *.resolvers.go files are kept by gqlgen (follow-schema layout); this file
+// is the hand-written root that main wires up.
+package resolvers
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
+)
+
+// Resolver is the root of the GraphQL resolvers and holds their
+// dependencies. Every field is required unless its comment says otherwise.
+type Resolver struct {
+	DB       *store.DB
+	Tokens   *auth.Tokens
+	Statuses *stream.Feed[*models.Status]
+	Log      *slog.Logger
+
+	// GuestSignIn allows signIn(name).
+	GuestSignIn bool
+	// GuestTTL is how long a guest token is valid.
+	GuestTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}

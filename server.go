@@ -1,0 +1,167 @@
+// Switchboard is a realtime GraphQL API server: queries and mutations over
+// HTTP, live subscriptions over WebSocket, one binary.
+//
+// Usage:
+//
+//	switchboard [flags]                                    serve (see --help)
+//	switchboard token --name NAME [--role ROLE] [--ttl D]  mint a token
+//
+// Configuration comes from flags and environment variables (see config.go
+// and the README).
+package main
+
+//go:generate go run github.com/99designs/gqlgen generate --config gqlgen.yml
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/resolvers"
+	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
+)
+
+// schemaSDL is the API contract, served at /schema.graphql.
+//
+//go:embed schema.graphqls
+var schemaSDL []byte
+
+// version is the server's version, set at build time with
+// -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "switchboard:", err)
+		os.Exit(1)
+	}
+}
+
+// guestTokenTTL is how long a guest sign-in lasts.
+const guestTokenTTL = 30 * 24 * time.Hour
+
+// shutdownTimeout bounds a graceful shutdown.
+const shutdownTimeout = 10 * time.Second
+
+// run starts the server (or a subcommand) and returns when ctx ends and the
+// server has shut down, or when it cannot start. It writes logs to stdout.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(ctx, args[1:], getenv, stdout)
+	}
+	cfg, err := parseConfig(args, getenv, stdout)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log := newLogger(cfg, stdout)
+
+	db, err := store.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	tokens, err := newTokens(ctx, cfg, db)
+	if err != nil {
+		return err
+	}
+
+	broker := mempubsub.New(0)
+	defer broker.Close()
+	statuses := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, stream.Options{Log: log})
+	defer statuses.Close()
+
+	acceptor := gqlws.New(gqlws.Options{CheckOrigin: originChecker(cfg.AllowedOrigins)})
+	res := &resolvers.Resolver{
+		DB: db, Tokens: tokens, Statuses: statuses, Log: log,
+		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
+	}
+	handler := newHandler(cfg, log, res, db, acceptor)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()),
+		"database", string(db.Dialect()), "data", dataLocation(cfg), "broker", "in-process", "version", version)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down")
+	acceptor.Shutdown(gqlws.CloseGoingAway, "server shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown did not finish in time", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newTokens returns the token signer: AUTH_SECRET when set, else the key kept
+// in the database (generated on first start).
+func newTokens(ctx context.Context, cfg *config, db *store.DB) (*auth.Tokens, error) {
+	key := cfg.AuthSecret
+	if key == nil {
+		var err error
+		if key, err = db.AuthSecret(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return auth.NewTokens(key, nil)
+}
+
+// displayAddr turns a listener's address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// dataLocation says where the data lives, without credentials.
+func dataLocation(cfg *config) string {
+	if u, err := urlRedacted(cfg.DatabaseURL); err == nil {
+		return u
+	}
+	return "(unparsable DATABASE_URL)"
+}

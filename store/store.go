@@ -1,0 +1,281 @@
+// Package store is Switchboard's persistence: one DB type over GORM that runs
+// on the embedded pure-Go SQLite (the default) or on MySQL/MariaDB, chosen by
+// the DATABASE_URL scheme. It owns the schema and its migrations, and turns
+// driver errors into domain codes (models.NotFound, models.Unavailable) so
+// that nothing above it needs to know which database it talks to.
+//
+// Durable streams (the status feed today; chat rooms and notifications later)
+// are numbered here. Each stream has a row in the streams table holding its
+// head; appending takes that row's lock, increments it and writes the event
+// under the new number in the same transaction. The lock is held until
+// commit, so numbers are handed out in commit order: whoever reads event N
+// can already read every event before it. Auto-increment keys do not give
+// that (two transactions may commit ids 11 and 10 in that order, and a
+// reader that saw 11 first would skip 10 forever); this is the ordering that
+// makes resume-with-after gap-free across processes.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	mysqldriver "github.com/go-sql-driver/mysql"
+	"gorm.io/driver/mysql"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+
+	"github.com/switchboardhq/switchboard/models"
+)
+
+// Dialect names the database behind a DB.
+type Dialect string
+
+// The supported databases.
+const (
+	SQLite Dialect = "sqlite"
+	MySQL  Dialect = "mysql"
+)
+
+// DB is the store. It is safe for concurrent use; Close releases it.
+type DB struct {
+	gorm    *gorm.DB
+	sql     *sql.DB
+	dialect Dialect
+	log     *slog.Logger
+
+	streams sync.Map // stream names known to have a row
+}
+
+// Open connects to the database named by rawURL: "sqlite:PATH" for the
+// embedded database (its directory is created when missing) or
+// "mysql://user:password@host:3306/dbname?param=value". It does not migrate;
+// call Migrate.
+func Open(ctx context.Context, rawURL string, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dialector, dialect, err := dialectorFor(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	g, err := gorm.Open(dialector, &gorm.Config{
+		Logger:                 logger.Discard,
+		NowFunc:                func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
+		SkipDefaultTransaction: true,
+		TranslateError:         true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	sqlDB, err := g.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	switch dialect {
+	case SQLite:
+		// One writer at a time is SQLite's rule; _txlock=immediate makes
+		// writers queue on the busy timeout instead of failing, and WAL lets
+		// readers proceed meanwhile.
+		sqlDB.SetMaxOpenConns(8)
+		sqlDB.SetMaxIdleConns(8)
+	case MySQL:
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(16)
+		sqlDB.SetConnMaxLifetime(30 * time.Minute)
+	}
+	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, log: log}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.Ping(pingCtx); err != nil {
+		_ = sqlDB.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// dialectorFor translates a DATABASE_URL into a GORM dialector.
+func dialectorFor(rawURL string) (gorm.Dialector, Dialect, error) {
+	switch {
+	case strings.HasPrefix(rawURL, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
+		if path == "" {
+			return nil, "", errors.New("DATABASE_URL sqlite: needs a file path, e.g. sqlite:./data/switchboard.db")
+		}
+		if path != ":memory:" {
+			if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+				return nil, "", fmt.Errorf("create database directory: %w", err)
+			}
+		}
+		dsn := "file:" + path + "?_txlock=immediate" +
+			"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+		return sqlite.Open(dsn), SQLite, nil
+	case strings.HasPrefix(rawURL, "mysql://"):
+		dsn, err := MySQLDSN(rawURL)
+		if err != nil {
+			return nil, "", err
+		}
+		return mysql.New(mysql.Config{DSN: dsn, DefaultStringSize: 191}), MySQL, nil
+	default:
+		return nil, "", fmt.Errorf("DATABASE_URL must start with sqlite: or mysql:// (got %q)", redact(rawURL))
+	}
+}
+
+// MySQLDSN translates mysql://user:password@host:port/dbname?param=value into
+// the MySQL driver's DSN, always with parseTime, utf8mb4 and UTC. Query
+// parameters are passed to the driver unchanged.
+func MySQLDSN(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("DATABASE_URL is not a valid URL: %w", errors.Unwrap(err))
+	}
+	if u.Host == "" {
+		return "", errors.New("DATABASE_URL mysql:// needs a host, e.g. mysql://root@127.0.0.1:3306/switchboard")
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
+	if dbName == "" || strings.Contains(dbName, "/") {
+		return "", errors.New("DATABASE_URL mysql:// needs a database name as its path, e.g. mysql://root@127.0.0.1:3306/switchboard")
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "3306")
+	}
+	cfg := mysqldriver.NewConfig()
+	cfg.Net = "tcp"
+	cfg.Addr = host
+	cfg.DBName = dbName
+	cfg.User = u.User.Username()
+	cfg.Passwd, _ = u.User.Password()
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.Collation = "utf8mb4_unicode_ci"
+	cfg.Timeout = 10 * time.Second
+	params := map[string]string{"charset": "utf8mb4"}
+	for k, vs := range u.Query() {
+		if len(vs) > 0 {
+			params[k] = vs[len(vs)-1]
+		}
+	}
+	if err := cfg.Apply(mysqldriver.Charset(params["charset"], cfg.Collation)); err != nil {
+		return "", err
+	}
+	delete(params, "charset")
+	cfg.Params = params
+	return cfg.FormatDSN(), nil
+}
+
+// redact hides a URL's password.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
+
+// Dialect reports which database the store talks to.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Ping checks that the database answers; it fails with models.Unavailable.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.sql.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping %s: %w", db.dialect, unavailable(err))
+	}
+	return nil
+}
+
+// Close closes the database connections.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// translate maps driver errors into domain errors: a missing row becomes
+// models.NotFound (described by what), a lost connection models.Unavailable.
+// Anything else is wrapped with what for the log.
+func translate(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		return models.Errorf(models.NotFound, "%s not found", what)
+	case isConnectionError(err):
+		return fmt.Errorf("%s: %w", what, unavailable(err))
+	default:
+		return fmt.Errorf("%s: %w", what, err)
+	}
+}
+
+// unavailableError marks a database that cannot be reached; the client sees
+// models.Unavailable, the log sees the cause.
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string { return "database unavailable: " + e.cause.Error() }
+func (e *unavailableError) Unwrap() []error {
+	return []error{e.cause, models.Errorf(models.Unavailable, "the database is unavailable, try again later")}
+}
+
+func unavailable(err error) error { return &unavailableError{cause: err} }
+
+func isConnectionError(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysqldriver.ErrInvalidConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.As(err, &netErr)
+}
+
+// ensureStream creates the streams row of name unless it is known to exist.
+func (db *DB) ensureStream(ctx context.Context, name string) error {
+	if _, ok := db.streams.Load(name); ok {
+		return nil
+	}
+	err := db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
+		Create(&stream{Name: name}).Error
+	if err != nil {
+		return translate(err, "create stream "+name)
+	}
+	db.streams.Store(name, struct{}{})
+	return nil
+}
+
+// appendPosition takes the lock of stream name inside tx and returns the next
+// position. The lock is held until tx ends, so positions are committed in
+// order.
+func appendPosition(tx *gorm.DB, name string) (int64, error) {
+	res := tx.Model(&stream{}).Where("name = ?", name).
+		UpdateColumn("head", gorm.Expr("head + 1"))
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	if res.RowsAffected != 1 {
+		return 0, fmt.Errorf("stream %q has no row", name)
+	}
+	var s stream
+	if err := tx.Where("name = ?", name).Take(&s).Error; err != nil {
+		return 0, err
+	}
+	return s.Head, nil
+}
+
+// Head returns the position of the newest committed event of the stream
+// name, 0 for an empty or unknown stream. Every event up to it is readable.
+func (db *DB) Head(ctx context.Context, name string) (int64, error) {
+	var heads []int64
+	err := db.gorm.WithContext(ctx).Model(&stream{}).Where("name = ?", name).Limit(1).Pluck("head", &heads).Error
+	if err != nil {
+		return 0, translate(err, "read head of stream "+name)
+	}
+	if len(heads) == 0 {
+		return 0, nil
+	}
+	return heads[0], nil
+}

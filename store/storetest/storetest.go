@@ -1,0 +1,109 @@
+// Package storetest gives tests their own databases: a fresh SQLite file, and
+// a fresh MySQL database on the server named by TEST_MYSQL_URL. Each test
+// gets its own, because test packages run in parallel against one server.
+//
+// A test that needs MySQL and finds TEST_MYSQL_URL unset skips with a clear
+// message, unless REQUIRE_SERVICES=1 (as .ci/run sets), where it fails.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // the database/sql driver used to create test databases
+
+	"github.com/switchboardhq/switchboard/store"
+)
+
+// Backends lists the database kinds a store test runs against.
+var Backends = []store.Dialect{store.SQLite, store.MySQL}
+
+// URL returns the DATABASE_URL of a fresh, empty database of the given
+// dialect, dropped when the test ends.
+func URL(tb testing.TB, dialect store.Dialect) string {
+	tb.Helper()
+	switch dialect {
+	case store.SQLite:
+		return "sqlite:" + filepath.Join(tb.TempDir(), "switchboard.db")
+	case store.MySQL:
+		return MySQLURL(tb)
+	}
+	tb.Fatalf("unknown dialect %q", dialect)
+	return ""
+}
+
+// Open returns a migrated store on a fresh database of the given dialect,
+// closed when the test ends.
+func Open(tb testing.TB, dialect store.Dialect) *store.DB {
+	tb.Helper()
+	db, err := store.Open(context.Background(), URL(tb, dialect), nil)
+	if err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := db.Migrate(context.Background()); err != nil {
+		tb.Fatalf("migrate: %v", err)
+	}
+	return db
+}
+
+// RequireService skips the test because a service is missing, or fails it
+// when REQUIRE_SERVICES=1.
+func RequireService(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if os.Getenv("REQUIRE_SERVICES") == "1" {
+		tb.Fatalf("REQUIRE_SERVICES=1 but "+format, args...)
+	}
+	tb.Skipf(format, args...)
+}
+
+// MySQLURL creates a database named sb_<random> on the server of
+// TEST_MYSQL_URL and returns its URL; the database is dropped when the test
+// ends.
+func MySQLURL(tb testing.TB) string {
+	tb.Helper()
+	base := os.Getenv("TEST_MYSQL_URL")
+	if base == "" {
+		RequireService(tb, "TEST_MYSQL_URL is not set (e.g. mysql://root@127.0.0.1:3306/test); skipping the MySQL variant")
+		return ""
+	}
+	dsn, err := store.MySQLDSN(base)
+	if err != nil {
+		tb.Fatalf("TEST_MYSQL_URL: %v", err)
+	}
+	admin, err := sql.Open("mysql", dsn)
+	if err != nil {
+		tb.Fatalf("TEST_MYSQL_URL: %v", err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := admin.PingContext(ctx); err != nil {
+		RequireService(tb, "MySQL at TEST_MYSQL_URL does not answer: %v", err)
+		return ""
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "sb_" + hex.EncodeToString(b[:])
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+		tb.Fatalf("create test database: %v", err)
+	}
+	tb.Cleanup(func() {
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name)
+	})
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	return u.String()
+}

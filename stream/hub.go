@@ -1,0 +1,221 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/switchboardhq/switchboard/pubsub"
+)
+
+// hub is the single reader of one stream in this process. Its goroutine owns
+// head and is the only sender on member channels; it closes a member's
+// channel when it detaches the member.
+type hub[T any] struct {
+	f      *Feed[T]
+	name   string
+	cancel context.CancelFunc
+	refs   int // guarded by f.mu
+
+	mu      sync.Mutex // after Feed.mu in lock order
+	stopped bool
+	head    int64 // position of the last event emitted
+	members map[*member[T]]struct{}
+}
+
+// member is one subscription's live queue.
+type member[T any] struct{ c chan T }
+
+// startHub subscribes to the stream's topic, reads its head and starts the
+// hub's goroutine. Called with f.mu held.
+func (f *Feed[T]) startHub(ctx context.Context, stream string) (*hub[T], error) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sub, err := f.broker.Subscribe(hctx, stream)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("subscribe to %s: %w", stream, err)
+	}
+	// Read the head after subscribing, so that nothing committed in between
+	// is missed: announcements at or below head are skipped as duplicates.
+	head, err := f.src.Head(ctx, stream)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	h := &hub[T]{
+		f: f, name: stream, cancel: cancel, head: head,
+		members: make(map[*member[T]]struct{}),
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		h.run(hctx, sub)
+	}()
+	return h, nil
+}
+
+// attach adds a member and returns it with the position of the last event
+// emitted before it joined. ok is false when the hub has stopped.
+func (h *hub[T]) attach(buffer int) (m *member[T], head int64, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return nil, 0, false
+	}
+	m = &member[T]{c: make(chan T, buffer)}
+	h.members[m] = struct{}{}
+	return m, h.head, true
+}
+
+// detach removes m if it is still attached.
+func (h *hub[T]) detach(m *member[T]) {
+	if m == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.members[m]; ok {
+		delete(h.members, m)
+		close(m.c)
+	}
+}
+
+// run is the hub's goroutine: it merges broker announcements and database
+// polls into one ordered sequence until ctx ends.
+func (h *hub[T]) run(ctx context.Context, sub *pubsub.Subscription) {
+	defer h.stop()
+	poll := time.NewTicker(h.f.opts.PollInterval)
+	defer poll.Stop()
+	backoff := newBackoff()
+	for {
+		var msgs <-chan []byte
+		if sub != nil {
+			msgs = sub.C()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case payload, ok := <-msgs:
+			if !ok {
+				if ctx.Err() != nil {
+					return
+				}
+				h.f.opts.Log.Warn("stream lost its broker subscription, resubscribing", "stream", h.name, "err", sub.Err())
+				sub = nil
+				if !backoff.wait(ctx) {
+					return
+				}
+				sub = h.resubscribe(ctx)
+				continue
+			}
+			h.announce(ctx, payload)
+		case <-poll.C:
+			if sub == nil {
+				sub = h.resubscribe(ctx)
+			}
+			h.poll(ctx)
+		}
+	}
+}
+
+// resubscribe subscribes to the topic again and fills what was missed; it
+// returns nil when the broker refuses, to be retried at the next poll.
+func (h *hub[T]) resubscribe(ctx context.Context) *pubsub.Subscription {
+	sub, err := h.f.broker.Subscribe(ctx, h.name)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			h.f.opts.Log.Warn("stream resubscribe failed", "stream", h.name, "err", err)
+		}
+		return nil
+	}
+	h.poll(ctx)
+	return sub
+}
+
+// announce handles one broker message.
+func (h *hub[T]) announce(ctx context.Context, payload []byte) {
+	var ev T
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		h.f.opts.Log.Warn("stream dropped an undecodable announcement", "stream", h.name, "err", err)
+		h.poll(ctx)
+		return
+	}
+	p := h.f.pos(ev)
+	switch {
+	case p <= h.head:
+		return // already emitted
+	case p > h.head+1:
+		if !h.fill(ctx, p-1) {
+			return // the poll will bring it, in order
+		}
+	}
+	h.emit(ev)
+}
+
+// poll emits whatever the database holds beyond head.
+func (h *hub[T]) poll(ctx context.Context) {
+	dbHead, err := h.f.src.Head(ctx, h.name)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.f.opts.Log.Warn("stream poll failed", "stream", h.name, "err", err)
+		}
+		return
+	}
+	if dbHead > h.head {
+		h.fill(ctx, dbHead)
+	}
+}
+
+// fill emits the committed events after head up to upTo, and reports whether
+// it got there.
+func (h *hub[T]) fill(ctx context.Context, upTo int64) bool {
+	for h.head < upTo {
+		evs, err := h.f.src.After(ctx, h.name, h.head, h.f.opts.PageSize)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.f.opts.Log.Warn("stream fill failed", "stream", h.name, "after", h.head, "err", err)
+			}
+			return false
+		}
+		if len(evs) == 0 {
+			return false
+		}
+		for _, ev := range evs {
+			if h.f.pos(ev) > upTo {
+				return true
+			}
+			h.emit(ev)
+		}
+	}
+	return true
+}
+
+// emit hands ev to every member and advances head. A member whose buffer is
+// full is detached: it will catch up from the database.
+func (h *hub[T]) emit(ev T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.head = h.f.pos(ev)
+	for m := range h.members {
+		select {
+		case m.c <- ev:
+		default:
+			delete(h.members, m)
+			close(m.c)
+		}
+	}
+}
+
+// stop detaches every member; their subscriptions end or re-join a new hub.
+func (h *hub[T]) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	for m := range h.members {
+		delete(h.members, m)
+		close(m.c)
+	}
+}

@@ -1,0 +1,320 @@
+// Package stream delivers durable streams live and resumably: the status
+// feed today, chat rooms and notification inboxes later.
+//
+// A durable stream is a sequence of events numbered 1, 2, 3… in commit order
+// by the store (see package store). Its events are committed to the database
+// first and announced on the broker second, so the database is the truth and
+// the broker only the fast path. A Feed joins the two:
+//
+//   - One hub per stream and process subscribes to the stream's broker topic
+//     once, decodes each event once, and hands it to every local subscriber.
+//     It emits events strictly in order: an event that arrives ahead of a
+//     missing one (concurrent writers publish out of order; a broker may drop
+//     messages) makes the hub read the missing ones from the database first.
+//     It also polls the stream's head at a fixed interval, which catches
+//     events whose announcement never came (another process without a shared
+//     broker, a broker outage).
+//   - Each subscription attaches to its hub, then replays from the database
+//     everything after the client's cursor, then continues with the hub's
+//     events, skipping what it already sent. The result is every event after
+//     the cursor, in order, exactly once.
+//   - A subscriber that does not keep up never slows the hub: its bounded
+//     buffer overflows, the hub detaches it, and it re-reads what it missed
+//     from the database before re-joining live delivery.
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub"
+)
+
+// ErrClosed is returned by a Feed that has been closed.
+var ErrClosed = errors.New("stream: feed closed")
+
+// Source reads the committed events of durable streams.
+type Source[T any] interface {
+	// Head returns the position of the newest committed event of the stream;
+	// every event up to it is readable. It is 0 for an empty stream.
+	Head(ctx context.Context, stream string) (int64, error)
+	// After returns up to limit committed events positioned after after,
+	// in ascending order.
+	After(ctx context.Context, stream string, after int64, limit int) ([]T, error)
+}
+
+// Broker is the part of pubsub.Broker a Feed uses.
+type Broker interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+	Subscribe(ctx context.Context, topic string) (*pubsub.Subscription, error)
+}
+
+// Options tune a Feed. Zero values take the defaults.
+type Options struct {
+	// PollInterval is how often a hub checks the database for events no
+	// broker announced. Default 1s.
+	PollInterval time.Duration
+	// Buffer is how many events a subscription may fall behind live delivery
+	// before it is detached to catch up from the database. Default 256.
+	Buffer int
+	// PageSize is how many events one database read returns. Default 500.
+	PageSize int
+	// Log receives warnings about database and broker failures.
+	Log *slog.Logger
+}
+
+// Feed delivers the streams of one kind of event T, positioned by pos.
+type Feed[T any] struct {
+	src    Source[T]
+	broker Broker
+	pos    func(T) int64
+	opts   Options
+
+	mu     sync.Mutex
+	closed bool
+	hubs   map[string]*hub[T]
+	wg     sync.WaitGroup
+}
+
+// New returns a Feed reading committed events from src, announced on broker
+// under topics named like their streams; pos tells an event's position.
+func New[T any](src Source[T], broker Broker, pos func(T) int64, opts Options) *Feed[T] {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 256
+	}
+	if opts.PageSize <= 0 {
+		opts.PageSize = 500
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Feed[T]{src: src, broker: broker, pos: pos, opts: opts, hubs: make(map[string]*hub[T])}
+}
+
+// Publish announces ev, already committed to stream, to the subscribers of
+// every process sharing the broker. An announcement that fails loses
+// nothing: hubs find the event in the database at their next poll.
+func (f *Feed[T]) Publish(ctx context.Context, stream string, ev T) error {
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode %s event: %w", stream, err)
+	}
+	if err := f.broker.Publish(ctx, stream, payload); err != nil {
+		return fmt.Errorf("publish %s event %d: %w", stream, f.pos(ev), err)
+	}
+	return nil
+}
+
+// Subscribe returns the events of stream in order. With after nil it starts
+// with the events committed from now on; otherwise it first replays every
+// event positioned after *after. The channel is closed when ctx ends or the
+// feed closes. An after below 0 or beyond the stream's head is a
+// models.BadUserInput error.
+func (f *Feed[T]) Subscribe(ctx context.Context, stream string, after *int64) (<-chan T, error) {
+	h, err := f.acquire(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	m, last, ok := h.attach(f.opts.Buffer)
+	if !ok {
+		f.release(h)
+		return nil, ErrClosed
+	}
+	replay := false
+	if after != nil {
+		if err := f.checkCursor(ctx, stream, *after, last); err != nil {
+			h.detach(m)
+			f.release(h)
+			return nil, err
+		}
+		last, replay = *after, true
+	}
+	out := make(chan T)
+	go f.serve(ctx, h, m, last, replay, out)
+	return out, nil
+}
+
+// checkCursor refuses a cursor that cannot have come from this stream.
+func (f *Feed[T]) checkCursor(ctx context.Context, stream string, after, hubHead int64) error {
+	if after < 0 {
+		return models.Errorf(models.BadUserInput, "after must not be negative")
+	}
+	if after <= hubHead {
+		return nil
+	}
+	head, err := f.src.Head(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if after > head {
+		return models.Errorf(models.BadUserInput, "after %d is beyond the newest event (%d)", after, head)
+	}
+	return nil
+}
+
+// serve feeds one subscription until ctx ends or the feed closes.
+func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64, replay bool, out chan<- T) {
+	defer close(out)
+	defer f.release(h)
+	defer func() { h.detach(m) }()
+	for {
+		if replay && !f.catchUp(ctx, h.name, &last, -1, out) {
+			return
+		}
+		if !f.follow(ctx, h.name, m, &last, out) {
+			return
+		}
+		// The hub detached us for falling behind: join again, then re-read
+		// from the database what was skipped.
+		var ok bool
+		if m, _, ok = h.attach(f.opts.Buffer); !ok {
+			return
+		}
+		replay = true
+	}
+}
+
+// follow relays the hub's events after *last until the member is detached
+// (true) or ctx ends (false).
+func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last *int64, out chan<- T) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case ev, ok := <-m.c:
+			if !ok {
+				return ctx.Err() == nil
+			}
+			p := f.pos(ev)
+			if p <= *last {
+				continue
+			}
+			if p > *last+1 && !f.catchUp(ctx, stream, last, p-1, out) {
+				return false
+			}
+			if !send(ctx, out, ev) {
+				return false
+			}
+			*last = p
+		}
+	}
+}
+
+// catchUp sends the committed events after *last, up to upTo (or to the end
+// when upTo < 0), retrying database failures until ctx ends. It returns false
+// when ctx ended.
+func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo int64, out chan<- T) bool {
+	backoff := newBackoff()
+	for upTo < 0 || *last < upTo {
+		evs, err := f.src.After(ctx, stream, *last, f.opts.PageSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			f.opts.Log.Warn("stream replay failed, retrying", "stream", stream, "after", *last, "err", err)
+			if !backoff.wait(ctx) {
+				return false
+			}
+			continue
+		}
+		backoff.reset()
+		for _, ev := range evs {
+			p := f.pos(ev)
+			if upTo >= 0 && p > upTo {
+				return true
+			}
+			if !send(ctx, out, ev) {
+				return false
+			}
+			*last = p
+		}
+		if len(evs) < f.opts.PageSize {
+			return true
+		}
+	}
+	return true
+}
+
+func send[T any](ctx context.Context, out chan<- T, ev T) bool {
+	select {
+	case out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// acquire returns the running hub of stream, starting it if needed, and
+// counts a reference to it.
+func (f *Feed[T]) acquire(ctx context.Context, stream string) (*hub[T], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, ErrClosed
+	}
+	if h := f.hubs[stream]; h != nil {
+		h.refs++
+		return h, nil
+	}
+	h, err := f.startHub(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	h.refs = 1
+	f.hubs[stream] = h
+	return h, nil
+}
+
+// release drops a reference to h; the last one stops it.
+func (f *Feed[T]) release(h *hub[T]) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h.refs--
+	if h.refs == 0 {
+		if f.hubs[h.name] == h {
+			delete(f.hubs, h.name)
+		}
+		h.cancel()
+	}
+}
+
+// Close stops every hub and ends every subscription, then waits for the hubs
+// to finish.
+func (f *Feed[T]) Close() error {
+	f.mu.Lock()
+	f.closed = true
+	for _, h := range f.hubs {
+		h.cancel()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+	return nil
+}
+
+// backoff spaces retries of a failing dependency: 50 ms doubling to 5 s.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
+
+func (b *backoff) reset() { b.d = 50 * time.Millisecond }
+
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	b.d = min(2*b.d, 5*time.Second)
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,136 @@
+package web_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/switchboardhq/switchboard/web"
+)
+
+func get(t *testing.T, h http.Handler, method, target string, header http.Header) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func checkSecurityHeaders(t *testing.T, rec *httptest.ResponseRecorder, target string) {
+	t.Helper()
+	want := map[string]string{
+		"Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+		"X-Content-Type-Options":  "nosniff",
+		"Cache-Control":           "no-cache",
+	}
+	for k, v := range want {
+		if got := rec.Header().Get(k); got != v {
+			t.Errorf("%s: %s = %q, want %q", target, k, got, v)
+		}
+	}
+}
+
+func TestFiles(t *testing.T) {
+	h := web.Handler()
+	cases := []struct {
+		path, contentType, contains string
+	}{
+		{"/", "text/html; charset=utf-8", `<script type="module" src="/app.js"></script>`},
+		{"/index.html", "text/html; charset=utf-8", "<title>Switchboard</title>"},
+		{"/app.js", "text/javascript; charset=utf-8", "statusPosted"},
+		{"/client.js", "text/javascript; charset=utf-8", "graphql-transport-ws"},
+		{"/style.css", "text/css; charset=utf-8", ":root"},
+		{"/favicon.svg", "image/svg+xml", "<svg"},
+	}
+	for _, c := range cases {
+		rec := get(t, h, http.MethodGet, c.path, nil)
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s: status %d, want 200", c.path, rec.Code)
+			continue
+		}
+		checkSecurityHeaders(t, rec, c.path)
+		if got := rec.Header().Get("Content-Type"); got != c.contentType {
+			t.Errorf("GET %s: Content-Type %q, want %q", c.path, got, c.contentType)
+		}
+		if !strings.Contains(rec.Body.String(), c.contains) {
+			t.Errorf("GET %s: body lacks %q", c.path, c.contains)
+		}
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	h := web.Handler()
+	for _, p := range []string{"/nope", "/static/app.js", "/app.js/", "/graphql", "/.hidden", "/../web.go"} {
+		rec := get(t, h, http.MethodGet, p, nil)
+		if rec.Code != http.StatusNotFound {
+			t.Errorf("GET %s: status %d, want 404", p, rec.Code)
+		}
+		checkSecurityHeaders(t, rec, p)
+	}
+}
+
+func TestMethods(t *testing.T) {
+	h := web.Handler()
+	rec := get(t, h, http.MethodHead, "/app.js", nil)
+	if rec.Code != http.StatusOK {
+		t.Errorf("HEAD /app.js: status %d, want 200", rec.Code)
+	}
+	rec = get(t, h, http.MethodPost, "/", nil)
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: status %d, want 405", rec.Code)
+	}
+	if got := rec.Header().Get("Allow"); got != "GET, HEAD" {
+		t.Errorf("POST /: Allow %q", got)
+	}
+}
+
+func TestETag(t *testing.T) {
+	h := web.Handler()
+	rec := get(t, h, http.MethodGet, "/app.js", nil)
+	etag := rec.Header().Get("ETag")
+	if etag == "" {
+		t.Fatal("GET /app.js: no ETag")
+	}
+	rec = get(t, h, http.MethodGet, "/app.js", http.Header{"If-None-Match": {etag}})
+	if rec.Code != http.StatusNotModified {
+		t.Errorf("conditional GET /app.js: status %d, want 304", rec.Code)
+	}
+}
+
+// TestPageFollowsPolicy checks that the page needs nothing the
+// Content-Security-Policy forbids: no inline scripts, styles or handlers, and
+// no resources from elsewhere.
+func TestPageFollowsPolicy(t *testing.T) {
+	h := web.Handler()
+	page := get(t, h, http.MethodGet, "/", nil).Body.String()
+	forbidden := map[string]*regexp.Regexp{
+		"inline script":     regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`),
+		"style element":     regexp.MustCompile(`<style`),
+		"style attribute":   regexp.MustCompile(`\sstyle=`),
+		"event handler":     regexp.MustCompile(`\son[a-z]+=`),
+		"external resource": regexp.MustCompile(`(?:src|href)="(?:[a-z]+:)?//`),
+		"javascript: URL":   regexp.MustCompile(`(?i)javascript:`),
+	}
+	for what, re := range forbidden {
+		if loc := re.FindStringIndex(page); loc != nil {
+			t.Errorf("index.html has a forbidden %s near %q", what, page[loc[0]:min(loc[1]+20, len(page))])
+		}
+	}
+	// Every local file the page refers to is served.
+	for _, m := range regexp.MustCompile(`(?:src|href)="(/[^"]*)"`).FindAllStringSubmatch(page, -1) {
+		if rec := get(t, h, http.MethodGet, m[1], nil); rec.Code != http.StatusOK {
+			t.Errorf("index.html refers to %s, which answers %d", m[1], rec.Code)
+		}
+	}
+	// Every id the browser tests drive is present.
+	for _, id := range []string{"conn", "signin-form", "name", "signin", "me", "signout", "post-form", "status-text", "post", "post-error", "statuses", "load-more", "statuses-panel"} {
+		if !strings.Contains(page, `id="`+id+`"`) {
+			t.Errorf("index.html lacks #%s", id)
+		}
+	}
+}

@@ -73,7 +73,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	}, func() float64 { return float64(acceptor.Len()) }))
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql))))
+	mux.Handle("/graphql", acceptor.Guard(cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql)))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/graphql; charset=utf-8")

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,7 @@ type Options struct {
 // transport.Websocket and keeps track of them.
 type Acceptor struct {
 	upgrader     websocket.Upgrader
+	checkOrigin  func(r *http.Request) bool
 	writeTimeout time.Duration
 
 	mu       sync.Mutex
@@ -62,6 +65,9 @@ func New(opts Options) *Acceptor {
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = 1024
 	}
+	if opts.CheckOrigin == nil {
+		opts.CheckOrigin = sameOrigin
+	}
 	if opts.WriteBufferSize <= 0 {
 		opts.WriteBufferSize = 1024
 	}
@@ -72,14 +78,39 @@ func New(opts Options) *Acceptor {
 			WriteBufferSize:  opts.WriteBufferSize,
 			WriteBufferPool:  &sync.Pool{},
 			Subprotocols:     Subprotocols,
-			CheckOrigin:      opts.CheckOrigin,
-			Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
-				http.Error(w, reason.Error(), status)
-			},
+			// Guard checks the origin before gqlgen's transport runs.
+			CheckOrigin: func(*http.Request) bool { return true },
+			// gqlgen's transport answers a failed upgrade itself.
+			Error: func(http.ResponseWriter, *http.Request, int, error) {},
 		},
+		checkOrigin:  opts.CheckOrigin,
 		writeTimeout: opts.WriteTimeout,
 		conns:        make(map[*Conn]struct{}),
 	}
+}
+
+// Guard refuses, with 403 Forbidden, WebSocket upgrades whose Origin the
+// options do not allow (cross-site WebSocket hijacking), before next (the
+// GraphQL handler) sees them. Other requests pass through.
+func (a *Acceptor) Guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" && !a.checkOrigin(r) {
+			http.Error(w, "origin not allowed", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameOrigin allows requests without an Origin header and those whose Origin
+// names the requested host.
+func sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
 // ErrShuttingDown refuses upgrades once Shutdown has begun.

@@ -1,0 +1,393 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHTTPAPI(t *testing.T) {
+	s := startServer(t, nil)
+	token := s.signIn(t, "Ann")
+	first := s.post(t, token, "  first  ")
+	require.Equal(t, "first", first.Text, "text is trimmed")
+	require.Equal(t, "Ann", first.Author.Name)
+
+	long := strings.Repeat("é", 500)
+	cases := []struct {
+		name     string
+		token    string
+		query    string
+		vars     map[string]any
+		wantCode string // "" means success
+		wantMsg  string
+		status   int // HTTP status, 0 = don't care
+	}{
+		{name: "me without token is null", query: `{ me { id } }`},
+		{name: "me with token", token: token, query: `{ me { name } }`},
+		{name: "invalid token refused", token: "not-a-token", query: `{ me { id } }`, wantCode: "UNAUTHENTICATED", status: http.StatusUnauthorized},
+		{name: "post needs a token", query: `mutation { postStatus(text: "x") { id } }`, wantCode: "UNAUTHENTICATED"},
+		{name: "empty text", token: token, query: `mutation { postStatus(text: "") { id } }`, wantCode: "BAD_USER_INPUT", wantMsg: "empty"},
+		{name: "blank text", token: token, query: `mutation { postStatus(text: " \n\t ") { id } }`, wantCode: "BAD_USER_INPUT", wantMsg: "empty"},
+		{name: "501 characters", token: token, query: `mutation($t: String!) { postStatus(text: $t) { id } }`, vars: map[string]any{"t": long + "x"}, wantCode: "BAD_USER_INPUT", wantMsg: "501 characters"},
+		{name: "500 multibyte characters fit", token: token, query: `mutation($t: String!) { postStatus(text: $t) { id } }`, vars: map[string]any{"t": long}},
+		{name: "empty name", query: `mutation { signIn(name: "  ") { token } }`, wantCode: "BAD_USER_INPUT"},
+		{name: "first too large", query: `{ statuses(first: 101) { edges { cursor } } }`, wantCode: "BAD_USER_INPUT", wantMsg: "between 1 and 100"},
+		{name: "first zero", query: `{ statuses(first: 0) { edges { cursor } } }`, wantCode: "BAD_USER_INPUT"},
+		{name: "foreign cursor", query: `{ statuses(after: "bm90LWEtY3Vyc29y") { edges { cursor } } }`, wantCode: "BAD_USER_INPUT", wantMsg: "cursor"},
+		{name: "unknown field", query: `{ nope }`, wantCode: "GRAPHQL_VALIDATION_FAILED"},
+		{name: "syntax error", query: `{`, wantCode: "GRAPHQL_PARSE_FAILED"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.do(t, tc.token, tc.query, tc.vars)
+			if tc.status != 0 {
+				assert.Equal(t, tc.status, r.Status)
+			}
+			if tc.wantCode == "" {
+				require.Empty(t, r.Errors)
+				return
+			}
+			require.NotEmpty(t, r.Errors, "data: %s", r.Data)
+			assert.Equal(t, tc.wantCode, r.Errors[0].Code(), "message: %s", r.Errors[0].Message)
+			assert.Contains(t, r.Errors[0].Message, tc.wantMsg)
+		})
+	}
+
+	t.Run("nothing stored on error", func(t *testing.T) {
+		var d struct {
+			Statuses struct {
+				Edges []struct{ Node status }
+			}
+		}
+		s.mustDo(t, "", `{ statuses(first: 100) { edges { node { id text } } } }`, nil, &d)
+		require.Len(t, d.Statuses.Edges, 2, "only the two valid posts exist")
+		assert.Equal(t, long, d.Statuses.Edges[0].Node.Text)
+		assert.Equal(t, "first", d.Statuses.Edges[1].Node.Text)
+	})
+
+	t.Run("paging newest first", func(t *testing.T) {
+		for i := range 5 {
+			s.post(t, token, fmt.Sprintf("page %d", i))
+		}
+		type page struct {
+			Statuses struct {
+				Edges []struct {
+					Cursor string
+					Node   status
+				}
+				PageInfo struct {
+					HasNextPage bool
+					EndCursor   *string
+				}
+			}
+		}
+		var texts []string
+		var after any
+		for range 10 {
+			var p page
+			s.mustDo(t, "", `query($a: String) { statuses(first: 3, after: $a) { edges { cursor node { text } } pageInfo { hasNextPage endCursor } } }`,
+				map[string]any{"a": after}, &p)
+			for _, e := range p.Statuses.Edges {
+				texts = append(texts, e.Node.Text)
+			}
+			if !p.Statuses.PageInfo.HasNextPage {
+				break
+			}
+			after = *p.Statuses.PageInfo.EndCursor
+		}
+		assert.Equal(t, []string{"page 4", "page 3", "page 2", "page 1", "page 0", long, "first"}, texts)
+	})
+
+	t.Run("GET runs queries but not mutations", func(t *testing.T) {
+		resp, err := http.Get(s.URL + `/graphql?query=` + urlQuery(`{ statuses(first: 1) { edges { cursor } } }`))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+		resp, err = http.Get(s.URL + `/graphql?query=` + urlQuery(`mutation { signIn(name: "x") { token } }`))
+		require.NoError(t, err)
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.NotEqual(t, http.StatusOK, resp.StatusCode)
+		assert.Contains(t, string(body), "only allow query")
+	})
+
+	t.Run("SDL, health and metrics", func(t *testing.T) {
+		for path, want := range map[string]string{
+			"/schema.graphql": "statusPosted(after: ID): Status!",
+			"/healthz":        `"ok"`,
+			"/readyz":         `"ready"`,
+			"/metrics":        "switchboard_websocket_connections",
+			"/":               "<title>",
+		} {
+			resp, err := http.Get(s.URL + path)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+			assert.Contains(t, string(body), want, path)
+		}
+	})
+
+	t.Run("internal details never reach the client", func(t *testing.T) {
+		r := s.do(t, "", `{ statuses(first: 1) { edges { node { id } } } }`, nil)
+		require.Empty(t, r.Errors)
+		assert.NotContains(t, s.logs.String(), "panic")
+	})
+}
+
+func urlQuery(q string) string {
+	return strings.NewReplacer(" ", "%20", "{", "%7B", "}", "%7D", `"`, "%22", "(", "%28", ")", "%29", ":", "%3A").Replace(q)
+}
+
+func TestCORS(t *testing.T) {
+	s := startServer(t, map[string]string{"ALLOWED_ORIGINS": "https://app.example.com"})
+	preflight := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, s.URL+"/graphql", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	ok := preflight("https://app.example.com")
+	assert.Equal(t, "https://app.example.com", ok.Header.Get("Access-Control-Allow-Origin"))
+	assert.Contains(t, ok.Header.Get("Access-Control-Allow-Headers"), "Authorization")
+	evil := preflight("https://evil.example.com")
+	assert.Empty(t, evil.Header.Get("Access-Control-Allow-Origin"))
+
+	// WebSocket upgrades from other origins are refused (cross-site WebSocket hijacking).
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+	_, resp, err := d.Dial(s.WS(), http.Header{"Origin": {"https://evil.example.com"}})
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	c, _, err := d.Dial(s.WS(), http.Header{"Origin": {"https://app.example.com"}})
+	require.NoError(t, err)
+	c.Close()
+}
+
+func TestWebSocketSubprotocols(t *testing.T) {
+	s := startServer(t, nil)
+	token := s.signIn(t, "Wes")
+	last := "0"
+	for _, proto := range []string{"graphql-transport-ws", "graphql-ws", ""} {
+		name := proto
+		if name == "" {
+			name = "none offered (legacy)"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := dialWS(t, s, proto, nil)
+			ack := c.init(token)
+			assert.JSONEq(t, `{"user":{"id":1,"name":"Wes"}}`, string(ack.Payload))
+			// after makes the test independent of when the subscription
+			// becomes live: the post is replayed or delivered live.
+			c.subscribe("s1", `subscription($a: ID) { statusPosted(after: $a) { `+statusFields+` } }`, map[string]any{"a": last})
+			posted := s.post(t, token, "hello "+name)
+			got := c.nextStatus("s1", 5*time.Second)
+			assert.Equal(t, posted, got)
+			if proto == "graphql-transport-ws" {
+				c.send("complete", "s1", nil)
+				c.send("ping", "", map[string]any{"n": 1})
+				sawPong := false
+				for !sawPong {
+					_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+					var m wsMessage
+					require.NoError(t, c.conn.ReadJSON(&m))
+					sawPong = m.Type == "pong"
+					if sawPong {
+						assert.JSONEq(t, `{"n":1}`, string(m.Payload), "pong echoes the ping's payload")
+					}
+				}
+			} else {
+				c.send("stop", "s1", nil)
+			}
+			// Nothing but a complete arrives for the stopped operation.
+			last = s.post(t, token, "after stop").ID
+			for {
+				m, err := c.tryRead(300 * time.Millisecond)
+				if err != nil {
+					break
+				}
+				assert.Equal(t, "complete", m.Type, "after stop: %s %s", m.Type, m.Payload)
+			}
+		})
+	}
+}
+
+func TestWebSocketRefusesBadToken(t *testing.T) {
+	s := startServer(t, nil)
+	for _, proto := range []string{"graphql-transport-ws", "graphql-ws"} {
+		t.Run(proto, func(t *testing.T) {
+			c := dialWS(t, s, proto, nil)
+			c.send("connection_init", "", map[string]any{"authorization": "Bearer forged.token.value"})
+			if proto == "graphql-ws" {
+				m := c.read(5 * time.Second)
+				assert.Equal(t, "connection_error", m.Type)
+			}
+			assert.Equal(t, 4403, c.closeCode(5*time.Second))
+		})
+	}
+}
+
+func TestWebSocketQueriesAndErrors(t *testing.T) {
+	s := startServer(t, nil)
+	c := dialWS(t, s, "graphql-transport-ws", nil)
+	c.init("")
+	// Anonymous subscribers may read the public feed, but not post.
+	c.subscribe("m", `mutation { postStatus(text: "x") { id } }`, nil)
+	m := c.read(5 * time.Second)
+	require.Equal(t, "next", m.Type)
+	assert.Contains(t, string(m.Payload), "UNAUTHENTICATED")
+	c.subscribe("bad", `subscription { statusPosted(after: "-5") { id } }`, nil)
+	for {
+		m = c.read(5 * time.Second)
+		if m.ID == "bad" && m.Type != "complete" {
+			break
+		}
+	}
+	assert.Contains(t, string(m.Payload), "BAD_USER_INPUT")
+	c.subscribe("beyond", `subscription { statusPosted(after: "99") { id } }`, nil)
+	for {
+		m = c.read(5 * time.Second)
+		if m.ID == "beyond" && m.Type != "complete" {
+			break
+		}
+	}
+	assert.Contains(t, string(m.Payload), "beyond the newest")
+}
+
+func TestShutdownClosesWebSocketsWithGoingAway(t *testing.T) {
+	s := startServer(t, nil)
+	c := dialWS(t, s, "graphql-transport-ws", nil)
+	c.init("")
+	c.subscribe("s", `subscription { statusPosted { id } }`, nil)
+	go s.stop()
+	assert.Equal(t, websocket.CloseGoingAway, c.closeCode(10*time.Second))
+}
+
+// TestLiveEqualsReplay checks that an event delivered live is byte for byte
+// the event replayed from history.
+func TestLiveEqualsReplay(t *testing.T) {
+	s := startServer(t, nil)
+	token := s.signIn(t, "Eve")
+	live := dialWS(t, s, "graphql-transport-ws", nil)
+	live.init("")
+	live.subscribe("l", `subscription { statusPosted(after: "0") { `+statusFields+` } }`, nil)
+	// Once the warm-up has arrived (replayed or live), replay is over: the
+	// next status can only come through live delivery.
+	s.post(t, token, "warm-up")
+	live.nextStatus("l", 5*time.Second)
+	s.post(t, token, "compare me")
+	raw := live.read(5 * time.Second)
+
+	replay := dialWS(t, s, "graphql-transport-ws", nil)
+	replay.init("")
+	replay.subscribe("l", `subscription { statusPosted(after: "1") { `+statusFields+` } }`, nil)
+	again := replay.read(5 * time.Second)
+	assert.Equal(t, string(raw.Payload), string(again.Payload))
+	assert.Regexp(t, `"createdAt":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"`, string(raw.Payload))
+}
+
+// TestRestartResume checks that a client resuming with after gets what was
+// posted while the server was down, from the embedded database.
+func TestRestartResume(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, map[string]string{"DATA_DIR": dir})
+	token := s.signIn(t, "Rex")
+	a := s.post(t, token, "before restart")
+	s.stop()
+
+	s2 := startServer(t, map[string]string{"DATA_DIR": dir})
+	b := s2.post(t, token, "after restart") // the signing key survived the restart
+	c := dialWS(t, s2, "graphql-transport-ws", nil)
+	c.init(token)
+	c.subscribe("r", `subscription($a: ID) { statusPosted(after: $a) { `+statusFields+` } }`, map[string]any{"a": a.ID})
+	assert.Equal(t, b, c.nextStatus("r", 5*time.Second))
+}
+
+func TestTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	env := map[string]string{"DATA_DIR": dir}
+	getenv := func(k string) string { return env[k] }
+	require.NoError(t, run(t.Context(), []string{"token", "--name", "ops", "--role", "admin,publisher"}, getenv, &out))
+	token := strings.TrimSpace(out.String())
+	require.NotEmpty(t, token)
+
+	s := startServer(t, map[string]string{"DATA_DIR": dir})
+	var d struct{ Me struct{ Name string } }
+	s.mustDo(t, token, `{ me { name } }`, nil, &d)
+	assert.Equal(t, "ops", d.Me.Name)
+
+	err := run(t.Context(), []string{"token", "--name", "x", "--role", "root"}, getenv, io.Discard)
+	assert.ErrorContains(t, err, "unknown role")
+	err = run(t.Context(), []string{"token"}, getenv, io.Discard)
+	assert.ErrorContains(t, err, "--name")
+}
+
+func TestGuestSignInCanBeTurnedOff(t *testing.T) {
+	s := startServer(t, map[string]string{"GUEST_SIGNIN": "false"})
+	r := s.do(t, "", `mutation { signIn(name: "x") { token } }`, nil)
+	require.NotEmpty(t, r.Errors)
+	assert.Equal(t, "FORBIDDEN", r.Errors[0].Code())
+}
+
+func TestConfigValidation(t *testing.T) {
+	cases := map[string]struct {
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		"bad database scheme": {env: map[string]string{"DATABASE_URL": "postgres://x/y"}, wantErr: "DATABASE_URL must start with sqlite: or mysql://"},
+		"short secret":        {env: map[string]string{"AUTH_SECRET": "short"}, wantErr: "AUTH_SECRET must be at least 32 bytes"},
+		"bad bool":            {env: map[string]string{"GUEST_SIGNIN": "maybe"}, wantErr: "GUEST_SIGNIN must be true or false"},
+		"bad level":           {env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
+		"bad origin":          {env: map[string]string{"ALLOWED_ORIGINS": "app.example.com"}, wantErr: "ALLOWED_ORIGINS"},
+		"bad env":             {env: map[string]string{"ENV": "staging"}, wantErr: "ENV must be"},
+		"bad addr":            {args: []string{"--addr", "nowhere"}, wantErr: "ADDR"},
+		"stray argument":      {args: []string{"serve"}, wantErr: "unexpected argument"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			assert.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+	t.Run("defaults", func(t *testing.T) {
+		c, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+		require.NoError(t, err)
+		assert.Equal(t, ":8080", c.Addr)
+		assert.Equal(t, "sqlite:data/switchboard.db", c.DatabaseURL)
+		assert.True(t, c.GuestSignIn)
+		assert.True(t, c.DemoFeed)
+		assert.Equal(t, "text", c.LogFormat)
+	})
+	t.Run("production tightens defaults, flags win over env", func(t *testing.T) {
+		env := map[string]string{"ENV": "production", "DATABASE_URL": "mysql://u@db:3306/sb", "ADDR": ":1"}
+		c, err := parseConfig([]string{"--addr", ":2"}, func(k string) string { return env[k] }, io.Discard)
+		require.NoError(t, err)
+		assert.Equal(t, ":2", c.Addr)
+		assert.False(t, c.GuestSignIn)
+		assert.False(t, c.DemoFeed)
+		assert.Equal(t, "json", c.LogFormat)
+	})
+}
+
+// decodeJSON is a small helper for tests reading raw payloads.
+func decodeJSON(t testing.TB, raw []byte, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(raw, v), "%s", raw)
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -384,10 +383,4 @@ func TestConfigValidation(t *testing.T) {
 		assert.False(t, c.DemoFeed)
 		assert.Equal(t, "json", c.LogFormat)
 	})
-}
-
-// decodeJSON is a small helper for tests reading raw payloads.
-func decodeJSON(t testing.TB, raw []byte, v any) {
-	t.Helper()
-	require.NoError(t, json.Unmarshal(raw, v), "%s", raw)
 }

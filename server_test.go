@@ -212,6 +212,9 @@ func TestWebSocketSubprotocols(t *testing.T) {
 				}
 			} else {
 				c.send("stop", "s1", nil)
+				m := c.read(5 * time.Second)
+				require.Equal(t, "complete", m.Type, "stop is confirmed: %s", m.Payload)
+				require.Equal(t, "s1", m.ID)
 			}
 			// Nothing but a complete arrives for the stopped operation.
 			last = s.post(t, token, "after stop").ID

@@ -78,6 +78,9 @@ func Open(ctx context.Context, rawURL string, log *slog.Logger) (*DB, error) {
 		TranslateError:         true,
 	})
 	if err != nil {
+		if isConnectionError(err) {
+			err = unavailable(err) // the MySQL dialector connects before Ping does
+		}
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
 	sqlDB, err := g.DB()
@@ -136,7 +139,8 @@ func dialectorFor(rawURL string) (gorm.Dialector, Dialect, error) {
 
 // MySQLDSN translates mysql://user:password@host:port/dbname?param=value into
 // the MySQL driver's DSN, always with parseTime, utf8mb4 and UTC. Query
-// parameters are passed to the driver unchanged.
+// parameters are passed to the driver unchanged, except parseTime and loc,
+// which are ignored.
 func MySQLDSN(rawURL string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -173,6 +177,9 @@ func MySQLDSN(rawURL string) (string, error) {
 		return "", err
 	}
 	delete(params, "charset")
+	// parseTime and loc stay as set above (GORM's example DSN has loc=Local).
+	delete(params, "parseTime")
+	delete(params, "loc")
 	cfg.Params = params
 	return cfg.FormatDSN(), nil
 }

@@ -108,7 +108,9 @@ func (h *hub[T]) run(ctx context.Context, sub *pubsub.Subscription) {
 				if !backoff.wait(ctx) {
 					return
 				}
-				sub = h.resubscribe(ctx)
+				if sub = h.resubscribe(ctx); sub != nil {
+					backoff.reset()
+				}
 				continue
 			}
 			h.announce(ctx, payload)
@@ -137,12 +139,19 @@ func (h *hub[T]) resubscribe(ctx context.Context) *pubsub.Subscription {
 
 // announce handles one broker message.
 func (h *hub[T]) announce(ctx context.Context, payload []byte) {
-	var ev T
-	if err := json.Unmarshal(payload, &ev); err != nil {
+	// Decoding into *T tells a JSON null apart: for a pointer T it would
+	// otherwise reach pos as a nil event.
+	var decoded *T
+	err := json.Unmarshal(payload, &decoded)
+	if err == nil && decoded == nil {
+		err = errors.New("null event")
+	}
+	if err != nil {
 		h.f.opts.Log.Warn("stream dropped an undecodable announcement", "stream", h.name, "err", err)
 		h.poll(ctx)
 		return
 	}
+	ev := *decoded
 	p := h.f.pos(ev)
 	switch {
 	case p <= h.head:

@@ -244,7 +244,12 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 	return true
 }
 
+// send hands ev to the subscription's reader unless ctx has ended: once a
+// client stops an operation, nothing committed after that reaches it.
 func send[T any](ctx context.Context, out chan<- T, ev T) bool {
+	if ctx.Err() != nil {
+		return false
+	}
 	select {
 	case out <- ev:
 		return true

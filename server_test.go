@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	_ "github.com/glebarez/go-sqlite" // to break the database under a running server
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -386,4 +389,27 @@ func TestConfigValidation(t *testing.T) {
 		assert.False(t, c.DemoFeed)
 		assert.Equal(t, "json", c.LogFormat)
 	})
+}
+
+// TestInternalErrorsStayInternal breaks the database under a running server:
+// the client gets INTERNAL with a request id and no detail; the log line with
+// that id has the detail.
+func TestInternalErrorsStayInternal(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, map[string]string{"DATA_DIR": dir})
+	raw, err := sql.Open("sqlite", filepath.Join(dir, "switchboard.db"))
+	require.NoError(t, err)
+	defer raw.Close()
+	_, err = raw.Exec("DROP TABLE users")
+	require.NoError(t, err)
+
+	r := s.do(t, "", `mutation { signIn(name: "x") { token } }`, nil)
+	require.Len(t, r.Errors, 1)
+	e := r.Errors[0]
+	assert.Equal(t, "INTERNAL", e.Code())
+	assert.Equal(t, "internal error", e.Message)
+	id, _ := e.Extensions["requestId"].(string)
+	require.NotEmpty(t, id)
+	assert.NotContains(t, fmt.Sprint(r), "users", "no SQL reaches the client")
+	assert.Regexp(t, `request_id=`+id+`.*no such table: users`, s.logs.String())
 }

@@ -1,0 +1,180 @@
+package auth_test
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/models"
+)
+
+var key = []byte("0123456789abcdef0123456789abcdef")
+
+// clock is a settable time source.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newTokens(t *testing.T) (*auth.Tokens, *clock) {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	tok, err := auth.NewTokens(key, c.now)
+	require.NoError(t, err)
+	return tok, c
+}
+
+func TestShortKeyRefused(t *testing.T) {
+	_, err := auth.NewTokens([]byte("short"), nil)
+	assert.ErrorContains(t, err, "at least 32")
+}
+
+func TestIssueVerifyRoundTrip(t *testing.T) {
+	tok, c := newTokens(t)
+	s, exp, err := tok.Issue(&models.User{ID: 7, Name: "Ada"}, []models.Role{models.RoleAdmin}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, c.t.Add(time.Hour), exp)
+	p, err := tok.Verify(s)
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), p.User.ID)
+	assert.Equal(t, "Ada", p.User.Name)
+	assert.True(t, p.Has(models.RoleAdmin))
+	assert.False(t, p.Has(models.RolePublisher))
+	assert.Equal(t, exp, p.ExpiresAt)
+}
+
+// sign makes a token with arbitrary claims and method.
+func sign(t *testing.T, method jwt.SigningMethod, k any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(k)
+	require.NoError(t, err)
+	return s
+}
+
+func TestVerifyRefuses(t *testing.T) {
+	tok, c := newTokens(t)
+	good, _, err := tok.Issue(&models.User{ID: 1, Name: "x"}, nil, time.Hour)
+	require.NoError(t, err)
+	now := c.t.Unix()
+	valid := func() jwt.MapClaims {
+		return jwt.MapClaims{"iss": auth.Issuer, "sub": "1", "iat": now, "exp": now + 3600, "name": "x"}
+	}
+	parts := strings.Split(good, ".")
+	noneHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+
+	cases := []struct {
+		name, token, reason string
+		advance             time.Duration
+	}{
+		{name: "garbage", token: "not.a.token", reason: "invalid token"},
+		{name: "forged signature", token: parts[0] + "." + parts[1] + ".AAAA", reason: "invalid token"},
+		{name: "other key", token: sign(t, jwt.SigningMethodHS256, []byte("another-key-another-key-another!!"), valid()), reason: "invalid token"},
+		{name: "alg none", token: noneHeader + "." + parts[1] + ".", reason: "invalid token"},
+		{name: "HS512", token: sign(t, jwt.SigningMethodHS512, key, valid()), reason: "invalid token"},
+		{name: "wrong issuer", token: sign(t, jwt.SigningMethodHS256, key, func() jwt.MapClaims { c := valid(); c["iss"] = "evil"; return c }()), reason: "invalid token"},
+		{name: "no expiry", token: sign(t, jwt.SigningMethodHS256, key, func() jwt.MapClaims { c := valid(); delete(c, "exp"); return c }()), reason: "invalid token"},
+		{name: "bad subject", token: sign(t, jwt.SigningMethodHS256, key, func() jwt.MapClaims { c := valid(); c["sub"] = "abc"; return c }()), reason: "invalid token"},
+		{name: "expired", token: good, advance: 2 * time.Hour, reason: "token expired"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := c.t
+			c.t = c.t.Add(tc.advance)
+			defer func() { c.t = saved }()
+			_, err := tok.Verify(tc.token)
+			require.Error(t, err)
+			assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+			var e *models.Error
+			require.ErrorAs(t, err, &e)
+			assert.Equal(t, tc.reason, e.Message, "the client-facing reason is short and generic")
+		})
+	}
+}
+
+func TestFromHeader(t *testing.T) {
+	cases := []struct {
+		in, token      string
+		present, isErr bool
+	}{
+		{in: "", present: false},
+		{in: "Bearer abc", token: "abc", present: true},
+		{in: "bearer  abc ", token: "abc", present: true},
+		{in: "Basic abc", present: true, isErr: true},
+		{in: "Bearer", present: true, isErr: true},
+		{in: "Bearer   ", present: true, isErr: true},
+	}
+	for _, tc := range cases {
+		token, present, err := auth.FromHeader(tc.in)
+		assert.Equal(t, tc.present, present, "%q", tc.in)
+		assert.Equal(t, tc.isErr, err != nil, "%q", tc.in)
+		assert.Equal(t, tc.token, token, "%q", tc.in)
+	}
+}
+
+func TestMiddleware(t *testing.T) {
+	tok, _ := newTokens(t)
+	good, _, err := tok.Issue(&models.User{ID: 3, Name: "Mo"}, nil, time.Hour)
+	require.NoError(t, err)
+	var seen *models.Principal
+	h := tok.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen, _ = auth.PrincipalFrom(r.Context())
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	serve := func(header string) *httptest.ResponseRecorder {
+		seen = nil
+		r := httptest.NewRequest(http.MethodPost, "/graphql?token="+good, nil)
+		if header != "" {
+			r.Header.Set("Authorization", header)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+
+	w := serve("")
+	assert.Equal(t, http.StatusTeapot, w.Code)
+	assert.Nil(t, seen, "a token in the URL is never read")
+
+	w = serve("Bearer " + good)
+	assert.Equal(t, http.StatusTeapot, w.Code)
+	require.NotNil(t, seen)
+	assert.Equal(t, int64(3), seen.User.ID)
+
+	w = serve("Bearer nope")
+	assert.Equal(t, http.StatusUnauthorized, w.Code)
+	assert.JSONEq(t, `{"data":null,"errors":[{"message":"invalid token","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
+}
+
+func TestWebsocketInit(t *testing.T) {
+	tok, _ := newTokens(t)
+	good, _, err := tok.Issue(&models.User{ID: 9, Name: "Ivy"}, nil, time.Hour)
+	require.NoError(t, err)
+
+	ctx, ack, err := tok.WebsocketInit(context.Background(), transport.InitPayload{})
+	require.NoError(t, err)
+	_, ok := auth.PrincipalFrom(ctx)
+	assert.False(t, ok, "no token: anonymous")
+	assert.Equal(t, transport.InitPayload{"user": nil}, *ack)
+
+	ctx, ack, err = tok.WebsocketInit(context.Background(), transport.InitPayload{"authorization": "Bearer " + good})
+	require.NoError(t, err)
+	p, ok := auth.PrincipalFrom(ctx)
+	require.True(t, ok)
+	assert.Equal(t, "Ivy", p.User.Name)
+	assert.Equal(t, map[string]any{"id": int64(9), "name": "Ivy"}, (*ack)["user"])
+
+	_, _, err = tok.WebsocketInit(context.Background(), transport.InitPayload{"authorization": "Bearer bad"})
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+
+	_, err = auth.Require(context.Background())
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+}

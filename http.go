@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/resolvers"
@@ -36,23 +38,40 @@ const (
 	initTimeout         = 3 * time.Second
 )
 
-// newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
-// the SDL, health, metrics and the web page.
-func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *store.DB, acceptor *gqlws.Acceptor) http.Handler {
-	gql := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: res}))
-	readLimit := int64(maxWebsocketMessage)
-	// WebSocket first: its Supports matches any request with an Upgrade header.
-	gql.AddTransport(transport.Websocket{
-		Implementation:        acceptor,
-		InitFunc:              res.Tokens.WebsocketInit,
-		InitTimeout:           initTimeout,
-		KeepAlivePingInterval: keepAliveInterval,
-		PingPongInterval:      keepAliveInterval,
-		PayloadReadLimit:      &readLimit,
-		ErrorFunc: func(ctx context.Context, err error) {
-			log.DebugContext(ctx, "websocket error", "request_id", resolvers.RequestID(ctx), "err", err)
+// newWebsocket builds the WebSocket transport: tokens from connection_init,
+// the allowed origins, the limits above.
+func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Transport {
+	return gqlws.New(gqlws.Options{
+		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
+			ctx, p, err := tokens.ConnectionInit(ctx, payload)
+			if err != nil {
+				return gqlws.InitResult{}, err
+			}
+			// The welcome: who the connection is signed in as, and the version.
+			ack := map[string]any{"user": nil, "version": version}
+			var expires time.Time
+			if p != nil {
+				ack["user"] = map[string]any{"id": strconv.FormatInt(p.User.ID, 10), "name": p.User.Name}
+				expires = p.ExpiresAt
+			}
+			return gqlws.InitResult{Context: ctx, Ack: ack, Expires: expires}, nil
+		},
+		CheckOrigin: originChecker(cfg.AllowedOrigins),
+		InitTimeout: initTimeout,
+		KeepAlive:   keepAliveInterval,
+		ReadLimit:   maxWebsocketMessage,
+		OnError: func(ctx context.Context, err error) {
+			log.DebugContext(ctx, "websocket", "request_id", resolvers.RequestID(ctx), "err", err)
 		},
 	})
+}
+
+// newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
+// the SDL, health, metrics and the web page.
+func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *store.DB, ws *gqlws.Transport) http.Handler {
+	gql := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: res}))
+	// WebSocket first: it claims every request with an Upgrade header.
+	gql.AddTransport(ws)
 	gql.AddTransport(transport.Options{})
 	gql.AddTransport(transport.GET{})
 	gql.AddTransport(transport.POST{})
@@ -70,10 +89,10 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchboard_websocket_connections",
 		Help: "Open WebSocket connections.",
-	}, func() float64 { return float64(acceptor.Len()) }))
+	}, func() float64 { return float64(ws.Len()) }))
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", acceptor.Guard(cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql)))))
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/graphql; charset=utf-8")

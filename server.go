@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
-	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/resolvers"
@@ -91,12 +90,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	statuses := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, stream.Options{Log: log})
 	defer statuses.Close()
 
-	acceptor := gqlws.New(gqlws.Options{CheckOrigin: originChecker(cfg.AllowedOrigins)})
+	ws := newWebsocket(cfg, log, tokens)
+	defer ws.Shutdown()
 	res := &resolvers.Resolver{
 		DB: db, Tokens: tokens, Statuses: statuses, Log: log,
 		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
 	}
-	handler := newHandler(cfg, log, res, db, acceptor)
+	handler := newHandler(cfg, log, res, db, ws)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	log.Info("shutting down")
-	acceptor.Shutdown(gqlws.CloseGoingAway, "server shutting down")
+	ws.Shutdown()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

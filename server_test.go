@@ -193,7 +193,7 @@ func TestWebSocketSubprotocols(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := dialWS(t, s, proto, nil)
 			ack := c.init(token)
-			assert.JSONEq(t, `{"user":{"id":1,"name":"Wes"}}`, string(ack.Payload))
+			assert.JSONEq(t, `{"user":{"id":"1","name":"Wes"},"version":"dev"}`, string(ack.Payload))
 			// after makes the test independent of when the subscription
 			// becomes live: the post is replayed or delivered live.
 			c.subscribe("s1", `subscription($a: ID) { statusPosted(after: $a) { `+statusFields+` } }`, map[string]any{"a": last})

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -154,26 +153,30 @@ func TestMiddleware(t *testing.T) {
 	assert.JSONEq(t, `{"data":null,"errors":[{"message":"invalid token","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
 }
 
-func TestWebsocketInit(t *testing.T) {
+func TestConnectionInit(t *testing.T) {
 	tok, _ := newTokens(t)
 	good, _, err := tok.Issue(&models.User{ID: 9, Name: "Ivy"}, nil, time.Hour)
 	require.NoError(t, err)
 
-	ctx, ack, err := tok.WebsocketInit(context.Background(), transport.InitPayload{})
+	ctx, p, err := tok.ConnectionInit(context.Background(), map[string]any{})
 	require.NoError(t, err)
+	assert.Nil(t, p)
 	_, ok := auth.PrincipalFrom(ctx)
 	assert.False(t, ok, "no token: anonymous")
-	assert.Equal(t, transport.InitPayload{"user": nil}, *ack)
 
-	ctx, ack, err = tok.WebsocketInit(context.Background(), transport.InitPayload{"authorization": "Bearer " + good})
-	require.NoError(t, err)
-	p, ok := auth.PrincipalFrom(ctx)
-	require.True(t, ok)
-	assert.Equal(t, "Ivy", p.User.Name)
-	assert.Equal(t, map[string]any{"id": int64(9), "name": "Ivy"}, (*ack)["user"])
+	for _, key := range []string{"authorization", "Authorization"} {
+		ctx, p, err = tok.ConnectionInit(context.Background(), map[string]any{key: "Bearer " + good})
+		require.NoError(t, err)
+		require.NotNil(t, p)
+		assert.Equal(t, "Ivy", p.User.Name)
+		fromCtx, ok := auth.PrincipalFrom(ctx)
+		require.True(t, ok)
+		assert.Equal(t, p, fromCtx)
+	}
 
-	_, _, err = tok.WebsocketInit(context.Background(), transport.InitPayload{"authorization": "Bearer bad"})
+	_, _, err = tok.ConnectionInit(context.Background(), map[string]any{"authorization": "Bearer bad"})
 	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+	assert.EqualError(t, err, "invalid token")
 
 	_, err = auth.Require(context.Background())
 	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
-
 	"github.com/switchboardhq/switchboard/models"
 )
 
@@ -55,33 +53,28 @@ func writeUnauthenticated(w http.ResponseWriter, err error) {
 	})
 }
 
-// CloseForbidden is the WebSocket close code for a refused connection_init
-// (graphql-transport-ws: 4403 Forbidden). The standard graphql-ws client
-// retries after it, so a client that refreshes its token reconnects.
-const CloseForbidden = 4403
-
-// WebsocketInit authenticates a WebSocket connection from the authorization
-// entry of its connection_init payload (same "Bearer <token>" form as the
-// header). Without one the connection is anonymous. An invalid or expired
-// token refuses the connection with close code 4403. The connection_ack
-// payload tells the client who it is signed in as.
-func (t *Tokens) WebsocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-	token, present, err := FromHeader(payload.Authorization())
-	if !present {
-		return ctx, &transport.InitPayload{"user": nil}, nil
+// ConnectionInit authenticates a WebSocket connection from the
+// authorization entry of its connection_init payload (the same
+// "Bearer <token>" form as the header). Without one the connection is
+// anonymous and p is nil. An invalid or expired token is a
+// models.Unauthenticated error with a short reason; the WebSocket layer
+// refuses the connection with 4403.
+func (t *Tokens) ConnectionInit(ctx context.Context, payload map[string]any) (_ context.Context, p *models.Principal, _ error) {
+	value, _ := payload["authorization"].(string)
+	if value == "" {
+		value, _ = payload["Authorization"].(string)
 	}
-	var p *models.Principal
+	token, present, err := FromHeader(value)
+	if !present {
+		return ctx, nil, nil
+	}
 	if err == nil {
 		p, err = t.Verify(token)
 	}
 	if err != nil {
-		msg := clientReason(err)
-		ctx = transport.WithWebsocketCloseCode(ctx, CloseForbidden)
-		ctx = transport.AppendCloseReason(ctx, msg)
-		return ctx, nil, models.Errorf(models.Unauthenticated, "%s", msg)
+		return ctx, nil, models.Errorf(models.Unauthenticated, "%s", clientReason(err))
 	}
-	ack := transport.InitPayload{"user": map[string]any{"id": p.User.ID, "name": p.User.Name}}
-	return WithPrincipal(ctx, p), &ack, nil
+	return WithPrincipal(ctx, p), p, nil
 }
 
 // clientReason is the part of a token error a client may see.

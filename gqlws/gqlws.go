@@ -1,105 +1,242 @@
-// Package gqlws is Switchboard's WebSocket layer under gqlgen's GraphQL
-// transport: it accepts connections with github.com/gorilla/websocket and
-// adapts them to transport.WebsocketImplementation. It is where the origin
-// check, buffer sizes, the read limit and the write deadline live, and it
-// tracks open connections so that shutdown can close each of them with a
-// proper close code.
+// Package gqlws is Switchboard's WebSocket layer: a gqlgen transport of its
+// own, on github.com/gorilla/websocket, that speaks graphql-transport-ws
+// (the graphql-ws library's protocol) exactly as its specification says, and
+// the legacy graphql-ws protocol of Apollo's subscriptions-transport-ws as
+// that library's server did. It owns everything between the socket and
+// gqlgen's executor: the subprotocol choice, the origin check, connection
+// initialisation and its timeout, keepalives, close codes, operation ids,
+// write deadlines and shutdown.
+//
+// Close codes (graphql-transport-ws; see docs/protocol.md for the full table
+// and how the standard graphql-ws client reacts to each):
+//
+//	1001 the server is shutting down           (client reconnects)
+//	1013 the client did not read fast enough    (client reconnects, resumes with after)
+//	4400 invalid message                        (client gives up)
+//	4401 subscribe before connection_ack        (client gives up)
+//	4403 token refused or expired               (client reconnects)
+//	4406 no acceptable subprotocol              (client gives up)
+//	4408 no connection_init in time             (client reconnects)
+//	4409 an operation id already in use         (client gives up)
+//	4429 a second connection_init               (client gives up)
+//	4500 internal server error                  (client gives up)
 package gqlws
 
 import (
+	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
 )
 
-// Subprotocols are the WebSocket subprotocols served, most preferred first:
-// graphql-transport-ws (the graphql-ws library's protocol) and graphql-ws
-// (the legacy subscriptions-transport-ws protocol). A client offering none
-// gets the legacy protocol, as gqlgen does.
-var Subprotocols = []string{"graphql-transport-ws", "graphql-ws"}
+// The subprotocols served.
+const (
+	// TransportWS is the graphql-ws library's protocol.
+	TransportWS = "graphql-transport-ws"
+	// LegacyWS is subscriptions-transport-ws's protocol (confusingly named
+	// graphql-ws).
+	LegacyWS = "graphql-ws"
+)
 
-// CloseGoingAway is the close code sent to every connection when the server
-// shuts down (RFC 6455 1001); the standard graphql-ws client reconnects after
-// it.
-const CloseGoingAway = websocket.CloseGoingAway
+// Close codes the server sends.
+const (
+	CloseNormal                   = websocket.CloseNormalClosure
+	CloseGoingAway                = websocket.CloseGoingAway
+	CloseTryAgainLater            = websocket.CloseTryAgainLater
+	CloseInvalidMessage           = 4400
+	CloseUnauthorized             = 4401
+	CloseForbidden                = 4403
+	CloseSubprotocolNotAcceptable = 4406
+	CloseInitTimeout              = 4408
+	CloseSubscriberExists         = 4409
+	CloseTooManyInitRequests      = 4429
+	CloseInternalError            = 4500
+)
 
-// Options configure an Acceptor. Zero values take the defaults.
-type Options struct {
-	// CheckOrigin decides whether a browser's Origin may open a connection.
-	// Nil allows only the server's own origin (and clients sending none).
-	CheckOrigin func(r *http.Request) bool
-	// WriteTimeout bounds one write to a client; a client that does not read
-	// for that long is disconnected. Default 10s.
-	WriteTimeout time.Duration
-	// ReadBufferSize and WriteBufferSize are the I/O buffer sizes. Default 1 KiB each.
-	ReadBufferSize, WriteBufferSize int
+// InitResult is what an InitFunc grants a connection.
+type InitResult struct {
+	// Context carries what the operations of the connection see (the
+	// authenticated caller, typically). Nil keeps the connection's context.
+	Context context.Context
+	// Ack is the connection_ack payload; nil sends none.
+	Ack map[string]any
+	// Expires, when not zero, is when the grant ends: the connection is then
+	// closed with 4403 (the client reconnects and initialises again).
+	Expires time.Time
 }
 
-// Acceptor upgrades HTTP requests to WebSocket connections for gqlgen's
-// transport.Websocket and keeps track of them.
-type Acceptor struct {
-	upgrader     websocket.Upgrader
-	checkOrigin  func(r *http.Request) bool
-	writeTimeout time.Duration
+// InitFunc decides whether a connection_init is accepted, given its payload.
+// A non-nil error refuses it: 4403 on graphql-transport-ws, connection_error
+// and close on the legacy protocol. The error's message is shown to the
+// client, so it must not carry internals.
+type InitFunc func(ctx context.Context, payload map[string]any) (InitResult, error)
+
+// Options configure a Transport. Zero values take the defaults.
+type Options struct {
+	// Init authenticates connection_init; nil accepts every connection.
+	Init InitFunc
+	// CheckOrigin decides whether a browser's Origin may connect. Nil allows
+	// only the server's own origin (and clients sending none).
+	CheckOrigin func(r *http.Request) bool
+	// InitTimeout is how long a connection may go without connection_init
+	// before it is closed with 4408. Default 3s, as the reference server.
+	InitTimeout time.Duration
+	// KeepAlive is the interval of server keepalives: ping on
+	// graphql-transport-ws, ka on the legacy protocol. A graphql-transport-ws
+	// client that sends nothing (not even pong) for two intervals is
+	// disconnected. Default 25s.
+	KeepAlive time.Duration
+	// WriteTimeout bounds one write to a client; a client that does not read
+	// for that long is disconnected with 1013. Default 10s.
+	WriteTimeout time.Duration
+	// ReadLimit is the largest client message, in bytes; larger ones close the
+	// connection with 1009. Default 64 KiB.
+	ReadLimit int64
+	// ReadBufferSize and WriteBufferSize are the socket buffer sizes. Default
+	// 1 KiB each; write buffers are pooled between writes.
+	ReadBufferSize, WriteBufferSize int
+	// OnError receives connection-level failures worth a log line.
+	OnError func(ctx context.Context, err error)
+}
+
+// Transport is a graphql.Transport for WebSocket upgrades. Add it to the
+// gqlgen handler before the HTTP transports: it claims every request with an
+// Upgrade header.
+type Transport struct {
+	opts     Options
+	upgrader websocket.Upgrader
 
 	mu       sync.Mutex
-	conns    map[*Conn]struct{}
+	conns    map[*conn]struct{}
 	shutdown bool
+
+	keepalive *keepalive
 }
 
-var _ transport.WebsocketImplementation = (*Acceptor)(nil)
+var _ graphql.Transport = (*Transport)(nil)
 
-// New returns an Acceptor configured by opts.
-func New(opts Options) *Acceptor {
+// New returns a Transport configured by opts. Call Shutdown to close its
+// connections and stop its keepalive timer.
+func New(opts Options) *Transport {
+	if opts.InitTimeout <= 0 {
+		opts.InitTimeout = 3 * time.Second
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = 25 * time.Second
+	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.ReadLimit <= 0 {
+		opts.ReadLimit = 64 << 10
 	}
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = 1024
 	}
-	if opts.CheckOrigin == nil {
-		opts.CheckOrigin = sameOrigin
-	}
 	if opts.WriteBufferSize <= 0 {
 		opts.WriteBufferSize = 1024
 	}
-	return &Acceptor{
+	if opts.CheckOrigin == nil {
+		opts.CheckOrigin = sameOrigin
+	}
+	if opts.Init == nil {
+		opts.Init = func(context.Context, map[string]any) (InitResult, error) { return InitResult{}, nil }
+	}
+	if opts.OnError == nil {
+		opts.OnError = func(context.Context, error) {}
+	}
+	t := &Transport{
+		opts:  opts,
+		conns: make(map[*conn]struct{}),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,
 			WriteBufferSize:  opts.WriteBufferSize,
 			WriteBufferPool:  &sync.Pool{},
-			Subprotocols:     Subprotocols,
-			// Guard checks the origin before gqlgen's transport runs.
+			// Do checks the origin itself, to answer 403.
 			CheckOrigin: func(*http.Request) bool { return true },
-			// gqlgen's transport answers a failed upgrade itself.
-			Error: func(http.ResponseWriter, *http.Request, int, error) {},
 		},
-		checkOrigin:  opts.CheckOrigin,
-		writeTimeout: opts.WriteTimeout,
-		conns:        make(map[*Conn]struct{}),
 	}
+	t.keepalive = newKeepalive(t, opts.KeepAlive)
+	return t
 }
 
-// Guard refuses, with 403 Forbidden, WebSocket upgrades whose Origin the
-// options do not allow (cross-site WebSocket hijacking), before next (the
-// GraphQL handler) sees them. Other requests pass through.
-func (a *Acceptor) Guard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "" && !a.checkOrigin(r) {
-			http.Error(w, "origin not allowed", http.StatusForbidden)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// Supports claims WebSocket upgrade requests.
+func (t *Transport) Supports(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// ErrShuttingDown refuses upgrades once Shutdown has begun.
+var ErrShuttingDown = errors.New("gqlws: server shutting down")
+
+// Do upgrades the request and serves the connection. It returns as soon as
+// the connection is set up, so that net/http's per-request buffers are freed;
+// the connection lives on in its own read goroutine.
+func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	if !t.opts.CheckOrigin(r) {
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
+	}
+	t.mu.Lock()
+	down := t.shutdown
+	t.mu.Unlock()
+	if down {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	offered := websocket.Subprotocols(r)
+	proto := chooseSubprotocol(offered)
+	header := http.Header{}
+	if proto != "" && slices.Contains(offered, proto) {
+		header.Set("Sec-WebSocket-Protocol", proto)
+	}
+	ws, err := t.upgrader.Upgrade(w, r, header)
+	if err != nil {
+		return // the upgrader has answered the request
+	}
+	ws.SetReadLimit(t.opts.ReadLimit)
+	if proto == "" {
+		// Only unknown subprotocols were offered: the reference server's
+		// answer is to accept the socket and close it with 4406.
+		_ = ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(CloseSubprotocolNotAcceptable, "Subprotocol not acceptable"),
+			time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
+	c := newConn(t, ws, proto, r, exec)
+	t.mu.Lock()
+	if t.shutdown {
+		t.mu.Unlock()
+		c.close(CloseGoingAway, "server shutting down")
+		return
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
+	go c.serve(r.Context())
+}
+
+// chooseSubprotocol picks the protocol for the offered subprotocols:
+// graphql-transport-ws when offered, else graphql-ws; no offer at all means
+// the legacy protocol (old Apollo clients send none). Only unknown offers
+// give "".
+func chooseSubprotocol(offered []string) string {
+	switch {
+	case slices.Contains(offered, TransportWS):
+		return TransportWS
+	case slices.Contains(offered, LegacyWS), len(offered) == 0:
+		return LegacyWS
+	default:
+		return ""
+	}
 }
 
 // sameOrigin allows requests without an Origin header and those whose Origin
@@ -113,123 +250,39 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
-// ErrShuttingDown refuses upgrades once Shutdown has begun.
-var ErrShuttingDown = errors.New("gqlws: server shutting down")
-
-// Accept upgrades the request. The subprotocols gqlgen offers are served in
-// the order of Subprotocols.
-func (a *Acceptor) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	a.mu.Lock()
-	down := a.shutdown
-	a.mu.Unlock()
-	if down {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-		return nil, ErrShuttingDown
-	}
-	ws, err := a.upgrader.Upgrade(w, r, opts.ResponseHeader)
-	if err != nil {
-		return nil, fmt.Errorf("upgrade: %w", err)
-	}
-	c := &Conn{ws: ws, a: a, writeTimeout: a.writeTimeout}
-	a.mu.Lock()
-	if a.shutdown {
-		a.mu.Unlock()
-		_ = c.WriteClose(CloseGoingAway, "server shutting down")
-		_ = ws.Close()
-		return nil, ErrShuttingDown
-	}
-	a.conns[c] = struct{}{}
-	a.mu.Unlock()
-	return c, nil
-}
-
 // Len reports how many connections are open.
-func (a *Acceptor) Len() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.conns)
+func (t *Transport) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
 }
 
-// Shutdown refuses new connections and closes every open one with code and
-// reason.
-func (a *Acceptor) Shutdown(code int, reason string) {
-	a.mu.Lock()
-	a.shutdown = true
-	conns := make([]*Conn, 0, len(a.conns))
-	for c := range a.conns {
-		conns = append(conns, c)
+func (t *Transport) forget(c *conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// snapshot returns the open connections.
+func (t *Transport) snapshot() []*conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*conn, 0, len(t.conns))
+	for c := range t.conns {
+		out = append(out, c)
 	}
-	a.mu.Unlock()
-	for _, c := range conns {
-		_ = c.WriteClose(code, reason)
-		_ = c.Close()
+	return out
+}
+
+// Shutdown refuses new connections, closes every open one with 1001 (the
+// standard client reconnects, to another replica or to this one restarted)
+// and stops the keepalive timer.
+func (t *Transport) Shutdown() {
+	t.mu.Lock()
+	t.shutdown = true
+	t.mu.Unlock()
+	t.keepalive.stop()
+	for _, c := range t.snapshot() {
+		c.close(CloseGoingAway, "server shutting down")
 	}
 }
-
-// Conn is one accepted connection, as gqlgen's transport uses it.
-type Conn struct {
-	ws           *websocket.Conn
-	a            *Acceptor
-	writeTimeout time.Duration
-
-	wmu       sync.Mutex // serialises data frames
-	closeOnce sync.Once
-}
-
-var (
-	_ transport.WebsocketConn          = (*Conn)(nil)
-	_ transport.WebsocketReadLimiter   = (*Conn)(nil)
-	_ transport.WebsocketReadDeadliner = (*Conn)(nil)
-)
-
-// NextReader returns the next message, or transport.ErrWebsocketClosed when
-// the peer closed normally.
-func (c *Conn) NextReader() (int, io.Reader, error) {
-	t, r, err := c.ws.NextReader()
-	if err != nil {
-		if websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseNoStatusReceived, websocket.CloseGoingAway) {
-			return t, nil, transport.ErrWebsocketClosed
-		}
-		return t, nil, err
-	}
-	return t, r, nil
-}
-
-// WriteJSON sends v as one text frame, giving up after the write timeout.
-func (c *Conn) WriteJSON(v any) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-	return c.ws.WriteJSON(v)
-}
-
-// WriteClose sends a close frame with code and message (cut to the 123 bytes
-// a close frame allows).
-func (c *Conn) WriteClose(code int, message string) error {
-	if len(message) > 123 {
-		message = message[:123]
-	}
-	return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, message),
-		time.Now().Add(time.Second))
-}
-
-// Close closes the connection without a close frame and forgets it.
-func (c *Conn) Close() error {
-	var err error
-	c.closeOnce.Do(func() {
-		err = c.ws.Close()
-		c.a.mu.Lock()
-		delete(c.a.conns, c)
-		c.a.mu.Unlock()
-	})
-	return err
-}
-
-// Subprotocol returns the negotiated subprotocol, "" when none.
-func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
-
-// SetReadLimit bounds the size of one client message.
-func (c *Conn) SetReadLimit(limit int64) { c.ws.SetReadLimit(limit) }
-
-// SetReadDeadline bounds the wait for the next client message.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }

@@ -1,0 +1,510 @@
+package gqlws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// conn is one WebSocket connection. Its read goroutine (serve) owns the
+// protocol state; operations run in their own goroutines and write through
+// write, which serialises frames. close may be called from anywhere, once
+// effective.
+type conn struct {
+	t       *Transport
+	ws      *websocket.Conn
+	proto   string
+	exec    graphql.GraphExecutor
+	headers http.Header
+	cancel  context.CancelFunc // ends every operation of the connection
+
+	wmu sync.Mutex // serialises data frames
+
+	closed   atomic.Bool
+	acked    atomic.Bool
+	lastRead atomic.Int64 // unix nanoseconds of the last client message
+
+	mu        sync.Mutex
+	ops       map[string]*operation
+	initSeen  bool
+	initTimer *time.Timer
+	expiry    *time.Timer
+}
+
+// operation is one running subscribe/start.
+type operation struct{ cancel context.CancelFunc }
+
+// message is a protocol message of either protocol.
+type message struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// id returns the message's id when it is a non-empty string.
+func (m *message) id() (string, bool) {
+	if len(m.ID) == 0 {
+		return "", false
+	}
+	var id string
+	if err := json.Unmarshal(m.ID, &id); err != nil || id == "" {
+		return "", false
+	}
+	return id, true
+}
+
+func newConn(t *Transport, ws *websocket.Conn, proto string, r *http.Request, exec graphql.GraphExecutor) *conn {
+	c := &conn{t: t, ws: ws, proto: proto, exec: exec, headers: r.Header, ops: make(map[string]*operation)}
+	c.lastRead.Store(time.Now().UnixNano())
+	return c
+}
+
+// serve reads and handles client messages until the connection ends. The
+// connection's context keeps the upgrade request's values (request id) but
+// not its cancellation: the request ends when Do returns.
+func (c *conn) serve(base context.Context) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(base))
+	c.mu.Lock()
+	c.cancel = cancel
+	c.initTimer = time.AfterFunc(c.t.opts.InitTimeout, func() {
+		if !c.acked.Load() {
+			c.close(CloseInitTimeout, "Connection initialisation timeout")
+		}
+	})
+	c.mu.Unlock()
+	defer c.close(CloseNormal, "")
+	for {
+		typ, data, err := c.ws.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				c.close(websocket.CloseMessageTooBig, "Message too big")
+			case c.closed.Load(), websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+			default:
+				c.t.opts.OnError(ctx, fmt.Errorf("websocket read: %w", err))
+			}
+			return
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		var m message
+		if typ != websocket.TextMessage || json.Unmarshal(data, &m) != nil || m.Type == "" {
+			c.invalid(ctx, "Invalid message received")
+			if c.closed.Load() {
+				return
+			}
+			continue
+		}
+		if c.proto == TransportWS {
+			ctx = c.handleTransportWS(ctx, &m)
+		} else {
+			ctx = c.handleLegacy(ctx, &m)
+		}
+		if c.closed.Load() {
+			return
+		}
+	}
+}
+
+// invalid answers a message that is not a valid protocol message: 4400 on
+// graphql-transport-ws, connection_error on the legacy protocol.
+func (c *conn) invalid(_ context.Context, reason string) {
+	if c.proto == TransportWS {
+		c.close(CloseInvalidMessage, reason)
+		return
+	}
+	c.writeControlMessage("connection_error", "", map[string]any{"message": reason})
+}
+
+// handleTransportWS handles one graphql-transport-ws message and returns the
+// connection's context (changed by connection_init).
+func (c *conn) handleTransportWS(ctx context.Context, m *message) context.Context {
+	switch m.Type {
+	case "connection_init":
+		if c.initReceived() {
+			c.close(CloseTooManyInitRequests, "Too many initialisation requests")
+			return ctx
+		}
+		newCtx, ack, err := c.init(ctx, m.Payload)
+		if err != nil {
+			if errors.Is(err, errBadPayload) {
+				c.close(CloseInvalidMessage, "Invalid message received")
+			} else {
+				c.close(CloseForbidden, "Forbidden")
+			}
+			return ctx
+		}
+		c.writeControlMessage("connection_ack", "", ack)
+		return newCtx
+	case "ping":
+		c.writeRaw(pongFrame(m.Payload))
+	case "pong":
+	case "subscribe":
+		id, ok := m.id()
+		if !ok {
+			c.close(CloseInvalidMessage, "Invalid message received")
+			return ctx
+		}
+		if !c.acked.Load() {
+			c.close(CloseUnauthorized, "Unauthorized")
+			return ctx
+		}
+		params, ok := decodeParams(m.Payload)
+		if !ok {
+			c.close(CloseInvalidMessage, "Invalid message received")
+			return ctx
+		}
+		c.mu.Lock()
+		_, exists := c.ops[id]
+		c.mu.Unlock()
+		if exists {
+			c.close(CloseSubscriberExists, "Subscriber for "+id+" already exists")
+			return ctx
+		}
+		c.start(ctx, id, params)
+	case "complete":
+		id, ok := m.id()
+		if !ok {
+			c.close(CloseInvalidMessage, "Invalid message received")
+			return ctx
+		}
+		c.stop(id)
+	default:
+		c.close(CloseInvalidMessage, "Invalid message received")
+	}
+	return ctx
+}
+
+// handleLegacy handles one subscriptions-transport-ws message, as that
+// library's server did.
+func (c *conn) handleLegacy(ctx context.Context, m *message) context.Context {
+	switch m.Type {
+	case "connection_init":
+		if c.initReceived() {
+			c.writeControlMessage("connection_error", "", map[string]any{"message": "Too many initialisation requests"})
+			return ctx
+		}
+		newCtx, ack, err := c.init(ctx, m.Payload)
+		if err != nil {
+			c.writeControlMessage("connection_error", "", map[string]any{"message": err.Error()})
+			if errors.Is(err, errBadPayload) {
+				c.close(CloseInvalidMessage, "Invalid message received")
+			} else {
+				c.close(CloseForbidden, "Forbidden")
+			}
+			return ctx
+		}
+		c.writeControlMessage("connection_ack", "", ack)
+		c.writeRaw(kaFrame)
+		return newCtx
+	case "start":
+		id, ok := m.id()
+		if !ok {
+			c.writeControlMessage("connection_error", "", map[string]any{"message": "start needs an id"})
+			return ctx
+		}
+		params, ok := decodeParams(m.Payload)
+		if !ok {
+			c.writeErrors(ctx, id, gqlerror.List{{Message: "invalid payload: a query string is required"}})
+			return ctx
+		}
+		if !c.acked.Load() {
+			c.writeErrors(ctx, id, gqlerror.List{{Message: "connection_init first"}})
+			return ctx
+		}
+		// A start for a running id replaces it, as subscriptions-transport-ws did.
+		c.stop(id)
+		c.start(ctx, id, params)
+	case "stop":
+		id, ok := m.id()
+		if !ok {
+			return ctx
+		}
+		if c.stop(id) {
+			c.writeControlMessage("complete", id, nil)
+		}
+	case "connection_terminate":
+		c.close(CloseNormal, "")
+	default:
+		id, _ := m.id()
+		c.writeControlMessage("error", id, map[string]any{"message": "Invalid message type!"})
+	}
+	return ctx
+}
+
+// initReceived reports whether a connection_init came before, and records
+// that one came now.
+func (c *conn) initReceived() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := c.initSeen
+	c.initSeen = true
+	return seen
+}
+
+var errBadPayload = errors.New("connection_init payload must be an object")
+
+// init runs the InitFunc and, on success, arms the grant's expiry and marks
+// the connection acknowledged. It returns the operations' context and the
+// ack payload.
+func (c *conn) init(ctx context.Context, raw json.RawMessage) (context.Context, map[string]any, error) {
+	c.mu.Lock()
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+		c.initTimer = nil
+	}
+	c.mu.Unlock()
+	payload := map[string]any{}
+	if len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &payload); err != nil {
+			return ctx, nil, errBadPayload
+		}
+	}
+	res, err := c.t.opts.Init(ctx, payload)
+	if err != nil {
+		return ctx, nil, err
+	}
+	if res.Context != nil {
+		ctx = res.Context
+	}
+	if !res.Expires.IsZero() {
+		c.mu.Lock()
+		c.expiry = time.AfterFunc(time.Until(res.Expires), func() { c.close(CloseForbidden, "Token expired") })
+		c.mu.Unlock()
+	}
+	c.acked.Store(true)
+	return ctx, res.Ack, nil
+}
+
+// decodeParams reads a subscribe/start payload.
+func decodeParams(raw json.RawMessage) (*graphql.RawParams, bool) {
+	var p graphql.RawParams
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if len(raw) == 0 || dec.Decode(&p) != nil || p.Query == "" {
+		return nil, false
+	}
+	return &p, true
+}
+
+// start runs an operation: parse, validate, then execute in its own
+// goroutine. A document that does not validate is answered with error and
+// nothing else.
+func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) {
+	start := graphql.Now()
+	params.Headers = c.headers
+	params.ReadTime = graphql.TraceTiming{Start: start, End: start}
+	opCtx, cancel := context.WithCancel(graphql.StartOperationTrace(ctx))
+	rc, errs := c.exec.CreateOperationContext(opCtx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(opCtx, rc), errs)
+		cancel()
+		c.writeErrors(ctx, id, resp.Errors)
+		return
+	}
+	op := &operation{cancel: cancel}
+	c.mu.Lock()
+	c.ops[id] = op
+	c.mu.Unlock()
+	go c.run(graphql.WithOperationContext(opCtx, rc), id, op, rc)
+}
+
+// run executes an operation and relays its results until it ends or is
+// stopped. A stream that ends by itself is followed by complete; a stopped
+// one is not (the client asked for the end).
+func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.OperationContext) {
+	defer c.finish(id, op)
+	defer func() {
+		if r := recover(); r != nil {
+			err := rc.Recover(ctx, r)
+			c.writeErrors(ctx, id, gqlerror.List{c.presentPanic(ctx, err)})
+		}
+	}()
+	responses, rctx := c.exec.DispatchOperation(ctx, rc)
+	for {
+		resp := responses(rctx)
+		if resp == nil {
+			break
+		}
+		payload, err := json.Marshal(resp)
+		if err != nil {
+			c.t.opts.OnError(ctx, fmt.Errorf("encode response: %w", err))
+			c.close(CloseInternalError, "Internal server error")
+			return
+		}
+		if !c.write(ctx, dataFrame(c.proto, id, payload)) {
+			return
+		}
+	}
+	if ctx.Err() == nil {
+		c.write(ctx, completeFrame(id))
+	}
+}
+
+func (c *conn) presentPanic(ctx context.Context, err error) *gqlerror.Error {
+	var gqlErr *gqlerror.Error
+	if errors.As(err, &gqlErr) {
+		return gqlErr
+	}
+	resp := c.exec.DispatchError(ctx, gqlerror.List{gqlerror.WrapPath(graphql.GetPath(ctx), err)})
+	if len(resp.Errors) > 0 {
+		return resp.Errors[0]
+	}
+	return &gqlerror.Error{Message: "internal error"}
+}
+
+// stop cancels operation id, reporting whether it was running.
+func (c *conn) stop(id string) bool {
+	c.mu.Lock()
+	op := c.ops[id]
+	delete(c.ops, id)
+	c.mu.Unlock()
+	if op == nil {
+		return false
+	}
+	op.cancel()
+	return true
+}
+
+// finish forgets op once it has ended (unless its id was reused meanwhile).
+func (c *conn) finish(id string, op *operation) {
+	c.mu.Lock()
+	if c.ops[id] == op {
+		delete(c.ops, id)
+	}
+	c.mu.Unlock()
+	op.cancel()
+}
+
+// write sends one data frame unless ctx (the operation's) has ended. A write
+// that does not finish within the write timeout means the client stopped
+// reading: it is disconnected with 1013 and resumes with after when it comes
+// back.
+func (c *conn) write(ctx context.Context, frame []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() || ctx.Err() != nil {
+		return false
+	}
+	return c.writeLocked(frame)
+}
+
+func (c *conn) writeLocked(frame []byte) bool {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+		c.close(CloseTryAgainLater, "Slow consumer")
+		return false
+	}
+	return true
+}
+
+// writeRaw sends a frame that belongs to no operation.
+func (c *conn) writeRaw(frame []byte) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.closed.Load() {
+		c.writeLocked(frame)
+	}
+}
+
+// writeControlMessage sends {type, id?, payload?}.
+func (c *conn) writeControlMessage(typ, id string, payload any) {
+	m := map[string]any{"type": typ}
+	if id != "" {
+		m["id"] = id
+	}
+	if payload != nil {
+		m["payload"] = payload
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		c.close(CloseInternalError, "Internal server error")
+		return
+	}
+	c.writeRaw(b)
+}
+
+// writeErrors sends an operation's error message: nothing follows it.
+func (c *conn) writeErrors(ctx context.Context, id string, errs gqlerror.List) {
+	payload, err := json.Marshal(errs)
+	if err != nil {
+		c.close(CloseInternalError, "Internal server error")
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.closed.Load() {
+		c.writeLocked(opFrame("error", id, payload))
+	}
+}
+
+// close ends the connection with a close frame (best effort: a client that
+// does not read may never see it), cancels its operations and forgets it.
+func (c *conn) close(code int, reason string) {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = c.ws.Close()
+	c.mu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.mu.Unlock()
+	c.t.forget(c)
+}
+
+// Frames, built without reflection.
+
+var kaFrame = []byte(`{"type":"ka"}`)
+
+func pongFrame(payload json.RawMessage) []byte {
+	if len(payload) == 0 || bytes.Equal(payload, []byte("null")) {
+		return []byte(`{"type":"pong"}`)
+	}
+	return append(append([]byte(`{"type":"pong","payload":`), payload...), '}')
+}
+
+func dataFrame(proto, id string, payload []byte) []byte {
+	if proto == TransportWS {
+		return opFrame("next", id, payload)
+	}
+	return opFrame("data", id, payload)
+}
+
+func completeFrame(id string) []byte {
+	b := appendJSONString([]byte(`{"type":"complete","id":`), id)
+	return append(b, '}')
+}
+
+func opFrame(typ, id string, payload []byte) []byte {
+	b := make([]byte, 0, len(payload)+len(id)+32)
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}

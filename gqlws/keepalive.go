@@ -1,0 +1,73 @@
+package gqlws
+
+import (
+	"sync"
+	"time"
+)
+
+// keepalive is one timer for every connection of a Transport: each interval
+// it sends ping (graphql-transport-ws) or ka (legacy) to every initialised
+// connection, and disconnects graphql-transport-ws clients that sent nothing
+// for two intervals. One goroutine serves all connections, instead of a
+// ticker per connection.
+type keepalive struct {
+	t        *Transport
+	interval time.Duration
+	done     chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
+}
+
+var pingFrame = []byte(`{"type":"ping"}`)
+
+func newKeepalive(t *Transport, interval time.Duration) *keepalive {
+	k := &keepalive{t: t, interval: interval, done: make(chan struct{})}
+	k.wg.Add(1)
+	go k.run()
+	return k
+}
+
+func (k *keepalive) run() {
+	defer k.wg.Done()
+	tick := time.NewTicker(k.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-k.done:
+			return
+		case now := <-tick.C:
+			k.round(now)
+		}
+	}
+}
+
+// round visits every connection once.
+func (k *keepalive) round(now time.Time) {
+	silentSince := now.Add(-2 * k.interval).UnixNano()
+	for _, c := range k.t.snapshot() {
+		if !c.acked.Load() || c.closed.Load() {
+			continue
+		}
+		if c.proto == TransportWS && c.lastRead.Load() < silentSince {
+			c.close(CloseGoingAway, "Keepalive timeout")
+			continue
+		}
+		// A connection busy writing is evidently alive; never wait for it.
+		if !c.wmu.TryLock() {
+			continue
+		}
+		if !c.closed.Load() {
+			frame := kaFrame
+			if c.proto == TransportWS {
+				frame = pingFrame
+			}
+			c.writeLocked(frame)
+		}
+		c.wmu.Unlock()
+	}
+}
+
+func (k *keepalive) stop() {
+	k.once.Do(func() { close(k.done) })
+	k.wg.Wait()
+}

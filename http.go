@@ -26,6 +26,7 @@ import (
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
 	"github.com/switchboardhq/switchboard/web"
 )
 
@@ -57,6 +58,16 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 			return gqlws.InitResult{Context: ctx, Ack: ack, Expires: expires}, nil
 		},
 		CheckOrigin: originChecker(cfg.AllowedOrigins),
+		// Live delivery of durable streams is shared between subscribers of
+		// the same document and scope; statusPosted is public.
+		Positions:    stream.WithPositionRecorder,
+		PublicFields: []string{"statusPosted"},
+		Scope: func(ctx context.Context) string {
+			if p, ok := auth.PrincipalFrom(ctx); ok {
+				return strconv.FormatInt(p.User.ID, 10)
+			}
+			return ""
+		},
 		InitTimeout: initTimeout,
 		KeepAlive:   keepAliveInterval,
 		ReadLimit:   maxWebsocketMessage,
@@ -90,6 +101,10 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 		Name: "switchboard_websocket_connections",
 		Help: "Open WebSocket connections.",
 	}, func() float64 { return float64(ws.Len()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_shared_subscriptions",
+		Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
+	}, func() float64 { return float64(ws.Groups()) }))
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql))))

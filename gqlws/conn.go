@@ -34,6 +34,11 @@ type conn struct {
 	acked    atomic.Bool
 	lastRead atomic.Int64 // unix nanoseconds of the last client message
 
+	qmu     sync.Mutex
+	queue   []outFrame
+	spare   []outFrame
+	writing bool
+
 	mu        sync.Mutex
 	ops       map[string]*operation
 	initSeen  bool
@@ -42,7 +47,56 @@ type conn struct {
 }
 
 // operation is one running subscribe/start.
-type operation struct{ cancel context.CancelFunc }
+type operation struct {
+	conn   *conn
+	id     string
+	idJS   []byte // id as a JSON string
+	cancel context.CancelFunc
+	ended  atomic.Bool // stopped or finished: queued frames for it are dropped
+
+	// share is set while the operation may still join a group.
+	share *shareInfo
+	// lastPos is the position of the last result queued for the operation
+	// as a group member; guarded by the group's mutex.
+	lastPos int64
+
+	mu    sync.Mutex
+	leave func() // leaves the operation's group, once it is a member
+}
+
+// shareInfo says how an operation may join a group.
+type shareInfo struct {
+	key      string
+	afterVar string
+	params   *graphql.RawParams
+}
+
+func (op *operation) setLeave(f func()) {
+	op.mu.Lock()
+	op.leave = f
+	op.mu.Unlock()
+}
+
+// end marks the operation over, cancels it and leaves its group.
+func (op *operation) end() {
+	op.ended.Store(true)
+	op.cancel()
+	op.mu.Lock()
+	leave := op.leave
+	op.leave = nil
+	op.mu.Unlock()
+	if leave != nil {
+		leave()
+	}
+}
+
+// outFrame is a frame waiting in a connection's queue: an operation's result
+// (payload) or its complete.
+type outFrame struct {
+	op       *operation
+	payload  []byte
+	complete bool
+}
 
 // message is a protocol message of either protocol.
 type message struct {
@@ -311,25 +365,40 @@ func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) 
 		c.writeErrors(ctx, id, resp.Errors)
 		return
 	}
-	op := &operation{cancel: cancel}
+	op := &operation{conn: c, id: id, idJS: appendJSONString(nil, id), cancel: cancel}
+	if key, afterVar, ok := c.t.shareKey(opCtx, rc); ok {
+		op.share = &shareInfo{key: key, afterVar: afterVar, params: params}
+	}
 	c.mu.Lock()
 	c.ops[id] = op
 	c.mu.Unlock()
 	go c.run(graphql.WithOperationContext(opCtx, rc), id, op, rc)
 }
 
-// run executes an operation and relays its results until it ends or is
-// stopped. A stream that ends by itself is followed by complete; a stopped
-// one is not (the client asked for the end).
+// run executes an operation and relays its results until it ends, is
+// stopped, or joins a group. A stream that ends by itself is followed by
+// complete; a stopped one is not (the client asked for the end).
 func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.OperationContext) {
-	defer c.finish(id, op)
+	joined := false
+	defer func() {
+		if !joined {
+			c.finish(id, op)
+		}
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			err := rc.Recover(ctx, r)
 			c.writeErrors(ctx, id, gqlerror.List{c.presentPanic(ctx, err)})
 		}
 	}()
-	responses, rctx := c.exec.DispatchOperation(ctx, rc)
+	execCtx, stopExec := context.WithCancel(ctx)
+	defer stopExec()
+	var pos *positions
+	if op.share != nil {
+		pos = &positions{}
+		execCtx = c.t.opts.Positions(execCtx, pos.push)
+	}
+	responses, rctx := c.exec.DispatchOperation(execCtx, rc)
 	for {
 		resp := responses(rctx)
 		if resp == nil {
@@ -342,6 +411,15 @@ func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.Op
 			return
 		}
 		if !c.write(ctx, dataFrame(c.proto, id, payload)) {
+			return
+		}
+		if op.share == nil {
+			continue
+		}
+		if p, ok := pos.pop(); !ok {
+			op.share = nil // results without positions: not a durable stream
+		} else if c.t.tryJoin(ctx, op, p) {
+			joined = true // the group delivers from here; stop our execution
 			return
 		}
 	}
@@ -362,7 +440,7 @@ func (c *conn) presentPanic(ctx context.Context, err error) *gqlerror.Error {
 	return &gqlerror.Error{Message: "internal error"}
 }
 
-// stop cancels operation id, reporting whether it was running.
+// stop ends operation id, reporting whether it was running.
 func (c *conn) stop(id string) bool {
 	c.mu.Lock()
 	op := c.ops[id]
@@ -371,7 +449,7 @@ func (c *conn) stop(id string) bool {
 	if op == nil {
 		return false
 	}
-	op.cancel()
+	op.end()
 	return true
 }
 
@@ -382,8 +460,101 @@ func (c *conn) finish(id string, op *operation) {
 		delete(c.ops, id)
 	}
 	c.mu.Unlock()
-	op.cancel()
+	op.end()
 }
+
+// enqueue queues a group's frame for the connection without waiting for the
+// client; a writer goroutine exists only while frames are waiting. A client
+// that lets MaxQueue frames pile up is disconnected with 1013 (it comes back
+// and resumes with after).
+func (c *conn) enqueue(f outFrame) {
+	c.qmu.Lock()
+	if c.closed.Load() {
+		c.qmu.Unlock()
+		return
+	}
+	if len(c.queue) >= c.t.opts.MaxQueue {
+		c.qmu.Unlock()
+		go c.close(CloseTryAgainLater, "Slow consumer") // the caller holds a group's lock
+		return
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.qmu.Unlock()
+	if start {
+		go c.flush()
+	}
+}
+
+// flush writes queued frames until the queue is empty.
+func (c *conn) flush() {
+	for {
+		c.qmu.Lock()
+		batch := c.queue
+		if len(batch) == 0 {
+			c.writing = false
+			c.qmu.Unlock()
+			return
+		}
+		c.queue, c.spare = c.spare[:0], nil
+		c.qmu.Unlock()
+		c.wmu.Lock()
+		for _, f := range batch {
+			if c.closed.Load() {
+				break
+			}
+			if f.op.ended.Load() {
+				continue
+			}
+			if !c.writeQueued(f) {
+				break
+			}
+		}
+		c.wmu.Unlock()
+		clear(batch)
+		c.qmu.Lock()
+		c.spare = batch[:0]
+		c.qmu.Unlock()
+	}
+}
+
+// writeQueued writes one queued frame, assembling it in gorilla's write
+// buffer: the shared payload is never copied per member.
+func (c *conn) writeQueued(f outFrame) bool {
+	if f.complete {
+		return c.writeLocked(completeFrame(f.op.id))
+	}
+	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err == nil {
+		if c.proto == TransportWS {
+			_, _ = w.Write(nextPrefix)
+		} else {
+			_, _ = w.Write(dataPrefix)
+		}
+		_, _ = w.Write(f.op.idJSON())
+		_, _ = w.Write(payloadInfix)
+		_, _ = w.Write(f.payload)
+		_, _ = w.Write(frameSuffix)
+		err = w.Close()
+	}
+	if err != nil {
+		c.close(CloseTryAgainLater, "Slow consumer")
+		return false
+	}
+	return true
+}
+
+var (
+	nextPrefix   = []byte(`{"type":"next","id":`)
+	dataPrefix   = []byte(`{"type":"data","id":`)
+	payloadInfix = []byte(`,"payload":`)
+	frameSuffix  = []byte(`}`)
+)
+
+// idJSON is the operation's id as a JSON string.
+func (op *operation) idJSON() []byte { return op.idJS }
 
 // write sends one data frame unless ctx (the operation's) has ended. A write
 // that does not finish within the write timeout means the client stopped
@@ -465,7 +636,12 @@ func (c *conn) close(code int, reason string) {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
+	ops := c.ops
+	c.ops = map[string]*operation{}
 	c.mu.Unlock()
+	for _, op := range ops {
+		op.end()
+	}
 	c.t.forget(c)
 }
 

@@ -104,6 +104,22 @@ type Options struct {
 	ReadBufferSize, WriteBufferSize int
 	// OnError receives connection-level failures worth a log line.
 	OnError func(ctx context.Context, err error)
+
+	// Positions, when set, lets subscriptions share live delivery (see
+	// group.go): it returns ctx under which a subscription resolver reports
+	// the position of each event it yields, before yielding it
+	// (stream.WithPositionRecorder).
+	Positions func(ctx context.Context, record func(pos int64)) context.Context
+	// PublicFields names the subscription fields whose results are the same
+	// for every caller, and may be shared between all of them.
+	PublicFields []string
+	// Scope names the caller of ctx for sharing the other subscription
+	// fields: results are shared only between operations of one scope. Nil
+	// shares nothing but PublicFields.
+	Scope func(ctx context.Context) string
+	// MaxQueue is how many frames may wait for a slow client before it is
+	// disconnected with 1013. Default 1024.
+	MaxQueue int
 }
 
 // Transport is a graphql.Transport for WebSocket upgrades. Add it to the
@@ -118,6 +134,9 @@ type Transport struct {
 	shutdown bool
 
 	keepalive *keepalive
+
+	gmu    sync.Mutex
+	groups map[string]*group
 }
 
 var _ graphql.Transport = (*Transport)(nil)
@@ -146,6 +165,9 @@ func New(opts Options) *Transport {
 	if opts.CheckOrigin == nil {
 		opts.CheckOrigin = sameOrigin
 	}
+	if opts.MaxQueue <= 0 {
+		opts.MaxQueue = 1024
+	}
 	if opts.Init == nil {
 		opts.Init = func(context.Context, map[string]any) (InitResult, error) { return InitResult{}, nil }
 	}
@@ -153,8 +175,9 @@ func New(opts Options) *Transport {
 		opts.OnError = func(context.Context, error) {}
 	}
 	t := &Transport{
-		opts:  opts,
-		conns: make(map[*conn]struct{}),
+		opts:   opts,
+		conns:  make(map[*conn]struct{}),
+		groups: make(map[string]*group),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,

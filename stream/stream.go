@@ -201,7 +201,7 @@ func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last 
 			if p > *last+1 && !f.catchUp(ctx, stream, last, p-1, out) {
 				return false
 			}
-			if !send(ctx, out, ev) {
+			if !f.send(ctx, out, ev) {
 				return false
 			}
 			*last = p
@@ -232,7 +232,7 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 			if upTo >= 0 && p > upTo {
 				return true
 			}
-			if !send(ctx, out, ev) {
+			if !f.send(ctx, out, ev) {
 				return false
 			}
 			*last = p
@@ -245,10 +245,14 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 }
 
 // send hands ev to the subscription's reader unless ctx has ended: once a
-// client stops an operation, nothing committed after that reaches it.
-func send[T any](ctx context.Context, out chan<- T, ev T) bool {
+// client stops an operation, nothing committed after that reaches it. A
+// position recorder in ctx learns ev's position first.
+func (f *Feed[T]) send(ctx context.Context, out chan<- T, ev T) bool {
 	if ctx.Err() != nil {
 		return false
+	}
+	if record, ok := ctx.Value(recorderKey{}).(func(int64)); ok {
+		record(f.pos(ev))
 	}
 	select {
 	case out <- ev:
@@ -256,6 +260,18 @@ func send[T any](ctx context.Context, out chan<- T, ev T) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+type recorderKey struct{}
+
+// WithPositionRecorder returns ctx under which a subscription calls record
+// with the position of every event just before sending it, in send order.
+// A reader that turns each received event into exactly one result (as a
+// GraphQL subscription does) thus learns the position of each result; the
+// WebSocket layer uses it to share live delivery between subscribers that
+// resumed from different positions.
+func WithPositionRecorder(ctx context.Context, record func(pos int64)) context.Context {
+	return context.WithValue(ctx, recorderKey{}, record)
 }
 
 // acquire returns the running hub of stream, starting it if needed, and

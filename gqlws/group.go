@@ -1,0 +1,270 @@
+package gqlws
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+)
+
+// Shared live delivery.
+//
+// Subscriptions with the same document, the same variables (but for the
+// resume cursor) and the same authorization scope receive the same results.
+// They are served by one group: the group's leader executes the operation
+// once per event and encodes the result once; each member's frame is the
+// prepared payload with the member's operation id spliced in. A subscriber
+// that resumes with after first runs privately (replaying its own history
+// from the database) and joins the group as soon as it has caught up with
+// it; from then on it costs no goroutine and no execution of its own.
+//
+// Results are never shared across scopes: a subscription field is shared
+// between all callers only when Options.PublicFields names it; otherwise the
+// scope is the caller's identity (Options.Scope), and without one nothing is
+// shared.
+
+// ringSize is how many recent results a group keeps to let a subscriber that
+// is slightly behind join without a gap.
+const ringSize = 256
+
+// group is one shared subscription.
+type group struct {
+	t      *Transport
+	key    string
+	cancel context.CancelFunc
+	pos    *positions
+
+	mu      sync.Mutex
+	closed  bool
+	head    int64 // position of the last result fanned out
+	members map[*operation]struct{}
+	ring    []ringEntry // the last results, oldest first
+}
+
+type ringEntry struct {
+	pos     int64
+	payload []byte
+}
+
+// positions is the FIFO of event positions a stream announces before each
+// event it hands to a subscription resolver (see Options.Positions).
+type positions struct {
+	mu sync.Mutex
+	q  []int64
+}
+
+func (p *positions) push(pos int64) {
+	p.mu.Lock()
+	p.q = append(p.q, pos)
+	p.mu.Unlock()
+}
+
+func (p *positions) pop() (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.q) == 0 {
+		return 0, false
+	}
+	pos := p.q[0]
+	p.q = p.q[1:]
+	return pos, true
+}
+
+// shareKey returns the key under which an operation's live results may be
+// shared, and the name of the variable that holds its resume cursor (the
+// root field's after argument). ok is false for operations that must run on
+// their own.
+func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) (key, afterVar string, ok bool) {
+	if t.opts.Positions == nil || rc.Operation == nil || rc.Operation.Operation != ast.Subscription ||
+		len(rc.Operation.SelectionSet) != 1 {
+		return "", "", false
+	}
+	field, isField := rc.Operation.SelectionSet[0].(*ast.Field)
+	if !isField {
+		return "", "", false
+	}
+	if arg := field.Arguments.ForName("after"); arg != nil {
+		if arg.Value.Kind != ast.Variable {
+			return "", "", false // a literal cursor is part of the document
+		}
+		afterVar = arg.Value.Raw
+	}
+	var scope string
+	switch {
+	case slices.Contains(t.opts.PublicFields, field.Name):
+		scope = "public"
+	case t.opts.Scope != nil:
+		scope = "caller:" + t.opts.Scope(ctx)
+	default:
+		return "", "", false
+	}
+	vars := maps.Clone(rc.Variables)
+	delete(vars, afterVar)
+	varsJSON, err := json.Marshal(vars) // map keys are sorted
+	if err != nil {
+		return "", "", false
+	}
+	return scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON), afterVar, true
+}
+
+// tryJoin moves op, whose private execution has just delivered the result
+// at position pos, into its group, creating the group if there is none. It
+// reports whether op is now a member (its private execution must stop).
+func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool {
+	t.gmu.Lock()
+	g := t.groups[op.share.key]
+	if g == nil || g.isClosed() {
+		var err error
+		if g, err = t.startGroup(ctx, op, pos); err != nil {
+			t.gmu.Unlock()
+			t.opts.OnError(ctx, err)
+			op.share = nil // run on its own from now on
+			return false
+		}
+		t.groups[op.share.key] = g
+	}
+	t.gmu.Unlock()
+	return g.join(op, pos)
+}
+
+// startGroup starts a group whose leader executes op's document from
+// position pos on. Called with t.gmu held.
+func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*group, error) {
+	params := *op.share.params
+	params.Variables = maps.Clone(params.Variables)
+	if op.share.afterVar != "" {
+		if params.Variables == nil {
+			params.Variables = map[string]any{}
+		}
+		params.Variables[op.share.afterVar] = strconv.FormatInt(pos, 10)
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g := &group{t: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
+	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push)
+	rc, errs := op.conn.exec.CreateOperationContext(lctx, &params)
+	if errs != nil {
+		cancel()
+		return nil, errs
+	}
+	go g.run(graphql.WithOperationContext(lctx, rc), op.conn.exec, rc)
+	return g, nil
+}
+
+// run is the leader: it executes the operation once per event, encodes the
+// result once and queues it for every member.
+func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) {
+	defer g.end()
+	defer func() {
+		if r := recover(); r != nil {
+			g.t.opts.OnError(ctx, rc.Recover(ctx, r))
+		}
+	}()
+	responses, rctx := exec.DispatchOperation(ctx, rc)
+	for {
+		resp := responses(rctx)
+		if resp == nil {
+			return
+		}
+		pos, ok := g.pos.pop()
+		payload, err := json.Marshal(resp)
+		if !ok || err != nil {
+			return // not a positioned stream after all: members fall back below
+		}
+		g.mu.Lock()
+		g.head = pos
+		if len(g.ring) == ringSize {
+			copy(g.ring, g.ring[1:])
+			g.ring = g.ring[:ringSize-1]
+		}
+		g.ring = append(g.ring, ringEntry{pos: pos, payload: payload})
+		for m := range g.members {
+			if pos > m.lastPos {
+				m.lastPos = pos
+				m.conn.enqueue(outFrame{op: m, payload: payload})
+			}
+		}
+		g.mu.Unlock()
+	}
+}
+
+// join adds op, which has seen every result up to pos, if the group can
+// continue from there without a gap.
+func (g *group) join(op *operation, pos int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	if g.head > pos {
+		// The group is ahead: join only if its recent results cover the
+		// difference, and queue those first.
+		i := slices.IndexFunc(g.ring, func(e ringEntry) bool { return e.pos == pos+1 })
+		if i < 0 {
+			return false
+		}
+		for _, e := range g.ring[i:] {
+			op.conn.enqueue(outFrame{op: op, payload: e.payload})
+		}
+		pos = g.head
+	}
+	op.lastPos = pos
+	g.members[op] = struct{}{}
+	op.setLeave(func() { g.leave(op) })
+	return true
+}
+
+// leave removes a member; the last one out stops the leader.
+func (g *group) leave(op *operation) {
+	g.mu.Lock()
+	delete(g.members, op)
+	empty := len(g.members) == 0 && !g.closed
+	if empty {
+		g.closed = true
+	}
+	g.mu.Unlock()
+	if empty {
+		g.cancel()
+		g.t.forgetGroup(g)
+	}
+}
+
+func (g *group) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+// end runs when the leader's stream is over: the members' operations
+// complete, as a private subscription's would.
+func (g *group) end() {
+	g.mu.Lock()
+	g.closed = true
+	members := g.members
+	g.members = nil
+	g.mu.Unlock()
+	g.cancel()
+	g.t.forgetGroup(g)
+	for m := range members {
+		m.conn.enqueue(outFrame{op: m, complete: true})
+	}
+}
+
+func (t *Transport) forgetGroup(g *group) {
+	t.gmu.Lock()
+	if t.groups[g.key] == g {
+		delete(t.groups, g.key)
+	}
+	t.gmu.Unlock()
+}
+
+// Groups reports how many shared subscriptions are running.
+func (t *Transport) Groups() int {
+	t.gmu.Lock()
+	defer t.gmu.Unlock()
+	return len(t.groups)
+}

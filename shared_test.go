@@ -69,6 +69,17 @@ func TestSharedDelivery(t *testing.T) {
 			assert.Equal(t, strconv.Itoa(id), sb.c.nextStatus("s", 5*time.Second).ID)
 		}
 	}
+	// Idle and caught up, they have joined the group: no goroutine per
+	// subscription remains, only each connection's reader.
+	idlePerConn := func() float64 { return (s.metric(t, "go_goroutines") - goroutinesBefore) / clients }
+	deadline := time.Now().Add(5 * time.Second)
+	for idlePerConn() > 1.5 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("goroutines per idle subscribed connection: %.2f", idlePerConn())
+	assert.LessOrEqual(t, idlePerConn(), 1.5)
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"))
+
 	for i := range 5 {
 		s.post(t, token, fmt.Sprintf("live %d", i))
 	}
@@ -105,7 +116,7 @@ func TestSharedDelivery(t *testing.T) {
 	for _, sb := range subs {
 		sb.c.conn.Close()
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for s.metric(t, "switchboard_shared_subscriptions") != 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

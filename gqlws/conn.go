@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -142,7 +143,7 @@ func (c *conn) serve(base context.Context) {
 		if err != nil {
 			switch {
 			case errors.Is(err, websocket.ErrReadLimit):
-				c.close(websocket.CloseMessageTooBig, "Message too big")
+				c.closeWith(websocket.CloseMessageTooBig, "Message too big", true)
 			case c.closed.Load(), websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
 			default:
 				c.t.opts.OnError(ctx, fmt.Errorf("websocket read: %w", err))
@@ -378,6 +379,12 @@ func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) 
 // run executes an operation and relays its results until it ends, is
 // stopped, or joins a group. A stream that ends by itself is followed by
 // complete; a stopped one is not (the client asked for the end).
+//
+// A shareable subscription joins its group as soon as it knows its
+// position: at its first result, or earlier, when it has replayed its
+// history and waits for live events (then its private execution is stopped
+// right there, and restarted from that position if the group cannot take it
+// yet).
 func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.OperationContext) {
 	joined := false
 	defer func() {
@@ -391,12 +398,76 @@ func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.Op
 			c.writeErrors(ctx, id, gqlerror.List{c.presentPanic(ctx, err)})
 		}
 	}()
+	for {
+		outcome, idleAt := c.execute(ctx, id, op, rc)
+		switch outcome {
+		case joinedGroup:
+			joined = true
+			return
+		case streamEnded:
+			// Forget the id before saying complete: the client may reuse it
+			// as soon as it reads the complete.
+			joined = true // finish is done here, not deferred
+			stoppedByClient := ctx.Err() != nil
+			c.finish(id, op)
+			if !stoppedByClient {
+				c.writeRaw(completeFrame(id))
+			}
+			return
+		case stopped:
+			return
+		}
+		// Idle at idleAt, execution stopped: join the group there.
+		if c.t.tryJoin(ctx, op, idleAt) {
+			joined = true
+			return
+		}
+		if op.share == nil {
+			return
+		}
+		// Not joinable yet: go on privately from where we stopped.
+		next, errs := c.exec.CreateOperationContext(ctx, op.paramsAt(idleAt))
+		if errs != nil {
+			c.t.opts.OnError(ctx, errs)
+			c.close(CloseInternalError, "Internal server error")
+			return
+		}
+		rc = next
+		ctx = graphql.WithOperationContext(ctx, rc)
+	}
+}
+
+// outcome says how a private execution ended.
+type outcome int
+
+const (
+	streamEnded outcome = iota // the resolver's stream ended by itself
+	stopped                    // the operation is over: stopped, or failed
+	joinedGroup                // it joined its group
+	idle                       // it was stopped, caught up, to join its group
+)
+
+// execute runs rc privately and writes its results, until the stream ends,
+// the operation stops, it joins its group, or it is caught up and idle (then
+// idleAt is its position).
+func (c *conn) execute(ctx context.Context, id string, op *operation, rc *graphql.OperationContext) (outcome, int64) {
 	execCtx, stopExec := context.WithCancel(ctx)
 	defer stopExec()
 	var pos *positions
+	var idleMu sync.Mutex
+	idleAt := int64(-1) // set by the stream's goroutine
 	if op.share != nil {
 		pos = &positions{}
-		execCtx = c.t.opts.Positions(execCtx, pos.push)
+		caughtUp := func(int64) {}
+		if op.share.afterVar != "" {
+			caughtUp = func(p int64) {
+				idleMu.Lock()
+				idleAt = p
+				idleMu.Unlock()
+				stopExec() // runs in the stream's goroutine: nothing is sent after p
+			}
+		}
+		execCtx = c.t.opts.Positions(execCtx, pos.push, caughtUp)
 	}
 	responses, rctx := c.exec.DispatchOperation(execCtx, rc)
 	for {
@@ -408,10 +479,10 @@ func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.Op
 		if err != nil {
 			c.t.opts.OnError(ctx, fmt.Errorf("encode response: %w", err))
 			c.close(CloseInternalError, "Internal server error")
-			return
+			return stopped, 0
 		}
 		if !c.write(ctx, dataFrame(c.proto, id, payload)) {
-			return
+			return stopped, 0
 		}
 		if op.share == nil {
 			continue
@@ -419,12 +490,18 @@ func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.Op
 		if p, ok := pos.pop(); !ok {
 			op.share = nil // results without positions: not a durable stream
 		} else if c.t.tryJoin(ctx, op, p) {
-			joined = true // the group delivers from here; stop our execution
-			return
+			return joinedGroup, 0
 		}
 	}
-	if ctx.Err() == nil {
-		c.write(ctx, completeFrame(id))
+	idleMu.Lock()
+	defer idleMu.Unlock()
+	switch {
+	case ctx.Err() != nil:
+		return stopped, 0
+	case idleAt >= 0 && op.share != nil:
+		return idle, idleAt
+	default:
+		return streamEnded, 0
 	}
 }
 
@@ -620,11 +697,22 @@ func (c *conn) writeErrors(ctx context.Context, id string, errs gqlerror.List) {
 
 // close ends the connection with a close frame (best effort: a client that
 // does not read may never see it), cancels its operations and forgets it.
-func (c *conn) close(code int, reason string) {
+func (c *conn) close(code int, reason string) { c.closeWith(code, reason, false) }
+
+// closeWith is close; with linger it first reads and discards what the
+// client is still sending (for up to a second), so that closing a socket
+// with unread data does not reset the connection before the client has read
+// the close frame.
+func (c *conn) closeWith(code int, reason string, linger bool) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	if linger {
+		nc := c.ws.NetConn()
+		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 4<<20))
+	}
 	_ = c.ws.Close()
 	c.mu.Lock()
 	if c.cancel != nil {

@@ -107,9 +107,10 @@ type Options struct {
 
 	// Positions, when set, lets subscriptions share live delivery (see
 	// group.go): it returns ctx under which a subscription resolver reports
-	// the position of each event it yields, before yielding it
-	// (stream.WithPositionRecorder).
-	Positions func(ctx context.Context, record func(pos int64)) context.Context
+	// the position of each event just before yielding it (sent), and the
+	// position it has reached when it waits for new events (caughtUp); see
+	// stream.WithPositionRecorder.
+	Positions func(ctx context.Context, sent, caughtUp func(pos int64)) context.Context
 	// PublicFields names the subscription fields whose results are the same
 	// for every caller, and may be shared between all of them.
 	PublicFields []string

@@ -132,21 +132,28 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 	return g.join(op, pos)
 }
 
+// paramsAt returns op's parameters with its resume cursor set to pos.
+func (op *operation) paramsAt(pos int64) *graphql.RawParams {
+	params := *op.share.params
+	params.Variables = maps.Clone(params.Variables)
+	if params.Variables == nil {
+		params.Variables = map[string]any{}
+	}
+	params.Variables[op.share.afterVar] = strconv.FormatInt(pos, 10)
+	return &params
+}
+
 // startGroup starts a group whose leader executes op's document from
 // position pos on. Called with t.gmu held.
 func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*group, error) {
-	params := *op.share.params
-	params.Variables = maps.Clone(params.Variables)
+	params := op.share.params
 	if op.share.afterVar != "" {
-		if params.Variables == nil {
-			params.Variables = map[string]any{}
-		}
-		params.Variables[op.share.afterVar] = strconv.FormatInt(pos, 10)
+		params = op.paramsAt(pos)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g := &group{t: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
-	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push)
-	rc, errs := op.conn.exec.CreateOperationContext(lctx, &params)
+	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push, func(int64) {})
+	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {
 		cancel()
 		return nil, errs

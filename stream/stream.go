@@ -186,6 +186,9 @@ func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64
 // follow relays the hub's events after *last until the member is detached
 // (true) or ctx ends (false).
 func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last *int64, out chan<- T) bool {
+	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
+		r.caughtUp(*last)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -251,8 +254,8 @@ func (f *Feed[T]) send(ctx context.Context, out chan<- T, ev T) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	if record, ok := ctx.Value(recorderKey{}).(func(int64)); ok {
-		record(f.pos(ev))
+	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
+		r.sent(f.pos(ev))
 	}
 	select {
 	case out <- ev:
@@ -264,14 +267,17 @@ func (f *Feed[T]) send(ctx context.Context, out chan<- T, ev T) bool {
 
 type recorderKey struct{}
 
-// WithPositionRecorder returns ctx under which a subscription calls record
-// with the position of every event just before sending it, in send order.
-// A reader that turns each received event into exactly one result (as a
+type recorder struct{ sent, caughtUp func(pos int64) }
+
+// WithPositionRecorder returns ctx under which a subscription reports where
+// it stands: sent(pos) just before it hands over the event at pos, in order,
+// and caughtUp(pos) when it has handed over every event up to pos and waits
+// for new ones. A reader that turns each event into exactly one result (as a
 // GraphQL subscription does) thus learns the position of each result; the
 // WebSocket layer uses it to share live delivery between subscribers that
 // resumed from different positions.
-func WithPositionRecorder(ctx context.Context, record func(pos int64)) context.Context {
-	return context.WithValue(ctx, recorderKey{}, record)
+func WithPositionRecorder(ctx context.Context, sent, caughtUp func(pos int64)) context.Context {
+	return context.WithValue(ctx, recorderKey{}, &recorder{sent: sent, caughtUp: caughtUp})
 }
 
 // acquire returns the running hub of stream, starting it if needed, and

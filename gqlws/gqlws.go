@@ -25,6 +25,7 @@ package gqlws
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -121,6 +122,10 @@ type Options struct {
 	// MaxQueue is how many frames may wait for a slow client before it is
 	// disconnected with 1013. Default 1024.
 	MaxQueue int
+	// SendBuffer, when positive, sets the kernel's send buffer of each
+	// connection (SO_SNDBUF), bounding the memory a client that does not
+	// read can hold in the kernel. Zero keeps the system's default.
+	SendBuffer int
 }
 
 // Transport is a graphql.Transport for WebSocket upgrades. Add it to the
@@ -227,6 +232,9 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return // the upgrader has answered the request
 	}
 	ws.SetReadLimit(t.opts.ReadLimit)
+	if tcp, ok := ws.NetConn().(*net.TCPConn); ok && t.opts.SendBuffer > 0 {
+		_ = tcp.SetWriteBuffer(t.opts.SendBuffer)
+	}
 	if proto == "" {
 		// Only unknown subprotocols were offered: the reference server's
 		// answer is to accept the socket and close it with 4406.

@@ -211,8 +211,8 @@ func (g *group) join(op *operation, pos int64) bool {
 		// The group is ahead: join only if its recent results cover the
 		// difference, and queue those first.
 		i := slices.IndexFunc(g.ring, func(e ringEntry) bool { return e.pos == pos+1 })
-		if i < 0 {
-			return false
+		if i < 0 || len(g.ring)-i > op.conn.t.opts.MaxQueue/2 {
+			return false // too far behind: catch up privately first
 		}
 		for _, e := range g.ring[i:] {
 			op.conn.enqueue(outFrame{op: op, payload: e.payload})

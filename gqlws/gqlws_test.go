@@ -1,0 +1,199 @@
+package gqlws_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/resolvers"
+	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/store/storetest"
+	"github.com/switchboardhq/switchboard/stream"
+)
+
+// harness is the GraphQL endpoint with the real schema, store (SQLite) and
+// feed behind a gqlws.Transport configured by the test.
+type harness struct {
+	srv    *httptest.Server
+	db     *store.DB
+	feed   *stream.Feed[*models.Status]
+	author *models.User
+}
+
+func newHarness(t *testing.T, opts gqlws.Options) *harness {
+	t.Helper()
+	db := storetest.Open(t, store.SQLite)
+	broker := mempubsub.New(0)
+	t.Cleanup(func() { _ = broker.Close() })
+	feed := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, stream.Options{PollInterval: 50 * time.Millisecond})
+	tokens, err := auth.NewTokens([]byte(strings.Repeat("k", 32)), nil)
+	require.NoError(t, err)
+	res := &resolvers.Resolver{DB: db, Tokens: tokens, Statuses: feed, GuestSignIn: true, GuestTTL: time.Hour}
+	if opts.Positions == nil {
+		opts.Positions = stream.WithPositionRecorder
+		opts.PublicFields = []string{"statusPosted"}
+	}
+	ws := gqlws.New(opts)
+	gql := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: res}))
+	gql.AddTransport(ws)
+	gql.AddTransport(transport.POST{})
+	srv := httptest.NewServer(gql)
+	t.Cleanup(func() {
+		ws.Shutdown()
+		srv.Close()
+		_ = feed.Close()
+	})
+	author, err := db.CreateUser(context.Background(), "author")
+	require.NoError(t, err)
+	return &harness{srv: srv, db: db, feed: feed, author: author}
+}
+
+// post commits and announces a status, as postStatus does.
+func (h *harness) post(t *testing.T, text string) *models.Status {
+	t.Helper()
+	st, err := h.db.CreateStatus(context.Background(), h.author, text, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, h.feed.Publish(context.Background(), models.StatusStream, st))
+	return st
+}
+
+// dial connects, initialises and subscribes to statusPosted after after.
+func (h *harness) dial(t *testing.T, d *websocket.Dialer, after string) *websocket.Conn {
+	t.Helper()
+	c, _, err := d.Dial("ws"+strings.TrimPrefix(h.srv.URL, "http"), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.WriteJSON(map[string]any{"type": "connection_init"}))
+	require.NoError(t, c.WriteJSON(map[string]any{"type": "subscribe", "id": "s", "payload": map[string]any{
+		"query":     `subscription($a: ID) { statusPosted(after: $a) { id text } }`,
+		"variables": map[string]any{"a": after},
+	}}))
+	return c
+}
+
+type frame struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// nextID reads frames until the next event and returns its status id, or
+// an error when the connection ends.
+func nextID(c *websocket.Conn, timeout time.Duration) (int64, error) {
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(timeout))
+		var f frame
+		if err := c.ReadJSON(&f); err != nil {
+			return 0, err
+		}
+		if f.Type != "next" {
+			continue
+		}
+		var p struct {
+			Data struct{ StatusPosted struct{ ID string } } `json:"data"`
+		}
+		if err := json.Unmarshal(f.Payload, &p); err != nil {
+			return 0, err
+		}
+		return strconv.ParseInt(p.Data.StatusPosted.ID, 10, 64)
+	}
+}
+
+// TestSlowConsumerIsDisconnected: a subscriber that stops reading is cut off
+// within a bounded time and memory, the others keep receiving everything,
+// and the slow one, resuming with after, loses nothing.
+func TestSlowConsumerIsDisconnected(t *testing.T) {
+	h := newHarness(t, gqlws.Options{MaxQueue: 16, WriteTimeout: 300 * time.Millisecond, SendBuffer: 4096})
+	fast := h.dial(t, &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}}, "0")
+	// The slow client's socket takes almost nothing, so the server's writes
+	// to it block as soon as the kernel buffers are full.
+	tiny := &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}, NetDial: func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+			if err != nil {
+				return err
+			}
+			return serr
+		}}
+		return d.Dial(network, addr)
+	}}
+	slow := h.dial(t, tiny, "0")
+
+	const total = 600
+	text := strings.Repeat("x", 480)
+	done := make(chan []int64)
+	go func() {
+		var got []int64
+		for len(got) < total {
+			id, err := nextID(fast, 10*time.Second)
+			if err != nil {
+				break
+			}
+			got = append(got, id)
+		}
+		done <- got
+	}()
+	start := time.Now()
+	for range total {
+		h.post(t, text)
+	}
+	got := <-done
+	t.Logf("%d posts and their delivery to the fast subscriber took %s", total, time.Since(start))
+	require.Len(t, got, total, "the fast subscriber received everything")
+	for i, id := range got {
+		require.Equal(t, int64(i+1), id)
+	}
+
+	// The slow one reads now: what was buffered, then the end of the connection.
+	var last int64
+	var err error
+	for {
+		var id int64
+		if id, err = nextID(slow, 5*time.Second); err != nil {
+			break
+		}
+		require.Equal(t, last+1, id, "in order, no gap")
+		last = id
+	}
+	require.Less(t, last, int64(total), "the slow subscriber was cut off")
+	var ce *websocket.CloseError
+	if ok := errorAs(err, &ce); ok {
+		assert.Equal(t, gqlws.CloseTryAgainLater, ce.Code)
+	} else {
+		t.Logf("the slow client saw %v (its buffers were full, so the close frame could not be written)", err)
+	}
+
+	// Resuming with after, it loses nothing.
+	again := h.dial(t, &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}}, strconv.FormatInt(last, 10))
+	for want := last + 1; want <= total; want++ {
+		id, err := nextID(again, 10*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, want, id)
+	}
+}
+
+func errorAs(err error, target **websocket.CloseError) bool {
+	ce, ok := err.(*websocket.CloseError)
+	if ok {
+		*target = ce
+	}
+	return ok
+}

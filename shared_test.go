@@ -110,15 +110,22 @@ func TestSharedDelivery(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(m.Payload, &p))
 	assert.Contains(t, p.Data.StatusPosted, "createdAt")
-	assert.Equal(t, 2.0, s.metric(t, "switchboard_shared_subscriptions"))
+	waitMetric(t, s, "switchboard_shared_subscriptions", 2)
 
 	// Leaving ends the groups.
 	for _, sb := range subs {
 		sb.c.conn.Close()
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for s.metric(t, "switchboard_shared_subscriptions") != 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	waitMetric(t, s, "switchboard_shared_subscriptions", 0)
+}
+
+// waitMetric waits (up to 5 s) for a metric to reach want: what it counts
+// changes right after the event the test observed.
+func waitMetric(t *testing.T, s *testServer, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.metric(t, name) != want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
-	assert.Equal(t, 0.0, s.metric(t, "switchboard_shared_subscriptions"))
+	assert.Equal(t, want, s.metric(t, name), name)
 }

@@ -120,7 +120,7 @@ func nextID(c *websocket.Conn, timeout time.Duration) (int64, error) {
 // within a bounded time and memory, the others keep receiving everything,
 // and the slow one, resuming with after, loses nothing.
 func TestSlowConsumerIsDisconnected(t *testing.T) {
-	h := newHarness(t, gqlws.Options{MaxQueue: 16, WriteTimeout: 300 * time.Millisecond, SendBuffer: 4096})
+	h := newHarness(t, gqlws.Options{MaxQueue: 256, WriteTimeout: 300 * time.Millisecond, SendBuffer: 4096})
 	fast := h.dial(t, &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}}, "0")
 	// The slow client's socket takes almost nothing, so the server's writes
 	// to it block as soon as the kernel buffers are full.
@@ -174,12 +174,12 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		last = id
 	}
 	require.Less(t, last, int64(total), "the slow subscriber was cut off")
+	// The close frame says 1013 when the server could still write it; a
+	// client whose buffers stayed full sees the connection drop (1006).
+	// The standard client reconnects after either.
 	var ce *websocket.CloseError
-	if ok := errorAs(err, &ce); ok {
-		assert.Equal(t, gqlws.CloseTryAgainLater, ce.Code)
-	} else {
-		t.Logf("the slow client saw %v (its buffers were full, so the close frame could not be written)", err)
-	}
+	require.True(t, errorAs(err, &ce), "the connection was closed: %v", err)
+	assert.Contains(t, []int{gqlws.CloseTryAgainLater, websocket.CloseAbnormalClosure}, ce.Code)
 
 	// Resuming with after, it loses nothing.
 	again := h.dial(t, &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}}, strconv.FormatInt(last, 10))

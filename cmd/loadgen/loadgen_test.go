@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// startBaseline serves the baseline in-process on a loopback port and
+// returns its base URL.
+func startBaseline(t *testing.T) string {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs after the server's cleanup
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b := newBaseline()
+	srv := &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, srv.Shutdown(ctx))
+		b.Close()
+		assert.ErrorIs(t, <-served, http.ErrServerClosed)
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// runJSON runs loadgen with args plus -json and decodes its report, both
+// as a Report and as a generic map (to check the field names).
+func runJSON(t *testing.T, args ...string) (*Report, map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, append(args, "-json"), &stdout, &stderr)
+	require.NoError(t, err, "stderr:\n%s", stderr.String())
+	var rep Report
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), stdout.String())
+	var fields map[string]any
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &fields))
+	return &rep, fields
+}
+
+func TestRunAgainstBaseline(t *testing.T) {
+	url := startBaseline(t)
+
+	const conns = 50
+	rep, fields := runJSON(t, "run", "-url", url, "-conns", strconv.Itoa(conns), "-proto", "mixed",
+		"-rate", "20", "-duration", "1s", "-drain", "5s", "-settle", "50ms", "-sources", "4",
+		"-pid", strconv.Itoa(os.Getpid()))
+
+	assert.Equal(t, conns, rep.Connected)
+	assert.Zero(t, rep.ConnectErrors)
+	assert.EqualValues(t, 20, rep.Posts)
+	assert.Zero(t, rep.PostErrors)
+	assert.Zero(t, rep.Missing)
+	assert.Zero(t, rep.Duplicates)
+	assert.Zero(t, rep.OutOfOrder)
+	assert.Zero(t, rep.Disconnects)
+	assert.Zero(t, rep.SubscriptionErrors)
+	assert.Equal(t, rep.Posts*conns, rep.DeliveriesExpected)
+	assert.Equal(t, rep.Posts*conns, rep.DeliveriesReceived)
+	assert.EqualValues(t, rep.DeliveriesReceived, rep.Latency.Count)
+	assert.Positive(t, rep.DeliveriesPerSec)
+	assert.Positive(t, rep.Latency.P99Ms)
+	assert.LessOrEqual(t, rep.Latency.P50Ms, rep.Latency.P99Ms)
+	assert.LessOrEqual(t, rep.Latency.P99Ms, rep.Latency.MaxMs)
+	assert.Positive(t, rep.Connect.TotalMs)
+	assert.Empty(t, rep.Errors)
+	assert.Nil(t, rep.Ramp)
+
+	// The figures from /proc (of this process, standing in for the server)
+	// and from the baseline's /metrics.
+	require.NotNil(t, rep.Server.RSSBeforeKiB)
+	require.NotNil(t, rep.Server.RSSPerConnKiB)
+	require.NotNil(t, rep.Server.CPUPercent)
+	require.NotNil(t, rep.Server.GoroutinesPerConn)
+	assert.Positive(t, *rep.Server.RSSBeforeKiB)
+
+	for _, k := range []string{
+		"conns", "proto", "connect", "posts", "deliveriesExpected", "deliveriesReceived", "missing",
+		"duplicates", "deliveriesPerSec", "latency", "server", "loadgen", "idle", "ramp",
+	} {
+		assert.Contains(t, fields, k)
+	}
+	for _, k := range []string{"totalMs", "p50Ms", "p99Ms"} {
+		assert.Contains(t, fields["connect"], k)
+	}
+	for _, k := range []string{"p50Ms", "p90Ms", "p99Ms", "maxMs"} {
+		assert.Contains(t, fields["latency"], k)
+	}
+	for _, k := range []string{"rssBeforeKiB", "rssSubscribedKiB", "rssEndKiB", "rssPerConnKiB", "cpuPercent",
+		"goroutinesBefore", "goroutinesSubscribed", "goroutinesPerConn"} {
+		assert.Contains(t, fields["server"], k)
+	}
+}
+
+func TestRampStops(t *testing.T) {
+	url := startBaseline(t)
+	common := []string{"run", "-url", url, "-conns", "10", "-proto", "transport", "-ramp", "20,40",
+		"-step", "300ms", "-drain", "3s", "-settle", "0s", "-sources", "2"}
+
+	t.Run("every step passes", func(t *testing.T) {
+		rep, _ := runJSON(t, append(common, "-max-p99", "10s")...)
+		require.NotNil(t, rep.Ramp)
+		require.Len(t, rep.Ramp.Steps, 2)
+		assert.Empty(t, rep.Ramp.StopReason)
+		for _, s := range rep.Ramp.Steps {
+			assert.True(t, s.OK, s.Reason)
+			assert.Equal(t, s.Posts*10, s.Received)
+		}
+		assert.EqualValues(t, 6+12, rep.Posts)
+		assert.Zero(t, rep.Missing)
+		best := max(rep.Ramp.Steps[0].DeliveriesPerSec, rep.Ramp.Steps[1].DeliveriesPerSec)
+		assert.Equal(t, best, rep.Ramp.HighestSustainedDeliveriesPerSec)
+		assert.Positive(t, rep.Ramp.HighestSustainedRate)
+	})
+
+	t.Run("stops at the first step over the p99 limit", func(t *testing.T) {
+		rep, _ := runJSON(t, append(common, "-max-p99", "1us")...)
+		require.NotNil(t, rep.Ramp)
+		require.Len(t, rep.Ramp.Steps, 1, "the 40/s step must not run")
+		assert.False(t, rep.Ramp.Steps[0].OK)
+		assert.Contains(t, rep.Ramp.Steps[0].Reason, "p99")
+		assert.Contains(t, rep.Ramp.StopReason, "stopped at 20/s")
+		assert.Zero(t, rep.Ramp.HighestSustainedDeliveriesPerSec)
+		assert.EqualValues(t, 6, rep.Posts)
+		assert.Zero(t, rep.Missing, "posts of steps not run are not missing")
+	})
+}
+
+func TestVerdict(t *testing.T) {
+	const limit = 250 * time.Millisecond
+	for _, tc := range []struct {
+		name                            string
+		posts, postErrors, missing, dup int64
+		p99                             time.Duration
+		ok                              bool
+		reason                          string
+	}{
+		{name: "passes", posts: 100, p99: limit, ok: true},
+		{name: "slow", posts: 100, p99: limit + time.Millisecond, reason: "p99 251ms > 250ms"},
+		{name: "missing", posts: 100, missing: 1, p99: time.Millisecond, reason: "1 missing"},
+		{name: "duplicated", posts: 100, dup: 2, p99: time.Millisecond, reason: "2 duplicates"},
+		{name: "post errors", posts: 99, postErrors: 1, p99: time.Millisecond, reason: "1 post errors"},
+		{name: "no posts", reason: "no successful posts"},
+		{name: "several", posts: 100, missing: 3, p99: time.Second, reason: "3 missing, p99 1s > 250ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, reason := verdict(tc.posts, tc.postErrors, tc.missing, tc.dup, tc.p99, limit)
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.reason, reason)
+		})
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	h := newHistogram()
+	for i := 1; i <= 1000; i++ {
+		h.record(time.Duration(i) * time.Millisecond)
+	}
+	// The upper edge of the value's 100 µs bucket.
+	assert.Equal(t, 500*time.Millisecond+bucketWidth, h.quantile(0.50))
+	assert.Equal(t, 990*time.Millisecond+bucketWidth, h.quantile(0.99))
+	assert.Equal(t, time.Second, h.quantile(1))
+	h.record(time.Minute) // overflow bucket: reported as the exact maximum
+	assert.Equal(t, time.Minute, h.quantile(1))
+	assert.Zero(t, newHistogram().quantile(0.99))
+}
+
+func TestCountMissing(t *testing.T) {
+	want, got := newBitset(200), newBitset(200)
+	for i := range 200 {
+		want.set(i)
+		if i%3 != 0 {
+			got.set(i)
+		}
+	}
+	count := func(lo, hi int) (n int64) {
+		for i := lo; i < hi; i++ {
+			if i%3 == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	for _, r := range [][2]int{{0, 200}, {0, 64}, {5, 70}, {64, 128}, {63, 65}, {130, 131}, {10, 10}} {
+		assert.Equal(t, count(r[0], r[1]), countMissing(want, got, r[0], r[1]), "range %v", r)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tl := newTally("ab12", []stepPlan{{rate: 1, posts: 10}}, &errorLog{})
+	now := time.Now()
+	text := statusText("ab12", 7, now)
+	msg := []byte(`{"id":"1","type":"next","payload":{"data":{"statusPosted":{"id":"42","text":"` + text + `"}}}}`)
+	id, seq, sent, ok := tl.parseFast(msg)
+	require.True(t, ok)
+	assert.EqualValues(t, 42, id)
+	assert.Equal(t, 7, seq)
+	assert.Equal(t, now.UnixNano(), sent)
+
+	seq, sent, ok = tl.parseText(text)
+	require.True(t, ok)
+	assert.Equal(t, 7, seq)
+	assert.Equal(t, now.UnixNano(), sent)
+
+	for _, other := range []string{
+		`{"type":"next","payload":{"data":{"statusPosted":{"id":"42","text":"lg:zz99:7:1"}}}}`,
+		`{"type":"next","payload":{"data":{"statusPosted":{"text":"` + text + `","id":"42"}}}}`,
+		`{"type":"ka"}`,
+		`{"type":"next","payload":{"data":{"statusPosted":{"id":"42","text":"lg:ab12:7:99999999999999999999"}}}}`,
+	} {
+		_, _, _, ok := tl.parseFast([]byte(other))
+		assert.False(t, ok, other)
+	}
+	_, _, ok = tl.parseText("hello")
+	assert.False(t, ok)
+}
+
+func TestFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	_, err := parseRunFlags([]string{"-proto", "nope", "-conns", "0", "-ramp", "10,x"}, &stderr)
+	require.Error(t, err)
+	for _, want := range []string{"-proto", "-conns", `"x"`} {
+		assert.Contains(t, err.Error(), want)
+	}
+	cfg, err := parseRunFlags([]string{"-ramp", "50, 100", "-step", "2s"}, &stderr)
+	require.NoError(t, err)
+	assert.Equal(t, []stepPlan{{rate: 50, posts: 100}, {rate: 100, posts: 200}}, cfg.plan())
+
+	err = run(context.Background(), []string{"frobnicate"}, &stderr, &stderr)
+	assert.ErrorContains(t, err, "unknown subcommand")
+	err = run(context.Background(), []string{"run", "-h"}, &stderr, &stderr)
+	assert.NoError(t, err)
+}
+
+func TestTooManyConns(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"run", "-conns", "10000000"}, &stdout, &stderr)
+	assert.ErrorContains(t, err, "RLIMIT_NOFILE")
+}

@@ -34,6 +34,11 @@ type conn struct {
 	closed   atomic.Bool
 	acked    atomic.Bool
 	lastRead atomic.Int64 // unix nanoseconds of the last client message
+	// writingSince is when the write in progress began (unix nanoseconds),
+	// 0 when none is: the keepalive's watchdog closes a connection whose
+	// write takes longer than WriteTimeout. (A deadline per write would cost
+	// a timer update per frame.)
+	writingSince atomic.Int64
 
 	qmu     sync.Mutex
 	queue   []outFrame
@@ -602,7 +607,8 @@ func (c *conn) writeQueued(f outFrame) bool {
 	if f.complete {
 		return c.writeLocked(completeFrame(f.op.id))
 	}
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+	c.writingSince.Store(time.Now().UnixNano())
+	defer c.writingSince.Store(0)
 	w, err := c.ws.NextWriter(websocket.TextMessage)
 	if err == nil {
 		if c.proto == TransportWS {
@@ -647,7 +653,8 @@ func (c *conn) write(ctx context.Context, frame []byte) bool {
 }
 
 func (c *conn) writeLocked(frame []byte) bool {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
+	c.writingSince.Store(time.Now().UnixNano())
+	defer c.writingSince.Store(0)
 	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
 		c.close(CloseTryAgainLater, "Slow consumer")
 		return false

@@ -8,8 +8,9 @@ import (
 // keepalive is one timer for every connection of a Transport: each interval
 // it sends ping (graphql-transport-ws) or ka (legacy) to every initialised
 // connection, and disconnects graphql-transport-ws clients that sent nothing
-// for two intervals. One goroutine serves all connections, instead of a
-// ticker per connection.
+// for two intervals; several times per write timeout it disconnects clients
+// whose pending write is stuck. One goroutine serves all connections,
+// instead of tickers and deadlines per connection.
 type keepalive struct {
 	t        *Transport
 	interval time.Duration
@@ -31,12 +32,29 @@ func (k *keepalive) run() {
 	defer k.wg.Done()
 	tick := time.NewTicker(k.interval)
 	defer tick.Stop()
+	timeout := k.t.opts.WriteTimeout
+	watch := time.NewTicker(min(timeout/4, time.Second))
+	defer watch.Stop()
 	for {
 		select {
 		case <-k.done:
 			return
 		case now := <-tick.C:
 			k.round(now)
+		case now := <-watch.C:
+			k.watchWrites(now, timeout)
+		}
+	}
+}
+
+// watchWrites closes, with 1013, every connection whose current write has
+// been blocked for longer than timeout: the client stopped reading. Closing
+// the socket is what unblocks the writer.
+func (k *keepalive) watchWrites(now time.Time, timeout time.Duration) {
+	limit := now.Add(-timeout).UnixNano()
+	for _, c := range k.t.snapshot() {
+		if since := c.writingSince.Load(); since != 0 && since < limit {
+			go c.close(CloseTryAgainLater, "Slow consumer")
 		}
 	}
 }

@@ -601,33 +601,34 @@ func (c *conn) flush() {
 	}
 }
 
-// writeQueued writes one queued frame, assembling it in gorilla's write
-// buffer: the shared payload is never copied per member.
+// writeQueued writes one queued frame. It assembles the frame in a pooled
+// scratch buffer and hands it to WriteMessage, whose server fast path
+// allocates nothing (NextWriter would allocate a writer per frame).
 func (c *conn) writeQueued(f outFrame) bool {
 	if f.complete {
 		return c.writeLocked(completeFrame(f.op.id))
 	}
-	c.writingSince.Store(time.Now().UnixNano())
-	defer c.writingSince.Store(0)
-	w, err := c.ws.NextWriter(websocket.TextMessage)
-	if err == nil {
-		if c.proto == TransportWS {
-			_, _ = w.Write(nextPrefix)
-		} else {
-			_, _ = w.Write(dataPrefix)
-		}
-		_, _ = w.Write(f.op.idJSON())
-		_, _ = w.Write(payloadInfix)
-		_, _ = w.Write(f.payload)
-		_, _ = w.Write(frameSuffix)
-		err = w.Close()
+	bp := scratch.Get().(*[]byte)
+	b := (*bp)[:0]
+	if c.proto == TransportWS {
+		b = append(b, nextPrefix...)
+	} else {
+		b = append(b, dataPrefix...)
 	}
-	if err != nil {
-		c.close(CloseTryAgainLater, "Slow consumer")
-		return false
+	b = append(b, f.op.idJSON()...)
+	b = append(b, payloadInfix...)
+	b = append(b, f.payload...)
+	b = append(b, frameSuffix...)
+	ok := c.writeLocked(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		scratch.Put(bp)
 	}
-	return true
+	return ok
 }
+
+// scratch holds frame buffers between writes.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 var (
 	nextPrefix   = []byte(`{"type":"next","id":`)

@@ -22,12 +22,11 @@ import (
 // write, which serialises frames. close may be called from anywhere, once
 // effective.
 type conn struct {
-	t       *Transport
-	ws      *websocket.Conn
-	proto   string
-	exec    graphql.GraphExecutor
-	headers http.Header
-	cancel  context.CancelFunc // ends every operation of the connection
+	t      *Transport
+	ws     *websocket.Conn
+	proto  string
+	exec   graphql.GraphExecutor
+	cancel context.CancelFunc // ends every operation of the connection
 
 	wmu sync.Mutex // serialises data frames
 
@@ -86,13 +85,25 @@ func (op *operation) setLeave(f func()) {
 // end marks the operation over, cancels it and leaves its group.
 func (op *operation) end() {
 	op.ended.Store(true)
-	op.cancel()
+	op.release()
 	op.mu.Lock()
 	leave := op.leave
 	op.leave = nil
 	op.mu.Unlock()
 	if leave != nil {
 		leave()
+	}
+}
+
+// release cancels the operation's context and drops it, so that nothing of
+// it stays reachable from the operation (a group member lives on without).
+func (op *operation) release() {
+	op.mu.Lock()
+	cancel := op.cancel
+	op.cancel = nil
+	op.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -124,7 +135,7 @@ func (m *message) id() (string, bool) {
 }
 
 func newConn(t *Transport, ws *websocket.Conn, proto string, r *http.Request, exec graphql.GraphExecutor) *conn {
-	c := &conn{t: t, ws: ws, proto: proto, exec: exec, headers: r.Header, ops: make(map[string]*operation)}
+	c := &conn{t: t, ws: ws, proto: proto, exec: exec, ops: make(map[string]*operation)}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
 }
@@ -329,7 +340,19 @@ func (c *conn) init(ctx context.Context, raw json.RawMessage) (context.Context, 
 			return ctx, nil, errBadPayload
 		}
 	}
-	res, err := c.t.opts.Init(ctx, payload)
+	// Verifying a token needs a deep stack: do it on a short-lived
+	// goroutine (see prepare).
+	type result struct {
+		res InitResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := c.t.opts.Init(ctx, payload)
+		done <- result{res, err}
+	}()
+	r := <-done
+	res, err := r.res, r.err
 	if err != nil {
 		return ctx, nil, err
 	}
@@ -361,24 +384,31 @@ func decodeParams(raw json.RawMessage) (*graphql.RawParams, bool) {
 // nothing else.
 func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) {
 	start := graphql.Now()
-	params.Headers = c.headers
 	params.ReadTime = graphql.TraceTiming{Start: start, End: start}
 	opCtx, cancel := context.WithCancel(graphql.StartOperationTrace(ctx))
-	rc, errs := c.exec.CreateOperationContext(opCtx, params)
-	if errs != nil {
-		resp := c.exec.DispatchError(graphql.WithOperationContext(opCtx, rc), errs)
-		cancel()
-		c.writeErrors(ctx, id, resp.Errors)
-		return
-	}
 	op := &operation{conn: c, id: id, idJS: appendJSONString(nil, id), cancel: cancel}
-	if key, afterVar, ok := c.t.shareKey(opCtx, rc); ok {
-		op.share = &shareInfo{key: key, afterVar: afterVar, params: params}
-	}
 	c.mu.Lock()
 	c.ops[id] = op
 	c.mu.Unlock()
-	go c.run(graphql.WithOperationContext(opCtx, rc), id, op, rc)
+	go c.prepare(opCtx, id, op, params)
+}
+
+// prepare parses and validates the operation, then runs it. It runs on the
+// operation's goroutine, not the connection's reader: parsing and
+// validation need a deep stack, and a goroutine keeps the largest stack it
+// ever needed, so the reader that every idle connection keeps stays small.
+func (c *conn) prepare(ctx context.Context, id string, op *operation, params *graphql.RawParams) {
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		c.finish(id, op) // the id is free once the client reads the error
+		c.writeErrors(ctx, id, resp.Errors)
+		return
+	}
+	if key, afterVar, ok := c.t.shareKey(ctx, rc); ok {
+		op.share = &shareInfo{key: key, afterVar: afterVar, params: params}
+	}
+	c.run(graphql.WithOperationContext(ctx, rc), id, op, rc)
 }
 
 // run executes an operation and relays its results until it ends, is

@@ -101,7 +101,8 @@ type Options struct {
 	// connection with 1009. Default 64 KiB.
 	ReadLimit int64
 	// ReadBufferSize and WriteBufferSize are the socket buffer sizes. Default
-	// 1 KiB each; write buffers are pooled between writes.
+	// 512 bytes and 1 KiB; write buffers are pooled between writes. Larger
+	// messages are read and written through them in pieces.
 	ReadBufferSize, WriteBufferSize int
 	// OnError receives connection-level failures worth a log line.
 	OnError func(ctx context.Context, err error)
@@ -163,7 +164,7 @@ func New(opts Options) *Transport {
 		opts.ReadLimit = 64 << 10
 	}
 	if opts.ReadBufferSize <= 0 {
-		opts.ReadBufferSize = 1024
+		opts.ReadBufferSize = 512
 	}
 	if opts.WriteBufferSize <= 0 {
 		opts.WriteBufferSize = 1024

@@ -129,7 +129,14 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 		t.groups[op.share.key] = g
 	}
 	t.gmu.Unlock()
-	return g.join(op, pos)
+	if !g.join(op, pos) {
+		return false
+	}
+	// A member needs neither its parameters nor its own context any more:
+	// let them go (an idle subscription should cost as little as possible).
+	op.share = nil
+	op.release()
+	return true
 }
 
 // paramsAt returns op's parameters with its resume cursor set to pos.

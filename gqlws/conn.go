@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,7 +133,7 @@ func (m *message) id() (string, bool) {
 	return id, true
 }
 
-func newConn(t *Transport, ws *websocket.Conn, proto string, r *http.Request, exec graphql.GraphExecutor) *conn {
+func newConn(t *Transport, ws *websocket.Conn, proto string, exec graphql.GraphExecutor) *conn {
 	c := &conn{t: t, ws: ws, proto: proto, exec: exec, ops: make(map[string]*operation)}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c

@@ -245,7 +245,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		_ = ws.Close()
 		return
 	}
-	c := newConn(t, ws, proto, r, exec)
+	c := newConn(t, ws, proto, exec)
 	t.mu.Lock()
 	if t.shutdown {
 		t.mu.Unlock()

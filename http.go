@@ -58,6 +58,10 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 			return gqlws.InitResult{Context: ctx, Ack: ack, Expires: expires}, nil
 		},
 		CheckOrigin: originChecker(cfg.AllowedOrigins),
+		// A connection keeps only its request id from the upgrade request.
+		ConnContext: func(r *http.Request) context.Context {
+			return resolvers.WithRequestID(context.Background(), resolvers.RequestID(r.Context()))
+		},
 		// Live delivery of durable streams is shared between subscribers of
 		// the same document and scope; statusPosted is public.
 		Positions:    stream.WithPositionRecorder,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ type conn struct {
 	// write takes longer than WriteTimeout. (A deadline per write would cost
 	// a timer update per frame.)
 	writingSince atomic.Int64
+	// expires is when the connection's grant ends (unix nanoseconds), 0 for
+	// never; the watchdog closes it with 4403 then.
+	expires atomic.Int64
 
 	qmu     sync.Mutex
 	queue   []outFrame
@@ -44,10 +48,9 @@ type conn struct {
 	writing bool
 
 	mu        sync.Mutex
-	ops       map[string]*operation
+	ops       []*operation
 	initSeen  bool
 	initTimer *time.Timer
-	expiry    *time.Timer
 }
 
 // operation is one running subscribe/start.
@@ -134,7 +137,7 @@ func (m *message) id() (string, bool) {
 }
 
 func newConn(t *Transport, ws *websocket.Conn, proto string, exec graphql.GraphExecutor) *conn {
-	c := &conn{t: t, ws: ws, proto: proto, exec: exec, ops: make(map[string]*operation)}
+	c := &conn{t: t, ws: ws, proto: proto, exec: exec}
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
 }
@@ -245,7 +248,7 @@ func (c *conn) handleTransportWS(ctx context.Context, m *message) context.Contex
 			return ctx
 		}
 		c.mu.Lock()
-		_, exists := c.ops[id]
+		exists := c.op(id) >= 0
 		c.mu.Unlock()
 		if exists {
 			c.close(CloseSubscriberExists, "Subscriber for "+id+" already exists")
@@ -358,9 +361,7 @@ func (c *conn) init(ctx context.Context, raw json.RawMessage) (context.Context, 
 		ctx = res.Context
 	}
 	if !res.Expires.IsZero() {
-		c.mu.Lock()
-		c.expiry = time.AfterFunc(time.Until(res.Expires), func() { c.close(CloseForbidden, "Token expired") })
-		c.mu.Unlock()
+		c.expires.Store(res.Expires.UnixNano()) // the keepalive's watchdog enforces it
 	}
 	c.acked.Store(true)
 	return ctx, res.Ack, nil
@@ -386,7 +387,7 @@ func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) 
 	opCtx, cancel := context.WithCancel(graphql.StartOperationTrace(ctx))
 	op := &operation{conn: c, id: id, idJS: appendJSONString(nil, id), cancel: cancel}
 	c.mu.Lock()
-	c.ops[id] = op
+	c.ops = append(c.ops, op)
 	c.mu.Unlock()
 	go c.prepare(opCtx, id, op, params)
 }
@@ -553,8 +554,12 @@ func (c *conn) presentPanic(ctx context.Context, err error) *gqlerror.Error {
 // stop ends operation id, reporting whether it was running.
 func (c *conn) stop(id string) bool {
 	c.mu.Lock()
-	op := c.ops[id]
-	delete(c.ops, id)
+	i := c.op(id)
+	var op *operation
+	if i >= 0 {
+		op = c.ops[i]
+		c.ops = slices.Delete(c.ops, i, i+1)
+	}
 	c.mu.Unlock()
 	if op == nil {
 		return false
@@ -563,11 +568,18 @@ func (c *conn) stop(id string) bool {
 	return true
 }
 
+// op returns the index of running operation id in c.ops, or -1. Called
+// with c.mu held. (A connection runs a handful of operations at most: a
+// slice costs less memory than a map, on every idle connection.)
+func (c *conn) op(id string) int {
+	return slices.IndexFunc(c.ops, func(op *operation) bool { return op.id == id })
+}
+
 // finish forgets op once it has ended (unless its id was reused meanwhile).
 func (c *conn) finish(id string, op *operation) {
 	c.mu.Lock()
-	if c.ops[id] == op {
-		delete(c.ops, id)
+	if i := c.op(id); i >= 0 && c.ops[i] == op {
+		c.ops = slices.Delete(c.ops, i, i+1)
 	}
 	c.mu.Unlock()
 	op.end()
@@ -757,11 +769,8 @@ func (c *conn) closeWith(code int, reason string, linger bool) {
 	if c.initTimer != nil {
 		c.initTimer.Stop()
 	}
-	if c.expiry != nil {
-		c.expiry.Stop()
-	}
 	ops := c.ops
-	c.ops = map[string]*operation{}
+	c.ops = nil
 	c.mu.Unlock()
 	for _, op := range ops {
 		op.end()

@@ -104,6 +104,12 @@ type Options struct {
 	// 512 bytes and 1 KiB; write buffers are pooled between writes. Larger
 	// messages are read and written through them in pieces.
 	ReadBufferSize, WriteBufferSize int
+	// ConnContext returns the base context of a connection (and of its
+	// operations) from its upgrade request. Nil keeps the request's context,
+	// without its cancellation; that holds on to the whole context chain of
+	// the request for the connection's life, so a server with many idle
+	// connections does better to copy the few values it needs.
+	ConnContext func(r *http.Request) context.Context
 	// OnError receives connection-level failures worth a log line.
 	OnError func(ctx context.Context, err error)
 
@@ -254,7 +260,11 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	t.conns[c] = struct{}{}
 	t.mu.Unlock()
-	go c.serve(r.Context())
+	base := r.Context()
+	if t.opts.ConnContext != nil {
+		base = t.opts.ConnContext(r)
+	}
+	go c.serve(base)
 }
 
 // chooseSubprotocol picks the protocol for the offered subprotocols:

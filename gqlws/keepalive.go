@@ -48,13 +48,16 @@ func (k *keepalive) run() {
 }
 
 // watchWrites closes, with 1013, every connection whose current write has
-// been blocked for longer than timeout: the client stopped reading. Closing
-// the socket is what unblocks the writer.
+// been blocked for longer than timeout: the client stopped reading (closing
+// the socket is what unblocks the writer); and, with 4403, every connection
+// whose token has expired.
 func (k *keepalive) watchWrites(now time.Time, timeout time.Duration) {
 	limit := now.Add(-timeout).UnixNano()
 	for _, c := range k.t.snapshot() {
 		if since := c.writingSince.Load(); since != 0 && since < limit {
 			go c.close(CloseTryAgainLater, "Slow consumer")
+		} else if exp := c.expires.Load(); exp != 0 && exp <= now.UnixNano() {
+			go c.close(CloseForbidden, "Token expired")
 		}
 	}
 }

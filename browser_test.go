@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,17 +158,6 @@ func findChromium(t *testing.T) string {
 	}
 	storetest.RequireService(t, "the browser test needs chromium or chromium-browser on PATH (Debian: apt-get install chromium)")
 	return ""
-}
-
-// freeLoopbackAddr returns a loopback address whose port is free at the time
-// of the call, so that a server can be restarted on the same address.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }
 
 // startBrowser launches headless Chromium with a fresh profile and returns a

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +36,7 @@ func TestGraphQLWSClient(t *testing.T) {
 	node, script := requireJSClient(t)
 
 	t.Run("going away is retried and the client resumes after a restart", func(t *testing.T) {
-		env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": jsClientFreeAddr(t)}
+		env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": freeLoopbackAddr(t)}
 		s1 := startServer(t, env)
 		jsLogsOnFailure(t, s1)
 		token := s1.signIn(t, "Jess")
@@ -220,15 +219,6 @@ func requireJSClient(t *testing.T) (node, script string) {
 		return "", ""
 	}
 	return node, filepath.Join(dir, "client.mjs")
-}
-
-func jsClientFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }
 
 func jsLogsOnFailure(t *testing.T, s *testServer) {

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -77,6 +79,24 @@ func (b *syncBuffer) String() string {
 
 var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
+// scanLogs copies a server's log lines into logs and sends the address of
+// its "listening" line on the returned channel.
+func scanLogs(r io.Reader, logs *syncBuffer) <-chan string {
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			_, _ = logs.Write([]byte(line + "\n"))
+			if m := listeningRE.FindStringSubmatch(line); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	return addr
+}
+
 // startServer runs the server in-process on a free port with env as its
 // whole environment (DATA_DIR defaults to a temporary directory). It stops
 // when the test ends, or when stop is called.
@@ -95,18 +115,7 @@ func startServer(tb testing.TB, env map[string]string) *testServer {
 		_ = pw.CloseWithError(io.EOF)
 		done <- err
 	}()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = logs.Write([]byte(line + "\n"))
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
+	addr := scanLogs(pr, logs)
 	s := &testServer{logs: logs}
 	var once sync.Once
 	s.stop = func() {
@@ -148,17 +157,7 @@ func startProcess(tb testing.TB, env map[string]string) *testServer {
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	require.NoError(tb, cmd.Start())
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = logs.Write([]byte(line + "\n"))
-			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
+	addr := scanLogs(out, logs)
 	s := &testServer{logs: logs}
 	var once sync.Once
 	s.stop = func() {
@@ -327,9 +326,9 @@ func (c *wsClient) tryRead(timeout time.Duration) (wsMessage, error) {
 	}
 }
 
-// closeCode waits for the server to close the connection and returns its
-// close code.
-func (c *wsClient) closeCode(timeout time.Duration) int {
+// closeCode waits for the server's close frame and returns its code and
+// reason.
+func (c *wsClient) closeCode(timeout time.Duration) (int, string) {
 	c.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -339,20 +338,23 @@ func (c *wsClient) closeCode(timeout time.Duration) int {
 			continue
 		}
 		var ce *websocket.CloseError
-		if ok := asCloseError(err, &ce); ok {
-			return ce.Code
+		if errors.As(err, &ce) {
+			return ce.Code, ce.Text
 		}
 		c.tb.Fatalf("connection ended without a close frame: %v", err)
-		return 0
+		return 0, ""
 	}
 }
 
-func asCloseError(err error, target **websocket.CloseError) bool {
-	ce, ok := err.(*websocket.CloseError)
-	if ok {
-		*target = ce
-	}
-	return ok
+// freeLoopbackAddr returns a loopback address whose port is free at the time
+// of the call, so that a server can be restarted on the same address.
+func freeLoopbackAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	addr := ln.Addr().String()
+	require.NoError(tb, ln.Close())
+	return addr
 }
 
 // init performs connection_init with an optional token and returns the ack.

@@ -67,7 +67,7 @@ func TestTransportWSCloseCodes(t *testing.T) {
 				}
 				require.NoError(t, err)
 			}
-			code, reason := c.closeCodeReason(5 * time.Second)
+			code, reason := c.closeCode(5 * time.Second)
 			assert.Equal(t, tc.code, code, "reason %q", reason)
 			if tc.reason != "" {
 				assert.Equal(t, tc.reason, reason)
@@ -80,7 +80,7 @@ func TestTransportWSInitTimeout(t *testing.T) {
 	s := startServer(t, nil)
 	c := dialWS(t, s, "graphql-transport-ws", nil)
 	start := time.Now()
-	code, reason := c.closeCodeReason(10 * time.Second)
+	code, reason := c.closeCode(10 * time.Second)
 	assert.Equal(t, 4408, code)
 	assert.Equal(t, "Connection initialisation timeout", reason)
 	assert.InDelta(t, 3.0, time.Since(start).Seconds(), 1.5, "the reference server's 3 s")
@@ -190,7 +190,7 @@ func TestSubprotocolNegotiation(t *testing.T) {
 			t.Cleanup(func() { conn.Close() })
 			assert.Equal(t, tc.want, conn.Subprotocol())
 			if tc.code != 0 {
-				code, reason := c.closeCodeReason(5 * time.Second)
+				code, reason := c.closeCode(5 * time.Second)
 				assert.Equal(t, tc.code, code)
 				assert.Equal(t, "Subprotocol not acceptable", reason)
 				return
@@ -255,7 +255,7 @@ func TestLegacyProtocol(t *testing.T) {
 		c := dialWS(t, s, "graphql-ws", nil)
 		c.init("")
 		c.send("connection_terminate", "", nil)
-		code, _ := c.closeCodeReason(5 * time.Second)
+		code, _ := c.closeCode(5 * time.Second)
 		assert.Equal(t, websocket.CloseNormalClosure, code)
 	})
 }
@@ -271,7 +271,7 @@ func TestTokenExpiryClosesConnection(t *testing.T) {
 	s := startServer(t, env)
 	c := dialWS(t, s, "graphql-transport-ws", nil)
 	c.init(strings.TrimSpace(out.String()))
-	code, reason := c.closeCodeReason(10 * time.Second)
+	code, reason := c.closeCode(10 * time.Second)
 	assert.Equal(t, 4403, code)
 	assert.Equal(t, "Token expired", reason)
 }
@@ -292,23 +292,4 @@ func (c *wsClient) rawRead(timeout time.Duration) wsMessage {
 	var m wsMessage
 	require.NoError(c.tb, c.conn.ReadJSON(&m))
 	return m
-}
-
-// closeCodeReason waits for the server's close frame.
-func (c *wsClient) closeCodeReason(timeout time.Duration) (int, string) {
-	c.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		_ = c.conn.SetReadDeadline(deadline)
-		_, _, err := c.conn.ReadMessage()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if asCloseError(err, &ce) {
-			return ce.Code, ce.Text
-		}
-		c.tb.Fatalf("connection ended without a close frame: %v", err)
-		return 0, ""
-	}
 }

@@ -242,7 +242,8 @@ func TestWebSocketRefusesBadToken(t *testing.T) {
 				m := c.read(5 * time.Second)
 				assert.Equal(t, "connection_error", m.Type)
 			}
-			assert.Equal(t, 4403, c.closeCode(5*time.Second))
+			code, _ := c.closeCode(5 * time.Second)
+			assert.Equal(t, 4403, code)
 		})
 	}
 }
@@ -280,7 +281,8 @@ func TestShutdownClosesWebSocketsWithGoingAway(t *testing.T) {
 	c.init("")
 	c.subscribe("s", `subscription { statusPosted { id } }`, nil)
 	go s.stop()
-	assert.Equal(t, websocket.CloseGoingAway, c.closeCode(10*time.Second))
+	code, _ := c.closeCode(10 * time.Second)
+	assert.Equal(t, websocket.CloseGoingAway, code)
 }
 
 // TestLiveEqualsReplay checks that an event delivered live is byte for byte

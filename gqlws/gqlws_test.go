@@ -3,6 +3,7 @@ package gqlws_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http/httptest"
 	"strconv"
@@ -178,7 +179,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 	// client whose buffers stayed full sees the connection drop (1006).
 	// The standard client reconnects after either.
 	var ce *websocket.CloseError
-	require.True(t, errorAs(err, &ce), "the connection was closed: %v", err)
+	require.True(t, errors.As(err, &ce), "the connection was closed: %v", err)
 	assert.Contains(t, []int{gqlws.CloseTryAgainLater, websocket.CloseAbnormalClosure}, ce.Code)
 
 	// Resuming with after, it loses nothing.
@@ -188,12 +189,4 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, id)
 	}
-}
-
-func errorAs(err error, target **websocket.CloseError) bool {
-	ce, ok := err.(*websocket.CloseError)
-	if ok {
-		*target = ce
-	}
-	return ok
 }

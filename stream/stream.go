@@ -139,7 +139,8 @@ func (f *Feed[T]) Subscribe(ctx context.Context, stream string, after *int64) (<
 		last, replay = *after, true
 	}
 	out := make(chan T)
-	go f.serve(ctx, h, m, last, replay, out)
+	rec, _ := ctx.Value(recorderKey{}).(*recorder)
+	go f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec})
 	return out, nil
 }
 
@@ -162,8 +163,8 @@ func (f *Feed[T]) checkCursor(ctx context.Context, stream string, after, hubHead
 }
 
 // serve feeds one subscription until ctx ends or the feed closes.
-func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64, replay bool, out chan<- T) {
-	defer close(out)
+func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64, replay bool, out outlet[T]) {
+	defer close(out.c)
 	defer f.release(h)
 	defer func() { h.detach(m) }()
 	for {
@@ -185,9 +186,9 @@ func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64
 
 // follow relays the hub's events after *last until the member is detached
 // (true) or ctx ends (false).
-func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last *int64, out chan<- T) bool {
-	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
-		r.caughtUp(*last)
+func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last *int64, out outlet[T]) bool {
+	if out.rec != nil {
+		out.rec.caughtUp(*last)
 	}
 	for {
 		select {
@@ -215,7 +216,7 @@ func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last 
 // catchUp sends the committed events after *last, up to upTo (or to the end
 // when upTo < 0), retrying database failures until ctx ends. It returns false
 // when ctx ended.
-func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo int64, out chan<- T) bool {
+func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo int64, out outlet[T]) bool {
 	backoff := newBackoff()
 	for upTo < 0 || *last < upTo {
 		evs, err := f.src.After(ctx, stream, *last, f.opts.PageSize)
@@ -247,18 +248,26 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 	return true
 }
 
+// outlet is where a subscription's events go: the channel its reader
+// receives from, and the position recorder found in its context when it
+// started (looked up once, not per event).
+type outlet[T any] struct {
+	c   chan<- T
+	rec *recorder
+}
+
 // send hands ev to the subscription's reader unless ctx has ended: once a
-// client stops an operation, nothing committed after that reaches it. A
-// position recorder in ctx learns ev's position first.
-func (f *Feed[T]) send(ctx context.Context, out chan<- T, ev T) bool {
+// client stops an operation, nothing committed after that reaches it. The
+// position recorder, if any, learns ev's position first.
+func (f *Feed[T]) send(ctx context.Context, out outlet[T], ev T) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	if r, ok := ctx.Value(recorderKey{}).(*recorder); ok {
-		r.sent(f.pos(ev))
+	if out.rec != nil {
+		out.rec.sent(f.pos(ev))
 	}
 	select {
-	case out <- ev:
+	case out.c <- ev:
 		return true
 	case <-ctx.Done():
 		return false

@@ -190,7 +190,7 @@ func (c *conn) serve(base context.Context) {
 func (c *conn) handle(ctx context.Context, typ int, data []byte) context.Context {
 	var m message
 	if typ != websocket.TextMessage || json.Unmarshal(data, &m) != nil || m.Type == "" {
-		c.invalid(ctx, "Invalid message received")
+		c.invalid(reasonInvalid)
 		return ctx
 	}
 	if c.proto == TransportWS {
@@ -201,7 +201,7 @@ func (c *conn) handle(ctx context.Context, typ int, data []byte) context.Context
 
 // invalid answers a message that is not a valid protocol message: 4400 on
 // graphql-transport-ws, connection_error on the legacy protocol.
-func (c *conn) invalid(_ context.Context, reason string) {
+func (c *conn) invalid(reason string) {
 	if c.proto == TransportWS {
 		c.close(CloseInvalidMessage, reason)
 		return
@@ -220,11 +220,7 @@ func (c *conn) handleTransportWS(ctx context.Context, m *message) context.Contex
 		}
 		newCtx, ack, err := c.init(ctx, m.Payload)
 		if err != nil {
-			if errors.Is(err, errBadPayload) {
-				c.close(CloseInvalidMessage, "Invalid message received")
-			} else {
-				c.close(CloseForbidden, "Forbidden")
-			}
+			c.refuseInit(err)
 			return ctx
 		}
 		c.writeControlMessage("connection_ack", "", ack)
@@ -235,7 +231,7 @@ func (c *conn) handleTransportWS(ctx context.Context, m *message) context.Contex
 	case "subscribe":
 		id, ok := m.id()
 		if !ok {
-			c.close(CloseInvalidMessage, "Invalid message received")
+			c.close(CloseInvalidMessage, reasonInvalid)
 			return ctx
 		}
 		if !c.acked.Load() {
@@ -244,7 +240,7 @@ func (c *conn) handleTransportWS(ctx context.Context, m *message) context.Contex
 		}
 		params, ok := decodeParams(m.Payload)
 		if !ok {
-			c.close(CloseInvalidMessage, "Invalid message received")
+			c.close(CloseInvalidMessage, reasonInvalid)
 			return ctx
 		}
 		c.mu.Lock()
@@ -258,12 +254,12 @@ func (c *conn) handleTransportWS(ctx context.Context, m *message) context.Contex
 	case "complete":
 		id, ok := m.id()
 		if !ok {
-			c.close(CloseInvalidMessage, "Invalid message received")
+			c.close(CloseInvalidMessage, reasonInvalid)
 			return ctx
 		}
 		c.stop(id)
 	default:
-		c.close(CloseInvalidMessage, "Invalid message received")
+		c.close(CloseInvalidMessage, reasonInvalid)
 	}
 	return ctx
 }
@@ -279,12 +275,7 @@ func (c *conn) handleLegacy(ctx context.Context, m *message) context.Context {
 		}
 		newCtx, ack, err := c.init(ctx, m.Payload)
 		if err != nil {
-			c.writeControlMessage("connection_error", "", map[string]any{"message": err.Error()})
-			if errors.Is(err, errBadPayload) {
-				c.close(CloseInvalidMessage, "Invalid message received")
-			} else {
-				c.close(CloseForbidden, "Forbidden")
-			}
+			c.refuseInit(err)
 			return ctx
 		}
 		c.writeControlMessage("connection_ack", "", ack)
@@ -298,11 +289,11 @@ func (c *conn) handleLegacy(ctx context.Context, m *message) context.Context {
 		}
 		params, ok := decodeParams(m.Payload)
 		if !ok {
-			c.writeErrors(ctx, id, gqlerror.List{{Message: "invalid payload: a query string is required"}})
+			c.writeErrors(id, gqlerror.List{{Message: "invalid payload: a query string is required"}})
 			return ctx
 		}
 		if !c.acked.Load() {
-			c.writeErrors(ctx, id, gqlerror.List{{Message: "connection_init first"}})
+			c.writeErrors(id, gqlerror.List{{Message: "connection_init first"}})
 			return ctx
 		}
 		// A start for a running id replaces it, as subscriptions-transport-ws did.
@@ -336,6 +327,23 @@ func (c *conn) initReceived() bool {
 }
 
 var errBadPayload = errors.New("connection_init payload must be an object")
+
+// reasonInvalid is the close reason of 4400, as the reference server words it.
+const reasonInvalid = "Invalid message received"
+
+// refuseInit answers a connection_init that init refused: 4400 for a
+// malformed payload, 4403 for a refused grant. The legacy protocol first
+// says why in a connection_error, as subscriptions-transport-ws did.
+func (c *conn) refuseInit(err error) {
+	if c.proto == LegacyWS {
+		c.writeControlMessage("connection_error", "", map[string]any{"message": err.Error()})
+	}
+	if errors.Is(err, errBadPayload) {
+		c.close(CloseInvalidMessage, reasonInvalid)
+		return
+	}
+	c.close(CloseForbidden, "Forbidden")
+}
 
 // init runs the InitFunc and, on success, arms the grant's expiry and marks
 // the connection acknowledged. It returns the operations' context and the
@@ -401,7 +409,7 @@ func (c *conn) prepare(ctx context.Context, id string, op *operation, params *gr
 	if errs != nil {
 		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
 		c.finish(id, op) // the id is free once the client reads the error
-		c.writeErrors(ctx, id, resp.Errors)
+		c.writeErrors(id, resp.Errors)
 		return
 	}
 	if key, afterVar, ok := c.t.shareKey(ctx, rc); ok {
@@ -429,7 +437,7 @@ func (c *conn) run(ctx context.Context, id string, op *operation, rc *graphql.Op
 	defer func() {
 		if r := recover(); r != nil {
 			err := rc.Recover(ctx, r)
-			c.writeErrors(ctx, id, gqlerror.List{c.presentPanic(ctx, err)})
+			c.writeErrors(id, gqlerror.List{c.presentPanic(ctx, err)})
 		}
 	}()
 	for {
@@ -730,7 +738,7 @@ func (c *conn) writeControlMessage(typ, id string, payload any) {
 }
 
 // writeErrors sends an operation's error message: nothing follows it.
-func (c *conn) writeErrors(ctx context.Context, id string, errs gqlerror.List) {
+func (c *conn) writeErrors(id string, errs gqlerror.List) {
 	payload, err := json.Marshal(errs)
 	if err != nil {
 		c.close(CloseInternalError, "Internal server error")

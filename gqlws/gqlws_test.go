@@ -190,3 +190,74 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		require.Equal(t, want, id)
 	}
 }
+
+// dialInit connects with subprotocol proto and completes connection_init.
+func (h *harness) dialInit(t *testing.T, proto string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{proto}}
+	c, _, err := d.Dial("ws"+strings.TrimPrefix(h.srv.URL, "http"), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.WriteJSON(map[string]any{"type": "connection_init"}))
+	var ack frame
+	require.NoError(t, c.ReadJSON(&ack))
+	require.Equal(t, "connection_ack", ack.Type)
+	return c
+}
+
+// TestKeepalive: the server pings graphql-transport-ws clients and sends ka
+// to legacy ones every interval; a client that answers stays connected, one
+// that falls silent for two intervals is disconnected with 1001 (the
+// standard client reconnects), so a vanished client is noticed in bounded
+// time.
+func TestKeepalive(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	h := newHarness(t, gqlws.Options{KeepAlive: interval})
+
+	t.Run("answering client stays", func(t *testing.T) {
+		c := h.dialInit(t, gqlws.TransportWS)
+		pings := 0
+		for end := time.Now().Add(8 * interval); time.Now().Before(end); {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			var f frame
+			require.NoError(t, c.ReadJSON(&f), "still connected after %d pings", pings)
+			if f.Type == "ping" {
+				pings++
+				require.NoError(t, c.WriteJSON(map[string]any{"type": "pong"}))
+			}
+		}
+		assert.GreaterOrEqual(t, pings, 4, "a ping every interval")
+	})
+
+	t.Run("silent client is dropped", func(t *testing.T) {
+		c := h.dialInit(t, gqlws.TransportWS)
+		start := time.Now()
+		var err error
+		for err == nil {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			var f frame
+			err = c.ReadJSON(&f) // pings arrive and are never answered
+		}
+		var ce *websocket.CloseError
+		require.True(t, errors.As(err, &ce), "closed with a close frame: %v", err)
+		assert.Equal(t, gqlws.CloseGoingAway, ce.Code)
+		assert.Equal(t, "Keepalive timeout", ce.Text)
+		assert.Less(t, time.Since(start), 10*interval, "noticed within a bounded time")
+	})
+
+	t.Run("legacy ka", func(t *testing.T) {
+		c := h.dialInit(t, gqlws.LegacyWS)
+		kas := 0
+		for kas < 3 {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			var f frame
+			require.NoError(t, c.ReadJSON(&f))
+			require.Equal(t, "ka", f.Type)
+			kas++
+		}
+		// The legacy protocol has no pong: a quiet legacy client is kept.
+		_ = c.SetReadDeadline(time.Now().Add(5 * interval))
+		var f frame
+		require.NoError(t, c.ReadJSON(&f))
+	})
+}

@@ -1,0 +1,72 @@
+package gqlws
+
+import (
+	"context"
+	"testing"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+)
+
+type callerKey struct{}
+
+// TestShareKey checks the sharing rules: the resume cursor never splits a
+// group, anything else that can change a result does, and results are only
+// shared between callers who may see the same data.
+func TestShareKey(t *testing.T) {
+	noRecorder := func(ctx context.Context, _, _ func(int64)) context.Context { return ctx }
+	newT := func(opts Options) *Transport {
+		tr := New(opts)
+		t.Cleanup(tr.Shutdown)
+		return tr
+	}
+	scoped := newT(Options{
+		Positions:    noRecorder,
+		PublicFields: []string{"statusPosted"},
+		Scope:        func(ctx context.Context) string { s, _ := ctx.Value(callerKey{}).(string); return s },
+	})
+	unscoped := newT(Options{Positions: noRecorder, PublicFields: []string{"statusPosted"}})
+	noPositions := newT(Options{PublicFields: []string{"statusPosted"}})
+
+	const public = `subscription($a: ID, $n: Int) { statusPosted(after: $a) { id text @include(if: true) } }`
+	const private = `subscription($a: ID) { messageAdded(roomId: "1", after: $a) { id } }`
+	rc := func(query string, vars map[string]any) *graphql.OperationContext {
+		doc, err := parser.ParseQuery(&ast.Source{Input: query})
+		require.NoError(t, err)
+		return &graphql.OperationContext{RawQuery: query, Variables: vars, Operation: doc.Operations[0]}
+	}
+	as := func(caller string) context.Context { return context.WithValue(context.Background(), callerKey{}, caller) }
+	key := func(tr *Transport, caller, query string, vars map[string]any) (string, bool) {
+		k, afterVar, ok := tr.shareKey(as(caller), rc(query, vars))
+		if ok {
+			assert.Equal(t, "a", afterVar, "the variable holding the cursor is found")
+		}
+		return k, ok
+	}
+
+	k1, ok1 := key(scoped, "ann", public, map[string]any{"a": "3"})
+	k2, ok2 := key(scoped, "bob", public, map[string]any{"a": "900"})
+	require.True(t, ok1 && ok2)
+	assert.Equal(t, k1, k2, "a public field is shared between callers, whatever their cursor")
+	k3, _ := key(scoped, "ann", public, map[string]any{"a": "3", "n": 2})
+	assert.NotEqual(t, k1, k3, "another variable is another result")
+
+	p1, ok1 := key(scoped, "ann", private, map[string]any{"a": "1"})
+	p2, ok2 := key(scoped, "ann", private, map[string]any{"a": "7"})
+	p3, ok3 := key(scoped, "bob", private, map[string]any{"a": "1"})
+	require.True(t, ok1 && ok2 && ok3)
+	assert.Equal(t, p1, p2, "one caller's subscriptions share")
+	assert.NotEqual(t, p1, p3, "a non-public field is never shared between callers")
+
+	_, ok := key(unscoped, "ann", private, map[string]any{"a": "1"})
+	assert.False(t, ok, "without a Scope, only public fields are shared")
+	_, ok = key(scoped, "ann", `subscription { statusPosted(after: "5") { id } }`, nil)
+	assert.False(t, ok, "a literal cursor is part of the document: run alone")
+	_, ok = key(noPositions, "ann", public, map[string]any{"a": "1"})
+	assert.False(t, ok, "without position reports nothing can join a group")
+	_, ok = key(scoped, "ann", `query { statuses { edges { cursor } } }`, nil)
+	assert.False(t, ok, "only subscriptions are shared")
+}

@@ -38,7 +38,9 @@ func TestShareKey(t *testing.T) {
 		require.NoError(t, err)
 		return &graphql.OperationContext{RawQuery: query, Variables: vars, Operation: doc.Operations[0]}
 	}
-	as := func(caller string) context.Context { return context.WithValue(context.Background(), callerKey{}, caller) }
+	as := func(caller string) context.Context {
+		return context.WithValue(context.Background(), callerKey{}, caller)
+	}
 	key := func(tr *Transport, caller, query string, vars map[string]any) (string, bool) {
 		k, afterVar, ok := tr.shareKey(as(caller), rc(query, vars))
 		if ok {

@@ -24,11 +24,14 @@ import (
 type conn struct {
 	t      *Transport
 	ws     *websocket.Conn
+	fc     *frameConn // the socket under ws
 	proto  string
 	exec   graphql.GraphExecutor
 	cancel context.CancelFunc // ends every operation of the connection
 
-	wmu sync.Mutex // serialises data frames
+	wmu     sync.Mutex // serialises writes; guards pending and broken
+	pending []byte     // bytes of frames the socket has not taken yet; they go out first
+	broken  bool       // a write failed: nothing more can be written
 
 	closed   atomic.Bool
 	acked    atomic.Bool
@@ -136,16 +139,22 @@ func (m *message) id() (string, bool) {
 	return id, true
 }
 
-func newConn(t *Transport, ws *websocket.Conn, proto string, exec graphql.GraphExecutor) *conn {
-	c := &conn{t: t, ws: ws, proto: proto, exec: exec}
+func newConn(t *Transport, ws *websocket.Conn, fc *frameConn, proto string, exec graphql.GraphExecutor) *conn {
+	c := &conn{t: t, ws: ws, fc: fc, proto: proto, exec: exec}
+	fc.write = c.writeExternal
+	// A client's close frame is answered with its own code, once.
+	ws.SetCloseHandler(func(code int, _ string) error {
+		c.close(code, "")
+		return nil
+	})
 	c.lastRead.Store(time.Now().UnixNano())
 	return c
 }
 
-// serve reads and handles client messages until the connection ends. The
-// connection's context keeps the upgrade request's values (request id) but
-// not its cancellation: the request ends when Do returns.
-func (c *conn) serve(base context.Context) {
+// setup sets the connection up (its context and the init timeout) and
+// returns its context, which keeps the upgrade request's values (request id)
+// but not its cancellation: the request ends when Do returns.
+func (c *conn) setup(base context.Context) context.Context {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(base))
 	c.mu.Lock()
 	c.cancel = cancel
@@ -155,34 +164,57 @@ func (c *conn) serve(base context.Context) {
 		}
 	})
 	c.mu.Unlock()
+	return ctx
+}
+
+// serve is the connection's goroutine: it waits for each client message and
+// has it read and handled, until the connection ends.
+//
+// The waiting is all it does itself (see readwait.go): the socket is watched
+// on a shallow path and each message is read and handled on a goroutine of
+// its own, because decoding JSON, verifying tokens and writing answers need
+// a deep stack and a goroutine keeps the largest stack it ever used. So the
+// goroutine that every idle connection keeps holds a 2 KiB stack, not 8.
+// Messages are rare (init, subscribe, pong), so the extra goroutine costs
+// nothing that matters. Where the socket cannot be watched, serve reads
+// itself and only the handling moves.
+func (c *conn) serve(ctx context.Context) {
 	defer c.close(CloseNormal, "")
+	next := make(chan context.Context, 1)
 	for {
-		typ, data, err := c.ws.ReadMessage()
-		if err != nil {
-			switch {
-			case errors.Is(err, websocket.ErrReadLimit):
-				c.closeWith(websocket.CloseMessageTooBig, "Message too big", true)
-			case c.closed.Load(), websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
-			default:
-				c.t.opts.OnError(ctx, fmt.Errorf("websocket read: %w", err))
-			}
-			return
+		if c.fc != nil && c.fc.waitReadable() {
+			go func() { next <- c.receive(ctx) }()
+		} else {
+			typ, data, err := c.ws.ReadMessage()
+			go func() { next <- c.received(ctx, typ, data, err) }()
 		}
-		c.lastRead.Store(time.Now().UnixNano())
-		// Each message is handled on a goroutine of its own, while the reader
-		// waits: decoding JSON, verifying tokens and writing answers need a
-		// deep stack, and a goroutine keeps the largest stack it ever used.
-		// This way the reader that every idle connection keeps only ever
-		// holds the shallow read path (a 2 KiB stack instead of 8 KiB);
-		// messages are rare (init, subscribe, ping), so the extra goroutine
-		// costs nothing that matters.
-		handled := make(chan context.Context, 1)
-		go func() { handled <- c.handle(ctx, typ, data) }()
-		ctx = <-handled
-		if c.closed.Load() {
+		if ctx = <-next; ctx == nil || c.closed.Load() {
 			return
 		}
 	}
+}
+
+// receive reads one message and handles it.
+func (c *conn) receive(ctx context.Context) context.Context {
+	typ, data, err := c.ws.ReadMessage()
+	return c.received(ctx, typ, data, err)
+}
+
+// received handles the outcome of one read. It returns the connection's
+// context (changed by connection_init), or nil when the connection ends.
+func (c *conn) received(ctx context.Context, typ int, data []byte, err error) context.Context {
+	if err != nil {
+		switch {
+		case errors.Is(err, websocket.ErrReadLimit):
+			c.closeWith(websocket.CloseMessageTooBig, "Message too big", true)
+		case c.closed.Load(), websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
+		default:
+			c.t.opts.OnError(ctx, fmt.Errorf("websocket read: %w", err))
+		}
+		return nil
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	return c.handle(ctx, typ, data)
 }
 
 // handle decodes and handles one client message and returns the
@@ -593,124 +625,6 @@ func (c *conn) finish(id string, op *operation) {
 	op.end()
 }
 
-// enqueue queues a group's frame for the connection without waiting for the
-// client; a writer goroutine exists only while frames are waiting. A client
-// that lets MaxQueue frames pile up is disconnected with 1013 (it comes back
-// and resumes with after).
-func (c *conn) enqueue(f outFrame) {
-	c.qmu.Lock()
-	if c.closed.Load() {
-		c.qmu.Unlock()
-		return
-	}
-	if len(c.queue) >= c.t.opts.MaxQueue {
-		c.qmu.Unlock()
-		go c.close(CloseTryAgainLater, "Slow consumer") // the caller holds a group's lock
-		return
-	}
-	c.queue = append(c.queue, f)
-	start := !c.writing
-	c.writing = true
-	c.qmu.Unlock()
-	if start {
-		go c.flush()
-	}
-}
-
-// flush writes queued frames until the queue is empty.
-func (c *conn) flush() {
-	for {
-		c.qmu.Lock()
-		batch := c.queue
-		if len(batch) == 0 {
-			c.writing = false
-			c.qmu.Unlock()
-			return
-		}
-		c.queue, c.spare = c.spare[:0], nil
-		c.qmu.Unlock()
-		c.wmu.Lock()
-		for _, f := range batch {
-			if c.closed.Load() {
-				break
-			}
-			if f.op.ended.Load() {
-				continue
-			}
-			if !c.writeQueued(f) {
-				break
-			}
-		}
-		c.wmu.Unlock()
-		clear(batch)
-		c.qmu.Lock()
-		c.spare = batch[:0]
-		c.qmu.Unlock()
-	}
-}
-
-// writeQueued writes one queued frame. It assembles the frame in a pooled
-// scratch buffer and hands it to WriteMessage, whose server fast path
-// allocates nothing (NextWriter would allocate a writer per frame).
-func (c *conn) writeQueued(f outFrame) bool {
-	if f.complete {
-		return c.writeLocked(completeFrame(f.op.id))
-	}
-	bp := scratch.Get().(*[]byte)
-	b := (*bp)[:0]
-	if c.proto == TransportWS {
-		b = append(b, nextPrefix...)
-	} else {
-		b = append(b, dataPrefix...)
-	}
-	b = append(b, f.op.idJSON()...)
-	b = append(b, payloadInfix...)
-	b = append(b, f.payload...)
-	b = append(b, frameSuffix...)
-	ok := c.writeLocked(b)
-	if cap(b) <= 64<<10 {
-		*bp = b
-		scratch.Put(bp)
-	}
-	return ok
-}
-
-// scratch holds frame buffers between writes.
-var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-var (
-	nextPrefix   = []byte(`{"type":"next","id":`)
-	dataPrefix   = []byte(`{"type":"data","id":`)
-	payloadInfix = []byte(`,"payload":`)
-	frameSuffix  = []byte(`}`)
-)
-
-// idJSON is the operation's id as a JSON string.
-func (op *operation) idJSON() []byte { return op.idJS }
-
-// write sends one data frame unless ctx (the operation's) has ended. A write
-// that does not finish within the write timeout means the client stopped
-// reading: it is disconnected with 1013 and resumes with after when it comes
-// back.
-func (c *conn) write(ctx context.Context, frame []byte) bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closed.Load() || ctx.Err() != nil {
-		return false
-	}
-	return c.writeLocked(frame)
-}
-
-func (c *conn) writeLocked(frame []byte) bool {
-	c.writingSince.Store(time.Now().UnixNano())
-	defer c.writingSince.Store(0)
-	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
-		c.close(CloseTryAgainLater, "Slow consumer")
-		return false
-	}
-	return true
-}
-
 // writeRaw sends a frame that belongs to no operation.
 func (c *conn) writeRaw(frame []byte) {
 	c.wmu.Lock()
@@ -763,9 +677,9 @@ func (c *conn) closeWith(code int, reason string, linger bool) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	c.writeClose(code, reason)
 	if linger {
-		nc := c.ws.NetConn()
+		nc := c.fc.Conn // the bare socket: no need to follow frames here
 		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
 		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 4<<20))
 	}

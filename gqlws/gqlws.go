@@ -234,12 +234,13 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	if proto != "" && slices.Contains(offered, proto) {
 		header.Set("Sec-WebSocket-Protocol", proto)
 	}
-	ws, err := t.upgrader.Upgrade(w, r, header)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := t.upgrader.Upgrade(hj, r, header)
 	if err != nil {
 		return // the upgrader has answered the request
 	}
 	ws.SetReadLimit(t.opts.ReadLimit)
-	if tcp, ok := ws.NetConn().(*net.TCPConn); ok && t.opts.SendBuffer > 0 {
+	if tcp, ok := hj.fc.Conn.(*net.TCPConn); ok && t.opts.SendBuffer > 0 {
 		_ = tcp.SetWriteBuffer(t.opts.SendBuffer)
 	}
 	if proto == "" {
@@ -251,7 +252,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		_ = ws.Close()
 		return
 	}
-	c := newConn(t, ws, proto, exec)
+	c := newConn(t, ws, hj.fc, proto, exec)
 	t.mu.Lock()
 	if t.shutdown {
 		t.mu.Unlock()
@@ -264,7 +265,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	if t.opts.ConnContext != nil {
 		base = t.opts.ConnContext(r)
 	}
-	go c.serve(base)
+	go c.serve(c.setup(base))
 }
 
 // chooseSubprotocol picks the protocol for the offered subprotocols:

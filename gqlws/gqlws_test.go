@@ -117,15 +117,10 @@ func nextID(c *websocket.Conn, timeout time.Duration) (int64, error) {
 	}
 }
 
-// TestSlowConsumerIsDisconnected: a subscriber that stops reading is cut off
-// within a bounded time and memory, the others keep receiving everything,
-// and the slow one, resuming with after, loses nothing.
-func TestSlowConsumerIsDisconnected(t *testing.T) {
-	h := newHarness(t, gqlws.Options{MaxQueue: 256, WriteTimeout: 300 * time.Millisecond, SendBuffer: 4096})
-	fast := h.dial(t, &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}}, "0")
-	// The slow client's socket takes almost nothing, so the server's writes
-	// to it block as soon as the kernel buffers are full.
-	tiny := &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}, NetDial: func(network, addr string) (net.Conn, error) {
+// tinyReceiveBuffer dials with a 2 KiB socket receive buffer, so that the
+// server's writes to a client that does not read are cut short soon.
+func tinyReceiveBuffer() *websocket.Dialer {
+	return &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}, NetDial: func(network, addr string) (net.Conn, error) {
 		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
@@ -136,6 +131,17 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		}}
 		return d.Dial(network, addr)
 	}}
+}
+
+// TestSlowConsumerIsDisconnected: a subscriber that stops reading is cut off
+// within a bounded time and memory, the others keep receiving everything,
+// and the slow one, resuming with after, loses nothing.
+func TestSlowConsumerIsDisconnected(t *testing.T) {
+	h := newHarness(t, gqlws.Options{MaxQueue: 256, WriteTimeout: 300 * time.Millisecond, SendBuffer: 4096})
+	fast := h.dial(t, &websocket.Dialer{Subprotocols: []string{gqlws.TransportWS}}, "0")
+	// The slow client's socket takes almost nothing, so the server's writes
+	// to it block as soon as the kernel buffers are full.
+	tiny := tinyReceiveBuffer()
 	slow := h.dial(t, tiny, "0")
 
 	const total = 600
@@ -189,6 +195,37 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, id)
 	}
+}
+
+// TestPausedReaderCatchesUp: a client that stops reading for a moment
+// fills its socket, so the server's writes to it are cut short and finished
+// later by the connection's flusher. When it reads again, within the write
+// timeout, it gets every frame intact and in order, and stays connected.
+func TestPausedReaderCatchesUp(t *testing.T) {
+	h := newHarness(t, gqlws.Options{MaxQueue: 1024, WriteTimeout: 10 * time.Second, SendBuffer: 4096})
+	tiny := tinyReceiveBuffer()
+	c := h.dial(t, tiny, "0")
+	first := h.post(t, "first")
+	id, err := nextID(c, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, first.ID, id, "subscribed")
+
+	// About 300 KB while the client does not read: far more than the
+	// socket buffers on both sides hold.
+	const total = 600
+	text := strings.Repeat("y", 480)
+	for range total {
+		h.post(t, text)
+	}
+	for want := first.ID + 1; want <= first.ID+total; want++ {
+		id, err := nextID(c, 5*time.Second)
+		require.NoError(t, err, "frame for status %d", want)
+		require.Equal(t, want, id, "in order, no gap")
+	}
+	last := h.post(t, "still connected")
+	id, err = nextID(c, 5*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, last.ID, id)
 }
 
 // dialInit connects with subprotocol proto and completes connection_init.

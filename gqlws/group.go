@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -179,6 +180,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		}
 	}()
 	responses, rctx := exec.DispatchOperation(ctx, rc)
+	var batch []*operation
 	for {
 		resp := responses(rctx)
 		if resp == nil {
@@ -196,13 +198,47 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 			g.ring = g.ring[:ringSize-1]
 		}
 		g.ring = append(g.ring, ringEntry{pos: pos, payload: payload})
+		batch = batch[:0]
 		for m := range g.members {
 			if pos > m.lastPos {
 				m.lastPos = pos
-				m.conn.enqueue(outFrame{op: m, payload: payload})
+				batch = append(batch, m)
 			}
 		}
 		g.mu.Unlock()
+		// Outside the lock: a subscriber that joins meanwhile is not in the
+		// batch and gets this result from the ring; the next result waits
+		// until this one is handed to every member.
+		fanOut(batch, payload)
+		clear(batch)
+	}
+}
+
+// fanOutChunk is the fewest members worth a goroutine of their own.
+const fanOutChunk = 512
+
+// fanOut hands one result to every member's connection. The writes are
+// made there and then when the socket takes them (see write.go), so a large
+// group is split over one goroutine per processor, and fanOut returns when
+// every member has its frame written or queued.
+func fanOut(members []*operation, payload []byte) {
+	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
+	if n <= 1 {
+		deliver(members, payload)
+		return
+	}
+	var wg sync.WaitGroup
+	size := (len(members) + n - 1) / n
+	for part := range slices.Chunk(members[size:], size) {
+		wg.Go(func() { deliver(part, payload) })
+	}
+	deliver(members[:size], payload)
+	wg.Wait()
+}
+
+func deliver(members []*operation, payload []byte) {
+	for _, m := range members {
+		m.conn.enqueue(outFrame{op: m, payload: payload})
 	}
 }
 

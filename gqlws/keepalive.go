@@ -82,9 +82,10 @@ func (k *keepalive) round(now time.Time) {
 			if c.proto == TransportWS {
 				frame = pingFrame
 			}
-			c.writeLocked(frame)
+			c.sendSoon(frame) // never waits for one client
 		}
 		c.wmu.Unlock()
+		c.flushIfPending()
 	}
 }
 

@@ -1,0 +1,343 @@
+package gqlws
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// The write path. gorilla/websocket is used for the handshake and for
+// reading; frames are written by this file, straight to the socket, because
+// the fan-out's cost is in its writes: gorilla's writer sets a deadline on
+// the socket for every frame, and a write that may block needs a goroutine
+// of its own per connection per event (whose stack then grows on each use).
+//
+// Instead, a frame is first written without blocking (one write syscall on
+// the non-blocking socket, see trySend), from whichever goroutine produced
+// it: the group that fans an event out writes to every member's socket
+// directly. Whatever the socket does not take at once (its send buffer is
+// full: the client reads slowly) stays in the connection's pending bytes,
+// and a flusher goroutine, started only then, writes it out blocking and
+// then drains the queue that frames join meanwhile. So a client that keeps
+// up costs no goroutine and no timer per event, and one that does not never
+// holds up the others.
+//
+// Every write holds wmu, and pending bytes always go out before anything
+// else, so frames never interleave. A blocking write is watched by the
+// keepalive's watchdog (writingSince), which disconnects a client that stops
+// reading with 1013.
+
+// frameHeader returns the header of an unmasked server frame with the given
+// opcode and payload length, written at the end of buf, whose length must be
+// maxFrameHeader.
+func frameHeader(buf []byte, opcode byte, n int) []byte {
+	switch {
+	case n < 126:
+		buf[maxFrameHeader-2] = 0x80 | opcode
+		buf[maxFrameHeader-1] = byte(n)
+		return buf[maxFrameHeader-2:]
+	case n < 1<<16:
+		buf[maxFrameHeader-4] = 0x80 | opcode
+		buf[maxFrameHeader-3] = 126
+		binary.BigEndian.PutUint16(buf[maxFrameHeader-2:], uint16(n))
+		return buf[maxFrameHeader-4:]
+	default:
+		buf[0] = 0x80 | opcode
+		buf[1] = 127
+		binary.BigEndian.PutUint64(buf[2:], uint64(n))
+		return buf
+	}
+}
+
+const (
+	maxFrameHeader = 10
+	opText         = websocket.TextMessage
+	opClose        = websocket.CloseMessage
+)
+
+// scratch holds frame buffers between writes.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// framer assembles one frame in a pooled buffer, leaving room for the
+// header in front of the payload.
+type framer struct {
+	bp *[]byte
+	b  []byte
+}
+
+func newFramer() framer {
+	bp := scratch.Get().(*[]byte)
+	return framer{bp: bp, b: append((*bp)[:0], make([]byte, maxFrameHeader)...)}
+}
+
+func (f *framer) append(p []byte) { f.b = append(f.b, p...) }
+
+// frame returns the finished frame (valid until release).
+func (f *framer) frame(opcode byte) []byte {
+	h := frameHeader(f.b[:maxFrameHeader], opcode, len(f.b)-maxFrameHeader)
+	return f.b[maxFrameHeader-len(h):]
+}
+
+func (f *framer) release() {
+	if cap(f.b) <= 64<<10 {
+		*f.bp = f.b
+		scratch.Put(f.bp)
+	}
+}
+
+// sendLocked writes a whole frame as far as the socket takes it without
+// blocking and keeps the rest in c.pending. It reports false once the
+// connection is closed or broken. Called with wmu held.
+func (c *conn) sendLocked(frame []byte) bool {
+	if c.broken {
+		return false
+	}
+	if len(c.pending) == 0 {
+		n, err := c.fc.trySend(frame)
+		if err != nil {
+			c.broken = true
+			go c.close(CloseTryAgainLater, "Slow consumer") // the caller may hold a group's lock
+			return false
+		}
+		frame = frame[n:]
+	}
+	if len(frame) > 0 {
+		c.pending = append(c.pending, frame...)
+	}
+	return true
+}
+
+// drainLocked writes the pending bytes, blocking until the client has taken
+// them (the watchdog disconnects it when that takes too long). Called with
+// wmu held.
+func (c *conn) drainLocked() bool {
+	if c.broken {
+		return false
+	}
+	if len(c.pending) == 0 {
+		return true
+	}
+	c.writingSince.Store(time.Now().UnixNano())
+	_, err := c.fc.Conn.Write(c.pending)
+	c.writingSince.Store(0)
+	c.pending = nil
+	if err != nil {
+		c.broken = true
+		go c.close(CloseTryAgainLater, "Slow consumer") // wmu is held
+		return false
+	}
+	return true
+}
+
+// writeLocked writes one text frame, blocking until it is sent (for
+// callers that may wait: an operation's own goroutine, a message handler).
+func (c *conn) writeLocked(payload []byte) bool {
+	f := newFramer()
+	defer f.release()
+	f.append(payload)
+	return c.sendLocked(f.frame(opText)) && c.drainLocked()
+}
+
+// write sends one data frame unless ctx (the operation's) has ended. A write
+// that does not finish within the write timeout means the client stopped
+// reading: it is disconnected with 1013 and resumes with after when it comes
+// back.
+func (c *conn) write(ctx context.Context, frame []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed.Load() || ctx.Err() != nil {
+		return false
+	}
+	return c.writeLocked(frame)
+}
+
+// sendSoon writes a text frame without blocking (for the keepalive, which
+// serves every connection): what the socket does not take is left to a
+// flusher. Called with wmu held; the caller calls flushIfPending after
+// releasing it.
+func (c *conn) sendSoon(payload []byte) {
+	f := newFramer()
+	f.append(payload)
+	c.sendLocked(f.frame(opText))
+	f.release()
+}
+
+// flushIfPending starts the flusher when bytes are pending and none runs.
+func (c *conn) flushIfPending() {
+	c.wmu.Lock()
+	pending := len(c.pending) > 0
+	c.wmu.Unlock()
+	if !pending {
+		return
+	}
+	c.qmu.Lock()
+	start := !c.writing
+	c.writing = true
+	c.qmu.Unlock()
+	if start {
+		go c.flush()
+	}
+}
+
+// enqueue delivers a group's frame without waiting for the client. When no
+// flusher runs and no other write is in progress, the frame is written at
+// once (without blocking); otherwise it joins the connection's queue for
+// the flusher. A client that lets MaxQueue frames pile up is disconnected
+// with 1013 (it comes back and resumes with after).
+func (c *conn) enqueue(f outFrame) {
+	c.qmu.Lock()
+	if c.closed.Load() {
+		c.qmu.Unlock()
+		return
+	}
+	if !c.writing && c.wmu.TryLock() {
+		c.qmu.Unlock()
+		c.writeQueued(f)
+		pending := len(c.pending) > 0
+		c.wmu.Unlock()
+		if pending {
+			c.flushIfPending()
+		}
+		return
+	}
+	if len(c.queue) >= c.t.opts.MaxQueue {
+		c.qmu.Unlock()
+		go c.close(CloseTryAgainLater, "Slow consumer") // the caller holds a group's lock
+		return
+	}
+	c.queue = append(c.queue, f)
+	start := !c.writing
+	c.writing = true
+	c.qmu.Unlock()
+	if start {
+		go c.flush()
+	}
+}
+
+// flush is the connection's flusher: it writes the pending bytes and the
+// queued frames, blocking as long as the client needs, until nothing is
+// left.
+func (c *conn) flush() {
+	for {
+		c.wmu.Lock()
+		if !c.drainLocked() {
+			c.wmu.Unlock()
+			c.stopFlushing()
+			return
+		}
+		c.qmu.Lock()
+		batch := c.queue
+		if len(batch) == 0 {
+			c.writing = false
+			c.qmu.Unlock()
+			c.wmu.Unlock()
+			return
+		}
+		c.queue, c.spare = c.spare[:0], nil
+		c.qmu.Unlock()
+		for _, f := range batch {
+			if c.closed.Load() {
+				break
+			}
+			if !c.writeQueued(f) || !c.drainLocked() {
+				break
+			}
+		}
+		c.wmu.Unlock()
+		clear(batch)
+		c.qmu.Lock()
+		c.spare = batch[:0]
+		c.qmu.Unlock()
+	}
+}
+
+// stopFlushing drops the queue of a connection that can no longer be
+// written to.
+func (c *conn) stopFlushing() {
+	c.qmu.Lock()
+	clear(c.queue)
+	c.queue = c.queue[:0]
+	c.writing = false
+	c.qmu.Unlock()
+}
+
+// writeQueued sends one queued frame without blocking: an operation's
+// result is assembled from the group's prepared payload with the
+// operation's id spliced in. Called with wmu held.
+func (c *conn) writeQueued(f outFrame) bool {
+	if f.op.ended.Load() {
+		return true
+	}
+	if f.complete {
+		return c.sendFramed(completeFrame(f.op.id))
+	}
+	fr := newFramer()
+	defer fr.release()
+	if c.proto == TransportWS {
+		fr.append(nextPrefix)
+	} else {
+		fr.append(dataPrefix)
+	}
+	fr.append(f.op.idJS)
+	fr.append(payloadInfix)
+	fr.append(f.payload)
+	fr.append(frameSuffix)
+	return c.sendLocked(fr.frame(opText))
+}
+
+// sendFramed sends a text frame without blocking. Called with wmu held.
+func (c *conn) sendFramed(payload []byte) bool {
+	f := newFramer()
+	defer f.release()
+	f.append(payload)
+	return c.sendLocked(f.frame(opText))
+}
+
+var (
+	nextPrefix   = []byte(`{"type":"next","id":`)
+	dataPrefix   = []byte(`{"type":"data","id":`)
+	payloadInfix = []byte(`,"payload":`)
+	frameSuffix  = []byte(`}`)
+)
+
+// writeExternal is how gorilla's own writes (the pong to a ping frame, the
+// close frame after a protocol error) reach the socket: after whatever is
+// pending, blocking like any other waiting write.
+func (c *conn) writeExternal(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.broken {
+		return 0, net.ErrClosed
+	}
+	c.pending = append(c.pending, p...)
+	if !c.drainLocked() {
+		return 0, net.ErrClosed
+	}
+	return len(p), nil
+}
+
+// writeClose sends the close frame. A writer blocked on a client that does
+// not read is cut short: the socket's write deadline, a second from now,
+// bounds it and this write alike.
+func (c *conn) writeClose(code int, reason string) {
+	_ = c.fc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.broken {
+		return
+	}
+	f := newFramer()
+	defer f.release()
+	f.append(websocket.FormatCloseMessage(code, reason))
+	c.broken = !c.sendLocked(f.frame(opClose))
+	if !c.broken && len(c.pending) > 0 {
+		c.writingSince.Store(time.Now().UnixNano())
+		_, _ = c.fc.Conn.Write(c.pending)
+		c.writingSince.Store(0)
+		c.pending = nil
+	}
+}

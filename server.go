@@ -89,11 +89,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer broker.Close()
 	statuses := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, stream.Options{Log: log})
 	defer statuses.Close()
+	messages := stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, stream.Options{Log: log})
+	defer messages.Close()
+	chat := resolvers.NewChat(0)
+	defer chat.Typing.Stop()
 
 	ws := newWebsocket(cfg, log, tokens)
 	defer ws.Shutdown()
 	res := &resolvers.Resolver{
-		DB: db, Tokens: tokens, Statuses: statuses, Log: log,
+		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chat, Log: log,
 		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
 	}
 	handler := newHandler(cfg, log, res, db, ws)

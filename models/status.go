@@ -1,10 +1,6 @@
 package models
 
-import (
-	"strings"
-	"time"
-	"unicode/utf8"
-)
+import "time"
 
 // StatusStream names the durable stream of the public status feed.
 const StatusStream = "statuses"
@@ -26,17 +22,7 @@ const MaxStatusLength = 500
 // StatusText trims a status text and checks it is 1..MaxStatusLength
 // characters of valid UTF-8.
 func StatusText(text string) (string, error) {
-	text = strings.TrimSpace(text)
-	n := utf8.RuneCountInString(text)
-	switch {
-	case !utf8.ValidString(text):
-		return "", Errorf(BadUserInput, "text is not valid UTF-8")
-	case n == 0:
-		return "", Errorf(BadUserInput, "text must not be empty")
-	case n > MaxStatusLength:
-		return "", Errorf(BadUserInput, "text is %d characters long; the limit is %d", n, MaxStatusLength)
-	}
-	return text, nil
+	return boundedText("text", text, MaxStatusLength)
 }
 
 // StatusConnection is one page of the status feed, newest first.

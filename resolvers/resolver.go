@@ -21,6 +21,8 @@ type Resolver struct {
 	DB       *store.DB
 	Tokens   *auth.Tokens
 	Statuses *stream.Feed[*models.Status]
+	Messages *stream.Feed[*models.Message]
+	Chat     *Chat
 	Log      *slog.Logger
 
 	// GuestSignIn allows signIn(name).

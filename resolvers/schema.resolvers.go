@@ -7,6 +7,9 @@ package resolvers
 
 import (
 	"context"
+	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/graph"
@@ -54,6 +57,125 @@ func (r *mutationResolver) PostStatus(ctx context.Context, text string) (*models
 	return st, nil
 }
 
+// RefreshSession is the resolver for the refreshSession field.
+func (r *mutationResolver) RefreshSession(ctx context.Context) (*models.Session, error) {
+	p, err := auth.Require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	user, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	token, exp, err := r.Tokens.Issue(user, p.Roles, r.GuestTTL)
+	if err != nil {
+		return nil, err
+	}
+	return &models.Session{Token: token, ExpiresAt: exp, User: user}, nil
+}
+
+// CreateRoom is the resolver for the createRoom field.
+func (r *mutationResolver) CreateRoom(ctx context.Context, name string) (*models.Room, error) {
+	if _, err := r.currentUser(ctx); err != nil {
+		return nil, err
+	}
+	name, err := models.RoomName(name)
+	if err != nil {
+		return nil, err
+	}
+	room, err := r.DB.CreateRoom(ctx, name, r.now())
+	if err != nil {
+		return nil, err
+	}
+	r.Chat.Rooms.Changed(room.ID)
+	return room, nil
+}
+
+// OpenDirectRoom is the resolver for the openDirectRoom field.
+func (r *mutationResolver) OpenDirectRoom(ctx context.Context, userID string) (*models.Room, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	otherID, err := parseID("userId", "user", userID)
+	if err != nil {
+		return nil, err
+	}
+	if otherID == me.ID {
+		return nil, models.Errorf(models.BadUserInput, "userId: a direct room needs another user")
+	}
+	other, err := r.DB.User(ctx, otherID)
+	if err != nil {
+		return nil, err
+	}
+	room, created, err := r.DB.OpenDirectRoom(ctx, me, other, r.now())
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		r.Chat.Rooms.Changed(room.ID, me.ID, other.ID)
+	}
+	return room, nil
+}
+
+// PostMessage is the resolver for the postMessage field.
+func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text string) (*models.Message, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	text, err = models.MessageText(text)
+	if err != nil {
+		return nil, err
+	}
+	m, err := r.DB.CreateMessage(ctx, room, me, text, r.now())
+	if err != nil {
+		return nil, err
+	}
+	r.Chat.Typing.Set(room.ID, me, false)
+	if err := r.Messages.Publish(context.WithoutCancel(ctx), models.RoomStream(room.ID), m); err != nil {
+		// Committed already: subscribers get it from the database instead.
+		r.Log.WarnContext(ctx, "message not announced", "room", room.ID, "seq", m.Seq, "err", err)
+	}
+	r.roomChanged(ctx, room)
+	return m, nil
+}
+
+// SetTyping is the resolver for the setTyping field.
+func (r *mutationResolver) SetTyping(ctx context.Context, roomID string, typing bool) (bool, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return false, err
+	}
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	r.Chat.Typing.Set(room.ID, me, typing)
+	return true, nil
+}
+
+// MarkRoomRead is the resolver for the markRoomRead field.
+func (r *mutationResolver) MarkRoomRead(ctx context.Context, roomID string) (*models.Room, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.DB.MarkRoomRead(ctx, me.ID, room.ID); err != nil {
+		return nil, err
+	}
+	r.Chat.Rooms.Changed(room.ID, me.ID)
+	return room, nil
+}
+
 // Me is the resolver for the me field.
 func (r *queryResolver) Me(ctx context.Context) (*models.User, error) {
 	if _, ok := auth.PrincipalFrom(ctx); !ok {
@@ -93,6 +215,134 @@ func (r *queryResolver) Statuses(ctx context.Context, first *int, after *string)
 	return conn, nil
 }
 
+// Rooms is the resolver for the rooms field.
+func (r *queryResolver) Rooms(ctx context.Context) ([]*models.Room, error) {
+	return r.DB.RoomsFor(ctx, callerID(ctx))
+}
+
+// Room is the resolver for the room field.
+func (r *queryResolver) Room(ctx context.Context, id string) (*models.Room, error) {
+	return r.visibleRoom(ctx, id)
+}
+
+// Messages is the resolver for the messages field.
+func (r *queryResolver) Messages(ctx context.Context, roomID string, last *int, before *string) (*models.MessageConnection, error) {
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	n := defaultHistoryPage
+	if last != nil {
+		if n, err = pageSize("last", last); err != nil {
+			return nil, err
+		}
+	}
+	var beforeSeq int64
+	if before != nil {
+		if beforeSeq, err = decodeCursor("before", "message", *before); err != nil {
+			return nil, err
+		}
+	}
+	items, err := r.DB.MessagesBefore(ctx, room.ID, beforeSeq, n+1)
+	if err != nil {
+		return nil, err
+	}
+	conn := &models.MessageConnection{PageInfo: &models.PageInfo{HasNextPage: before != nil}}
+	if len(items) > n {
+		items, conn.PageInfo.HasPreviousPage = items[:n], true
+	}
+	slices.Reverse(items)
+	conn.Edges = make([]*models.MessageEdge, len(items))
+	for i, m := range items {
+		conn.Edges[i] = &models.MessageEdge{Cursor: encodeCursor("message", m.Seq), Node: m}
+	}
+	if len(items) > 0 {
+		conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
+		conn.PageInfo.EndCursor = &conn.Edges[len(items)-1].Cursor
+	}
+	return conn, nil
+}
+
+// Online is the resolver for the online field.
+func (r *queryResolver) Online(ctx context.Context, roomID string) ([]*models.User, error) {
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	return r.Chat.Presence.Online(room.ID), nil
+}
+
+// Users is the resolver for the users field.
+func (r *queryResolver) Users(ctx context.Context, search string, first *int) ([]*models.User, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := defaultPageSize
+	if first != nil {
+		if *first < 1 || *first > maxUserSearch {
+			return nil, models.Errorf(models.BadUserInput, "first must be between 1 and %d (got %d)", maxUserSearch, *first)
+		}
+		n = *first
+	}
+	search = strings.TrimSpace(search)
+	if utf8.RuneCountInString(search) > models.MaxNameLength {
+		return nil, models.Errorf(models.BadUserInput, "search is longer than a name can be")
+	}
+	return r.DB.SearchUsers(ctx, search, n, me.ID)
+}
+
+// Name is the resolver for the name field.
+func (r *roomResolver) Name(ctx context.Context, obj *models.Room) (string, error) {
+	if !obj.Direct {
+		return obj.Name, nil
+	}
+	members, err := r.DB.RoomMembers(ctx, obj.ID)
+	if err != nil {
+		return "", err
+	}
+	me := callerID(ctx)
+	for _, u := range members {
+		if u.ID != me {
+			return u.Name, nil
+		}
+	}
+	return "", models.Errorf(models.NotFound, "room %d not found", obj.ID)
+}
+
+// Members is the resolver for the members field.
+func (r *roomResolver) Members(ctx context.Context, obj *models.Room) ([]*models.User, error) {
+	if !obj.Direct {
+		return []*models.User{}, nil
+	}
+	return r.DB.RoomMembers(ctx, obj.ID)
+}
+
+// UnreadCount is the resolver for the unreadCount field.
+func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, error) {
+	if callerID(ctx) == 0 {
+		return 0, nil
+	}
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return 0, err
+	}
+	counts, err := r.DB.UnreadCounts(ctx, me, []int64{obj.ID})
+	if err != nil {
+		return 0, err
+	}
+	return counts[obj.ID], nil
+}
+
+// LastMessage is the resolver for the lastMessage field.
+func (r *roomResolver) LastMessage(ctx context.Context, obj *models.Room) (*models.Message, error) {
+	ms, err := r.DB.MessagesBefore(ctx, obj.ID, 0, 1)
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
 // StatusPosted is the resolver for the statusPosted field.
 func (r *subscriptionResolver) StatusPosted(ctx context.Context, after *string) (<-chan *models.Status, error) {
 	pos, err := parsePosition("after", after)
@@ -102,11 +352,66 @@ func (r *subscriptionResolver) StatusPosted(ctx context.Context, after *string) 
 	return r.Statuses.Subscribe(ctx, models.StatusStream, pos)
 }
 
+// MessageAdded is the resolver for the messageAdded field.
+func (r *subscriptionResolver) MessageAdded(ctx context.Context, roomID string, after *string) (<-chan *models.Message, error) {
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	var pos *int64
+	if after != nil {
+		n, err := models.MessagePosition(room.ID, strings.TrimSpace(*after))
+		if err != nil {
+			return nil, err
+		}
+		pos = &n
+	}
+	ch, err := r.Messages.Subscribe(ctx, models.RoomStream(room.ID), pos)
+	if err != nil {
+		return nil, err
+	}
+	r.joinPresence(ctx, room.ID)
+	return ch, nil
+}
+
+// Presence is the resolver for the presence field.
+func (r *subscriptionResolver) Presence(ctx context.Context, roomID string) (<-chan *models.Presence, error) {
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	r.joinPresence(ctx, room.ID)
+	return r.Chat.Presence.Watch(ctx, room.ID), nil
+}
+
+// Typing is the resolver for the typing field.
+func (r *subscriptionResolver) Typing(ctx context.Context, roomID string) (<-chan *models.TypingEvent, error) {
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	return r.Chat.Typing.Watch(ctx, room.ID, callerID(ctx)), nil
+}
+
+// RoomsChanged is the resolver for the roomsChanged field.
+func (r *subscriptionResolver) RoomsChanged(ctx context.Context) (<-chan *models.Room, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Chat.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
+		return r.DB.RoomFor(ctx, roomID, me.ID)
+	}), nil
+}
+
 // Mutation returns graph.MutationResolver implementation.
 func (r *Resolver) Mutation() graph.MutationResolver { return &mutationResolver{r} }
 
 // Query returns graph.QueryResolver implementation.
 func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
+
+// Room returns graph.RoomResolver implementation.
+func (r *Resolver) Room() graph.RoomResolver { return &roomResolver{r} }
 
 // Subscription returns graph.SubscriptionResolver implementation.
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
@@ -114,5 +419,6 @@ func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscript
 type (
 	mutationResolver     struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
+	roomResolver         struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
 )

@@ -26,7 +26,10 @@ type setting struct {
 }
 
 // tables lists what Migrate creates or updates, in dependency order.
-var tables = []any{&stream{}, &setting{}, &models.User{}, &models.Status{}}
+var tables = []any{
+	&stream{}, &setting{}, &models.User{}, &models.Status{},
+	&models.Room{}, &models.RoomMember{}, &models.RoomRead{}, &models.Message{},
+}
 
 // migrationLock names the MySQL advisory lock that serialises migrations of
 // replicas starting together.
@@ -59,6 +62,9 @@ func (db *DB) migrate(g *gorm.DB) error {
 	}
 	if err := g.AutoMigrate(tables...); err != nil {
 		return translate(err, "migrate")
+	}
+	if err := ensureGeneralRoom(g); err != nil {
+		return translate(err, "create the general room")
 	}
 	return db.ensureStream(g.Statement.Context, models.StatusStream)
 }

@@ -1,0 +1,163 @@
+package models
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Room is a chat room. A public room is open to everyone; a direct room has
+// exactly two members (see RoomMember) and is invisible to anyone else.
+type Room struct {
+	ID     int64  `json:"id" gorm:"primaryKey"`
+	Name   string `json:"name" gorm:"size:200;not null"`
+	Direct bool   `json:"direct" gorm:"not null;default:false"`
+	// Key makes rooms unique: "name:<lower-case name>" for a public room,
+	// "direct:<low id>:<high id>" for a direct one.
+	Key       string    `json:"-" gorm:"column:room_key;size:191;not null;uniqueIndex"`
+	CreatedAt time.Time `json:"createdAt" gorm:"not null"`
+}
+
+// RoomMember is one member of a direct room.
+type RoomMember struct {
+	RoomID int64 `gorm:"primaryKey;autoIncrement:false"`
+	UserID int64 `gorm:"primaryKey;autoIncrement:false;index"`
+}
+
+// RoomRead is how far a user has read a room: every message up to Seq.
+type RoomRead struct {
+	UserID int64 `gorm:"primaryKey;autoIncrement:false"`
+	RoomID int64 `gorm:"primaryKey;autoIncrement:false"`
+	Seq    int64 `gorm:"not null"`
+}
+
+// GeneralRoom is the public room every installation starts with.
+const GeneralRoom = "general"
+
+// PublicRoomKey is the uniqueness key of a public room named name.
+func PublicRoomKey(name string) string { return "name:" + strings.ToLower(name) }
+
+// DirectRoomKey is the uniqueness key of the direct room of users a and b,
+// the same whichever opens it.
+func DirectRoomKey(a, b int64) string {
+	return fmt.Sprintf("direct:%d:%d", min(a, b), max(a, b))
+}
+
+// RoomStream names the durable stream of a room's messages.
+func RoomStream(roomID int64) string { return "room:" + strconv.FormatInt(roomID, 10) }
+
+// RoomOfStream returns the room of a RoomStream name.
+func RoomOfStream(stream string) (int64, bool) {
+	s, ok := strings.CutPrefix(stream, "room:")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil && id > 0
+}
+
+// Message is one chat message. Messages of a room are numbered 1, 2, 3… in
+// commit order (Seq, the position in the room's stream).
+type Message struct {
+	RoomID    int64     `json:"roomId" gorm:"primaryKey;autoIncrement:false"`
+	Seq       int64     `json:"seq" gorm:"primaryKey;autoIncrement:false"`
+	Text      string    `json:"text" gorm:"size:2000;not null"`
+	AuthorID  int64     `json:"authorId" gorm:"index;not null"`
+	Author    *User     `json:"author" gorm:"foreignKey:AuthorID"`
+	CreatedAt time.Time `json:"createdAt" gorm:"not null"`
+}
+
+// ID is the message's public identifier, "<room>:<seq>": unique across
+// rooms, and a resume cursor within its room.
+func (m *Message) ID() string { return MessageID(m.RoomID, m.Seq) }
+
+// MessageID formats a message identifier.
+func MessageID(roomID, seq int64) string {
+	return strconv.FormatInt(roomID, 10) + ":" + strconv.FormatInt(seq, 10)
+}
+
+// MessagePosition reads the position in room roomID from a message
+// identifier; a bare number is accepted as the position itself.
+func MessagePosition(roomID int64, id string) (int64, error) {
+	room, seq, found := strings.Cut(id, ":")
+	if !found {
+		room, seq = strconv.FormatInt(roomID, 10), id
+	}
+	r, err1 := strconv.ParseInt(room, 10, 64)
+	n, err2 := strconv.ParseInt(seq, 10, 64)
+	switch {
+	case err1 != nil || err2 != nil || n < 0:
+		return 0, Errorf(BadUserInput, "after: %q is not a message id", id)
+	case r != roomID:
+		return 0, Errorf(BadUserInput, "after: message %q is not in room %d", id, roomID)
+	}
+	return n, nil
+}
+
+// MaxMessageLength is the longest message text, in characters.
+const MaxMessageLength = 2000
+
+// MessageText trims a message text and checks it is 1..MaxMessageLength
+// characters of valid UTF-8.
+func MessageText(text string) (string, error) {
+	return boundedText("text", text, MaxMessageLength)
+}
+
+// MaxRoomNameLength is the longest room name, in characters.
+const MaxRoomNameLength = 50
+
+// RoomName trims a room name and checks it is 1..MaxRoomNameLength
+// characters of valid UTF-8 without control characters.
+func RoomName(name string) (string, error) {
+	name, err := boundedText("name", name, MaxRoomNameLength)
+	if err != nil {
+		return "", err
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", Errorf(BadUserInput, "name must not contain control characters")
+	}
+	return name, nil
+}
+
+// boundedText trims s and checks it is 1..limit characters of valid UTF-8.
+func boundedText(field, s string, limit int) (string, error) {
+	s = strings.TrimSpace(s)
+	n := utf8.RuneCountInString(s)
+	switch {
+	case !utf8.ValidString(s):
+		return "", Errorf(BadUserInput, "%s is not valid UTF-8", field)
+	case n == 0:
+		return "", Errorf(BadUserInput, "%s must not be empty", field)
+	case n > limit:
+		return "", Errorf(BadUserInput, "%s is %d characters long; the limit is %d", field, n, limit)
+	}
+	return s, nil
+}
+
+// MessageConnection is one page of a room's history, oldest first.
+type MessageConnection struct {
+	Edges    []*MessageEdge
+	PageInfo *PageInfo
+}
+
+// MessageEdge is a message in a page, with its opaque cursor.
+type MessageEdge struct {
+	Cursor string
+	Node   *Message
+}
+
+// Presence is who is online in a room, in the order they came online.
+type Presence struct {
+	RoomID int64   `json:"roomId"`
+	Users  []*User `json:"users"`
+}
+
+// TypingEvent says a member started or stopped typing in a room.
+type TypingEvent struct {
+	RoomID    int64     `json:"roomId"`
+	User      *User     `json:"user"`
+	Typing    bool      `json:"typing"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}

@@ -1,0 +1,298 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/switchboardhq/switchboard/models"
+)
+
+// ensureGeneralRoom creates the general room on a fresh database.
+func ensureGeneralRoom(g *gorm.DB) error {
+	room := &models.Room{Name: models.GeneralRoom, Key: models.PublicRoomKey(models.GeneralRoom), CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	return g.Clauses(clause.OnConflict{DoNothing: true}).Create(room).Error
+}
+
+// CreateRoom creates a public room named name (already validated). A name
+// in use (case-insensitive) is a models.BadUserInput error.
+func (db *DB) CreateRoom(ctx context.Context, name string, now time.Time) (*models.Room, error) {
+	room := &models.Room{Name: name, Key: models.PublicRoomKey(name), CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	err := db.gorm.WithContext(ctx).Create(room).Error
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return nil, models.Errorf(models.BadUserInput, "a room named %q exists already", name)
+	}
+	if err != nil {
+		return nil, translate(err, "create room")
+	}
+	return room, nil
+}
+
+// Room returns the room with the given id, or a models.NotFound error.
+func (db *DB) Room(ctx context.Context, id int64) (*models.Room, error) {
+	var r models.Room
+	if err := db.gorm.WithContext(ctx).Take(&r, id).Error; err != nil {
+		return nil, translate(err, fmt.Sprintf("room %d", id))
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	return &r, nil
+}
+
+// RoomFor returns room id if userID may see it: a public room for anyone
+// (userID 0 is an anonymous caller), a direct room only for its members.
+// Anything else is the same models.NotFound error as a missing room.
+func (db *DB) RoomFor(ctx context.Context, id, userID int64) (*models.Room, error) {
+	r, err := db.Room(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Direct {
+		return r, nil
+	}
+	if userID != 0 {
+		var n int64
+		err := db.gorm.WithContext(ctx).Model(&models.RoomMember{}).
+			Where("room_id = ? AND user_id = ?", id, userID).Count(&n).Error
+		if err != nil {
+			return nil, translate(err, "check room member")
+		}
+		if n == 1 {
+			return r, nil
+		}
+	}
+	return nil, models.Errorf(models.NotFound, "room %d not found", id)
+}
+
+// OpenDirectRoom returns the direct room of users a and b, creating it on
+// first use. Concurrent first uses end with the same room. created says
+// whether this call created it.
+func (db *DB) OpenDirectRoom(ctx context.Context, a, b *models.User, now time.Time) (room *models.Room, created bool, err error) {
+	key := models.DirectRoomKey(a.ID, b.ID)
+	find := func() (*models.Room, error) {
+		var r models.Room
+		if err := db.gorm.WithContext(ctx).Take(&r, "room_key = ?", key).Error; err != nil {
+			return nil, err
+		}
+		r.CreatedAt = r.CreatedAt.UTC()
+		return &r, nil
+	}
+	if r, err := find(); err == nil {
+		return r, false, nil
+	} else if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, false, translate(err, "find direct room")
+	}
+	room = &models.Room{Name: "", Direct: true, Key: key, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(room).Error; err != nil {
+			return err
+		}
+		return tx.Create([]models.RoomMember{{RoomID: room.ID, UserID: a.ID}, {RoomID: room.ID, UserID: b.ID}}).Error
+	})
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		r, err := find() // the other side opened it at the same moment
+		if err != nil {
+			return nil, false, translate(err, "find direct room")
+		}
+		return r, false, nil
+	}
+	if err != nil {
+		return nil, false, translate(err, "create direct room")
+	}
+	return room, true, nil
+}
+
+// RoomMembers returns the members of a direct room (none for a public one),
+// ordered by id.
+func (db *DB) RoomMembers(ctx context.Context, roomID int64) ([]*models.User, error) {
+	var users []*models.User
+	err := db.gorm.WithContext(ctx).
+		Joins("JOIN room_members ON room_members.user_id = users.id AND room_members.room_id = ?", roomID).
+		Order("users.id").Find(&users).Error
+	if err != nil {
+		return nil, translate(err, "list room members")
+	}
+	normalizeUsers(users)
+	return users, nil
+}
+
+// RoomsFor returns the rooms userID sees: the public ones by name, then its
+// direct ones, newest first (userID 0: the public ones only).
+func (db *DB) RoomsFor(ctx context.Context, userID int64) ([]*models.Room, error) {
+	var public, direct []*models.Room
+	g := db.gorm.WithContext(ctx)
+	if err := g.Where("direct = ?", false).Order("name").Find(&public).Error; err != nil {
+		return nil, translate(err, "list rooms")
+	}
+	if userID != 0 {
+		err := g.Joins("JOIN room_members ON room_members.room_id = rooms.id AND room_members.user_id = ?", userID).
+			Where("rooms.direct = ?", true).Order("rooms.id DESC").Find(&direct).Error
+		if err != nil {
+			return nil, translate(err, "list direct rooms")
+		}
+	}
+	out := append(public, direct...)
+	for _, r := range out {
+		r.CreatedAt = r.CreatedAt.UTC()
+	}
+	return out, nil
+}
+
+// CreateMessage appends a message by author (text already validated) to
+// room's stream and marks the room read for the author up to it.
+func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *models.User, text string, now time.Time) (*models.Message, error) {
+	name := models.RoomStream(room.ID)
+	if err := db.ensureStream(ctx, name); err != nil {
+		return nil, err
+	}
+	m := &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		pos, err := appendPosition(tx, name)
+		if err != nil {
+			return err
+		}
+		m.Seq = pos
+		if err := tx.Omit("Author").Create(m).Error; err != nil {
+			return err
+		}
+		return markRead(tx, author.ID, room.ID, pos)
+	})
+	if err != nil {
+		return nil, translate(err, "create message")
+	}
+	m.Author = author
+	return m, nil
+}
+
+// markRead records that userID has read room up to seq (never backwards).
+func markRead(tx *gorm.DB, userID, roomID, seq int64) error {
+	return tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "user_id"}, {Name: "room_id"}},
+		DoUpdates: clause.Set{{Column: clause.Column{Name: "seq"}, Value: gorm.Expr("CASE WHEN ? > room_reads.seq THEN ? ELSE room_reads.seq END", seq, seq)}},
+	}).Create(&models.RoomRead{UserID: userID, RoomID: roomID, Seq: seq}).Error
+}
+
+// MarkRoomRead records that userID has read every message of room.
+func (db *DB) MarkRoomRead(ctx context.Context, userID, roomID int64) error {
+	head, err := db.Head(ctx, models.RoomStream(roomID))
+	if err != nil {
+		return err
+	}
+	if err := markRead(db.gorm.WithContext(ctx), userID, roomID, head); err != nil {
+		return translate(err, "mark room read")
+	}
+	return nil
+}
+
+// UnreadCounts returns, for each of rooms, how many of its messages user
+// has not read and did not post. Before a user first reads a room, the
+// messages posted since the user was created count.
+func (db *DB) UnreadCounts(ctx context.Context, user *models.User, rooms []int64) (map[int64]int, error) {
+	out := make(map[int64]int, len(rooms))
+	if len(rooms) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		RoomID int64
+		N      int
+	}
+	err := db.gorm.WithContext(ctx).Table("messages").
+		Select("messages.room_id AS room_id, COUNT(*) AS n").
+		Joins("LEFT JOIN room_reads ON room_reads.room_id = messages.room_id AND room_reads.user_id = ?", user.ID).
+		Where("messages.room_id IN ? AND messages.author_id <> ? AND messages.seq > COALESCE(room_reads.seq, 0) AND messages.created_at >= ?",
+			rooms, user.ID, user.CreatedAt.Truncate(time.Millisecond)).
+		Group("messages.room_id").Scan(&rows).Error
+	if err != nil {
+		return nil, translate(err, "count unread messages")
+	}
+	for _, r := range rows {
+		out[r.RoomID] = r.N
+	}
+	return out, nil
+}
+
+// MessagesAfter returns up to limit messages of room after position after,
+// oldest first, with their authors: the replay of messageAdded.
+func (db *DB) MessagesAfter(ctx context.Context, roomID, after int64, limit int) ([]*models.Message, error) {
+	var out []*models.Message
+	err := db.gorm.WithContext(ctx).Preload("Author").
+		Where("room_id = ? AND seq > ?", roomID, after).Order("seq ASC").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, translate(err, "list messages")
+	}
+	normalizeMessages(out)
+	return out, nil
+}
+
+// MessagesBefore returns up to limit messages of room before position
+// before (any when before is 0), newest first, with their authors.
+func (db *DB) MessagesBefore(ctx context.Context, roomID, before int64, limit int) ([]*models.Message, error) {
+	var out []*models.Message
+	q := db.gorm.WithContext(ctx).Preload("Author").Where("room_id = ?", roomID).Order("seq DESC").Limit(limit)
+	if before > 0 {
+		q = q.Where("seq < ?", before)
+	}
+	if err := q.Find(&out).Error; err != nil {
+		return nil, translate(err, "list messages")
+	}
+	normalizeMessages(out)
+	return out, nil
+}
+
+func normalizeMessages(ms []*models.Message) {
+	for _, m := range ms {
+		m.CreatedAt = m.CreatedAt.UTC()
+		if m.Author != nil {
+			m.Author.CreatedAt = m.Author.CreatedAt.UTC()
+		}
+	}
+}
+
+func normalizeUsers(us []*models.User) {
+	for _, u := range us {
+		u.CreatedAt = u.CreatedAt.UTC()
+	}
+}
+
+// SearchUsers returns up to limit users whose name contains search
+// (case-insensitive), by name, leaving out the user except.
+func (db *DB) SearchUsers(ctx context.Context, search string, limit int, except int64) ([]*models.User, error) {
+	pattern := "%" + escapeLike(strings.ToLower(search)) + "%"
+	var out []*models.User
+	err := db.gorm.WithContext(ctx).Where("LOWER(name) LIKE ? ESCAPE '!' AND id <> ?", pattern, except).
+		Order("name, id").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, translate(err, "search users")
+	}
+	normalizeUsers(out)
+	return out, nil
+}
+
+// escapeLike escapes LIKE's wildcards with '!'.
+func escapeLike(s string) string {
+	return strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(s)
+}
+
+// MessageLog reads room streams for stream.Feed.
+type MessageLog struct{ db *DB }
+
+// MessageLog returns the room streams' reader.
+func (db *DB) MessageLog() MessageLog { return MessageLog{db: db} }
+
+// Head returns the position of the newest committed message of a room stream.
+func (l MessageLog) Head(ctx context.Context, stream string) (int64, error) {
+	return l.db.Head(ctx, stream)
+}
+
+// After returns up to limit messages of a room stream after position after.
+func (l MessageLog) After(ctx context.Context, stream string, after int64, limit int) ([]*models.Message, error) {
+	roomID, ok := models.RoomOfStream(stream)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a room stream", stream)
+	}
+	return l.db.MessagesAfter(ctx, roomID, after, limit)
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
 )
@@ -29,6 +30,9 @@ type config struct {
 	LogLevel       slog.Level
 	LogFormat      string
 	Env            string
+	// WSKeepAlive is the WebSocket keepalive interval; a graphql-transport-ws
+	// client silent for 1.4 intervals is disconnected.
+	WSKeepAlive time.Duration
 }
 
 // production reports whether ENV=production tightened the defaults.
@@ -55,6 +59,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	format := fs.String("log-format", env("LOG_FORMAT", ""), "text or json (LOG_FORMAT; default text, json in production)")
 	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
+	keepAlive := fs.String("ws-keepalive", env("WS_KEEPALIVE", "25s"), "WebSocket keepalive interval, 1s..5m; a client silent for 1.4 intervals is dropped (WS_KEEPALIVE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -70,6 +75,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	case "development", "production":
 	default:
 		bad("ENV must be development or production (got %q)", *envName)
+	}
+	if d, err := time.ParseDuration(*keepAlive); err != nil || d < time.Second || d > 5*time.Minute {
+		bad("WS_KEEPALIVE must be a duration from 1s to 5m (got %q)", *keepAlive)
+	} else {
+		c.WSKeepAlive = d
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("ADDR must be host:port or :port (got %q)", c.Addr)

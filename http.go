@@ -35,7 +35,6 @@ const (
 	maxBodyBytes        = 1 << 20 // an HTTP request body
 	maxWebsocketMessage = 64 << 10
 	complexityLimit     = 1000
-	keepAliveInterval   = 25 * time.Second
 	initTimeout         = 3 * time.Second
 )
 
@@ -73,7 +72,7 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 			return ""
 		},
 		InitTimeout: initTimeout,
-		KeepAlive:   keepAliveInterval,
+		KeepAlive:   cfg.WSKeepAlive,
 		ReadLimit:   maxWebsocketMessage,
 		OnError: func(ctx context.Context, err error) {
 			log.DebugContext(ctx, "websocket", "request_id", resolvers.RequestID(ctx), "err", err)

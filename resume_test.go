@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -29,7 +30,7 @@ func TestResumeUnderConcurrentPosters(t *testing.T) {
 				env["DATABASE_URL"] = storetest.MySQLURL(t)
 			}
 			s := startServer(t, env)
-			checkResume(t, []*testServer{s}, []*testServer{s}, 6, 40)
+			checkResume(t, statusFeed, []*testServer{s}, []*testServer{s}, 6, 40)
 		})
 	}
 }
@@ -42,14 +43,33 @@ func TestResumeAcrossProcesses(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "info"}
 	a := startProcess(t, env)
 	b := startProcess(t, env)
-	checkResume(t, []*testServer{a, b}, []*testServer{a, b}, 6, 40)
+	checkResume(t, statusFeed, []*testServer{a, b}, []*testServer{a, b}, 6, 40)
+}
+
+// durableFeed describes a durable stream for checkResume: how to post to
+// it and how to follow it with after.
+type durableFeed struct {
+	// subscription selects `id text` of field, resuming after $a.
+	subscription string
+	field        string
+	vars         map[string]any
+	post         func(tb testing.TB, s *testServer, token, text string) (id string)
+	// position reads an event's position in its stream from its id.
+	position func(id string) (int, error)
+}
+
+var statusFeed = durableFeed{
+	subscription: `subscription($a: ID) { statusPosted(after: $a) { id text } }`,
+	field:        "statusPosted",
+	post:         func(tb testing.TB, s *testServer, token, text string) string { return s.post(tb, token, text).ID },
+	position:     strconv.Atoi,
 }
 
 // checkResume posts posters×each statuses concurrently, spread over the
 // posting servers, while one subscriber per subscribing server disconnects
 // and resumes over and over; each must end with every status, in order,
 // exactly once.
-func checkResume(t *testing.T, posting, subscribing []*testServer, posters, each int) {
+func checkResume(t *testing.T, feed durableFeed, posting, subscribing []*testServer, posters, each int) {
 	total := posters * each
 	token := posting[0].signIn(t, "poster")
 
@@ -66,16 +86,16 @@ func checkResume(t *testing.T, posting, subscribing []*testServer, posters, each
 				// run following live rather than replaying.
 				time.Sleep(time.Duration(rand.IntN(8)) * time.Millisecond)
 				text := fmt.Sprintf("p%d-%d", p, i)
-				st := s.post(t, token, text)
+				id := feed.post(t, s, token, text)
 				mu.Lock()
-				postedID[text] = st.ID
+				postedID[text] = id
 				mu.Unlock()
 			}
 		})
 	}
 
 	type result struct {
-		got        []status
+		got        []event
 		reconnects int
 		err        error
 	}
@@ -83,7 +103,7 @@ func checkResume(t *testing.T, posting, subscribing []*testServer, posters, each
 	var subs sync.WaitGroup
 	for i, s := range subscribing {
 		subs.Go(func() {
-			got, reconnects, err := resumingSubscriber(s, total, 90*time.Second)
+			got, reconnects, err := resumingSubscriber(s, feed, total, 90*time.Second)
 			results[i] = result{got, reconnects, err}
 		})
 	}
@@ -93,7 +113,7 @@ func checkResume(t *testing.T, posting, subscribing []*testServer, posters, each
 	require.Len(t, postedID, total)
 	ids := make([]int, 0, total)
 	for _, id := range postedID {
-		n, err := strconv.Atoi(id)
+		n, err := feed.position(id)
 		require.NoError(t, err)
 		ids = append(ids, n)
 	}
@@ -104,22 +124,30 @@ func checkResume(t *testing.T, posting, subscribing []*testServer, posters, each
 	for i, r := range results {
 		require.NoError(t, r.err, "subscriber %d", i)
 		require.Len(t, r.got, total, "subscriber %d", i)
-		for j, st := range r.got {
-			require.Equal(t, strconv.Itoa(j+1), st.ID, "subscriber %d, event %d: in order, no gap, no duplicate", i, j)
-			require.Equal(t, postedID[st.Text], st.ID, "subscriber %d: the event is the status that was posted", i)
+		for j, ev := range r.got {
+			n, err := feed.position(ev.ID)
+			require.NoError(t, err)
+			require.Equal(t, j+1, n, "subscriber %d, event %d: in order, no gap, no duplicate", i, j)
+			require.Equal(t, postedID[ev.Text], ev.ID, "subscriber %d: the event is the one that was posted", i)
 		}
 		assert.Greater(t, r.reconnects, 5, "subscriber %d resumed several times", i)
-		t.Logf("subscriber %d received %d statuses over %d connections", i, len(r.got), r.reconnects)
+		t.Logf("subscriber %d received %d events over %d connections", i, len(r.got), r.reconnects)
 	}
 }
 
-// resumingSubscriber collects want statuses from s, dropping its connection
+// event is an event of a durable feed.
+type event struct {
+	ID   string `json:"id"`
+	Text string `json:"text"`
+}
+
+// resumingSubscriber collects want events of feed from s, dropping its connection
 // after a random number of events (sometimes cleanly, sometimes abruptly) and
 // resuming with the last id it saw. It reports a broken promise as an error.
-func resumingSubscriber(s *testServer, want int, limit time.Duration) ([]status, int, error) {
+func resumingSubscriber(s *testServer, feed durableFeed, want int, limit time.Duration) ([]event, int, error) {
 	deadline := time.Now().Add(limit)
-	var got []status
-	last := "0"
+	var got []event
+	var last *string
 	connections := 0
 	for len(got) < want {
 		if time.Now().After(deadline) {
@@ -137,9 +165,13 @@ func resumingSubscriber(s *testServer, want int, limit time.Duration) ([]status,
 			if err := conn.WriteJSON(map[string]any{"type": "connection_init"}); err != nil {
 				return err
 			}
+			vars := map[string]any{"a": "0"}
+			if last != nil {
+				vars["a"] = *last
+			}
+			maps.Copy(vars, feed.vars)
 			if err := conn.WriteJSON(map[string]any{"type": "subscribe", "id": "1", "payload": map[string]any{
-				"query":     `subscription($a: ID) { statusPosted(after: $a) { ` + statusFields + ` } }`,
-				"variables": map[string]any{"a": last},
+				"query": feed.subscription, "variables": vars,
 			}}); err != nil {
 				return err
 			}
@@ -160,18 +192,18 @@ func resumingSubscriber(s *testServer, want int, limit time.Duration) ([]status,
 					return fmt.Errorf("unexpected %s: %s", m.Type, m.Payload)
 				}
 				var p struct {
-					Data struct{ StatusPosted status } `json:"data"`
+					Data map[string]event `json:"data"`
 				}
 				if err := json.Unmarshal(m.Payload, &p); err != nil {
 					return err
 				}
-				st := p.Data.StatusPosted
-				lastN, _ := strconv.Atoi(last)
-				if st.ID != strconv.Itoa(lastN+1) {
-					return fmt.Errorf("after %s came %s", last, st.ID)
+				ev := p.Data[feed.field]
+				pos, err := feed.position(ev.ID)
+				if err != nil || pos != len(got)+1 {
+					return fmt.Errorf("event %d came with id %q", len(got)+1, ev.ID)
 				}
-				got = append(got, st)
-				last = st.ID
+				got = append(got, ev)
+				last = &ev.ID
 				n++
 			}
 			if rand.IntN(2) == 0 {

@@ -91,8 +91,8 @@ type Options struct {
 	InitTimeout time.Duration
 	// KeepAlive is the interval of server keepalives: ping on
 	// graphql-transport-ws, ka on the legacy protocol. A graphql-transport-ws
-	// client that sends nothing (not even pong) for two intervals is
-	// disconnected. Default 25s.
+	// client that sends nothing (not even pong) for 1.4 intervals is
+	// disconnected with 1001. Default 25s.
 	KeepAlive time.Duration
 	// WriteTimeout bounds one write to a client; a client that does not read
 	// for that long is disconnected with 1013. Default 10s.

@@ -7,10 +7,11 @@ import (
 
 // keepalive is one timer for every connection of a Transport: each interval
 // it sends ping (graphql-transport-ws) or ka (legacy) to every initialised
-// connection, and disconnects graphql-transport-ws clients that sent nothing
-// for two intervals; several times per write timeout it disconnects clients
-// whose pending write is stuck. One goroutine serves all connections,
-// instead of tickers and deadlines per connection.
+// connection; several times per second (and per interval) its watchdog
+// disconnects graphql-transport-ws clients that sent nothing, not even the
+// pong, for silentIntervals intervals, and clients whose pending write is
+// stuck. One goroutine serves all connections, instead of tickers and
+// deadlines per connection.
 type keepalive struct {
 	t        *Transport
 	interval time.Duration
@@ -33,48 +34,58 @@ func (k *keepalive) run() {
 	tick := time.NewTicker(k.interval)
 	defer tick.Stop()
 	timeout := k.t.opts.WriteTimeout
-	watch := time.NewTicker(min(timeout/4, time.Second))
+	watch := time.NewTicker(min(timeout/4, k.interval/5, time.Second))
 	defer watch.Stop()
 	for {
 		select {
 		case <-k.done:
 			return
-		case now := <-tick.C:
-			k.round(now)
+		case <-tick.C:
+			k.round()
 		case now := <-watch.C:
-			k.watchWrites(now, timeout)
+			k.watch(now, timeout)
 		}
 	}
 }
 
-// watchWrites closes, with 1013, every connection whose current write has
-// been blocked for longer than timeout: the client stopped reading (closing
-// the socket is what unblocks the writer); and, with 4403, every connection
-// whose token has expired.
-func (k *keepalive) watchWrites(now time.Time, timeout time.Duration) {
-	limit := now.Add(-timeout).UnixNano()
+// silentIntervals is how long, in keepalive intervals, a graphql-transport-ws
+// client may send nothing: a live client answers each ping at once, so
+// silence past the next ping plus 40% means it vanished. With the default
+// 25 s interval a vanished client is dropped within 36 s.
+const silentIntervals = 1.4
+
+// watch closes, with 1013, every connection whose current write has been
+// blocked for longer than timeout: the client stopped reading (closing the
+// socket is what unblocks the writer); with 4403, every connection whose
+// token has expired; and with 1001 every graphql-transport-ws client that
+// has been silent too long.
+func (k *keepalive) watch(now time.Time, timeout time.Duration) {
+	writeLimit := now.Add(-timeout).UnixNano()
+	silentSince := now.Add(-time.Duration(silentIntervals * float64(k.interval))).UnixNano()
 	for _, c := range k.t.snapshot() {
-		if since := c.writingSince.Load(); since != 0 && since < limit {
+		switch {
+		case c.closed.Load():
+		case c.writingSince.Load() != 0 && c.writingSince.Load() < writeLimit:
 			go c.close(CloseTryAgainLater, "Slow consumer")
-		} else if exp := c.expires.Load(); exp != 0 && exp <= now.UnixNano() {
+		case c.expires.Load() != 0 && c.expires.Load() <= now.UnixNano():
 			go c.close(CloseForbidden, "Token expired")
+		case c.proto == TransportWS && c.acked.Load() && c.lastRead.Load() < silentSince:
+			go c.close(CloseGoingAway, "Keepalive timeout")
 		}
 	}
 }
 
-// round visits every connection once.
-func (k *keepalive) round(now time.Time) {
-	silentSince := now.Add(-2 * k.interval).UnixNano()
+// round sends every initialised connection its keepalive.
+func (k *keepalive) round() {
 	for _, c := range k.t.snapshot() {
 		if !c.acked.Load() || c.closed.Load() {
 			continue
 		}
-		if c.proto == TransportWS && c.lastRead.Load() < silentSince {
-			c.close(CloseGoingAway, "Keepalive timeout")
-			continue
-		}
-		// A connection busy writing is evidently alive; never wait for it.
+		// Never wait for a connection busy writing: skip its ping this round
+		// and do not count the round against it (a writer that is stuck on
+		// a vanished client is the write watchdog's to catch).
 		if !c.wmu.TryLock() {
+			c.lastRead.Store(max(c.lastRead.Load(), time.Now().Add(-k.interval).UnixNano()))
 			continue
 		}
 		if !c.closed.Load() {

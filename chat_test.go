@@ -1,0 +1,422 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/store/storetest"
+)
+
+// Chat over the real server: HTTP for queries and mutations, raw WebSocket
+// clients for the live parts.
+
+type room struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Direct      bool   `json:"direct"`
+	UnreadCount int    `json:"unreadCount"`
+}
+
+const roomFields = `id name direct unreadCount`
+
+type user struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// chatUser is a signed-in guest.
+type chatUser struct {
+	user
+	token string
+}
+
+func (s *testServer) chatUser(tb testing.TB, name string) chatUser {
+	tb.Helper()
+	var d struct {
+		SignIn struct {
+			Token string
+			User  user
+		} `json:"signIn"`
+	}
+	s.mustDo(tb, "", `mutation($n: String!) { signIn(name: $n) { token user { id name } } }`, map[string]any{"n": name}, &d)
+	return chatUser{user: d.SignIn.User, token: d.SignIn.Token}
+}
+
+func (s *testServer) createRoom(tb testing.TB, token, name string) room {
+	tb.Helper()
+	var d struct{ CreateRoom room }
+	s.mustDo(tb, token, `mutation($n: String!) { createRoom(name: $n) { `+roomFields+` } }`, map[string]any{"n": name}, &d)
+	return d.CreateRoom
+}
+
+func (s *testServer) openDirect(tb testing.TB, token, userID string) room {
+	tb.Helper()
+	var d struct{ OpenDirectRoom room }
+	s.mustDo(tb, token, `mutation($u: ID!) { openDirectRoom(userId: $u) { `+roomFields+` } }`, map[string]any{"u": userID}, &d)
+	return d.OpenDirectRoom
+}
+
+func (s *testServer) postMessage(tb testing.TB, token, roomID, text string) string {
+	tb.Helper()
+	var d struct{ PostMessage event }
+	s.mustDo(tb, token, `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id text } }`,
+		map[string]any{"r": roomID, "t": text}, &d)
+	return d.PostMessage.ID
+}
+
+func (s *testServer) generalRoom(tb testing.TB) room {
+	tb.Helper()
+	var d struct{ Rooms []room }
+	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
+	i := slices.IndexFunc(d.Rooms, func(r room) bool { return r.Name == "general" })
+	require.GreaterOrEqual(tb, i, 0, "a fresh install has a general room: %v", d.Rooms)
+	return d.Rooms[i]
+}
+
+// chatWS opens a graphql-transport-ws connection initialised with token.
+func (s *testServer) chatWS(tb testing.TB, token string) *wsClient {
+	tb.Helper()
+	c := dialWS(tb, s, "graphql-transport-ws", nil)
+	c.init(token)
+	return c
+}
+
+// nextData reads the next event of operation id and decodes its field into
+// v; it fails on errors.
+func (c *wsClient) nextData(id, field string, v any, timeout time.Duration) {
+	c.tb.Helper()
+	m := c.read(timeout)
+	require.Equal(c.tb, "next", m.Type, "message %s %s", m.Type, m.Payload)
+	require.Equal(c.tb, id, m.ID)
+	var p struct {
+		Data   map[string]json.RawMessage `json:"data"`
+		Errors []gqlError                 `json:"errors"`
+	}
+	require.NoError(c.tb, json.Unmarshal(m.Payload, &p))
+	require.Empty(c.tb, p.Errors)
+	require.NoError(c.tb, json.Unmarshal(p.Data[field], v))
+}
+
+// until reads events of operation id into a fresh T until done accepts
+// one, and returns it; events before it (intermediate latest values) are
+// skipped.
+func until[T any](c *wsClient, id, field string, timeout time.Duration, done func(T) bool) T {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	var seen []T
+	for time.Now().Before(deadline) {
+		var v T
+		c.nextData(id, field, &v, time.Until(deadline))
+		if done(v) {
+			return v
+		}
+		seen = append(seen, v)
+	}
+	c.tb.Fatalf("no %s event as expected within %s; saw %+v", field, timeout, seen)
+	var zero T
+	return zero
+}
+
+// The resume promise of statuses holds for a room's messages: concurrent
+// posters, subscribers that drop and resume with after.
+func TestChatResumeUnderConcurrentPosters(t *testing.T) {
+	for _, backend := range []string{"sqlite", "mysql"} {
+		t.Run(backend, func(t *testing.T) {
+			env := map[string]string{}
+			if backend == "mysql" {
+				env["DATABASE_URL"] = storetest.MySQLURL(t)
+			}
+			s := startServer(t, env)
+			r := s.createRoom(t, s.signIn(t, "owner"), "resume-"+backend)
+			feed := durableFeed{
+				subscription: `subscription($r: ID!, $a: ID) { messageAdded(roomId: $r, after: $a) { id text } }`,
+				field:        "messageAdded",
+				vars:         map[string]any{"r": r.ID},
+				post: func(tb testing.TB, s *testServer, token, text string) string {
+					return s.postMessage(tb, token, r.ID, text)
+				},
+				position: func(id string) (int, error) {
+					roomID, seq, ok := strings.Cut(id, ":")
+					if !ok || roomID != r.ID {
+						return 0, fmt.Errorf("message id %q is not of room %s", id, r.ID)
+					}
+					return strconv.Atoi(seq)
+				},
+			}
+			checkResume(t, feed, []*testServer{s}, []*testServer{s}, 4, 30)
+		})
+	}
+}
+
+// TestDirectRoomIsInvisibleToOthers: for anyone but its two members, every
+// way into a direct room answers exactly as for a room that does not exist.
+func TestDirectRoomIsInvisibleToOthers(t *testing.T) {
+	s := startServer(t, nil)
+	alice, bob, carol := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol")
+	direct := s.openDirect(t, alice.token, bob.ID)
+	assert.True(t, direct.Direct)
+	assert.Equal(t, "bob", direct.Name, "a direct room is named after the other member")
+	again := s.openDirect(t, bob.token, alice.ID)
+	assert.Equal(t, direct.ID, again.ID, "the same pair always gets the same room, whoever opens it")
+	assert.Equal(t, "alice", again.Name)
+	s.postMessage(t, alice.token, direct.ID, "private")
+	const missing = "987654"
+
+	// answer is the error code and message (with the room id made generic)
+	// of one request.
+	answer := func(token, query string, vars map[string]any, roomID string) string {
+		r := s.do(t, token, query, vars)
+		require.Len(t, r.Errors, 1, "query %s: %s", query, r.Data)
+		return r.Errors[0].Code() + ": " + strings.ReplaceAll(r.Errors[0].Message, roomID, "ID")
+	}
+	paths := []struct {
+		query string
+		vars  func(id string) map[string]any
+	}{
+		{`query($r: ID!) { room(id: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`query($r: ID!) { online(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { postMessage(roomId: $r, text: "hi") { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { setTyping(roomId: $r, typing: true) }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+	}
+	for _, p := range paths {
+		got := answer(carol.token, p.query, p.vars(direct.ID), direct.ID)
+		want := answer(carol.token, p.query, p.vars(missing), missing)
+		assert.Equal(t, want, got, "carol: %s", p.query)
+		assert.True(t, strings.HasPrefix(got, "NOT_FOUND"), "carol: %s: %s", p.query, got)
+		if strings.HasPrefix(p.query, "query") {
+			assert.Equal(t, answer("", p.query, p.vars(missing), missing), answer("", p.query, p.vars(direct.ID), direct.ID), "anonymous: %s", p.query)
+		}
+	}
+
+	// Over WebSocket: every subscription field answers the same error.
+	ws := s.chatWS(t, carol.token)
+	for i, sub := range []string{
+		`subscription($r: ID!) { messageAdded(roomId: $r) { id } }`,
+		`subscription($r: ID!) { presence(roomId: $r) { users { id } } }`,
+		`subscription($r: ID!) { typing(roomId: $r) { typing } }`,
+	} {
+		var errs [2]string
+		for j, id := range []string{direct.ID, missing} {
+			opID := fmt.Sprintf("%d-%d", i, j)
+			ws.subscribe(opID, sub, map[string]any{"r": id})
+			// As in the reference server, a subscription whose resolver
+			// refuses is one result with errors and no data, then complete.
+			m := ws.read(5 * time.Second)
+			require.Equal(t, "next", m.Type, "%s: %s", sub, m.Payload)
+			var res struct {
+				Data   json.RawMessage
+				Errors []gqlError
+			}
+			require.NoError(t, json.Unmarshal(m.Payload, &res))
+			assert.Equal(t, "null", string(res.Data))
+			e := res.Errors
+			require.Len(t, e, 1)
+			require.Equal(t, "complete", ws.read(5*time.Second).Type)
+			errs[j] = e[0].Code() + ": " + strings.ReplaceAll(e[0].Message, id, "ID")
+		}
+		assert.Equal(t, errs[1], errs[0], "over WebSocket: %s", sub)
+		assert.True(t, strings.HasPrefix(errs[0], "NOT_FOUND"), errs[0])
+	}
+
+	// Nor does it show in carol's room list, now or live.
+	var d struct{ Rooms []room }
+	s.mustDo(t, carol.token, `{ rooms { `+roomFields+` } }`, nil, &d)
+	for _, r := range d.Rooms {
+		assert.NotEqual(t, direct.ID, r.ID, "carol's rooms")
+	}
+	ws.subscribe("rooms", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+	time.Sleep(100 * time.Millisecond) // let the subscription start before the posts
+	s.postMessage(t, alice.token, direct.ID, "still private")
+	general := s.generalRoom(t)
+	s.postMessage(t, alice.token, general.ID, "public")
+	var changed room
+	ws.nextData("rooms", "roomsChanged", &changed, 5*time.Second)
+	assert.Equal(t, general.ID, changed.ID, "carol's first room change is general's, not the direct room's")
+
+	// And the members themselves cannot open a room with themselves.
+	r := s.do(t, alice.token, `mutation($u: ID!) { openDirectRoom(userId: $u) { id } }`, map[string]any{"u": alice.ID})
+	require.Len(t, r.Errors, 1)
+	assert.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+	r = s.do(t, alice.token, `mutation($u: ID!) { openDirectRoom(userId: $u) { id } }`, map[string]any{"u": missing})
+	require.Len(t, r.Errors, 1)
+	assert.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+}
+
+type presence struct {
+	RoomID string `json:"roomId"`
+	Users  []user `json:"users"`
+}
+
+func names(us []user) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.Name
+	}
+	return out
+}
+
+// TestPresenceCountsUsersNotTabs: three tabs of one user count once, until
+// the last one goes, whether it closes cleanly, drops its TCP connection, or
+// silently vanishes (then the keepalive notices).
+func TestPresenceCountsUsersNotTabs(t *testing.T) {
+	const keepalive = time.Second
+	s := startServer(t, map[string]string{"WS_KEEPALIVE": keepalive.String()})
+	general := s.generalRoom(t)
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	watcher := s.chatWS(t, bob.token)
+	watcher.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { roomId users { id name } } }`, map[string]any{"r": general.ID})
+	first := until(watcher, "p", "presence", 5*time.Second, func(p presence) bool { return true })
+	assert.Equal(t, general.ID, first.RoomID)
+	assert.Equal(t, []string{"bob"}, names(first.Users), "the first event is the current list, the watcher included")
+
+	online := func() []string {
+		var d struct{ Online []user }
+		s.mustDo(t, "", `query($r: ID!) { online(roomId: $r) { id name } }`, map[string]any{"r": general.ID}, &d)
+		return names(d.Online)
+	}
+	is := func(want ...string) func(presence) bool {
+		return func(p presence) bool { return slices.Equal(names(p.Users), want) }
+	}
+
+	tabs := make([]*wsClient, 3)
+	for i := range tabs {
+		tabs[i] = s.chatWS(t, alice.token)
+		tabs[i].subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+	}
+	until(watcher, "p", "presence", 5*time.Second, is("bob", "alice"))
+	require.Eventually(t, func() bool { return slices.Equal(online(), []string{"bob", "alice"}) }, 5*time.Second, 20*time.Millisecond)
+
+	// Closing two tabs (one cleanly, one by dropping TCP) leaves alice online.
+	tabs[0].send("complete", "m", nil)
+	_ = tabs[0].conn.Close()
+	_ = tabs[1].conn.NetConn().Close()
+	tabs[2].send("ping", "", nil) // a round trip on the last tab ...
+	require.Equal(t, "pong", tabs[2].rawRead(5*time.Second).Type)
+	time.Sleep(200 * time.Millisecond) // ... and time for the server to see the others go
+	assert.Equal(t, []string{"bob", "alice"}, online(), "two of three tabs closed: alice still online")
+
+	// The last tab vanishes without closing: it stops answering pings.
+	start := time.Now()
+	until(watcher, "p", "presence", 10*keepalive, is("bob"))
+	// watcher answers pings in until/read; tabs[2] does not read at all.
+	gone := time.Since(start)
+	t.Logf("a vanished client went offline after %s (keepalive %s)", gone.Round(10*time.Millisecond), keepalive)
+	assert.Less(t, gone, 3*keepalive, "noticed within 1.4 keepalive intervals and a watchdog tick")
+	assert.Equal(t, []string{"bob"}, online())
+}
+
+type typingEvent struct {
+	RoomID    string `json:"roomId"`
+	User      user   `json:"user"`
+	Typing    bool   `json:"typing"`
+	ExpiresAt string `json:"expiresAt"`
+}
+
+// TestTypingIndicator: a member's typing reaches the others, ends when they
+// send, and ends by itself when they stop confirming it.
+func TestTypingIndicator(t *testing.T) {
+	s := startServer(t, nil)
+	general := s.generalRoom(t)
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	ws := s.chatWS(t, bob.token)
+	ws.subscribe("t", `subscription($r: ID!) { typing(roomId: $r) { roomId user { name } typing expiresAt } }`, map[string]any{"r": general.ID})
+	time.Sleep(100 * time.Millisecond) // the subscription is running
+
+	setTyping := func(on bool) {
+		s.mustDo(t, alice.token, `mutation($r: ID!, $on: Boolean!) { setTyping(roomId: $r, typing: $on) }`, map[string]any{"r": general.ID, "on": on}, nil)
+	}
+	setTyping(true)
+	var ev typingEvent
+	ws.nextData("t", "typing", &ev, 5*time.Second)
+	assert.Equal(t, typingEvent{RoomID: general.ID, User: user{Name: "alice"}, Typing: true, ExpiresAt: ev.ExpiresAt}, ev)
+	exp, err := time.Parse(time.RFC3339, ev.ExpiresAt)
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now().Add(6*time.Second), exp, 2*time.Second, "the indicator lasts a few seconds unless renewed")
+
+	s.postMessage(t, alice.token, general.ID, "sent")
+	ws.nextData("t", "typing", &ev, 5*time.Second)
+	assert.False(t, ev.Typing, "sending ends the indicator")
+	assert.Equal(t, "alice", ev.User.Name)
+
+	// Started again and never confirmed: the server ends it by itself.
+	setTyping(true)
+	ws.nextData("t", "typing", &ev, 5*time.Second)
+	require.True(t, ev.Typing)
+	start := time.Now()
+	ws.nextData("t", "typing", &ev, 15*time.Second)
+	assert.False(t, ev.Typing, "it expired")
+	t.Logf("an unconfirmed indicator ended after %s", time.Since(start).Round(100*time.Millisecond))
+	assert.InDelta(t, 6, time.Since(start).Seconds(), 1.5)
+}
+
+// TestUnreadCountsAndRoomsChanged: the room list follows new rooms, new
+// direct rooms, new messages and reads in other tabs, live.
+func TestUnreadCountsAndRoomsChanged(t *testing.T) {
+	s := startServer(t, nil)
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	ws := s.chatWS(t, bob.token)
+	ws.subscribe("r", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+	time.Sleep(100 * time.Millisecond) // the subscription is running
+
+	ops := s.createRoom(t, alice.token, "ops")
+	got := until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == ops.ID })
+	assert.Equal(t, room{ID: ops.ID, Name: "ops"}, got, "a new public room appears")
+
+	s.postMessage(t, alice.token, ops.ID, "one")
+	s.postMessage(t, alice.token, ops.ID, "two")
+	got = until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == ops.ID && r.UnreadCount == 2 })
+	assert.Equal(t, 2, got.UnreadCount)
+
+	// Another tab of bob's reads the room: this one's badge clears too.
+	var d struct{ MarkRoomRead room }
+	s.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { `+roomFields+` } }`, map[string]any{"r": ops.ID}, &d)
+	assert.Equal(t, 0, d.MarkRoomRead.UnreadCount)
+	until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == ops.ID && r.UnreadCount == 0 })
+
+	// Bob's own messages are never unread for him.
+	s.postMessage(t, bob.token, ops.ID, "mine")
+	var list struct{ Rooms []room }
+	s.mustDo(t, bob.token, `{ rooms { `+roomFields+` } }`, nil, &list)
+	i := slices.IndexFunc(list.Rooms, func(r room) bool { return r.ID == ops.ID })
+	require.GreaterOrEqual(t, i, 0)
+	assert.Equal(t, 0, list.Rooms[i].UnreadCount)
+
+	// A direct room alice opens with bob appears in bob's list, named after her.
+	direct := s.openDirect(t, alice.token, bob.ID)
+	got = until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == direct.ID })
+	assert.Equal(t, room{ID: direct.ID, Name: "alice", Direct: true}, got)
+}
+
+// TestRefreshSession: a fresh token for the same user, before the old one
+// expires.
+func TestRefreshSession(t *testing.T) {
+	s := startServer(t, nil)
+	alice := s.chatUser(t, "alice")
+	var d struct {
+		RefreshSession struct {
+			Token     string
+			ExpiresAt string
+			User      user
+		}
+	}
+	s.mustDo(t, alice.token, `mutation { refreshSession { token expiresAt user { id name } } }`, nil, &d)
+	assert.NotEqual(t, alice.token, d.RefreshSession.Token)
+	assert.Equal(t, alice.user, d.RefreshSession.User)
+	var me struct{ Me user }
+	s.mustDo(t, d.RefreshSession.Token, `{ me { id name } }`, nil, &me)
+	assert.Equal(t, alice.user, me.Me, "the new token identifies the same user")
+
+	r := s.do(t, "", `mutation { refreshSession { token } }`, nil)
+	require.Len(t, r.Errors, 1)
+	assert.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())
+}

@@ -125,6 +125,31 @@ func until[T any](c *wsClient, id, field string, timeout time.Duration, done fun
 	return zero
 }
 
+// primed waits for the first event of operation id while trigger runs every
+// 100 ms: a subscription starts asynchronously, so this proves it runs
+// before a test relies on it. It returns the first event's data field.
+func primed[T any](c *wsClient, id, field string, trigger func()) T {
+	c.tb.Helper()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			trigger()
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	var v T
+	c.nextData(id, field, &v, 10*time.Second)
+	close(stop)
+	<-done
+	return v
+}
+
 // The resume promise of statuses holds for a room's messages: concurrent
 // posters, subscribers that drop and resume with after.
 func TestChatResumeUnderConcurrentPosters(t *testing.T) {
@@ -234,14 +259,20 @@ func TestDirectRoomIsInvisibleToOthers(t *testing.T) {
 	for _, r := range d.Rooms {
 		assert.NotEqual(t, direct.ID, r.ID, "carol's rooms")
 	}
-	ws.subscribe("rooms", `subscription { roomsChanged { `+roomFields+` } }`, nil)
-	time.Sleep(100 * time.Millisecond) // let the subscription start before the posts
-	s.postMessage(t, alice.token, direct.ID, "still private")
 	general := s.generalRoom(t)
+	ws.subscribe("rooms", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+	markRead := func(u chatUser, roomID string) func() {
+		return func() {
+			s.mustDo(t, u.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": roomID}, nil)
+		}
+	}
+	primed[room](ws, "rooms", "roomsChanged", markRead(carol, general.ID))
+	s.postMessage(t, alice.token, direct.ID, "still private")
 	s.postMessage(t, alice.token, general.ID, "public")
-	var changed room
-	ws.nextData("rooms", "roomsChanged", &changed, 5*time.Second)
-	assert.Equal(t, general.ID, changed.ID, "carol's first room change is general's, not the direct room's")
+	until(ws, "rooms", "roomsChanged", 5*time.Second, func(r room) bool {
+		require.NotEqual(t, direct.ID, r.ID, "carol hears nothing of the direct room")
+		return r.ID == general.ID && r.UnreadCount == 1
+	})
 
 	// And the members themselves cannot open a room with themselves.
 	r := s.do(t, alice.token, `mutation($u: ID!) { openDirectRoom(userId: $u) { id } }`, map[string]any{"u": alice.ID})
@@ -330,31 +361,26 @@ func TestTypingIndicator(t *testing.T) {
 	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
 	ws := s.chatWS(t, bob.token)
 	ws.subscribe("t", `subscription($r: ID!) { typing(roomId: $r) { roomId user { name } typing expiresAt } }`, map[string]any{"r": general.ID})
-	time.Sleep(100 * time.Millisecond) // the subscription is running
 
 	setTyping := func(on bool) {
 		s.mustDo(t, alice.token, `mutation($r: ID!, $on: Boolean!) { setTyping(roomId: $r, typing: $on) }`, map[string]any{"r": general.ID, "on": on}, nil)
 	}
-	setTyping(true)
-	var ev typingEvent
-	ws.nextData("t", "typing", &ev, 5*time.Second)
+	ev := primed[typingEvent](ws, "t", "typing", func() { setTyping(true) })
 	assert.Equal(t, typingEvent{RoomID: general.ID, User: user{Name: "alice"}, Typing: true, ExpiresAt: ev.ExpiresAt}, ev)
 	exp, err := time.Parse(time.RFC3339, ev.ExpiresAt)
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now().Add(6*time.Second), exp, 2*time.Second, "the indicator lasts a few seconds unless renewed")
 
 	s.postMessage(t, alice.token, general.ID, "sent")
-	ws.nextData("t", "typing", &ev, 5*time.Second)
-	assert.False(t, ev.Typing, "sending ends the indicator")
-	assert.Equal(t, "alice", ev.User.Name)
+	ev = until(ws, "t", "typing", 5*time.Second, func(e typingEvent) bool { return !e.Typing })
+	assert.Equal(t, "alice", ev.User.Name, "sending ends the indicator")
 
 	// Started again and never confirmed: the server ends it by itself.
 	setTyping(true)
-	ws.nextData("t", "typing", &ev, 5*time.Second)
-	require.True(t, ev.Typing)
 	start := time.Now()
-	ws.nextData("t", "typing", &ev, 15*time.Second)
-	assert.False(t, ev.Typing, "it expired")
+	until(ws, "t", "typing", 5*time.Second, func(e typingEvent) bool { return e.Typing })
+	ev = until(ws, "t", "typing", 15*time.Second, func(e typingEvent) bool { return !e.Typing })
+	assert.Equal(t, "alice", ev.User.Name, "it expired")
 	t.Logf("an unconfirmed indicator ended after %s", time.Since(start).Round(100*time.Millisecond))
 	assert.InDelta(t, 6, time.Since(start).Seconds(), 1.5)
 }
@@ -366,7 +392,10 @@ func TestUnreadCountsAndRoomsChanged(t *testing.T) {
 	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
 	ws := s.chatWS(t, bob.token)
 	ws.subscribe("r", `subscription { roomsChanged { `+roomFields+` } }`, nil)
-	time.Sleep(100 * time.Millisecond) // the subscription is running
+	general := s.generalRoom(t)
+	primed[room](ws, "r", "roomsChanged", func() {
+		s.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
+	})
 
 	ops := s.createRoom(t, alice.token, "ops")
 	got := until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == ops.ID })

@@ -44,6 +44,8 @@ func TestFiles(t *testing.T) {
 		{"/index.html", "text/html; charset=utf-8", "<title>Switchboard</title>"},
 		{"/app.js", "text/javascript; charset=utf-8", "statusPosted"},
 		{"/client.js", "text/javascript; charset=utf-8", "graphql-transport-ws"},
+		{"/chat.js", "text/javascript; charset=utf-8", "messageAdded"},
+		{"/ui.js", "text/javascript; charset=utf-8", "textContent"},
 		{"/style.css", "text/css; charset=utf-8", ":root"},
 		{"/favicon.svg", "image/svg+xml", "<svg"},
 	}
@@ -128,9 +130,24 @@ func TestPageFollowsPolicy(t *testing.T) {
 		}
 	}
 	// Every id the browser tests drive is present.
-	for _, id := range []string{"conn", "signin-form", "name", "signin", "me", "signout", "post-form", "status-text", "post", "post-error", "statuses", "load-more", "statuses-panel"} {
+	for _, id := range []string{"conn", "signin-form", "name", "signin", "me", "signout", "post-form", "status-text", "post", "post-error", "statuses", "load-more", "statuses-panel",
+		"chat-panel", "rooms", "direct-rooms", "room-form", "room-name", "create-room", "people-search", "people-results",
+		"chat-room", "online-list", "messages", "load-older", "typing", "message-form", "message-text", "send", "message-error"} {
 		if !strings.Contains(page, `id="`+id+`"`) {
 			t.Errorf("index.html lacks #%s", id)
+		}
+	}
+}
+
+// TestScriptsWriteNoHTML checks that the page's scripts never turn strings
+// into markup: everything the server sends is shown with textContent.
+func TestScriptsWriteNoHTML(t *testing.T) {
+	h := web.Handler()
+	sink := regexp.MustCompile(`\b(?:innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser)\b`)
+	for _, p := range []string{"/app.js", "/chat.js", "/client.js", "/ui.js"} {
+		body := get(t, h, http.MethodGet, p, nil).Body.String()
+		if loc := sink.FindStringIndex(body); loc != nil {
+			t.Errorf("%s uses %s", p, body[loc[0]:loc[1]])
 		}
 	}
 }

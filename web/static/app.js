@@ -1,8 +1,10 @@
-// Switchboard's statuses page: sign in as a guest, post statuses, and watch
-// the public feed live. Everything the server sends is shown with
-// textContent, never parsed as HTML.
+// Switchboard's page: sign in as a guest, post statuses and watch the public
+// feed live, and chat (see chat.js). Everything the server sends is shown
+// with textContent, never parsed as HTML.
 
+import { createChat } from './chat.js';
 import { createClient } from './client.js';
+import { $, compareIds, flash, insertSorted, normaliseId, renderPost, sentence, showMessage } from './ui.js';
 
 const SESSION_KEY = 'switchboard.session';
 const PAGE_SIZE = 50;
@@ -30,8 +32,6 @@ const POST_STATUS_MUTATION = `mutation PostStatus($text: String!) {
 }`;
 
 const ME_QUERY = 'query Me { me { id name } }';
-
-const $ = (id) => document.getElementById(id);
 
 const el = {
   conn: $('conn'),
@@ -108,6 +108,7 @@ function setSession(next, { restart = true, notice = '' } = {}) {
   storeSession(next);
   renderSession(notice);
   if (restart) client.restart();
+  chat.sessionChanged();
 }
 
 /** Forgets the session; `notice` tells the user why, when it was not their choice. */
@@ -147,19 +148,10 @@ function renderSession(notice = '') {
   updateCounter();
 }
 
-/** Ends a message with a full stop unless it already has punctuation. */
-function sentence(text) {
-  const t = String(text ?? '').trim();
-  if (t === '') return '';
-  return /[.!?…]$/.test(t) ? t : t + '.';
-}
-
-function showMessage(node, text) {
-  node.textContent = text;
-  node.hidden = text === '';
-}
-
 // ---- Connection indicator ----------------------------------------------------
+
+/** The chat panel (chat.js), set up once the client exists. */
+let chat = null;
 
 let connState = { state: 'connecting', retryAt: null };
 let connTicker = null;
@@ -173,6 +165,9 @@ function renderConnection(info) {
   }
   paintConnection();
   if (info.state === 'connected' && !feed.loaded) loadInitial();
+  // The client reports its first state while it is being created, before
+  // the chat panel exists; that one ("connecting") does not concern it.
+  if (chat) chat.connectionChanged(info.state);
 }
 
 function paintConnection() {
@@ -181,11 +176,11 @@ function paintConnection() {
   let title;
   if (state === 'connected') {
     text = 'Live';
-    title = 'Connected: new statuses appear as they are posted.';
+    title = 'Connected: statuses and messages appear as they are posted.';
   } else if (state === 'reconnecting') {
     const seconds = retryAt ? Math.ceil((retryAt - Date.now()) / 1000) : 0;
     text = seconds >= 1 ? `Reconnecting in ${seconds} s…` : 'Reconnecting…';
-    title = 'The live connection was lost; statuses posted meanwhile will be caught up.';
+    title = 'The live connection was lost; what is posted meanwhile will be caught up.';
   } else {
     text = 'Connecting…';
     title = 'Opening the live connection.';
@@ -211,76 +206,6 @@ const feed = {
 };
 
 /**
- * Compares two ids (positive integers in decimal strings) numerically, without
- * converting them to numbers, so they may exceed 2^53.
- */
-function compareIds(a, b) {
-  if (a.length !== b.length) return a.length - b.length;
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function normaliseId(id) {
-  const s = String(id).trim().replace(/^0+(?=\d)/, '');
-  return /^\d+$/.test(s) ? s : null;
-}
-
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  month: 'short',
-  day: 'numeric',
-  hour: 'numeric',
-  minute: '2-digit',
-});
-const yearDateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  year: 'numeric',
-  month: 'short',
-  day: 'numeric',
-  hour: 'numeric',
-  minute: '2-digit',
-});
-const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
-
-function formatTime(date) {
-  const now = new Date();
-  if (date.toDateString() === now.toDateString()) return timeFormat.format(date);
-  if (date.getFullYear() === now.getFullYear()) return dateTimeFormat.format(date);
-  return yearDateTimeFormat.format(date);
-}
-
-function renderStatus(status, id) {
-  const li = document.createElement('li');
-  li.className = 'status';
-  li.dataset.id = id;
-
-  const header = document.createElement('div');
-  header.className = 'status-header';
-
-  const author = document.createElement('span');
-  author.className = 'author';
-  author.textContent = status.author ? status.author.name : 'Unknown';
-
-  const time = document.createElement('time');
-  time.className = 'time';
-  const date = new Date(status.createdAt);
-  if (Number.isNaN(date.getTime())) {
-    time.textContent = String(status.createdAt ?? '');
-  } else {
-    time.dateTime = date.toISOString();
-    time.textContent = formatTime(date);
-    time.title = fullFormat.format(date);
-  }
-
-  header.append(author, time);
-
-  const text = document.createElement('p');
-  text.className = 'text';
-  text.textContent = status.text;
-
-  li.append(header, text);
-  return li;
-}
-
-/**
  * Shows a status once, in its place (newest first, by numeric id), whichever
  * way it arrived: first page, older page, live or replayed.
  */
@@ -293,23 +218,10 @@ function addStatus(status, { live = false } = {}) {
   }
   if (feed.items.has(id)) return;
 
-  const li = renderStatus(status, id);
-  if (live) {
-    li.classList.add('is-new');
-    li.addEventListener('animationend', () => li.classList.remove('is-new'), { once: true });
-  }
-
-  // Binary search for the first item with a smaller id; the list is sorted
-  // by id descending.
-  const children = el.statuses.children;
-  let lo = 0;
-  let hi = children.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (compareIds(children[mid].dataset.id, id) > 0) lo = mid + 1;
-    else hi = mid;
-  }
-  el.statuses.insertBefore(li, children[lo] || null);
+  const li = renderPost(status, id, 'status');
+  if (live) flash(li);
+  // The feed is sorted newest (highest id) first.
+  insertSorted(el.statuses, li, (a, b) => compareIds(b.dataset.id, a.dataset.id));
 
   feed.items.set(id, li);
   if (feed.maxId === null || compareIds(id, feed.maxId) > 0) feed.maxId = id;
@@ -495,6 +407,7 @@ window.addEventListener('storage', (event) => {
   session = next;
   renderSession();
   client.restart();
+  chat.sessionChanged();
 });
 
 // ---- Start -------------------------------------------------------------------
@@ -510,6 +423,12 @@ const client = createClient({
     }
   },
   onStateChange: renderConnection,
+});
+
+chat = createChat({
+  client,
+  getSession: () => session,
+  onUnauthenticated: (notice) => forgetSession(notice),
 });
 
 renderSession();

@@ -1,0 +1,121 @@
+// Small DOM helpers shared by the page's panels. Everything that comes from
+// the server is set with textContent, never parsed as HTML.
+
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
+
+/** Shows text in a message element, or hides it when text is empty. */
+export function showMessage(node, text) {
+  node.textContent = text;
+  node.hidden = text === '';
+}
+
+/** Ends a message with a full stop unless it already has punctuation. */
+export function sentence(text) {
+  const t = String(text ?? '').trim();
+  if (t === '') return '';
+  return /[.!?…]$/.test(t) ? t : t + '.';
+}
+
+/**
+ * Compares two ids (positive integers in decimal strings) numerically, without
+ * converting them to numbers, so they may exceed 2^53.
+ */
+export function compareIds(a, b) {
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** A decimal id without leading zeros, or null when id is not one. */
+export function normaliseId(id) {
+  const s = String(id).trim().replace(/^0+(?=\d)/, '');
+  return /^\d+$/.test(s) ? s : null;
+}
+
+/**
+ * Inserts node among parent's children, which are kept sorted by compare
+ * (a negative result puts its first argument first), after any equal ones.
+ */
+export function insertSorted(parent, node, compare) {
+  const children = parent.children;
+  let lo = 0;
+  let hi = children.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compare(children[mid], node) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  parent.insertBefore(node, children[lo] || null);
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  month: 'short',
+  day: 'numeric',
+  hour: 'numeric',
+  minute: '2-digit',
+});
+const yearDateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric',
+  month: 'short',
+  day: 'numeric',
+  hour: 'numeric',
+  minute: '2-digit',
+});
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'long' });
+
+/** Formats a date briefly: the time today, the day this year, else the year too. */
+function formatTime(date) {
+  const now = new Date();
+  if (date.toDateString() === now.toDateString()) return timeFormat.format(date);
+  if (date.getFullYear() === now.getFullYear()) return dateTimeFormat.format(date);
+  return yearDateTimeFormat.format(date);
+}
+
+/** A <time> element for an RFC 3339 timestamp, with the full date as its title. */
+export function timeElement(value) {
+  const time = document.createElement('time');
+  time.className = 'time';
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) {
+    time.textContent = String(value ?? '');
+  } else {
+    time.dateTime = date.toISOString();
+    time.textContent = formatTime(date);
+    time.title = fullFormat.format(date);
+  }
+  return time;
+}
+
+/**
+ * Renders a post (a status or a chat message: text, createdAt and author) as
+ * an <li> of class className with data-id set to id: a header with the
+ * author's name and the time, then the text.
+ */
+export function renderPost(post, id, className) {
+  const li = document.createElement('li');
+  li.className = className;
+  li.dataset.id = id;
+
+  const header = document.createElement('div');
+  header.className = 'post-header';
+
+  const author = document.createElement('span');
+  author.className = 'author';
+  author.textContent = post.author ? post.author.name : 'Unknown';
+
+  header.append(author, timeElement(post.createdAt));
+
+  const text = document.createElement('p');
+  text.className = 'text';
+  text.textContent = post.text;
+
+  li.append(header, text);
+  return li;
+}
+
+/** Highlights a freshly arrived list item briefly (see .is-new in style.css). */
+export function flash(node) {
+  node.classList.add('is-new');
+  node.addEventListener('animationend', () => node.classList.remove('is-new'), { once: true });
+}

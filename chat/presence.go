@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 )
 
@@ -29,7 +30,7 @@ type Presence struct {
 type presenceRoom struct {
 	online   []*models.User // in the order they came online
 	joins    map[int64]int  // user id → joins not yet left
-	watchers map[*latest[*models.Presence]]struct{}
+	watchers map[*live.Latest[*models.Presence]]struct{}
 }
 
 // NewPresence returns an empty presence tracker.
@@ -38,7 +39,7 @@ func NewPresence() *Presence { return &Presence{rooms: make(map[int64]*presenceR
 func (p *Presence) room(id int64) *presenceRoom {
 	r := p.rooms[id]
 	if r == nil {
-		r = &presenceRoom{joins: make(map[int64]int), watchers: make(map[*latest[*models.Presence]]struct{})}
+		r = &presenceRoom{joins: make(map[int64]int), watchers: make(map[*live.Latest[*models.Presence]]struct{})}
 		p.rooms[id] = r
 	}
 	return r
@@ -87,7 +88,7 @@ func (p *Presence) changed(roomID int64, r *presenceRoom) {
 	}
 	ev := &models.Presence{RoomID: roomID, Users: slices.Clone(r.online)}
 	for w := range r.watchers {
-		w.set(ev)
+		w.Set(ev)
 	}
 }
 
@@ -104,72 +105,17 @@ func (p *Presence) Online(roomID int64) []*models.User {
 // Watch returns the room's online list: the current one at once, then a
 // new one after every change, until ctx ends.
 func (p *Presence) Watch(ctx context.Context, roomID int64) <-chan *models.Presence {
-	w := newLatest[*models.Presence]()
+	w := live.NewLatest[*models.Presence]()
 	p.mu.Lock()
 	r := p.room(roomID)
 	r.watchers[w] = struct{}{}
-	w.set(&models.Presence{RoomID: roomID, Users: slices.Clone(r.online)})
+	w.Set(&models.Presence{RoomID: roomID, Users: slices.Clone(r.online)})
 	p.mu.Unlock()
-	go w.run(ctx, func() {
+	go w.Run(ctx, func() {
 		p.mu.Lock()
 		delete(r.watchers, w)
 		p.forget(roomID, r)
 		p.mu.Unlock()
 	})
-	return w.out
-}
-
-// latest is a latest-value stream: set replaces a value not yet taken, so
-// the reader always ends with the newest one and the writer never waits.
-type latest[T any] struct {
-	mu     sync.Mutex
-	v      T
-	has    bool
-	signal chan struct{}
-	out    chan T
-}
-
-func newLatest[T any]() *latest[T] {
-	return &latest[T]{signal: make(chan struct{}, 1), out: make(chan T)}
-}
-
-func (l *latest[T]) set(v T) {
-	l.mu.Lock()
-	l.v, l.has = v, true
-	l.mu.Unlock()
-	select {
-	case l.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (l *latest[T]) take() (T, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	v, ok := l.v, l.has
-	var zero T
-	l.v, l.has = zero, false
-	return v, ok
-}
-
-// run hands values to out until ctx ends, then calls done and closes out.
-func (l *latest[T]) run(ctx context.Context, done func()) {
-	defer close(l.out)
-	defer done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.signal:
-		}
-		v, ok := l.take()
-		if !ok {
-			continue
-		}
-		select {
-		case l.out <- v:
-		case <-ctx.Done():
-			return
-		}
-	}
+	return w.C()
 }

@@ -125,7 +125,7 @@ func (db *DB) RoomMembers(ctx context.Context, roomID int64) ([]*models.User, er
 func (db *DB) RoomsFor(ctx context.Context, userID int64) ([]*models.Room, error) {
 	var public, direct []*models.Room
 	g := db.gorm.WithContext(ctx)
-	if err := g.Where("direct = ?", false).Order("name").Find(&public).Error; err != nil {
+	if err := g.Where("direct = ?", false).Order("LOWER(name), name").Find(&public).Error; err != nil {
 		return nil, translate(err, "list rooms")
 	}
 	if userID != 0 {
@@ -264,7 +264,7 @@ func (db *DB) SearchUsers(ctx context.Context, search string, limit int, except 
 	pattern := "%" + escapeLike(strings.ToLower(search)) + "%"
 	var out []*models.User
 	err := db.gorm.WithContext(ctx).Where("LOWER(name) LIKE ? ESCAPE '!' AND id <> ?", pattern, except).
-		Order("name, id").Limit(limit).Find(&out).Error
+		Order("LOWER(name), name, id").Limit(limit).Find(&out).Error
 	if err != nil {
 		return nil, translate(err, "search users")
 	}

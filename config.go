@@ -33,6 +33,11 @@ type config struct {
 	// WSKeepAlive is the WebSocket keepalive interval; a graphql-transport-ws
 	// client silent for 1.4 intervals is disconnected.
 	WSKeepAlive time.Duration
+	// DashboardInterval is the shortest time between two dashboard events
+	// to one subscriber.
+	DashboardInterval time.Duration
+	// KPIRetention is how long KPI samples are kept.
+	KPIRetention time.Duration
 }
 
 // production reports whether ENV=production tightened the defaults.
@@ -59,6 +64,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	format := fs.String("log-format", env("LOG_FORMAT", ""), "text or json (LOG_FORMAT; default text, json in production)")
 	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
+	dashInterval := fs.String("dashboard-interval", env("DASHBOARD_INTERVAL", "10s"), "shortest time between two dashboard events to a subscriber, 100ms..1h (DASHBOARD_INTERVAL)")
+	retention := fs.String("kpi-retention", env("KPI_RETENTION", "168h"), "how long KPI samples are kept for history, 1m..8760h (KPI_RETENTION)")
 	keepAlive := fs.String("ws-keepalive", env("WS_KEEPALIVE", "25s"), "WebSocket keepalive interval, 1s..5m; a client silent for 1.4 intervals is dropped (WS_KEEPALIVE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -80,6 +87,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		bad("WS_KEEPALIVE must be a duration from 1s to 5m (got %q)", *keepAlive)
 	} else {
 		c.WSKeepAlive = d
+	}
+	if d, err := time.ParseDuration(*dashInterval); err != nil || d < 100*time.Millisecond || d > time.Hour {
+		bad("DASHBOARD_INTERVAL must be a duration from 100ms to 1h (got %q)", *dashInterval)
+	} else {
+		c.DashboardInterval = d
+	}
+	if d, err := time.ParseDuration(*retention); err != nil || d < time.Minute || d > 8760*time.Hour {
+		bad("KPI_RETENTION must be a duration from 1m to 8760h (got %q)", *retention)
+	} else {
+		c.KPIRetention = d
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("ADDR must be host:port or :port (got %q)", c.Addr)

@@ -25,7 +25,9 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/notify"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/store"
@@ -56,6 +58,9 @@ const guestTokenTTL = 30 * 24 * time.Hour
 
 // shutdownTimeout bounds a graceful shutdown.
 const shutdownTimeout = 10 * time.Second
+
+// demoFeedInterval is how often the KPI demo feed moves its values.
+const demoFeedInterval = 5 * time.Second
 
 // run starts the server (or a subcommand) and returns when ctx ends and the
 // server has shut down, or when it cannot start. It writes logs to stdout.
@@ -93,11 +98,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer messages.Close()
 	chat := resolvers.NewChat(0)
 	defer chat.Typing.Stop()
+	notifications := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{Log: log})
+	defer notifications.Close()
+	inbox := notify.New(db, notifications, broker, nil, log)
+	if err := inbox.Start(ctx); err != nil {
+		return err
+	}
+	defer inbox.Close()
+	kpis := kpi.New(db, broker, kpi.Options{DashboardInterval: cfg.DashboardInterval, Retention: cfg.KPIRetention, Log: log})
+	if err := kpis.Start(ctx); err != nil {
+		return err
+	}
+	defer kpis.Close()
+	if cfg.DemoFeed {
+		kpis.StartDemo(ctx, demoFeedInterval)
+	}
 
 	ws := newWebsocket(cfg, log, tokens)
 	defer ws.Shutdown()
 	res := &resolvers.Resolver{
-		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chat, Log: log,
+		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chat, KPIs: kpis, Notifications: inbox, Log: log,
 		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
 	}
 	handler := newHandler(cfg, log, res, db, ws)

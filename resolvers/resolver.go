@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/notify"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
 )
@@ -18,12 +20,14 @@ import (
 // Resolver is the root of the GraphQL resolvers and holds their
 // dependencies. Every field is required unless its comment says otherwise.
 type Resolver struct {
-	DB       *store.DB
-	Tokens   *auth.Tokens
-	Statuses *stream.Feed[*models.Status]
-	Messages *stream.Feed[*models.Message]
-	Chat     *Chat
-	Log      *slog.Logger
+	DB            *store.DB
+	Tokens        *auth.Tokens
+	Statuses      *stream.Feed[*models.Status]
+	Messages      *stream.Feed[*models.Message]
+	Chat          *Chat
+	KPIs          *kpi.Service
+	Notifications *notify.Service
+	Log           *slog.Logger
 
 	// GuestSignIn allows signIn(name).
 	GuestSignIn bool

@@ -9,6 +9,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/auth"
@@ -176,6 +177,44 @@ func (r *mutationResolver) MarkRoomRead(ctx context.Context, roomID string) (*mo
 	return room, nil
 }
 
+// RecordKPIs is the resolver for the recordKPIs field.
+func (r *mutationResolver) RecordKPIs(ctx context.Context, inputs []*models.KPIInput) ([]*models.KPI, error) {
+	if _, err := r.requireRole(ctx, models.RoleAdmin, models.RolePublisher); err != nil {
+		return nil, err
+	}
+	return r.KPIs.Record(ctx, inputs)
+}
+
+// SendNotification is the resolver for the sendNotification field.
+func (r *mutationResolver) SendNotification(ctx context.Context, input models.NotificationInput) (*models.Notification, error) {
+	if _, err := r.requireRole(ctx, models.RoleAdmin); err != nil {
+		return nil, err
+	}
+	return r.Notifications.Send(ctx, &input)
+}
+
+// MarkNotificationRead is the resolver for the markNotificationRead field.
+func (r *mutationResolver) MarkNotificationRead(ctx context.Context, id string) (*models.Notification, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := parseID("id", "notification", id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Notifications.MarkRead(ctx, me, n)
+}
+
+// MarkAllNotificationsRead is the resolver for the markAllNotificationsRead field.
+func (r *mutationResolver) MarkAllNotificationsRead(ctx context.Context) (int, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return r.Notifications.MarkAllRead(ctx, me)
+}
+
 // Me is the resolver for the me field.
 func (r *queryResolver) Me(ctx context.Context) (*models.User, error) {
 	if _, ok := auth.PrincipalFrom(ctx); !ok {
@@ -292,6 +331,85 @@ func (r *queryResolver) Users(ctx context.Context, search string, first *int) ([
 	return r.DB.SearchUsers(ctx, search, n, me.ID)
 }
 
+// Modules is the resolver for the modules field.
+func (r *queryResolver) Modules(ctx context.Context) ([]string, error) {
+	return r.DB.Modules(ctx)
+}
+
+// ModuleKPIs is the resolver for the moduleKPIs field.
+func (r *queryResolver) ModuleKPIs(ctx context.Context, module string) ([]*models.KPI, error) {
+	return r.DB.KPIs(ctx, module)
+}
+
+// KpiHistory is the resolver for the kpiHistory field.
+func (r *queryResolver) KpiHistory(ctx context.Context, module string, key string, since *time.Time, limit *int) ([]*models.KPISample, error) {
+	n := 100
+	if limit != nil {
+		if *limit < 1 || *limit > 1000 {
+			return nil, models.Errorf(models.BadUserInput, "limit must be between 1 and 1000 (got %d)", *limit)
+		}
+		n = *limit
+	}
+	from := time.Time{}
+	if since != nil {
+		from = *since
+	}
+	return r.DB.KPIHistory(ctx, module, key, from, n)
+}
+
+// Dashboard is the resolver for the dashboard field.
+func (r *queryResolver) Dashboard(ctx context.Context, topN *int) (*models.Dashboard, error) {
+	n, err := topMovers(topN)
+	if err != nil {
+		return nil, err
+	}
+	return r.KPIs.Dashboard(ctx, n)
+}
+
+// Notifications is the resolver for the notifications field.
+func (r *queryResolver) Notifications(ctx context.Context, unreadOnly *bool, first *int, after *string) (*models.NotificationConnection, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := pageSize("first", first)
+	if err != nil {
+		return nil, err
+	}
+	var before int64
+	if after != nil {
+		if before, err = decodeCursor("after", "notification", *after); err != nil {
+			return nil, err
+		}
+	}
+	items, err := r.DB.Notifications(ctx, me, unreadOnly != nil && *unreadOnly, before, n+1)
+	if err != nil {
+		return nil, err
+	}
+	conn := &models.NotificationConnection{PageInfo: &models.PageInfo{HasPreviousPage: after != nil}}
+	if len(items) > n {
+		items, conn.PageInfo.HasNextPage = items[:n], true
+	}
+	conn.Edges = make([]*models.NotificationEdge, len(items))
+	for i, it := range items {
+		conn.Edges[i] = &models.NotificationEdge{Cursor: encodeCursor("notification", it.ID), Node: it}
+	}
+	if len(items) > 0 {
+		conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
+		conn.PageInfo.EndCursor = &conn.Edges[len(items)-1].Cursor
+	}
+	return conn, nil
+}
+
+// UnreadCount is the resolver for the unreadCount field.
+func (r *queryResolver) UnreadCount(ctx context.Context) (int, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return r.DB.UnreadNotifications(ctx, me)
+}
+
 // Name is the resolver for the name field.
 func (r *roomResolver) Name(ctx context.Context, obj *models.Room) (string, error) {
 	if !obj.Direct {
@@ -402,6 +520,46 @@ func (r *subscriptionResolver) RoomsChanged(ctx context.Context) (<-chan *models
 	return r.Chat.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
 		return r.DB.RoomFor(ctx, roomID, me.ID)
 	}), nil
+}
+
+// KpiUpdated is the resolver for the kpiUpdated field.
+func (r *subscriptionResolver) KpiUpdated(ctx context.Context, module string) (<-chan *models.ModuleKPIs, error) {
+	ch, err := r.KPIs.WatchModule(ctx, module)
+	if err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// Dashboard is the resolver for the dashboard field.
+func (r *subscriptionResolver) Dashboard(ctx context.Context, topN *int) (<-chan *models.Dashboard, error) {
+	n, err := topMovers(topN)
+	if err != nil {
+		return nil, err
+	}
+	return r.KPIs.WatchDashboard(ctx, n)
+}
+
+// NotificationAdded is the resolver for the notificationAdded field.
+func (r *subscriptionResolver) NotificationAdded(ctx context.Context, after *string) (<-chan *models.Notification, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pos, err := parsePosition("after", after)
+	if err != nil {
+		return nil, err
+	}
+	return r.Notifications.Subscribe(ctx, me, pos)
+}
+
+// UnreadCount is the resolver for the unreadCount field.
+func (r *subscriptionResolver) UnreadCount(ctx context.Context) (<-chan int, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Notifications.WatchUnread(ctx, me)
 }
 
 // Mutation returns graph.MutationResolver implementation.

@@ -29,6 +29,7 @@ type setting struct {
 var tables = []any{
 	&stream{}, &setting{}, &models.User{}, &models.Status{},
 	&models.Room{}, &models.RoomMember{}, &models.RoomRead{}, &models.Message{},
+	&models.KPI{}, &models.KPISample{}, &models.Notification{}, &models.NotificationRead{},
 }
 
 // migrationLock names the MySQL advisory lock that serialises migrations of

@@ -120,6 +120,14 @@ func (f *Feed[T]) Publish(ctx context.Context, stream string, ev T) error {
 // feed closes. An after below 0 or beyond the stream's head is a
 // models.BadUserInput error.
 func (f *Feed[T]) Subscribe(ctx context.Context, stream string, after *int64) (<-chan T, error) {
+	return f.SubscribeWhere(ctx, stream, after, nil)
+}
+
+// SubscribeWhere is Subscribe for the events keep accepts (all when keep
+// is nil): one reader's part of a shared stream, such as a user's
+// notifications among everyone's. keep runs on the subscription's goroutine
+// and must not block.
+func (f *Feed[T]) SubscribeWhere(ctx context.Context, stream string, after *int64, keep func(T) bool) (<-chan T, error) {
 	h, err := f.acquire(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -140,7 +148,7 @@ func (f *Feed[T]) Subscribe(ctx context.Context, stream string, after *int64) (<
 	}
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
-	go f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec})
+	go f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, keep: keep})
 	return out, nil
 }
 
@@ -252,8 +260,9 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 // receives from, and the position recorder found in its context when it
 // started (looked up once, not per event).
 type outlet[T any] struct {
-	c   chan<- T
-	rec *recorder
+	c    chan<- T
+	rec  *recorder
+	keep func(T) bool
 }
 
 // send hands ev to the subscription's reader unless ctx has ended: once a
@@ -262,6 +271,9 @@ type outlet[T any] struct {
 func (f *Feed[T]) send(ctx context.Context, out outlet[T], ev T) bool {
 	if ctx.Err() != nil {
 		return false
+	}
+	if out.keep != nil && !out.keep(ev) {
+		return true // not this reader's: passed over, as if sent
 	}
 	if out.rec != nil {
 		out.rec.sent(f.pos(ev))

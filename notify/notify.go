@@ -1,0 +1,233 @@
+// Package notify sends notifications and serves each user's inbox live:
+// notificationAdded (a durable stream with the after resume promise) and
+// the unread count (a latest-value stream).
+//
+// Every notification is one event of a single durable stream; a user's
+// inbox is the part addressed to them or to everyone (store.InInbox), and
+// each subscription keeps only its own. Unread counts change on new
+// notifications and on reads in any tab: the change is announced on the
+// broker (payload: a user id, or "*" for everyone) and every replica
+// recounts for its watchers.
+package notify
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchboardhq/switchboard/live"
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
+)
+
+// unreadTopic is the broker topic of unread-count changes.
+const unreadTopic = "notifications.unread"
+
+// Service sends notifications and serves inboxes.
+type Service struct {
+	db     *store.DB
+	feed   *stream.Feed[*models.Notification]
+	broker pubsub.Broker
+	now    func() time.Time
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	watchers map[int64]map[*unreadWatcher]struct{} // by user id
+
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+type unreadWatcher struct {
+	user *models.User
+	l    *live.Latest[int]
+}
+
+// New returns a Service; Start runs its background work.
+func New(db *store.DB, feed *stream.Feed[*models.Notification], broker pubsub.Broker, now func() time.Time, log *slog.Logger) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{db: db, feed: feed, broker: broker, now: now, log: log,
+		watchers: make(map[int64]map[*unreadWatcher]struct{}), done: make(chan struct{})}
+}
+
+// Start follows unread-count announcements until Close.
+func (s *Service) Start(ctx context.Context) error {
+	sub, err := s.broker.Subscribe(ctx, unreadTopic)
+	if err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go s.follow(ctx, sub)
+	return nil
+}
+
+// Close stops the background work.
+func (s *Service) Close() {
+	close(s.done)
+	s.wg.Wait()
+}
+
+// Send validates, stores and delivers a notification: to user in.UserID, or
+// to everyone when it is nil.
+func (s *Service) Send(ctx context.Context, in *models.NotificationInput) (*models.Notification, error) {
+	n, err := models.ValidNotification(in)
+	if err != nil {
+		return nil, err
+	}
+	to := "*"
+	if in.UserID != nil {
+		id, err := strconv.ParseInt(*in.UserID, 10, 64)
+		if err != nil || id <= 0 {
+			return nil, models.Errorf(models.NotFound, "user %q not found", *in.UserID)
+		}
+		if _, err := s.db.User(ctx, id); err != nil {
+			return nil, err
+		}
+		n.RecipientID = &id
+		to = strconv.FormatInt(id, 10)
+	}
+	if err := s.db.CreateNotification(ctx, n, s.now()); err != nil {
+		return nil, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := s.feed.Publish(ctx, models.NotificationStream, n); err != nil {
+		// Committed already: subscribers get it from the database instead.
+		s.log.WarnContext(ctx, "notification not announced", "id", n.ID, "err", err)
+	}
+	s.announce(ctx, to)
+	return n, nil
+}
+
+// Subscribe returns the notifications of u's inbox (see
+// stream.Feed.Subscribe for after).
+func (s *Service) Subscribe(ctx context.Context, u *models.User, after *int64) (<-chan *models.Notification, error) {
+	return s.feed.SubscribeWhere(ctx, models.NotificationStream, after, func(n *models.Notification) bool {
+		return store.InInbox(n, u)
+	})
+}
+
+// MarkRead marks one notification of u's inbox read.
+func (s *Service) MarkRead(ctx context.Context, u *models.User, id int64) (*models.Notification, error) {
+	n, err := s.db.MarkNotificationRead(ctx, u, id)
+	if err != nil {
+		return nil, err
+	}
+	s.announce(context.WithoutCancel(ctx), strconv.FormatInt(u.ID, 10))
+	return n, nil
+}
+
+// MarkAllRead marks u's whole inbox read and reports how many were unread.
+func (s *Service) MarkAllRead(ctx context.Context, u *models.User) (int, error) {
+	n, err := s.db.MarkAllNotificationsRead(ctx, u)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		s.announce(context.WithoutCancel(ctx), strconv.FormatInt(u.ID, 10))
+	}
+	return n, nil
+}
+
+func (s *Service) announce(ctx context.Context, to string) {
+	if err := s.broker.Publish(ctx, unreadTopic, []byte(to)); err != nil {
+		s.log.WarnContext(ctx, "unread count change not announced", "to", to, "err", err)
+	}
+}
+
+// WatchUnread returns u's unread count: the current one at once, then the
+// new one after every change, until ctx ends.
+func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, error) {
+	w := &unreadWatcher{user: u, l: live.NewLatest[int]()}
+	s.mu.Lock()
+	if s.watchers[u.ID] == nil {
+		s.watchers[u.ID] = make(map[*unreadWatcher]struct{})
+	}
+	s.watchers[u.ID][w] = struct{}{}
+	s.mu.Unlock()
+	forget := func() {
+		s.mu.Lock()
+		delete(s.watchers[u.ID], w)
+		if len(s.watchers[u.ID]) == 0 {
+			delete(s.watchers, u.ID)
+		}
+		s.mu.Unlock()
+	}
+	// Registered before counting, so a change meanwhile is not lost.
+	n, err := s.db.UnreadNotifications(ctx, u)
+	if err != nil {
+		forget()
+		return nil, err
+	}
+	w.l.Set(n)
+	go w.l.Run(ctx, forget)
+	return w.l.C(), nil
+}
+
+// follow recounts for the watchers of each announced user.
+func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.done:
+			sub.Close()
+			return
+		case payload, ok := <-sub.C():
+			if !ok {
+				// Dropped or broker gone: subscribe again, and recount all.
+				var err error
+				for sub, err = s.broker.Subscribe(ctx, unreadTopic); err != nil; sub, err = s.broker.Subscribe(ctx, unreadTopic) {
+					select {
+					case <-s.done:
+						return
+					case <-time.After(time.Second):
+					}
+				}
+				s.recount(ctx, "*")
+				continue
+			}
+			s.recount(ctx, string(payload))
+		}
+	}
+}
+
+// recount sends fresh counts to the watchers of user to ("*": everyone).
+func (s *Service) recount(ctx context.Context, to string) {
+	s.mu.Lock()
+	var users []int64
+	if to == "*" {
+		for id := range s.watchers {
+			users = append(users, id)
+		}
+	} else if id, err := strconv.ParseInt(to, 10, 64); err == nil && len(s.watchers[id]) > 0 {
+		users = append(users, id)
+	}
+	s.mu.Unlock()
+	for _, id := range users {
+		s.mu.Lock()
+		var u *models.User
+		for w := range s.watchers[id] {
+			u = w.user
+			break
+		}
+		s.mu.Unlock()
+		if u == nil {
+			continue
+		}
+		n, err := s.db.UnreadNotifications(ctx, u)
+		if err != nil {
+			s.log.WarnContext(ctx, "unread recount failed", "user", id, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		for w := range s.watchers[id] {
+			w.l.Set(n)
+		}
+		s.mu.Unlock()
+	}
+}

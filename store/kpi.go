@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/switchboardhq/switchboard/models"
+)
+
+// RecordKPIs records a validated batch of values at now: every KPI's value
+// becomes current (the one before it its previous value) and a sample is
+// kept. The batch is one transaction: all of it is stored or none. It
+// returns the KPIs as they now are, in input order.
+func (db *DB) RecordKPIs(ctx context.Context, in []*models.KPIInput, now time.Time) ([]*models.KPI, error) {
+	now = now.UTC().Truncate(time.Millisecond)
+	out := make([]*models.KPI, len(in))
+	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for i, v := range in {
+			var cur models.KPI
+			err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).
+				Take(&cur, "module = ? AND `key` = ?", v.Module, v.Key).Error
+			exists := err == nil
+			if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+				return err
+			}
+			k := &models.KPI{Module: v.Module, Key: v.Key, Label: cur.Label, Unit: cur.Unit, Value: v.Value, UpdatedAt: now}
+			if exists {
+				prev := cur.Value
+				k.Previous = &prev
+			} else {
+				k.Label = v.Key
+			}
+			if v.Label != nil && *v.Label != "" {
+				k.Label = *v.Label
+			}
+			if v.Unit != nil {
+				k.Unit = *v.Unit
+			}
+			if exists {
+				err = tx.Model(&models.KPI{}).Where("module = ? AND `key` = ?", v.Module, v.Key).
+					Updates(map[string]any{"label": k.Label, "unit": k.Unit, "value": k.Value, "previous": k.Previous, "updated_at": now}).Error
+			} else {
+				err = tx.Create(k).Error
+			}
+			if err != nil {
+				return err
+			}
+			if err := tx.Create(&models.KPISample{Module: v.Module, Key: v.Key, Value: v.Value, At: now}).Error; err != nil {
+				return err
+			}
+			out[i] = k
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, translate(err, "record KPIs")
+	}
+	return out, nil
+}
+
+// KPIs returns the current KPIs of module ("" for every module), by module
+// and key.
+func (db *DB) KPIs(ctx context.Context, module string) ([]*models.KPI, error) {
+	var out []*models.KPI
+	q := db.gorm.WithContext(ctx).Order("module, `key`")
+	if module != "" {
+		q = q.Where("module = ?", module)
+	}
+	if err := q.Find(&out).Error; err != nil {
+		return nil, translate(err, "list KPIs")
+	}
+	for _, k := range out {
+		k.UpdatedAt = k.UpdatedAt.UTC()
+	}
+	return out, nil
+}
+
+// Modules returns the names of the modules that have KPIs, sorted.
+func (db *DB) Modules(ctx context.Context) ([]string, error) {
+	var out []string
+	if err := db.gorm.WithContext(ctx).Model(&models.KPI{}).Distinct().Order("module").Pluck("module", &out).Error; err != nil {
+		return nil, translate(err, "list modules")
+	}
+	return out, nil
+}
+
+// KPIHistory returns the newest limit samples of a KPI at or after since,
+// oldest first.
+func (db *DB) KPIHistory(ctx context.Context, module, key string, since time.Time, limit int) ([]*models.KPISample, error) {
+	var out []*models.KPISample
+	err := db.gorm.WithContext(ctx).Where("module = ? AND `key` = ? AND at >= ?", module, key, since.UTC()).
+		Order("at DESC, id DESC").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, translate(err, "read KPI history")
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	for _, s := range out {
+		s.At = s.At.UTC()
+	}
+	return out, nil
+}
+
+// PruneKPISamples deletes the samples older than before and reports how
+// many went.
+func (db *DB) PruneKPISamples(ctx context.Context, before time.Time) (int64, error) {
+	res := db.gorm.WithContext(ctx).Where("at < ?", before.UTC()).Delete(&models.KPISample{})
+	if res.Error != nil {
+		return 0, translate(res.Error, "prune KPI samples")
+	}
+	return res.RowsAffected, nil
+}

@@ -1,0 +1,58 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+)
+
+// Lead is the right to run a job that one process of all those sharing the
+// database must run (the KPI demo feed).
+type Lead struct {
+	name string
+	conn *sql.Conn // nil on SQLite
+}
+
+// TryLead tries to become the process that runs the job name. On MySQL it
+// takes the advisory lock name on a connection of its own, held until
+// Release or until the process dies (the server drops the lock with the
+// connection); it returns nil when another process holds it. An embedded
+// SQLite database belongs to one process, which always leads.
+func (db *DB) TryLead(ctx context.Context, name string) (*Lead, error) {
+	if db.dialect != MySQL {
+		return &Lead{name: name}, nil
+	}
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return nil, translate(err, "take lock "+name)
+	}
+	var got sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", name).Scan(&got); err != nil {
+		_ = conn.Close()
+		return nil, translate(err, "take lock "+name)
+	}
+	if got.Int64 != 1 {
+		_ = conn.Close()
+		return nil, nil
+	}
+	return &Lead{name: name, conn: conn}, nil
+}
+
+// Held reports whether the lead is still this process's: its connection
+// may have been lost, and the lock with it.
+func (l *Lead) Held(ctx context.Context) bool {
+	if l.conn == nil {
+		return true
+	}
+	var mine sql.NullInt64
+	err := l.conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l.name).Scan(&mine)
+	return err == nil && mine.Int64 == 1
+}
+
+// Release gives the lead up.
+func (l *Lead) Release() {
+	if l.conn == nil {
+		return
+	}
+	_, _ = l.conn.ExecContext(context.Background(), "SELECT RELEASE_LOCK(?)", l.name)
+	_ = l.conn.Close()
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/switchboardhq/switchboard/models"
+)
+
+// CreateNotification appends n (validated) to the notification stream at
+// now; its ID becomes its position.
+func (db *DB) CreateNotification(ctx context.Context, n *models.Notification, now time.Time) error {
+	if err := db.ensureStream(ctx, models.NotificationStream); err != nil {
+		return err
+	}
+	n.CreatedAt = now.UTC().Truncate(time.Millisecond)
+	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		pos, err := appendPosition(tx, models.NotificationStream)
+		if err != nil {
+			return err
+		}
+		n.ID = pos
+		return tx.Create(n).Error
+	})
+	return translate(err, "create notification")
+}
+
+// inbox restricts a query on notifications to user's inbox: addressed to
+// them, or to everyone since they exist.
+func inbox(q *gorm.DB, u *models.User) *gorm.DB {
+	return q.Where("notifications.recipient_id = ? OR (notifications.recipient_id IS NULL AND notifications.created_at >= ?)",
+		u.ID, u.CreatedAt.UTC().Truncate(time.Second))
+}
+
+// InInbox reports whether n belongs to user's inbox (see inbox).
+func InInbox(n *models.Notification, u *models.User) bool {
+	if n.RecipientID != nil {
+		return *n.RecipientID == u.ID
+	}
+	return !n.CreatedAt.Before(u.CreatedAt.UTC().Truncate(time.Second))
+}
+
+// notificationRow is a notification with the reader's read flag.
+type notificationRow struct {
+	models.Notification
+	IsRead bool
+}
+
+// withReads selects notifications with user's read flag (is_read).
+func withReads(q *gorm.DB, u *models.User) *gorm.DB {
+	return q.Select("notifications.*, notification_reads.user_id IS NOT NULL AS is_read").
+		Joins("LEFT JOIN notification_reads ON notification_reads.notification_id = notifications.id AND notification_reads.user_id = ?", u.ID)
+}
+
+// scanNotifications runs q and returns its notifications with read flags.
+func scanNotifications(q *gorm.DB, what string) ([]*models.Notification, error) {
+	var rows []notificationRow
+	if err := q.Scan(&rows).Error; err != nil {
+		return nil, translate(err, what)
+	}
+	out := make([]*models.Notification, len(rows))
+	for i := range rows {
+		n := &rows[i].Notification
+		n.CreatedAt = n.CreatedAt.UTC()
+		n.Read = rows[i].IsRead
+		out[i] = n
+	}
+	return out, nil
+}
+
+// Notifications returns up to limit notifications of user's inbox with an
+// ID below before (any when 0), newest first, each with whether user has
+// read it; only unread ones with unreadOnly.
+func (db *DB) Notifications(ctx context.Context, u *models.User, unreadOnly bool, before int64, limit int) ([]*models.Notification, error) {
+	q := withReads(inbox(db.gorm.WithContext(ctx).Table("notifications"), u), u).
+		Order("notifications.id DESC").Limit(limit)
+	if before > 0 {
+		q = q.Where("notifications.id < ?", before)
+	}
+	if unreadOnly {
+		q = q.Where("notification_reads.user_id IS NULL")
+	}
+	return scanNotifications(q, "list notifications")
+}
+
+// Notification returns notification id of user's inbox with its read flag;
+// another user's notification is the same models.NotFound as a missing one.
+func (db *DB) Notification(ctx context.Context, u *models.User, id int64) (*models.Notification, error) {
+	q := withReads(inbox(db.gorm.WithContext(ctx).Table("notifications"), u), u).Where("notifications.id = ?", id)
+	ns, err := scanNotifications(q, "read notification")
+	if err != nil {
+		return nil, err
+	}
+	if len(ns) == 0 {
+		return nil, models.Errorf(models.NotFound, "notification %d not found", id)
+	}
+	return ns[0], nil
+}
+
+// MarkNotificationRead marks notification id of user's inbox read.
+func (db *DB) MarkNotificationRead(ctx context.Context, u *models.User, id int64) (*models.Notification, error) {
+	n, err := db.Notification(ctx, u, id)
+	if err != nil {
+		return nil, err
+	}
+	err = db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
+		Create(&models.NotificationRead{UserID: u.ID, NotificationID: id}).Error
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("mark notification %d read", id))
+	}
+	n.Read = true
+	return n, nil
+}
+
+// MarkAllNotificationsRead marks every unread notification of user's inbox
+// read and reports how many there were.
+func (db *DB) MarkAllNotificationsRead(ctx context.Context, u *models.User) (int, error) {
+	sub := inbox(db.gorm.Table("notifications"), u).
+		Select("?, notifications.id", u.ID).
+		Joins("LEFT JOIN notification_reads ON notification_reads.notification_id = notifications.id AND notification_reads.user_id = ?", u.ID).
+		Where("notification_reads.user_id IS NULL")
+	res := db.gorm.WithContext(ctx).Exec("INSERT INTO notification_reads (user_id, notification_id) ?", sub)
+	if res.Error != nil {
+		return 0, translate(res.Error, "mark all notifications read")
+	}
+	return int(res.RowsAffected), nil
+}
+
+// UnreadNotifications counts the unread notifications of user's inbox.
+func (db *DB) UnreadNotifications(ctx context.Context, u *models.User) (int, error) {
+	var n int64
+	err := inbox(db.gorm.WithContext(ctx).Table("notifications"), u).
+		Joins("LEFT JOIN notification_reads ON notification_reads.notification_id = notifications.id AND notification_reads.user_id = ?", u.ID).
+		Where("notification_reads.user_id IS NULL").Count(&n).Error
+	if err != nil {
+		return 0, translate(err, "count unread notifications")
+	}
+	return int(n), nil
+}
+
+// NotificationLog reads the notification stream for stream.Feed.
+type NotificationLog struct{ db *DB }
+
+// NotificationLog returns the notification stream's reader.
+func (db *DB) NotificationLog() NotificationLog { return NotificationLog{db: db} }
+
+// Head returns the position of the newest committed notification.
+func (l NotificationLog) Head(ctx context.Context, stream string) (int64, error) {
+	return l.db.Head(ctx, stream)
+}
+
+// After returns up to limit notifications after position after, oldest
+// first, whoever they are for (subscriptions keep their own).
+func (l NotificationLog) After(ctx context.Context, _ string, after int64, limit int) ([]*models.Notification, error) {
+	var out []*models.Notification
+	err := l.db.gorm.WithContext(ctx).Where("id > ?", after).Order("id ASC").Limit(limit).Find(&out).Error
+	if err != nil {
+		return nil, translate(err, "list notifications")
+	}
+	for _, n := range out {
+		n.CreatedAt = n.CreatedAt.UTC()
+	}
+	return out, nil
+}

@@ -48,7 +48,7 @@ type Service struct {
 	mu        sync.Mutex
 	modules   map[string]map[*live.Latest[*models.ModuleKPIs]]struct{}
 	dashboard map[int]map[*live.Latest[*models.Dashboard]]struct{} // by topN
-	dirty     bool                                                  // something changed since the last dashboard round
+	dirty     bool                                                 // something changed since the last dashboard round
 
 	done chan struct{}
 	wg   sync.WaitGroup

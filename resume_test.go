@@ -56,7 +56,7 @@ type durableFeed struct {
 	// token signs the subscribers in, when the feed needs it; poster is the
 	// token posts are made with (default: a guest's).
 	token, poster string
-	post         func(tb testing.TB, s *testServer, token, text string) (id string)
+	post          func(tb testing.TB, s *testServer, token, text string) (id string)
 	// position reads an event's position in its stream from its id.
 	position func(id string) (int, error)
 }

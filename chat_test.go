@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
@@ -342,7 +343,7 @@ func TestPresenceCountsUsersNotTabs(t *testing.T) {
 	// watcher answers pings in until/read; tabs[2] does not read at all.
 	gone := time.Since(start)
 	t.Logf("a vanished client went offline after %s (keepalive %s)", gone.Round(10*time.Millisecond), keepalive)
-	assert.Less(t, gone, 3*keepalive, "noticed within 1.4 keepalive intervals and a watchdog tick")
+	assert.Less(t, gone, 3*keepalive+chat.DefaultLeaveGrace, "noticed within 1.4 keepalive intervals, a watchdog tick and the leave grace")
 	assert.Equal(t, []string{"bob"}, online())
 }
 

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
@@ -96,8 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer statuses.Close()
 	messages := stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, stream.Options{Log: log})
 	defer messages.Close()
-	chat := resolvers.NewChat(0)
-	defer chat.Typing.Stop()
+	chatState := resolvers.NewChat(0, chat.DefaultLeaveGrace)
+	defer chatState.Typing.Stop()
 	notifications := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{Log: log})
 	defer notifications.Close()
 	inbox := notify.New(db, notifications, broker, nil, log)
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ws := newWebsocket(cfg, log, tokens)
 	defer ws.Shutdown()
 	res := &resolvers.Resolver{
-		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chat, KPIs: kpis, Notifications: inbox, Log: log,
+		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chatState, KPIs: kpis, Notifications: inbox, Log: log,
 		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
 	}
 	handler := newHandler(cfg, log, res, db, ws)

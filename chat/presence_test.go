@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,7 +104,7 @@ func join(t *testing.T, p *chat.Presence, room int64, u *models.User) tab {
 
 func TestPresence(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence()
+		p := chat.NewPresence(0)
 		w := p.Watch(t.Context(), 1)
 		assert.Empty(t, online(t, w, 1), "nobody yet")
 
@@ -144,7 +145,7 @@ func TestPresence(t *testing.T) {
 
 func TestPresenceWatchStartsWithTheCurrentList(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence()
+		p := chat.NewPresence(0)
 		join(t, p, 7, bob)
 		join(t, p, 7, ada)
 		first, second := p.Watch(t.Context(), 7), p.Watch(t.Context(), 7)
@@ -161,7 +162,7 @@ func TestPresenceWatchStartsWithTheCurrentList(t *testing.T) {
 
 func TestPresenceSlowWatcherGetsTheLatestList(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence()
+		p := chat.NewPresence(0)
 		w := p.Watch(t.Context(), 1)
 		synctest.Wait() // the watcher holds the first list, unread
 		tabs := []tab{join(t, p, 1, ada), join(t, p, 1, bob), join(t, p, 1, cid)}
@@ -175,7 +176,7 @@ func TestPresenceSlowWatcherGetsTheLatestList(t *testing.T) {
 
 func TestPresenceOnlineIsACopy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence()
+		p := chat.NewPresence(0)
 		assert.NotNil(t, p.Online(1), "an empty list, not null")
 		assert.Empty(t, p.Online(1))
 		join(t, p, 1, ada)
@@ -187,7 +188,7 @@ func TestPresenceOnlineIsACopy(t *testing.T) {
 
 func TestPresenceEndsWithContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence()
+		p := chat.NewPresence(0)
 		ctx, cancel := context.WithCancel(t.Context())
 		w := p.Watch(ctx, 1)
 		other := p.Watch(t.Context(), 1)
@@ -204,5 +205,36 @@ func TestPresenceEndsWithContext(t *testing.T) {
 		p.Join(ended, 1, bob) // a subscription that ended at once
 		synctest.Wait()
 		assert.Equal(t, []string{"ada"}, names(p.Online(1)))
+	})
+}
+
+// TestPresenceLeaveGrace: a user whose last subscription ends stays online
+// for the grace period, and one who comes back within it (a reload, a
+// reconnect) never shows as offline.
+func TestPresenceLeaveGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const grace = 2 * time.Second
+		p := chat.NewPresence(grace)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		w := p.Watch(ctx, 1)
+		assert.Empty(t, online(t, w, 1))
+
+		reload := join(t, p, 1, ada)
+		assert.Equal(t, []string{"ada"}, online(t, w, 1))
+		reload.leave()
+		time.Sleep(grace - time.Millisecond)
+		quiet(t, w)
+		back := join(t, p, 1, ada)
+		time.Sleep(2 * grace)
+		quiet(t, w) // the reload never showed
+		assert.Equal(t, []string{"ada"}, names(p.Online(1)))
+
+		back.leave()
+		time.Sleep(grace - time.Millisecond)
+		quiet(t, w)
+		assert.Equal(t, []string{"ada"}, names(p.Online(1)), "still online during the grace period")
+		time.Sleep(time.Millisecond)
+		assert.Empty(t, online(t, w, 1), "offline exactly when the grace period ends")
 	})
 }

@@ -19,9 +19,10 @@ type Chat struct {
 }
 
 // NewChat returns empty chat state whose typing indicators last typingTTL
-// (chat.DefaultTypingTTL when 0).
-func NewChat(typingTTL time.Duration) *Chat {
-	return &Chat{Presence: chat.NewPresence(), Typing: chat.NewTyping(typingTTL), Rooms: chat.NewRoomEvents()}
+// (chat.DefaultTypingTTL when 0) and whose users go offline leaveGrace
+// after their last subscription of a room ends.
+func NewChat(typingTTL, leaveGrace time.Duration) *Chat {
+	return &Chat{Presence: chat.NewPresence(leaveGrace), Typing: chat.NewTyping(typingTTL), Rooms: chat.NewRoomEvents()}
 }
 
 const (

@@ -110,8 +110,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.RedisURL != "" {
 		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			bad("REDIS_URL must look like redis://host:6379/0")
-		} else {
-			bad("REDIS_URL is not supported by this build yet; leave it unset to use the in-process broker")
 		}
 	}
 	if s := getenv("AUTH_SECRET"); s != "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
@@ -82,7 +83,7 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 
 // newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
 // the SDL, health, metrics and the web page.
-func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *store.DB, ws *gqlws.Transport) http.Handler {
+func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *store.DB, ws *gqlws.Transport, broker pubsub.Broker) http.Handler {
 	gql := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: res}))
 	// WebSocket first: it claims every request with an Upgrade header.
 	gql.AddTransport(ws)
@@ -125,7 +126,17 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up"})
+		// A broker outage degrades live delivery (it falls back to the
+		// database) but every request is still served: report it, stay in
+		// rotation.
+		if p, ok := broker.(interface{ Ping(context.Context) error }); ok {
+			if err := p.Ping(r.Context()); err != nil {
+				log.Warn("degraded", "broker", "down", "err", err)
+				writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "up", "broker": "down"})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up", "broker": "up"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", web.Handler())

@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -29,7 +30,9 @@ import (
 	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
+	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
@@ -91,7 +94,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	broker := mempubsub.New(0)
+	broker, brokerName, err := newBroker(ctx, cfg, db, log)
+	if err != nil {
+		return err
+	}
 	defer broker.Close()
 	statuses := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, stream.Options{Log: log})
 	defer statuses.Close()
@@ -121,7 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chatState, KPIs: kpis, Notifications: inbox, Log: log,
 		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
 	}
-	handler := newHandler(cfg, log, res, db, ws)
+	handler := newHandler(cfg, log, res, db, ws, broker)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -135,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxHeaderBytes:    64 << 10,
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()),
-		"database", string(db.Dialect()), "data", dataLocation(cfg), "broker", "in-process", "version", version)
+		"database", string(db.Dialect()), "data", dataLocation(cfg), "broker", brokerName, "version", version)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -154,6 +160,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newBroker returns the Redis broker when REDIS_URL is set, else the
+// in-process one. Redis being down at start is not fatal: the server runs
+// degraded (live delivery from the database) until it is back.
+func newBroker(ctx context.Context, cfg *config, db *store.DB, log *slog.Logger) (pubsub.Broker, string, error) {
+	if cfg.RedisURL == "" {
+		return mempubsub.New(0), "in-process", nil
+	}
+	// Channels are named after the database's identity: the replicas of one
+	// deployment meet, other deployments on the same Redis stay apart.
+	id, err := db.DeploymentID(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := redispubsub.New(cfg.RedisURL, redispubsub.Options{Prefix: "switchboard:" + id + ":"})
+	if err != nil {
+		return nil, "", err
+	}
+	if err := b.Ping(ctx); err != nil {
+		log.Warn("redis is not reachable; running degraded until it is", "err", err)
+	}
+	return b, "redis", nil
 }
 
 // newTokens returns the token signer: AUTH_SECRET when set, else the key kept

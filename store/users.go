@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -39,23 +40,42 @@ const authSecretSetting = "auth.secret"
 // and storing a random 32-byte key on first use. Replicas racing to create it
 // all end up with the one that was stored first.
 func (db *DB) AuthSecret(ctx context.Context) ([]byte, error) {
+	return db.generatedSetting(ctx, authSecretSetting, 32)
+}
+
+// deploymentSetting names the random identity of the database.
+const deploymentSetting = "deployment.id"
+
+// DeploymentID returns a random identity of this database (hex), generated
+// on first use: the replicas sharing the database share it, and nothing
+// else does (it keeps their broker channels apart from other deployments'
+// on a shared Redis).
+func (db *DB) DeploymentID(ctx context.Context) (string, error) {
+	id, err := db.generatedSetting(ctx, deploymentSetting, 8)
+	return hex.EncodeToString(id), err
+}
+
+// generatedSetting returns the setting name, storing n random bytes under
+// it first if it is not set; replicas racing to create it all end up with
+// the one that was stored first.
+func (db *DB) generatedSetting(ctx context.Context, name string, n int) ([]byte, error) {
 	var s setting
-	err := db.gorm.WithContext(ctx).Take(&s, "name = ?", authSecretSetting).Error
+	err := db.gorm.WithContext(ctx).Take(&s, "name = ?", name).Error
 	if err == nil {
 		return s.Value, nil
 	}
 	if !errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, translate(err, "read signing key")
+		return nil, translate(err, "read setting "+name)
 	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
+	value := make([]byte, n)
+	_, _ = rand.Read(value)
 	err = db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
-		Create(&setting{Name: authSecretSetting, Value: key}).Error
+		Create(&setting{Name: name, Value: value}).Error
 	if err != nil {
-		return nil, translate(err, "store signing key")
+		return nil, translate(err, "store setting "+name)
 	}
-	if err := db.gorm.WithContext(ctx).Take(&s, "name = ?", authSecretSetting).Error; err != nil {
-		return nil, translate(err, "read signing key")
+	if err := db.gorm.WithContext(ctx).Take(&s, "name = ?", name).Error; err != nil {
+		return nil, translate(err, "read setting "+name)
 	}
 	return s.Value, nil
 }

@@ -1,0 +1,100 @@
+package redispubsub_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub/redistest"
+)
+
+// prefix returns a channel prefix of its own for one test, so tests sharing
+// a Redis do not see each other's messages.
+func prefix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "sbtest:" + hex.EncodeToString(b) + ":"
+}
+
+func TestConformance(t *testing.T) {
+	url := redistest.URL(t)
+	pubsubtest.Run(t, func(tb testing.TB, buffer int) pubsub.Broker {
+		b, err := redispubsub.New(url, redispubsub.Options{Prefix: prefix(), Buffer: buffer})
+		require.NoError(tb, err)
+		tb.Cleanup(func() { _ = b.Close() })
+		return b
+	})
+}
+
+// TestAcrossReplicas: what one broker publishes reaches the subscribers of
+// another on the same Redis.
+func TestAcrossReplicas(t *testing.T) {
+	url := redistest.URL(t)
+	p := prefix()
+	a, err := redispubsub.New(url, redispubsub.Options{Prefix: p})
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := redispubsub.New(url, redispubsub.Options{Prefix: p})
+	require.NoError(t, err)
+	defer b.Close()
+	subA, err := a.Subscribe(t.Context(), "room:1")
+	require.NoError(t, err)
+	subB, err := b.Subscribe(t.Context(), "room:1")
+	require.NoError(t, err)
+	require.NoError(t, a.Publish(t.Context(), "room:1", []byte("hello")))
+	for _, sub := range []*pubsub.Subscription{subA, subB} {
+		select {
+		case m := <-sub.C():
+			assert.Equal(t, "hello", string(m))
+		case <-time.After(5 * time.Second):
+			t.Fatal("not delivered")
+		}
+	}
+}
+
+// TestRedisOutage: when Redis dies, subscriptions end with ErrDisconnected
+// (their owners catch up from the database) and publishing fails; when it
+// is back, subscribing and publishing work again.
+func TestRedisOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	b, err := redispubsub.New(srv.URL(), redispubsub.Options{})
+	require.NoError(t, err)
+	defer b.Close()
+	sub, err := b.Subscribe(t.Context(), "statuses")
+	require.NoError(t, err)
+	require.NoError(t, b.Ping(t.Context()))
+
+	srv.Stop()
+	select {
+	case <-sub.Done():
+		assert.True(t, errors.Is(sub.Err(), redispubsub.ErrDisconnected), "ended with %v", sub.Err())
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscription outlived its connection")
+	}
+	assert.Error(t, b.Publish(t.Context(), "statuses", []byte("lost")))
+	assert.Error(t, b.Ping(t.Context()), "readiness sees the outage")
+	_, err = b.Subscribe(t.Context(), "statuses")
+	assert.Error(t, err, "no subscription while Redis is away")
+
+	srv.Start()
+	var again *pubsub.Subscription
+	require.Eventually(t, func() bool {
+		again, err = b.Subscribe(t.Context(), "statuses")
+		return err == nil
+	}, 10*time.Second, 100*time.Millisecond, "subscribing works again once Redis is back")
+	require.NoError(t, b.Publish(t.Context(), "statuses", []byte("back")))
+	select {
+	case m := <-again.C():
+		assert.Equal(t, "back", string(m))
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered after the outage")
+	}
+}

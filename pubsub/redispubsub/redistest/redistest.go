@@ -1,0 +1,84 @@
+// Package redistest gives tests a Redis: the shared one of TEST_REDIS_URL,
+// or a private redis-server of their own that they may stop and start (for
+// fault tests).
+package redistest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/switchboardhq/switchboard/store/storetest"
+)
+
+// URL returns TEST_REDIS_URL, skipping the test when it is not set (failing
+// it with REQUIRE_SERVICES=1).
+func URL(tb testing.TB) string {
+	tb.Helper()
+	u := os.Getenv("TEST_REDIS_URL")
+	if u == "" {
+		storetest.RequireService(tb, "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0); skipping the Redis variant")
+	}
+	return u
+}
+
+// Server is a private redis-server on a loopback port.
+type Server struct {
+	tb   testing.TB
+	Port int
+	cmd  *exec.Cmd
+}
+
+// Start runs a private redis-server (no persistence) on a free loopback
+// port; it is stopped when the test ends. The test is skipped (failed with
+// REQUIRE_SERVICES=1) when redis-server is not installed.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		storetest.RequireService(tb, "redis-server is not installed; skipping the Redis fault test")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	s := &Server{tb: tb, Port: port}
+	s.Start()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the server's redis:// URL.
+func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
+
+// Start starts the server (again) and waits until it accepts connections.
+func (s *Server) Start() {
+	s.tb.Helper()
+	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.tb.TempDir())
+	if err := s.cmd.Start(); err != nil {
+		s.tb.Fatalf("start redis-server: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port)); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	s.tb.Fatalf("redis-server on port %d did not start", s.Port)
+}
+
+// Stop kills the server (as a crash would) and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub/redistest"
+	"github.com/switchboardhq/switchboard/store/storetest"
+)
+
+// Several replicas on one MySQL database and one Redis: what is done through
+// one reaches the subscribers of the others.
+
+// startReplicas starts n servers sharing a fresh MySQL database and the
+// Redis at redisURL, the first with operator tokens.
+func startReplicas(t *testing.T, n int, redisURL string) (*opsServer, []*testServer) {
+	t.Helper()
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms"}
+	first := startOpsServer(t, env)
+	all := []*testServer{first.testServer}
+	for range n - 1 {
+		all = append(all, startServer(t, env))
+	}
+	for _, s := range all {
+		assert.Contains(t, s.logs.String(), "broker=redis", "the replica uses Redis")
+	}
+	return first, all
+}
+
+// TestReplicasShareLiveDelivery: latest-value streams have no database
+// poll behind them, so they cross replicas only through the broker.
+func TestReplicasShareLiveDelivery(t *testing.T) {
+	a, replicas := startReplicas(t, 2, redistest.URL(t))
+	b := replicas[1]
+	alice := a.chatUser(t, "alice")
+
+	// KPIs recorded through A reach a kpiUpdated subscriber on B.
+	ws := b.chatWS(t, alice.token)
+	ws.subscribe("k", `subscription { kpiUpdated(module: "finance") { module kpis { key value } } }`, nil)
+	type set struct {
+		KPIs []kpiValue `json:"kpis"`
+	}
+	first := until(ws, "k", "kpiUpdated", 5*time.Second, func(set) bool { return true })
+	assert.Empty(t, first.KPIs)
+	require.Empty(t, a.record(t, a.admin, kv("finance", "revenue", 42)).Errors)
+	got := until(ws, "k", "kpiUpdated", 5*time.Second, func(s set) bool { return len(s.KPIs) == 1 })
+	assert.Equal(t, 42.0, got.KPIs[0].Value)
+
+	// A notification sent through A moves alice's badge on B.
+	ws.subscribe("u", `subscription { unreadCount }`, nil)
+	assert.Equal(t, 0, until(ws, "u", "unreadCount", 5*time.Second, func(int) bool { return true }))
+	a.send(t, &alice, "hello from A")
+	assert.Equal(t, 1, until(ws, "u", "unreadCount", 5*time.Second, func(n int) bool { return n == 1 }))
+
+	// A chat message posted through A reaches a messageAdded subscriber on B.
+	general := a.generalRoom(t)
+	ws.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id text } }`, map[string]any{"r": general.ID})
+	msg := primed[event](ws, "m", "messageAdded", func() { a.postMessage(t, alice.token, general.ID, "ping") })
+	assert.Equal(t, "ping", msg.Text)
+}
+
+// TestReplicasSurviveRedisOutage: with Redis killed in the middle of
+// traffic, statuses still commit, subscribers on every replica receive every
+// one in order (from the database while Redis is away), and once it is back
+// live delivery resumes through the broker.
+func TestReplicasSurviveRedisOutage(t *testing.T) {
+	redis := redistest.Start(t)
+	a, replicas := startReplicas(t, 2, redis.URL())
+	token := a.signIn(t, "poster")
+	// Subscribed from the start of the stream: nothing can be missed
+	// because a subscription started late.
+	subs := make([]*wsClient, len(replicas))
+	for i, s := range replicas {
+		subs[i] = s.chatWS(t, "")
+		subs[i].subscribe("s", `subscription { statusPosted(after: "0") { id text } }`, nil)
+	}
+	var ids []string
+	post := func(text string) {
+		ids = append(ids, a.post(t, token, text).ID)
+	}
+	// Traffic before, during and after the outage.
+	for i := range 5 {
+		post("before " + string(rune('a'+i)))
+	}
+	redis.Stop()
+	var ready struct{ Status, Broker string }
+	require.Eventually(t, func() bool {
+		getJSON(t, a.URL+"/readyz", &ready)
+		return ready.Broker == "down"
+	}, 10*time.Second, 100*time.Millisecond, "readiness reports the outage")
+	assert.Equal(t, "degraded", ready.Status)
+	for i := range 5 {
+		post("during " + string(rune('a'+i)))
+	}
+	redis.Start()
+	require.Eventually(t, func() bool {
+		getJSON(t, a.URL+"/readyz", &ready)
+		return ready.Broker == "up"
+	}, 10*time.Second, 100*time.Millisecond, "readiness sees Redis back")
+	for i := range 5 {
+		post("after " + string(rune('a'+i)))
+	}
+	for i, c := range subs {
+		for j, want := range ids {
+			var got event
+			c.nextData("s", "statusPosted", &got, 10*time.Second)
+			require.Equal(t, want, got.ID, "replica %d, status %d: every status, in order, once", i, j)
+		}
+	}
+}
+
+// getJSON decodes the JSON body of a GET of url into v.
+func getJSON(tb testing.TB, url string, v any) {
+	tb.Helper()
+	resp, err := http.Get(url)
+	require.NoError(tb, err)
+	defer resp.Body.Close()
+	require.NoError(tb, json.NewDecoder(resp.Body).Decode(v))
+}

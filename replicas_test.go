@@ -62,6 +62,28 @@ func TestReplicasShareLiveDelivery(t *testing.T) {
 	ws.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id text } }`, map[string]any{"r": general.ID})
 	msg := primed[event](ws, "m", "messageAdded", func() { a.postMessage(t, alice.token, general.ID, "ping") })
 	assert.Equal(t, "ping", msg.Text)
+
+	// Bob, on B, sees alice typing through A, and the end when she sends.
+	bob := a.chatUser(t, "bob")
+	bws := b.chatWS(t, bob.token)
+	bws.subscribe("t", `subscription($r: ID!) { typing(roomId: $r) { user { name } typing } }`, map[string]any{"r": general.ID})
+	setTyping := func() {
+		a.mustDo(t, alice.token, `mutation($r: ID!) { setTyping(roomId: $r, typing: true) }`, map[string]any{"r": general.ID}, nil)
+	}
+	ev := primed[typingEvent](bws, "t", "typing", setTyping)
+	assert.Equal(t, "alice", ev.User.Name)
+	assert.True(t, ev.Typing)
+	a.postMessage(t, alice.token, general.ID, "sent")
+	until(bws, "t", "typing", 5*time.Second, func(e typingEvent) bool { return !e.Typing })
+
+	// Bob's room list on B follows a direct room alice opens through A.
+	bws.subscribe("r", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+	primed[room](bws, "r", "roomsChanged", func() {
+		b.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
+	})
+	direct := a.openDirect(t, alice.token, bob.ID)
+	got2 := until(bws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == direct.ID })
+	assert.Equal(t, "alice", got2.Name)
 }
 
 // TestReplicasSurviveRedisOutage: with Redis killed in the middle of

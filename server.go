@@ -103,8 +103,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer statuses.Close()
 	messages := stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, stream.Options{Log: log})
 	defer messages.Close()
-	chatState := resolvers.NewChat(0, chat.DefaultLeaveGrace)
-	defer chatState.Typing.Stop()
+	chatState := chat.NewHub(broker, 0, chat.DefaultLeaveGrace, log)
+	if err := chatState.Start(ctx); err != nil {
+		return err
+	}
+	defer chatState.Close()
 	notifications := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{Log: log})
 	defer notifications.Close()
 	inbox := notify.New(db, notifications, broker, nil, log)

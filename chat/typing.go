@@ -70,29 +70,45 @@ func (t *Typing) forget(id int64, r *typingRoom) {
 	}
 }
 
-// Set starts or renews (typing true) or ends (false) u's indicator in room.
-// Ending one that is not on does nothing.
+// Set starts or renews (typing true) or ends (false) u's indicator in room,
+// for TTL from now. Ending one that is not on does nothing.
 func (t *Typing) Set(roomID int64, u *models.User, typing bool) {
+	t.Apply(t.Event(roomID, u, typing))
+}
+
+// Event is the event Set would apply now: it ends TTL from now when typing.
+func (t *Typing) Event(roomID int64, u *models.User, typing bool) *models.TypingEvent {
+	now := time.Now().UTC()
+	if typing {
+		now = now.Add(t.ttl)
+	}
+	return &models.TypingEvent{RoomID: roomID, User: u, Typing: typing, ExpiresAt: now}
+}
+
+// Apply applies an event made by Event, here or on another replica: a
+// typing event starts or renews the indicator until its ExpiresAt (each
+// replica ends it then by itself, so a replica that dies leaves nothing
+// behind), a stop event ends it.
+func (t *Typing) Apply(ev *models.TypingEvent) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r := t.room(roomID)
-	cur := r.active[u.ID]
+	r := t.room(ev.RoomID)
+	cur := r.active[ev.User.ID]
 	if cur != nil {
 		cur.timer.Stop()
-		delete(r.active, u.ID)
+		delete(r.active, ev.User.ID)
 	}
-	now := time.Now()
-	if !typing {
+	if !ev.Typing {
 		if cur != nil {
-			t.emit(r, &models.TypingEvent{RoomID: roomID, User: u, Typing: false, ExpiresAt: now.UTC()})
+			t.emit(r, ev)
 		}
-		t.forget(roomID, r)
+		t.forget(ev.RoomID, r)
 		return
 	}
-	ty := &typist{user: u, expires: now.Add(t.ttl)}
-	ty.timer = time.AfterFunc(t.ttl, func() { t.expire(roomID, ty) })
-	r.active[u.ID] = ty
-	t.emit(r, &models.TypingEvent{RoomID: roomID, User: u, Typing: true, ExpiresAt: ty.expires.UTC()})
+	ty := &typist{user: ev.User, expires: ev.ExpiresAt}
+	ty.timer = time.AfterFunc(time.Until(ev.ExpiresAt), func() { t.expire(ev.RoomID, ty) })
+	r.active[ev.User.ID] = ty
+	t.emit(r, ev)
 }
 
 // expire ends ty's indicator unless it was renewed or ended meanwhile.

@@ -4,26 +4,10 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
-	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/models"
 )
-
-// Chat is the live chat state the resolvers use.
-type Chat struct {
-	Presence *chat.Presence
-	Typing   *chat.Typing
-	Rooms    *chat.RoomEvents
-}
-
-// NewChat returns empty chat state whose typing indicators last typingTTL
-// (chat.DefaultTypingTTL when 0) and whose users go offline leaveGrace
-// after their last subscription of a room ends.
-func NewChat(typingTTL, leaveGrace time.Duration) *Chat {
-	return &Chat{Presence: chat.NewPresence(leaveGrace), Typing: chat.NewTyping(typingTTL), Rooms: chat.NewRoomEvents()}
-}
 
 const (
 	// defaultHistoryPage is how many messages a history page holds by default.
@@ -72,7 +56,7 @@ func (r *Resolver) joinPresence(ctx context.Context, roomID int64) {
 // roomChanged tells everyone who sees room that its list entry changed.
 func (r *Resolver) roomChanged(ctx context.Context, room *models.Room) {
 	if !room.Direct {
-		r.Chat.Rooms.Changed(room.ID)
+		r.Chat.RoomChanged(ctx, room.ID)
 		return
 	}
 	members, err := r.DB.RoomMembers(ctx, room.ID)
@@ -84,5 +68,5 @@ func (r *Resolver) roomChanged(ctx context.Context, room *models.Room) {
 	for i, u := range members {
 		ids[i] = u.ID
 	}
-	r.Chat.Rooms.Changed(room.ID, ids...)
+	r.Chat.RoomChanged(ctx, room.ID, ids...)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
@@ -24,7 +25,7 @@ type Resolver struct {
 	Tokens        *auth.Tokens
 	Statuses      *stream.Feed[*models.Status]
 	Messages      *stream.Feed[*models.Message]
-	Chat          *Chat
+	Chat          *chat.Hub
 	KPIs          *kpi.Service
 	Notifications *notify.Service
 	Log           *slog.Logger

@@ -88,7 +88,7 @@ func (r *mutationResolver) CreateRoom(ctx context.Context, name string) (*models
 	if err != nil {
 		return nil, err
 	}
-	r.Chat.Rooms.Changed(room.ID)
+	r.Chat.RoomChanged(ctx, room.ID)
 	return room, nil
 }
 
@@ -114,7 +114,7 @@ func (r *mutationResolver) OpenDirectRoom(ctx context.Context, userID string) (*
 		return nil, err
 	}
 	if created {
-		r.Chat.Rooms.Changed(room.ID, me.ID, other.ID)
+		r.Chat.RoomChanged(ctx, room.ID, me.ID, other.ID)
 	}
 	return room, nil
 }
@@ -137,7 +137,7 @@ func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text 
 	if err != nil {
 		return nil, err
 	}
-	r.Chat.Typing.Set(room.ID, me, false)
+	r.Chat.SetTyping(ctx, room.ID, me, false)
 	if err := r.Messages.Publish(context.WithoutCancel(ctx), models.RoomStream(room.ID), m); err != nil {
 		// Committed already: subscribers get it from the database instead.
 		r.Log.WarnContext(ctx, "message not announced", "room", room.ID, "seq", m.Seq, "err", err)
@@ -156,7 +156,7 @@ func (r *mutationResolver) SetTyping(ctx context.Context, roomID string, typing 
 	if err != nil {
 		return false, err
 	}
-	r.Chat.Typing.Set(room.ID, me, typing)
+	r.Chat.SetTyping(ctx, room.ID, me, typing)
 	return true, nil
 }
 
@@ -173,7 +173,7 @@ func (r *mutationResolver) MarkRoomRead(ctx context.Context, roomID string) (*mo
 	if err := r.DB.MarkRoomRead(ctx, me.ID, room.ID); err != nil {
 		return nil, err
 	}
-	r.Chat.Rooms.Changed(room.ID, me.ID)
+	r.Chat.RoomChanged(ctx, room.ID, me.ID)
 	return room, nil
 }
 

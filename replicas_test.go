@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,4 +144,38 @@ func getJSON(tb testing.TB, url string, v any) {
 	require.NoError(tb, err)
 	defer resp.Body.Close()
 	require.NoError(tb, json.NewDecoder(resp.Body).Decode(v))
+}
+
+// TestPresenceAcrossReplicas: a user online through one replica is online
+// for watchers on the others, goes offline there when their last connection
+// closes, and a replica that stops takes its users with it.
+func TestPresenceAcrossReplicas(t *testing.T) {
+	a, replicas := startReplicas(t, 2, redistest.URL(t))
+	b := replicas[1]
+	general := a.generalRoom(t)
+	alice, bob := a.chatUser(t, "alice"), a.chatUser(t, "bob")
+	watcher := b.chatWS(t, bob.token)
+	watcher.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { users { name } } }`, map[string]any{"r": general.ID})
+	is := func(want ...string) func(presence) bool {
+		return func(p presence) bool { return slices.Equal(names(p.Users), want) }
+	}
+	until(watcher, "p", "presence", 5*time.Second, is("bob"))
+
+	tab := a.chatWS(t, alice.token)
+	tab.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+	until(watcher, "p", "presence", 5*time.Second, is("bob", "alice"))
+
+	start := time.Now()
+	_ = tab.conn.Close()
+	until(watcher, "p", "presence", 10*time.Second, is("bob"))
+	t.Logf("offline on the other replica %s after the last tab closed", time.Since(start).Round(10*time.Millisecond))
+
+	// A replica that stops takes its users offline everywhere at once.
+	again := a.chatWS(t, alice.token)
+	again.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+	until(watcher, "p", "presence", 5*time.Second, is("bob", "alice"))
+	start = time.Now()
+	a.stop()
+	until(watcher, "p", "presence", 10*time.Second, is("bob"))
+	t.Logf("offline on the other replica %s after its replica stopped", time.Since(start).Round(10*time.Millisecond))
 }

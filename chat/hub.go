@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"sync"
@@ -16,21 +18,50 @@ import (
 // by each replica (this one included) to its own Typing and RoomEvents, so
 // a watcher sees them whichever replica the change came through. With the
 // in-process broker, that is just this process.
+//
+// Presence is replicated the way Phoenix Presence does it, without a
+// central store: each replica announces who is online through it when that
+// changes, and all of it every HeartbeatInterval; the others keep each
+// replica's part until PresenceTTL after its last announcement. A replica
+// that stops cleanly says goodbye and its users go at once; one that dies
+// takes its users offline when its part expires. A replica that starts says
+// hello, and the others answer with their whole state.
 type Hub struct {
 	Presence *Presence
 	Typing   *Typing
 	Rooms    *RoomEvents
 
-	broker pubsub.Broker
-	log    *slog.Logger
-	done   chan struct{}
-	wg     sync.WaitGroup
+	broker  pubsub.Broker
+	log     *slog.Logger
+	replica string // this replica's id in presence announcements
+	done    chan struct{}
+	wg      sync.WaitGroup
+	answer  chan struct{} // another replica said hello
+}
+
+// Presence replication timing.
+const (
+	// HeartbeatInterval is how often a replica announces all its presence.
+	HeartbeatInterval = 5 * time.Second
+	// PresenceTTL is how long a replica's presence lasts without a
+	// heartbeat: a replica that dies takes its users offline within it.
+	PresenceTTL = 3 * HeartbeatInterval
+)
+
+// presenceMsg is one replica's presence announcement.
+type presenceMsg struct {
+	Replica string                   `json:"replica"`
+	Full    bool                     `json:"full,omitempty"`  // rooms not listed have none of its users
+	Hello   bool                     `json:"hello,omitempty"` // it just started: answer with your state
+	Bye     bool                     `json:"bye,omitempty"`   // it is stopping: forget its users
+	Rooms   map[int64][]*models.User `json:"rooms,omitempty"`
 }
 
 // The broker topics of the chat state.
 const (
-	typingTopic = "chat.typing"
-	roomsTopic  = "chat.rooms"
+	typingTopic   = "chat.typing"
+	roomsTopic    = "chat.rooms"
+	presenceTopic = "chat.presence"
 )
 
 // roomChange is a room-list change on the broker.
@@ -46,9 +77,11 @@ func NewHub(broker pubsub.Broker, typingTTL, leaveGrace time.Duration, log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	id := make([]byte, 6)
+	_, _ = rand.Read(id)
 	return &Hub{
 		Presence: NewPresence(leaveGrace), Typing: NewTyping(typingTTL), Rooms: NewRoomEvents(),
-		broker: broker, log: log, done: make(chan struct{}),
+		broker: broker, log: log, replica: hex.EncodeToString(id), done: make(chan struct{}), answer: make(chan struct{}, 1),
 	}
 }
 
@@ -57,7 +90,7 @@ func (h *Hub) Start(ctx context.Context) error {
 	for _, f := range []struct {
 		topic string
 		apply func([]byte)
-	}{{typingTopic, h.applyTyping}, {roomsTopic, h.applyRooms}} {
+	}{{typingTopic, h.applyTyping}, {roomsTopic, h.applyRooms}, {presenceTopic, h.applyPresence}} {
 		sub, err := h.broker.Subscribe(ctx, f.topic)
 		if err != nil {
 			return err
@@ -65,14 +98,71 @@ func (h *Hub) Start(ctx context.Context) error {
 		h.wg.Add(1)
 		go h.follow(ctx, f.topic, sub, f.apply)
 	}
+	h.publishPresence(ctx, presenceMsg{Hello: true, Full: true, Rooms: h.Presence.Local()})
+	h.wg.Add(1)
+	go h.announce(ctx)
 	return nil
 }
 
-// Close stops following and ends every typing timer.
+// Close says goodbye to the other replicas, stops following and ends every
+// typing timer.
 func (h *Hub) Close() {
 	close(h.done)
 	h.wg.Wait()
+	h.publishPresence(context.Background(), presenceMsg{Bye: true})
 	h.Typing.Stop()
+}
+
+// announce publishes this replica's presence changes as they happen, all of
+// it every HeartbeatInterval (or when another replica says hello), and
+// forgets replicas that went silent.
+func (h *Hub) announce(ctx context.Context) {
+	defer h.wg.Done()
+	tick := time.NewTicker(HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-h.Presence.Dirty():
+			h.publishPresence(ctx, presenceMsg{Rooms: h.Presence.TakeDirty()})
+		case <-h.answer:
+			h.publishPresence(ctx, presenceMsg{Full: true, Rooms: h.Presence.Local()})
+		case now := <-tick.C:
+			h.publishPresence(ctx, presenceMsg{Full: true, Rooms: h.Presence.Local()})
+			h.Presence.ForgetRemote(now, "")
+		}
+	}
+}
+
+func (h *Hub) publishPresence(ctx context.Context, m presenceMsg) {
+	m.Replica = h.replica
+	payload, _ := json.Marshal(m)
+	if err := h.broker.Publish(context.WithoutCancel(ctx), presenceTopic, payload); err != nil {
+		h.log.DebugContext(ctx, "presence not announced to other replicas", "err", err)
+	}
+}
+
+func (h *Hub) applyPresence(payload []byte) {
+	var m presenceMsg
+	if err := json.Unmarshal(payload, &m); err != nil || m.Replica == "" {
+		h.log.Warn("bad presence announcement on the broker", "err", err)
+		return
+	}
+	if m.Replica == h.replica {
+		return
+	}
+	if m.Bye {
+		h.Presence.ForgetRemote(time.Now(), m.Replica)
+		return
+	}
+	h.Presence.ApplyRemote(m.Replica, m.Rooms, m.Full, time.Now().Add(PresenceTTL))
+	if m.Hello {
+		select {
+		case h.answer <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // follow applies a topic's messages, subscribing again when the broker

@@ -27,18 +27,27 @@ import (
 // Going offline waits a short grace period, and a join within it cancels
 // the leave: a reloaded page, a reconnect, or a subscription handing over to
 // a shared one does not make the user flicker offline and back.
+//
+// Other replicas' users come in through ApplyRemote (see Hub): a room's
+// list is this replica's users, in the order they came online, then the
+// other replicas' users not already in it.
 type Presence struct {
 	grace time.Duration
 
-	mu    sync.Mutex
-	rooms map[int64]*presenceRoom
+	mu       sync.Mutex
+	rooms    map[int64]*presenceRoom
+	replicas map[string]time.Time // other replicas heard from → when their state expires
+	dirty    map[int64]bool       // rooms whose local list changed since TakeDirty
+	signal   chan struct{}        // a room became dirty
 }
 
 type presenceRoom struct {
-	online   []*models.User        // in the order they came online
-	joins    map[int64]int         // user id → joins not yet left
-	leaving  map[int64]*time.Timer // users with no join left, until grace ends
+	online   []*models.User            // this replica's, in the order they came online
+	remote   map[string][]*models.User // other replicas' users in the room
+	joins    map[int64]int             // user id → joins not yet left
+	leaving  map[int64]*time.Timer     // users with no join left, until grace ends
 	watchers map[*live.Latest[*models.Presence]]struct{}
+	last     []*models.User // the list last sent to watchers
 }
 
 // DefaultLeaveGrace is how long a user stays online after their last
@@ -48,13 +57,15 @@ const DefaultLeaveGrace = 2 * time.Second
 // NewPresence returns an empty presence tracker whose users go offline
 // grace after their last join ends (at once for 0).
 func NewPresence(grace time.Duration) *Presence {
-	return &Presence{grace: grace, rooms: make(map[int64]*presenceRoom)}
+	return &Presence{grace: grace, rooms: make(map[int64]*presenceRoom), replicas: make(map[string]time.Time),
+		dirty: make(map[int64]bool), signal: make(chan struct{}, 1)}
 }
 
 func (p *Presence) room(id int64) *presenceRoom {
 	r := p.rooms[id]
 	if r == nil {
-		r = &presenceRoom{joins: make(map[int64]int), leaving: make(map[int64]*time.Timer), watchers: make(map[*live.Latest[*models.Presence]]struct{})}
+		r = &presenceRoom{joins: make(map[int64]int), leaving: make(map[int64]*time.Timer),
+			remote: make(map[string][]*models.User), watchers: make(map[*live.Latest[*models.Presence]]struct{})}
 		p.rooms[id] = r
 	}
 	return r
@@ -62,7 +73,7 @@ func (p *Presence) room(id int64) *presenceRoom {
 
 // forget drops a room's entry once nobody is online or watching.
 func (p *Presence) forget(id int64, r *presenceRoom) {
-	if len(r.joins) == 0 && len(r.leaving) == 0 && len(r.watchers) == 0 {
+	if len(r.joins) == 0 && len(r.leaving) == 0 && len(r.watchers) == 0 && len(r.remote) == 0 {
 		delete(p.rooms, id)
 	}
 }
@@ -77,6 +88,7 @@ func (p *Presence) Join(ctx context.Context, roomID int64, u *models.User) {
 		delete(r.leaving, u.ID)
 	} else if r.joins[u.ID] == 1 {
 		r.online = append(r.online, u)
+		p.localChanged(roomID)
 		p.changed(roomID, r)
 	}
 	p.mu.Unlock()
@@ -116,17 +128,133 @@ func (p *Presence) leave(roomID, userID int64) {
 // offline takes userID off the room's list. Called with p.mu held.
 func (p *Presence) offline(roomID int64, r *presenceRoom, userID int64) {
 	r.online = slices.DeleteFunc(r.online, func(u *models.User) bool { return u.ID == userID })
+	p.localChanged(roomID)
 	p.changed(roomID, r)
 }
 
-// changed sends the room's new list to its watchers. Called with p.mu held.
+// localChanged marks room's local list changed, for the Hub to announce.
+// Called with p.mu held.
+func (p *Presence) localChanged(roomID int64) {
+	p.dirty[roomID] = true
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+// list is the room's full list: local users, then remote ones. Called with
+// p.mu held.
+func (r *presenceRoom) list() []*models.User {
+	out := slices.Clone(r.online)
+	replicas := make([]string, 0, len(r.remote))
+	for id := range r.remote {
+		replicas = append(replicas, id)
+	}
+	slices.Sort(replicas)
+	for _, id := range replicas {
+		for _, u := range r.remote[id] {
+			if !slices.ContainsFunc(out, func(o *models.User) bool { return o.ID == u.ID }) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// changed sends the room's new list to its watchers, when it did change.
+// Called with p.mu held.
 func (p *Presence) changed(roomID int64, r *presenceRoom) {
+	users := r.list()
+	if slices.EqualFunc(users, r.last, func(a, b *models.User) bool { return a.ID == b.ID }) {
+		return
+	}
+	r.last = users
 	if len(r.watchers) == 0 {
 		return
 	}
-	ev := &models.Presence{RoomID: roomID, Users: slices.Clone(r.online)}
+	ev := &models.Presence{RoomID: roomID, Users: users}
 	for w := range r.watchers {
 		w.Set(ev)
+	}
+}
+
+// TakeDirty returns the rooms whose local list changed since the last call,
+// with their local lists now, and the channel that signals the next change.
+func (p *Presence) TakeDirty() map[int64][]*models.User {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[int64][]*models.User, len(p.dirty))
+	for id := range p.dirty {
+		out[id] = []*models.User{}
+		if r := p.rooms[id]; r != nil {
+			out[id] = slices.Clone(r.online)
+		}
+	}
+	clear(p.dirty)
+	return out
+}
+
+// Dirty is signalled when a room's local list changes.
+func (p *Presence) Dirty() <-chan struct{} { return p.signal }
+
+// Local returns this replica's users of every room that has any.
+func (p *Presence) Local() map[int64][]*models.User {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[int64][]*models.User)
+	for id, r := range p.rooms {
+		if len(r.online) > 0 {
+			out[id] = slices.Clone(r.online)
+		}
+	}
+	return out
+}
+
+// ApplyRemote takes in another replica's users, valid until expires: for
+// the rooms given, or, with full, for all rooms (those not given have none
+// of its users).
+func (p *Presence) ApplyRemote(replica string, rooms map[int64][]*models.User, full bool, expires time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.replicas[replica] = expires
+	if full {
+		for id, r := range p.rooms {
+			if _, ok := rooms[id]; !ok && r.remote[replica] != nil {
+				delete(r.remote, replica)
+				p.changed(id, r)
+				p.forget(id, r)
+			}
+		}
+	}
+	for id, users := range rooms {
+		r := p.room(id)
+		if len(users) == 0 {
+			delete(r.remote, replica)
+		} else {
+			r.remote[replica] = users
+		}
+		p.changed(id, r)
+		p.forget(id, r)
+	}
+}
+
+// ForgetRemote drops replicas whose state expired before now (they died
+// without saying goodbye), or replica itself when it is not empty.
+func (p *Presence) ForgetRemote(now time.Time, replica string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, exp := range p.replicas {
+		if id != replica && !exp.Before(now) {
+			continue
+		}
+		delete(p.replicas, id)
+		for roomID, r := range p.rooms {
+			if r.remote[id] != nil {
+				delete(r.remote, id)
+				p.changed(roomID, r)
+				p.forget(roomID, r)
+			}
+		}
 	}
 }
 
@@ -135,7 +263,7 @@ func (p *Presence) Online(roomID int64) []*models.User {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r := p.rooms[roomID]; r != nil {
-		return slices.Clone(r.online)
+		return r.list()
 	}
 	return []*models.User{}
 }
@@ -147,7 +275,7 @@ func (p *Presence) Watch(ctx context.Context, roomID int64) <-chan *models.Prese
 	p.mu.Lock()
 	r := p.room(roomID)
 	r.watchers[w] = struct{}{}
-	w.Set(&models.Presence{RoomID: roomID, Users: slices.Clone(r.online)})
+	w.Set(&models.Presence{RoomID: roomID, Users: r.list()})
 	p.mu.Unlock()
 	go w.Run(ctx, func() {
 		p.mu.Lock()

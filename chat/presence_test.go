@@ -238,3 +238,59 @@ func TestPresenceLeaveGrace(t *testing.T) {
 		assert.Empty(t, online(t, w, 1), "offline exactly when the grace period ends")
 	})
 }
+
+// TestPresenceRemoteReplicas: other replicas' users join the list after
+// this replica's, once each; a replica's part goes when it expires, when a
+// full announcement leaves a room out, or when it says goodbye.
+func TestPresenceRemoteReplicas(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := chat.NewPresence(0)
+		w := p.Watch(t.Context(), 1)
+		assert.Empty(t, online(t, w, 1))
+		join(t, p, 1, ada)
+		assert.Equal(t, []string{"ada"}, online(t, w, 1))
+
+		exp := time.Now().Add(15 * time.Second)
+		p.ApplyRemote("r2", map[int64][]*models.User{1: {bob, ada}}, false, exp)
+		assert.Equal(t, []string{"ada", "bob"}, online(t, w, 1), "ada counts once, wherever she is online")
+		p.ApplyRemote("r3", map[int64][]*models.User{1: {cid}, 2: {bob}}, true, exp)
+		assert.Equal(t, []string{"ada", "bob", "cid"}, online(t, w, 1))
+		assert.Equal(t, []string{"bob"}, names(p.Online(2)))
+
+		p.ApplyRemote("r3", map[int64][]*models.User{2: {bob}}, true, exp)
+		assert.Equal(t, []string{"ada", "bob"}, online(t, w, 1), "a full announcement without the room removes its users there")
+		p.ApplyRemote("r3", map[int64][]*models.User{2: {bob}}, true, exp)
+		quiet(t, w) // nothing changed, nothing sent
+
+		p.ForgetRemote(exp.Add(-time.Second), "")
+		quiet(t, w)
+		p.ForgetRemote(exp.Add(time.Second), "")
+		assert.Equal(t, []string{"ada"}, online(t, w, 1), "an expired replica's users go")
+		assert.Empty(t, names(p.Online(2)))
+
+		p.ApplyRemote("r2", map[int64][]*models.User{1: {bob}}, false, time.Now().Add(time.Hour))
+		assert.Equal(t, []string{"ada", "bob"}, online(t, w, 1))
+		p.ForgetRemote(time.Now(), "r2")
+		assert.Equal(t, []string{"ada"}, online(t, w, 1), "a replica saying goodbye takes its users at once")
+	})
+}
+
+// TestPresenceDirtyRooms: local changes are reported for the Hub to
+// announce, once per room, with the room's local list.
+func TestPresenceDirtyRooms(t *testing.T) {
+	p := chat.NewPresence(0)
+	ctx, cancel := context.WithCancel(t.Context())
+	p.Join(ctx, 1, ada)
+	p.Join(t.Context(), 2, bob)
+	select {
+	case <-p.Dirty():
+	default:
+		t.Fatal("no signal")
+	}
+	assert.Equal(t, map[int64][]*models.User{1: {ada}, 2: {bob}}, p.TakeDirty())
+	assert.Empty(t, p.TakeDirty())
+	cancel()
+	require.Eventually(t, func() bool { return len(p.Local()[1]) == 0 }, time.Second, time.Millisecond)
+	assert.Equal(t, map[int64][]*models.User{1: {}}, p.TakeDirty(), "an emptied room is reported with an empty list")
+	assert.Equal(t, map[int64][]*models.User{2: {bob}}, p.Local())
+}

@@ -3,6 +3,7 @@ package web_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -45,6 +46,9 @@ func TestFiles(t *testing.T) {
 		{"/app.js", "text/javascript; charset=utf-8", "statusPosted"},
 		{"/client.js", "text/javascript; charset=utf-8", "graphql-transport-ws"},
 		{"/chat.js", "text/javascript; charset=utf-8", "messageAdded"},
+		{"/dashboard.js", "text/javascript; charset=utf-8", "kpiUpdated"},
+		{"/notifications.js", "text/javascript; charset=utf-8", "unreadCount"},
+		{"/admin.js", "text/javascript; charset=utf-8", "sendNotification"},
 		{"/ui.js", "text/javascript; charset=utf-8", "textContent"},
 		{"/style.css", "text/css; charset=utf-8", ":root"},
 		{"/favicon.svg", "image/svg+xml", "<svg"},
@@ -132,7 +136,11 @@ func TestPageFollowsPolicy(t *testing.T) {
 	// Every id the browser tests drive is present.
 	for _, id := range []string{"conn", "signin-form", "name", "signin", "me", "signout", "post-form", "status-text", "post", "post-error", "statuses", "load-more", "statuses-panel",
 		"chat-panel", "rooms", "direct-rooms", "room-form", "room-name", "create-room", "people-search", "people-results",
-		"chat-room", "online-list", "messages", "load-older", "typing", "message-form", "message-text", "send", "message-error"} {
+		"chat-room", "online-list", "messages", "load-older", "typing", "message-form", "message-text", "send", "message-error",
+		"token-signin", "token-form", "token", "token-submit", "token-error", "me-id",
+		"dashboard-panel", "kpi-cards", "top-movers", "bell", "bell-badge", "notif-panel", "notif-list", "notif-read-all",
+		"admin-panel", "notify-form", "notify-user", "notify-title", "notify-link", "notify-send", "notify-error",
+		"kpi-form", "kpi-module", "kpi-key", "kpi-value", "kpi-record", "kpi-error"} {
 		if !strings.Contains(page, `id="`+id+`"`) {
 			t.Errorf("index.html lacks #%s", id)
 		}
@@ -144,8 +152,19 @@ func TestPageFollowsPolicy(t *testing.T) {
 func TestScriptsWriteNoHTML(t *testing.T) {
 	h := web.Handler()
 	sink := regexp.MustCompile(`\b(?:innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser)\b`)
-	for _, p := range []string{"/app.js", "/chat.js", "/client.js", "/ui.js"} {
-		body := get(t, h, http.MethodGet, p, nil).Body.String()
+	// Every script in the static directory, so that a new one is checked too.
+	scripts, err := filepath.Glob(filepath.Join("static", "*.js"))
+	if err != nil || len(scripts) < 7 {
+		t.Fatalf("scripts in static/: %v (%v)", scripts, err)
+	}
+	for _, file := range scripts {
+		p := "/" + filepath.Base(file)
+		rec := get(t, h, http.MethodGet, p, nil)
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s: status %d, want 200", p, rec.Code)
+			continue
+		}
+		body := rec.Body.String()
 		if loc := sink.FindStringIndex(body); loc != nil {
 			t.Errorf("%s uses %s", p, body[loc[0]:loc[1]])
 		}

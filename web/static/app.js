@@ -1,10 +1,28 @@
-// Switchboard's page: sign in as a guest, post statuses and watch the public
-// feed live, and chat (see chat.js). Everything the server sends is shown
-// with textContent, never parsed as HTML.
+// Switchboard's page: sign in as a guest or with a token, post statuses and
+// watch the public feed live, chat (see chat.js), watch the KPI dashboard
+// (dashboard.js), get notifications (notifications.js) and, with the admin
+// or publisher role, send notifications and record KPIs (admin.js).
+// Everything the server sends is shown with textContent, never parsed as
+// HTML.
 
+import { createAdmin } from './admin.js';
 import { createChat } from './chat.js';
 import { createClient } from './client.js';
-import { $, compareIds, flash, insertSorted, normaliseId, renderPost, sentence, showMessage } from './ui.js';
+import { createDashboard } from './dashboard.js';
+import { createNotifications } from './notifications.js';
+import {
+  $,
+  compareIds,
+  errorText,
+  flash,
+  insertSorted,
+  normaliseId,
+  renderPost,
+  sentence,
+  showMessage,
+  tokenClaims,
+  tokenRoles,
+} from './ui.js';
 
 const SESSION_KEY = 'switchboard.session';
 const PAGE_SIZE = 50;
@@ -40,8 +58,15 @@ const el = {
   name: $('name'),
   signin: $('signin'),
   signinError: $('signin-error'),
+  tokenSignin: $('token-signin'),
+  tokenForm: $('token-form'),
+  token: $('token'),
+  tokenSubmit: $('token-submit'),
+  tokenError: $('token-error'),
   me: $('me'),
   meName: $('me-name'),
+  meId: $('me-id'),
+  meRoles: $('me-roles'),
   signout: $('signout'),
   postForm: $('post-form'),
   statusText: $('status-text'),
@@ -108,7 +133,7 @@ function setSession(next, { restart = true, notice = '' } = {}) {
   storeSession(next);
   renderSession(notice);
   if (restart) client.restart();
-  chat.sessionChanged();
+  for (const panel of panels) panel.sessionChanged();
 }
 
 /** Forgets the session; `notice` tells the user why, when it was not their choice. */
@@ -125,6 +150,8 @@ function renderSession(notice = '') {
   el.signinForm.hidden = signedIn;
   el.name.disabled = signedIn;
   el.signin.disabled = signedIn;
+  el.tokenSignin.hidden = signedIn;
+  el.tokenSubmit.disabled = signedIn;
   el.me.hidden = !signedIn;
   el.postForm.hidden = !signedIn;
   el.statusText.disabled = !signedIn;
@@ -132,6 +159,8 @@ function renderSession(notice = '') {
 
   if (signedIn) {
     el.meName.textContent = session.user.name;
+    el.meId.textContent = `#${session.user.id}`;
+    el.meRoles.textContent = tokenRoles(session.token).join(' · ');
     showMessage(el.signinError, '');
     const left = Date.parse(session.expiresAt) - Date.now();
     expiryTimer = setTimeout(() => {
@@ -143,6 +172,8 @@ function renderSession(notice = '') {
     }, Math.max(0, Math.min(left, MAX_TIMER_DELAY)));
   } else {
     el.meName.textContent = '';
+    el.meId.textContent = '';
+    el.meRoles.textContent = '';
     showMessage(el.signinError, notice);
   }
   updateCounter();
@@ -150,8 +181,11 @@ function renderSession(notice = '') {
 
 // ---- Connection indicator ----------------------------------------------------
 
-/** The chat panel (chat.js), set up once the client exists. */
-let chat = null;
+/**
+ * The panels that follow the session and the connection (chat, dashboard,
+ * notifications, admin), set up once the client exists.
+ */
+const panels = [];
 
 let connState = { state: 'connecting', retryAt: null };
 let connTicker = null;
@@ -166,8 +200,8 @@ function renderConnection(info) {
   paintConnection();
   if (info.state === 'connected' && !feed.loaded) loadInitial();
   // The client reports its first state while it is being created, before
-  // the chat panel exists; that one ("connecting") does not concern it.
-  if (chat) chat.connectionChanged(info.state);
+  // the panels exist; that one ("connecting") does not concern them.
+  for (const panel of panels) panel.connectionChanged(info.state);
 }
 
 function paintConnection() {
@@ -346,6 +380,36 @@ el.signinForm.addEventListener('submit', async (event) => {
   }
 });
 
+// A token minted by an operator (`switchboard token`): the server says whom
+// it names; its expiry and roles are read from it.
+el.tokenForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  if (session) return;
+  const token = el.token.value.trim();
+  const claims = tokenClaims(token);
+  if (!claims || !Number.isFinite(claims.exp)) {
+    showMessage(el.tokenError, 'That is not a Switchboard token.');
+    return;
+  }
+  el.tokenSubmit.disabled = true;
+  showMessage(el.tokenError, '');
+  try {
+    const data = await client.query(ME_QUERY, {}, { token });
+    if (!data.me) throw new Error('The server does not know this token.');
+    el.token.value = '';
+    el.tokenSignin.open = false;
+    setSession({
+      token,
+      expiresAt: new Date(claims.exp * 1000).toISOString(),
+      user: { id: data.me.id, name: data.me.name },
+    });
+  } catch (err) {
+    showMessage(el.tokenError, errorText(err));
+  } finally {
+    el.tokenSubmit.disabled = session !== null;
+  }
+});
+
 el.signout.addEventListener('click', () => {
   showMessage(el.postError, '');
   setSession(null);
@@ -407,7 +471,7 @@ window.addEventListener('storage', (event) => {
   session = next;
   renderSession();
   client.restart();
-  chat.sessionChanged();
+  for (const panel of panels) panel.sessionChanged();
 });
 
 // ---- Start -------------------------------------------------------------------
@@ -425,11 +489,21 @@ const client = createClient({
   onStateChange: renderConnection,
 });
 
-chat = createChat({
+const onUnauthenticated = (notice) => forgetSession(notice);
+const getSession = () => session;
+const admin = createAdmin({
   client,
-  getSession: () => session,
-  onUnauthenticated: (notice) => forgetSession(notice),
+  getSession,
+  onUnauthenticated,
+  onKPIsRecorded: (kpis) => dashboard.kpisRecorded(kpis),
 });
+const dashboard = createDashboard({ client, onModules: admin.setModules });
+panels.push(
+  createChat({ client, getSession, onUnauthenticated }),
+  createNotifications({ client, getSession, onUnauthenticated }),
+  dashboard,
+  admin,
+);
 
 renderSession();
 renderFeedState();

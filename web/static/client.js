@@ -116,14 +116,15 @@ export function createClient(options = {}) {
   /**
    * Runs a query or mutation over HTTP. Resolves to `data`; rejects with a
    * GraphQLError carrying the server's message and `code`
-   * (errors[0].extensions.code), or with the network error.
+   * (errors[0].extensions.code), or with the network error. `token`
+   * overrides the current token for this request (to check one before
+   * using it).
    */
-  async function query(queryText, variables = {}, { signal } = {}) {
+  async function query(queryText, variables = {}, { signal, token = getToken() } = {}) {
     const headers = {
       'Content-Type': 'application/json',
       Accept: 'application/graphql-response+json, application/json',
     };
-    const token = getToken();
     if (token) headers.Authorization = 'Bearer ' + token;
 
     let response;

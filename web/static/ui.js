@@ -119,3 +119,101 @@ export function flash(node) {
   node.classList.add('is-new');
   node.addEventListener('animationend', () => node.classList.remove('is-new'), { once: true });
 }
+
+const clockFormat = new Intl.DateTimeFormat(undefined, {
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+  hourCycle: 'h23',
+});
+
+/** A date's time of day to the second ("14:05:09"), or '' for an invalid one. */
+export function formatClock(value) {
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? '' : clockFormat.format(date);
+}
+
+/** The message of a server error with its code first: "FORBIDDEN: …". */
+export function errorText(err) {
+  const message = sentence(err && err.message) || 'Something went wrong.';
+  return err && err.code ? `${err.code}: ${message}` : message;
+}
+
+/** A new element with this class (if any) and text (as textContent, if any). */
+export function element(tag, className = '', text = null) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** An SVG element with these attributes. */
+export function svgElement(name, attributes = {}) {
+  const node = document.createElementNS(SVG_NS, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  return node;
+}
+
+/**
+ * The claims of a JWT (its middle part, base64url JSON), or null when token
+ * is not one. They are not verified: the page reads them only to decide
+ * what to show; the server checks the token on every request.
+ */
+export function tokenClaims(token) {
+  const part = String(token ?? '').split('.')[1];
+  if (!part) return null;
+  try {
+    const base64 = part.replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(base64.padEnd(Math.ceil(base64.length / 4) * 4, '=')), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === 'object' ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The roles a token carries (see tokenClaims), as a list of strings. */
+export function tokenRoles(token) {
+  const roles = tokenClaims(token)?.roles;
+  return Array.isArray(roles) ? roles.filter((r) => typeof r === 'string') : [];
+}
+
+/**
+ * Subscribes through client for as long as the returned function is not
+ * called: the client resubscribes after every reconnect (calling
+ * `variables` again, if it is a function), and here a stream that fails or
+ * ends is followed again after a pause. `failed` hears of every failure
+ * first; returning true from it gives up.
+ *
+ * @returns {() => void} stop
+ */
+export function followStream(client, query, { variables, next, failed = () => false, retryDelay = 5000 }) {
+  let stop = () => {};
+  let timer = null;
+  let stopped = false;
+  const retry = (err) => {
+    if (stopped) return;
+    if (err) console.warn('switchboard: a live stream stopped', err);
+    if (failed(err)) return;
+    timer = setTimeout(start, err ? retryDelay : 1000);
+  };
+  const start = () => {
+    if (stopped) return;
+    stop = client.subscribe(query, {
+      variables,
+      next: (data) => {
+        if (!stopped && data) next(data);
+      },
+      error: retry,
+      complete: () => retry(null),
+    });
+  };
+  start();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    stop();
+  };
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -38,6 +39,8 @@ type config struct {
 	DashboardInterval time.Duration
 	// KPIRetention is how long KPI samples are kept.
 	KPIRetention time.Duration
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
 }
 
 // production reports whether ENV=production tightened the defaults.
@@ -66,6 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
 	dashInterval := fs.String("dashboard-interval", env("DASHBOARD_INTERVAL", "10s"), "shortest time between two dashboard events to a subscriber, 100ms..1h (DASHBOARD_INTERVAL)")
 	retention := fs.String("kpi-retention", env("KPI_RETENTION", "168h"), "how long KPI samples are kept for history, 1m..8760h (KPI_RETENTION)")
+	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES)")
 	keepAlive := fs.String("ws-keepalive", env("WS_KEEPALIVE", "25s"), "WebSocket keepalive interval, 1s..5m; a client silent for 1.4 intervals is dropped (WS_KEEPALIVE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -97,6 +101,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		bad("KPI_RETENTION must be a duration from 1m to 8760h (got %q)", *retention)
 	} else {
 		c.KPIRetention = d
+	}
+	if p, err := parseTrustedProxies(*proxies); err != nil {
+		bad("TRUSTED_PROXIES must be comma-separated IP addresses or CIDR prefixes (got %q)", *proxies)
+	} else {
+		c.TrustedProxies = p
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		bad("ADDR must be host:port or :port (got %q)", c.Addr)

@@ -60,7 +60,8 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 		CheckOrigin: originChecker(cfg.AllowedOrigins),
 		// A connection keeps only its request id from the upgrade request.
 		ConnContext: func(r *http.Request) context.Context {
-			return resolvers.WithRequestID(context.Background(), resolvers.RequestID(r.Context()))
+			ctx := resolvers.WithRequestID(context.Background(), resolvers.RequestID(r.Context()))
+			return resolvers.WithClientAddr(ctx, resolvers.ClientAddr(r.Context()))
 		},
 		// Live delivery of durable streams is shared between subscribers of
 		// the same document and scope; statusPosted is public.
@@ -76,7 +77,7 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 		KeepAlive:   cfg.WSKeepAlive,
 		ReadLimit:   maxWebsocketMessage,
 		OnError: func(ctx context.Context, err error) {
-			log.DebugContext(ctx, "websocket", "request_id", resolvers.RequestID(ctx), "err", err)
+			log.DebugContext(ctx, "websocket", "request_id", resolvers.RequestID(ctx), "client", resolvers.ClientAddr(ctx), "err", err)
 		},
 	})
 }
@@ -140,7 +141,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", web.Handler())
-	return withRequestID(mux)
+	return withClientAddr(cfg.TrustedProxies, withRequestID(mux))
 }
 
 // withRequestID gives every request an id (the client's X-Request-ID when it
@@ -153,7 +154,9 @@ func withRequestID(next http.Handler) http.Handler {
 			id = resolvers.NewRequestID()
 		}
 		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(resolvers.WithRequestID(r.Context(), id)))
+		ctx := resolvers.WithRequestID(r.Context(), id)
+		ctx = resolvers.WithClientAddr(ctx, r.RemoteAddr)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

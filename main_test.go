@@ -54,6 +54,7 @@ func TestMain(m *testing.M) {
 type testServer struct {
 	URL  string // http://127.0.0.1:port
 	stop func()
+	kill func() // kills a server process as a crash would (startProcess only)
 	logs *syncBuffer
 }
 
@@ -160,6 +161,12 @@ func startProcess(tb testing.TB, env map[string]string) *testServer {
 	addr := scanLogs(out, logs)
 	s := &testServer{logs: logs}
 	var once sync.Once
+	s.kill = func() {
+		once.Do(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+	}
 	s.stop = func() {
 		once.Do(func() {
 			_ = cmd.Process.Signal(os.Interrupt)

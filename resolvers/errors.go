@@ -24,6 +24,19 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey, id)
 }
 
+var clientAddrKey = &ctxKey{"client-addr"}
+
+// WithClientAddr returns ctx carrying the client's address (for logs).
+func WithClientAddr(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, clientAddrKey, addr)
+}
+
+// ClientAddr returns the client's address in ctx, "" when unknown.
+func ClientAddr(ctx context.Context) string {
+	a, _ := ctx.Value(clientAddrKey).(string)
+	return a
+}
+
 // RequestID returns the request id of ctx, or "" when it has none.
 func RequestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey).(string)
@@ -58,7 +71,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 		}
 		id := RequestID(ctx)
-		log.ErrorContext(ctx, "internal error", "request_id", id, "path", presented.Path.String(), "err", err)
+		log.ErrorContext(ctx, "internal error", "request_id", id, "client", ClientAddr(ctx), "path", presented.Path.String(), "err", err)
 		return &gqlerror.Error{
 			Message:    "internal error",
 			Path:       presented.Path,

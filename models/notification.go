@@ -82,13 +82,29 @@ func ValidNotification(in *NotificationInput) (*Notification, error) {
 		}
 	}
 	if in.Link != nil && *in.Link != "" {
-		u, err := url.Parse(*in.Link)
-		if err != nil || len(*in.Link) > 2000 || !(u.Scheme == "http" || u.Scheme == "https" || (u.Scheme == "" && u.Host == "" && len(u.Path) > 0 && u.Path[0] == '/')) {
+		if !validLink(*in.Link) {
 			return nil, Errorf(BadUserInput, "link must be an http(s) URL or a path starting with /")
 		}
 		n.Link = in.Link
 	}
 	return n, nil
+}
+
+// validLink reports whether link is an http(s) URL with a host or a path on
+// this site. Browsers read "/\host" as "//host", another site, so a path
+// may not start so (the web client refuses such links too).
+func validLink(link string) bool {
+	u, err := url.Parse(link)
+	if err != nil || len(link) > 2000 {
+		return false
+	}
+	switch u.Scheme {
+	case "http", "https":
+		return u.Host != ""
+	case "":
+		return u.Host == "" && strings.HasPrefix(link, "/") && !strings.HasPrefix(link, "/\\")
+	}
+	return false
 }
 
 // NotificationConnection is one page of a user's notifications, newest

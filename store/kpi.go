@@ -1,10 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
+	mysqldriver "github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
@@ -17,9 +21,53 @@ import (
 // returns the KPIs as they now are, in input order.
 func (db *DB) RecordKPIs(ctx context.Context, in []*models.KPIInput, now time.Time) ([]*models.KPI, error) {
 	now = now.UTC().Truncate(time.Millisecond)
+	// The rows are locked in one order whatever the input order, so that
+	// concurrent batches wait for each other instead of deadlocking.
+	order := make([]int, len(in))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return compareKPINames(in[a].Module, in[a].Key, in[b].Module, in[b].Key) })
+	var out []*models.KPI
+	var err error
+	for attempt := 1; ; attempt++ {
+		out, err = db.recordKPIs(ctx, in, order, now)
+		// Batches creating the same KPI at once can still collide on MySQL
+		// (each locks the gap the new row goes into); the loser is rolled
+		// back whole and runs again.
+		if err == nil || attempt == maxRecordAttempts || !isWriteConflict(err) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, translate(err, "record KPIs")
+	}
+	return out, nil
+}
+
+// maxRecordAttempts bounds how often RecordKPIs runs a batch that the
+// database aborted for a conflict with a concurrent one.
+const maxRecordAttempts = 5
+
+// isWriteConflict reports whether err aborted a transaction only because a
+// concurrent one won: a MySQL deadlock, or a row inserted meanwhile.
+func isWriteConflict(err error) bool {
+	var me *mysqldriver.MySQLError
+	return errors.Is(err, gorm.ErrDuplicatedKey) || (errors.As(err, &me) && me.Number == 1213)
+}
+
+// compareKPINames orders KPIs by module, then key, byte by byte (not as
+// MySQL's collation would).
+func compareKPINames(moduleA, keyA, moduleB, keyB string) int {
+	return cmp.Or(strings.Compare(moduleA, moduleB), strings.Compare(keyA, keyB))
+}
+
+// recordKPIs runs one attempt of RecordKPIs, taking the inputs in order.
+func (db *DB) recordKPIs(ctx context.Context, in []*models.KPIInput, order []int, now time.Time) ([]*models.KPI, error) {
 	out := make([]*models.KPI, len(in))
 	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for i, v := range in {
+		for _, i := range order {
+			v := in[i]
 			var cur models.KPI
 			err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).
 				Take(&cur, "module = ? AND `key` = ?", v.Module, v.Key).Error
@@ -56,23 +104,26 @@ func (db *DB) RecordKPIs(ctx context.Context, in []*models.KPIInput, now time.Ti
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, translate(err, "record KPIs")
-	}
-	return out, nil
+	return out, err
 }
 
 // KPIs returns the current KPIs of module ("" for every module), by module
-// and key.
+// and key, byte by byte whichever the database.
 func (db *DB) KPIs(ctx context.Context, module string) ([]*models.KPI, error) {
 	var out []*models.KPI
-	q := db.gorm.WithContext(ctx).Order("module, `key`")
+	q := db.gorm.WithContext(ctx)
 	if module != "" {
 		q = q.Where("module = ?", module)
 	}
 	if err := q.Find(&out).Error; err != nil {
 		return nil, translate(err, "list KPIs")
 	}
+	// MySQL's collation also matches other cases and trailing spaces, and
+	// sorts '_' and '-' otherwise: compare and sort names exactly here.
+	if module != "" {
+		out = slices.DeleteFunc(out, func(k *models.KPI) bool { return k.Module != module })
+	}
+	slices.SortFunc(out, func(a, b *models.KPI) int { return compareKPINames(a.Module, a.Key, b.Module, b.Key) })
 	for _, k := range out {
 		k.UpdatedAt = k.UpdatedAt.UTC()
 	}
@@ -82,9 +133,10 @@ func (db *DB) KPIs(ctx context.Context, module string) ([]*models.KPI, error) {
 // Modules returns the names of the modules that have KPIs, sorted.
 func (db *DB) Modules(ctx context.Context) ([]string, error) {
 	var out []string
-	if err := db.gorm.WithContext(ctx).Model(&models.KPI{}).Distinct().Order("module").Pluck("module", &out).Error; err != nil {
+	if err := db.gorm.WithContext(ctx).Model(&models.KPI{}).Distinct().Pluck("module", &out).Error; err != nil {
 		return nil, translate(err, "list modules")
 	}
+	slices.Sort(out) // byte by byte, as KPIs
 	return out, nil
 }
 
@@ -97,6 +149,9 @@ func (db *DB) KPIHistory(ctx context.Context, module, key string, since time.Tim
 	if err != nil {
 		return nil, translate(err, "read KPI history")
 	}
+	// Names differing only in case or trailing spaces match on MySQL; no
+	// such KPI exists (see KPIs).
+	out = slices.DeleteFunc(out, func(s *models.KPISample) bool { return s.Module != module || s.Key != key })
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 		out[i], out[j] = out[j], out[i]
 	}

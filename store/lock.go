@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 )
 
 // Lead is the right to run a job that one process of all those sharing the
@@ -13,10 +15,11 @@ type Lead struct {
 }
 
 // TryLead tries to become the process that runs the job name. On MySQL it
-// takes the advisory lock name on a connection of its own, held until
-// Release or until the process dies (the server drops the lock with the
-// connection); it returns nil when another process holds it. An embedded
-// SQLite database belongs to one process, which always leads.
+// takes an advisory lock named after the job and the database (the server's
+// locks are shared by all its databases) on a connection of its own, held
+// until Release or until the process dies (the server drops the lock with
+// the connection); it returns nil when another process holds it. An
+// embedded SQLite database belongs to one process, which always leads.
 func (db *DB) TryLead(ctx context.Context, name string) (*Lead, error) {
 	if db.dialect != MySQL {
 		return &Lead{name: name}, nil
@@ -25,8 +28,14 @@ func (db *DB) TryLead(ctx context.Context, name string) (*Lead, error) {
 	if err != nil {
 		return nil, translate(err, "take lock "+name)
 	}
+	var database sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&database); err != nil {
+		_ = conn.Close()
+		return nil, translate(err, "take lock "+name)
+	}
+	lock := lockName(database.String, name)
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", name).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", lock).Scan(&got); err != nil {
 		_ = conn.Close()
 		return nil, translate(err, "take lock "+name)
 	}
@@ -34,7 +43,18 @@ func (db *DB) TryLead(ctx context.Context, name string) (*Lead, error) {
 		_ = conn.Close()
 		return nil, nil
 	}
-	return &Lead{name: name, conn: conn}, nil
+	return &Lead{name: lock, conn: conn}, nil
+}
+
+// lockName names the advisory lock of job name in database: MySQL allows
+// 64 characters, so a longer name is replaced by its hash.
+func lockName(database, name string) string {
+	lock := database + "/" + name
+	if len(lock) > 64 {
+		sum := sha256.Sum256([]byte(lock))
+		lock = hex.EncodeToString(sum[:])
+	}
+	return lock
 }
 
 // Held reports whether the lead is still this process's: its connection

@@ -50,6 +50,11 @@ type Service struct {
 	dashboard map[int]map[*live.Latest[*models.Dashboard]]struct{} // by topN
 	dirty     bool                                                 // something changed since the last dashboard round
 
+	// readMu serialises each read of the database with the delivery of
+	// what it read, so that a watcher never ends with an older value
+	// delivered after a newer one.
+	readMu sync.Mutex
+
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -157,6 +162,8 @@ func (s *Service) refresh(ctx context.Context, module string) {
 	if n == 0 {
 		return
 	}
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	kpis, err := s.db.KPIs(ctx, module)
 	if err != nil {
 		s.opts.Log.WarnContext(ctx, "KPI refresh failed", "module", module, "err", err)
@@ -201,13 +208,17 @@ func (s *Service) WatchModule(ctx context.Context, module string) (<-chan *model
 		s.mu.Unlock()
 	}
 	// Registered before reading, so a change committed meanwhile is not
-	// lost: at worst it is sent twice.
+	// lost (at worst it is sent twice), and read under readMu, so a refresh
+	// running meanwhile cannot be overtaken by this older read.
+	s.readMu.Lock()
 	kpis, err := s.db.KPIs(ctx, module)
 	if err != nil {
+		s.readMu.Unlock()
 		forget()
 		return nil, err
 	}
 	w.Set(&models.ModuleKPIs{Module: module, KPIs: kpis})
+	s.readMu.Unlock()
 	go w.Run(ctx, forget)
 	return w.C(), nil
 }
@@ -216,26 +227,33 @@ func (s *Service) WatchModule(ctx context.Context, module string) (<-chan *model
 // once, then a fresh one after changes, at most once per
 // DashboardInterval; one computation serves every watcher of the same topN.
 func (s *Service) WatchDashboard(ctx context.Context, topN int) (<-chan *models.Dashboard, error) {
-	d, err := s.Dashboard(ctx, topN)
-	if err != nil {
-		return nil, err
-	}
 	w := live.NewLatest[*models.Dashboard]()
-	w.Set(d)
 	s.mu.Lock()
 	if s.dashboard[topN] == nil {
 		s.dashboard[topN] = make(map[*live.Latest[*models.Dashboard]]struct{})
 	}
 	s.dashboard[topN][w] = struct{}{}
 	s.mu.Unlock()
-	go w.Run(ctx, func() {
+	forget := func() {
 		s.mu.Lock()
 		delete(s.dashboard[topN], w)
 		if len(s.dashboard[topN]) == 0 {
 			delete(s.dashboard, topN)
 		}
 		s.mu.Unlock()
-	})
+	}
+	// Registered first, computed under readMu: a round running meanwhile
+	// either waits for this or already included this watcher.
+	s.readMu.Lock()
+	d, err := s.Dashboard(ctx, topN)
+	if err != nil {
+		s.readMu.Unlock()
+		forget()
+		return nil, err
+	}
+	w.Set(d)
+	s.readMu.Unlock()
+	go w.Run(ctx, forget)
 	return w.C(), nil
 }
 
@@ -261,6 +279,8 @@ func (s *Service) tick(ctx context.Context) {
 }
 
 func (s *Service) sendDashboards(ctx context.Context) {
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	s.mu.Lock()
 	dirty := s.dirty
 	s.dirty = false

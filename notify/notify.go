@@ -37,6 +37,9 @@ type Service struct {
 
 	mu       sync.Mutex
 	watchers map[int64]map[*unreadWatcher]struct{} // by user id
+	// readMu serialises each count with the delivery of its result, so a
+	// watcher never ends with an older count delivered after a newer one.
+	readMu sync.Mutex
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -51,6 +54,9 @@ type unreadWatcher struct {
 func New(db *store.DB, feed *stream.Feed[*models.Notification], broker pubsub.Broker, now func() time.Time, log *slog.Logger) *Service {
 	if now == nil {
 		now = time.Now
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{db: db, feed: feed, broker: broker, now: now, log: log,
 		watchers: make(map[int64]map[*unreadWatcher]struct{}), done: make(chan struct{})}
@@ -158,13 +164,17 @@ func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, 
 		}
 		s.mu.Unlock()
 	}
-	// Registered before counting, so a change meanwhile is not lost.
+	// Registered before counting, so a change meanwhile is not lost; counted
+	// under readMu, so a recount meanwhile cannot be overtaken by this one.
+	s.readMu.Lock()
 	n, err := s.db.UnreadNotifications(ctx, u)
 	if err != nil {
+		s.readMu.Unlock()
 		forget()
 		return nil, err
 	}
 	w.l.Set(n)
+	s.readMu.Unlock()
 	go w.l.Run(ctx, forget)
 	return w.l.C(), nil
 }
@@ -219,8 +229,10 @@ func (s *Service) recount(ctx context.Context, to string) {
 		if u == nil {
 			continue
 		}
+		s.readMu.Lock()
 		n, err := s.db.UnreadNotifications(ctx, u)
 		if err != nil {
+			s.readMu.Unlock()
 			s.log.WarnContext(ctx, "unread recount failed", "user", id, "err", err)
 			continue
 		}
@@ -229,5 +241,6 @@ func (s *Service) recount(ctx context.Context, to string) {
 			w.l.Set(n)
 		}
 		s.mu.Unlock()
+		s.readMu.Unlock()
 	}
 }

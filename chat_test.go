@@ -151,6 +151,39 @@ func primed[T any](c *wsClient, id, field string, trigger func()) T {
 	return v
 }
 
+// messageFeed is the durable feed of room roomID's messages.
+func messageFeed(roomID string) durableFeed {
+	return durableFeed{
+		subscription: `subscription($r: ID!, $a: ID) { messageAdded(roomId: $r, after: $a) { id text } }`,
+		field:        "messageAdded",
+		vars:         map[string]any{"r": roomID},
+		post: func(tb testing.TB, s *testServer, token, text string) string {
+			return s.postMessage(tb, token, roomID, text)
+		},
+		position: func(id string) (int, error) {
+			room, seq, ok := strings.Cut(id, ":")
+			if !ok || room != roomID {
+				return 0, fmt.Errorf("message id %q is not of room %s", id, roomID)
+			}
+			return strconv.Atoi(seq)
+		},
+	}
+}
+
+// generalRoomsNamed returns the public rooms named general.
+func (s *testServer) generalRoomsNamed(tb testing.TB) []room {
+	tb.Helper()
+	var d struct{ Rooms []room }
+	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
+	var out []room
+	for _, r := range d.Rooms {
+		if r.Name == "general" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // The resume promise of statuses holds for a room's messages: concurrent
 // posters, subscribers that drop and resume with after.
 func TestChatResumeUnderConcurrentPosters(t *testing.T) {
@@ -162,21 +195,7 @@ func TestChatResumeUnderConcurrentPosters(t *testing.T) {
 			}
 			s := startServer(t, env)
 			r := s.createRoom(t, s.signIn(t, "owner"), "resume-"+backend)
-			feed := durableFeed{
-				subscription: `subscription($r: ID!, $a: ID) { messageAdded(roomId: $r, after: $a) { id text } }`,
-				field:        "messageAdded",
-				vars:         map[string]any{"r": r.ID},
-				post: func(tb testing.TB, s *testServer, token, text string) string {
-					return s.postMessage(tb, token, r.ID, text)
-				},
-				position: func(id string) (int, error) {
-					roomID, seq, ok := strings.Cut(id, ":")
-					if !ok || roomID != r.ID {
-						return 0, fmt.Errorf("message id %q is not of room %s", id, r.ID)
-					}
-					return strconv.Atoi(seq)
-				},
-			}
+			feed := messageFeed(r.ID)
 			checkResume(t, feed, []*testServer{s}, []*testServer{s}, 4, 30)
 		})
 	}

@@ -25,7 +25,8 @@ func TestBrowserChat(t *testing.T) {
 	chromium := findChromium(t)
 
 	dataDir := t.TempDir()
-	env := map[string]string{"DATA_DIR": dataDir, "ADDR": freeLoopbackAddr(t)}
+	// The scroll-back part posts 55 messages at once: no message rate limit.
+	env := map[string]string{"DATA_DIR": dataDir, "ADDR": freeLoopbackAddr(t), "LIMIT_MESSAGES": "0"}
 	start := func(env map[string]string) *testServer {
 		s := startServer(t, env)
 		jsLogsOnFailure(t, s)

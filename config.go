@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -41,6 +42,12 @@ type config struct {
 	KPIRetention time.Duration
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// Limits (0 switches one off).
+	ConnsPerAddr    int     // WebSocket connections per client address
+	SubsPerConn     int     // operations running at once on one connection
+	OpsPerSecond    float64 // operations started per second on one connection
+	MessagesPerSec  float64 // chat messages per second per user
+	TypingPerSecond float64 // typing events per second per user
 }
 
 // production reports whether ENV=production tightened the defaults.
@@ -70,6 +77,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	dashInterval := fs.String("dashboard-interval", env("DASHBOARD_INTERVAL", "10s"), "shortest time between two dashboard events to a subscriber, 100ms..1h (DASHBOARD_INTERVAL)")
 	retention := fs.String("kpi-retention", env("KPI_RETENTION", "168h"), "how long KPI samples are kept for history, 1m..8760h (KPI_RETENTION)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES)")
+	limits := []struct {
+		env, flag, def, usage string
+		v                     *string
+	}{
+		{env: "LIMIT_CONNS_PER_ADDR", flag: "limit-conns-per-addr", def: "1000", usage: "WebSocket connections per client address"},
+		{env: "LIMIT_SUBSCRIPTIONS", flag: "limit-subscriptions", def: "100", usage: "operations running at once on one WebSocket connection"},
+		{env: "LIMIT_OPERATIONS", flag: "limit-operations", def: "20", usage: "operations started per second on one WebSocket connection (bursts of twice that)"},
+		{env: "LIMIT_MESSAGES", flag: "limit-messages", def: "5", usage: "chat messages per second per user (bursts of twice that)"},
+		{env: "LIMIT_TYPING", flag: "limit-typing", def: "2", usage: "typing events per second per user (bursts of twice that)"},
+	}
+	for i := range limits {
+		l := &limits[i]
+		l.v = fs.String(l.flag, env(l.env, l.def), l.usage+"; 0 for no limit ("+l.env+")")
+	}
 	keepAlive := fs.String("ws-keepalive", env("WS_KEEPALIVE", "25s"), "WebSocket keepalive interval, 1s..5m; a client silent for 1.4 intervals is dropped (WS_KEEPALIVE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -102,6 +123,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	} else {
 		c.KPIRetention = d
 	}
+	values := make([]float64, len(limits))
+	for i, l := range limits {
+		v, err := strconv.ParseFloat(*l.v, 64)
+		whole := i < 2 // the first two count connections and operations
+		if err != nil || v < 0 || math.IsInf(v, 0) || (whole && v != math.Trunc(v)) {
+			bad("%s must be 0 (no limit) or a positive number (got %q)", l.env, *l.v)
+		}
+		values[i] = v
+	}
+	c.ConnsPerAddr, c.SubsPerConn = int(values[0]), int(values[1])
+	c.OpsPerSecond, c.MessagesPerSec, c.TypingPerSecond = values[2], values[3], values[4]
 	if p, err := parseTrustedProxies(*proxies); err != nil {
 		bad("TRUSTED_PROXIES must be comma-separated IP addresses or CIDR prefixes (got %q)", *proxies)
 	} else {

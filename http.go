@@ -25,6 +25,7 @@ import (
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
@@ -73,13 +74,21 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 			}
 			return ""
 		},
-		InitTimeout: initTimeout,
-		KeepAlive:   cfg.WSKeepAlive,
-		ReadLimit:   maxWebsocketMessage,
+		InitTimeout:     initTimeout,
+		MaxOperations:   cfg.SubsPerConn,
+		Operations:      burstOf(cfg.OpsPerSecond),
+		MaxConnsPerAddr: cfg.ConnsPerAddr,
+		KeepAlive:       cfg.WSKeepAlive,
+		ReadLimit:       maxWebsocketMessage,
 		OnError: func(ctx context.Context, err error) {
 			log.DebugContext(ctx, "websocket", "request_id", resolvers.RequestID(ctx), "client", resolvers.ClientAddr(ctx), "err", err)
 		},
 	})
+}
+
+// burstOf is a limit of perSecond with bursts of twice that (at least 1).
+func burstOf(perSecond float64) ratelimit.Limit {
+	return ratelimit.Limit{PerSecond: perSecond, Burst: max(1, int(2*perSecond))}
 }
 
 // newHandler builds the HTTP routes: the GraphQL endpoint, the playground,

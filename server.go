@@ -33,6 +33,7 @@ import (
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
+	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
@@ -129,6 +130,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	res := &resolvers.Resolver{
 		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chatState, KPIs: kpis, Notifications: inbox, Log: log,
 		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
+		MessageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
+		TypingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 	}
 	handler := newHandler(cfg, log, res, db, ws, broker)
 

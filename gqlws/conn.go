@@ -15,6 +15,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/switchboardhq/switchboard/ratelimit"
 )
 
 // conn is one WebSocket connection. Its read goroutine (serve) owns the
@@ -25,6 +27,7 @@ type conn struct {
 	t      *Transport
 	ws     *websocket.Conn
 	fc     *frameConn // the socket under ws
+	addr   string     // the client's address, for the per-address limit
 	proto  string
 	exec   graphql.GraphExecutor
 	cancel context.CancelFunc // ends every operation of the connection
@@ -54,6 +57,7 @@ type conn struct {
 	ops       []*operation
 	initSeen  bool
 	initTimer *time.Timer
+	starts    ratelimit.Bucket // operations started, under Options.Operations
 }
 
 // operation is one running subscribe/start.
@@ -282,6 +286,10 @@ func (c *conn) handleTransportWS(ctx context.Context, m *message) context.Contex
 			c.close(CloseSubscriberExists, "Subscriber for "+id+" already exists")
 			return ctx
 		}
+		if err := c.admit(); err != nil {
+			c.writeErrors(id, gqlerror.List{err})
+			return ctx
+		}
 		c.start(ctx, id, params)
 	case "complete":
 		id, ok := m.id()
@@ -330,6 +338,10 @@ func (c *conn) handleLegacy(ctx context.Context, m *message) context.Context {
 		}
 		// A start for a running id replaces it, as subscriptions-transport-ws did.
 		c.stop(id)
+		if err := c.admit(); err != nil {
+			c.writeErrors(id, gqlerror.List{err})
+			return ctx
+		}
 		c.start(ctx, id, params)
 	case "stop":
 		id, ok := m.id()
@@ -421,6 +433,26 @@ func decodeParams(raw json.RawMessage) (*graphql.RawParams, bool) {
 // start runs an operation: parse, validate, then execute in its own
 // goroutine. A document that does not validate is answered with error and
 // nothing else.
+// admit checks the connection's operation limits for one more operation:
+// running at once, and started per second. Over either, the operation gets
+// a RATE_LIMITED error and the connection stays.
+func (c *conn) admit() *gqlerror.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if max := c.t.opts.MaxOperations; max > 0 && len(c.ops) >= max {
+		return rateLimited(fmt.Sprintf("too many operations on this connection (at most %d at once)", max))
+	}
+	if !c.starts.Allow(c.t.opts.Operations, time.Now()) {
+		return rateLimited(fmt.Sprintf("operations started too fast on this connection (at most %g per second)", c.t.opts.Operations.PerSecond))
+	}
+	return nil
+}
+
+// rateLimited is an operation's RATE_LIMITED error.
+func rateLimited(msg string) *gqlerror.Error {
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": "RATE_LIMITED"}}
+}
+
 func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) {
 	start := graphql.Now()
 	params.ReadTime = graphql.TraceTiming{Start: start, End: start}

@@ -35,6 +35,8 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+
+	"github.com/switchboardhq/switchboard/ratelimit"
 )
 
 // The subprotocols served.
@@ -133,6 +135,17 @@ type Options struct {
 	// connection (SO_SNDBUF), bounding the memory a client that does not
 	// read can hold in the kernel. Zero keeps the system's default.
 	SendBuffer int
+	// MaxOperations is how many operations one connection may run at once;
+	// a subscribe beyond it gets a RATE_LIMITED error. Zero: no limit.
+	MaxOperations int
+	// Operations limits how fast one connection may start operations; one
+	// over it gets a RATE_LIMITED error. Zero: no limit.
+	Operations ratelimit.Limit
+	// MaxConnsPerAddr is how many connections one client address (the
+	// request's RemoteAddr, which TRUSTED_PROXIES may have set from
+	// X-Forwarded-For) may hold; the upgrade beyond it is refused with 429.
+	// Zero: no limit.
+	MaxConnsPerAddr int
 }
 
 // Transport is a graphql.Transport for WebSocket upgrades. Add it to the
@@ -144,6 +157,7 @@ type Transport struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	perAddr  map[string]int // open connections by client address
 	shutdown bool
 
 	keepalive *keepalive
@@ -188,9 +202,10 @@ func New(opts Options) *Transport {
 		opts.OnError = func(context.Context, error) {}
 	}
 	t := &Transport{
-		opts:   opts,
-		conns:  make(map[*conn]struct{}),
-		groups: make(map[string]*group),
+		opts:    opts,
+		conns:   make(map[*conn]struct{}),
+		perAddr: make(map[string]int),
+		groups:  make(map[string]*group),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,
@@ -220,12 +235,19 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	addr := clientHost(r)
 	t.mu.Lock()
 	down := t.shutdown
+	full := t.opts.MaxConnsPerAddr > 0 && t.perAddr[addr] >= t.opts.MaxConnsPerAddr
 	t.mu.Unlock()
 	if down {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if full {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 		return
 	}
 	offered := websocket.Subprotocols(r)
@@ -253,6 +275,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return
 	}
 	c := newConn(t, ws, hj.fc, proto, exec)
+	c.addr = addr
 	t.mu.Lock()
 	if t.shutdown {
 		t.mu.Unlock()
@@ -260,6 +283,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return
 	}
 	t.conns[c] = struct{}{}
+	t.perAddr[addr]++
 	t.mu.Unlock()
 	base := r.Context()
 	if t.opts.ConnContext != nil {
@@ -303,8 +327,21 @@ func (t *Transport) Len() int {
 
 func (t *Transport) forget(c *conn) {
 	t.mu.Lock()
-	delete(t.conns, c)
+	if _, ok := t.conns[c]; ok {
+		delete(t.conns, c)
+		if t.perAddr[c.addr]--; t.perAddr[c.addr] <= 0 {
+			delete(t.perAddr, c.addr)
+		}
+	}
 	t.mu.Unlock()
+}
+
+// clientHost is the client's address without the port.
+func clientHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 // snapshot returns the open connections.

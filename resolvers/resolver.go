@@ -14,6 +14,7 @@ import (
 	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
+	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
 )
@@ -30,6 +31,9 @@ type Resolver struct {
 	Notifications *notify.Service
 	Log           *slog.Logger
 
+	// MessageRate and TypingRate limit how fast one user posts messages and
+	// sends typing events (nil: no limit).
+	MessageRate, TypingRate *ratelimit.Keyed
 	// GuestSignIn allows signIn(name).
 	GuestSignIn bool
 	// GuestTTL is how long a guest token is valid.

@@ -129,6 +129,9 @@ func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text 
 	if err != nil {
 		return nil, err
 	}
+	if !r.MessageRate.Allow(me.ID) {
+		return nil, models.Errorf(models.RateLimited, "too many messages; slow down")
+	}
 	text, err = models.MessageText(text)
 	if err != nil {
 		return nil, err
@@ -155,6 +158,9 @@ func (r *mutationResolver) SetTyping(ctx context.Context, roomID string, typing 
 	room, err := r.visibleRoom(ctx, roomID)
 	if err != nil {
 		return false, err
+	}
+	if typing && !r.TypingRate.Allow(me.ID) {
+		return false, models.Errorf(models.RateLimited, "too many typing events; send one every few seconds")
 	}
 	r.Chat.SetTyping(ctx, room.ID, me, typing)
 	return true, nil

@@ -1,0 +1,45 @@
+package ratelimit_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/switchboardhq/switchboard/ratelimit"
+)
+
+func TestBucket(t *testing.T) {
+	l := ratelimit.Limit{PerSecond: 2, Burst: 3}
+	var b ratelimit.Bucket
+	t0 := time.Unix(1000, 0)
+	for i := range 3 {
+		assert.True(t, b.Allow(l, t0), "burst %d", i)
+	}
+	assert.False(t, b.Allow(l, t0), "burst spent")
+	assert.False(t, b.Allow(l, t0.Add(400*time.Millisecond)), "0.8 token is not one")
+	assert.True(t, b.Allow(l, t0.Add(500*time.Millisecond)), "one token per half second")
+	assert.False(t, b.Allow(l, t0.Add(500*time.Millisecond)))
+	assert.True(t, b.Allow(l, t0.Add(time.Hour)), "refilled")
+	assert.True(t, b.Allow(l, t0.Add(time.Hour)))
+	assert.True(t, b.Allow(l, t0.Add(time.Hour)))
+	assert.False(t, b.Allow(l, t0.Add(time.Hour)), "but never beyond the burst")
+	var off ratelimit.Bucket
+	for range 1000 {
+		assert.True(t, off.Allow(ratelimit.Limit{}, t0), "a zero limit allows everything")
+	}
+}
+
+func TestKeyed(t *testing.T) {
+	now := time.Unix(1000, 0)
+	k := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 1, Burst: 2}, func() time.Time { return now })
+	assert.True(t, k.Allow(1))
+	assert.True(t, k.Allow(1))
+	assert.False(t, k.Allow(1), "user 1 spent their burst")
+	assert.True(t, k.Allow(2), "user 2 has their own")
+	now = now.Add(time.Second)
+	assert.True(t, k.Allow(1), "refilled by the rate")
+	assert.False(t, k.Allow(1))
+	var nilKeyed *ratelimit.Keyed
+	assert.True(t, nilKeyed.Allow(1), "no limiter, no limit")
+}

@@ -101,6 +101,11 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	gql.AddTransport(transport.GET{})
 	gql.AddTransport(transport.POST{})
 	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	gql.SetParserTokenLimit(parserTokens)
+	gql.SetValidationRulesFn(queryRules)
+	// "Did you mean …?" suggestions would map the schema for a caller who
+	// may not introspect it.
+	gql.SetDisableSuggestion(cfg.production())
 	if !cfg.production() {
 		gql.Use(extension.Introspection{})
 	}
@@ -128,7 +133,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 		_, _ = w.Write(schemaSDL)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": version})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := db.Ping(r.Context()); err != nil {

@@ -127,7 +127,7 @@ func TestHTTPAPI(t *testing.T) {
 	t.Run("SDL, health and metrics", func(t *testing.T) {
 		for path, want := range map[string]string{
 			"/schema.graphql": "statusPosted(after: ID): Status!",
-			"/healthz":        `"ok"`,
+			"/healthz":        `"version":"dev"`,
 			"/readyz":         `"ready"`,
 			"/metrics":        "switchboard_websocket_connections",
 			"/":               "<title>",
@@ -323,6 +323,12 @@ func TestRestartResume(t *testing.T) {
 	c.init(token)
 	c.subscribe("r", `subscription($a: ID) { statusPosted(after: $a) { `+statusFields+` } }`, map[string]any{"a": a.ID})
 	assert.Equal(t, b, c.nextStatus("r", 5*time.Second))
+}
+
+func TestVersionFlag(t *testing.T) {
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"--version"}, func(string) string { return "" }, &out))
+	assert.Equal(t, "switchboard dev\n", out.String())
 }
 
 func TestTokenCommand(t *testing.T) {

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/validator/core"
+	"github.com/vektah/gqlparser/v2/validator/rules"
+)
+
+// Limits on the shape of a GraphQL document, beyond the complexity limit:
+// checked by validation, after parsing (whose token limit bounds the
+// document's size, and so any recursion over it) and before execution.
+const (
+	maxQueryDepth   = 15 // nested fields; GraphiQL's introspection query needs 13
+	maxQueryAliases = 30 // aliased fields in one document
+	parserTokens    = 10000
+)
+
+// queryRules returns gqlparser's rules plus the depth and alias limits.
+func queryRules() *rules.Rules {
+	r := rules.NewDefaultRules()
+	r.AddRule("MaxDepth", func(observers *core.Events, addError core.AddErrFunc) {
+		observers.OnOperation(func(walker *core.Walker, op *ast.OperationDefinition) {
+			d := &depth{doc: walker.Document, memo: map[string]int{}, visiting: map[string]bool{}}
+			if n := d.of(op.SelectionSet); n > maxQueryDepth {
+				addError(core.Message("the operation nests %d fields deep; the limit is %d", n, maxQueryDepth), core.At(op.Position))
+			}
+		})
+	})
+	r.AddRule("MaxAliases", func(observers *core.Events, addError core.AddErrFunc) {
+		aliases := 0
+		observers.OnField(func(_ *core.Walker, f *ast.Field) {
+			if f.Alias != "" && f.Alias != f.Name {
+				if aliases++; aliases == maxQueryAliases+1 {
+					addError(core.Message("the document uses more than %d aliases", maxQueryAliases), core.At(f.Position))
+				}
+			}
+		})
+	})
+	return r
+}
+
+// depth measures how deep a selection set nests fields, following fragment
+// spreads once each (memoised, so a fragment used many times costs one
+// walk; a cycle counts as no depth, and NoFragmentCycles reports it).
+type depth struct {
+	doc      *ast.QueryDocument
+	memo     map[string]int
+	visiting map[string]bool
+}
+
+func (d *depth) of(set ast.SelectionSet) int {
+	deepest := 0
+	for _, sel := range set {
+		n := 0
+		switch s := sel.(type) {
+		case *ast.Field:
+			n = 1 + d.of(s.SelectionSet)
+		case *ast.InlineFragment:
+			n = d.of(s.SelectionSet)
+		case *ast.FragmentSpread:
+			n = d.fragment(s.Name)
+		}
+		deepest = max(deepest, n)
+	}
+	return deepest
+}
+
+func (d *depth) fragment(name string) int {
+	if n, ok := d.memo[name]; ok {
+		return n
+	}
+	f := d.doc.Fragments.ForName(name)
+	if f == nil || d.visiting[name] {
+		return 0
+	}
+	d.visiting[name] = true
+	n := d.of(f.SelectionSet)
+	delete(d.visiting, name)
+	d.memo[name] = n
+	return n
+}

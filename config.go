@@ -40,6 +40,8 @@ type config struct {
 	DashboardInterval time.Duration
 	// KPIRetention is how long KPI samples are kept.
 	KPIRetention time.Duration
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout time.Duration
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
 	// Limits (0 switches one off).
@@ -76,6 +78,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
 	dashInterval := fs.String("dashboard-interval", env("DASHBOARD_INTERVAL", "10s"), "shortest time between two dashboard events to a subscriber, 100ms..1h (DASHBOARD_INTERVAL)")
 	retention := fs.String("kpi-retention", env("KPI_RETENTION", "168h"), "how long KPI samples are kept for history, 1m..8760h (KPI_RETENTION)")
+	shutdown := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "10s"), "how long a graceful shutdown may wait for requests in flight, 1s..5m (SHUTDOWN_TIMEOUT)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES)")
 	limits := []struct {
 		env, flag, def, usage string
@@ -134,6 +137,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.ConnsPerAddr, c.SubsPerConn = int(values[0]), int(values[1])
 	c.OpsPerSecond, c.MessagesPerSec, c.TypingPerSecond = values[2], values[3], values[4]
+	if d, err := time.ParseDuration(*shutdown); err != nil || d < time.Second || d > 5*time.Minute {
+		bad("SHUTDOWN_TIMEOUT must be a duration from 1s to 5m (got %q)", *shutdown)
+	} else {
+		c.ShutdownTimeout = d
+	}
 	if p, err := parseTrustedProxies(*proxies); err != nil {
 		bad("TRUSTED_PROXIES must be comma-separated IP addresses or CIDR prefixes (got %q)", *proxies)
 	} else {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -93,7 +94,7 @@ func burstOf(perSecond float64) ratelimit.Limit {
 
 // newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
 // the SDL, health, metrics and the web page.
-func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *store.DB, ws *gqlws.Transport, broker pubsub.Broker) http.Handler {
+func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *store.DB, ws *gqlws.Transport, broker pubsub.Broker, draining *atomic.Bool) http.Handler {
 	gql := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: res}))
 	// WebSocket first: it claims every request with an Upgrade header.
 	gql.AddTransport(ws)
@@ -136,6 +137,10 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": version})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+			return
+		}
 		if err := db.Ping(r.Context()); err != nil {
 			log.Warn("not ready", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
@@ -60,9 +61,6 @@ func main() {
 
 // guestTokenTTL is how long a guest sign-in lasts.
 const guestTokenTTL = 30 * 24 * time.Hour
-
-// shutdownTimeout bounds a graceful shutdown.
-const shutdownTimeout = 10 * time.Second
 
 // demoFeedInterval is how often the KPI demo feed moves its values.
 const demoFeedInterval = 5 * time.Second
@@ -137,7 +135,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MessageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
 		TypingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 	}
-	handler := newHandler(cfg, log, res, db, ws, broker)
+	var draining atomic.Bool
+	handler := newHandler(cfg, log, res, db, ws, broker, &draining)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -162,8 +161,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	log.Info("shutting down")
+	draining.Store(true) // readiness fails from now on
 	ws.Shutdown()
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown did not finish in time", "err", err)

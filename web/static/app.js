@@ -13,6 +13,7 @@ import { createNotifications } from './notifications.js';
 import {
   $,
   compareIds,
+  enterSubmits,
   errorText,
   flash,
   insertSorted,
@@ -429,12 +430,7 @@ el.statusText.addEventListener('input', () => {
 });
 
 // Enter posts; Shift+Enter starts a new line.
-el.statusText.addEventListener('keydown', (event) => {
-  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    el.postForm.requestSubmit();
-  }
-});
+enterSubmits(el.statusText, el.postForm);
 
 let posting = false;
 

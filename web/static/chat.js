@@ -5,7 +5,7 @@
 // on the page's one WebSocket and resumes by itself after a reconnect.
 // Everything the server sends is shown with textContent, never as HTML.
 
-import { $, compareIds, flash, insertSorted, normaliseId, renderPost, sentence, showMessage } from './ui.js';
+import { $, compareIds, enterSubmits, flash, insertSorted, normaliseId, renderPost, sentence, showMessage } from './ui.js';
 
 const HISTORY_PAGE = 50; // messages per history page
 const TYPING_REPEAT = 3000; // ms between setTyping(true) while the user types
@@ -834,12 +834,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
   });
 
   // Enter sends; Shift+Enter starts a new line.
-  el.messageText.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      el.messageForm.requestSubmit();
-    }
-  });
+  enterSubmits(el.messageText, el.messageForm);
 
   el.messageText.addEventListener('input', () => {
     noteTyping();

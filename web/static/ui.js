@@ -4,6 +4,31 @@
 /** The element with this id. */
 export const $ = (id) => document.getElementById(id);
 
+/**
+ * Makes Enter submit form from textarea, and Shift+Enter start a new line.
+ * Some input paths (automation, some keyboards) deliver the Enter's line
+ * break as an input event of its own even when the keydown was cancelled,
+ * possibly after the form was sent: a line break right after a plain Enter
+ * is dropped too.
+ */
+export function enterSubmits(textarea, form) {
+  let plainEnter = false;
+  textarea.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter') return;
+    plainEnter = !event.shiftKey && !event.isComposing;
+    if (plainEnter) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  textarea.addEventListener('beforeinput', (event) => {
+    if (plainEnter && (event.inputType === 'insertLineBreak' || event.inputType === 'insertParagraph')) {
+      event.preventDefault();
+    }
+    plainEnter = false;
+  });
+}
+
 /** Shows text in a message element, or hides it when text is empty. */
 export function showMessage(node, text) {
   node.textContent = text;

@@ -40,6 +40,9 @@ type config struct {
 	DashboardInterval time.Duration
 	// KPIRetention is how long KPI samples are kept.
 	KPIRetention time.Duration
+	// TLSCertFile and TLSKeyFile, when set, make the server speak HTTPS and
+	// WSS itself.
+	TLSCertFile, TLSKeyFile string
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
@@ -78,6 +81,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
 	dashInterval := fs.String("dashboard-interval", env("DASHBOARD_INTERVAL", "10s"), "shortest time between two dashboard events to a subscriber, 100ms..1h (DASHBOARD_INTERVAL)")
 	retention := fs.String("kpi-retention", env("KPI_RETENTION", "168h"), "how long KPI samples are kept for history, 1m..8760h (KPI_RETENTION)")
+	tlsCert := fs.String("tls-cert-file", env("TLS_CERT_FILE", ""), "PEM certificate (chain) to serve HTTPS and WSS with; with TLS_KEY_FILE (TLS_CERT_FILE)")
+	tlsKey := fs.String("tls-key-file", env("TLS_KEY_FILE", ""), "PEM private key of TLS_CERT_FILE (TLS_KEY_FILE)")
 	shutdown := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "10s"), "how long a graceful shutdown may wait for requests in flight, 1s..5m (SHUTDOWN_TIMEOUT)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES)")
 	limits := []struct {
@@ -137,6 +142,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	c.ConnsPerAddr, c.SubsPerConn = int(values[0]), int(values[1])
 	c.OpsPerSecond, c.MessagesPerSec, c.TypingPerSecond = values[2], values[3], values[4]
+	c.TLSCertFile, c.TLSKeyFile = *tlsCert, *tlsKey
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
+	}
 	if d, err := time.ParseDuration(*shutdown); err != nil || d < time.Second || d > 5*time.Minute {
 		bad("SHUTDOWN_TIMEOUT must be a duration from 1s to 5m (got %q)", *shutdown)
 	} else {

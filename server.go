@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"flag"
@@ -149,7 +150,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr()),
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		// HTTPS and WSS directly (HTTP/1.1: WebSocket upgrades need it).
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()),
 		"database", string(db.Dialect()), "data", dataLocation(cfg), "broker", brokerName, "version", version)
 
 	serveErr := make(chan error, 1)

@@ -17,8 +17,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
 
@@ -115,16 +113,8 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	gql.SetErrorPresenter(resolvers.ErrorPresenter(log))
 	gql.SetRecoverFunc(resolvers.Recover(log))
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchboard_websocket_connections",
-		Help: "Open WebSocket connections.",
-	}, func() float64 { return float64(ws.Len()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchboard_shared_subscriptions",
-		Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
-	}, func() float64 { return float64(ws.Groups()) }))
+	reg, timer := newMetrics(ws, res)
+	gql.Use(timer)
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql))))

@@ -440,9 +440,11 @@ func (c *conn) admit() *gqlerror.Error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if max := c.t.opts.MaxOperations; max > 0 && len(c.ops) >= max {
+		c.t.countRefused("operations_per_connection")
 		return rateLimited(fmt.Sprintf("too many operations on this connection (at most %d at once)", max))
 	}
 	if !c.starts.Allow(c.t.opts.Operations, time.Now()) {
+		c.t.countRefused("operations_per_second")
 		return rateLimited(fmt.Sprintf("operations started too fast on this connection (at most %g per second)", c.t.opts.Operations.PerSecond))
 	}
 	return nil
@@ -709,6 +711,7 @@ func (c *conn) closeWith(code int, reason string, linger bool) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
+	c.t.countClose(code)
 	c.writeClose(code, reason)
 	if linger {
 		nc := c.fc.Conn // the bare socket: no need to follow frames here

@@ -25,12 +25,14 @@ package gqlws
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -164,6 +166,38 @@ type Transport struct {
 
 	gmu    sync.Mutex
 	groups map[string]*group
+
+	// Counters for metrics.
+	framesWritten atomic.Uint64
+	statsMu       sync.Mutex
+	closes        map[int]uint64    // by close code
+	refused       map[string]uint64 // by limit
+}
+
+// Stats are a Transport's counters since it started.
+type Stats struct {
+	FramesWritten uint64            // data frames handed to sockets
+	Closes        map[int]uint64    // connections closed by the server or client, by close code
+	Refused       map[string]uint64 // operations or connections refused, by limit
+}
+
+// Stats returns the Transport's counters.
+func (t *Transport) Stats() Stats {
+	t.statsMu.Lock()
+	defer t.statsMu.Unlock()
+	return Stats{FramesWritten: t.framesWritten.Load(), Closes: maps.Clone(t.closes), Refused: maps.Clone(t.refused)}
+}
+
+func (t *Transport) countClose(code int) {
+	t.statsMu.Lock()
+	t.closes[code]++
+	t.statsMu.Unlock()
+}
+
+func (t *Transport) countRefused(limit string) {
+	t.statsMu.Lock()
+	t.refused[limit]++
+	t.statsMu.Unlock()
 }
 
 var _ graphql.Transport = (*Transport)(nil)
@@ -205,6 +239,8 @@ func New(opts Options) *Transport {
 		opts:    opts,
 		conns:   make(map[*conn]struct{}),
 		perAddr: make(map[string]int),
+		closes:  make(map[int]uint64),
+		refused: make(map[string]uint64),
 		groups:  make(map[string]*group),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
@@ -246,6 +282,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return
 	}
 	if full {
+		t.countRefused("connections_per_address")
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 		return

@@ -139,6 +139,7 @@ func (c *conn) writeLocked(payload []byte) bool {
 	f := newFramer()
 	defer f.release()
 	f.append(payload)
+	c.t.framesWritten.Add(1)
 	return c.sendLocked(f.frame(opText)) && c.drainLocked()
 }
 
@@ -286,6 +287,7 @@ func (c *conn) writeQueued(f outFrame) bool {
 	fr.append(payloadInfix)
 	fr.append(f.payload)
 	fr.append(frameSuffix)
+	c.t.framesWritten.Add(1)
 	return c.sendLocked(fr.frame(opText))
 }
 

@@ -6,6 +6,7 @@ package ratelimit
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,15 @@ type Keyed struct {
 	mu      sync.Mutex
 	buckets map[int64]*Bucket
 	swept   time.Time
+	refused atomic.Uint64
+}
+
+// Refused reports how many calls Allow refused.
+func (k *Keyed) Refused() uint64 {
+	if k == nil {
+		return 0
+	}
+	return k.refused.Load()
 }
 
 // NewKeyed returns buckets under limit; now is the clock (time.Now when
@@ -83,5 +93,9 @@ func (k *Keyed) Allow(key int64) bool {
 		b = &Bucket{}
 		k.buckets[key] = b
 	}
-	return b.Allow(k.limit, now)
+	if !b.Allow(k.limit, now) {
+		k.refused.Add(1)
+		return false
+	}
+	return true
 }

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/resolvers"
+)
+
+// newMetrics returns the registry behind /metrics: Go and process
+// collectors, and switchboard_* metrics read from the parts that count.
+func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Registry, *operationTimer) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_websocket_connections",
+		Help: "Open WebSocket connections.",
+	}, func() float64 { return float64(ws.Len()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_shared_subscriptions",
+		Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
+	}, func() float64 { return float64(ws.Groups()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_websocket_frames_written_total",
+		Help: "Results and completions written to WebSocket clients.",
+	}, func() float64 { return float64(ws.Stats().FramesWritten) }))
+	reg.MustRegister(&transportCollector{ws: ws, res: res})
+	timer := &operationTimer{hist: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "switchboard_operation_duration_seconds",
+		Help:    "Time to answer queries and mutations, from parsed request to response.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	}, []string{"type"})}
+	reg.MustRegister(timer.hist)
+	return reg, timer
+}
+
+var (
+	closesDesc = prometheus.NewDesc("switchboard_websocket_closes_total",
+		"WebSocket connections closed by the server, by close code (1013: slow consumer, 4403: token expired, 1001: shutdown or keepalive timeout).",
+		[]string{"code"}, nil)
+	refusedDesc = prometheus.NewDesc("switchboard_rate_limited_total",
+		"Operations, messages, typing events and connections refused by a rate limit, by limit.",
+		[]string{"limit"}, nil)
+)
+
+// transportCollector reports labelled counters kept by the WebSocket layer
+// and the resolvers' rate limits.
+type transportCollector struct {
+	ws  *gqlws.Transport
+	res *resolvers.Resolver
+}
+
+func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- closesDesc
+	ch <- refusedDesc
+}
+
+func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.ws.Stats()
+	for code, n := range st.Closes {
+		ch <- prometheus.MustNewConstMetric(closesDesc, prometheus.CounterValue, float64(n), strconv.Itoa(code))
+	}
+	refused := st.Refused
+	refused["messages"] += c.res.MessageRate.Refused()
+	refused["typing"] += c.res.TypingRate.Refused()
+	for limit, n := range refused {
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
+	}
+}
+
+// operationTimer is a gqlgen extension that times queries and mutations.
+type operationTimer struct{ hist *prometheus.HistogramVec }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.ResponseInterceptor
+} = (*operationTimer)(nil)
+
+func (*operationTimer) ExtensionName() string                   { return "OperationTimer" }
+func (*operationTimer) Validate(graphql.ExecutableSchema) error { return nil }
+
+// InterceptResponse times each query and mutation (subscriptions, which
+// answer once per event, are not timed).
+func (o *operationTimer) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	if !graphql.HasOperationContext(ctx) {
+		return next(ctx)
+	}
+	rc := graphql.GetOperationContext(ctx)
+	if rc.Operation == nil || rc.Operation.Operation == ast.Subscription {
+		return next(ctx)
+	}
+	start := time.Now()
+	resp := next(ctx)
+	o.hist.WithLabelValues(string(rc.Operation.Operation)).Observe(time.Since(start).Seconds())
+	return resp
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// metric returns the value of one sample of /metrics (name with labels as
+// printed), or -1 when it is absent.
+func metric(t *testing.T, s *testServer, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(s.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	require.NoError(t, err)
+	return v
+}
+
+// TestMetricsCountWhatHappens: the switchboard_* metrics follow real
+// traffic: operations timed, frames written, closes by code, limits hit.
+func TestMetricsCountWhatHappens(t *testing.T) {
+	s := startServer(t, map[string]string{"LIMIT_MESSAGES": "1"})
+	general := s.generalRoom(t)
+	alice := s.chatUser(t, "alice")
+	ws := s.chatWS(t, alice.token)
+	ws.subscribe("s", `subscription { statusPosted { id } }`, nil)
+	primed[event](ws, "s", "statusPosted", func() { s.post(t, alice.token, "counted") })
+	for range 3 {
+		s.do(t, alice.token, `mutation($r: ID!) { postMessage(roomId: $r, text: "x") { id } }`, map[string]any{"r": general.ID})
+	}
+	bad := s.chatWS(t, "")
+	bad.send("nonsense", "", nil)
+	code, _ := bad.closeCode(5 * time.Second)
+	require.Equal(t, 4400, code)
+
+	assert.GreaterOrEqual(t, metric(t, s, `switchboard_operation_duration_seconds_count{type="mutation"}`), 4.0)
+	assert.GreaterOrEqual(t, metric(t, s, `switchboard_websocket_frames_written_total`), 1.0)
+	assert.Equal(t, 1.0, metric(t, s, `switchboard_rate_limited_total{limit="messages"}`), "the third message in a burst of two")
+	assert.Equal(t, 1.0, metric(t, s, `switchboard_websocket_closes_total{code="4400"}`))
+	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_websocket_connections`) == 1 },
+		5*time.Second, 20*time.Millisecond, "alice's connection is open, the refused one is gone")
+}

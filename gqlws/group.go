@@ -210,6 +210,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
 		fanOut(batch, payload)
+		g.t.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
 		clear(batch)
 	}
 }

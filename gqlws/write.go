@@ -287,7 +287,6 @@ func (c *conn) writeQueued(f outFrame) bool {
 	fr.append(payloadInfix)
 	fr.append(f.payload)
 	fr.append(frameSuffix)
-	c.t.framesWritten.Add(1)
 	return c.sendLocked(fr.frame(opText))
 }
 

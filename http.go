@@ -66,6 +66,8 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 		// Live delivery of durable streams is shared between subscribers of
 		// the same document and scope; statusPosted is public.
 		Positions:    stream.WithPositionRecorder,
+		EventTimes:   stream.WithEventTimeRecorder,
+		OnDelivered:  func(d time.Duration) { deliveryLatency.Observe(d.Seconds()) },
 		PublicFields: []string{"statusPosted"},
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {

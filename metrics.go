@@ -14,6 +14,15 @@ import (
 	"github.com/switchboardhq/switchboard/resolvers"
 )
 
+// deliveryLatency is the time from an event's creation (the mutation that
+// committed it) to its frames being handed to every subscriber's socket, per
+// shared event. Process-wide: every server of the process feeds it.
+var deliveryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+	Name:    "switchboard_delivery_latency_seconds",
+	Help:    "From an event's commit to its frames being handed to every subscriber of a shared subscription.",
+	Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+})
+
 // newMetrics returns the registry behind /metrics: Go and process
 // collectors, and switchboard_* metrics read from the parts that count.
 func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Registry, *operationTimer) {
@@ -31,7 +40,7 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 		Name: "switchboard_websocket_frames_written_total",
 		Help: "Results and completions written to WebSocket clients.",
 	}, func() float64 { return float64(ws.Stats().FramesWritten) }))
-	reg.MustRegister(&transportCollector{ws: ws, res: res})
+	reg.MustRegister(&transportCollector{ws: ws, res: res}, deliveryLatency)
 	timer := &operationTimer{hist: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "switchboard_operation_duration_seconds",
 		Help:    "Time to answer queries and mutations, from parsed request to response.",

@@ -49,8 +49,16 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 
 	assert.GreaterOrEqual(t, metric(t, s, `switchboard_operation_duration_seconds_count{type="mutation"}`), 4.0)
 	assert.GreaterOrEqual(t, metric(t, s, `switchboard_websocket_frames_written_total`), 1.0)
+	// A second subscriber of the same document joins the first's shared
+	// execution; the next status is fanned out once and timed.
+	before := metric(t, s, `switchboard_delivery_latency_seconds_count`)
+	other := s.chatWS(t, alice.token)
+	other.subscribe("s", `subscription { statusPosted { id } }`, nil)
+	primed[event](other, "s", "statusPosted", func() { s.post(t, alice.token, "shared") })
+	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_delivery_latency_seconds_count`) > before },
+		5*time.Second, 20*time.Millisecond, "shared deliveries are timed")
 	assert.Equal(t, 1.0, metric(t, s, `switchboard_rate_limited_total{limit="messages"}`), "the third message in a burst of two")
 	assert.Equal(t, 1.0, metric(t, s, `switchboard_websocket_closes_total{code="4400"}`))
-	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_websocket_connections`) == 1 },
-		5*time.Second, 20*time.Millisecond, "alice's connection is open, the refused one is gone")
+	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_websocket_connections`) == 2 },
+		5*time.Second, 20*time.Millisecond, "alice's two connections are open, the refused one is gone")
 }

@@ -123,6 +123,12 @@ type Options struct {
 	// position it has reached when it waits for new events (caughtUp); see
 	// stream.WithPositionRecorder.
 	Positions func(ctx context.Context, sent, caughtUp func(pos int64)) context.Context
+	// EventTimes, when set alongside Positions, lets a group learn when each
+	// event happened (record is called just before the event's position);
+	// OnDelivered then receives, per shared event, the time from the event
+	// to its frames being handed to every member's socket.
+	EventTimes  func(ctx context.Context, record func(at time.Time)) context.Context
+	OnDelivered func(time.Duration)
 	// PublicFields names the subscription fields whose results are the same
 	// for every caller, and may be shared between all of them.
 	PublicFields []string

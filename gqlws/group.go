@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -55,25 +56,42 @@ type ringEntry struct {
 // positions is the FIFO of event positions a stream announces before each
 // event it hands to a subscription resolver (see Options.Positions).
 type positions struct {
-	mu sync.Mutex
-	q  []int64
+	mu     sync.Mutex
+	q      []int64
+	ats    []time.Time // when each queued event happened, if the stream says
+	nextAt time.Time   // the time announced for the next position
+}
+
+// at records when the next event happened (see Options.EventTimes).
+func (p *positions) at(t time.Time) {
+	p.mu.Lock()
+	p.nextAt = t
+	p.mu.Unlock()
 }
 
 func (p *positions) push(pos int64) {
 	p.mu.Lock()
 	p.q = append(p.q, pos)
+	p.ats = append(p.ats, p.nextAt)
+	p.nextAt = time.Time{}
 	p.mu.Unlock()
 }
 
 func (p *positions) pop() (int64, bool) {
+	pos, _, ok := p.popAt()
+	return pos, ok
+}
+
+// popAt is pop with the event's time (zero when unknown).
+func (p *positions) popAt() (int64, time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.q) == 0 {
-		return 0, false
+		return 0, time.Time{}, false
 	}
-	pos := p.q[0]
-	p.q = p.q[1:]
-	return pos, true
+	pos, at := p.q[0], p.ats[0]
+	p.q, p.ats = p.q[1:], p.ats[1:]
+	return pos, at, true
 }
 
 // shareKey returns the key under which an operation's live results may be
@@ -161,6 +179,9 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g := &group{t: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
 	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push, func(int64) {})
+	if t.opts.EventTimes != nil {
+		lctx = t.opts.EventTimes(lctx, g.pos.at)
+	}
 	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {
 		cancel()
@@ -186,7 +207,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		if resp == nil {
 			return
 		}
-		pos, ok := g.pos.pop()
+		pos, at, ok := g.pos.popAt()
 		payload, err := json.Marshal(resp)
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below
@@ -211,6 +232,9 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		// until this one is handed to every member.
 		fanOut(batch, payload)
 		g.t.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
+		if !at.IsZero() && g.t.opts.OnDelivered != nil && len(batch) > 0 {
+			g.t.opts.OnDelivered(time.Since(at))
+		}
 		clear(batch)
 	}
 }

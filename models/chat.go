@@ -161,3 +161,6 @@ type TypingEvent struct {
 	Typing    bool      `json:"typing"`
 	ExpiresAt time.Time `json:"expiresAt"`
 }
+
+// EventTime is when the message was created (for delivery latency).
+func (x *Message) EventTime() time.Time { return x.CreatedAt }

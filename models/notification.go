@@ -119,3 +119,6 @@ type NotificationEdge struct {
 	Cursor string
 	Node   *Notification
 }
+
+// EventTime is when the notification was created (for delivery latency).
+func (x *Notification) EventTime() time.Time { return x.CreatedAt }

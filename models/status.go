@@ -44,3 +44,6 @@ type PageInfo struct {
 	StartCursor     *string
 	EndCursor       *string
 }
+
+// EventTime is when the status was created (for delivery latency).
+func (x *Status) EventTime() time.Time { return x.CreatedAt }

@@ -148,7 +148,8 @@ func (f *Feed[T]) SubscribeWhere(ctx context.Context, stream string, after *int6
 	}
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
-	go f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, keep: keep})
+	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
+	go f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, keep: keep, at: at})
 	return out, nil
 }
 
@@ -263,6 +264,7 @@ type outlet[T any] struct {
 	c    chan<- T
 	rec  *recorder
 	keep func(T) bool
+	at   func(time.Time) // event time recorder, if any
 }
 
 // send hands ev to the subscription's reader unless ctx has ended: once a
@@ -274,6 +276,11 @@ func (f *Feed[T]) send(ctx context.Context, out outlet[T], ev T) bool {
 	}
 	if out.keep != nil && !out.keep(ev) {
 		return true // not this reader's: passed over, as if sent
+	}
+	if out.at != nil {
+		if e, ok := any(ev).(interface{ EventTime() time.Time }); ok {
+			out.at(e.EventTime())
+		}
 	}
 	if out.rec != nil {
 		out.rec.sent(f.pos(ev))
@@ -299,6 +306,15 @@ type recorder struct{ sent, caughtUp func(pos int64) }
 // resumed from different positions.
 func WithPositionRecorder(ctx context.Context, sent, caughtUp func(pos int64)) context.Context {
 	return context.WithValue(ctx, recorderKey{}, &recorder{sent: sent, caughtUp: caughtUp})
+}
+
+type timeRecorderKey struct{}
+
+// WithEventTimeRecorder returns ctx under which a subscription reports when
+// each event it hands over happened, for events with an EventTime method:
+// record(at) just before the position recorder's sent(pos) for the event.
+func WithEventTimeRecorder(ctx context.Context, record func(at time.Time)) context.Context {
+	return context.WithValue(ctx, timeRecorderKey{}, record)
 }
 
 // acquire returns the running hub of stream, starting it if needed, and

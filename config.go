@@ -53,6 +53,8 @@ type config struct {
 	OpsPerSecond    float64 // operations started per second on one connection
 	MessagesPerSec  float64 // chat messages per second per user
 	TypingPerSecond float64 // typing events per second per user
+	MaxWSMessage    int64   // bytes of one WebSocket message from a client
+	MaxHTTPBody     int64   // bytes of an HTTP request body
 }
 
 // production reports whether ENV=production tightened the defaults.
@@ -85,15 +87,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	tlsKey := fs.String("tls-key-file", env("TLS_KEY_FILE", ""), "PEM private key of TLS_CERT_FILE (TLS_KEY_FILE)")
 	shutdown := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "10s"), "how long a graceful shutdown may wait for requests in flight, 1s..5m (SHUTDOWN_TIMEOUT)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES)")
+	// The limits: whole ones count things; 0 switches one off.
 	limits := []struct {
 		env, flag, def, usage string
+		whole                 bool
 		v                     *string
 	}{
-		{env: "LIMIT_CONNS_PER_ADDR", flag: "limit-conns-per-addr", def: "1000", usage: "WebSocket connections per client address"},
-		{env: "LIMIT_SUBSCRIPTIONS", flag: "limit-subscriptions", def: "100", usage: "operations running at once on one WebSocket connection"},
+		{env: "LIMIT_CONNS_PER_ADDR", flag: "limit-conns-per-addr", def: "1000", whole: true, usage: "WebSocket connections per client address"},
+		{env: "LIMIT_SUBSCRIPTIONS", flag: "limit-subscriptions", def: "100", whole: true, usage: "operations running at once on one WebSocket connection"},
 		{env: "LIMIT_OPERATIONS", flag: "limit-operations", def: "20", usage: "operations started per second on one WebSocket connection (bursts of twice that)"},
 		{env: "LIMIT_MESSAGES", flag: "limit-messages", def: "5", usage: "chat messages per second per user (bursts of twice that)"},
 		{env: "LIMIT_TYPING", flag: "limit-typing", def: "2", usage: "typing events per second per user (bursts of twice that)"},
+		{env: "LIMIT_WS_MESSAGE", flag: "limit-ws-message", def: "65536", whole: true, usage: "largest WebSocket message from a client, in bytes (larger: close 1009)"},
+		{env: "LIMIT_HTTP_BODY", flag: "limit-http-body", def: "1048576", whole: true, usage: "largest HTTP request body, in bytes (larger: 413)"},
 	}
 	for i := range limits {
 		l := &limits[i]
@@ -134,14 +140,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	values := make([]float64, len(limits))
 	for i, l := range limits {
 		v, err := strconv.ParseFloat(*l.v, 64)
-		whole := i < 2 // the first two count connections and operations
-		if err != nil || v < 0 || math.IsInf(v, 0) || (whole && v != math.Trunc(v)) {
+		if err != nil || v < 0 || math.IsInf(v, 0) || (l.whole && v != math.Trunc(v)) {
 			bad("%s must be 0 (no limit) or a positive number (got %q)", l.env, *l.v)
 		}
 		values[i] = v
 	}
 	c.ConnsPerAddr, c.SubsPerConn = int(values[0]), int(values[1])
 	c.OpsPerSecond, c.MessagesPerSec, c.TypingPerSecond = values[2], values[3], values[4]
+	c.MaxWSMessage, c.MaxHTTPBody = int64(values[5]), int64(values[6])
 	c.TLSCertFile, c.TLSKeyFile = *tlsCert, *tlsKey
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -33,10 +35,8 @@ import (
 
 // Limits of the GraphQL endpoint.
 const (
-	maxBodyBytes        = 1 << 20 // an HTTP request body
-	maxWebsocketMessage = 64 << 10
-	complexityLimit     = 1000
-	initTimeout         = 3 * time.Second
+	complexityLimit = 1000
+	initTimeout     = 3 * time.Second
 )
 
 // newWebsocket builds the WebSocket transport: tokens from connection_init,
@@ -80,7 +80,7 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 		Operations:      burstOf(cfg.OpsPerSecond),
 		MaxConnsPerAddr: cfg.ConnsPerAddr,
 		KeepAlive:       cfg.WSKeepAlive,
-		ReadLimit:       maxWebsocketMessage,
+		ReadLimit:       cmp.Or(cfg.MaxWSMessage, -1), // 0 in the configuration: no limit
 		OnError: func(ctx context.Context, err error) {
 			log.DebugContext(ctx, "websocket", "request_id", resolvers.RequestID(ctx), "client", resolvers.ClientAddr(ctx), "err", err)
 		},
@@ -119,7 +119,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	gql.Use(timer)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(res.Tokens.Middleware(gql))))
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, res.Tokens.Middleware(gql))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/graphql; charset=utf-8")
@@ -172,9 +172,19 @@ func withRequestID(next http.Handler) http.Handler {
 }
 
 // withBodyLimit bounds request bodies.
-func withBodyLimit(next http.Handler) http.Handler {
+func withBodyLimit(limit int64, next http.Handler) http.Handler {
+	if limit <= 0 {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if r.ContentLength > limit {
+			// Refused before reading: nothing of it is echoed or parsed.
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
+				"message": fmt.Sprintf("the request body is larger than %d bytes", limit), "extensions": map[string]string{"code": "BAD_USER_INPUT"},
+			}}})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit) // bodies of unknown length
 		next.ServeHTTP(w, r)
 	})
 }

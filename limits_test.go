@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +152,27 @@ func TestConnectionsPerAddressAreLimited(t *testing.T) {
 		}
 		return code == http.StatusSwitchingProtocols
 	}, 5*time.Second, 50*time.Millisecond, "a closed connection frees its place")
+}
+
+// TestSizeLimitsAreConfigurable: the WebSocket message and HTTP body limits
+// follow their settings; over them, the WebSocket closes with 1009 and the
+// request gets 413, and the oversized input is not echoed back.
+func TestSizeLimitsAreConfigurable(t *testing.T) {
+	s := startServer(t, map[string]string{"LIMIT_WS_MESSAGE": "2048", "LIMIT_HTTP_BODY": "4096"})
+	big := strings.Repeat("x", 3000)
+	c := s.chatWS(t, "")
+	c.send("subscribe", "1", map[string]any{"query": "{ me { id } }", "variables": map[string]any{"pad": big}})
+	code, reason := c.closeCode(5 * time.Second)
+	assert.Equal(t, websocket.CloseMessageTooBig, code)
+	assert.NotContains(t, reason, "xxx")
+
+	r := s.do(t, "", `{ me { id } }`, map[string]any{"pad": big}) // under 4096: fine
+	assert.Empty(t, r.Errors)
+	body, _ := json.Marshal(map[string]any{"query": "{ me { id } }", "variables": map[string]any{"pad": strings.Repeat(big, 2)}})
+	resp, err := http.Post(s.URL+"/graphql", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	echoed, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	assert.NotContains(t, string(echoed), "xxx", "the body is not echoed back")
 }

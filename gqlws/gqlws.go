@@ -102,7 +102,7 @@ type Options struct {
 	// for that long is disconnected with 1013. Default 10s.
 	WriteTimeout time.Duration
 	// ReadLimit is the largest client message, in bytes; larger ones close the
-	// connection with 1009. Default 64 KiB.
+	// connection with 1009. Default (0) 64 KiB; negative: no limit.
 	ReadLimit int64
 	// ReadBufferSize and WriteBufferSize are the socket buffer sizes. Default
 	// 512 bytes and 1 KiB; write buffers are pooled between writes. Larger
@@ -220,7 +220,7 @@ func New(opts Options) *Transport {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
-	if opts.ReadLimit <= 0 {
+	if opts.ReadLimit == 0 {
 		opts.ReadLimit = 64 << 10
 	}
 	if opts.ReadBufferSize <= 0 {
@@ -304,7 +304,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	if err != nil {
 		return // the upgrader has answered the request
 	}
-	ws.SetReadLimit(t.opts.ReadLimit)
+	ws.SetReadLimit(max(t.opts.ReadLimit, 0)) // negative: no limit
 	if tcp, ok := hj.fc.Conn.(*net.TCPConn); ok && t.opts.SendBuffer > 0 {
 		_ = tcp.SetWriteBuffer(t.opts.SendBuffer)
 	}

@@ -112,7 +112,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	}
 	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	gql.Use(extension.FixedComplexityLimit(complexityLimit))
-	gql.SetErrorPresenter(resolvers.ErrorPresenter(log))
+	gql.SetErrorPresenter(countErrors(resolvers.ErrorPresenter(log)))
 	gql.SetRecoverFunc(resolvers.Recover(log))
 
 	reg, timer := newMetrics(ws, res)

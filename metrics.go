@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"strconv"
 	"time"
@@ -9,8 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/resolvers"
 )
 
@@ -22,6 +25,56 @@ var deliveryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Help:    "From an event's commit to its frames being handed to every subscriber of a shared subscription.",
 	Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 })
+
+// errorsByCode counts the errors answered to clients, by extensions.code
+// (INTERNAL and UNAVAILABLE are the ones to alert on).
+var errorsByCode = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "switchboard_errors_total",
+	Help: "GraphQL errors answered to clients, by extensions.code.",
+}, []string{"code"})
+
+// brokerErrors counts failed broker operations (Redis unreachable).
+var brokerErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "switchboard_broker_errors_total",
+	Help: "Broker publishes and subscribes that failed; live delivery falls back to the database meanwhile.",
+}, []string{"op"})
+
+// countErrors counts the errors present presents, by code.
+func countErrors(present graphql.ErrorPresenterFunc) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		e := present(ctx, err)
+		code, _ := e.Extensions["code"].(string)
+		errorsByCode.WithLabelValues(cmp.Or(code, "UNKNOWN")).Inc()
+		return e
+	}
+}
+
+// countingBroker counts a broker's failures.
+type countingBroker struct{ pubsub.Broker }
+
+func (b countingBroker) Publish(ctx context.Context, topic string, payload []byte) error {
+	err := b.Broker.Publish(ctx, topic, payload)
+	if err != nil {
+		brokerErrors.WithLabelValues("publish").Inc()
+	}
+	return err
+}
+
+func (b countingBroker) Subscribe(ctx context.Context, topic string) (*pubsub.Subscription, error) {
+	sub, err := b.Broker.Subscribe(ctx, topic)
+	if err != nil && ctx.Err() == nil {
+		brokerErrors.WithLabelValues("subscribe").Inc()
+	}
+	return sub, err
+}
+
+// Ping passes readiness checks through to brokers that have them.
+func (b countingBroker) Ping(ctx context.Context) error {
+	if p, ok := b.Broker.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
 
 // newMetrics returns the registry behind /metrics: Go and process
 // collectors, and switchboard_* metrics read from the parts that count.
@@ -40,7 +93,7 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 		Name: "switchboard_websocket_frames_written_total",
 		Help: "Results and completions written to WebSocket clients.",
 	}, func() float64 { return float64(ws.Stats().FramesWritten) }))
-	reg.MustRegister(&transportCollector{ws: ws, res: res}, deliveryLatency)
+	reg.MustRegister(&transportCollector{ws: ws, res: res}, deliveryLatency, errorsByCode, brokerErrors)
 	timer := &operationTimer{hist: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "switchboard_operation_duration_seconds",
 		Help:    "Time to answer queries and mutations, from parsed request to response.",

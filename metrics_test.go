@@ -39,9 +39,11 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 	ws := s.chatWS(t, alice.token)
 	ws.subscribe("s", `subscription { statusPosted { id } }`, nil)
 	primed[event](ws, "s", "statusPosted", func() { s.post(t, alice.token, "counted") })
+	limitedBefore := max(metric(t, s, `switchboard_errors_total{code="RATE_LIMITED"}`), 0) // process-wide
 	for range 3 {
 		s.do(t, alice.token, `mutation($r: ID!) { postMessage(roomId: $r, text: "x") { id } }`, map[string]any{"r": general.ID})
 	}
+	assert.Equal(t, limitedBefore+1, metric(t, s, `switchboard_errors_total{code="RATE_LIMITED"}`), "errors answered, by code")
 	bad := s.chatWS(t, "")
 	bad.send("nonsense", "", nil)
 	code, _ := bad.closeCode(5 * time.Second)

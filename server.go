@@ -98,10 +98,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	broker, brokerName, err := newBroker(ctx, cfg, db, log)
+	rawBroker, brokerName, err := newBroker(ctx, cfg, db, log)
 	if err != nil {
 		return err
 	}
+	broker := countingBroker{rawBroker}
 	defer broker.Close()
 	statuses := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, stream.Options{Log: log})
 	defer statuses.Close()

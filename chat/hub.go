@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub"
 )
@@ -167,32 +168,11 @@ func (h *Hub) applyPresence(payload []byte) {
 
 // follow applies a topic's messages, subscribing again when the broker
 // drops the subscription (a Redis outage): what was missed meanwhile is
-// ephemeral (typing) or re-read at the next change (room lists).
+// ephemeral (typing) or re-read at the next change (room lists), and
+// presence is re-announced in full every HeartbeatInterval.
 func (h *Hub) follow(ctx context.Context, topic string, sub *pubsub.Subscription, apply func([]byte)) {
 	defer h.wg.Done()
-	for {
-		select {
-		case <-h.done:
-			sub.Close()
-			return
-		case payload, ok := <-sub.C():
-			if ok {
-				apply(payload)
-				continue
-			}
-			for {
-				var err error
-				if sub, err = h.broker.Subscribe(ctx, topic); err == nil {
-					break
-				}
-				select {
-				case <-h.done:
-					return
-				case <-time.After(time.Second):
-				}
-			}
-		}
-	}
+	live.Follow(ctx, h.broker, topic, sub, h.done, apply, nil)
 }
 
 // SetTyping starts, renews or ends u's typing indicator in room on every

@@ -124,32 +124,13 @@ func (s *Service) Record(ctx context.Context, in []*models.KPIInput) ([]*models.
 	return kpis, nil
 }
 
-// follow refreshes the watchers of each announced module.
+// follow refreshes the watchers of each announced module, and of all
+// modules after the broker dropped the subscription.
 func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 	defer s.wg.Done()
-	for {
-		select {
-		case <-s.done:
-			sub.Close()
-			return
-		case payload, ok := <-sub.C():
-			if !ok {
-				// Dropped or broker gone: subscribe again, and refresh all,
-				// since announcements may have been missed.
-				var err error
-				for sub, err = s.broker.Subscribe(ctx, topic); err != nil; sub, err = s.broker.Subscribe(ctx, topic) {
-					select {
-					case <-s.done:
-						return
-					case <-time.After(time.Second):
-					}
-				}
-				s.refreshAll(ctx)
-				continue
-			}
-			s.refresh(ctx, string(payload))
-		}
-	}
+	live.Follow(ctx, s.broker, topic, sub, s.done,
+		func(payload []byte) { s.refresh(ctx, string(payload)) },
+		func() { s.refreshAll(ctx) })
 }
 
 // refresh sends module's current set to its watchers and marks the

@@ -179,31 +179,13 @@ func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, 
 	return w.l.C(), nil
 }
 
-// follow recounts for the watchers of each announced user.
+// follow recounts for the watchers of each announced user, and for all
+// after the broker dropped the subscription.
 func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 	defer s.wg.Done()
-	for {
-		select {
-		case <-s.done:
-			sub.Close()
-			return
-		case payload, ok := <-sub.C():
-			if !ok {
-				// Dropped or broker gone: subscribe again, and recount all.
-				var err error
-				for sub, err = s.broker.Subscribe(ctx, unreadTopic); err != nil; sub, err = s.broker.Subscribe(ctx, unreadTopic) {
-					select {
-					case <-s.done:
-						return
-					case <-time.After(time.Second):
-					}
-				}
-				s.recount(ctx, "*")
-				continue
-			}
-			s.recount(ctx, string(payload))
-		}
-	}
+	live.Follow(ctx, s.broker, unreadTopic, sub, s.done,
+		func(payload []byte) { s.recount(ctx, string(payload)) },
+		func() { s.recount(ctx, "*") })
 }
 
 // recount sends fresh counts to the watchers of user to ("*": everyone).

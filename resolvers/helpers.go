@@ -3,6 +3,7 @@ package resolvers
 import (
 	"context"
 	"encoding/base64"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,4 +76,29 @@ func (r *Resolver) currentUser(ctx context.Context) (*models.User, error) {
 		return nil, models.Errorf(models.Unauthenticated, "the user of this token no longer exists; sign in again")
 	}
 	return u, err
+}
+
+// relayPage turns items, fetched one beyond the page size n, into a relay
+// page: the edges (cursors of kind at pos) and where the page sits. A
+// forward page (newest first) continues after a cursor when continued; a
+// backward page (history, oldest first) continues before one.
+func relayPage[T, E any](items []T, n int, kind string, pos func(T) int64, edge func(cursor string, node T) E,
+	cursorOf func(E) *string, continued, backward bool) ([]E, *models.PageInfo) {
+	more := len(items) > n
+	if more {
+		items = items[:n]
+	}
+	info := &models.PageInfo{HasNextPage: more, HasPreviousPage: continued}
+	if backward {
+		slices.Reverse(items)
+		info.HasNextPage, info.HasPreviousPage = continued, more
+	}
+	edges := make([]E, len(items))
+	for i, it := range items {
+		edges[i] = edge(encodeCursor(kind, pos(it)), it)
+	}
+	if len(edges) > 0 {
+		info.StartCursor, info.EndCursor = cursorOf(edges[0]), cursorOf(edges[len(edges)-1])
+	}
+	return edges, info
 }

@@ -7,7 +7,6 @@ package resolvers
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -245,19 +244,10 @@ func (r *queryResolver) Statuses(ctx context.Context, first *int, after *string)
 	if err != nil {
 		return nil, err
 	}
-	conn := &models.StatusConnection{PageInfo: &models.PageInfo{HasPreviousPage: after != nil}}
-	if len(items) > n {
-		items, conn.PageInfo.HasNextPage = items[:n], true
-	}
-	conn.Edges = make([]*models.StatusEdge, len(items))
-	for i, st := range items {
-		conn.Edges[i] = &models.StatusEdge{Cursor: encodeCursor("status", st.ID), Node: st}
-	}
-	if len(items) > 0 {
-		conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
-		conn.PageInfo.EndCursor = &conn.Edges[len(items)-1].Cursor
-	}
-	return conn, nil
+	edges, info := relayPage(items, n, "status", func(st *models.Status) int64 { return st.ID },
+		func(c string, st *models.Status) *models.StatusEdge { return &models.StatusEdge{Cursor: c, Node: st} },
+		func(e *models.StatusEdge) *string { return &e.Cursor }, after != nil, false)
+	return &models.StatusConnection{Edges: edges, PageInfo: info}, nil
 }
 
 // Rooms is the resolver for the rooms field.
@@ -292,20 +282,10 @@ func (r *queryResolver) Messages(ctx context.Context, roomID string, last *int, 
 	if err != nil {
 		return nil, err
 	}
-	conn := &models.MessageConnection{PageInfo: &models.PageInfo{HasNextPage: before != nil}}
-	if len(items) > n {
-		items, conn.PageInfo.HasPreviousPage = items[:n], true
-	}
-	slices.Reverse(items)
-	conn.Edges = make([]*models.MessageEdge, len(items))
-	for i, m := range items {
-		conn.Edges[i] = &models.MessageEdge{Cursor: encodeCursor("message", m.Seq), Node: m}
-	}
-	if len(items) > 0 {
-		conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
-		conn.PageInfo.EndCursor = &conn.Edges[len(items)-1].Cursor
-	}
-	return conn, nil
+	edges, info := relayPage(items, n, "message", func(m *models.Message) int64 { return m.Seq },
+		func(c string, m *models.Message) *models.MessageEdge { return &models.MessageEdge{Cursor: c, Node: m} },
+		func(e *models.MessageEdge) *string { return &e.Cursor }, before != nil, true)
+	return &models.MessageConnection{Edges: edges, PageInfo: info}, nil
 }
 
 // Online is the resolver for the online field.
@@ -392,19 +372,12 @@ func (r *queryResolver) Notifications(ctx context.Context, unreadOnly *bool, fir
 	if err != nil {
 		return nil, err
 	}
-	conn := &models.NotificationConnection{PageInfo: &models.PageInfo{HasPreviousPage: after != nil}}
-	if len(items) > n {
-		items, conn.PageInfo.HasNextPage = items[:n], true
-	}
-	conn.Edges = make([]*models.NotificationEdge, len(items))
-	for i, it := range items {
-		conn.Edges[i] = &models.NotificationEdge{Cursor: encodeCursor("notification", it.ID), Node: it}
-	}
-	if len(items) > 0 {
-		conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
-		conn.PageInfo.EndCursor = &conn.Edges[len(items)-1].Cursor
-	}
-	return conn, nil
+	edges, info := relayPage(items, n, "notification", func(it *models.Notification) int64 { return it.ID },
+		func(c string, it *models.Notification) *models.NotificationEdge {
+			return &models.NotificationEdge{Cursor: c, Node: it}
+		},
+		func(e *models.NotificationEdge) *string { return &e.Cursor }, after != nil, false)
+	return &models.NotificationConnection{Edges: edges, PageInfo: info}, nil
 }
 
 // UnreadCount is the resolver for the unreadCount field.

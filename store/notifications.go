@@ -107,8 +107,14 @@ func (db *DB) MarkNotificationRead(ctx context.Context, u *models.User, id int64
 	if err != nil {
 		return nil, err
 	}
-	err = db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
-		Create(&models.NotificationRead{UserID: u.ID, NotificationID: id}).Error
+	for attempt := 1; attempt <= maxRecordAttempts; attempt++ {
+		// A deadlock with a concurrent mark-all (MySQL) is retried.
+		err = db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
+			Create(&models.NotificationRead{UserID: u.ID, NotificationID: id}).Error
+		if err == nil || !isWriteConflict(err) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("mark notification %d read", id))
 	}
@@ -119,15 +125,28 @@ func (db *DB) MarkNotificationRead(ctx context.Context, u *models.User, id int64
 // MarkAllNotificationsRead marks every unread notification of user's inbox
 // read and reports how many there were.
 func (db *DB) MarkAllNotificationsRead(ctx context.Context, u *models.User) (int, error) {
-	sub := inbox(db.gorm.Table("notifications"), u).
-		Select("?, notifications.id", u.ID).
-		Joins("LEFT JOIN notification_reads ON notification_reads.notification_id = notifications.id AND notification_reads.user_id = ?", u.ID).
-		Where("notification_reads.user_id IS NULL")
-	res := db.gorm.WithContext(ctx).Exec("INSERT INTO notification_reads (user_id, notification_id) ?", sub)
-	if res.Error != nil {
-		return 0, translate(res.Error, "mark all notifications read")
+	// Rows another tab marks meanwhile are skipped (IGNORE), not errors;
+	// on MySQL, the gap locks of INSERT … SELECT can still deadlock with a
+	// concurrent mark, and the loser simply runs again.
+	insert := "INSERT IGNORE INTO"
+	if db.dialect != MySQL {
+		insert = "INSERT OR IGNORE INTO"
 	}
-	return int(res.RowsAffected), nil
+	var err error
+	for attempt := 1; attempt <= maxRecordAttempts; attempt++ {
+		sub := inbox(db.gorm.Table("notifications"), u).
+			Select("?, notifications.id", u.ID).
+			Joins("LEFT JOIN notification_reads ON notification_reads.notification_id = notifications.id AND notification_reads.user_id = ?", u.ID).
+			Where("notification_reads.user_id IS NULL")
+		res := db.gorm.WithContext(ctx).Exec(insert+" notification_reads (user_id, notification_id) ?", sub)
+		if err = res.Error; err == nil {
+			return int(res.RowsAffected), nil
+		}
+		if !isWriteConflict(err) {
+			break
+		}
+	}
+	return 0, translate(err, "mark all notifications read")
 }
 
 // UnreadNotifications counts the unread notifications of user's inbox.

@@ -444,6 +444,21 @@ func TestUnreadCountsAndRoomsChanged(t *testing.T) {
 	direct := s.openDirect(t, alice.token, bob.ID)
 	got = until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == direct.ID })
 	assert.Equal(t, room{ID: direct.ID, Name: "alice", Direct: true}, got)
+
+	// The list, loaded in one go: each room's own count, each direct room
+	// named after its other member, for each of the two.
+	s.postMessage(t, alice.token, direct.ID, "psst")
+	s.postMessage(t, alice.token, ops.ID, "three")
+	lists := map[string][]room{}
+	for _, u := range []chatUser{alice, bob} {
+		var l struct{ Rooms []room }
+		s.mustDo(t, u.token, `{ rooms { `+roomFields+` } }`, nil, &l)
+		lists[u.Name] = l.Rooms
+	}
+	general = s.generalRoom(t)
+	assert.Equal(t, []room{{ID: general.ID, Name: "general"}, {ID: ops.ID, Name: "ops", UnreadCount: 1}, {ID: direct.ID, Name: "alice", Direct: true, UnreadCount: 1}}, lists["bob"])
+	assert.Equal(t, []room{{ID: general.ID, Name: "general"}, {ID: ops.ID, Name: "ops"}, {ID: direct.ID, Name: "bob", Direct: true}}, lists["alice"],
+		"posting marked alice's rooms read up to her own messages")
 }
 
 // TestRefreshSession: a fresh token for the same user, before the old one

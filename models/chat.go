@@ -18,6 +18,12 @@ type Room struct {
 	// "direct:<low id>:<high id>" for a direct one.
 	Key       string    `json:"-" gorm:"column:room_key;size:191;not null;uniqueIndex"`
 	CreatedAt time.Time `json:"createdAt" gorm:"not null"`
+
+	// Loaded with a room list for the user who asked, so that listing n
+	// rooms costs a few queries rather than a few per room: the other
+	// member of a direct room, and the unread count (nil: not loaded).
+	Peer   *User `json:"-" gorm:"-"`
+	Unread *int  `json:"-" gorm:"-"`
 }
 
 // RoomMember is one member of a direct room.

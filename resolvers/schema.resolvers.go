@@ -252,7 +252,28 @@ func (r *queryResolver) Statuses(ctx context.Context, first *int, after *string)
 
 // Rooms is the resolver for the rooms field.
 func (r *queryResolver) Rooms(ctx context.Context) ([]*models.Room, error) {
-	return r.DB.RoomsFor(ctx, callerID(ctx))
+	rooms, err := r.DB.RoomsFor(ctx, callerID(ctx))
+	if err != nil || callerID(ctx) == 0 {
+		return rooms, err
+	}
+	// The unread counts of the whole list in one query, not one per room.
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(rooms))
+	for i, room := range rooms {
+		ids[i] = room.ID
+	}
+	counts, err := r.DB.UnreadCounts(ctx, me, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, room := range rooms {
+		n := counts[room.ID]
+		room.Unread = &n
+	}
+	return rooms, nil
 }
 
 // Room is the resolver for the room field.
@@ -394,6 +415,9 @@ func (r *roomResolver) Name(ctx context.Context, obj *models.Room) (string, erro
 	if !obj.Direct {
 		return obj.Name, nil
 	}
+	if obj.Peer != nil {
+		return obj.Peer.Name, nil
+	}
 	members, err := r.DB.RoomMembers(ctx, obj.ID)
 	if err != nil {
 		return "", err
@@ -419,6 +443,9 @@ func (r *roomResolver) Members(ctx context.Context, obj *models.Room) ([]*models
 func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, error) {
 	if callerID(ctx) == 0 {
 		return 0, nil
+	}
+	if obj.Unread != nil {
+		return *obj.Unread, nil
 	}
 	me, err := r.currentUser(ctx)
 	if err != nil {

@@ -135,11 +135,45 @@ func (db *DB) RoomsFor(ctx context.Context, userID int64) ([]*models.Room, error
 			return nil, translate(err, "list direct rooms")
 		}
 	}
+	if err := db.loadPeers(ctx, userID, direct); err != nil {
+		return nil, err
+	}
 	out := append(public, direct...)
 	for _, r := range out {
 		r.CreatedAt = r.CreatedAt.UTC()
 	}
 	return out, nil
+}
+
+// loadPeers sets the other member (Peer) of each of userID's direct rooms,
+// in one query.
+func (db *DB) loadPeers(ctx context.Context, userID int64, rooms []*models.Room) error {
+	if len(rooms) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*models.Room, len(rooms))
+	ids := make([]int64, len(rooms))
+	for i, r := range rooms {
+		byID[r.ID], ids[i] = r, r.ID
+	}
+	var rows []struct {
+		RoomID int64
+		models.User
+	}
+	err := db.gorm.WithContext(ctx).Table("room_members").
+		Select("room_members.room_id AS room_id, users.*").
+		Joins("JOIN users ON users.id = room_members.user_id").
+		Where("room_members.room_id IN ? AND room_members.user_id <> ?", ids, userID).
+		Scan(&rows).Error
+	if err != nil {
+		return translate(err, "list direct room members")
+	}
+	for i := range rows {
+		u := rows[i].User
+		u.CreatedAt = u.CreatedAt.UTC()
+		byID[rows[i].RoomID].Peer = &u
+	}
+	return nil
 }
 
 // CreateMessage appends a message by author (text already validated) to

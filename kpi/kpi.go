@@ -15,6 +15,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboardhq/switchboard/live"
@@ -45,15 +46,9 @@ type Service struct {
 	broker pubsub.Broker
 	opts   Options
 
-	mu        sync.Mutex
-	modules   map[string]map[*live.Latest[*models.ModuleKPIs]]struct{}
-	dashboard map[int]map[*live.Latest[*models.Dashboard]]struct{} // by topN
-	dirty     bool                                                 // something changed since the last dashboard round
-
-	// readMu serialises each read of the database with the delivery of
-	// what it read, so that a watcher never ends with an older value
-	// delivered after a newer one.
-	readMu sync.Mutex
+	modules    live.Watchers[string, *models.ModuleKPIs]
+	dashboards live.Watchers[int, *models.Dashboard] // by topN
+	dirty      atomic.Bool                           // something changed since the last dashboard round
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -75,9 +70,7 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 	}
 	return &Service{
 		db: db, broker: broker, opts: opts,
-		modules:   make(map[string]map[*live.Latest[*models.ModuleKPIs]]struct{}),
-		dashboard: make(map[int]map[*live.Latest[*models.Dashboard]]struct{}),
-		done:      make(chan struct{}),
+		done: make(chan struct{}),
 	}
 }
 
@@ -136,106 +129,40 @@ func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 // refresh sends module's current set to its watchers and marks the
 // dashboard dirty.
 func (s *Service) refresh(ctx context.Context, module string) {
-	s.mu.Lock()
-	s.dirty = true
-	n := len(s.modules[module])
-	s.mu.Unlock()
-	if n == 0 {
-		return
-	}
-	s.readMu.Lock()
-	defer s.readMu.Unlock()
-	kpis, err := s.db.KPIs(ctx, module)
-	if err != nil {
+	s.dirty.Store(true)
+	if err := s.modules.Refresh(module, s.readModule(ctx, module)); err != nil {
 		s.opts.Log.WarnContext(ctx, "KPI refresh failed", "module", module, "err", err)
-		return
 	}
-	ev := &models.ModuleKPIs{Module: module, KPIs: kpis}
-	s.mu.Lock()
-	for w := range s.modules[module] {
-		w.Set(ev)
-	}
-	s.mu.Unlock()
 }
 
 func (s *Service) refreshAll(ctx context.Context) {
-	s.mu.Lock()
-	modules := make([]string, 0, len(s.modules))
-	for m := range s.modules {
-		modules = append(modules, m)
-	}
-	s.mu.Unlock()
-	for _, m := range modules {
+	for _, m := range s.modules.Keys() {
 		s.refresh(ctx, m)
+	}
+}
+
+// readModule reads module's KPI set.
+func (s *Service) readModule(ctx context.Context, module string) func() (*models.ModuleKPIs, error) {
+	return func() (*models.ModuleKPIs, error) {
+		kpis, err := s.db.KPIs(ctx, module)
+		if err != nil {
+			return nil, err
+		}
+		return &models.ModuleKPIs{Module: module, KPIs: kpis}, nil
 	}
 }
 
 // WatchModule returns module's KPI set: the current one at once, then the
 // new one after every change, until ctx ends.
 func (s *Service) WatchModule(ctx context.Context, module string) (<-chan *models.ModuleKPIs, error) {
-	w := live.NewLatest[*models.ModuleKPIs]()
-	s.mu.Lock()
-	if s.modules[module] == nil {
-		s.modules[module] = make(map[*live.Latest[*models.ModuleKPIs]]struct{})
-	}
-	s.modules[module][w] = struct{}{}
-	s.mu.Unlock()
-	forget := func() {
-		s.mu.Lock()
-		delete(s.modules[module], w)
-		if len(s.modules[module]) == 0 {
-			delete(s.modules, module)
-		}
-		s.mu.Unlock()
-	}
-	// Registered before reading, so a change committed meanwhile is not
-	// lost (at worst it is sent twice), and read under readMu, so a refresh
-	// running meanwhile cannot be overtaken by this older read.
-	s.readMu.Lock()
-	kpis, err := s.db.KPIs(ctx, module)
-	if err != nil {
-		s.readMu.Unlock()
-		forget()
-		return nil, err
-	}
-	w.Set(&models.ModuleKPIs{Module: module, KPIs: kpis})
-	s.readMu.Unlock()
-	go w.Run(ctx, forget)
-	return w.C(), nil
+	return s.modules.Watch(ctx, module, s.readModule(ctx, module))
 }
 
 // WatchDashboard returns the dashboard with topN movers: the current one at
 // once, then a fresh one after changes, at most once per
 // DashboardInterval; one computation serves every watcher of the same topN.
 func (s *Service) WatchDashboard(ctx context.Context, topN int) (<-chan *models.Dashboard, error) {
-	w := live.NewLatest[*models.Dashboard]()
-	s.mu.Lock()
-	if s.dashboard[topN] == nil {
-		s.dashboard[topN] = make(map[*live.Latest[*models.Dashboard]]struct{})
-	}
-	s.dashboard[topN][w] = struct{}{}
-	s.mu.Unlock()
-	forget := func() {
-		s.mu.Lock()
-		delete(s.dashboard[topN], w)
-		if len(s.dashboard[topN]) == 0 {
-			delete(s.dashboard, topN)
-		}
-		s.mu.Unlock()
-	}
-	// Registered first, computed under readMu: a round running meanwhile
-	// either waits for this or already included this watcher.
-	s.readMu.Lock()
-	d, err := s.Dashboard(ctx, topN)
-	if err != nil {
-		s.readMu.Unlock()
-		forget()
-		return nil, err
-	}
-	w.Set(d)
-	s.readMu.Unlock()
-	go w.Run(ctx, forget)
-	return w.C(), nil
+	return s.dashboards.Watch(ctx, topN, func() (*models.Dashboard, error) { return s.Dashboard(ctx, topN) })
 }
 
 // tick sends fresh dashboards each interval when something changed, and
@@ -259,35 +186,26 @@ func (s *Service) tick(ctx context.Context) {
 	}
 }
 
+// sendDashboards sends every dashboard size in use a fresh dashboard when
+// something changed, from one read of the KPIs.
 func (s *Service) sendDashboards(ctx context.Context) {
-	s.readMu.Lock()
-	defer s.readMu.Unlock()
-	s.mu.Lock()
-	dirty := s.dirty
-	s.dirty = false
-	sizes := make([]int, 0, len(s.dashboard))
-	for n := range s.dashboard {
-		sizes = append(sizes, n)
-	}
-	s.mu.Unlock()
-	if !dirty || len(sizes) == 0 {
+	if !s.dirty.Swap(false) {
 		return
 	}
-	kpis, err := s.db.KPIs(ctx, "")
+	err := s.dashboards.RefreshAll(func(sizes []int) (map[int]*models.Dashboard, error) {
+		kpis, err := s.db.KPIs(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[int]*models.Dashboard, len(sizes))
+		for _, n := range sizes {
+			out[n] = Summarize(kpis, n, s.opts.Now())
+		}
+		return out, nil
+	})
 	if err != nil {
 		s.opts.Log.WarnContext(ctx, "dashboard refresh failed", "err", err)
-		s.mu.Lock()
-		s.dirty = true
-		s.mu.Unlock()
-		return
-	}
-	for _, n := range sizes {
-		d := Summarize(kpis, n, s.opts.Now())
-		s.mu.Lock()
-		for w := range s.dashboard[n] {
-			w.Set(d)
-		}
-		s.mu.Unlock()
+		s.dirty.Store(true)
 	}
 }
 

@@ -35,19 +35,23 @@ type Service struct {
 	now    func() time.Time
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	watchers map[int64]map[*unreadWatcher]struct{} // by user id
-	// readMu serialises each count with the delivery of its result, so a
-	// watcher never ends with an older count delivered after a newer one.
-	readMu sync.Mutex
+	unread live.Watchers[inbox, int]
 
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
-type unreadWatcher struct {
-	user *models.User
-	l    *live.Latest[int]
+// inbox identifies a user's inbox: what counting it needs (see
+// store.InInbox), in a comparable key.
+type inbox struct {
+	userID      int64
+	createdNano int64
+}
+
+func inboxOf(u *models.User) inbox { return inbox{u.ID, u.CreatedAt.UnixNano()} }
+
+func (in inbox) user() *models.User {
+	return &models.User{ID: in.userID, CreatedAt: time.Unix(0, in.createdNano).UTC()}
 }
 
 // New returns a Service; Start runs its background work.
@@ -58,8 +62,7 @@ func New(db *store.DB, feed *stream.Feed[*models.Notification], broker pubsub.Br
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{db: db, feed: feed, broker: broker, now: now, log: log,
-		watchers: make(map[int64]map[*unreadWatcher]struct{}), done: make(chan struct{})}
+	return &Service{db: db, feed: feed, broker: broker, now: now, log: log, done: make(chan struct{})}
 }
 
 // Start follows unread-count announcements until Close.
@@ -149,34 +152,13 @@ func (s *Service) announce(ctx context.Context, to string) {
 // WatchUnread returns u's unread count: the current one at once, then the
 // new one after every change, until ctx ends.
 func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, error) {
-	w := &unreadWatcher{user: u, l: live.NewLatest[int]()}
-	s.mu.Lock()
-	if s.watchers[u.ID] == nil {
-		s.watchers[u.ID] = make(map[*unreadWatcher]struct{})
-	}
-	s.watchers[u.ID][w] = struct{}{}
-	s.mu.Unlock()
-	forget := func() {
-		s.mu.Lock()
-		delete(s.watchers[u.ID], w)
-		if len(s.watchers[u.ID]) == 0 {
-			delete(s.watchers, u.ID)
-		}
-		s.mu.Unlock()
-	}
-	// Registered before counting, so a change meanwhile is not lost; counted
-	// under readMu, so a recount meanwhile cannot be overtaken by this one.
-	s.readMu.Lock()
-	n, err := s.db.UnreadNotifications(ctx, u)
-	if err != nil {
-		s.readMu.Unlock()
-		forget()
-		return nil, err
-	}
-	w.l.Set(n)
-	s.readMu.Unlock()
-	go w.l.Run(ctx, forget)
-	return w.l.C(), nil
+	in := inboxOf(u)
+	return s.unread.Watch(ctx, in, s.count(ctx, in))
+}
+
+// count counts the unread notifications of an inbox.
+func (s *Service) count(ctx context.Context, in inbox) func() (int, error) {
+	return func() (int, error) { return s.db.UnreadNotifications(ctx, in.user()) }
 }
 
 // follow recounts for the watchers of each announced user, and for all
@@ -190,39 +172,16 @@ func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 
 // recount sends fresh counts to the watchers of user to ("*": everyone).
 func (s *Service) recount(ctx context.Context, to string) {
-	s.mu.Lock()
-	var users []int64
-	if to == "*" {
-		for id := range s.watchers {
-			users = append(users, id)
-		}
-	} else if id, err := strconv.ParseInt(to, 10, 64); err == nil && len(s.watchers[id]) > 0 {
-		users = append(users, id)
+	id, err := strconv.ParseInt(to, 10, 64)
+	if to != "*" && err != nil {
+		return
 	}
-	s.mu.Unlock()
-	for _, id := range users {
-		s.mu.Lock()
-		var u *models.User
-		for w := range s.watchers[id] {
-			u = w.user
-			break
-		}
-		s.mu.Unlock()
-		if u == nil {
+	for _, in := range s.unread.Keys() {
+		if to != "*" && in.userID != id {
 			continue
 		}
-		s.readMu.Lock()
-		n, err := s.db.UnreadNotifications(ctx, u)
-		if err != nil {
-			s.readMu.Unlock()
-			s.log.WarnContext(ctx, "unread recount failed", "user", id, "err", err)
-			continue
+		if err := s.unread.Refresh(in, s.count(ctx, in)); err != nil {
+			s.log.WarnContext(ctx, "unread recount failed", "user", in.userID, "err", err)
 		}
-		s.mu.Lock()
-		for w := range s.watchers[id] {
-			w.l.Set(n)
-		}
-		s.mu.Unlock()
-		s.readMu.Unlock()
 	}
 }

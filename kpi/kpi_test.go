@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/switchboardhq/switchboard/live/livetest"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/store"
@@ -29,27 +30,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // goroutine run until it blocks, so "nothing arrives" is a certainty rather
 // than a timeout.
 
-// received returns what c delivers once everything else has settled: the
-// values sent since the last call (a latest-value stream holds at most one).
-func received[T any](t *testing.T, c <-chan T) []T {
-	t.Helper()
-	var out []T
-	for {
-		synctest.Wait()
-		select {
-		case v, ok := <-c:
-			require.True(t, ok, "the channel is closed")
-			out = append(out, v)
-		default:
-			return out
-		}
-	}
-}
-
 // next returns the one value c delivers once everything else has settled.
 func next[T any](t *testing.T, c <-chan T) T {
 	t.Helper()
-	got := received(t, c)
+	got := livetest.Received(t, c)
 	require.Len(t, got, 1, "values delivered")
 	return got[0]
 }
@@ -213,7 +197,7 @@ func TestRecordRefusesBadInput(t *testing.T) {
 			stored, err := s.db.KPIs(t.Context(), "")
 			require.NoError(t, err)
 			assert.Empty(t, stored, "%s: the refused batch was stored", tt.name)
-			assert.Empty(t, received(t, watch), "%s: the refused batch was announced", tt.name)
+			assert.Empty(t, livetest.Received(t, watch), "%s: the refused batch was announced", tt.name)
 		}
 		record(t, s, value("sales", "revenue", 1))
 		assert.Equal(t, []string{"sales/revenue=1"}, values(next(t, watch).KPIs))
@@ -242,7 +226,7 @@ func TestWatchModule(t *testing.T) {
 		assert.Empty(t, first.KPIs, "a module without KPIs")
 
 		record(t, s, value("hr", "headcount", 4))
-		assert.Empty(t, received(t, sales), "another module's change reached the sales watcher")
+		assert.Empty(t, livetest.Received(t, sales), "another module's change reached the sales watcher")
 		record(t, s, value("hr", "headcount", 5), value("sales", "revenue", 6))
 		for _, c := range []<-chan *models.ModuleKPIs{sales, salesTab} {
 			ev := next(t, c)
@@ -252,7 +236,7 @@ func TestWatchModule(t *testing.T) {
 		}
 		record(t, s, value("rehab", "patients", 7))
 		assert.Equal(t, []string{"rehab/patients=7"}, values(next(t, rehab).KPIs))
-		assert.Empty(t, received(t, sales))
+		assert.Empty(t, livetest.Received(t, sales))
 
 		stop()
 		synctest.Wait()
@@ -282,7 +266,7 @@ func TestWatchDashboardRate(t *testing.T) {
 		}
 		events := []event{{start, first}}
 		collect := func() {
-			for _, d := range received(t, c) {
+			for _, d := range livetest.Received(t, c) {
 				events = append(events, event{time.Now(), d})
 			}
 		}
@@ -310,7 +294,7 @@ func TestWatchDashboardRate(t *testing.T) {
 		t.Logf("%d dashboards (the first included) in %v with a change every %v and an interval of %v", len(events), window, every, interval)
 
 		time.Sleep(10 * interval)
-		assert.Empty(t, received(t, c), "a dashboard without a change")
+		assert.Empty(t, livetest.Received(t, c), "a dashboard without a change")
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/switchboardhq/switchboard/live/livetest"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
@@ -23,24 +24,6 @@ import (
 
 // TestMain fails the package when a test leaves goroutines behind.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// received returns what c delivers once everything else has settled. The
-// tests run in synctest bubbles, database included, so "nothing arrives"
-// is a certainty rather than a timeout.
-func received[T any](t *testing.T, c <-chan T) []T {
-	t.Helper()
-	var out []T
-	for {
-		synctest.Wait()
-		select {
-		case v, ok := <-c:
-			require.True(t, ok, "the channel is closed")
-			out = append(out, v)
-		default:
-			return out
-		}
-	}
-}
 
 // env is the notification service as server.go wires it: a fresh SQLite
 // database, the in-process broker and a feed over both, with two users.
@@ -163,8 +146,8 @@ func TestSubscribe(t *testing.T) {
 		e.send(t, e.bob, "bob 1")
 		e.send(t, nil, "everyone 1")
 		e.send(t, e.ada, "ada 2")
-		assert.Equal(t, []string{"ada 1", "everyone 1", "ada 2"}, titles(received(t, ada)))
-		assert.Equal(t, []string{"bob 1", "everyone 1"}, titles(received(t, bob)))
+		assert.Equal(t, []string{"ada 1", "everyone 1", "ada 2"}, titles(livetest.Received(t, ada)))
+		assert.Equal(t, []string{"bob 1", "everyone 1"}, titles(livetest.Received(t, bob)))
 
 		// Resuming replays exactly what is missing of one's own inbox, then
 		// continues live.
@@ -181,23 +164,23 @@ func TestSubscribe(t *testing.T) {
 		var resumed []<-chan *models.Notification
 		for _, tt := range tests {
 			c := e.subscribe(t, e.ada, &tt.after)
-			assert.Equal(t, tt.want, titles(received(t, c)), "resumed %s", tt.name)
+			assert.Equal(t, tt.want, titles(livetest.Received(t, c)), "resumed %s", tt.name)
 			resumed = append(resumed, c)
 		}
 		e.send(t, e.bob, "bob 2")
 		e.send(t, e.ada, "ada 3")
 		for i, c := range append(resumed, ada) {
-			assert.Equal(t, []string{"ada 3"}, titles(received(t, c)), "subscription %d, live after resuming", i)
+			assert.Equal(t, []string{"ada 3"}, titles(livetest.Received(t, c)), "subscription %d, live after resuming", i)
 		}
-		assert.Equal(t, []string{"bob 2"}, titles(received(t, bob)))
+		assert.Equal(t, []string{"bob 2"}, titles(livetest.Received(t, bob)))
 
 		// Broadcasts sent before a user existed are not theirs.
 		time.Sleep(2 * time.Second)
 		cid := newUser(t, e.db, "cid")
 		all := e.subscribe(t, cid, ptr(int64(0)))
-		assert.Empty(t, received(t, all), "cid got what was sent before cid existed")
+		assert.Empty(t, livetest.Received(t, all), "cid got what was sent before cid existed")
 		e.send(t, nil, "everyone 2")
-		assert.Equal(t, []string{"everyone 2"}, titles(received(t, all)))
+		assert.Equal(t, []string{"everyone 2"}, titles(livetest.Received(t, all)))
 	})
 }
 
@@ -275,11 +258,11 @@ func TestWatchUnread(t *testing.T) {
 		}
 		for _, s := range steps {
 			s.do()
-			assert.Equal(t, s.ada, received(t, adaTab1), "%s: ada's first tab", s.name)
+			assert.Equal(t, s.ada, livetest.Received(t, adaTab1), "%s: ada's first tab", s.name)
 			if !s.adaTab2Excluded {
-				assert.Equal(t, s.ada, received(t, adaTab2), "%s: ada's second tab", s.name)
+				assert.Equal(t, s.ada, livetest.Received(t, adaTab2), "%s: ada's second tab", s.name)
 			}
-			assert.Equal(t, s.bob, received(t, bob), "%s: bob", s.name)
+			assert.Equal(t, s.bob, livetest.Received(t, bob), "%s: bob", s.name)
 		}
 		synctest.Wait()
 		_, ok := <-adaTab2

@@ -210,3 +210,31 @@ func TestReplicasStartTogether(t *testing.T) {
 	}
 	assert.Len(t, servers[2].generalRoomsNamed(t), 1, "one general room, however many replicas created the schema")
 }
+
+// TestRedisConnectionsStayBounded: however many clients and topics a
+// replica serves, it holds a handful of Redis connections (a small publish
+// pool and one subscription connection), never one per client.
+func TestRedisConnectionsStayBounded(t *testing.T) {
+	redis := redistest.Start(t)
+	a, _ := startReplicas(t, 1, redis.URL())
+	token := a.signIn(t, "owner")
+	var rooms []string
+	for i := range 20 {
+		rooms = append(rooms, a.createRoom(t, token, fmt.Sprintf("room-%d", i)).ID)
+	}
+	clients := make([]*wsClient, 60)
+	for i := range clients {
+		c := a.chatWS(t, token)
+		c.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": rooms[i%len(rooms)]})
+		c.subscribe("s", `subscription { statusPosted { id } }`, nil)
+		clients[i] = c
+	}
+	// Every subscription runs once the last room's first message reaches it.
+	for i, c := range clients {
+		primed[event](c, "m", "messageAdded", func() { a.postMessage(t, token, rooms[i%len(rooms)], "hello") })
+	}
+	conns := redis.Clients(t)
+	t.Logf("60 clients on 21 topics: the replica holds %d Redis connections", conns)
+	assert.LessOrEqual(t, conns, 9, "the publish pool (8) and one subscription connection")
+	assert.GreaterOrEqual(t, conns, 2, "it does use Redis")
+}

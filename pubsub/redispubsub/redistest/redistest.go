@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,4 +82,21 @@ func (s *Server) Stop() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
+}
+
+// Clients returns how many client connections the server has, not counting
+// the one this call opens.
+func (s *Server) Clients(tb testing.TB) int {
+	tb.Helper()
+	out, err := exec.Command("redis-cli", "-p", strconv.Itoa(s.Port), "CLIENT", "LIST").Output()
+	if err != nil {
+		tb.Fatalf("redis-cli CLIENT LIST: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.Contains(line, "cmd=client") {
+			n++
+		}
+	}
+	return n
 }

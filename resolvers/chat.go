@@ -44,6 +44,20 @@ func (r *Resolver) visibleRoom(ctx context.Context, id string) (*models.Room, er
 	return r.DB.RoomFor(ctx, roomID, callerID(ctx))
 }
 
+// callerIn returns the signed-in caller and room id, which they may see
+// (see visibleRoom): the start of every chat mutation.
+func (r *Resolver) callerIn(ctx context.Context, roomID string) (*models.User, *models.Room, error) {
+	me, err := r.currentUser(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	room, err := r.visibleRoom(ctx, roomID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return me, room, nil
+}
+
 // joinPresence counts a signed-in caller online in room while ctx (the
 // subscription's) lasts.
 func (r *Resolver) joinPresence(ctx context.Context, roomID int64) {

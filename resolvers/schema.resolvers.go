@@ -120,11 +120,7 @@ func (r *mutationResolver) OpenDirectRoom(ctx context.Context, userID string) (*
 
 // PostMessage is the resolver for the postMessage field.
 func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text string) (*models.Message, error) {
-	me, err := r.currentUser(ctx)
-	if err != nil {
-		return nil, err
-	}
-	room, err := r.visibleRoom(ctx, roomID)
+	me, room, err := r.callerIn(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -150,11 +146,7 @@ func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text 
 
 // SetTyping is the resolver for the setTyping field.
 func (r *mutationResolver) SetTyping(ctx context.Context, roomID string, typing bool) (bool, error) {
-	me, err := r.currentUser(ctx)
-	if err != nil {
-		return false, err
-	}
-	room, err := r.visibleRoom(ctx, roomID)
+	me, room, err := r.callerIn(ctx, roomID)
 	if err != nil {
 		return false, err
 	}
@@ -167,11 +159,7 @@ func (r *mutationResolver) SetTyping(ctx context.Context, roomID string, typing 
 
 // MarkRoomRead is the resolver for the markRoomRead field.
 func (r *mutationResolver) MarkRoomRead(ctx context.Context, roomID string) (*models.Room, error) {
-	me, err := r.currentUser(ctx)
-	if err != nil {
-		return nil, err
-	}
-	room, err := r.visibleRoom(ctx, roomID)
+	me, room, err := r.callerIn(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}

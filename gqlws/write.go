@@ -334,11 +334,5 @@ func (c *conn) writeClose(code int, reason string) {
 	f := newFramer()
 	defer f.release()
 	f.append(websocket.FormatCloseMessage(code, reason))
-	c.broken = !c.sendLocked(f.frame(opClose))
-	if !c.broken && len(c.pending) > 0 {
-		c.writingSince.Store(time.Now().UnixNano())
-		_, _ = c.fc.Conn.Write(c.pending)
-		c.writingSince.Store(0)
-		c.pending = nil
-	}
+	_ = c.sendLocked(f.frame(opClose)) && c.drainLocked()
 }

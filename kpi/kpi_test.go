@@ -454,3 +454,32 @@ func TestStartDemo(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestOnlyOneReplicaFeedsTheDemo: two services on one MySQL database both
+// start the demo feed; only the one holding the lead records, so each KPI
+// moves once per interval, not twice.
+func TestOnlyOneReplicaFeedsTheDemo(t *testing.T) {
+	url := storetest.MySQLURL(t)
+	replica := func() *Service {
+		db, err := store.Open(t.Context(), url, nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		require.NoError(t, db.Migrate(t.Context()))
+		s := New(db, mempubsub.New(0), Options{})
+		require.NoError(t, s.Start(t.Context()))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := replica(), replica()
+	const interval, rounds = 100 * time.Millisecond, 10
+	a.StartDemo(t.Context(), interval)
+	b.StartDemo(t.Context(), interval)
+	time.Sleep(rounds*interval + interval/2)
+	ss, err := a.db.KPIHistory(t.Context(), "finance", "revenue", time.Now().Add(-time.Hour), 100)
+	require.NoError(t, err)
+	t.Logf("%d samples in %d intervals", len(ss), rounds)
+	// One feeder records at start and at each tick: at most rounds+1 (+1 for
+	// a tick at the very end); two would record about twice that.
+	assert.LessOrEqual(t, len(ss), rounds+2, "only one replica feeds")
+	assert.GreaterOrEqual(t, len(ss), rounds/2, "the feed runs")
+}

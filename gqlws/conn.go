@@ -14,6 +14,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/switchboardhq/switchboard/ratelimit"
@@ -76,6 +77,7 @@ type operation struct {
 
 	mu    sync.Mutex
 	leave func() // leaves the operation's group, once it is a member
+	field string // the subscription's root field while it is counted
 }
 
 // shareInfo says how an operation may join a group.
@@ -83,6 +85,23 @@ type shareInfo struct {
 	key      string
 	afterVar string
 	params   *graphql.RawParams
+}
+
+// counted counts the operation among the running subscriptions of its
+// root field until it ends.
+func (op *operation) counted(rc *graphql.OperationContext) {
+	field := "unknown"
+	if sel := rc.Operation.SelectionSet; len(sel) > 0 {
+		if f, ok := sel[0].(*ast.Field); ok {
+			field = f.Name
+		}
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if !op.ended.Load() {
+		op.field = field
+		op.conn.t.countSubscription(field, 1)
+	}
 }
 
 func (op *operation) setLeave(f func()) {
@@ -98,6 +117,10 @@ func (op *operation) end() {
 	op.mu.Lock()
 	leave := op.leave
 	op.leave = nil
+	if op.field != "" {
+		op.conn.t.countSubscription(op.field, -1)
+		op.field = ""
+	}
 	op.mu.Unlock()
 	if leave != nil {
 		leave()
@@ -120,7 +143,7 @@ func (op *operation) release() {
 // (payload) or its complete.
 type outFrame struct {
 	op       *operation
-	payload  []byte
+	result   *sharedResult
 	complete bool
 }
 
@@ -189,7 +212,7 @@ func (c *conn) serve(ctx context.Context) {
 		if c.fc != nil && c.fc.waitReadable() {
 			go func() { next <- c.receive(ctx) }()
 		} else {
-			typ, data, err := c.ws.ReadMessage()
+			typ, data, err := c.readMessage()
 			go func() { next <- c.received(ctx, typ, data, err) }()
 		}
 		if ctx = <-next; ctx == nil || c.closed.Load() {
@@ -200,7 +223,7 @@ func (c *conn) serve(ctx context.Context) {
 
 // receive reads one message and handles it.
 func (c *conn) receive(ctx context.Context) context.Context {
-	typ, data, err := c.ws.ReadMessage()
+	typ, data, err := c.readMessage()
 	return c.received(ctx, typ, data, err)
 }
 
@@ -477,6 +500,9 @@ func (c *conn) prepare(ctx context.Context, id string, op *operation, params *gr
 		c.finish(id, op) // the id is free once the client reads the error
 		c.writeErrors(id, resp.Errors)
 		return
+	}
+	if rc.Operation.Operation == ast.Subscription {
+		op.counted(rc)
 	}
 	if key, afterVar, ok := c.t.shareKey(ctx, rc); ok {
 		op.share = &shareInfo{key: key, afterVar: afterVar, params: params}

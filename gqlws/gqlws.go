@@ -149,6 +149,11 @@ type Options struct {
 	// Operations limits how fast one connection may start operations; one
 	// over it gets a RATE_LIMITED error. Zero: no limit.
 	Operations ratelimit.Limit
+	// Compression offers permessage-deflate (RFC 7692, without context
+	// takeover) to clients that ask for it. Messages of 256 bytes and more
+	// are then sent to them compressed; a result shared by many
+	// subscribers is compressed once for all (see deflate.go).
+	Compression bool
 	// MaxConnsPerAddr is how many connections one client address (the
 	// request's RemoteAddr, which TRUSTED_PROXIES may have set from
 	// X-Forwarded-For) may hold; the upgrade beyond it is refused with 429.
@@ -178,6 +183,7 @@ type Transport struct {
 	statsMu       sync.Mutex
 	closes        map[int]uint64    // by close code
 	refused       map[string]uint64 // by limit
+	subs          map[string]int64  // running subscriptions by root field
 }
 
 // Stats are a Transport's counters since it started.
@@ -185,13 +191,20 @@ type Stats struct {
 	FramesWritten uint64            // data frames handed to sockets
 	Closes        map[int]uint64    // connections closed by the server or client, by close code
 	Refused       map[string]uint64 // operations or connections refused, by limit
+	Subscriptions map[string]int64  // subscriptions running, by root field
 }
 
 // Stats returns the Transport's counters.
 func (t *Transport) Stats() Stats {
 	t.statsMu.Lock()
 	defer t.statsMu.Unlock()
-	return Stats{FramesWritten: t.framesWritten.Load(), Closes: maps.Clone(t.closes), Refused: maps.Clone(t.refused)}
+	return Stats{FramesWritten: t.framesWritten.Load(), Closes: maps.Clone(t.closes), Refused: maps.Clone(t.refused), Subscriptions: maps.Clone(t.subs)}
+}
+
+func (t *Transport) countSubscription(field string, delta int64) {
+	t.statsMu.Lock()
+	t.subs[field] += delta
+	t.statsMu.Unlock()
 }
 
 func (t *Transport) countClose(code int) {
@@ -247,12 +260,16 @@ func New(opts Options) *Transport {
 		perAddr: make(map[string]int),
 		closes:  make(map[int]uint64),
 		refused: make(map[string]uint64),
+		subs:    make(map[string]int64),
 		groups:  make(map[string]*group),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,
 			WriteBufferSize:  opts.WriteBufferSize,
 			WriteBufferPool:  &sync.Pool{},
+			// gorilla negotiates; the frames are compressed here (the
+			// writes are this package's).
+			EnableCompression: opts.Compression,
 			// Do checks the origin itself, to answer 403.
 			CheckOrigin: func(*http.Request) bool { return true },
 		},

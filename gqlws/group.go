@@ -49,8 +49,8 @@ type group struct {
 }
 
 type ringEntry struct {
-	pos     int64
-	payload []byte
+	pos    int64
+	result *sharedResult
 }
 
 // positions is the FIFO of event positions a stream announces before each
@@ -212,25 +212,28 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below
 		}
+		var compress bool
 		g.mu.Lock()
 		g.head = pos
 		if len(g.ring) == ringSize {
 			copy(g.ring, g.ring[1:])
 			g.ring = g.ring[:ringSize-1]
 		}
-		g.ring = append(g.ring, ringEntry{pos: pos, payload: payload})
 		batch = batch[:0]
 		for m := range g.members {
 			if pos > m.lastPos {
 				m.lastPos = pos
 				batch = append(batch, m)
+				compress = compress || m.conn.fc.deflate
 			}
 		}
+		result := newSharedResult(payload, compress)
+		g.ring = append(g.ring, ringEntry{pos: pos, result: result})
 		g.mu.Unlock()
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		fanOut(batch, payload)
+		fanOut(batch, result)
 		g.t.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
 		if !at.IsZero() && g.t.opts.OnDelivered != nil && len(batch) > 0 {
 			g.t.opts.OnDelivered(time.Since(at))
@@ -246,24 +249,24 @@ const fanOutChunk = 512
 // made there and then when the socket takes them (see write.go), so a large
 // group is split over one goroutine per processor, and fanOut returns when
 // every member has its frame written or queued.
-func fanOut(members []*operation, payload []byte) {
+func fanOut(members []*operation, result *sharedResult) {
 	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
 	if n <= 1 {
-		deliver(members, payload)
+		deliver(members, result)
 		return
 	}
 	var wg sync.WaitGroup
 	size := (len(members) + n - 1) / n
 	for part := range slices.Chunk(members[size:], size) {
-		wg.Go(func() { deliver(part, payload) })
+		wg.Go(func() { deliver(part, result) })
 	}
-	deliver(members[:size], payload)
+	deliver(members[:size], result)
 	wg.Wait()
 }
 
-func deliver(members []*operation, payload []byte) {
+func deliver(members []*operation, result *sharedResult) {
 	for _, m := range members {
-		m.conn.enqueue(outFrame{op: m, payload: payload})
+		m.conn.enqueue(outFrame{op: m, result: result})
 	}
 }
 
@@ -283,7 +286,7 @@ func (g *group) join(op *operation, pos int64) bool {
 			return false // too far behind: catch up privately first
 		}
 		for _, e := range g.ring[i:] {
-			op.conn.enqueue(outFrame{op: op, payload: e.payload})
+			op.conn.enqueue(outFrame{op: op, result: e.result})
 		}
 		pos = g.head
 	}

@@ -2,6 +2,7 @@ package gqlws
 
 import (
 	"bufio"
+	"bytes"
 	"net"
 	"net/http"
 	"syscall"
@@ -34,6 +35,11 @@ type frameConn struct {
 	// serialised with the connection's own; nil until the connection is set
 	// up (the handshake's response goes straight out).
 	write func([]byte) (int, error)
+	// deflate reports whether the handshake's response (the first write)
+	// agreed to permessage-deflate: gorilla decides and writes it, and this
+	// is where the decision can be seen.
+	deflate    bool
+	handshaken bool
 
 	hdr   [14]byte // the frame header read so far
 	hn    int      // bytes of hdr filled
@@ -91,6 +97,10 @@ func (fc *frameConn) Read(p []byte) (int, error) {
 func (fc *frameConn) Write(p []byte) (int, error) {
 	if fc.write != nil {
 		return fc.write(p)
+	}
+	if !fc.handshaken {
+		fc.handshaken = true
+		fc.deflate = bytes.Contains(p, []byte("\r\nSec-WebSocket-Extensions: permessage-deflate"))
 	}
 	return fc.Conn.Write(p)
 }

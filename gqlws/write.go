@@ -138,9 +138,9 @@ func (c *conn) drainLocked() bool {
 func (c *conn) writeLocked(payload []byte) bool {
 	f := newFramer()
 	defer f.release()
-	f.append(payload)
+	op := c.appendText(&f, payload)
 	c.t.framesWritten.Add(1)
-	return c.sendLocked(f.frame(opText)) && c.drainLocked()
+	return c.sendLocked(f.frame(op)) && c.drainLocked()
 }
 
 // write sends one data frame unless ctx (the operation's) has ended. A write
@@ -162,8 +162,7 @@ func (c *conn) write(ctx context.Context, frame []byte) bool {
 // releasing it.
 func (c *conn) sendSoon(payload []byte) {
 	f := newFramer()
-	f.append(payload)
-	c.sendLocked(f.frame(opText))
+	c.sendLocked(f.frame(c.appendText(&f, payload)))
 	f.release()
 }
 
@@ -278,14 +277,23 @@ func (c *conn) writeQueued(f outFrame) bool {
 	}
 	fr := newFramer()
 	defer fr.release()
-	if c.proto == TransportWS {
-		fr.append(nextPrefix)
-	} else {
-		fr.append(dataPrefix)
+	prefix := nextPrefix
+	if c.proto != TransportWS {
+		prefix = dataPrefix
 	}
+	if n := len(prefix) + len(f.op.idJS) + len(payloadInfix); c.fc.deflate && f.result.tail != nil && n <= maxStored {
+		// The head, stored as is, then the result compressed once for all.
+		fr.b = appendStoredHeader(fr.b, n)
+		fr.append(prefix)
+		fr.append(f.op.idJS)
+		fr.append(payloadInfix)
+		fr.append(f.result.tail)
+		return c.sendLocked(fr.frame(opText | rsv1))
+	}
+	fr.append(prefix)
 	fr.append(f.op.idJS)
 	fr.append(payloadInfix)
-	fr.append(f.payload)
+	fr.append(f.result.json)
 	fr.append(frameSuffix)
 	return c.sendLocked(fr.frame(opText))
 }
@@ -294,8 +302,7 @@ func (c *conn) writeQueued(f outFrame) bool {
 func (c *conn) sendFramed(payload []byte) bool {
 	f := newFramer()
 	defer f.release()
-	f.append(payload)
-	return c.sendLocked(f.frame(opText))
+	return c.sendLocked(f.frame(c.appendText(&f, payload)))
 }
 
 var (

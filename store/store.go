@@ -57,6 +57,7 @@ type DB struct {
 	log     *slog.Logger
 
 	streams sync.Map // stream names known to have a row
+	errs    errorCounts
 }
 
 // Open connects to the database named by rawURL: "sqlite:PATH" for the
@@ -100,6 +101,10 @@ func Open(ctx context.Context, rawURL string, log *slog.Logger) (*DB, error) {
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	}
 	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, log: log}
+	if err := db.countErrors(); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.Ping(pingCtx); err != nil {

@@ -1,0 +1,58 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+
+	"gorm.io/gorm"
+)
+
+// errorCounts counts the statements that failed, by kind, for metrics:
+// "connection" (the database is unreachable), "conflict" (a unique key or
+// a deadlock: expected under contention, and retried or answered), and
+// "other" (worth a look). A record not found and a cancelled request are
+// not failures.
+type errorCounts struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+// ErrorCounts returns how many statements have failed since the database
+// was opened, by kind.
+func (db *DB) ErrorCounts() map[string]uint64 {
+	db.errs.mu.Lock()
+	defer db.errs.mu.Unlock()
+	return maps.Clone(db.errs.n)
+}
+
+// countErrors registers gorm callbacks that count failed statements.
+func (db *DB) countErrors() error {
+	db.errs.n = make(map[string]uint64)
+	count := func(tx *gorm.DB) {
+		err := tx.Error
+		if err == nil || errors.Is(err, gorm.ErrRecordNotFound) || errors.Is(err, context.Canceled) {
+			return
+		}
+		kind := "other"
+		switch {
+		case isConnectionError(err):
+			kind = "connection"
+		case isWriteConflict(err):
+			kind = "conflict"
+		}
+		db.errs.mu.Lock()
+		db.errs.n[kind]++
+		db.errs.mu.Unlock()
+	}
+	cb := db.gorm.Callback()
+	return errors.Join(
+		cb.Create().After("gorm:create").Register("switchboard:count_errors", count),
+		cb.Query().After("gorm:query").Register("switchboard:count_errors", count),
+		cb.Update().After("gorm:update").Register("switchboard:count_errors", count),
+		cb.Delete().After("gorm:delete").Register("switchboard:count_errors", count),
+		cb.Row().After("gorm:row").Register("switchboard:count_errors", count),
+		cb.Raw().After("gorm:raw").Register("switchboard:count_errors", count),
+	)
+}

@@ -111,6 +111,9 @@ func (t *tally) parseFast(msg []byte) (id int64, seq int, sent int64, ok bool) {
 		return 0, 0, 0, false
 	}
 	if sent, _, ok = cutInt(b, '"'); !ok {
+		sent, _, ok = cutInt(b, ' ') // a padded text
+	}
+	if !ok {
 		return 0, 0, 0, false
 	}
 	return id, int(n), sent, true
@@ -127,6 +130,7 @@ func (t *tally) parseText(text string) (seq int, sent int64, ok bool) {
 	if !found {
 		return 0, 0, false
 	}
+	n, _, _ = strings.Cut(n, " ") // padding follows a space
 	q, err1 := strconv.Atoi(s)
 	sent, err2 := strconv.ParseInt(n, 10, 64)
 	return q, sent, err1 == nil && err2 == nil && q >= 0

@@ -205,7 +205,7 @@ func TestCountMissing(t *testing.T) {
 func TestParse(t *testing.T) {
 	tl := newTally("ab12", []stepPlan{{rate: 1, posts: 10}}, &errorLog{})
 	now := time.Now()
-	text := statusText("ab12", 7, now)
+	text := statusText("ab12", 7, now, 0)
 	msg := []byte(`{"id":"1","type":"next","payload":{"data":{"statusPosted":{"id":"42","text":"` + text + `"}}}}`)
 	id, seq, sent, ok := tl.parseFast(msg)
 	require.True(t, ok)
@@ -229,6 +229,18 @@ func TestParse(t *testing.T) {
 	}
 	_, _, ok = tl.parseText("hello")
 	assert.False(t, ok)
+
+	// A padded text: about the size asked for, parsed the same.
+	padded := statusText("ab12", 8, now, 300)
+	assert.InDelta(t, 300, len(padded), 20)
+	_, seq, sent, ok = tl.parseFast([]byte(`{"statusPosted":{"id":"43","text":"` + padded + `"}}`))
+	require.True(t, ok, padded)
+	assert.Equal(t, 8, seq)
+	assert.Equal(t, now.UnixNano(), sent)
+	seq, sent, ok = tl.parseText(padded)
+	require.True(t, ok)
+	assert.Equal(t, 8, seq)
+	assert.Equal(t, now.UnixNano(), sent)
 }
 
 func TestFlags(t *testing.T) {

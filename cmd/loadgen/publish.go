@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,24 +125,49 @@ func (a *api) post(ctx context.Context, text string) (string, error) {
 }
 
 // statusText is what the publisher posts for seq; subscribers parse the send
-// time back out of it.
-func statusText(runID string, seq int, sent time.Time) string {
-	b := make([]byte, 0, 48)
+// time back out of it. With pad, words follow, after a space, up to about
+// pad bytes in all: prose-like text, compressible as much as real posts.
+func statusText(runID string, seq int, sent time.Time, pad int) string {
+	b := make([]byte, 0, max(48, pad+16))
 	b = append(b, "lg:"...)
 	b = append(b, runID...)
 	b = append(b, ':')
 	b = strconv.AppendInt(b, int64(seq), 10)
 	b = append(b, ':')
 	b = strconv.AppendInt(b, sent.UnixNano(), 10)
+	pad = min(pad, 480)
+	for r := uint64(seq)*0x9e3779b97f4a7c15 + 1; len(b) < pad; {
+		r ^= r << 13
+		r ^= r >> 7
+		r ^= r << 17
+		b = append(b, ' ')
+		b = append(b, padWords[r%uint64(len(padWords))]...)
+	}
 	return string(b)
 }
+
+// padWords are common English words, for padding.
+var padWords = strings.Fields(`the of and to in is you that it he was for on are as with his they at be
+this have from or one had by word but not what all were we when your can said there use an each which she
+do how their if will up other about out many then them these so some her would make like him into time has
+look two more write go see number no way could people my than first water been call who oil its now find
+long down day did get come made may part over new sound take only little work know place year live me back
+give most very after thing our just name good sentence man think say great where help through much before
+line right too mean old any same tell boy follow came want show also around form three small set put end
+does another well large must big even such because turn here why ask went men read need land different home
+us move try kind hand picture again change off play spell air away animal house point page letter mother
+answer found study still learn should world high every near add food between own below country plant last
+school father keep tree never start city earth eye light thought head under story saw left few while along
+might close something seem next hard open example begin life always those both paper together got group
+often run important until children side feet car mile night walk white sea began grow took river four carry`)
 
 // publisher posts statuses on a schedule. Post seq (0-based over the whole
 // run) is due at the step's start + i/rate; up to inflight posts run at once,
 // and a post that starts more than one interval after it was due counts as
 // late (the publisher, or the server's mutation path, could not keep up).
 type publisher struct {
-	api      *api
+	apis     []*api // posting in turn
+	pad      int    // bytes of words each text is padded to
 	runID    string
 	inflight int
 	errs     *errorLog
@@ -192,7 +218,7 @@ loop:
 		wg.Go(func() {
 			defer func() { <-sem }()
 			t0 := time.Now()
-			_, err := p.api.post(ctx, statusText(p.runID, seq, t0))
+			_, err := p.apis[seq%len(p.apis)].post(ctx, statusText(p.runID, seq, t0, p.pad))
 			p.latency.record(time.Since(t0))
 			if err != nil {
 				res.failed.Add(1)

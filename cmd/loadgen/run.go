@@ -44,6 +44,9 @@ type config struct {
 	initAuth        bool
 	inflight        int
 	compare         bool
+	compress        bool
+	textSize        int
+	posters         int
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
@@ -69,6 +72,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.token, "token", "", "bearer token for posting (default: signIn as a guest)")
 	fs.BoolVar(&c.initAuth, "init-auth", true, "send the token in every connection_init, as signed-in clients do")
 	fs.IntVar(&c.inflight, "publishers", 64, "posts in flight at most")
+	fs.BoolVar(&c.compress, "compress", false, "offer permessage-deflate on every connection, as browsers do")
+	fs.IntVar(&c.textSize, "text-size", 0, "pad each status text with words to about this many bytes (at most 480), for a realistic payload size")
+	fs.IntVar(&c.posters, "posters", 0, "guests posting in turn (default: one per 2 posts/s of the highest rate, within the server's default LIMIT_STATUSES); ignored with -token")
 	fs.BoolVar(&c.compare, "compare", false, "then measure a baseline server (loadgen baseline, started as a child process on 127.0.0.1) the same way and report both")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -168,7 +174,7 @@ func endpointsOf(raw string) (endpoints, error) {
 // dialers returns one WebSocket dialer per source address. Connections to a
 // loopback IPv4 server are spread over 127.0.0.1..127.0.0.N, each source
 // address having its own ephemeral ports; other targets get one dialer.
-func dialers(host string, sources int, timeout time.Duration) []*websocket.Dialer {
+func dialers(host string, sources int, timeout time.Duration, compress bool) []*websocket.Dialer {
 	ip := net.ParseIP(host)
 	if host == "localhost" {
 		ip = net.IPv4(127, 0, 0, 1)
@@ -190,9 +196,21 @@ func dialers(host string, sources int, timeout time.Duration) []*websocket.Diale
 			ReadBufferSize:   1024,
 			WriteBufferSize:  1024,
 			WriteBufferPool:  pool,
+			// Compression (when offered) is negotiated per connection;
+			// gorilla decompresses what arrives compressed.
+			EnableCompression: compress,
 		})
 	}
 	return ds
+}
+
+// maxRate is the highest post rate of a plan.
+func maxRate(plan []stepPlan) float64 {
+	var r float64
+	for _, s := range plan {
+		r = max(r, s.rate)
+	}
+	return r
 }
 
 func newRunID() string {
@@ -252,10 +270,23 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	a := &api{client: client, endpoint: ep.graphql, token: cfg.token}
+	posters := []*api{a}
 	if a.token == "" {
-		if a.token, err = a.signIn(ctx, "loadgen"); err != nil {
-			return nil, err
+		// Several guests post in turn, so that the rate stays within each
+		// one's statuses-per-second limit.
+		n := cfg.posters
+		if n <= 0 {
+			n = int(math.Ceil(maxRate(plan) / 2))
 		}
+		posters = posters[:0]
+		for i := range max(n, 1) {
+			p := &api{client: client, endpoint: ep.graphql}
+			if p.token, err = p.signIn(ctx, fmt.Sprintf("loadgen-%d", i+1)); err != nil {
+				return nil, err
+			}
+			posters = append(posters, p)
+		}
+		a.token = posters[0].token
 	}
 	after, err := a.newest(ctx)
 	if err != nil {
@@ -291,7 +322,7 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 	if cfg.initAuth {
 		subToken = a.token
 	}
-	conn := newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout), cfg.proto, subToken, after, cfg.timeout, t)
+	conn := newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout, cfg.compress), cfg.proto, subToken, after, cfg.timeout, t)
 	perConn := newHistogram()
 	connectCPU := startCPU(pr)
 	t0 := time.Now()
@@ -337,7 +368,7 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 	}
 
 	// Post, step by step.
-	pub := &publisher{api: a, runID: runID, inflight: cfg.inflight, errs: errs, posted: make([]bool, t.total()), latency: newHistogram()}
+	pub := &publisher{apis: posters, pad: cfg.textSize, runID: runID, inflight: cfg.inflight, errs: errs, posted: make([]bool, t.total()), latency: newHistogram()}
 	window := startCPU(pr)
 	var steps []StepReport
 	var stopReason string

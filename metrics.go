@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -56,8 +57,22 @@ func (b countingBroker) Publish(ctx context.Context, topic string, payload []byt
 	err := b.Broker.Publish(ctx, topic, payload)
 	if err != nil {
 		brokerErrors.WithLabelValues("publish").Inc()
+	} else {
+		eventsPublished.WithLabelValues(topicKind(topic)).Inc()
 	}
 	return err
+}
+
+// eventsPublished counts the events announced on the broker, by topic kind.
+var eventsPublished = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "switchboard_events_published_total",
+	Help: "Events announced to subscribers through the broker, by topic (room:N counts as room).",
+}, []string{"topic"})
+
+// topicKind is a topic without its id: room:12 is room.
+func topicKind(topic string) string {
+	kind, _, _ := strings.Cut(topic, ":")
+	return kind
 }
 
 func (b countingBroker) Subscribe(ctx context.Context, topic string) (*pubsub.Subscription, error) {
@@ -90,10 +105,14 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 		Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
 	}, func() float64 { return float64(ws.Groups()) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "switchboard_websocket_frames_written_total",
-		Help: "Results and completions written to WebSocket clients.",
+		Name: "switchboard_events_delivered_total",
+		Help: "Subscription results and completions written to WebSocket clients.",
 	}, func() float64 { return float64(ws.Stats().FramesWritten) }))
-	reg.MustRegister(&transportCollector{ws: ws, res: res}, deliveryLatency, errorsByCode, brokerErrors)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_slow_consumer_disconnects_total",
+		Help: "WebSocket clients disconnected (1013) because they did not read fast enough; they reconnect and resume with after.",
+	}, func() float64 { return float64(ws.Stats().Closes[gqlws.CloseTryAgainLater]) }))
+	reg.MustRegister(&transportCollector{ws: ws, res: res}, deliveryLatency, errorsByCode, brokerErrors, eventsPublished)
 	timer := &operationTimer{hist: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "switchboard_operation_duration_seconds",
 		Help:    "Time to answer queries and mutations, from parsed request to response.",
@@ -110,6 +129,12 @@ var (
 	refusedDesc = prometheus.NewDesc("switchboard_rate_limited_total",
 		"Operations, messages, typing events and connections refused by a rate limit, by limit.",
 		[]string{"limit"}, nil)
+	subscriptionsDesc = prometheus.NewDesc("switchboard_subscriptions",
+		"Subscriptions running, by root field.",
+		[]string{"field"}, nil)
+	dbErrorsDesc = prometheus.NewDesc("switchboard_database_errors_total",
+		"Failed database statements, by kind: connection (unreachable), conflict (unique key or deadlock, retried or answered), other.",
+		[]string{"kind"}, nil)
 )
 
 // transportCollector reports labelled counters kept by the WebSocket layer
@@ -122,6 +147,8 @@ type transportCollector struct {
 func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- closesDesc
 	ch <- refusedDesc
+	ch <- subscriptionsDesc
+	ch <- dbErrorsDesc
 }
 
 func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
@@ -134,6 +161,12 @@ func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 	refused["typing"] += c.res.TypingRate.Refused()
 	for limit, n := range refused {
 		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
+	}
+	for field, n := range st.Subscriptions {
+		ch <- prometheus.MustNewConstMetric(subscriptionsDesc, prometheus.GaugeValue, float64(n), field)
+	}
+	for kind, n := range c.res.DB.ErrorCounts() {
+		ch <- prometheus.MustNewConstMetric(dbErrorsDesc, prometheus.CounterValue, float64(n), kind)
 	}
 }
 

@@ -50,7 +50,7 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 	require.Equal(t, 4400, code)
 
 	assert.GreaterOrEqual(t, metric(t, s, `switchboard_operation_duration_seconds_count{type="mutation"}`), 4.0)
-	assert.GreaterOrEqual(t, metric(t, s, `switchboard_websocket_frames_written_total`), 1.0)
+	assert.GreaterOrEqual(t, metric(t, s, `switchboard_events_delivered_total`), 1.0)
 	// A second subscriber of the same document joins the first's shared
 	// execution; the next status is fanned out once and timed.
 	before := metric(t, s, `switchboard_delivery_latency_seconds_count`)
@@ -60,6 +60,12 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_delivery_latency_seconds_count`) > before },
 		5*time.Second, 20*time.Millisecond, "shared deliveries are timed")
 	assert.Equal(t, 1.0, metric(t, s, `switchboard_rate_limited_total{limit="messages"}`), "the third message in a burst of two")
+	assert.Equal(t, 2.0, metric(t, s, `switchboard_subscriptions{field="statusPosted"}`), "alice's two subscriptions")
+	assert.GreaterOrEqual(t, metric(t, s, `switchboard_events_published_total{topic="statuses"}`), 2.0)
+	assert.GreaterOrEqual(t, metric(t, s, `switchboard_events_published_total{topic="room"}`), 2.0, "room:N counts as room")
+	other.send("complete", "s", nil)
+	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_subscriptions{field="statusPosted"}`) == 1 },
+		5*time.Second, 20*time.Millisecond, "a completed subscription is no longer counted")
 	assert.Equal(t, 1.0, metric(t, s, `switchboard_websocket_closes_total{code="4400"}`))
 	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_websocket_connections`) == 2 },
 		5*time.Second, 20*time.Millisecond, "alice's two connections are open, the refused one is gone")

@@ -91,19 +91,30 @@ func TestGracefulShutdownLosesNoAcknowledgedMutation(t *testing.T) {
 }
 
 // TestConnectionChurnLeavesNothingBehind: many clients connect, subscribe
-// and vanish abruptly; the server's goroutines go back to where they were.
+// and vanish abruptly; the server's goroutines and live heap go back to
+// where they were.
 func TestConnectionChurnLeavesNothingBehind(t *testing.T) {
-	s := startServer(t, nil)
+	// At info, not debug: the test keeps the server's log lines in its heap.
+	s := startServer(t, map[string]string{"LOG_LEVEL": "info"})
 	general := s.generalRoom(t)
 	token := s.signIn(t, "churn")
-	settle := func() int {
+	// settle collects garbage (twice: pooled buffers survive one cycle) and
+	// reports the goroutines and the bytes of live heap objects.
+	settle := func() (int, uint64) {
 		runtime.GC()
-		return runtime.NumGoroutine()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return runtime.NumGoroutine(), ms.HeapAlloc
 	}
-	// One round first, so that lazily started parts (hubs, pools) exist.
 	churn := func(n int) {
 		for i := range n {
-			c := dialWS(t, s, "graphql-transport-ws", nil)
+			// Not dialWS: its cleanup would keep every client alive.
+			d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, EnableCompression: i%3 == 0}
+			conn, resp, err := d.Dial(s.WS(), nil)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			c := &wsClient{tb: t, conn: conn}
 			c.init(token)
 			c.subscribe("s", `subscription { statusPosted { id } }`, nil)
 			c.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
@@ -116,16 +127,21 @@ func TestConnectionChurnLeavesNothingBehind(t *testing.T) {
 			}
 		}
 	}
-	churn(10)
+	// One round first, so that lazily started parts (hubs, pools, caches)
+	// exist.
+	churn(20)
 	time.Sleep(3 * time.Second) // the presence grace of the last ones
-	base := settle()
-	churn(200)
-	var now int
-	require.Eventually(t, func() bool {
-		now = settle()
-		return now <= base+2
-	}, 15*time.Second, 100*time.Millisecond, "goroutines back to %d (now %d)", base, now)
-	t.Logf("goroutines: %d before 200 churned connections, %d after", base, now)
+	baseG, baseHeap := settle()
+	const n = 400
+	churn(n)
+	g, heap := settle()
+	for deadline := time.Now().Add(15 * time.Second); (g > baseG+2 || heap > baseHeap+256<<10) && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		g, heap = settle()
+	}
+	assert.LessOrEqual(t, g, baseG+2, "goroutines back to the baseline")
+	assert.LessOrEqual(t, heap>>10, (baseHeap+256<<10)>>10, "live heap back to the baseline (256 KiB allowed; a leak of 1 KiB per connection is 400)")
+	t.Logf("before %d churned connections: %d goroutines, %d KiB of heap; after: %d, %d KiB", n, baseG, baseHeap>>10, g, heap>>10)
 }
 
 // postAcked posts a status over HTTP and returns its id when the server

@@ -78,10 +78,10 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
 
 // scanLogs copies a server's log lines into logs and sends the address of
-// its "listening" line on the returned channel.
+// its "listening" line (text or JSON) on the returned channel.
 func scanLogs(r io.Reader, logs *syncBuffer) <-chan string {
 	addr := make(chan string, 1)
 	go func() {
@@ -91,7 +91,7 @@ func scanLogs(r io.Reader, logs *syncBuffer) <-chan string {
 			line := sc.Text()
 			_, _ = logs.Write([]byte(line + "\n"))
 			if m := listeningRE.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
+				addr <- m[1] + m[2]
 			}
 		}
 	}()

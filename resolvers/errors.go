@@ -43,6 +43,36 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+// LogHandler wraps h so that a record logged with a context carrying a
+// request id (see WithRequestID) has it under request_id, unless the record
+// names one itself. Lines logged while serving a request or a WebSocket
+// connection carry its id even from packages that cannot know the key.
+func LogHandler(h slog.Handler) slog.Handler { return requestIDHandler{h} }
+
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		named := false
+		r.Attrs(func(a slog.Attr) bool {
+			named = a.Key == "request_id"
+			return !named
+		})
+		if !named {
+			r.AddAttrs(slog.String("request_id", id))
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}
+
 // NewRequestID returns a random request id.
 func NewRequestID() string {
 	var b [8]byte

@@ -233,7 +233,7 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 			if ctx.Err() != nil {
 				return false
 			}
-			f.opts.Log.Warn("stream replay failed, retrying", "stream", stream, "after", *last, "err", err)
+			f.opts.Log.WarnContext(ctx, "stream replay failed, retrying", "stream", stream, "after", *last, "err", err)
 			if !backoff.wait(ctx) {
 				return false
 			}

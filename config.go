@@ -28,6 +28,7 @@ type config struct {
 	AuthSecret     []byte
 	AllowedOrigins []string
 	GuestSignIn    bool
+	Introspection  bool
 	DemoFeed       bool
 	LogLevel       slog.Level
 	LogFormat      string
@@ -35,6 +36,8 @@ type config struct {
 	// WSKeepAlive is the WebSocket keepalive interval; a graphql-transport-ws
 	// client silent for 1.4 intervals is disconnected.
 	WSKeepAlive time.Duration
+	// WSCompression offers permessage-deflate to WebSocket clients.
+	WSCompression bool
 	// DashboardInterval is the shortest time between two dashboard events
 	// to one subscriber.
 	DashboardInterval time.Duration
@@ -53,6 +56,7 @@ type config struct {
 	OpsPerSecond    float64 // operations started per second on one connection
 	MessagesPerSec  float64 // chat messages per second per user
 	TypingPerSecond float64 // typing events per second per user
+	StatusesPerSec  float64 // statuses posted per second per user
 	MaxWSMessage    int64   // bytes of one WebSocket message from a client
 	MaxHTTPBody     int64   // bytes of an HTTP request body
 }
@@ -77,6 +81,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	redisURL := fs.String("redis-url", env("REDIS_URL", ""), "redis://host:6379/0; unset means the in-process broker (REDIS_URL)")
 	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origins allowed for WebSocket upgrades and CORS; default the server's own (ALLOWED_ORIGINS)")
 	guest := fs.String("guest-signin", env("GUEST_SIGNIN", ""), "allow signIn(name): true or false (GUEST_SIGNIN; default true, false in production)")
+	introspection := fs.String("introspection", env("INTROSPECTION", ""), "answer introspection queries: true or false; /schema.graphql serves the SDL either way (INTROSPECTION; default true, false in production)")
 	demo := fs.String("demo-feed", env("DEMO_FEED", ""), "run the KPI demo feed: true or false (DEMO_FEED; default true with SQLite, false with MySQL)")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	format := fs.String("log-format", env("LOG_FORMAT", ""), "text or json (LOG_FORMAT; default text, json in production)")
@@ -100,11 +105,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		{env: "LIMIT_TYPING", flag: "limit-typing", def: "2", usage: "typing events per second per user (bursts of twice that)"},
 		{env: "LIMIT_WS_MESSAGE", flag: "limit-ws-message", def: "65536", whole: true, usage: "largest WebSocket message from a client, in bytes (larger: close 1009)"},
 		{env: "LIMIT_HTTP_BODY", flag: "limit-http-body", def: "1048576", whole: true, usage: "largest HTTP request body, in bytes (larger: 413)"},
+		{env: "LIMIT_STATUSES", flag: "limit-statuses", def: "2", usage: "statuses posted per second per user (bursts of twice that)"},
 	}
 	for i := range limits {
 		l := &limits[i]
 		l.v = fs.String(l.flag, env(l.env, l.def), l.usage+"; 0 for no limit ("+l.env+")")
 	}
+	compression := fs.String("ws-compression", env("WS_COMPRESSION", ""), "offer permessage-deflate to WebSocket clients: true or false (WS_COMPRESSION; default true)")
 	keepAlive := fs.String("ws-keepalive", env("WS_KEEPALIVE", "25s"), "WebSocket keepalive interval, 1s..5m; a client silent for 1.4 intervals is dropped (WS_KEEPALIVE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -148,6 +155,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.ConnsPerAddr, c.SubsPerConn = int(values[0]), int(values[1])
 	c.OpsPerSecond, c.MessagesPerSec, c.TypingPerSecond = values[2], values[3], values[4]
 	c.MaxWSMessage, c.MaxHTTPBody = int64(values[5]), int64(values[6])
+	c.StatusesPerSec = values[7]
 	c.TLSCertFile, c.TLSKeyFile = *tlsCert, *tlsKey
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
@@ -195,6 +203,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	var err error
 	if c.GuestSignIn, err = parseBool("GUEST_SIGNIN", *guest, !c.production()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Introspection, err = parseBool("INTROSPECTION", *introspection, !c.production()); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WSCompression, err = parseBool("WS_COMPRESSION", *compression, true); err != nil {
 		errs = append(errs, err)
 	}
 	if c.DemoFeed, err = parseBool("DEMO_FEED", *demo, strings.HasPrefix(c.DatabaseURL, "sqlite:")); err != nil {

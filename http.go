@@ -21,6 +21,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
@@ -80,6 +81,7 @@ func newWebsocket(cfg *config, log *slog.Logger, tokens *auth.Tokens) *gqlws.Tra
 		Operations:      burstOf(cfg.OpsPerSecond),
 		MaxConnsPerAddr: cfg.ConnsPerAddr,
 		KeepAlive:       cfg.WSKeepAlive,
+		Compression:     cfg.WSCompression,
 		ReadLimit:       cmp.Or(cfg.MaxWSMessage, -1), // 0 in the configuration: no limit
 		OnError: func(ctx context.Context, err error) {
 			log.DebugContext(ctx, "websocket", "request_id", resolvers.RequestID(ctx), "client", resolvers.ClientAddr(ctx), "err", err)
@@ -103,11 +105,13 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	gql.AddTransport(transport.POST{})
 	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	gql.SetParserTokenLimit(parserTokens)
-	gql.SetValidationRulesFn(queryRules)
+	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection) })
 	// "Did you mean …?" suggestions would map the schema for a caller who
 	// may not introspect it.
 	gql.SetDisableSuggestion(cfg.production())
-	if !cfg.production() {
+	// Introspection follows INTROSPECTION (off by default in production);
+	// /schema.graphql below serves the SDL either way, for codegen.
+	if cfg.Introspection {
 		gql.Use(extension.Introspection{})
 	}
 	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
@@ -134,7 +138,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 			return
 		}
 		if err := db.Ping(r.Context()); err != nil {
-			log.Warn("not ready", "err", err)
+			log.WarnContext(r.Context(), "not ready", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
 			return
 		}
@@ -143,7 +147,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 		// rotation.
 		if p, ok := broker.(interface{ Ping(context.Context) error }); ok {
 			if err := p.Ping(r.Context()); err != nil {
-				log.Warn("degraded", "broker", "down", "err", err)
+				log.WarnContext(r.Context(), "degraded", "broker", "down", "err", err)
 				writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "up", "broker": "down"})
 				return
 			}

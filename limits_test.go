@@ -119,6 +119,54 @@ func TestMessagesAndTypingPerUserAreLimited(t *testing.T) {
 		"stopping is never limited")
 }
 
+// TestStatusesPerUserAreLimited: postStatus over HTTP and over WebSocket
+// draws from one bucket per user; a refused status is not stored, and
+// another user is not affected.
+func TestStatusesPerUserAreLimited(t *testing.T) {
+	s := startServer(t, map[string]string{"LIMIT_STATUSES": "1"}) // bursts of 2
+	const mutation = `mutation($t: String!) { postStatus(text: $t) { id } }`
+	overHTTP := func(token, text string) string {
+		r := s.do(t, token, mutation, map[string]any{"t": text})
+		if len(r.Errors) > 0 {
+			return r.Errors[0].Code()
+		}
+		return "ok"
+	}
+	carol := s.signIn(t, "carol")
+	ws := s.chatWS(t, carol)
+	overWS := func(text string) string {
+		ws.subscribe(text, mutation, map[string]any{"t": text})
+		m := ws.read(5 * time.Second)
+		require.Equal(t, text, m.ID)
+		require.Equal(t, "next", m.Type, "%s", m.Payload)
+		require.Equal(t, "complete", ws.read(5*time.Second).Type)
+		var p struct{ Errors []gqlError }
+		require.NoError(t, json.Unmarshal(m.Payload, &p))
+		if len(p.Errors) > 0 {
+			return p.Errors[0].Code()
+		}
+		return "ok"
+	}
+
+	alice := s.signIn(t, "alice")
+	assert.Equal(t, []string{"ok", "ok", "RATE_LIMITED"},
+		[]string{overHTTP(alice, "alice 1"), overHTTP(alice, "alice 2"), overHTTP(alice, "alice 3")}, "over HTTP")
+	assert.Equal(t, []string{"ok", "ok", "RATE_LIMITED"},
+		[]string{overWS("carol 1"), overWS("carol 2"), overWS("carol 3")}, "over WebSocket")
+	assert.Equal(t, "RATE_LIMITED", overHTTP(carol, "carol 4"), "one bucket per user, whatever the transport")
+	assert.Equal(t, "ok", overHTTP(s.signIn(t, "bob"), "bob's"), "another user is not affected")
+
+	var d struct {
+		Statuses struct{ Edges []struct{ Node status } }
+	}
+	s.mustDo(t, "", `{ statuses(first: 20) { edges { node { `+statusFields+` } } } }`, nil, &d)
+	var texts []string
+	for _, e := range d.Statuses.Edges {
+		texts = append(texts, e.Node.Text)
+	}
+	assert.Equal(t, []string{"bob's", "carol 2", "carol 1", "alice 2", "alice 1"}, texts, "the refused statuses were not stored")
+}
+
 func TestConnectionsPerAddressAreLimited(t *testing.T) {
 	s := startServer(t, map[string]string{"LIMIT_CONNS_PER_ADDR": "2", "TRUSTED_PROXIES": "127.0.0.1"})
 	dial := func(forwardedFor string) (*websocket.Conn, int) {

@@ -159,6 +159,7 @@ func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 	refused := st.Refused
 	refused["messages"] += c.res.MessageRate.Refused()
 	refused["typing"] += c.res.TypingRate.Refused()
+	refused["statuses"] += c.res.StatusRate.Refused()
 	for limit, n := range refused {
 		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
 	}

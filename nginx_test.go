@@ -100,6 +100,7 @@ func TestNginxFailover(t *testing.T) {
 	env := map[string]string{
 		"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redistest.URL(t),
 		"TRUSTED_PROXIES": "127.0.0.1", "LOG_LEVEL": "info",
+		"LIMIT_STATUSES": "0", // one poster, fifteen statuses at once
 	}
 	replicas := []*testServer{startProcess(t, env), startProcess(t, env)}
 	proxy := startNginx(t, replicas...)

@@ -15,9 +15,25 @@ const (
 	parserTokens    = 10000
 )
 
-// queryRules returns gqlparser's rules plus the depth and alias limits.
-func queryRules() *rules.Rules {
+// queryRules returns gqlparser's rules plus the depth and alias limits, and,
+// unless introspection is allowed, a rule refusing __schema and __type.
+func queryRules(introspection bool) *rules.Rules {
 	r := rules.NewDefaultRules()
+	if !introspection {
+		// Refused here, before execution, with GRAPHQL_VALIDATION_FAILED:
+		// gqlgen's executor would otherwise fail the field with a plain
+		// error, which the presenter reports as INTERNAL and logs.
+		// __typename stays: clients add it to every selection.
+		r.AddRule("NoIntrospection", func(observers *core.Events, addError core.AddErrFunc) {
+			refused := false // once per document
+			observers.OnField(func(_ *core.Walker, f *ast.Field) {
+				if (f.Name == "__schema" || f.Name == "__type") && !refused {
+					refused = true
+					addError(core.Message("introspection is disabled on this server; the schema is at /schema.graphql"), core.At(f.Position))
+				}
+			})
+		})
+	}
 	r.AddRule("MaxDepth", func(observers *core.Events, addError core.AddErrFunc) {
 		observers.OnOperation(func(walker *core.Walker, op *ast.OperationDefinition) {
 			d := &depth{doc: walker.Document, memo: map[string]int{}, visiting: map[string]bool{}}

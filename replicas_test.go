@@ -24,7 +24,7 @@ import (
 // Redis at redisURL, the first with operator tokens.
 func startReplicas(t *testing.T, n int, redisURL string) (*opsServer, []*testServer) {
 	t.Helper()
-	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms", "LIMIT_MESSAGES": "0"}
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms", "LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0"}
 	first := startOpsServer(t, env)
 	all := []*testServer{first.testServer}
 	for range n - 1 {

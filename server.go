@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return err
 	}
-	log := newLogger(cfg, stdout)
+	log := slog.New(resolvers.LogHandler(newLogger(cfg, stdout).Handler()))
 
 	db, err := store.Open(ctx, cfg.DatabaseURL, log)
 	if err != nil {
@@ -136,6 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
 		MessageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
 		TypingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
+		StatusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
 	}
 	var draining atomic.Bool
 	handler := newHandler(cfg, log, res, db, ws, broker, &draining)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"database/sql"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,13 +14,16 @@ import (
 	"time"
 
 	_ "github.com/glebarez/go-sqlite" // to break the database under a running server
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/auth"
 )
 
 func TestHTTPAPI(t *testing.T) {
-	s := startServer(t, nil)
+	s := startServer(t, map[string]string{"LIMIT_STATUSES": "0"}) // one user posts eleven at once
 	token := s.signIn(t, "Ann")
 	first := s.post(t, token, "  first  ")
 	require.Equal(t, "first", first.Text, "text is trimmed")
@@ -182,7 +187,7 @@ func TestCORS(t *testing.T) {
 }
 
 func TestWebSocketSubprotocols(t *testing.T) {
-	s := startServer(t, nil)
+	s := startServer(t, map[string]string{"LIMIT_STATUSES": "0"}) // one user posts six at once
 	token := s.signIn(t, "Wes")
 	last := "0"
 	for _, proto := range []string{"graphql-transport-ws", "graphql-ws", ""} {
@@ -232,20 +237,83 @@ func TestWebSocketSubprotocols(t *testing.T) {
 	}
 }
 
-func TestWebSocketRefusesBadToken(t *testing.T) {
-	s := startServer(t, nil)
-	for _, proto := range []string{"graphql-transport-ws", "graphql-ws"} {
-		t.Run(proto, func(t *testing.T) {
-			c := dialWS(t, s, proto, nil)
-			c.send("connection_init", "", map[string]any{"authorization": "Bearer forged.token.value"})
-			if proto == "graphql-ws" {
-				m := c.read(5 * time.Second)
-				assert.Equal(t, "connection_error", m.Type)
+// TestBadTokensAreRefusedAtBothEntryPoints: a token that is forged, signed
+// with another key or algorithm, unsigned (alg none), from another issuer
+// or expired is refused over HTTP (401, UNAUTHENTICATED) and in
+// connection_init on both WebSocket protocols (4403; connection_error on
+// the legacy one). A valid token in the URL is never read.
+func TestBadTokensAreRefusedAtBothEntryPoints(t *testing.T) {
+	key := strings.Repeat("s", 32)
+	s := startServer(t, map[string]string{"AUTH_SECRET": key})
+	good := s.signIn(t, "tokens")
+	now := time.Now().Unix()
+	claims := func(change func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{"iss": auth.Issuer, "sub": "1", "iat": now, "exp": now + 3600, "name": "x"}
+		change(c)
+		return c
+	}
+	sign := func(m jwt.SigningMethod, key any, c jwt.MapClaims) string {
+		tok, err := jwt.NewWithClaims(m, c).SignedString(key)
+		require.NoError(t, err)
+		return tok
+	}
+	parts := strings.Split(good, ".")
+	same := func(jwt.MapClaims) {}
+	bad := map[string]string{
+		"garbage":          "not-a-token",
+		"forged signature": parts[0] + "." + parts[1] + ".AAAA",
+		"another key":      sign(jwt.SigningMethodHS256, []byte(strings.Repeat("o", 32)), claims(same)),
+		"alg none":         base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".",
+		"HS512":            sign(jwt.SigningMethodHS512, []byte(key), claims(same)),
+		"wrong issuer":     sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["iss"] = "evil" })),
+		"expired":          sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["exp"] = now - 60 })),
+	}
+	// The control: the server's own signature over the same claims works.
+	s.mustDo(t, sign(jwt.SigningMethodHS256, []byte(key), claims(same)), `{ me { id } }`, nil, nil)
+	for name, token := range bad {
+		t.Run(name, func(t *testing.T) {
+			r := s.do(t, token, `{ me { id } }`, nil)
+			assert.Equal(t, http.StatusUnauthorized, r.Status)
+			require.Len(t, r.Errors, 1)
+			assert.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())
+			for _, proto := range []string{"graphql-transport-ws", "graphql-ws"} {
+				c := dialWS(t, s, proto, nil)
+				c.send("connection_init", "", map[string]any{"authorization": "Bearer " + token})
+				if proto == "graphql-ws" {
+					assert.Equal(t, "connection_error", c.read(5*time.Second).Type)
+				}
+				code, _ := c.closeCode(5 * time.Second)
+				assert.Equal(t, 4403, code, proto)
 			}
-			code, _ := c.closeCode(5 * time.Second)
-			assert.Equal(t, 4403, code)
 		})
 	}
+
+	t.Run("token in the URL", func(t *testing.T) {
+		for _, param := range []string{"token", "access_token", "authorization"} {
+			resp, err := http.Get(s.URL + "/graphql?query=" + urlQuery(`{ me { id } }`) + "&" + param + "=" + good)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			assert.JSONEq(t, `{"data":{"me":null}}`, string(body), param)
+
+			c, resp, err := (&websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}).Dial(s.WS()+"?"+param+"="+good, nil)
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			ws := &wsClient{tb: t, conn: c}
+			ack := ws.init("")
+			assert.JSONEq(t, `null`, string(ackUser(t, ack.Payload)), "connected anonymously")
+			_ = c.Close()
+		}
+	})
+}
+
+// ackUser returns the user field of a connection_ack payload.
+func ackUser(t *testing.T, payload json.RawMessage) json.RawMessage {
+	var p struct {
+		User json.RawMessage `json:"user"`
+	}
+	require.NoError(t, json.Unmarshal(payload, &p))
+	return p.User
 }
 
 func TestWebSocketQueriesAndErrors(t *testing.T) {
@@ -358,6 +426,64 @@ func TestGuestSignInCanBeTurnedOff(t *testing.T) {
 	assert.Equal(t, "FORBIDDEN", r.Errors[0].Code())
 }
 
+// TestIntrospectionCanBeTurnedOff: without introspection, __schema and
+// __type are refused before execution (over HTTP and WebSocket) while
+// __typename and /schema.graphql keep working; INTROSPECTION wins over the
+// production default either way.
+func TestIntrospectionCanBeTurnedOff(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     map[string]string
+		allowed bool
+	}{
+		{"turned off", map[string]string{"INTROSPECTION": "false"}, false},
+		{"off in production", map[string]string{"ENV": "production"}, false},
+		{"turned on in production", map[string]string{"ENV": "production", "INTROSPECTION": "true"}, true},
+	}
+	introspection := []string{
+		`{ __schema { types { name } } }`,
+		`{ __type(name: "Status") { name } }`,
+		`{ ...F } fragment F on Query { __schema { types { name } } }`,
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, tc.env)
+			for _, q := range introspection {
+				r := s.do(t, "", q, nil)
+				if tc.allowed {
+					assert.Empty(t, r.Errors, q)
+					assert.Contains(t, string(r.Data), `"Status"`, q)
+					continue
+				}
+				require.Len(t, r.Errors, 1, q)
+				assert.Equal(t, "GRAPHQL_VALIDATION_FAILED", r.Errors[0].Code(), q)
+				assert.Contains(t, r.Errors[0].Message, "introspection is disabled", q)
+				assert.NotContains(t, string(r.Data), "Status", q)
+			}
+			if !tc.allowed {
+				ws := s.chatWS(t, "")
+				ws.subscribe("i", introspection[0], nil)
+				e := ws.operationError("i")
+				assert.Equal(t, "GRAPHQL_VALIDATION_FAILED", e.Code(), "over WebSocket too")
+				assert.NotContains(t, s.logs.String(), "internal error", "a refused introspection is not an internal error")
+			}
+			var d struct {
+				Typename string `json:"__typename"`
+			}
+			s.mustDo(t, "", `{ __typename }`, nil, &d)
+			assert.Equal(t, "Query", d.Typename, "__typename is not introspection")
+
+			resp, err := http.Get(s.URL + "/schema.graphql")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			sdl, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Contains(t, string(sdl), "statusPosted(after: ID): Status!", "the SDL stays downloadable")
+		})
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	cases := map[string]struct {
 		env     map[string]string
@@ -367,6 +493,8 @@ func TestConfigValidation(t *testing.T) {
 		"bad database scheme": {env: map[string]string{"DATABASE_URL": "postgres://x/y"}, wantErr: "DATABASE_URL must start with sqlite: or mysql://"},
 		"short secret":        {env: map[string]string{"AUTH_SECRET": "short"}, wantErr: "AUTH_SECRET must be at least 32 bytes"},
 		"bad bool":            {env: map[string]string{"GUEST_SIGNIN": "maybe"}, wantErr: "GUEST_SIGNIN must be true or false"},
+		"bad introspection":   {args: []string{"--introspection", "sometimes"}, wantErr: "INTROSPECTION must be true or false"},
+		"bad status limit":    {env: map[string]string{"LIMIT_STATUSES": "-1"}, wantErr: "LIMIT_STATUSES must be 0 (no limit) or a positive number"},
 		"bad level":           {env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
 		"bad origin":          {env: map[string]string{"ALLOWED_ORIGINS": "app.example.com"}, wantErr: "ALLOWED_ORIGINS"},
 		"bad env":             {env: map[string]string{"ENV": "staging"}, wantErr: "ENV must be"},
@@ -385,8 +513,10 @@ func TestConfigValidation(t *testing.T) {
 		assert.Equal(t, ":8080", c.Addr)
 		assert.Equal(t, "sqlite:data/switchboard.db", c.DatabaseURL)
 		assert.True(t, c.GuestSignIn)
+		assert.True(t, c.Introspection)
 		assert.True(t, c.DemoFeed)
 		assert.Equal(t, "text", c.LogFormat)
+		assert.Equal(t, 2.0, c.StatusesPerSec)
 	})
 	t.Run("production tightens defaults, flags win over env", func(t *testing.T) {
 		env := map[string]string{"ENV": "production", "DATABASE_URL": "mysql://u@db:3306/sb", "ADDR": ":1"}
@@ -394,8 +524,20 @@ func TestConfigValidation(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, ":2", c.Addr)
 		assert.False(t, c.GuestSignIn)
+		assert.False(t, c.Introspection)
 		assert.False(t, c.DemoFeed)
 		assert.Equal(t, "json", c.LogFormat)
+	})
+	t.Run("limits and introspection by flag or env", func(t *testing.T) {
+		env := map[string]string{"ENV": "production", "INTROSPECTION": "true", "LIMIT_STATUSES": "7"}
+		c, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+		require.NoError(t, err)
+		assert.True(t, c.Introspection, "INTROSPECTION wins over the production default")
+		assert.Equal(t, 7.0, c.StatusesPerSec)
+		c, err = parseConfig([]string{"--limit-statuses", "0", "--introspection=false"}, func(string) string { return "" }, io.Discard)
+		require.NoError(t, err)
+		assert.False(t, c.Introspection)
+		assert.Zero(t, c.StatusesPerSec, "0: no limit")
 	})
 }
 

@@ -21,7 +21,7 @@ import (
 // every status a client got an answer for is there after the restart.
 func TestGracefulShutdownLosesNoAcknowledgedMutation(t *testing.T) {
 	dir := t.TempDir()
-	env := map[string]string{"DATA_DIR": dir, "LOG_LEVEL": "info", "LIMIT_MESSAGES": "0"}
+	env := map[string]string{"DATA_DIR": dir, "LOG_LEVEL": "info", "LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0"}
 	s := startProcess(t, env)
 	token := s.signIn(t, "poster")
 	ws := dialWS(t, s, "graphql-transport-ws", nil)

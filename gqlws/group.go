@@ -224,7 +224,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 			if pos > m.lastPos {
 				m.lastPos = pos
 				batch = append(batch, m)
-				compress = compress || m.conn.fc.deflate
+				compress = compress || (g.t.opts.Compression && m.conn.fc.deflate)
 			}
 		}
 		result := newSharedResult(payload, compress)

@@ -1,7 +1,7 @@
 // Package ratelimit holds the token buckets behind Switchboard's rate
 // limits: per WebSocket connection (operations per second) and per user
-// (messages, typing events). A bucket refills at a steady rate up to a
-// burst, so short bursts pass and sustained floods are refused.
+// (messages, typing events, statuses). A bucket refills at a steady rate up
+// to a burst, so short bursts pass and sustained floods are refused.
 package ratelimit
 
 import (

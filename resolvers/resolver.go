@@ -31,9 +31,9 @@ type Resolver struct {
 	Notifications *notify.Service
 	Log           *slog.Logger
 
-	// MessageRate and TypingRate limit how fast one user posts messages and
-	// sends typing events (nil: no limit).
-	MessageRate, TypingRate *ratelimit.Keyed
+	// MessageRate, TypingRate and StatusRate limit how fast one user posts
+	// messages, sends typing events and posts statuses (nil: no limit).
+	MessageRate, TypingRate, StatusRate *ratelimit.Keyed
 	// GuestSignIn allows signIn(name).
 	GuestSignIn bool
 	// GuestTTL is how long a guest token is valid.

@@ -42,6 +42,9 @@ func (r *mutationResolver) PostStatus(ctx context.Context, text string) (*models
 	if err != nil {
 		return nil, err
 	}
+	if !r.StatusRate.Allow(author.ID) {
+		return nil, models.Errorf(models.RateLimited, "too many statuses; slow down")
+	}
 	text, err = models.StatusText(text)
 	if err != nil {
 		return nil, err

@@ -615,7 +615,7 @@ func (c *conn) execute(ctx context.Context, id string, op *operation, rc *graphq
 			c.close(CloseInternalError, "Internal server error")
 			return stopped, 0
 		}
-		if !c.write(ctx, dataFrame(c.proto, id, payload)) {
+		if !c.writeResult(ctx, op, payload) {
 			return stopped, 0
 		}
 		if op.share == nil {
@@ -770,13 +770,6 @@ func pongFrame(payload json.RawMessage) []byte {
 		return []byte(`{"type":"pong"}`)
 	}
 	return append(append([]byte(`{"type":"pong","payload":`), payload...), '}')
-}
-
-func dataFrame(proto, id string, payload []byte) []byte {
-	if proto == TransportWS {
-		return opFrame("next", id, payload)
-	}
-	return opFrame("data", id, payload)
 }
 
 func completeFrame(id string) []byte {

@@ -3,6 +3,7 @@ package gqlws
 import (
 	"bytes"
 	"compress/flate"
+	"hash/maphash"
 	"io"
 	"sync"
 
@@ -122,4 +123,49 @@ func (c *conn) readMessage() (int, []byte, error) {
 		return typ, nil, websocket.ErrReadLimit
 	}
 	return typ, data, err
+}
+
+// tailCache remembers the compressed form of recent results written to
+// single connections, so that a result that many connections get one by
+// one (a KPI module's new state, a dashboard, a presence list) is
+// compressed once, like a group's result. Results above maxCachedTail are
+// compressed for each write.
+type tailCache struct {
+	seed    maphash.Seed
+	mu      sync.Mutex
+	entries [tailCacheSize]cachedTail
+}
+
+type cachedTail struct {
+	hash uint64
+	json []byte
+	tail []byte
+}
+
+const (
+	tailCacheSize = 64
+	maxCachedTail = 16 << 10
+)
+
+func newTailCache() *tailCache { return &tailCache{seed: maphash.MakeSeed()} }
+
+// tail returns the deflate data of payload and the frame's closing brace,
+// as sharedResult.tail.
+func (tc *tailCache) tail(payload []byte) []byte {
+	if len(payload) > maxCachedTail {
+		return appendDeflated(nil, payload, frameSuffix)
+	}
+	h := maphash.Bytes(tc.seed, payload)
+	e := &tc.entries[h%tailCacheSize]
+	tc.mu.Lock()
+	hit := *e
+	tc.mu.Unlock()
+	if hit.hash == h && bytes.Equal(hit.json, payload) {
+		return hit.tail
+	}
+	tail := appendDeflated(nil, payload, frameSuffix)
+	tc.mu.Lock()
+	*e = cachedTail{hash: h, json: payload, tail: tail}
+	tc.mu.Unlock()
+	return tail
 }

@@ -119,6 +119,10 @@ func TestCompressionSendsTheSameResultsInFewerBytes(t *testing.T) {
 	got := zippedQ.results(t, 1)
 	assert.JSONEq(t, string(plainQ.results(t, 1)[0]), string(got[0]))
 	assert.Less(t, zippedQ.read.Load()*4, plainQ.read.Load(), "a repetitive page compresses well")
+	// The same result for another connection and operation id: compressed
+	// once, the id still its own.
+	again := h.dialWire(t, gqlws.LegacyWS, true, "another-id", query)
+	assert.JSONEq(t, string(got[0]), string(again.results(t, 1)[0]))
 }
 
 // TestCompressedMessagesAreBoundedWhenInflated: the message size limit holds

@@ -178,6 +178,8 @@ type Transport struct {
 	gmu    sync.Mutex
 	groups map[string]*group
 
+	tails *tailCache // compressed results written to single connections
+
 	// Counters for metrics.
 	framesWritten atomic.Uint64
 	statsMu       sync.Mutex
@@ -262,6 +264,7 @@ func New(opts Options) *Transport {
 		refused: make(map[string]uint64),
 		subs:    make(map[string]int64),
 		groups:  make(map[string]*group),
+		tails:   newTailCache(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,

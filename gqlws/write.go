@@ -143,17 +143,24 @@ func (c *conn) writeLocked(payload []byte) bool {
 	return c.sendLocked(f.frame(op)) && c.drainLocked()
 }
 
-// write sends one data frame unless ctx (the operation's) has ended. A write
-// that does not finish within the write timeout means the client stopped
-// reading: it is disconnected with 1013 and resumes with after when it comes
-// back.
-func (c *conn) write(ctx context.Context, frame []byte) bool {
+// writeResult sends one result of op, executed for this connection alone,
+// unless ctx (the operation's) has ended. A write that does not finish
+// within the write timeout means the client stopped reading: it is
+// disconnected with 1013 and resumes with after when it comes back.
+func (c *conn) writeResult(ctx context.Context, op *operation, payload []byte) bool {
+	r := sharedResult{json: payload}
+	if c.fc.deflate && len(payload) >= compressMin {
+		// The same result often goes to many connections one by one (a
+		// latest-value stream's new state): compressed once for all.
+		r.tail = c.t.tails.tail(payload)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.closed.Load() || ctx.Err() != nil {
 		return false
 	}
-	return c.writeLocked(frame)
+	c.t.framesWritten.Add(1)
+	return c.writeQueued(outFrame{op: op, result: &r}) && c.drainLocked()
 }
 
 // sendSoon writes a text frame without blocking (for the keepalive, which

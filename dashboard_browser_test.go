@@ -53,6 +53,8 @@ func TestBrowserDashboardAndNotifications(t *testing.T) {
 	gina.waitFor("finance/latency among the top movers", `document.querySelector('#top-movers > li[data-module="finance"][data-key="latency"]') !== null`, browserStepTimeout)
 	assert.NotEmpty(t, gina.kpiCardUpdated("finance"), "the card's updated time")
 	assert.Equal(t, "not reloaded", evalIn[string](gina, `window.testMark`), "the page was reloaded")
+	assert.GreaterOrEqual(t, metric(t, srv, `switchboard_websocket_compressed_connections`), 1.0,
+		"the browser negotiated permessage-deflate: the KPI sets it showed came compressed")
 
 	// 2. A notification to Gina and one to everyone: her badge shows 2, in
 	// both of her tabs.

@@ -101,6 +101,10 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 		Help: "Open WebSocket connections.",
 	}, func() float64 { return float64(ws.Len()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_websocket_compressed_connections",
+		Help: "Open WebSocket connections that negotiated permessage-deflate (WS_COMPRESSION).",
+	}, func() float64 { return float64(ws.Compressed()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchboard_shared_subscriptions",
 		Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
 	}, func() float64 { return float64(ws.Groups()) }))

@@ -388,6 +388,20 @@ func (t *Transport) Len() int {
 	return len(t.conns)
 }
 
+// Compressed reports how many open connections negotiated
+// permessage-deflate.
+func (t *Transport) Compressed() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for c := range t.conns {
+		if c.fc.deflate {
+			n++
+		}
+	}
+	return n
+}
+
 func (t *Transport) forget(c *conn) {
 	t.mu.Lock()
 	if _, ok := t.conns[c]; ok {

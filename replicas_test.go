@@ -238,3 +238,47 @@ func TestRedisConnectionsStayBounded(t *testing.T) {
 	assert.LessOrEqual(t, conns, 9, "the publish pool (8) and one subscription connection")
 	assert.GreaterOrEqual(t, conns, 2, "it does use Redis")
 }
+
+// TestPerUserLimitsAreSharedByReplicas: with Redis, a user's statuses
+// budget is one across replicas, not one per replica; while Redis is down,
+// each replica limits on its own instead of refusing or stalling.
+func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
+	redis := redistest.Start(t)
+	// One status every 5 s, bursts of 1: nothing refills during the test.
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "LIMIT_STATUSES": "0.2"}
+	a := startServer(t, env)
+	b := startServer(t, env)
+	token := a.signIn(t, "poster")
+	code := func(s *testServer, text string) string {
+		r := s.do(t, token, `mutation($t: String!) { postStatus(text: $t) { id } }`, map[string]any{"t": text})
+		if len(r.Errors) == 0 {
+			return "ok"
+		}
+		return r.Errors[0].Code()
+	}
+	// One through A spends the budget; B knows.
+	assert.Equal(t, "ok", code(a, "1 via A"))
+	assert.Equal(t, "RATE_LIMITED", code(b, "2 via B"), "the budget is shared")
+	assert.Equal(t, "RATE_LIMITED", code(a, "3 via A"))
+	other := b.signIn(t, "other")
+	r := b.do(t, other, `mutation { postStatus(text: "someone else") { id } }`, nil)
+	assert.Empty(t, r.Errors, "another user has their own budget")
+
+	// Redis down: each replica decides alone, promptly.
+	redis.Stop()
+	start := time.Now()
+	assert.Equal(t, "ok", code(b, "4 via B, alone"))
+	assert.Equal(t, "RATE_LIMITED", code(b, "5 via B, alone"))
+	assert.Less(t, time.Since(start), 3*time.Second, "no stall while Redis is down")
+	assert.Positive(t, metric(t, b, `switchboard_broker_errors_total{op="rate_limit"}`))
+
+	var feed struct {
+		Statuses struct{ Edges []struct{ Node struct{ Text string } } }
+	}
+	a.mustDo(t, "", `{ statuses(first: 20) { edges { node { text } } } }`, nil, &feed)
+	var texts []string
+	for _, e := range feed.Statuses.Edges {
+		texts = append(texts, e.Node.Text)
+	}
+	assert.ElementsMatch(t, []string{"4 via B, alone", "someone else", "1 via A"}, texts, "only the accepted posts are stored")
+}

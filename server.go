@@ -36,6 +36,7 @@ import (
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/ratelimit/redisrate"
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
@@ -137,6 +138,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MessageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
 		TypingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 		StatusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
+	}
+	if rb, ok := rawBroker.(*redispubsub.Broker); ok {
+		// With Redis, the per-user limits are shared by every replica.
+		shared := redisrate.New(rb.Client(), rb.Prefix())
+		failed := func(err error) {
+			brokerErrors.WithLabelValues("rate_limit").Inc()
+			log.Debug("shared rate limit unavailable; limiting locally", "err", err)
+		}
+		res.MessageRate.Share(shared, "messages", failed)
+		res.TypingRate.Share(shared, "typing", failed)
+		res.StatusRate.Share(shared, "statuses", failed)
 	}
 	var draining atomic.Bool
 	handler := newHandler(cfg, log, res, db, ws, broker, &draining)

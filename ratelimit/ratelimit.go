@@ -5,6 +5,8 @@
 package ratelimit
 
 import (
+	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,10 +46,16 @@ func (b *Bucket) Allow(l Limit, now time.Time) bool {
 }
 
 // Keyed is a set of buckets, one per key (a user id), under one limit.
-// Buckets idle long enough to be full again are dropped.
+// Buckets idle long enough to be full again are dropped. With Share, the
+// buckets are kept in a store all replicas use, and the local ones only
+// stand in while that store fails.
 type Keyed struct {
 	limit Limit
 	now   func() time.Time
+
+	shared      Shared
+	name        string
+	sharedError func(error)
 
 	mu      sync.Mutex
 	buckets map[int64]*Bucket
@@ -72,10 +80,42 @@ func NewKeyed(limit Limit, now func() time.Time) *Keyed {
 	return &Keyed{limit: limit, now: now, buckets: make(map[int64]*Bucket)}
 }
 
+// Shared keeps buckets outside the process (see redisrate), so that every
+// replica draws on the same ones.
+type Shared interface {
+	// Allow takes a token from key's bucket under l, if one is left.
+	Allow(ctx context.Context, key string, l Limit) (bool, error)
+}
+
+// sharedTimeout bounds one decision of a Shared store; past it, the local
+// bucket decides.
+const sharedTimeout = 250 * time.Millisecond
+
+// Share makes k's buckets those of s, named name:<key>. When s fails (Redis
+// unreachable), onError hears of it and the local bucket decides: a
+// replica then limits on its own, never stalls a request.
+func (k *Keyed) Share(s Shared, name string, onError func(error)) {
+	k.shared, k.name, k.sharedError = s, name, onError
+}
+
 // Allow takes a token from key's bucket if one is left.
-func (k *Keyed) Allow(key int64) bool {
+func (k *Keyed) Allow(ctx context.Context, key int64) bool {
 	if k == nil || k.limit.Off() {
 		return true
+	}
+	if k.shared != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
+		ok, err := k.shared.Allow(ctx, k.name+":"+strconv.FormatInt(key, 10), k.limit)
+		cancel()
+		if err == nil {
+			if !ok {
+				k.refused.Add(1)
+			}
+			return ok
+		}
+		if k.sharedError != nil {
+			k.sharedError(err)
+		}
 	}
 	now := k.now()
 	k.mu.Lock()

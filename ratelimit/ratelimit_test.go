@@ -1,6 +1,8 @@
 package ratelimit_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -33,13 +35,53 @@ func TestBucket(t *testing.T) {
 func TestKeyed(t *testing.T) {
 	now := time.Unix(1000, 0)
 	k := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 1, Burst: 2}, func() time.Time { return now })
-	assert.True(t, k.Allow(1))
-	assert.True(t, k.Allow(1))
-	assert.False(t, k.Allow(1), "user 1 spent their burst")
-	assert.True(t, k.Allow(2), "user 2 has their own")
+	assert.True(t, k.Allow(t.Context(), 1))
+	assert.True(t, k.Allow(t.Context(), 1))
+	assert.False(t, k.Allow(t.Context(), 1), "user 1 spent their burst")
+	assert.True(t, k.Allow(t.Context(), 2), "user 2 has their own")
 	now = now.Add(time.Second)
-	assert.True(t, k.Allow(1), "refilled by the rate")
-	assert.False(t, k.Allow(1))
+	assert.True(t, k.Allow(t.Context(), 1), "refilled by the rate")
+	assert.False(t, k.Allow(t.Context(), 1))
 	var nilKeyed *ratelimit.Keyed
-	assert.True(t, nilKeyed.Allow(1), "no limiter, no limit")
+	assert.True(t, nilKeyed.Allow(t.Context(), 1), "no limiter, no limit")
+}
+
+// failingStore is a shared store that cannot be reached.
+type failingStore struct{ calls int }
+
+func (f *failingStore) Allow(context.Context, string, ratelimit.Limit) (bool, error) {
+	f.calls++
+	return false, errors.New("connection refused")
+}
+
+// answeringStore decides by a fixed answer, and records the keys asked.
+type answeringStore struct {
+	allow bool
+	keys  []string
+}
+
+func (s *answeringStore) Allow(_ context.Context, key string, _ ratelimit.Limit) (bool, error) {
+	s.keys = append(s.keys, key)
+	return s.allow, nil
+}
+
+// TestSharedBucketsDecideAndLocalOnesStandIn: a shared store's answer is
+// final (and counted); when it fails, the local bucket decides and the
+// failure is reported.
+func TestSharedBucketsDecideAndLocalOnesStandIn(t *testing.T) {
+	now := time.Unix(1000, 0)
+	k := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 1, Burst: 1}, func() time.Time { return now })
+	store := &answeringStore{}
+	k.Share(store, "messages", nil)
+	assert.False(t, k.Allow(t.Context(), 7), "the shared store refuses")
+	assert.Equal(t, []string{"messages:7"}, store.keys)
+	assert.EqualValues(t, 1, k.Refused())
+
+	var reported []error
+	failing := &failingStore{}
+	k.Share(failing, "messages", func(err error) { reported = append(reported, err) })
+	assert.True(t, k.Allow(t.Context(), 7), "the local bucket stands in")
+	assert.False(t, k.Allow(t.Context(), 7), "and limits")
+	assert.Equal(t, 2, failing.calls)
+	assert.Len(t, reported, 2)
 }

@@ -42,7 +42,7 @@ func (r *mutationResolver) PostStatus(ctx context.Context, text string) (*models
 	if err != nil {
 		return nil, err
 	}
-	if !r.StatusRate.Allow(author.ID) {
+	if !r.StatusRate.Allow(ctx, author.ID) {
 		return nil, models.Errorf(models.RateLimited, "too many statuses; slow down")
 	}
 	text, err = models.StatusText(text)
@@ -127,7 +127,7 @@ func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text 
 	if err != nil {
 		return nil, err
 	}
-	if !r.MessageRate.Allow(me.ID) {
+	if !r.MessageRate.Allow(ctx, me.ID) {
 		return nil, models.Errorf(models.RateLimited, "too many messages; slow down")
 	}
 	text, err = models.MessageText(text)
@@ -153,7 +153,7 @@ func (r *mutationResolver) SetTyping(ctx context.Context, roomID string, typing 
 	if err != nil {
 		return false, err
 	}
-	if typing && !r.TypingRate.Allow(me.ID) {
+	if typing && !r.TypingRate.Allow(ctx, me.ID) {
 		return false, models.Errorf(models.RateLimited, "too many typing events; send one every few seconds")
 	}
 	r.Chat.SetTyping(ctx, room.ID, me, typing)

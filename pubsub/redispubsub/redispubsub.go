@@ -121,6 +121,13 @@ func (quiet) Printf(context.Context, string, ...any) {}
 
 var quietOnce sync.Once
 
+// Client is the broker's Redis client (its publishing pool), for other
+// uses of the same Redis that need no connection of their own.
+func (b *Broker) Client() *redis.Client { return b.client }
+
+// Prefix is what the broker's channel names start with.
+func (b *Broker) Prefix() string { return b.opts.Prefix }
+
 // Ping checks that Redis answers (for readiness).
 func (b *Broker) Ping(ctx context.Context) error {
 	return b.client.Ping(ctx).Err()

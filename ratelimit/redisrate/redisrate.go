@@ -1,0 +1,50 @@
+// Package redisrate keeps ratelimit's per-user buckets in Redis, so that
+// every replica of a deployment draws on the same ones: a user whose
+// connections land on three replicas still gets one budget, not three. The
+// buckets are GCRA cells (github.com/go-redis/redis_rate: one Lua script per
+// decision, on Redis's clock), which refill like ratelimit.Bucket.
+package redisrate
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboardhq/switchboard/ratelimit"
+)
+
+// Store is a ratelimit.Shared on Redis.
+type Store struct {
+	limiter *redis_rate.Limiter
+	prefix  string
+}
+
+var _ ratelimit.Shared = (*Store)(nil)
+
+// New returns buckets kept through client under keys starting with prefix
+// (the limiter adds "rate:" in front).
+func New(client *redis.Client, prefix string) *Store {
+	return &Store{limiter: redis_rate.NewLimiter(client), prefix: prefix}
+}
+
+// Allow takes a token from key's bucket under l, if one is left.
+func (s *Store) Allow(ctx context.Context, key string, l ratelimit.Limit) (bool, error) {
+	res, err := s.limiter.Allow(ctx, s.prefix+key, limitOf(l))
+	if err != nil {
+		return false, err
+	}
+	return res.Allowed > 0, nil
+}
+
+// limitOf expresses l per minute, so that rates below one per second and
+// fractional ones keep their value.
+func limitOf(l ratelimit.Limit) redis_rate.Limit {
+	return redis_rate.Limit{
+		Rate:   max(1, int(math.Round(l.PerSecond*60))),
+		Burst:  max(1, l.Burst),
+		Period: time.Minute,
+	}
+}

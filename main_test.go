@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,7 +170,7 @@ func startProcess(tb testing.TB, env map[string]string) *testServer {
 	}
 	s.stop = func() {
 		once.Do(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Process.Signal(syscall.SIGTERM) // what process managers and Kubernetes send
 			done := make(chan struct{})
 			go func() { _ = cmd.Wait(); close(done) }()
 			select {

@@ -273,7 +273,9 @@ func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
 	assert.Positive(t, metric(t, b, `switchboard_broker_errors_total{op="rate_limit"}`))
 
 	var feed struct {
-		Statuses struct{ Edges []struct{ Node struct{ Text string } } }
+		Statuses struct {
+			Edges []struct{ Node struct{ Text string } }
+		}
 	}
 	a.mustDo(t, "", `{ statuses(first: 20) { edges { node { text } } } }`, nil, &feed)
 	var texts []string

@@ -16,7 +16,7 @@ import (
 )
 
 // TestGracefulShutdownLosesNoAcknowledgedMutation: a server process stopped
-// with SIGINT while clients post: readiness fails, WebSockets close with
+// with SIGTERM while clients post: readiness fails, WebSockets close with
 // 1001 (the standard client reconnects), the process exits in time, and
 // every status a client got an answer for is there after the restart.
 func TestGracefulShutdownLosesNoAcknowledgedMutation(t *testing.T) {
@@ -53,14 +53,14 @@ func TestGracefulShutdownLosesNoAcknowledgedMutation(t *testing.T) {
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 50 }, 30*time.Second, 10*time.Millisecond)
 
 	start := time.Now()
-	go s.stop() // SIGINT
+	go s.stop() // SIGTERM
 	code, _ := ws.closeCode(10 * time.Second)
 	assert.Equal(t, websocket.CloseGoingAway, code, "subscribers are told to reconnect")
 	s.stop() // waits for the exit
 	took := time.Since(start)
 	close(stop)
 	wg.Wait()
-	t.Logf("%d statuses acknowledged; the process stopped %s after SIGINT", len(acked), took.Round(time.Millisecond))
+	t.Logf("%d statuses acknowledged; the process stopped %s after SIGTERM", len(acked), took.Round(time.Millisecond))
 	assert.Less(t, took, 10*time.Second, "within SHUTDOWN_TIMEOUT")
 
 	again := startProcess(t, env)

@@ -82,7 +82,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origins allowed for WebSocket upgrades and CORS; default the server's own (ALLOWED_ORIGINS)")
 	guest := fs.String("guest-signin", env("GUEST_SIGNIN", ""), "allow signIn(name): true or false (GUEST_SIGNIN; default true, false in production)")
 	introspection := fs.String("introspection", env("INTROSPECTION", ""), "answer introspection queries: true or false; /schema.graphql serves the SDL either way (INTROSPECTION; default true, false in production)")
-	demo := fs.String("demo-feed", env("DEMO_FEED", ""), "run the KPI demo feed: true or false (DEMO_FEED; default true with SQLite, false with MySQL)")
+	demo := fs.String("demo-feed", env("DEMO_FEED", ""), "run the KPI demo feed: true or false (DEMO_FEED; default true with SQLite, false with MySQL or in production)")
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	format := fs.String("log-format", env("LOG_FORMAT", ""), "text or json (LOG_FORMAT; default text, json in production)")
 	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
@@ -211,7 +211,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.WSCompression, err = parseBool("WS_COMPRESSION", *compression, true); err != nil {
 		errs = append(errs, err)
 	}
-	if c.DemoFeed, err = parseBool("DEMO_FEED", *demo, strings.HasPrefix(c.DatabaseURL, "sqlite:")); err != nil {
+	if c.DemoFeed, err = parseBool("DEMO_FEED", *demo, strings.HasPrefix(c.DatabaseURL, "sqlite:") && !c.production()); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {

@@ -533,6 +533,7 @@ func TestConfigValidation(t *testing.T) {
 		c, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
 		require.NoError(t, err)
 		assert.True(t, c.Introspection, "INTROSPECTION wins over the production default")
+		assert.False(t, c.DemoFeed, "no fake KPIs in production, even on SQLite")
 		assert.Equal(t, 7.0, c.StatusesPerSec)
 		c, err = parseConfig([]string{"--limit-statuses", "0", "--introspection=false"}, func(string) string { return "" }, io.Discard)
 		require.NoError(t, err)

@@ -146,14 +146,22 @@ func (p *Presence) localChanged(roomID int64) {
 // p.mu held.
 func (r *presenceRoom) list() []*models.User {
 	out := slices.Clone(r.online)
+	if len(r.remote) == 0 {
+		return out
+	}
 	replicas := make([]string, 0, len(r.remote))
 	for id := range r.remote {
 		replicas = append(replicas, id)
 	}
 	slices.Sort(replicas)
+	seen := make(map[int64]bool, len(out))
+	for _, u := range out {
+		seen[u.ID] = true
+	}
 	for _, id := range replicas {
 		for _, u := range r.remote[id] {
-			if !slices.ContainsFunc(out, func(o *models.User) bool { return o.ID == u.ID }) {
+			if !seen[u.ID] {
+				seen[u.ID] = true
 				out = append(out, u)
 			}
 		}

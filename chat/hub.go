@@ -81,7 +81,7 @@ func NewHub(broker pubsub.Broker, typingTTL, leaveGrace time.Duration, log *slog
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)
 	return &Hub{
-		Presence: NewPresence(leaveGrace), Typing: NewTyping(typingTTL), Rooms: NewRoomEvents(),
+		Presence: NewPresence(leaveGrace, DefaultPresenceInterval), Typing: NewTyping(typingTTL), Rooms: NewRoomEvents(),
 		broker: broker, log: log, replica: hex.EncodeToString(id), done: make(chan struct{}), answer: make(chan struct{}, 1),
 	}
 }

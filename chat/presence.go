@@ -32,7 +32,8 @@ import (
 // list is this replica's users, in the order they came online, then the
 // other replicas' users not already in it.
 type Presence struct {
-	grace time.Duration
+	grace    time.Duration
+	interval time.Duration // see DefaultPresenceInterval
 
 	mu       sync.Mutex
 	rooms    map[int64]*presenceRoom
@@ -48,16 +49,27 @@ type presenceRoom struct {
 	leaving  map[int64]*time.Timer     // users with no join left, until grace ends
 	watchers map[*live.Latest[*models.Presence]]struct{}
 	last     []*models.User // the list last sent to watchers
+	sentAt   time.Time      // when it was sent
+	flush    *time.Timer    // a send due at the end of the interval
 }
+
+// DefaultPresenceInterval is the shortest time between two lists sent for
+// one room. A change in a quiet room goes out at once; changes that follow
+// within the interval are sent together at its end, as the list is then.
+// A join storm (every client of a restarted replica coming back) costs a
+// list per interval, not one per join, each of them the whole list to
+// every watcher.
+const DefaultPresenceInterval = 500 * time.Millisecond
 
 // DefaultLeaveGrace is how long a user stays online after their last
 // subscription ended.
 const DefaultLeaveGrace = 2 * time.Second
 
 // NewPresence returns an empty presence tracker whose users go offline
-// grace after their last join ends (at once for 0).
-func NewPresence(grace time.Duration) *Presence {
-	return &Presence{grace: grace, rooms: make(map[int64]*presenceRoom), replicas: make(map[string]time.Time),
+// grace after their last join ends (at once for 0), and that sends a room's
+// list at most once per interval (every change at once for 0).
+func NewPresence(grace, interval time.Duration) *Presence {
+	return &Presence{grace: grace, interval: interval, rooms: make(map[int64]*presenceRoom), replicas: make(map[string]time.Time),
 		dirty: make(map[int64]bool), signal: make(chan struct{}, 1)}
 }
 
@@ -169,14 +181,33 @@ func (r *presenceRoom) list() []*models.User {
 	return out
 }
 
-// changed sends the room's new list to its watchers, when it did change.
-// Called with p.mu held.
+// changed sends the room's new list to its watchers, at once or at the
+// end of the current interval (see DefaultPresenceInterval). Called with p.mu held.
 func (p *Presence) changed(roomID int64, r *presenceRoom) {
+	if r.flush != nil {
+		return // a send is due: it takes the list as it is then
+	}
+	if wait := p.interval - time.Since(r.sentAt); wait > 0 {
+		r.flush = time.AfterFunc(wait, func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			r.flush = nil
+			p.send(roomID, r)
+		})
+		return
+	}
+	p.send(roomID, r)
+}
+
+// send sends the room's list to its watchers, when it differs from the last
+// one sent. Called with p.mu held.
+func (p *Presence) send(roomID int64, r *presenceRoom) {
 	users := r.list()
 	if slices.EqualFunc(users, r.last, func(a, b *models.User) bool { return a.ID == b.ID }) {
 		return
 	}
 	r.last = users
+	r.sentAt = time.Now()
 	if len(r.watchers) == 0 {
 		return
 	}

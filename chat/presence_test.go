@@ -104,7 +104,7 @@ func join(t *testing.T, p *chat.Presence, room int64, u *models.User) tab {
 
 func TestPresence(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence(0)
+		p := chat.NewPresence(0, 0)
 		w := p.Watch(t.Context(), 1)
 		assert.Empty(t, online(t, w, 1), "nobody yet")
 
@@ -145,7 +145,7 @@ func TestPresence(t *testing.T) {
 
 func TestPresenceWatchStartsWithTheCurrentList(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence(0)
+		p := chat.NewPresence(0, 0)
 		join(t, p, 7, bob)
 		join(t, p, 7, ada)
 		first, second := p.Watch(t.Context(), 7), p.Watch(t.Context(), 7)
@@ -162,7 +162,7 @@ func TestPresenceWatchStartsWithTheCurrentList(t *testing.T) {
 
 func TestPresenceSlowWatcherGetsTheLatestList(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence(0)
+		p := chat.NewPresence(0, 0)
 		w := p.Watch(t.Context(), 1)
 		synctest.Wait() // the watcher holds the first list, unread
 		tabs := []tab{join(t, p, 1, ada), join(t, p, 1, bob), join(t, p, 1, cid)}
@@ -176,7 +176,7 @@ func TestPresenceSlowWatcherGetsTheLatestList(t *testing.T) {
 
 func TestPresenceOnlineIsACopy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence(0)
+		p := chat.NewPresence(0, 0)
 		assert.NotNil(t, p.Online(1), "an empty list, not null")
 		assert.Empty(t, p.Online(1))
 		join(t, p, 1, ada)
@@ -188,7 +188,7 @@ func TestPresenceOnlineIsACopy(t *testing.T) {
 
 func TestPresenceEndsWithContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence(0)
+		p := chat.NewPresence(0, 0)
 		ctx, cancel := context.WithCancel(t.Context())
 		w := p.Watch(ctx, 1)
 		other := p.Watch(t.Context(), 1)
@@ -214,7 +214,7 @@ func TestPresenceEndsWithContext(t *testing.T) {
 func TestPresenceLeaveGrace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const grace = 2 * time.Second
-		p := chat.NewPresence(grace)
+		p := chat.NewPresence(grace, 0)
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		w := p.Watch(ctx, 1)
@@ -244,7 +244,7 @@ func TestPresenceLeaveGrace(t *testing.T) {
 // full announcement leaves a room out, or when it says goodbye.
 func TestPresenceRemoteReplicas(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := chat.NewPresence(0)
+		p := chat.NewPresence(0, 0)
 		w := p.Watch(t.Context(), 1)
 		assert.Empty(t, online(t, w, 1))
 		join(t, p, 1, ada)
@@ -278,7 +278,7 @@ func TestPresenceRemoteReplicas(t *testing.T) {
 // TestPresenceDirtyRooms: local changes are reported for the Hub to
 // announce, once per room, with the room's local list.
 func TestPresenceDirtyRooms(t *testing.T) {
-	p := chat.NewPresence(0)
+	p := chat.NewPresence(0, 0)
 	ctx, cancel := context.WithCancel(t.Context())
 	p.Join(ctx, 1, ada)
 	p.Join(t.Context(), 2, bob)
@@ -293,4 +293,40 @@ func TestPresenceDirtyRooms(t *testing.T) {
 	require.Eventually(t, func() bool { return len(p.Local()[1]) == 0 }, time.Second, time.Millisecond)
 	assert.Equal(t, map[int64][]*models.User{1: {}}, p.TakeDirty(), "an emptied room is reported with an empty list")
 	assert.Equal(t, map[int64][]*models.User{2: {bob}}, p.Local())
+}
+
+// TestPresenceChangesWithinAnIntervalGoOutTogether: a change in a quiet
+// room is sent at once; the changes that follow within the interval go out
+// as one list at its end, the list as it is then, and none when it ends as
+// it was.
+func TestPresenceChangesWithinAnIntervalGoOutTogether(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 500 * time.Millisecond
+		p := chat.NewPresence(0, interval)
+		w := p.Watch(t.Context(), 1)
+		assert.Empty(t, online(t, w, 1))
+
+		first := join(t, p, 1, ada)
+		assert.Equal(t, []string{"ada"}, online(t, w, 1), "a quiet room's change goes out at once")
+		join(t, p, 1, bob)
+		join(t, p, 1, cid)
+		first.leave()
+		quiet(t, w)
+		assert.Equal(t, []string{"bob", "cid"}, names(p.Online(1)), "the list itself is current")
+		time.Sleep(interval)
+		assert.Equal(t, []string{"bob", "cid"}, online(t, w, 1), "three changes, one list: the last")
+		quiet(t, w)
+
+		// A change undone within the interval sends nothing.
+		time.Sleep(interval)
+		dan := join(t, p, 1, &models.User{ID: 4, Name: "dan"})
+		assert.Equal(t, []string{"bob", "cid", "dan"}, online(t, w, 1), "an interval after the last list: at once")
+		again := join(t, p, 1, ada)
+		again.leave()
+		time.Sleep(interval)
+		quiet(t, w)
+		dan.leave()
+		time.Sleep(interval)
+		assert.Equal(t, []string{"bob", "cid"}, online(t, w, 1))
+	})
 }

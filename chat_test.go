@@ -484,3 +484,29 @@ func TestRefreshSession(t *testing.T) {
 	require.Len(t, r.Errors, 1)
 	assert.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())
 }
+
+// TestPresenceGivesTheFirstFewAndTheCount: a watcher of a busy room may ask
+// for the first users only, and still knows how many are online.
+func TestPresenceGivesTheFirstFewAndTheCount(t *testing.T) {
+	s := startServer(t, nil)
+	general := s.generalRoom(t)
+	alice, bob, cid := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "cid")
+	for _, u := range []chatUser{alice, bob} {
+		s.chatWS(t, u.token).subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+	}
+	type few struct {
+		Count int    `json:"count"`
+		Users []user `json:"users"`
+	}
+	watcher := s.chatWS(t, cid.token)
+	watcher.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { count users(first: 2) { name } } }`, map[string]any{"r": general.ID})
+	got := until(watcher, "p", "presence", 5*time.Second, func(p few) bool { return p.Count == 3 })
+	assert.Equal(t, []string{"alice", "bob"}, names(got.Users), "the first two, in the order they came online")
+
+	watcher.subscribe("bad", `subscription($r: ID!) { presence(roomId: $r) { users(first: -1) { name } } }`, map[string]any{"r": general.ID})
+	m := watcher.read(5 * time.Second)
+	for m.ID != "bad" {
+		m = watcher.read(5 * time.Second)
+	}
+	assert.Contains(t, string(m.Payload), "BAD_USER_INPUT")
+}

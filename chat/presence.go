@@ -211,7 +211,7 @@ func (p *Presence) send(roomID int64, r *presenceRoom) {
 	if len(r.watchers) == 0 {
 		return
 	}
-	ev := &models.Presence{RoomID: roomID, Users: users}
+	ev := &models.Presence{RoomID: roomID, Online: users}
 	for w := range r.watchers {
 		w.Set(ev)
 	}
@@ -314,7 +314,7 @@ func (p *Presence) Watch(ctx context.Context, roomID int64) <-chan *models.Prese
 	p.mu.Lock()
 	r := p.room(roomID)
 	r.watchers[w] = struct{}{}
-	w.Set(&models.Presence{RoomID: roomID, Users: r.list()})
+	w.Set(&models.Presence{RoomID: roomID, Online: r.list()})
 	p.mu.Unlock()
 	go w.Run(ctx, func() {
 		p.mu.Lock()

@@ -90,7 +90,7 @@ func online(t *testing.T, ch <-chan *models.Presence, room int64) []string {
 	t.Helper()
 	p := next(t, ch)
 	assert.Equal(t, room, p.RoomID)
-	return names(p.Users)
+	return names(p.Online)
 }
 
 // tab is one subscription of a user: it joins until leave is called.

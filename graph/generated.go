@@ -136,8 +136,9 @@ type ComplexityRoot struct {
 	}
 
 	Presence struct {
+		Count  func(childComplexity int) int
 		RoomID func(childComplexity int) int
-		Users  func(childComplexity int) int
+		Users  func(childComplexity int, first *int) int
 	}
 
 	Query struct {
@@ -683,6 +684,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "Presence.count":
+		if e.ComplexityRoot.Presence.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Presence.Count(childComplexity), true
 	case "Presence.roomId":
 		if e.ComplexityRoot.Presence.RoomID == nil {
 			break
@@ -694,7 +701,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Presence.Users(childComplexity), true
+		args, err := ec.field_Presence_users_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Presence.Users(childComplexity, args["first"].(*int)), true
 
 	case "Query.dashboard":
 		if e.ComplexityRoot.Query.Dashboard == nil {
@@ -1560,8 +1572,15 @@ Who is online in a room.
 type Presence {
   "The room."
   roomId: ID!
-  "Every user online in the room, each once, in the order they came online."
-  users: [User!]!
+  """
+  The users online in the room, each once, in the order they came online:
+  all of them, or the first ` + "`" + `first` + "`" + `. Every event carries the whole list
+  again, so watchers of a busy room do well to ask for the few they show
+  and read ` + "`" + `count` + "`" + `.
+  """
+  users(first: Int): [User!]!
+  "How many users are online in the room."
+  count: Int!
 }
 
 """
@@ -1911,6 +1930,8 @@ func (ec *executionContext) childFields_Presence(ctx context.Context, field grap
 		return ec.fieldContext_Presence_roomId(ctx, field)
 	case "users":
 		return ec.fieldContext_Presence_users(ctx, field)
+	case "count":
+		return ec.fieldContext_Presence_count(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Presence", field.Name)
 }
@@ -2274,6 +2295,20 @@ func (ec *executionContext) field_Mutation_signIn_args(ctx context.Context, rawA
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Presence_users_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
 	return args, nil
 }
 
@@ -4307,7 +4342,8 @@ func (ec *executionContext) _Presence_users(ctx context.Context, field graphql.C
 			return ec.fieldContext_Presence_users(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Users, nil
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Users(fc.Args["first"].(*int))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*models.User) graphql.Marshaler {
@@ -4317,17 +4353,51 @@ func (ec *executionContext) _Presence_users(ctx context.Context, field graphql.C
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Presence_users(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Presence_users(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Presence",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_User(ctx, field)
 		},
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Presence_users_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Presence_count(ctx context.Context, field graphql.CollectedField, obj *models.Presence) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Presence_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Presence_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Presence", field, true, false, "Int")
 }
 
 func (ec *executionContext) _Query_me(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -7821,6 +7891,11 @@ func (ec *executionContext) _Presence(ctx context.Context, sel ast.SelectionSet,
 			}
 		case "users":
 			out.Values[i] = ec._Presence_users(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._Presence_count(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -157,8 +157,22 @@ type MessageEdge struct {
 // Presence is who is online in a room, in the order they came online.
 type Presence struct {
 	RoomID int64   `json:"roomId"`
-	Users  []*User `json:"users"`
+	Online []*User `json:"users"`
 }
+
+// Users returns the users online: all of them, or the first first.
+func (p *Presence) Users(first *int) ([]*User, error) {
+	if first == nil {
+		return p.Online, nil
+	}
+	if *first < 0 {
+		return nil, Errorf(BadUserInput, "first must be 0 or more (got %d)", *first)
+	}
+	return p.Online[:min(*first, len(p.Online))], nil
+}
+
+// Count is how many users are online.
+func (p *Presence) Count() int { return len(p.Online) }
 
 // TypingEvent says a member started or stopped typing in a room.
 type TypingEvent struct {

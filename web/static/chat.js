@@ -55,7 +55,7 @@ const MESSAGE_ADDED_SUBSCRIPTION = `subscription MessageAdded($roomId: ID!, $aft
 }`;
 
 const PRESENCE_SUBSCRIPTION = `subscription Presence($roomId: ID!) {
-  presence(roomId: $roomId) { roomId users { id name } }
+  presence(roomId: $roomId) { roomId count users(first: 50) { id name } }
 }`;
 
 const TYPING_SUBSCRIPTION = `subscription Typing($roomId: ID!) {
@@ -556,7 +556,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     follow(v, 'messages', MESSAGE_ADDED_SUBSCRIPTION, () => ({ roomId: v.roomId, after: v.lastId ?? '0' }),
       (data) => data.messageAdded && messageArrived(v, data.messageAdded));
     follow(v, 'online list', PRESENCE_SUBSCRIPTION, { roomId: v.roomId },
-      (data) => data.presence && renderOnline(data.presence.users));
+      (data) => data.presence && renderOnline(data.presence.users, data.presence.count));
     follow(v, 'typing indicators', TYPING_SUBSCRIPTION, { roomId: v.roomId },
       (data) => data.typing && typingEvent(v, data.typing));
   }
@@ -607,8 +607,10 @@ export function createChat({ client, getSession, onUnauthenticated }) {
 
   // ---- Presence and typing --------------------------------------------------
 
-  function renderOnline(users) {
+  /** Shows the first users online (the page asks for 50) and how many there are. */
+  function renderOnline(users, count) {
     const me = myId();
+    const more = count - users.length;
     el.onlineList.replaceChildren(
       ...users.map((user) => {
         const li = document.createElement('li');
@@ -621,8 +623,9 @@ export function createChat({ client, getSession, onUnauthenticated }) {
         }
         return li;
       }),
+      ...(more > 0 ? [Object.assign(document.createElement('li'), { className: 'online-more', textContent: `and ${more} more` })] : []),
     );
-    el.onlineCount.textContent = String(users.length);
+    el.onlineCount.textContent = String(count);
   }
 
   /** "Alice is typing…", "Alice and Bob are typing…", "Alice, Bob and 2 others are typing…". */

@@ -59,6 +59,8 @@ type config struct {
 	StatusesPerSec  float64 // statuses posted per second per user
 	MaxWSMessage    int64   // bytes of one WebSocket message from a client
 	MaxHTTPBody     int64   // bytes of an HTTP request body
+	// QueryLimits bound every GraphQL document; they cannot be switched off.
+	QueryLimits queryLimits
 }
 
 // production reports whether ENV=production tightened the defaults.
@@ -112,6 +114,25 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		l.v = fs.String(l.flag, env(l.env, l.def), l.usage+"; 0 for no limit ("+l.env+")")
 	}
 	compression := fs.String("ws-compression", env("WS_COMPRESSION", ""), "offer permessage-deflate to WebSocket clients: true or false (WS_COMPRESSION; default true)")
+	// The document limits protect the process itself: each has a range, and
+	// no 0 that would switch it off.
+	documentLimits := []struct {
+		env, flag, usage string
+		lo, hi           int
+		v                *int
+		s                *string
+	}{
+		{env: "LIMIT_QUERY_TOKENS", flag: "limit-query-tokens", lo: 100, hi: 1000000, usage: "lexer tokens of one GraphQL document"},
+		{env: "LIMIT_QUERY_DEPTH", flag: "limit-query-depth", lo: 2, hi: 100, usage: "fields nested in one GraphQL operation (GraphiQL's introspection needs 13)"},
+		{env: "LIMIT_QUERY_ALIASES", flag: "limit-query-aliases", lo: 1, hi: 10000, usage: "aliased fields in one GraphQL document"},
+		{env: "LIMIT_QUERY_COMPLEXITY", flag: "limit-query-complexity", lo: 10, hi: 1000000, usage: "complexity of one GraphQL operation (a field counts 1, times the size of the lists it is in)"},
+	}
+	c0 := defaultQueryLimits
+	for i, v := range []*int{&c0.Tokens, &c0.Depth, &c0.Aliases, &c0.Complexity} {
+		l := &documentLimits[i]
+		l.v = v
+		l.s = fs.String(l.flag, env(l.env, strconv.Itoa(*v)), fmt.Sprintf("%s, %d..%d (%s)", l.usage, l.lo, l.hi, l.env))
+	}
 	keepAlive := fs.String("ws-keepalive", env("WS_KEEPALIVE", "25s"), "WebSocket keepalive interval, 1s..5m; a client silent for 1.4 intervals is dropped (WS_KEEPALIVE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -156,6 +177,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.OpsPerSecond, c.MessagesPerSec, c.TypingPerSecond = values[2], values[3], values[4]
 	c.MaxWSMessage, c.MaxHTTPBody = int64(values[5]), int64(values[6])
 	c.StatusesPerSec = values[7]
+	for _, l := range documentLimits {
+		n, err := strconv.Atoi(*l.s)
+		if err != nil || n < l.lo || n > l.hi {
+			bad("%s must be a whole number from %d to %d (got %q)", l.env, l.lo, l.hi, *l.s)
+			continue
+		}
+		*l.v = n
+	}
+	c.QueryLimits = c0
 	c.TLSCertFile, c.TLSKeyFile = *tlsCert, *tlsKey
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")

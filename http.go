@@ -34,11 +34,8 @@ import (
 	"github.com/switchboardhq/switchboard/web"
 )
 
-// Limits of the GraphQL endpoint.
-const (
-	complexityLimit = 1000
-	initTimeout     = 3 * time.Second
-)
+// initTimeout is how long a WebSocket may go without connection_init.
+const initTimeout = 3 * time.Second
 
 // newWebsocket builds the WebSocket transport: tokens from connection_init,
 // the allowed origins, the limits above.
@@ -104,8 +101,8 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 	gql.AddTransport(transport.GET{})
 	gql.AddTransport(transport.POST{})
 	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	gql.SetParserTokenLimit(parserTokens)
-	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection) })
+	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
+	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, cfg.QueryLimits) })
 	// "Did you mean …?" suggestions would map the schema for a caller who
 	// may not introspect it.
 	gql.SetDisableSuggestion(cfg.production())
@@ -115,7 +112,7 @@ func newHandler(cfg *config, log *slog.Logger, res *resolvers.Resolver, db *stor
 		gql.Use(extension.Introspection{})
 	}
 	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
-	gql.Use(extension.FixedComplexityLimit(complexityLimit))
+	gql.Use(extension.FixedComplexityLimit(cfg.QueryLimits.Complexity))
 	gql.SetErrorPresenter(countErrors(resolvers.ErrorPresenter(log)))
 	gql.SetRecoverFunc(resolvers.Recover(log))
 

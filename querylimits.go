@@ -6,18 +6,25 @@ import (
 	"github.com/vektah/gqlparser/v2/validator/rules"
 )
 
-// Limits on the shape of a GraphQL document, beyond the complexity limit:
-// checked by validation, after parsing (whose token limit bounds the
-// document's size, and so any recursion over it) and before execution.
-const (
-	maxQueryDepth   = 15 // nested fields; GraphiQL's introspection query needs 13
-	maxQueryAliases = 30 // aliased fields in one document
-	parserTokens    = 10000
-)
+// queryLimits bound a GraphQL document before it runs: the parser's token
+// limit bounds its size (and so any recursion over it), validation its
+// depth and aliases, and gqlgen's complexity extension its cost. None can
+// be switched off: they are what keeps a malicious document from taking the
+// process down.
+type queryLimits struct {
+	Tokens     int // lexer tokens of a document
+	Depth      int // nested fields; GraphiQL's introspection query needs 13
+	Aliases    int // aliased fields in one document
+	Complexity int // gqlgen's complexity: one per field, times list sizes where given
+}
+
+// defaultQueryLimits are the defaults of LIMIT_QUERY_*.
+var defaultQueryLimits = queryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 1000}
 
 // queryRules returns gqlparser's rules plus the depth and alias limits, and,
 // unless introspection is allowed, a rule refusing __schema and __type.
-func queryRules(introspection bool) *rules.Rules {
+func queryRules(introspection bool, limits queryLimits) *rules.Rules {
+	maxQueryDepth, maxQueryAliases := limits.Depth, limits.Aliases
 	r := rules.NewDefaultRules()
 	if !introspection {
 		// Refused here, before execution, with GRAPHQL_VALIDATION_FAILED:

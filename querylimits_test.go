@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -60,4 +61,28 @@ func TestMaliciousDocumentsAreRefused(t *testing.T) {
 	assert.Empty(t, r.Errors)
 	r = s.do(t, "", aliases(30), nil)
 	assert.Empty(t, r.Errors)
+}
+
+// TestDocumentLimitsAreConfigurable: LIMIT_QUERY_* move each bound, and no
+// setting can switch one off.
+func TestDocumentLimitsAreConfigurable(t *testing.T) {
+	s := startServer(t, map[string]string{"LIMIT_QUERY_DEPTH": "3", "LIMIT_QUERY_ALIASES": "2", "LIMIT_QUERY_COMPLEXITY": "10", "LIMIT_QUERY_TOKENS": "200"})
+	refused := func(query, code, message string) {
+		t.Helper()
+		r := s.do(t, "", query, nil)
+		require.NotEmpty(t, r.Errors, query)
+		assert.Equal(t, code, r.Errors[0].Code())
+		assert.Contains(t, r.Errors[0].Message, message)
+	}
+	refused(`{ rooms { lastMessage { author { name } } } }`, "GRAPHQL_VALIDATION_FAILED", "nests 4 fields deep; the limit is 3")
+	refused(`{ a: me { id } b: me { id } c: me { id } }`, "GRAPHQL_VALIDATION_FAILED", "more than 2 aliases")
+	refused(`{ rooms { id name unreadCount } me { id name } online(roomId: "1") { id name } statuses { pageInfo { hasNextPage } } }`, "COMPLEXITY_LIMIT_EXCEEDED", "complexity")
+	refused("{ "+strings.Repeat("me { id } ", 100)+"}", "GRAPHQL_PARSE_FAILED", "token limit")
+	r := s.do(t, "", `{ a: me { id } b: me { id } rooms { name } }`, nil)
+	assert.Empty(t, r.Errors, "within every limit")
+
+	for _, bad := range []map[string]string{{"LIMIT_QUERY_DEPTH": "0"}, {"LIMIT_QUERY_TOKENS": "-1"}, {"LIMIT_QUERY_COMPLEXITY": "lots"}, {"LIMIT_QUERY_ALIASES": "0"}} {
+		_, err := parseConfig(nil, func(k string) string { return bad[k] }, io.Discard)
+		assert.ErrorContains(t, err, "must be a whole number from", "%v", bad)
+	}
 }

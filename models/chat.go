@@ -21,9 +21,12 @@ type Room struct {
 
 	// Loaded with a room list for the user who asked, so that listing n
 	// rooms costs a few queries rather than a few per room: the other
-	// member of a direct room, and the unread count (nil: not loaded).
-	Peer   *User `json:"-" gorm:"-"`
-	Unread *int  `json:"-" gorm:"-"`
+	// member of a direct room, the unread count (nil: not loaded), and
+	// the newest message (when LastLoaded; nil for an empty room).
+	Peer       *User    `json:"-" gorm:"-"`
+	Unread     *int     `json:"-" gorm:"-"`
+	Last       *Message `json:"-" gorm:"-"`
+	LastLoaded bool     `json:"-" gorm:"-"`
 }
 
 // RoomMember is one member of a direct room.

@@ -264,6 +264,11 @@ func (r *queryResolver) Rooms(ctx context.Context) ([]*models.Room, error) {
 		n := counts[room.ID]
 		room.Unread = &n
 	}
+	if selects(ctx, "lastMessage") {
+		if err := r.DB.LoadLastMessages(ctx, rooms); err != nil {
+			return nil, err
+		}
+	}
 	return rooms, nil
 }
 
@@ -451,6 +456,9 @@ func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, 
 
 // LastMessage is the resolver for the lastMessage field.
 func (r *roomResolver) LastMessage(ctx context.Context, obj *models.Room) (*models.Message, error) {
+	if obj.LastLoaded {
+		return obj.Last, nil
+	}
 	ms, err := r.DB.MessagesBefore(ctx, obj.ID, 0, 1)
 	if err != nil || len(ms) == 0 {
 		return nil, err

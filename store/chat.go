@@ -277,6 +277,31 @@ func (db *DB) MessagesBefore(ctx context.Context, roomID, before int64, limit in
 	return out, nil
 }
 
+// LoadLastMessages sets the newest message (Last) of each room, in one
+// query: the message at each room's highest position.
+func (db *DB) LoadLastMessages(ctx context.Context, rooms []*models.Room) error {
+	if len(rooms) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*models.Room, len(rooms))
+	ids := make([]int64, len(rooms))
+	for i, r := range rooms {
+		byID[r.ID], ids[i] = r, r.ID
+		r.Last, r.LastLoaded = nil, true
+	}
+	g := db.gorm.WithContext(ctx)
+	newest := g.Model(&models.Message{}).Select("room_id, MAX(seq)").Where("room_id IN ?", ids).Group("room_id")
+	var out []*models.Message
+	if err := g.Preload("Author").Where("(room_id, seq) IN (?)", newest).Find(&out).Error; err != nil {
+		return translate(err, "list the rooms' last messages")
+	}
+	normalizeMessages(out)
+	for _, m := range out {
+		byID[m.RoomID].Last = m
+	}
+	return nil
+}
+
 func normalizeMessages(ms []*models.Message) {
 	for _, m := range ms {
 		m.CreatedAt = m.CreatedAt.UTC()

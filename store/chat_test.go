@@ -729,3 +729,35 @@ func TestMessageLog(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadLastMessages: one query gives each room its newest message, with
+// its author; an empty room has none.
+func TestLoadLastMessages(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *store.DB) {
+		ada, bob := newUser(t, db, "ada"), newUser(t, db, "bob")
+		busy, quiet, empty := newRoom(t, db, "busy"), newRoom(t, db, "quiet"), newRoom(t, db, "empty")
+		post := func(room *models.Room, author *models.User, text string) {
+			_, err := db.CreateMessage(t.Context(), room, author, text, time.Now())
+			require.NoError(t, err)
+		}
+		post(busy, ada, "one")
+		post(quiet, ada, "only")
+		post(busy, bob, "two")
+		post(busy, ada, "three")
+
+		// Fresh copies, as a room list has them.
+		rooms := []*models.Room{{ID: busy.ID}, {ID: quiet.ID}, {ID: empty.ID}}
+		require.NoError(t, db.LoadLastMessages(t.Context(), rooms))
+		for _, r := range rooms {
+			assert.True(t, r.LastLoaded)
+		}
+		require.NotNil(t, rooms[0].Last)
+		assert.Equal(t, "three", rooms[0].Last.Text)
+		assert.Equal(t, "ada", rooms[0].Last.Author.Name)
+		assert.Equal(t, time.UTC, rooms[0].Last.CreatedAt.Location())
+		require.NotNil(t, rooms[1].Last)
+		assert.Equal(t, "only", rooms[1].Last.Text)
+		assert.Nil(t, rooms[2].Last, "an empty room has no last message")
+		require.NoError(t, db.LoadLastMessages(t.Context(), nil))
+	})
+}

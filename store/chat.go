@@ -145,17 +145,23 @@ func (db *DB) RoomsFor(ctx context.Context, userID int64) ([]*models.Room, error
 	return out, nil
 }
 
+// indexRooms returns rooms by id, and their ids in order.
+func indexRooms(rooms []*models.Room) (map[int64]*models.Room, []int64) {
+	byID := make(map[int64]*models.Room, len(rooms))
+	ids := make([]int64, len(rooms))
+	for i, r := range rooms {
+		byID[r.ID], ids[i] = r, r.ID
+	}
+	return byID, ids
+}
+
 // loadPeers sets the other member (Peer) of each of userID's direct rooms,
 // in one query.
 func (db *DB) loadPeers(ctx context.Context, userID int64, rooms []*models.Room) error {
 	if len(rooms) == 0 {
 		return nil
 	}
-	byID := make(map[int64]*models.Room, len(rooms))
-	ids := make([]int64, len(rooms))
-	for i, r := range rooms {
-		byID[r.ID], ids[i] = r, r.ID
-	}
+	byID, ids := indexRooms(rooms)
 	var rows []struct {
 		RoomID int64
 		models.User
@@ -283,10 +289,8 @@ func (db *DB) LoadLastMessages(ctx context.Context, rooms []*models.Room) error 
 	if len(rooms) == 0 {
 		return nil
 	}
-	byID := make(map[int64]*models.Room, len(rooms))
-	ids := make([]int64, len(rooms))
-	for i, r := range rooms {
-		byID[r.ID], ids[i] = r, r.ID
+	byID, ids := indexRooms(rooms)
+	for _, r := range rooms {
 		r.Last, r.LastLoaded = nil, true
 	}
 	g := db.gorm.WithContext(ctx)

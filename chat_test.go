@@ -491,8 +491,15 @@ func TestPresenceGivesTheFirstFewAndTheCount(t *testing.T) {
 	s := startServer(t, nil)
 	general := s.generalRoom(t)
 	alice, bob, cid := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "cid")
-	for _, u := range []chatUser{alice, bob} {
+	online := func() []string {
+		var d struct{ Online []user }
+		s.mustDo(t, "", `query($r: ID!) { online(roomId: $r) { id name } }`, map[string]any{"r": general.ID}, &d)
+		return names(d.Online)
+	}
+	// alice, then bob: the order they come online is the order listed.
+	for i, u := range []chatUser{alice, bob} {
 		s.chatWS(t, u.token).subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+		require.Eventually(t, func() bool { return len(online()) == i+1 }, 5*time.Second, 10*time.Millisecond)
 	}
 	type few struct {
 		Count int    `json:"count"`

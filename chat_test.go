@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -516,4 +517,56 @@ func TestPresenceGivesTheFirstFewAndTheCount(t *testing.T) {
 		m = watcher.read(5 * time.Second)
 	}
 	assert.Contains(t, string(m.Payload), "BAD_USER_INPUT")
+}
+
+// TestRoomListWatchersShareTheirReads: a message in a public room changes
+// every signed-in watcher's room list; each gets its own unread count and
+// the new last message, and the reads behind them are shared: a handful of
+// statements per message, not three per watcher.
+func TestRoomListWatchersShareTheirReads(t *testing.T) {
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0"})
+	general := s.generalRoom(t)
+	poster := s.chatUser(t, "poster")
+	type entry struct {
+		room
+		LastMessage *struct{ Text string } `json:"lastMessage"`
+	}
+	const watchers = 30
+	clients := make([]*wsClient, watchers)
+	for i := range clients {
+		u := s.chatUser(t, fmt.Sprintf("watcher %d", i))
+		clients[i] = s.chatWS(t, u.token)
+		clients[i].subscribe("r", `subscription { roomsChanged { `+roomFields+` lastMessage { text } } }`, nil)
+	}
+	// Every watcher is live once it has seen a message.
+	var posted atomic.Int64
+	for _, c := range clients {
+		primed[entry](c, "r", "roomsChanged", func() {
+			s.postMessage(t, poster.token, general.ID, "prime")
+			posted.Add(1)
+		})
+	}
+
+	// Each watcher ends on the state after the last of those messages (an
+	// event may show a newer last message than its count: the next one
+	// catches up).
+	settled := func(text string, unread int64) func(entry) bool {
+		return func(e entry) bool {
+			return e.LastMessage != nil && e.LastMessage.Text == text && int64(e.UnreadCount) == unread
+		}
+	}
+	for _, c := range clients {
+		until(c, "r", "roomsChanged", 5*time.Second, settled("prime", posted.Load()))
+	}
+	time.Sleep(100 * time.Millisecond) // and anything still queued behind that
+
+	before := metric(t, s, `switchboard_database_statements_total`)
+	s.postMessage(t, poster.token, general.ID, "counted")
+	for _, c := range clients {
+		got := until(c, "r", "roomsChanged", 5*time.Second, settled("counted", posted.Load()+1))
+		assert.Equal(t, general.ID, got.ID)
+	}
+	statements := metric(t, s, `switchboard_database_statements_total`) - before
+	t.Logf("one message to %d room-list watchers: %.0f statements", watchers, statements)
+	assert.Less(t, statements, float64(watchers), "the watchers' reads are batched (three each would be %d)", 3*watchers)
 }

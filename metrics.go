@@ -116,6 +116,10 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 		Name: "switchboard_slow_consumer_disconnects_total",
 		Help: "WebSocket clients disconnected (1013) because they did not read fast enough; they reconnect and resume with after.",
 	}, func() float64 { return float64(ws.Stats().Closes[gqlws.CloseTryAgainLater]) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_database_statements_total",
+		Help: "SQL statements run (queries and writes).",
+	}, func() float64 { return float64(res.DB.Statements()) }))
 	reg.MustRegister(&transportCollector{ws: ws, res: res}, deliveryLatency, errorsByCode, brokerErrors, eventsPublished)
 	timer := &operationTimer{hist: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "switchboard_operation_duration_seconds",

@@ -7,6 +7,7 @@ package resolvers
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
@@ -40,6 +41,9 @@ type Resolver struct {
 	GuestTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	loadersOnce sync.Once
+	batch       *loaders
 }
 
 func (r *Resolver) now() time.Time {

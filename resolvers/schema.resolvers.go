@@ -443,15 +443,8 @@ func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, 
 	if obj.Unread != nil {
 		return *obj.Unread, nil
 	}
-	me, err := r.currentUser(ctx)
-	if err != nil {
-		return 0, err
-	}
-	counts, err := r.DB.UnreadCounts(ctx, me, []int64{obj.ID})
-	if err != nil {
-		return 0, err
-	}
-	return counts[obj.ID], nil
+	n, _, err := r.loaders().unread.Load(ctx, unreadKey{room: obj.ID, user: callerID(ctx)})
+	return n, err
 }
 
 // LastMessage is the resolver for the lastMessage field.
@@ -459,11 +452,8 @@ func (r *roomResolver) LastMessage(ctx context.Context, obj *models.Room) (*mode
 	if obj.LastLoaded {
 		return obj.Last, nil
 	}
-	ms, err := r.DB.MessagesBefore(ctx, obj.ID, 0, 1)
-	if err != nil || len(ms) == 0 {
-		return nil, err
-	}
-	return ms[0], nil
+	m, _, err := r.loaders().last.Load(ctx, obj.ID)
+	return m, err
 }
 
 // StatusPosted is the resolver for the statusPosted field.
@@ -523,7 +513,7 @@ func (r *subscriptionResolver) RoomsChanged(ctx context.Context) (<-chan *models
 		return nil, err
 	}
 	return r.Chat.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
-		return r.DB.RoomFor(ctx, roomID, me.ID)
+		return r.watchedRoom(ctx, roomID, me.ID)
 	}), nil
 }
 

@@ -255,6 +255,48 @@ func (db *DB) UnreadCounts(ctx context.Context, user *models.User, rooms []int64
 	return out, nil
 }
 
+// RoomUnreadCounts returns how many messages of room each of users has not
+// read, as UnreadCounts counts them, in one query for all the users (the
+// room-list watchers of everyone a message concerns). Users with none are
+// left out.
+func (db *DB) RoomUnreadCounts(ctx context.Context, roomID int64, users []int64) (map[int64]int, error) {
+	out := make(map[int64]int, len(users))
+	if len(users) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		UserID int64
+		N      int
+	}
+	err := db.gorm.WithContext(ctx).Table("users").
+		Select("users.id AS user_id, COUNT(*) AS n").
+		Joins("JOIN messages ON messages.room_id = ? AND messages.author_id <> users.id AND messages.created_at >= users.created_at", roomID).
+		Joins("LEFT JOIN room_reads ON room_reads.room_id = messages.room_id AND room_reads.user_id = users.id").
+		Where("users.id IN ? AND messages.seq > COALESCE(room_reads.seq, 0)", users).
+		Group("users.id").Scan(&rows).Error
+	if err != nil {
+		return nil, translate(err, "count unread messages")
+	}
+	for _, r := range rows {
+		out[r.UserID] = r.N
+	}
+	return out, nil
+}
+
+// Rooms returns the rooms of ids that exist, by id.
+func (db *DB) Rooms(ctx context.Context, ids []int64) (map[int64]*models.Room, error) {
+	var rooms []*models.Room
+	if err := db.gorm.WithContext(ctx).Where("id IN ?", ids).Find(&rooms).Error; err != nil {
+		return nil, translate(err, "list rooms")
+	}
+	out := make(map[int64]*models.Room, len(rooms))
+	for _, r := range rooms {
+		r.CreatedAt = r.CreatedAt.UTC()
+		out[r.ID] = r
+	}
+	return out, nil
+}
+
 // MessagesAfter returns up to limit messages of room after position after,
 // oldest first, with their authors: the replay of messageAdded.
 func (db *DB) MessagesAfter(ctx context.Context, roomID, after int64, limit int) ([]*models.Message, error) {

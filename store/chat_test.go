@@ -629,6 +629,13 @@ func TestUnreadCounts(t *testing.T) {
 					assert.Equal(t, c.want[id], got[id], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
 				}
 			}
+			// The same counts for everyone at once, room by room.
+			for _, id := range rooms {
+				got, err := db.RoomUnreadCounts(ctx, id, []int64{ada.ID, bob.ID})
+				require.NoError(t, err, step.name)
+				assert.Equal(t, step.ada[id], got[ada.ID], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
+				assert.Equal(t, step.bob[id], got[bob.ID], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
+			}
 		}
 
 		t.Run("only the rooms asked for", func(t *testing.T) {
@@ -759,5 +766,17 @@ func TestLoadLastMessages(t *testing.T) {
 		assert.Equal(t, "only", rooms[1].Last.Text)
 		assert.Nil(t, rooms[2].Last, "an empty room has no last message")
 		require.NoError(t, db.LoadLastMessages(t.Context(), nil))
+	})
+}
+
+func TestRooms(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *store.DB) {
+		a, b := newRoom(t, db, "a"), newRoom(t, db, "b")
+		got, err := db.Rooms(t.Context(), []int64{a.ID, b.ID, 999999})
+		require.NoError(t, err)
+		require.Len(t, got, 2, "a missing room is left out")
+		assert.Equal(t, "a", got[a.ID].Name)
+		assert.Equal(t, "b", got[b.ID].Name)
+		assert.Equal(t, time.UTC, got[a.ID].CreatedAt.Location())
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"gorm.io/gorm"
 )
@@ -15,9 +16,14 @@ import (
 // "other" (worth a look). A record not found and a cancelled request are
 // not failures.
 type errorCounts struct {
-	mu sync.Mutex
-	n  map[string]uint64
+	mu         sync.Mutex
+	n          map[string]uint64
+	statements atomic.Uint64 // every statement run through gorm
 }
+
+// Statements returns how many statements have run through gorm since the
+// database was opened.
+func (db *DB) Statements() uint64 { return db.errs.statements.Load() }
 
 // ErrorCounts returns how many statements have failed since the database
 // was opened, by kind.
@@ -27,10 +33,12 @@ func (db *DB) ErrorCounts() map[string]uint64 {
 	return maps.Clone(db.errs.n)
 }
 
-// countErrors registers gorm callbacks that count failed statements.
+// countErrors registers gorm callbacks that count statements, and failed
+// ones by kind.
 func (db *DB) countErrors() error {
 	db.errs.n = make(map[string]uint64)
 	count := func(tx *gorm.DB) {
+		db.errs.statements.Add(1)
 		err := tx.Error
 		if err == nil || errors.Is(err, gorm.ErrRecordNotFound) || errors.Is(err, context.Canceled) {
 			return

@@ -284,3 +284,45 @@ func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"4 via B, alone", "someone else", "1 via A"}, texts, "only the accepted posts are stored")
 }
+
+// TestServerStartsAndServesWhileRedisIsDown: Redis down at start is not
+// fatal. The server reports degraded readiness, a subscription resuming
+// with after gets every status (from the database), live KPIs keep flowing
+// on this replica, and once Redis is back the broker carries them again.
+func TestServerStartsAndServesWhileRedisIsDown(t *testing.T) {
+	redis := redistest.Start(t)
+	redis.Stop()
+	dataDir := t.TempDir()
+	s := startServer(t, map[string]string{"DATA_DIR": dataDir, "REDIS_URL": redis.URL(), "LIMIT_STATUSES": "0", "DEMO_FEED": "false"})
+	admin := mintToken(t, dataDir, "ops", "admin")
+	resp, err := http.Get(s.URL + "/readyz")
+	require.NoError(t, err)
+	var ready map[string]string
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ready))
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "degraded", ready["status"])
+
+	token := s.signIn(t, "poster")
+	first := s.post(t, token, "before anyone listens")
+	ws := s.chatWS(t, "")
+	ws.subscribe("s", `subscription { statusPosted(after: "0") { id text } }`, nil)
+	assert.Equal(t, first.ID, ws.nextStatus("s", 5*time.Second).ID, "replayed from the database")
+	during := s.post(t, token, "during the outage")
+	assert.Equal(t, during.ID, ws.nextStatus("s", 5*time.Second).ID, "live, from the database's poll")
+
+	redis.Start()
+	var after status
+	require.Eventually(t, func() bool {
+		after = s.post(t, token, "Redis is back")
+		got := ws.nextStatus("s", 5*time.Second)
+		return got.ID == after.ID
+	}, 20*time.Second, 100*time.Millisecond)
+	s.recordKPI(t, admin, map[string]any{"module": "finance", "key": "cash", "value": 1})
+	kpis := s.chatWS(t, "")
+	kpis.subscribe("k", `subscription { kpiUpdated(module: "finance") { kpis { key value } } }`, nil)
+	kpis.read(5 * time.Second) // the snapshot
+	s.recordKPI(t, admin, map[string]any{"module": "finance", "key": "cash", "value": 2})
+	m := kpis.read(5 * time.Second)
+	assert.Contains(t, string(m.Payload), `"value":2`, "a change announced through Redis reaches the watcher")
+}

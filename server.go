@@ -110,21 +110,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	messages := stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, stream.Options{Log: log})
 	defer messages.Close()
 	chatState := chat.NewHub(broker, 0, chat.DefaultLeaveGrace, log)
-	if err := chatState.Start(ctx); err != nil {
-		return err
-	}
+	chatState.Start(ctx)
 	defer chatState.Close()
 	notifications := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{Log: log})
 	defer notifications.Close()
 	inbox := notify.New(db, notifications, broker, nil, log)
-	if err := inbox.Start(ctx); err != nil {
-		return err
-	}
+	inbox.Start(ctx)
 	defer inbox.Close()
 	kpis := kpi.New(db, broker, kpi.Options{DashboardInterval: cfg.DashboardInterval, Retention: cfg.KPIRetention, Log: log})
-	if err := kpis.Start(ctx); err != nil {
-		return err
-	}
+	kpis.Start(ctx)
 	defer kpis.Close()
 	if cfg.DemoFeed {
 		kpis.StartDemo(ctx, demoFeedInterval)

@@ -87,22 +87,19 @@ func NewHub(broker pubsub.Broker, typingTTL, leaveGrace time.Duration, log *slog
 }
 
 // Start follows the other replicas' changes until Close.
-func (h *Hub) Start(ctx context.Context) error {
+func (h *Hub) Start(ctx context.Context) {
 	for _, f := range []struct {
 		topic string
 		apply func([]byte)
 	}{{typingTopic, h.applyTyping}, {roomsTopic, h.applyRooms}, {presenceTopic, h.applyPresence}} {
-		sub, err := h.broker.Subscribe(ctx, f.topic)
-		if err != nil {
-			return err
-		}
+		// A broker down at start is not fatal: Follow keeps trying.
+		sub, _ := h.broker.Subscribe(ctx, f.topic)
 		h.wg.Add(1)
 		go h.follow(ctx, f.topic, sub, f.apply)
 	}
 	h.publishPresence(ctx, presenceMsg{Hello: true, Full: true, Rooms: h.Presence.Local()})
 	h.wg.Add(1)
 	go h.announce(ctx)
-	return nil
 }
 
 // Close says goodbye to the other replicas, stops following and ends every

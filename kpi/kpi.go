@@ -76,15 +76,12 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 
 // Start follows the broker's change announcements, sends the dashboards
 // each interval, and prunes old samples every hour, until Close.
-func (s *Service) Start(ctx context.Context) error {
-	sub, err := s.broker.Subscribe(ctx, topic)
-	if err != nil {
-		return err
-	}
+func (s *Service) Start(ctx context.Context) {
+	// A broker down at start is not fatal: Follow keeps trying.
+	sub, _ := s.broker.Subscribe(ctx, topic)
 	s.wg.Add(2)
 	go s.follow(ctx, sub)
 	go s.tick(ctx)
-	return nil
 }
 
 // Close stops the background work.

@@ -47,7 +47,7 @@ func newService(t *testing.T, opts Options) *Service {
 	broker := mempubsub.New(0)
 	t.Cleanup(func() { assert.NoError(t, broker.Close()) })
 	s := New(db, broker, opts)
-	require.NoError(t, s.Start(t.Context()))
+	s.Start(t.Context())
 	t.Cleanup(s.Close)
 	return s
 }
@@ -345,7 +345,7 @@ func TestRetention(t *testing.T) {
 			return out
 		}
 		s := New(db, broker, Options{Retention: retention})
-		require.NoError(t, s.Start(t.Context()))
+		s.Start(t.Context())
 		t.Cleanup(s.Close)
 		synctest.Wait()
 		assert.Equal(t, []float64{(retention - 30*time.Minute).Hours(), 1, 0}, history(), "pruned at start")
@@ -466,7 +466,7 @@ func TestOnlyOneReplicaFeedsTheDemo(t *testing.T) {
 		t.Cleanup(func() { _ = db.Close() })
 		require.NoError(t, db.Migrate(t.Context()))
 		s := New(db, mempubsub.New(0), Options{})
-		require.NoError(t, s.Start(t.Context()))
+		s.Start(t.Context())
 		t.Cleanup(s.Close)
 		return s
 	}

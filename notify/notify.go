@@ -66,14 +66,11 @@ func New(db *store.DB, feed *stream.Feed[*models.Notification], broker pubsub.Br
 }
 
 // Start follows unread-count announcements until Close.
-func (s *Service) Start(ctx context.Context) error {
-	sub, err := s.broker.Subscribe(ctx, unreadTopic)
-	if err != nil {
-		return err
-	}
+func (s *Service) Start(ctx context.Context) {
+	// A broker down at start is not fatal: Follow keeps trying.
+	sub, _ := s.broker.Subscribe(ctx, unreadTopic)
 	s.wg.Add(1)
 	go s.follow(ctx, sub)
-	return nil
 }
 
 // Close stops the background work.

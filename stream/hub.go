@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -33,10 +32,12 @@ type member[T any] struct{ c chan T }
 // hub's goroutine. Called with f.mu held.
 func (f *Feed[T]) startHub(ctx context.Context, stream string) (*hub[T], error) {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	// A broker that refuses (Redis down) leaves the hub on database polls
+	// until it takes the subscription (see run).
 	sub, err := f.broker.Subscribe(hctx, stream)
 	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("subscribe to %s: %w", stream, err)
+		f.opts.Log.WarnContext(ctx, "stream follows the database until the broker is back", "stream", stream, "err", err)
+		sub = nil
 	}
 	// Read the head after subscribing, so that nothing committed in between
 	// is missed: announcements at or below head are skipped as duplicates.

@@ -107,8 +107,10 @@ func (s *Service) Record(ctx context.Context, in []*models.KPIInput) ([]*models.
 		}
 		seen[k.Module] = true
 		if err := s.broker.Publish(context.WithoutCancel(ctx), topic, []byte(k.Module)); err != nil {
-			// Committed already: watchers see it at the next change.
+			// Committed already: this replica's watchers get it now, the
+			// others' when their broker subscription comes back.
 			s.opts.Log.WarnContext(ctx, "KPI change not announced", "module", k.Module, "err", err)
+			s.refresh(context.WithoutCancel(ctx), k.Module)
 		}
 	}
 	return kpis, nil
@@ -132,7 +134,10 @@ func (s *Service) refresh(ctx context.Context, module string) {
 	}
 }
 
+// refreshAll refreshes every watched module and the dashboards, after
+// announcements may have been lost.
 func (s *Service) refreshAll(ctx context.Context) {
+	s.dirty.Store(true)
 	for _, m := range s.modules.Keys() {
 		s.refresh(ctx, m)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboardhq/switchboard/live/livetest"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
@@ -482,4 +483,42 @@ func TestOnlyOneReplicaFeedsTheDemo(t *testing.T) {
 	// a tick at the very end); two would record about twice that.
 	assert.LessOrEqual(t, len(ss), rounds+2, "only one replica feeds")
 	assert.GreaterOrEqual(t, len(ss), rounds/2, "the feed runs")
+}
+
+// TestWatchersCatchUpAfterABrokerOutage: during an outage, a change made on
+// this replica still reaches its module and dashboard watchers; one made on
+// another replica (committed, never announced here) reaches them once the
+// broker is back, the dashboard's watchers included.
+func TestWatchersCatchUpAfterABrokerOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 100 * time.Millisecond
+		db := storetest.Open(t, store.SQLite)
+		broker := pubsubtest.NewOutage(mempubsub.New(0))
+		t.Cleanup(func() { assert.NoError(t, broker.Broker.Close()) })
+		s := New(db, broker, Options{DashboardInterval: interval})
+		s.Start(t.Context())
+		t.Cleanup(s.Close)
+		record(t, s, value("sales", "revenue", 1))
+
+		module, err := s.WatchModule(t.Context(), "sales")
+		require.NoError(t, err)
+		dashboard, err := s.WatchDashboard(t.Context(), 3)
+		require.NoError(t, err)
+		next(t, module)
+		next(t, dashboard)
+
+		broker.SetDown(true)
+		record(t, s, value("sales", "revenue", 2))
+		assert.Equal(t, []string{"sales/revenue=2"}, values(next(t, module).KPIs), "a local change, unannounced")
+		time.Sleep(interval)
+		assert.Equal(t, []string{"sales/revenue=2"}, cards(next(t, dashboard)))
+
+		// Another replica records meanwhile: committed, never announced.
+		_, err = db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 3)}, time.Now())
+		require.NoError(t, err)
+		broker.SetDown(false)
+		time.Sleep(2 * time.Second) // Follow resubscribes within a second
+		assert.Equal(t, []string{"sales/revenue=3"}, values(next(t, module).KPIs), "caught up after the outage")
+		assert.Equal(t, []string{"sales/revenue=3"}, cards(next(t, dashboard)), "the dashboard too")
+	})
 }

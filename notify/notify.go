@@ -140,9 +140,12 @@ func (s *Service) MarkAllRead(ctx context.Context, u *models.User) (int, error) 
 	return n, nil
 }
 
+// announce tells every replica that the unread counts of to changed; when
+// the broker fails, at least this replica's watchers are told.
 func (s *Service) announce(ctx context.Context, to string) {
 	if err := s.broker.Publish(ctx, unreadTopic, []byte(to)); err != nil {
 		s.log.WarnContext(ctx, "unread count change not announced", "to", to, "err", err)
+		s.recount(ctx, to)
 	}
 }
 

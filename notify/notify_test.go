@@ -17,6 +17,7 @@ import (
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 	"github.com/switchboardhq/switchboard/stream"
@@ -29,6 +30,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // database, the in-process broker and a feed over both, with two users.
 type env struct {
 	db       *store.DB
+	broker   *pubsubtest.Outage
 	svc      *notify.Service
 	ada, bob *models.User
 }
@@ -38,14 +40,14 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	db := storetest.Open(t, store.SQLite)
-	broker := mempubsub.New(0)
+	broker := pubsubtest.NewOutage(mempubsub.New(0))
 	t.Cleanup(func() { assert.NoError(t, broker.Close()) })
 	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{})
 	t.Cleanup(func() { assert.NoError(t, feed.Close()) })
 	svc := notify.New(db, feed, broker, nil, slog.New(slog.DiscardHandler))
 	svc.Start(t.Context())
 	t.Cleanup(svc.Close)
-	return &env{db: db, svc: svc, ada: newUser(t, db, "ada"), bob: newUser(t, db, "bob")}
+	return &env{db: db, broker: broker, svc: svc, ada: newUser(t, db, "ada"), bob: newUser(t, db, "bob")}
 }
 
 // newUser creates a user named name.
@@ -267,5 +269,27 @@ func TestWatchUnread(t *testing.T) {
 		synctest.Wait()
 		_, ok := <-adaTab2
 		assert.False(t, ok, "a closed tab's channel stays open")
+	})
+}
+
+// TestUnreadCountsDuringABrokerOutage: while the broker is down, a
+// notification sent through this replica still moves its watchers' counts;
+// one committed by another replica meanwhile shows once the broker is back.
+func TestUnreadCountsDuringABrokerOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		c, err := e.svc.WatchUnread(t.Context(), e.ada)
+		require.NoError(t, err)
+		assert.Equal(t, []int{0}, livetest.Received(t, c))
+
+		e.broker.SetDown(true)
+		e.send(t, e.ada, "sent here")
+		assert.Equal(t, []int{1}, livetest.Received(t, c), "this replica's watchers are told")
+
+		// Another replica sends to everyone: committed, never announced.
+		require.NoError(t, e.db.CreateNotification(t.Context(), &models.Notification{Title: "from elsewhere", Level: models.LevelInfo}, time.Now()))
+		e.broker.SetDown(false)
+		time.Sleep(2 * time.Second) // Follow resubscribes within a second
+		assert.Equal(t, []int{2}, livetest.Received(t, c), "recounted once the broker is back")
 	})
 }

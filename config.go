@@ -88,26 +88,41 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	format := fs.String("log-format", env("LOG_FORMAT", ""), "text or json (LOG_FORMAT; default text, json in production)")
 	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
-	dashInterval := fs.String("dashboard-interval", env("DASHBOARD_INTERVAL", "10s"), "shortest time between two dashboard events to a subscriber, 100ms..1h (DASHBOARD_INTERVAL)")
-	retention := fs.String("kpi-retention", env("KPI_RETENTION", "168h"), "how long KPI samples are kept for history, 1m..8760h (KPI_RETENTION)")
 	tlsCert := fs.String("tls-cert-file", env("TLS_CERT_FILE", ""), "PEM certificate (chain) to serve HTTPS and WSS with; with TLS_KEY_FILE (TLS_CERT_FILE)")
 	tlsKey := fs.String("tls-key-file", env("TLS_KEY_FILE", ""), "PEM private key of TLS_CERT_FILE (TLS_KEY_FILE)")
-	shutdown := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "10s"), "how long a graceful shutdown may wait for requests in flight, 1s..5m (SHUTDOWN_TIMEOUT)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES)")
-	// The limits: whole ones count things; 0 switches one off.
+	c := &config{QueryLimits: defaultQueryLimits}
+	// The durations, each within a range.
+	durations := []struct {
+		env, flag, def, usage string
+		lo, hi                time.Duration
+		dst                   *time.Duration
+		v                     *string
+	}{
+		{env: "DASHBOARD_INTERVAL", flag: "dashboard-interval", def: "10s", lo: 100 * time.Millisecond, hi: time.Hour, dst: &c.DashboardInterval, usage: "shortest time between two dashboard events to a subscriber"},
+		{env: "KPI_RETENTION", flag: "kpi-retention", def: "168h", lo: time.Minute, hi: 8760 * time.Hour, dst: &c.KPIRetention, usage: "how long KPI samples are kept for history"},
+		{env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", def: "10s", lo: time.Second, hi: 5 * time.Minute, dst: &c.ShutdownTimeout, usage: "how long a graceful shutdown may wait for requests in flight"},
+		{env: "WS_KEEPALIVE", flag: "ws-keepalive", def: "25s", lo: time.Second, hi: 5 * time.Minute, dst: &c.WSKeepAlive, usage: "WebSocket keepalive interval; a client silent for 1.4 intervals is dropped"},
+	}
+	for i := range durations {
+		d := &durations[i]
+		d.v = fs.String(d.flag, env(d.env, d.def), fmt.Sprintf("%s, %s..%s (%s)", d.usage, shortDuration(d.lo), shortDuration(d.hi), d.env))
+	}
+	// The rate and size limits: whole ones count things; 0 switches one off.
 	limits := []struct {
 		env, flag, def, usage string
 		whole                 bool
+		set                   func(float64)
 		v                     *string
 	}{
-		{env: "LIMIT_CONNS_PER_ADDR", flag: "limit-conns-per-addr", def: "1000", whole: true, usage: "WebSocket connections per client address"},
-		{env: "LIMIT_SUBSCRIPTIONS", flag: "limit-subscriptions", def: "100", whole: true, usage: "operations running at once on one WebSocket connection"},
-		{env: "LIMIT_OPERATIONS", flag: "limit-operations", def: "20", usage: "operations started per second on one WebSocket connection (bursts of twice that)"},
-		{env: "LIMIT_MESSAGES", flag: "limit-messages", def: "5", usage: "chat messages per second per user (bursts of twice that)"},
-		{env: "LIMIT_TYPING", flag: "limit-typing", def: "2", usage: "typing events per second per user (bursts of twice that)"},
-		{env: "LIMIT_WS_MESSAGE", flag: "limit-ws-message", def: "65536", whole: true, usage: "largest WebSocket message from a client, in bytes (larger: close 1009)"},
-		{env: "LIMIT_HTTP_BODY", flag: "limit-http-body", def: "1048576", whole: true, usage: "largest HTTP request body, in bytes (larger: 413)"},
-		{env: "LIMIT_STATUSES", flag: "limit-statuses", def: "2", usage: "statuses posted per second per user (bursts of twice that)"},
+		{env: "LIMIT_CONNS_PER_ADDR", flag: "limit-conns-per-addr", def: "1000", whole: true, set: func(v float64) { c.ConnsPerAddr = int(v) }, usage: "WebSocket connections per client address"},
+		{env: "LIMIT_SUBSCRIPTIONS", flag: "limit-subscriptions", def: "100", whole: true, set: func(v float64) { c.SubsPerConn = int(v) }, usage: "operations running at once on one WebSocket connection"},
+		{env: "LIMIT_OPERATIONS", flag: "limit-operations", def: "20", set: func(v float64) { c.OpsPerSecond = v }, usage: "operations started per second on one WebSocket connection (bursts of twice that)"},
+		{env: "LIMIT_MESSAGES", flag: "limit-messages", def: "5", set: func(v float64) { c.MessagesPerSec = v }, usage: "chat messages per second per user (bursts of twice that)"},
+		{env: "LIMIT_TYPING", flag: "limit-typing", def: "2", set: func(v float64) { c.TypingPerSecond = v }, usage: "typing events per second per user (bursts of twice that)"},
+		{env: "LIMIT_STATUSES", flag: "limit-statuses", def: "2", set: func(v float64) { c.StatusesPerSec = v }, usage: "statuses posted per second per user (bursts of twice that)"},
+		{env: "LIMIT_WS_MESSAGE", flag: "limit-ws-message", def: "65536", whole: true, set: func(v float64) { c.MaxWSMessage = int64(v) }, usage: "largest WebSocket message from a client, in bytes (larger: close 1009)"},
+		{env: "LIMIT_HTTP_BODY", flag: "limit-http-body", def: "1048576", whole: true, set: func(v float64) { c.MaxHTTPBody = int64(v) }, usage: "largest HTTP request body, in bytes (larger: 413)"},
 	}
 	for i := range limits {
 		l := &limits[i]
@@ -127,13 +142,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		{env: "LIMIT_QUERY_ALIASES", flag: "limit-query-aliases", lo: 1, hi: 10000, usage: "aliased fields in one GraphQL document"},
 		{env: "LIMIT_QUERY_COMPLEXITY", flag: "limit-query-complexity", lo: 10, hi: 1000000, usage: "complexity of one GraphQL operation (a field counts 1, times the size of the lists it is in)"},
 	}
-	c0 := defaultQueryLimits
-	for i, v := range []*int{&c0.Tokens, &c0.Depth, &c0.Aliases, &c0.Complexity} {
+	for i, v := range []*int{&c.QueryLimits.Tokens, &c.QueryLimits.Depth, &c.QueryLimits.Aliases, &c.QueryLimits.Complexity} {
 		l := &documentLimits[i]
 		l.v = v
 		l.s = fs.String(l.flag, env(l.env, strconv.Itoa(*v)), fmt.Sprintf("%s, %d..%d (%s)", l.usage, l.lo, l.hi, l.env))
 	}
-	keepAlive := fs.String("ws-keepalive", env("WS_KEEPALIVE", "25s"), "WebSocket keepalive interval, 1s..5m; a client silent for 1.4 intervals is dropped (WS_KEEPALIVE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -141,7 +154,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("unexpected argument %q (subcommands: token)", fs.Arg(0))
 	}
 
-	c := &config{Addr: *addr, DataDir: *dataDir, DatabaseURL: *dbURL, RedisURL: *redisURL, Env: strings.ToLower(*envName)}
+	c.Addr, c.DataDir, c.DatabaseURL, c.RedisURL, c.Env = *addr, *dataDir, *dbURL, *redisURL, strings.ToLower(*envName)
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
@@ -150,33 +163,24 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	default:
 		bad("ENV must be development or production (got %q)", *envName)
 	}
-	if d, err := time.ParseDuration(*keepAlive); err != nil || d < time.Second || d > 5*time.Minute {
-		bad("WS_KEEPALIVE must be a duration from 1s to 5m (got %q)", *keepAlive)
-	} else {
-		c.WSKeepAlive = d
-	}
-	if d, err := time.ParseDuration(*dashInterval); err != nil || d < 100*time.Millisecond || d > time.Hour {
-		bad("DASHBOARD_INTERVAL must be a duration from 100ms to 1h (got %q)", *dashInterval)
-	} else {
-		c.DashboardInterval = d
-	}
-	if d, err := time.ParseDuration(*retention); err != nil || d < time.Minute || d > 8760*time.Hour {
-		bad("KPI_RETENTION must be a duration from 1m to 8760h (got %q)", *retention)
-	} else {
-		c.KPIRetention = d
-	}
-	values := make([]float64, len(limits))
-	for i, l := range limits {
-		v, err := strconv.ParseFloat(*l.v, 64)
-		if err != nil || v < 0 || math.IsInf(v, 0) || (l.whole && v != math.Trunc(v)) {
-			bad("%s must be 0 (no limit) or a positive number (got %q)", l.env, *l.v)
+	for _, d := range durations {
+		v, err := time.ParseDuration(*d.v)
+		if err != nil || v < d.lo || v > d.hi {
+			bad("%s must be a duration from %s to %s (got %q)", d.env, shortDuration(d.lo), shortDuration(d.hi), *d.v)
+			continue
 		}
-		values[i] = v
+		*d.dst = v
 	}
-	c.ConnsPerAddr, c.SubsPerConn = int(values[0]), int(values[1])
-	c.OpsPerSecond, c.MessagesPerSec, c.TypingPerSecond = values[2], values[3], values[4]
-	c.MaxWSMessage, c.MaxHTTPBody = int64(values[5]), int64(values[6])
-	c.StatusesPerSec = values[7]
+	for _, l := range limits {
+		// !(v >= 0) also refuses NaN; the bound keeps whole limits in range
+		// of their integer fields.
+		v, err := strconv.ParseFloat(*l.v, 64)
+		if err != nil || !(v >= 0) || v > maxLimit || (l.whole && v != math.Trunc(v)) {
+			bad("%s must be 0 (no limit) or a positive number up to %d (got %q)", l.env, int64(maxLimit), *l.v)
+			continue
+		}
+		l.set(v)
+	}
 	for _, l := range documentLimits {
 		n, err := strconv.Atoi(*l.s)
 		if err != nil || n < l.lo || n > l.hi {
@@ -185,15 +189,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		*l.v = n
 	}
-	c.QueryLimits = c0
 	c.TLSCertFile, c.TLSKeyFile = *tlsCert, *tlsKey
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
-	}
-	if d, err := time.ParseDuration(*shutdown); err != nil || d < time.Second || d > 5*time.Minute {
-		bad("SHUTDOWN_TIMEOUT must be a duration from 1s to 5m (got %q)", *shutdown)
-	} else {
-		c.ShutdownTimeout = d
 	}
 	if p, err := parseTrustedProxies(*proxies); err != nil {
 		bad("TRUSTED_PROXIES must be comma-separated IP addresses or CIDR prefixes (got %q)", *proxies)
@@ -261,6 +259,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// maxLimit bounds every rate and size limit (a rate that high is no limit
+// in practice, and a count fits every integer field).
+const maxLimit = 1 << 31
+
+// shortDuration spells d as a configuration would: 5m, not 5m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 func parseBool(name, v string, def bool) (bool, error) {

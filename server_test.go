@@ -500,6 +500,19 @@ func TestConfigValidation(t *testing.T) {
 		"bad env":             {env: map[string]string{"ENV": "staging"}, wantErr: "ENV must be"},
 		"bad addr":            {args: []string{"--addr", "nowhere"}, wantErr: "ADDR"},
 		"stray argument":      {args: []string{"serve"}, wantErr: "unexpected argument"},
+		"NaN rate":            {env: map[string]string{"LIMIT_MESSAGES": "NaN"}, wantErr: "LIMIT_MESSAGES must be 0 (no limit) or a positive number"},
+		"infinite rate":       {env: map[string]string{"LIMIT_TYPING": "+Inf"}, wantErr: "LIMIT_TYPING must be"},
+		"huge size":           {env: map[string]string{"LIMIT_HTTP_BODY": "1e19"}, wantErr: "LIMIT_HTTP_BODY must be"},
+		"fractional count":    {env: map[string]string{"LIMIT_SUBSCRIPTIONS": "1.5"}, wantErr: "LIMIT_SUBSCRIPTIONS must be"},
+		"bad keepalive":       {env: map[string]string{"WS_KEEPALIVE": "0s"}, wantErr: "WS_KEEPALIVE must be a duration from 1s to 5m"},
+		"bad interval":        {args: []string{"--dashboard-interval", "soon"}, wantErr: "DASHBOARD_INTERVAL must be a duration from 100ms to 1h"},
+		"bad retention":       {env: map[string]string{"KPI_RETENTION": "9000h"}, wantErr: "KPI_RETENTION must be a duration from 1m to 8760h"},
+		"bad shutdown":        {env: map[string]string{"SHUTDOWN_TIMEOUT": "10m"}, wantErr: "SHUTDOWN_TIMEOUT must be a duration from 1s to 5m"},
+		"bad proxies":         {env: map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, wantErr: "TRUSTED_PROXIES must be"},
+		"bad compression":     {env: map[string]string{"WS_COMPRESSION": "gzip"}, wantErr: "WS_COMPRESSION must be true or false"},
+		"bad redis url":       {env: map[string]string{"REDIS_URL": "localhost:6379"}, wantErr: "REDIS_URL must look like"},
+		"half a TLS pair":     {env: map[string]string{"TLS_CERT_FILE": "cert.pem"}, wantErr: "TLS_CERT_FILE and TLS_KEY_FILE go together"},
+		"bad format":          {env: map[string]string{"LOG_FORMAT": "xml"}, wantErr: "LOG_FORMAT must be text or json"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -507,6 +520,13 @@ func TestConfigValidation(t *testing.T) {
 			assert.ErrorContains(t, err, tc.wantErr)
 		})
 	}
+	t.Run("every problem at once", func(t *testing.T) {
+		env := map[string]string{"LIMIT_MESSAGES": "NaN", "WS_KEEPALIVE": "0s", "ENV": "staging"}
+		_, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+		for _, name := range []string{"LIMIT_MESSAGES", "WS_KEEPALIVE", "ENV"} {
+			assert.ErrorContains(t, err, name)
+		}
+	})
 	t.Run("defaults", func(t *testing.T) {
 		c, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
 		require.NoError(t, err)

@@ -115,7 +115,7 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchboard_slow_consumer_disconnects_total",
 		Help: "WebSocket clients disconnected (1013) because they did not read fast enough; they reconnect and resume with after.",
-	}, func() float64 { return float64(ws.Stats().Closes[gqlws.CloseTryAgainLater]) }))
+	}, func() float64 { return float64(ws.Stats().Closes[strconv.Itoa(gqlws.CloseTryAgainLater)]) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchboard_database_statements_total",
 		Help: "SQL statements run (queries and writes).",
@@ -132,7 +132,7 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 
 var (
 	closesDesc = prometheus.NewDesc("switchboard_websocket_closes_total",
-		"WebSocket connections closed by the server, by close code (1013: slow consumer, 4403: token expired, 1001: shutdown or keepalive timeout).",
+		"WebSocket connections closed, by the server's close code (1013: slow consumer, 4403: token expired, 1001: shutdown or keepalive timeout), or code=\"client\" when the client closed.",
 		[]string{"code"}, nil)
 	refusedDesc = prometheus.NewDesc("switchboard_rate_limited_total",
 		"Operations, messages, typing events and connections refused by a rate limit, by limit.",
@@ -162,7 +162,7 @@ func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.ws.Stats()
 	for code, n := range st.Closes {
-		ch <- prometheus.MustNewConstMetric(closesDesc, prometheus.CounterValue, float64(n), strconv.Itoa(code))
+		ch <- prometheus.MustNewConstMetric(closesDesc, prometheus.CounterValue, float64(n), code)
 	}
 	refused := st.Refused
 	refused["messages"] += c.res.MessageRate.Refused()

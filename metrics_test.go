@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -67,6 +68,13 @@ func TestMetricsCountWhatHappens(t *testing.T) {
 	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_subscriptions{field="statusPosted"}`) == 1 },
 		5*time.Second, 20*time.Millisecond, "a completed subscription is no longer counted")
 	assert.Equal(t, 1.0, metric(t, s, `switchboard_websocket_closes_total{code="4400"}`))
+	// A client's own close code is not a label: clients could mint them.
+	gone := s.chatWS(t, "")
+	require.NoError(t, gone.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4999, "bye")))
+	code, _ = gone.closeCode(5 * time.Second)
+	assert.Equal(t, 4999, code, "the close is echoed")
+	assert.Equal(t, 1.0, metric(t, s, `switchboard_websocket_closes_total{code="client"}`))
+	assert.Equal(t, -1.0, metric(t, s, `switchboard_websocket_closes_total{code="4999"}`))
 	assert.Eventually(t, func() bool { return metric(t, s, `switchboard_websocket_connections`) == 2 },
 		5*time.Second, 20*time.Millisecond, "alice's two connections are open, the refused one is gone")
 }

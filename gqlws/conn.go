@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,9 +170,10 @@ func (m *message) id() (string, bool) {
 func newConn(t *Transport, ws *websocket.Conn, fc *frameConn, proto string, exec graphql.GraphExecutor) *conn {
 	c := &conn{t: t, ws: ws, fc: fc, proto: proto, exec: exec}
 	fc.write = c.writeExternal
-	// A client's close frame is answered with its own code, once.
+	// A client's close frame is answered with its own code, once; it is
+	// counted as the client's, whatever code the client chose.
 	ws.SetCloseHandler(func(code int, _ string) error {
-		c.close(code, "")
+		c.shut(code, "", false, closedByClient)
 		return nil
 	})
 	c.lastRead.Store(time.Now().UnixNano())
@@ -209,7 +211,7 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.close(CloseNormal, "")
 	next := make(chan context.Context, 1)
 	for {
-		if c.fc != nil && c.fc.waitReadable() {
+		if c.fc.waitReadable() {
 			go func() { next <- c.receive(ctx) }()
 		} else {
 			typ, data, err := c.readMessage()
@@ -734,10 +736,19 @@ func (c *conn) close(code int, reason string) { c.closeWith(code, reason, false)
 // with unread data does not reset the connection before the client has read
 // the close frame.
 func (c *conn) closeWith(code int, reason string, linger bool) {
+	c.shut(code, reason, linger, strconv.Itoa(code))
+}
+
+// closedByClient labels the closes a client asked for (its code is its
+// own: counting by it would let clients mint metric labels).
+const closedByClient = "client"
+
+// shut ends the connection as closeWith says, counting it under label.
+func (c *conn) shut(code int, reason string, linger bool, label string) {
 	if !c.closed.CompareAndSwap(false, true) {
 		return
 	}
-	c.t.countClose(code)
+	c.t.countClose(label)
 	c.writeClose(code, reason)
 	if linger {
 		nc := c.fc.Conn // the bare socket: no need to follow frames here

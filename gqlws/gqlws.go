@@ -104,10 +104,10 @@ type Options struct {
 	// ReadLimit is the largest client message, in bytes; larger ones close the
 	// connection with 1009. Default (0) 64 KiB; negative: no limit.
 	ReadLimit int64
-	// ReadBufferSize and WriteBufferSize are the socket buffer sizes. Default
-	// 512 bytes and 1 KiB; write buffers are pooled between writes. Larger
-	// messages are read and written through them in pieces.
-	ReadBufferSize, WriteBufferSize int
+	// ReadBufferSize is the size of a connection's read buffer. Default 512
+	// bytes; larger messages are read through it in pieces. (Frames are
+	// written by write.go, with pooled buffers of its own.)
+	ReadBufferSize int
 	// ConnContext returns the base context of a connection (and of its
 	// operations) from its upgrade request. Nil keeps the request's context,
 	// without its cancellation; that holds on to the whole context chain of
@@ -183,7 +183,7 @@ type Transport struct {
 	// Counters for metrics.
 	framesWritten atomic.Uint64
 	statsMu       sync.Mutex
-	closes        map[int]uint64    // by close code
+	closes        map[string]uint64 // by close code, or "client"
 	refused       map[string]uint64 // by limit
 	subs          map[string]int64  // running subscriptions by root field
 }
@@ -191,7 +191,7 @@ type Transport struct {
 // Stats are a Transport's counters since it started.
 type Stats struct {
 	FramesWritten uint64            // data frames handed to sockets
-	Closes        map[int]uint64    // connections closed by the server or client, by close code
+	Closes        map[string]uint64 // connections closed, by the server's close code, or "client" for those the client closed
 	Refused       map[string]uint64 // operations or connections refused, by limit
 	Subscriptions map[string]int64  // subscriptions running, by root field
 }
@@ -209,9 +209,9 @@ func (t *Transport) countSubscription(field string, delta int64) {
 	t.statsMu.Unlock()
 }
 
-func (t *Transport) countClose(code int) {
+func (t *Transport) countClose(label string) {
 	t.statsMu.Lock()
-	t.closes[code]++
+	t.closes[label]++
 	t.statsMu.Unlock()
 }
 
@@ -241,9 +241,6 @@ func New(opts Options) *Transport {
 	if opts.ReadBufferSize <= 0 {
 		opts.ReadBufferSize = 512
 	}
-	if opts.WriteBufferSize <= 0 {
-		opts.WriteBufferSize = 1024
-	}
 	if opts.CheckOrigin == nil {
 		opts.CheckOrigin = sameOrigin
 	}
@@ -260,7 +257,7 @@ func New(opts Options) *Transport {
 		opts:    opts,
 		conns:   make(map[*conn]struct{}),
 		perAddr: make(map[string]int),
-		closes:  make(map[int]uint64),
+		closes:  make(map[string]uint64),
 		refused: make(map[string]uint64),
 		subs:    make(map[string]int64),
 		groups:  make(map[string]*group),
@@ -268,8 +265,10 @@ func New(opts Options) *Transport {
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,
-			WriteBufferSize:  opts.WriteBufferSize,
-			WriteBufferPool:  &sync.Pool{},
+			// Only gorilla's own control frames would use a write buffer
+			// (write.go frames everything else); a pool keeps it from
+			// holding one per connection.
+			WriteBufferPool: &sync.Pool{},
 			// gorilla negotiates; the frames are compressed here (the
 			// writes are this package's).
 			EnableCompression: opts.Compression,

@@ -212,7 +212,9 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below
 		}
-		var compress bool
+		// Compressed once for the members that negotiated it, whether any
+		// does or not: one run per event, nothing per member.
+		result := newSharedResult(payload, g.t.opts.Compression)
 		g.mu.Lock()
 		g.head = pos
 		if len(g.ring) == ringSize {
@@ -224,10 +226,8 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 			if pos > m.lastPos {
 				m.lastPos = pos
 				batch = append(batch, m)
-				compress = compress || (g.t.opts.Compression && m.conn.fc.deflate)
 			}
 		}
-		result := newSharedResult(payload, compress)
 		g.ring = append(g.ring, ringEntry{pos: pos, result: result})
 		g.mu.Unlock()
 		// Outside the lock: a subscriber that joins meanwhile is not in the

@@ -93,7 +93,7 @@ func (k *keepalive) round() {
 			if c.proto == TransportWS {
 				frame = pingFrame
 			}
-			c.sendSoon(frame) // never waits for one client
+			c.sendFramed(frame) // never waits for one client
 		}
 		c.wmu.Unlock()
 		c.flushIfPending()

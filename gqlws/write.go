@@ -136,11 +136,8 @@ func (c *conn) drainLocked() bool {
 // writeLocked writes one text frame, blocking until it is sent (for
 // callers that may wait: an operation's own goroutine, a message handler).
 func (c *conn) writeLocked(payload []byte) bool {
-	f := newFramer()
-	defer f.release()
-	op := c.appendText(&f, payload)
 	c.t.framesWritten.Add(1)
-	return c.sendLocked(f.frame(op)) && c.drainLocked()
+	return c.sendFramed(payload) && c.drainLocked()
 }
 
 // writeResult sends one result of op, executed for this connection alone,
@@ -161,16 +158,6 @@ func (c *conn) writeResult(ctx context.Context, op *operation, payload []byte) b
 	}
 	c.t.framesWritten.Add(1)
 	return c.writeQueued(outFrame{op: op, result: &r}) && c.drainLocked()
-}
-
-// sendSoon writes a text frame without blocking (for the keepalive, which
-// serves every connection): what the socket does not take is left to a
-// flusher. Called with wmu held; the caller calls flushIfPending after
-// releasing it.
-func (c *conn) sendSoon(payload []byte) {
-	f := newFramer()
-	c.sendLocked(f.frame(c.appendText(&f, payload)))
-	f.release()
 }
 
 // flushIfPending starts the flusher when bytes are pending and none runs.
@@ -305,7 +292,9 @@ func (c *conn) writeQueued(f outFrame) bool {
 	return c.sendLocked(fr.frame(opText))
 }
 
-// sendFramed sends a text frame without blocking. Called with wmu held.
+// sendFramed sends a text frame without blocking: what the socket does not
+// take waits in c.pending (for drainLocked, or for the flusher, which
+// flushIfPending starts once wmu is released). Called with wmu held.
 func (c *conn) sendFramed(payload []byte) bool {
 	f := newFramer()
 	defer f.release()

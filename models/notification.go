@@ -40,11 +40,6 @@ type Notification struct {
 // Broadcast reports whether the notification is for everyone.
 func (n *Notification) Broadcast() bool { return n.RecipientID == nil }
 
-// For reports whether the notification is addressed to user u.
-func (n *Notification) For(u *User) bool {
-	return n.RecipientID == nil || *n.RecipientID == u.ID
-}
-
 // NotificationRead records that a user has read a notification.
 type NotificationRead struct {
 	UserID         int64 `gorm:"primaryKey;autoIncrement:false"`

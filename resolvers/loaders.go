@@ -2,10 +2,13 @@ package resolvers
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/switchboardhq/switchboard/batch"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/store"
 )
 
 // A message in a public room changes an entry of every signed-in user's
@@ -16,10 +19,8 @@ import (
 type loaders struct {
 	rooms  *batch.Loader[int64, *models.Room]
 	last   *batch.Loader[int64, *models.Message]
-	unread *batch.Loader[unreadKey, int]
+	unread *batch.Loader[store.RoomUser, int]
 }
-
-type unreadKey struct{ room, user int64 }
 
 const (
 	// batchWait is how long a load waits for others to join its fetch.
@@ -48,22 +49,14 @@ func (r *Resolver) loaders() *loaders {
 				}
 				return out, nil
 			}),
-			unread: batch.New(batchWait, batchTimeout, func(ctx context.Context, keys []unreadKey) (map[unreadKey]int, error) {
-				byRoom := make(map[int64][]int64)
+			unread: batch.New(batchWait, batchTimeout, func(ctx context.Context, keys []store.RoomUser) (map[store.RoomUser]int, error) {
+				// A batch is one room's watchers or one user's rooms: the
+				// cross product of its rooms and users is hardly larger.
+				rooms, users := map[int64]bool{}, map[int64]bool{}
 				for _, k := range keys {
-					byRoom[k.room] = append(byRoom[k.room], k.user)
+					rooms[k.Room], users[k.User] = true, true
 				}
-				out := make(map[unreadKey]int, len(keys))
-				for room, users := range byRoom {
-					counts, err := r.DB.RoomUnreadCounts(ctx, room, users)
-					if err != nil {
-						return nil, err
-					}
-					for user, n := range counts {
-						out[unreadKey{room, user}] = n
-					}
-				}
-				return out, nil
+				return r.DB.UnreadCounts(ctx, slices.Collect(maps.Keys(rooms)), slices.Collect(maps.Keys(users)))
 			}),
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/store"
 )
 
 // SignIn is the resolver for the signIn field.
@@ -248,20 +249,17 @@ func (r *queryResolver) Rooms(ctx context.Context) ([]*models.Room, error) {
 		return rooms, err
 	}
 	// The unread counts of the whole list in one query, not one per room.
-	me, err := r.currentUser(ctx)
-	if err != nil {
-		return nil, err
-	}
+	me := callerID(ctx)
 	ids := make([]int64, len(rooms))
 	for i, room := range rooms {
 		ids[i] = room.ID
 	}
-	counts, err := r.DB.UnreadCounts(ctx, me, ids)
+	counts, err := r.DB.UnreadCounts(ctx, ids, []int64{me})
 	if err != nil {
 		return nil, err
 	}
 	for _, room := range rooms {
-		n := counts[room.ID]
+		n := counts[store.RoomUser{Room: room.ID, User: me}]
 		room.Unread = &n
 	}
 	if selects(ctx, "lastMessage") {
@@ -443,7 +441,7 @@ func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, 
 	if obj.Unread != nil {
 		return *obj.Unread, nil
 	}
-	n, _, err := r.loaders().unread.Load(ctx, unreadKey{room: obj.ID, user: callerID(ctx)})
+	n, _, err := r.loaders().unread.Load(ctx, store.RoomUser{Room: obj.ID, User: callerID(ctx)})
 	return n, err
 }
 

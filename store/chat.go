@@ -228,57 +228,34 @@ func (db *DB) MarkRoomRead(ctx context.Context, userID, roomID int64) error {
 	return nil
 }
 
-// UnreadCounts returns, for each of rooms, how many of its messages user
-// has not read and did not post. Before a user first reads a room, the
-// messages posted since the user was created count.
-func (db *DB) UnreadCounts(ctx context.Context, user *models.User, rooms []int64) (map[int64]int, error) {
-	out := make(map[int64]int, len(rooms))
-	if len(rooms) == 0 {
-		return out, nil
-	}
-	var rows []struct {
-		RoomID int64
-		N      int
-	}
-	err := db.gorm.WithContext(ctx).Table("messages").
-		Select("messages.room_id AS room_id, COUNT(*) AS n").
-		Joins("LEFT JOIN room_reads ON room_reads.room_id = messages.room_id AND room_reads.user_id = ?", user.ID).
-		Where("messages.room_id IN ? AND messages.author_id <> ? AND messages.seq > COALESCE(room_reads.seq, 0) AND messages.created_at >= ?",
-			rooms, user.ID, user.CreatedAt.Truncate(time.Millisecond)).
-		Group("messages.room_id").Scan(&rows).Error
-	if err != nil {
-		return nil, translate(err, "count unread messages")
-	}
-	for _, r := range rows {
-		out[r.RoomID] = r.N
-	}
-	return out, nil
-}
+// RoomUser is one user's view of one room.
+type RoomUser struct{ Room, User int64 }
 
-// RoomUnreadCounts returns how many messages of room each of users has not
-// read, as UnreadCounts counts them, in one query for all the users (the
-// room-list watchers of everyone a message concerns). Users with none are
-// left out.
-func (db *DB) RoomUnreadCounts(ctx context.Context, roomID int64, users []int64) (map[int64]int, error) {
-	out := make(map[int64]int, len(users))
-	if len(users) == 0 {
+// UnreadCounts returns, for each of users in each of rooms, how many of the
+// room's messages the user has not read and did not post; before a user
+// first reads a room, the messages posted since the user was created count.
+// Pairs with none are left out. One query serves a user's room list (one
+// user, many rooms) and a room's watchers (one room, many users).
+func (db *DB) UnreadCounts(ctx context.Context, rooms, users []int64) (map[RoomUser]int, error) {
+	out := make(map[RoomUser]int)
+	if len(rooms) == 0 || len(users) == 0 {
 		return out, nil
 	}
 	var rows []struct {
-		UserID int64
-		N      int
+		UserID, RoomID int64
+		N              int
 	}
 	err := db.gorm.WithContext(ctx).Table("users").
-		Select("users.id AS user_id, COUNT(*) AS n").
-		Joins("JOIN messages ON messages.room_id = ? AND messages.author_id <> users.id AND messages.created_at >= users.created_at", roomID).
+		Select("users.id AS user_id, messages.room_id AS room_id, COUNT(*) AS n").
+		Joins("JOIN messages ON messages.room_id IN ? AND messages.author_id <> users.id AND messages.created_at >= users.created_at", rooms).
 		Joins("LEFT JOIN room_reads ON room_reads.room_id = messages.room_id AND room_reads.user_id = users.id").
 		Where("users.id IN ? AND messages.seq > COALESCE(room_reads.seq, 0)", users).
-		Group("users.id").Scan(&rows).Error
+		Group("users.id, messages.room_id").Scan(&rows).Error
 	if err != nil {
 		return nil, translate(err, "count unread messages")
 	}
 	for _, r := range rows {
-		out[r.UserID] = r.N
+		out[RoomUser{Room: r.RoomID, User: r.UserID}] = r.N
 	}
 	return out, nil
 }

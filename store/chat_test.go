@@ -623,26 +623,26 @@ func TestUnreadCounts(t *testing.T) {
 				user *models.User
 				want map[int64]int
 			}{{ada, step.ada}, {bob, step.bob}} {
-				got, err := db.UnreadCounts(ctx, c.user, rooms)
+				got, err := db.UnreadCounts(ctx, rooms, []int64{c.user.ID})
 				require.NoError(t, err, step.name)
 				for _, id := range rooms {
-					assert.Equal(t, c.want[id], got[id], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
+					assert.Equal(t, c.want[id], got[store.RoomUser{Room: id, User: c.user.ID}], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
 				}
 			}
 			// The same counts for everyone at once, room by room.
 			for _, id := range rooms {
-				got, err := db.RoomUnreadCounts(ctx, id, []int64{ada.ID, bob.ID})
+				got, err := db.UnreadCounts(ctx, []int64{id}, []int64{ada.ID, bob.ID})
 				require.NoError(t, err, step.name)
-				assert.Equal(t, step.ada[id], got[ada.ID], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
-				assert.Equal(t, step.bob[id], got[bob.ID], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
+				assert.Equal(t, step.ada[id], got[store.RoomUser{Room: id, User: ada.ID}], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
+				assert.Equal(t, step.bob[id], got[store.RoomUser{Room: id, User: bob.ID}], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
 			}
 		}
 
 		t.Run("only the rooms asked for", func(t *testing.T) {
-			got, err := db.UnreadCounts(ctx, bob, []int64{quiet.ID})
+			got, err := db.UnreadCounts(ctx, []int64{quiet.ID}, []int64{bob.ID})
 			require.NoError(t, err)
-			assert.Equal(t, map[int64]int{quiet.ID: 1}, got)
-			got, err = db.UnreadCounts(ctx, bob, nil)
+			assert.Equal(t, map[store.RoomUser]int{{Room: quiet.ID, User: bob.ID}: 1}, got)
+			got, err = db.UnreadCounts(ctx, nil, []int64{bob.ID})
 			require.NoError(t, err)
 			assert.Empty(t, got)
 		})

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboardhq/switchboard/store/storetest"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 )
 
 // Bounds of the browser test's waits.
@@ -156,7 +156,7 @@ func findChromium(t *testing.T) string {
 			return path
 		}
 	}
-	storetest.RequireService(t, "the browser test needs chromium or chromium-browser on PATH (Debian: apt-get install chromium)")
+	testenv.RequireService(t, "the browser test needs chromium or chromium-browser on PATH (Debian: apt-get install chromium)")
 	return ""
 }
 

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboardhq/switchboard/store/storetest"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 )
 
 // Bounds of the graphql-ws client tests.
@@ -209,13 +209,13 @@ func requireJSClient(t *testing.T) (node, script string) {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		storetest.RequireService(t, "the graphql-ws client tests need node on PATH and its packages: run `npm ci --prefix test/jsclient`")
+		testenv.RequireService(t, "the graphql-ws client tests need node on PATH and its packages: run `npm ci --prefix test/jsclient`")
 		return "", ""
 	}
 	dir, err := filepath.Abs(filepath.Join("test", "jsclient"))
 	require.NoError(t, err)
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws", "package.json")); err != nil {
-		storetest.RequireService(t, "test/jsclient/node_modules/graphql-ws is missing: run `npm ci --prefix test/jsclient`")
+		testenv.RequireService(t, "test/jsclient/node_modules/graphql-ws is missing: run `npm ci --prefix test/jsclient`")
 		return "", ""
 	}
 	return node, filepath.Join(dir, "client.mjs")

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/chat"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub/redistest"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
@@ -31,7 +32,7 @@ func startNginx(t *testing.T, upstreams ...*testServer) string {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
-		storetest.RequireService(t, "nginx is not installed (apt-get install nginx); skipping the load balancer test")
+		testenv.RequireService(t, "nginx is not installed (apt-get install nginx); skipping the load balancer test")
 	}
 	conf, err := os.ReadFile("deploy/nginx.conf")
 	require.NoError(t, err)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/testenv"
 )
 
 // MariaDB is a private mariadbd on a loopback port, for tests that stop and
@@ -29,7 +31,7 @@ func StartMariaDB(tb testing.TB) *MariaDB {
 	for _, bin := range []string{"mariadb-install-db", "mariadbd"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			if _, err := os.Stat("/usr/sbin/" + bin); err != nil {
-				RequireService(tb, "%s is not installed; skipping the database outage test", bin)
+				testenv.RequireService(tb, "%s is not installed; skipping the database outage test", bin)
 			}
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql" // the database/sql driver used to create test databases
 
+	"github.com/switchboardhq/switchboard/internal/testenv"
 	"github.com/switchboardhq/switchboard/store"
 )
 
@@ -54,16 +55,6 @@ func Open(tb testing.TB, dialect store.Dialect) *store.DB {
 	return db
 }
 
-// RequireService skips the test because a service is missing, or fails it
-// when REQUIRE_SERVICES=1.
-func RequireService(tb testing.TB, format string, args ...any) {
-	tb.Helper()
-	if os.Getenv("REQUIRE_SERVICES") == "1" {
-		tb.Fatalf("REQUIRE_SERVICES=1 but "+format, args...)
-	}
-	tb.Skipf(format, args...)
-}
-
 // MySQLURL creates a database named sb_<random> on the server of
 // TEST_MYSQL_URL and returns its URL; the database is dropped when the test
 // ends.
@@ -71,7 +62,7 @@ func MySQLURL(tb testing.TB) string {
 	tb.Helper()
 	base := os.Getenv("TEST_MYSQL_URL")
 	if base == "" {
-		RequireService(tb, "TEST_MYSQL_URL is not set (e.g. mysql://root@127.0.0.1:3306/test); skipping the MySQL variant")
+		testenv.RequireService(tb, "TEST_MYSQL_URL is not set (e.g. mysql://root@127.0.0.1:3306/test); skipping the MySQL variant")
 		return ""
 	}
 	dsn, err := store.MySQLDSN(base)
@@ -86,7 +77,7 @@ func MySQLURL(tb testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := admin.PingContext(ctx); err != nil {
-		RequireService(tb, "MySQL at TEST_MYSQL_URL does not answer: %v", err)
+		testenv.RequireService(tb, "MySQL at TEST_MYSQL_URL does not answer: %v", err)
 		return ""
 	}
 	var b [6]byte

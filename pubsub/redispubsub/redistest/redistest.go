@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboardhq/switchboard/store/storetest"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 )
 
 // URL returns TEST_REDIS_URL, skipping the test when it is not set (failing
@@ -22,7 +22,7 @@ func URL(tb testing.TB) string {
 	tb.Helper()
 	u := os.Getenv("TEST_REDIS_URL")
 	if u == "" {
-		storetest.RequireService(tb, "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0); skipping the Redis variant")
+		testenv.RequireService(tb, "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0); skipping the Redis variant")
 	}
 	return u
 }
@@ -40,7 +40,7 @@ type Server struct {
 func Start(tb testing.TB) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		storetest.RequireService(tb, "redis-server is not installed; skipping the Redis fault test")
+		testenv.RequireService(tb, "redis-server is not installed; skipping the Redis fault test")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	mysqldriver "github.com/go-sql-driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
@@ -28,32 +27,18 @@ func (db *DB) RecordKPIs(ctx context.Context, in []*models.KPIInput, now time.Ti
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return compareKPINames(in[a].Module, in[a].Key, in[b].Module, in[b].Key) })
+	// Batches creating the same KPI at once can still collide on MySQL
+	// (each locks the gap the new row goes into); the loser is rolled back
+	// whole and runs again.
 	var out []*models.KPI
-	var err error
-	for attempt := 1; ; attempt++ {
+	err := retryConflicts(func() (err error) {
 		out, err = db.recordKPIs(ctx, in, order, now)
-		// Batches creating the same KPI at once can still collide on MySQL
-		// (each locks the gap the new row goes into); the loser is rolled
-		// back whole and runs again.
-		if err == nil || attempt == maxRecordAttempts || !isWriteConflict(err) {
-			break
-		}
-	}
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "record KPIs")
 	}
 	return out, nil
-}
-
-// maxRecordAttempts bounds how often RecordKPIs runs a batch that the
-// database aborted for a conflict with a concurrent one.
-const maxRecordAttempts = 5
-
-// isWriteConflict reports whether err aborted a transaction only because a
-// concurrent one won: a MySQL deadlock, or a row inserted meanwhile.
-func isWriteConflict(err error) bool {
-	var me *mysqldriver.MySQLError
-	return errors.Is(err, gorm.ErrDuplicatedKey) || (errors.As(err, &me) && me.Number == 1213)
 }
 
 // compareKPINames orders KPIs by module, then key, byte by byte (not as

@@ -107,14 +107,11 @@ func (db *DB) MarkNotificationRead(ctx context.Context, u *models.User, id int64
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 1; attempt <= maxRecordAttempts; attempt++ {
-		// A deadlock with a concurrent mark-all (MySQL) is retried.
-		err = db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
+	// A deadlock with a concurrent mark-all (MySQL) is retried.
+	err = retryConflicts(func() error {
+		return db.gorm.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).
 			Create(&models.NotificationRead{UserID: u.ID, NotificationID: id}).Error
-		if err == nil || !isWriteConflict(err) {
-			break
-		}
-	}
+	})
 	if err != nil {
 		return nil, translate(err, fmt.Sprintf("mark notification %d read", id))
 	}
@@ -132,21 +129,20 @@ func (db *DB) MarkAllNotificationsRead(ctx context.Context, u *models.User) (int
 	if db.dialect != MySQL {
 		insert = "INSERT OR IGNORE INTO"
 	}
-	var err error
-	for attempt := 1; attempt <= maxRecordAttempts; attempt++ {
+	var marked int
+	err := retryConflicts(func() error {
 		sub := inbox(db.gorm.Table("notifications"), u).
 			Select("?, notifications.id", u.ID).
 			Joins("LEFT JOIN notification_reads ON notification_reads.notification_id = notifications.id AND notification_reads.user_id = ?", u.ID).
 			Where("notification_reads.user_id IS NULL")
 		res := db.gorm.WithContext(ctx).Exec(insert+" notification_reads (user_id, notification_id) ?", sub)
-		if err = res.Error; err == nil {
-			return int(res.RowsAffected), nil
-		}
-		if !isWriteConflict(err) {
-			break
-		}
+		marked = int(res.RowsAffected)
+		return res.Error
+	})
+	if err != nil {
+		return 0, translate(err, "mark all notifications read")
 	}
-	return 0, translate(err, "mark all notifications read")
+	return marked, nil
 }
 
 // UnreadNotifications counts the unread notifications of user's inbox.

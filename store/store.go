@@ -291,3 +291,25 @@ func (db *DB) Head(ctx context.Context, name string) (int64, error) {
 	}
 	return heads[0], nil
 }
+
+// isWriteConflict reports whether err aborted a transaction only because a
+// concurrent one won: a MySQL deadlock, or a row inserted meanwhile.
+func isWriteConflict(err error) bool {
+	var me *mysqldriver.MySQLError
+	return errors.Is(err, gorm.ErrDuplicatedKey) || (errors.As(err, &me) && me.Number == 1213)
+}
+
+// maxConflictAttempts bounds how often retryConflicts runs a write.
+const maxConflictAttempts = 5
+
+// retryConflicts runs write again, up to maxConflictAttempts times in all,
+// while the database aborts it for a conflict with a concurrent write.
+func retryConflicts(write func() error) error {
+	var err error
+	for range maxConflictAttempts {
+		if err = write(); err == nil || !isWriteConflict(err) {
+			break
+		}
+	}
+	return err
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/switchboardhq/switchboard/models"
 )
@@ -25,6 +26,14 @@ type roomWatcher struct {
 	signal  chan struct{}
 }
 
+// wake has the watcher look at its pending rooms.
+func (w *roomWatcher) wake() {
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
 // NewRoomEvents returns a notifier without watchers.
 func NewRoomEvents() *RoomEvents { return &RoomEvents{watchers: make(map[*roomWatcher]struct{})} }
 
@@ -42,16 +51,19 @@ func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 			w.pending = append(w.pending, roomID)
 		}
 		w.mu.Unlock()
-		select {
-		case w.signal <- struct{}{}:
-		default:
-		}
+		w.wake()
 	}
 }
 
-// Watch returns the rooms that change for userID, each as load returns it;
-// a room load cannot return (not visible to the user) is skipped. The
-// channel closes when ctx ends.
+// roomRetry is how long a watcher waits before loading again a room whose
+// load failed (the database unavailable).
+const roomRetry = time.Second
+
+// Watch returns the rooms that change for userID, each as load returns it.
+// A room load answers models.NotFound for (not visible to the user) is
+// skipped; one whose load failed otherwise is loaded again roomRetry later,
+// so that a database hiccup does not leave the entry stale. The channel
+// closes when ctx ends.
 func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx context.Context, roomID int64) (*models.Room, error)) <-chan *models.Room {
 	w := &roomWatcher{userID: userID, signal: make(chan struct{}, 1)}
 	e.mu.Lock()
@@ -75,9 +87,13 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 			ids := w.pending
 			w.pending = nil
 			w.mu.Unlock()
+			var failed []int64
 			for _, id := range ids {
 				room, err := load(ctx, id)
 				if err != nil {
+					if models.ErrorCode(err) != models.NotFound && ctx.Err() == nil {
+						failed = append(failed, id)
+					}
 					continue
 				}
 				select {
@@ -85,6 +101,16 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 				case <-ctx.Done():
 					return
 				}
+			}
+			if len(failed) > 0 {
+				w.mu.Lock()
+				for _, id := range failed {
+					if !slices.Contains(w.pending, id) {
+						w.pending = append(w.pending, id)
+					}
+				}
+				w.mu.Unlock()
+				time.AfterFunc(roomRetry, w.wake)
 			}
 		}
 	}()

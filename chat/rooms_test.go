@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -123,6 +124,8 @@ func TestRoomEventsMergeWhilePending(t *testing.T) {
 	})
 }
 
+// TestRoomEventsSkipRoomsLoadRefuses: a room the user may not see is
+// skipped; one whose load failed is tried again.
 func TestRoomEventsSkipRoomsLoadRefuses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := chat.NewRoomEvents()
@@ -141,6 +144,17 @@ func TestRoomEventsSkipRoomsLoadRefuses(t *testing.T) {
 		}
 		assert.Equal(t, []string{roomName(1, ada), roomName(4, ada)}, rooms(t, ch), "the rooms after a refused one still come")
 		assert.Equal(t, []int64{2, 1, 2, 3, 4}, l.calls())
+
+		// The database is back: the room that failed comes a second later;
+		// the invisible one is never asked for again.
+		l.mu.Lock()
+		delete(l.hidden, 3)
+		l.mu.Unlock()
+		time.Sleep(time.Second)
+		assert.Equal(t, []string{roomName(3, ada)}, rooms(t, ch), "a failed load is tried again")
+		time.Sleep(10 * time.Second)
+		assert.Empty(t, rooms(t, ch))
+		assert.Equal(t, []int64{2, 1, 2, 3, 4, 3}, l.calls())
 	})
 }
 

@@ -110,7 +110,7 @@ func newMetrics(ws *gqlws.Transport, res *resolvers.Resolver) (*prometheus.Regis
 	}, func() float64 { return float64(ws.Groups()) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchboard_events_delivered_total",
-		Help: "Subscription results and completions written to WebSocket clients.",
+		Help: "Operation results handed to WebSocket clients: one per subscriber for each event (protocol messages such as acks, pings and errors are not counted).",
 	}, func() float64 { return float64(ws.Stats().FramesWritten) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchboard_slow_consumer_disconnects_total",

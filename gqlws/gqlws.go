@@ -190,7 +190,7 @@ type Transport struct {
 
 // Stats are a Transport's counters since it started.
 type Stats struct {
-	FramesWritten uint64            // data frames handed to sockets
+	FramesWritten uint64            // operation results handed to sockets (one per member of a shared event)
 	Closes        map[string]uint64 // connections closed, by the server's close code, or "client" for those the client closed
 	Refused       map[string]uint64 // operations or connections refused, by limit
 	Subscriptions map[string]int64  // subscriptions running, by root field

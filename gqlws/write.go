@@ -136,7 +136,6 @@ func (c *conn) drainLocked() bool {
 // writeLocked writes one text frame, blocking until it is sent (for
 // callers that may wait: an operation's own goroutine, a message handler).
 func (c *conn) writeLocked(payload []byte) bool {
-	c.t.framesWritten.Add(1)
 	return c.sendFramed(payload) && c.drainLocked()
 }
 

@@ -20,6 +20,7 @@ func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
 	db := storetest.StartMariaDB(t)
 	s := startServer(t, map[string]string{"DATABASE_URL": db.URL()})
 	token := s.signIn(t, "poster")
+	general := s.generalRoom(t)
 	sub := s.chatWS(t, "")
 	sub.subscribe("s", `subscription { statusPosted(after: "0") { id text } }`, nil)
 	first := s.post(t, token, "before")
@@ -36,6 +37,32 @@ func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
 	assert.NotContains(t, r.Errors[0].Message, "127.0.0.1", "no internals in the message")
 	assert.Less(t, took, 3*time.Second, "refused at once, not after a hang")
 	t.Logf("a mutation during the outage was refused in %s", took.Round(time.Millisecond))
+	// Every other path that needs the database says the same, at once.
+	for _, op := range []struct {
+		query string
+		vars  map[string]any
+	}{
+		{`mutation($r: ID!) { postMessage(roomId: $r, text: "during") { id } }`, map[string]any{"r": general.ID}},
+		{`mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}},
+		{`mutation { markAllNotificationsRead }`, nil},
+		{`mutation { signIn(name: "late") { token } }`, nil},
+		{`{ statuses(first: 5) { edges { node { id } } } }`, nil},
+		{`{ rooms { id unreadCount lastMessage { id } } }`, nil},
+	} {
+		start := time.Now()
+		r := s.do(t, token, op.query, op.vars)
+		require.NotEmpty(t, r.Errors, op.query)
+		assert.Equal(t, "UNAVAILABLE", r.Errors[0].Code(), "%s: %s", op.query, r.Errors[0].Message)
+		assert.Less(t, time.Since(start), 3*time.Second, op.query)
+	}
+	late := s.chatWS(t, "")
+	late.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r, after: "0") { id } }`, map[string]any{"r": general.ID})
+	// As graphql-ws's reference server does for a stream that fails to
+	// start: the failure as a result, then the end of the operation.
+	m := late.read(5 * time.Second)
+	assert.Equal(t, "next", m.Type)
+	assert.Contains(t, string(m.Payload), `"code":"UNAVAILABLE"`, "a subscription that needs the database")
+	assert.Equal(t, "complete", late.read(5*time.Second).Type)
 
 	resp, err := http.Get(s.URL + "/readyz")
 	require.NoError(t, err)

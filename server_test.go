@@ -584,3 +584,47 @@ func TestInternalErrorsStayInternal(t *testing.T) {
 	assert.NotContains(t, fmt.Sprint(r), "users", "no SQL reaches the client")
 	assert.Regexp(t, `request_id=`+id+`.*no such table: users`, s.logs.String())
 }
+
+// TestBadArgumentsGetBadUserInput: every argument with a range or a length
+// refuses what is outside it with BAD_USER_INPUT and a message naming it,
+// and changes nothing.
+func TestBadArgumentsGetBadUserInput(t *testing.T) {
+	s := startServer(t, nil)
+	token := s.signIn(t, "careful")
+	general := s.generalRoom(t)
+	r := map[string]any{"r": general.ID}
+	cases := []struct {
+		query string
+		vars  map[string]any
+		names string // a word the message must contain
+	}{
+		{`{ statuses(first: 0) { edges { cursor } } }`, nil, "first"},
+		{`{ statuses(first: 101) { edges { cursor } } }`, nil, "first"},
+		{`{ statuses(after: "not a cursor") { edges { cursor } } }`, nil, "after"},
+		{`query($r: ID!) { messages(roomId: $r, last: 0) { edges { cursor } } }`, r, "last"},
+		{`query($r: ID!) { messages(roomId: $r, before: "nope") { edges { cursor } } }`, r, "before"},
+		{`{ users(search: "a", first: 51) { id } }`, nil, "first"},
+		{`{ users(search: "` + strings.Repeat("a", 51) + `") { id } }`, nil, "search"},
+		{`{ kpiHistory(module: "finance", key: "cash", limit: 0) { value } }`, nil, "limit"},
+		{`{ dashboard(topN: 21) { generatedAt } }`, nil, "topN"},
+		{`{ notifications(first: 0) { edges { cursor } } }`, nil, "first"},
+		{`mutation { createRoom(name: "` + strings.Repeat("r", 51) + `") { id } }`, nil, "name"},
+		{`mutation($r: ID!) { postMessage(roomId: $r, text: "` + strings.Repeat("m", 2001) + `") { id } }`, r, "2001"},
+		{`mutation($r: ID!) { postMessage(roomId: $r, text: "  ") { id } }`, r, "empty"},
+	}
+	for _, c := range cases {
+		got := s.do(t, token, c.query, c.vars)
+		if assert.NotEmpty(t, got.Errors, c.query) {
+			assert.Equal(t, "BAD_USER_INPUT", got.Errors[0].Code(), "%s: %s", c.query, got.Errors[0].Message)
+			assert.Contains(t, got.Errors[0].Message, c.names, c.query)
+		}
+	}
+	var rooms struct{ Rooms []struct{ Name string } }
+	s.mustDo(t, token, `{ rooms { name } }`, nil, &rooms)
+	assert.Len(t, rooms.Rooms, 1, "no room was created")
+	var msgs struct {
+		Messages struct{ Edges []struct{ Cursor string } }
+	}
+	s.mustDo(t, token, `query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, r, &msgs)
+	assert.Empty(t, msgs.Messages.Edges, "no message was stored")
+}

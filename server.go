@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := slog.New(resolvers.LogHandler(newLogger(cfg, stdout).Handler()))
 
-	db, err := store.Open(ctx, cfg.DatabaseURL, log)
+	db, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}

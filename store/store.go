@@ -21,7 +21,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -54,7 +53,6 @@ type DB struct {
 	gorm    *gorm.DB
 	sql     *sql.DB
 	dialect Dialect
-	log     *slog.Logger
 
 	streams sync.Map // stream names known to have a row
 	errs    errorCounts
@@ -64,10 +62,7 @@ type DB struct {
 // embedded database (its directory is created when missing) or
 // "mysql://user:password@host:3306/dbname?param=value". It does not migrate;
 // call Migrate.
-func Open(ctx context.Context, rawURL string, log *slog.Logger) (*DB, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+func Open(ctx context.Context, rawURL string) (*DB, error) {
 	dialector, dialect, err := dialectorFor(rawURL)
 	if err != nil {
 		return nil, err
@@ -100,7 +95,7 @@ func Open(ctx context.Context, rawURL string, log *slog.Logger) (*DB, error) {
 		sqlDB.SetMaxIdleConns(16)
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	}
-	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, log: log}
+	db := &DB{gorm: g, sql: sqlDB, dialect: dialect}
 	if err := db.countErrors(); err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)

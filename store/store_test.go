@@ -39,7 +39,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, dialect store.Dialect)
 // Unlike storetest.Open it lets a test open one database more than once.
 func openURL(tb testing.TB, rawURL string) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), rawURL, nil)
+	db, err := store.Open(context.Background(), rawURL)
 	require.NoError(tb, err, "open store")
 	tb.Cleanup(func() { assert.NoError(tb, db.Close(), "close store") })
 	require.NoError(tb, db.Migrate(context.Background()), "migrate")
@@ -281,7 +281,7 @@ func TestOpenErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			db, err := store.Open(t.Context(), tt.url, nil)
+			db, err := store.Open(t.Context(), tt.url)
 			if db != nil {
 				_ = db.Close()
 			}
@@ -297,7 +297,7 @@ func TestOpenErrors(t *testing.T) {
 func TestOpenUnreachableMySQL(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1: the connection is refused at once.
-	db, err := store.Open(t.Context(), "mysql://app:hunter2@127.0.0.1:1/sb", nil)
+	db, err := store.Open(t.Context(), "mysql://app:hunter2@127.0.0.1:1/sb")
 	if db != nil {
 		_ = db.Close()
 	}
@@ -382,7 +382,7 @@ func TestMigrateConcurrently(t *testing.T) {
 		const replicas = 3
 		dbs := make([]*store.DB, replicas)
 		for i := range dbs {
-			db, err := store.Open(t.Context(), url, nil)
+			db, err := store.Open(t.Context(), url)
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = db.Close() })
 			dbs[i] = db
@@ -417,7 +417,7 @@ func TestDialect(t *testing.T) {
 func TestPingClosed(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
-		db, err := store.Open(t.Context(), storetest.URL(t, dialect), nil)
+		db, err := store.Open(t.Context(), storetest.URL(t, dialect))
 		require.NoError(t, err)
 		require.NoError(t, db.Close())
 		err = db.Ping(t.Context())

@@ -393,7 +393,7 @@ func TestTwoProcesses(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				url := storetest.URL(t, dialect)
 				replica := func(broker *mempubsub.Broker) *env {
-					db, err := store.Open(context.Background(), url, nil)
+					db, err := store.Open(context.Background(), url)
 					require.NoError(t, err)
 					t.Cleanup(func() { assert.NoError(t, db.Close()) })
 					require.NoError(t, db.Migrate(context.Background()))

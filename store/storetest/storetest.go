@@ -44,7 +44,7 @@ func URL(tb testing.TB, dialect store.Dialect) string {
 // closed when the test ends.
 func Open(tb testing.TB, dialect store.Dialect) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), URL(tb, dialect), nil)
+	db, err := store.Open(context.Background(), URL(tb, dialect))
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}

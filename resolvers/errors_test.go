@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/request"
 	"github.com/switchboardhq/switchboard/resolvers"
 )
 
@@ -24,13 +25,13 @@ import (
 // under the same id, and the next operation is served as usual.
 func TestPanicEndsOnlyItsOperation(t *testing.T) {
 	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
+	log := slog.New(request.LogHandler(slog.NewTextHandler(&logs, nil)))
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Log: log}})) // no DB
 	srv.AddTransport(transport.POST{})
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(log))
 	srv.SetRecoverFunc(resolvers.Recover(log))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		srv.ServeHTTP(w, r.WithContext(resolvers.WithRequestID(r.Context(), "req-42")))
+		srv.ServeHTTP(w, r.WithContext(request.WithID(r.Context(), "req-42")))
 	})
 
 	body := `{"query":"{ me { id } statuses(first: 1) { edges { cursor } } }"}`

@@ -1,0 +1,289 @@
+// Package app is Switchboard's composition root: the configuration
+// (ParseConfig, the only reader of the environment), the wiring of the
+// database, the broker and the live services, the HTTP routes and their
+// middleware, the metrics, and the token subcommand. The binary's main
+// package only parses and calls it; tests and other programs start a whole
+// server in-process with Start.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/chat"
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/kpi"
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/notify"
+	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
+	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/ratelimit/redisrate"
+	"github.com/switchboardhq/switchboard/resolvers"
+	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
+)
+
+// guestTokenTTL is how long a guest sign-in lasts.
+const guestTokenTTL = 30 * 24 * time.Hour
+
+// demoFeedInterval is how often the KPI demo feed moves its values.
+const demoFeedInterval = 5 * time.Second
+
+// Server is one running Switchboard: its database, broker, live services and
+// HTTP listener, wired together. Start returns one that serves; Shutdown
+// stops it.
+type Server struct {
+	cfg      *Config
+	log      *slog.Logger
+	metrics  *metrics
+	url      string
+	http     *http.Server
+	ws       *gqlws.Transport
+	draining atomic.Bool        // /readyz fails from the start of a shutdown
+	stop     context.CancelFunc // ends the services' background work
+	closers  []func()           // what Start opened, closed in reverse by close
+	served   chan error         // the HTTP server's end
+	once     sync.Once
+}
+
+// Run starts a server (see Start) and serves until ctx ends or the listener
+// fails, then shuts it down gracefully (see Shutdown).
+func Run(ctx context.Context, cfg *Config, logOutput io.Writer) error {
+	s, err := Start(ctx, cfg, logOutput)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-s.served:
+		s.close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	return s.Shutdown(context.WithoutCancel(ctx))
+}
+
+// Start opens and migrates the database, connects the broker, starts the
+// live services and serves HTTP on cfg.Addr, logging to logOutput. It
+// returns once the listener accepts connections (see URL); ctx bounds only
+// the start. A broker that is down is not fatal: the server runs degraded
+// (live delivery from the database) until it is back.
+func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: newLogger(cfg, logOutput), metrics: newMetrics(), served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { _ = db.Close() })
+	if err := db.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	tokens, err := newTokens(ctx, cfg, db)
+	if err != nil {
+		return nil, err
+	}
+	broker, brokerName, err := s.openBroker(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	res := s.startServices(db, tokens, broker)
+	s.ws = newWebsocket(cfg, s.log, tokens, s.metrics)
+	s.closers = append(s.closers, s.ws.Shutdown)
+	ln, err := s.listen()
+	if err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           newHandler(cfg, s.log, res, s.ws, broker, s.metrics, &s.draining),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	s.log.Info("listening", "addr", ln.Addr().String(), "url", s.url,
+		"database", string(db.Dialect()), "data", dataLocation(cfg), "broker", brokerName, "version", cfg.Version)
+	go func() { s.served <- s.http.Serve(ln) }()
+	return s, nil
+}
+
+// URL is where the server listens, as a browser would open it
+// (http://localhost:8080, https://… with TLS).
+func (s *Server) URL() string { return s.url }
+
+// Shutdown stops the server gracefully: readiness fails at once, WebSocket
+// clients are closed with 1001 (they reconnect elsewhere and resume), HTTP
+// requests in flight get up to SHUTDOWN_TIMEOUT to finish (or until ctx
+// ends), and then the services, the broker and the database close. Only the
+// first call has an effect.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		s.log.Info("shutting down")
+		s.draining.Store(true)
+		s.ws.Shutdown()
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err = s.http.Shutdown(ctx); err != nil {
+			s.log.Warn("shutdown did not finish in time", "err", err)
+			err = nil // what was in flight is cut off; the rest stops as usual
+		}
+		s.close()
+		s.log.Info("stopped")
+	})
+	return err
+}
+
+// close ends the background work and closes what Start opened, newest
+// first.
+func (s *Server) close() {
+	if s.stop != nil {
+		s.stop()
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// startServices starts the durable streams and the chat, notification and
+// KPI services, and returns the resolvers over them. Their background work
+// lasts until the server closes.
+func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.Broker) *resolvers.Resolver {
+	cfg, log := s.cfg, s.log
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	defers := func(f func() error) { s.closers = append(s.closers, func() { _ = f() }) }
+
+	statuses := stream.New(db.StatusLog(), broker, func(st *models.Status) int64 { return st.ID }, stream.Options{Log: log})
+	defers(statuses.Close)
+	messages := stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, stream.Options{Log: log})
+	defers(messages.Close)
+	chatState := chat.NewHub(broker, 0, chat.DefaultLeaveGrace, log)
+	chatState.Start(ctx)
+	s.closers = append(s.closers, chatState.Close)
+	notifications := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{Log: log})
+	defers(notifications.Close)
+	inbox := notify.New(db, notifications, broker, nil, log)
+	inbox.Start(ctx)
+	s.closers = append(s.closers, inbox.Close)
+	kpis := kpi.New(db, broker, kpi.Options{DashboardInterval: cfg.DashboardInterval, Retention: cfg.KPIRetention, Log: log})
+	kpis.Start(ctx)
+	s.closers = append(s.closers, kpis.Close)
+	if cfg.DemoFeed {
+		kpis.StartDemo(ctx, demoFeedInterval)
+	}
+
+	res := &resolvers.Resolver{
+		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chatState, KPIs: kpis, Notifications: inbox, Log: log,
+		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
+		MessageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
+		TypingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
+		StatusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
+	}
+	if rb, ok := broker.(countingBroker).Broker.(*redispubsub.Broker); ok {
+		// With Redis, the per-user limits are shared by every replica.
+		shared := redisrate.New(rb.Client(), rb.Prefix())
+		failed := func(err error) {
+			s.metrics.brokerErrors.WithLabelValues("rate_limit").Inc()
+			log.Debug("shared rate limit unavailable; limiting locally", "err", err)
+		}
+		res.MessageRate.Share(shared, "messages", failed)
+		res.TypingRate.Share(shared, "typing", failed)
+		res.StatusRate.Share(shared, "statuses", failed)
+	}
+	return res
+}
+
+// openBroker returns the Redis broker when REDIS_URL is set, else the
+// in-process one, counted for the metrics, and its name for the log.
+func (s *Server) openBroker(ctx context.Context, db *store.DB) (pubsub.Broker, string, error) {
+	if s.cfg.RedisURL == "" {
+		b := mempubsub.New(0)
+		s.closers = append(s.closers, func() { _ = b.Close() })
+		return countingBroker{b, s.metrics}, "in-process", nil
+	}
+	// Channels are named after the database's identity: the replicas of one
+	// deployment meet, other deployments on the same Redis stay apart.
+	id, err := db.DeploymentID(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := redispubsub.New(s.cfg.RedisURL, redispubsub.Options{Prefix: "switchboard:" + id + ":"})
+	if err != nil {
+		return nil, "", err
+	}
+	s.closers = append(s.closers, func() { _ = b.Close() })
+	if err := b.Ping(ctx); err != nil {
+		s.log.Warn("redis is not reachable; running degraded until it is", "err", err)
+	}
+	return countingBroker{b, s.metrics}, "redis", nil
+}
+
+// listen opens the listener on ADDR, with TLS when a certificate is
+// configured, and sets the server's URL.
+func (s *Server) listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.url = "http://" + displayAddr(ln.Addr())
+	if s.cfg.TLSCertFile == "" {
+		return ln, nil
+	}
+	// HTTPS and WSS directly (HTTP/1.1: WebSocket upgrades need it).
+	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
+	}
+	s.url = "https://" + displayAddr(ln.Addr())
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}
+
+// newTokens returns the token signer: AUTH_SECRET when set, else the key kept
+// in the database (generated on first start).
+func newTokens(ctx context.Context, cfg *Config, db *store.DB) (*auth.Tokens, error) {
+	key := cfg.AuthSecret
+	if key == nil {
+		var err error
+		if key, err = db.AuthSecret(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return auth.NewTokens(key, nil)
+}
+
+// displayAddr turns a listener's address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// dataLocation says where the data lives, without credentials.
+func dataLocation(cfg *Config) string {
+	if u, err := urlRedacted(cfg.DatabaseURL); err == nil {
+		return u
+	}
+	return "(unparsable DATABASE_URL)"
+}

@@ -1,0 +1,233 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/resolvers"
+)
+
+// metrics are one server's Prometheus metrics, served at /metrics: the Go
+// and process collectors, the counters below, fed as things happen, and the
+// switchboard_* values read from the parts that keep them (the WebSocket
+// transport, the rate limits, the database) at each scrape. The README's
+// metrics table lists them; TestMetricsTableMatchesTheCode keeps the two in
+// step.
+type metrics struct {
+	reg *prometheus.Registry
+	// deliveryLatency is the time from an event's creation (the mutation
+	// that committed it) to its frames being handed to every subscriber's
+	// socket, per shared event.
+	deliveryLatency prometheus.Histogram
+	// errorsByCode counts the errors answered to clients, by
+	// extensions.code (INTERNAL and UNAVAILABLE are the ones to alert on).
+	errorsByCode *prometheus.CounterVec
+	// brokerErrors counts failed broker operations (Redis unreachable).
+	brokerErrors *prometheus.CounterVec
+	// eventsPublished counts the events announced on the broker, by topic
+	// kind.
+	eventsPublished *prometheus.CounterVec
+	// operations times queries and mutations.
+	operations *prometheus.HistogramVec
+}
+
+// newMetrics returns a server's metrics with the Go and process collectors
+// and the counters registered; observe adds what the transport and the
+// resolvers keep, once they exist.
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "switchboard_delivery_latency_seconds",
+			Help:    "From an event's commit to its frames being handed to every subscriber of a shared subscription.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		errorsByCode: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_errors_total",
+			Help: "GraphQL errors answered to clients, by extensions.code.",
+		}, []string{"code"}),
+		brokerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_broker_errors_total",
+			Help: "Broker publishes, subscribes and shared rate-limit checks that failed; live delivery falls back to the database meanwhile.",
+		}, []string{"op"}),
+		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_events_published_total",
+			Help: "Events announced to subscribers through the broker, by topic (room:N counts as room).",
+		}, []string{"topic"}),
+		operations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "switchboard_operation_duration_seconds",
+			Help:    "Time to answer queries and mutations, from parsed request to response.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"type"}),
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.eventsPublished, m.operations)
+	return m
+}
+
+// countErrors counts the errors present presents, by code.
+func (m *metrics) countErrors(present graphql.ErrorPresenterFunc) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		e := present(ctx, err)
+		code, _ := e.Extensions["code"].(string)
+		m.errorsByCode.WithLabelValues(cmp.Or(code, "UNKNOWN")).Inc()
+		return e
+	}
+}
+
+// countingBroker counts a broker's events and failures.
+type countingBroker struct {
+	pubsub.Broker
+	m *metrics
+}
+
+// Publish publishes and counts the event, or the failure.
+func (b countingBroker) Publish(ctx context.Context, topic string, payload []byte) error {
+	err := b.Broker.Publish(ctx, topic, payload)
+	if err != nil {
+		b.m.brokerErrors.WithLabelValues("publish").Inc()
+	} else {
+		b.m.eventsPublished.WithLabelValues(topicKind(topic)).Inc()
+	}
+	return err
+}
+
+// topicKind is a topic without its id: room:12 is room.
+func topicKind(topic string) string {
+	kind, _, _ := strings.Cut(topic, ":")
+	return kind
+}
+
+// Subscribe subscribes and counts a failure (but not a cancellation).
+func (b countingBroker) Subscribe(ctx context.Context, topic string) (*pubsub.Subscription, error) {
+	sub, err := b.Broker.Subscribe(ctx, topic)
+	if err != nil && ctx.Err() == nil {
+		b.m.brokerErrors.WithLabelValues("subscribe").Inc()
+	}
+	return sub, err
+}
+
+// Ping passes readiness checks through to brokers that have them.
+func (b countingBroker) Ping(ctx context.Context) error {
+	if p, ok := b.Broker.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// observe registers the metrics that ws and res keep, read at each scrape.
+func (m *metrics) observe(ws *gqlws.Transport, res *resolvers.Resolver) {
+	reg := m.reg
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_websocket_connections",
+		Help: "Open WebSocket connections.",
+	}, func() float64 { return float64(ws.Len()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_websocket_compressed_connections",
+		Help: "Open WebSocket connections that negotiated permessage-deflate (WS_COMPRESSION).",
+	}, func() float64 { return float64(ws.Compressed()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_shared_subscriptions",
+		Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
+	}, func() float64 { return float64(ws.Groups()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_events_delivered_total",
+		Help: "Operation results handed to WebSocket clients: one per subscriber for each event (protocol messages such as acks, pings and errors are not counted).",
+	}, func() float64 { return float64(ws.Stats().FramesWritten) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_slow_consumer_disconnects_total",
+		Help: "WebSocket clients disconnected (1013) because they did not read fast enough; they reconnect and resume with after.",
+	}, func() float64 { return float64(ws.Stats().Closes[strconv.Itoa(gqlws.CloseTryAgainLater)]) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchboard_database_statements_total",
+		Help: "SQL statements run (queries and writes).",
+	}, func() float64 { return float64(res.DB.Statements()) }))
+	reg.MustRegister(&transportCollector{ws: ws, res: res})
+}
+
+var (
+	closesDesc = prometheus.NewDesc("switchboard_websocket_closes_total",
+		"WebSocket connections closed, by the server's close code (1013: slow consumer, 4403: token expired, 1001: shutdown or keepalive timeout), or code=\"client\" when the client closed.",
+		[]string{"code"}, nil)
+	refusedDesc = prometheus.NewDesc("switchboard_rate_limited_total",
+		"Operations, messages, typing events and connections refused by a rate limit, by limit.",
+		[]string{"limit"}, nil)
+	subscriptionsDesc = prometheus.NewDesc("switchboard_subscriptions",
+		"Subscriptions running, by root field.",
+		[]string{"field"}, nil)
+	dbErrorsDesc = prometheus.NewDesc("switchboard_database_errors_total",
+		"Failed database statements, by kind: connection (unreachable), conflict (unique key or deadlock, retried or answered), other.",
+		[]string{"kind"}, nil)
+)
+
+// transportCollector reports labelled counters kept by the WebSocket layer
+// and the resolvers' rate limits.
+type transportCollector struct {
+	ws  *gqlws.Transport
+	res *resolvers.Resolver
+}
+
+func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- closesDesc
+	ch <- refusedDesc
+	ch <- subscriptionsDesc
+	ch <- dbErrorsDesc
+}
+
+func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.ws.Stats()
+	for code, n := range st.Closes {
+		ch <- prometheus.MustNewConstMetric(closesDesc, prometheus.CounterValue, float64(n), code)
+	}
+	refused := st.Refused
+	refused["messages"] += c.res.MessageRate.Refused()
+	refused["typing"] += c.res.TypingRate.Refused()
+	refused["statuses"] += c.res.StatusRate.Refused()
+	for limit, n := range refused {
+		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
+	}
+	for field, n := range st.Subscriptions {
+		ch <- prometheus.MustNewConstMetric(subscriptionsDesc, prometheus.GaugeValue, float64(n), field)
+	}
+	for kind, n := range c.res.DB.ErrorCounts() {
+		ch <- prometheus.MustNewConstMetric(dbErrorsDesc, prometheus.CounterValue, float64(n), kind)
+	}
+}
+
+// operationTimer is a gqlgen extension that times queries and mutations.
+type operationTimer struct{ hist *prometheus.HistogramVec }
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.ResponseInterceptor
+} = (*operationTimer)(nil)
+
+func (*operationTimer) ExtensionName() string                   { return "OperationTimer" }
+func (*operationTimer) Validate(graphql.ExecutableSchema) error { return nil }
+
+// InterceptResponse times each query and mutation (subscriptions, which
+// answer once per event, are not timed).
+func (o *operationTimer) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	if !graphql.HasOperationContext(ctx) {
+		return next(ctx)
+	}
+	rc := graphql.GetOperationContext(ctx)
+	if rc.Operation == nil || rc.Operation.Operation == ast.Subscription {
+		return next(ctx)
+	}
+	start := time.Now()
+	resp := next(ctx)
+	o.hist.WithLabelValues(string(rc.Operation.Operation)).Observe(time.Since(start).Seconds())
+	return resp
+}

@@ -1,0 +1,256 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/validator/rules"
+
+	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/request"
+	"github.com/switchboardhq/switchboard/resolvers"
+	"github.com/switchboardhq/switchboard/stream"
+	"github.com/switchboardhq/switchboard/web"
+)
+
+// initTimeout is how long a WebSocket may go without connection_init.
+const initTimeout = 3 * time.Second
+
+// newWebsocket builds the WebSocket transport: tokens from connection_init,
+// the allowed origins, the limits above.
+func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics) *gqlws.Transport {
+	return gqlws.New(gqlws.Options{
+		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
+			ctx, p, err := tokens.ConnectionInit(ctx, payload)
+			if err != nil {
+				return gqlws.InitResult{}, err
+			}
+			// The welcome: who the connection is signed in as, and the version.
+			ack := map[string]any{"user": nil, "version": cfg.Version}
+			var expires time.Time
+			if p != nil {
+				ack["user"] = map[string]any{"id": strconv.FormatInt(p.User.ID, 10), "name": p.User.Name}
+				expires = p.ExpiresAt
+			}
+			return gqlws.InitResult{Context: ctx, Ack: ack, Expires: expires}, nil
+		},
+		CheckOrigin: originChecker(cfg.AllowedOrigins),
+		// A connection keeps only its request id and client address from the
+		// upgrade request.
+		ConnContext: func(r *http.Request) context.Context { return request.Detached(r.Context()) },
+		// Live delivery of durable streams is shared between subscribers of
+		// the same document and scope; statusPosted is public.
+		Positions:    stream.WithPositionRecorder,
+		EventTimes:   stream.WithEventTimeRecorder,
+		OnDelivered:  func(d time.Duration) { m.deliveryLatency.Observe(d.Seconds()) },
+		PublicFields: []string{"statusPosted"},
+		Scope: func(ctx context.Context) string {
+			if p, ok := auth.PrincipalFrom(ctx); ok {
+				return strconv.FormatInt(p.User.ID, 10)
+			}
+			return ""
+		},
+		InitTimeout:     initTimeout,
+		MaxOperations:   cfg.SubsPerConn,
+		Operations:      burstOf(cfg.OpsPerSecond),
+		MaxConnsPerAddr: cfg.ConnsPerAddr,
+		KeepAlive:       cfg.WSKeepAlive,
+		Compression:     cfg.WSCompression,
+		ReadLimit:       cmp.Or(cfg.MaxWSMessage, -1), // 0 in the configuration: no limit
+		OnError: func(ctx context.Context, err error) {
+			log.DebugContext(ctx, "websocket", "client", request.ClientAddr(ctx), "err", err)
+		},
+	})
+}
+
+// burstOf is a limit of perSecond with bursts of twice that (at least 1).
+func burstOf(perSecond float64) ratelimit.Limit {
+	return ratelimit.Limit{PerSecond: perSecond, Burst: max(1, int(2*perSecond))}
+}
+
+// newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
+// the SDL, health, metrics and the web page.
+func newHandler(cfg *Config, log *slog.Logger, res *resolvers.Resolver, ws *gqlws.Transport, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {
+	schema := graph.NewExecutableSchema(graph.Config{Resolvers: res})
+	gql := handler.New(schema)
+	// WebSocket first: it claims every request with an Upgrade header.
+	gql.AddTransport(ws)
+	gql.AddTransport(transport.Options{})
+	gql.AddTransport(transport.GET{})
+	gql.AddTransport(transport.POST{})
+	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
+	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, cfg.QueryLimits) })
+	// "Did you mean …?" suggestions would map the schema for a caller who
+	// may not introspect it.
+	gql.SetDisableSuggestion(cfg.Production())
+	// Introspection follows INTROSPECTION (off by default in production);
+	// /schema.graphql below serves the SDL either way, for codegen.
+	if cfg.Introspection {
+		gql.Use(extension.Introspection{})
+	}
+	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	gql.Use(extension.FixedComplexityLimit(cfg.QueryLimits.Complexity))
+	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
+	gql.SetRecoverFunc(resolvers.Recover(log))
+
+	gql.Use(&operationTimer{m.operations})
+	m.observe(ws, res)
+
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, res.Tokens.Middleware(gql))))
+	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
+	sdl := schemaSource(schema.Schema())
+	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/graphql; charset=utf-8")
+		_, _ = io.WriteString(w, sdl)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": cfg.Version})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+			return
+		}
+		if err := res.DB.Ping(r.Context()); err != nil {
+			log.WarnContext(r.Context(), "not ready", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
+			return
+		}
+		// A broker outage degrades live delivery (it falls back to the
+		// database) but every request is still served: report it, stay in
+		// rotation.
+		if p, ok := broker.(interface{ Ping(context.Context) error }); ok {
+			if err := p.Ping(r.Context()); err != nil {
+				log.WarnContext(r.Context(), "degraded", "broker", "down", "err", err)
+				writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "up", "broker": "down"})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up", "broker": "up"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", web.Handler())
+	return request.ResolveClient(cfg.TrustedProxies, request.AssignID(mux))
+}
+
+// schemaSource is the SDL the schema was generated from, verbatim (with its
+// doc strings and comments): the text of every source file its types come
+// from, in the order of the files' names.
+func schemaSource(schema *ast.Schema) string {
+	files := map[string]string{}
+	for _, def := range schema.Types {
+		if !def.BuiltIn && def.Position != nil && def.Position.Src != nil {
+			files[def.Position.Src.Name] = def.Position.Src.Input
+		}
+	}
+	var sdl strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		sdl.WriteString(files[name])
+	}
+	return sdl.String()
+}
+
+// withBodyLimit bounds request bodies.
+func withBodyLimit(limit int64, next http.Handler) http.Handler {
+	if limit <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			// Refused before reading: nothing of it is echoed or parsed.
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
+				"message": fmt.Sprintf("the request body is larger than %d bytes", limit), "extensions": map[string]string{"code": "BAD_USER_INPUT"},
+			}}})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit) // bodies of unknown length
+		next.ServeHTTP(w, r)
+	})
+}
+
+// originAllowed reports whether a browser on origin may use the API: its own
+// origin always, others when listed (or when the list holds "*").
+func originAllowed(allowed []string, origin, host string) bool {
+	if origin == "" {
+		return true // not a browser
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	return slices.Contains(allowed, "*") || slices.ContainsFunc(allowed, func(a string) bool { return strings.EqualFold(a, origin) })
+}
+
+// originChecker is the WebSocket upgrade's origin check (against cross-site
+// WebSocket hijacking).
+func originChecker(allowed []string) func(r *http.Request) bool {
+	return func(r *http.Request) bool { return originAllowed(allowed, r.Header.Get("Origin"), r.Host) }
+}
+
+// cors answers CORS requests from allowed origins, preflight included.
+func cors(allowed []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && r.Header.Get("Upgrade") == "" && originAllowed(allowed, origin, r.Host) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Expose-Headers", "X-Request-ID")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-ID")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeJSON answers status with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// urlRedacted is a DATABASE_URL without its password.
+func urlRedacted(raw string) (string, error) {
+	if strings.HasPrefix(raw, "sqlite:") {
+		return raw, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	return u.Redacted(), nil
+}

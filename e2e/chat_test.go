@@ -1,0 +1,572 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/chat"
+	"github.com/switchboardhq/switchboard/store/storetest"
+)
+
+// Chat over the real server: HTTP for queries and mutations, raw WebSocket
+// clients for the live parts.
+
+type room struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Direct      bool   `json:"direct"`
+	UnreadCount int    `json:"unreadCount"`
+}
+
+const roomFields = `id name direct unreadCount`
+
+type user struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// chatUser is a signed-in guest.
+type chatUser struct {
+	user
+	token string
+}
+
+func (s *testServer) chatUser(tb testing.TB, name string) chatUser {
+	tb.Helper()
+	var d struct {
+		SignIn struct {
+			Token string
+			User  user
+		} `json:"signIn"`
+	}
+	s.mustDo(tb, "", `mutation($n: String!) { signIn(name: $n) { token user { id name } } }`, map[string]any{"n": name}, &d)
+	return chatUser{user: d.SignIn.User, token: d.SignIn.Token}
+}
+
+func (s *testServer) createRoom(tb testing.TB, token, name string) room {
+	tb.Helper()
+	var d struct{ CreateRoom room }
+	s.mustDo(tb, token, `mutation($n: String!) { createRoom(name: $n) { `+roomFields+` } }`, map[string]any{"n": name}, &d)
+	return d.CreateRoom
+}
+
+func (s *testServer) openDirect(tb testing.TB, token, userID string) room {
+	tb.Helper()
+	var d struct{ OpenDirectRoom room }
+	s.mustDo(tb, token, `mutation($u: ID!) { openDirectRoom(userId: $u) { `+roomFields+` } }`, map[string]any{"u": userID}, &d)
+	return d.OpenDirectRoom
+}
+
+func (s *testServer) postMessage(tb testing.TB, token, roomID, text string) string {
+	tb.Helper()
+	var d struct{ PostMessage event }
+	s.mustDo(tb, token, `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id text } }`,
+		map[string]any{"r": roomID, "t": text}, &d)
+	return d.PostMessage.ID
+}
+
+func (s *testServer) generalRoom(tb testing.TB) room {
+	tb.Helper()
+	var d struct{ Rooms []room }
+	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
+	i := slices.IndexFunc(d.Rooms, func(r room) bool { return r.Name == "general" })
+	require.GreaterOrEqual(tb, i, 0, "a fresh install has a general room: %v", d.Rooms)
+	return d.Rooms[i]
+}
+
+// chatWS opens a graphql-transport-ws connection initialised with token.
+func (s *testServer) chatWS(tb testing.TB, token string) *wsClient {
+	tb.Helper()
+	c := dialWS(tb, s, "graphql-transport-ws", nil)
+	c.init(token)
+	return c
+}
+
+// nextData reads the next event of operation id and decodes its field into
+// v; it fails on errors.
+func (c *wsClient) nextData(id, field string, v any, timeout time.Duration) {
+	c.tb.Helper()
+	m := c.read(timeout)
+	require.Equal(c.tb, "next", m.Type, "message %s %s", m.Type, m.Payload)
+	require.Equal(c.tb, id, m.ID)
+	var p struct {
+		Data   map[string]json.RawMessage `json:"data"`
+		Errors []gqlError                 `json:"errors"`
+	}
+	require.NoError(c.tb, json.Unmarshal(m.Payload, &p))
+	require.Empty(c.tb, p.Errors)
+	require.NoError(c.tb, json.Unmarshal(p.Data[field], v))
+}
+
+// until reads events of operation id into a fresh T until done accepts
+// one, and returns it; events before it (intermediate latest values) are
+// skipped.
+func until[T any](c *wsClient, id, field string, timeout time.Duration, done func(T) bool) T {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	var seen []T
+	for time.Now().Before(deadline) {
+		var v T
+		c.nextData(id, field, &v, time.Until(deadline))
+		if done(v) {
+			return v
+		}
+		seen = append(seen, v)
+	}
+	c.tb.Fatalf("no %s event as expected within %s; saw %+v", field, timeout, seen)
+	var zero T
+	return zero
+}
+
+// primed waits for the first event of operation id while trigger runs every
+// 100 ms: a subscription starts asynchronously, so this proves it runs
+// before a test relies on it. It returns the first event's data field.
+func primed[T any](c *wsClient, id, field string, trigger func()) T {
+	c.tb.Helper()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			trigger()
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	var v T
+	c.nextData(id, field, &v, 10*time.Second)
+	close(stop)
+	<-done
+	return v
+}
+
+// messageFeed is the durable feed of room roomID's messages.
+func messageFeed(roomID string) durableFeed {
+	return durableFeed{
+		subscription: `subscription($r: ID!, $a: ID) { messageAdded(roomId: $r, after: $a) { id text } }`,
+		field:        "messageAdded",
+		vars:         map[string]any{"r": roomID},
+		post: func(tb testing.TB, s *testServer, token, text string) string {
+			return s.postMessage(tb, token, roomID, text)
+		},
+		position: func(id string) (int, error) {
+			room, seq, ok := strings.Cut(id, ":")
+			if !ok || room != roomID {
+				return 0, fmt.Errorf("message id %q is not of room %s", id, roomID)
+			}
+			return strconv.Atoi(seq)
+		},
+	}
+}
+
+// generalRoomsNamed returns the public rooms named general.
+func (s *testServer) generalRoomsNamed(tb testing.TB) []room {
+	tb.Helper()
+	var d struct{ Rooms []room }
+	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
+	var out []room
+	for _, r := range d.Rooms {
+		if r.Name == "general" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// The resume promise of statuses holds for a room's messages: concurrent
+// posters, subscribers that drop and resume with after.
+func TestChatResumeUnderConcurrentPosters(t *testing.T) {
+	for _, backend := range []string{"sqlite", "mysql"} {
+		t.Run(backend, func(t *testing.T) {
+			env := map[string]string{"LIMIT_MESSAGES": "0"} // posters flood on purpose
+			if backend == "mysql" {
+				env["DATABASE_URL"] = storetest.MySQLURL(t)
+			}
+			s := startServer(t, env)
+			r := s.createRoom(t, s.signIn(t, "owner"), "resume-"+backend)
+			feed := messageFeed(r.ID)
+			checkResume(t, feed, []*testServer{s}, []*testServer{s}, 4, 30)
+		})
+	}
+}
+
+// TestDirectRoomIsInvisibleToOthers: for anyone but its two members, every
+// way into a direct room answers exactly as for a room that does not exist.
+func TestDirectRoomIsInvisibleToOthers(t *testing.T) {
+	s := startServer(t, nil)
+	alice, bob, carol := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol")
+	direct := s.openDirect(t, alice.token, bob.ID)
+	assert.True(t, direct.Direct)
+	assert.Equal(t, "bob", direct.Name, "a direct room is named after the other member")
+	again := s.openDirect(t, bob.token, alice.ID)
+	assert.Equal(t, direct.ID, again.ID, "the same pair always gets the same room, whoever opens it")
+	assert.Equal(t, "alice", again.Name)
+	s.postMessage(t, alice.token, direct.ID, "private")
+	const missing = "987654"
+
+	// answer is the error code and message (with the room id made generic)
+	// of one request.
+	answer := func(token, query string, vars map[string]any, roomID string) string {
+		r := s.do(t, token, query, vars)
+		require.Len(t, r.Errors, 1, "query %s: %s", query, r.Data)
+		return r.Errors[0].Code() + ": " + strings.ReplaceAll(r.Errors[0].Message, roomID, "ID")
+	}
+	paths := []struct {
+		query string
+		vars  func(id string) map[string]any
+	}{
+		{`query($r: ID!) { room(id: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`query($r: ID!) { online(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { postMessage(roomId: $r, text: "hi") { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { setTyping(roomId: $r, typing: true) }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+	}
+	for _, p := range paths {
+		got := answer(carol.token, p.query, p.vars(direct.ID), direct.ID)
+		want := answer(carol.token, p.query, p.vars(missing), missing)
+		assert.Equal(t, want, got, "carol: %s", p.query)
+		assert.True(t, strings.HasPrefix(got, "NOT_FOUND"), "carol: %s: %s", p.query, got)
+		if strings.HasPrefix(p.query, "query") {
+			assert.Equal(t, answer("", p.query, p.vars(missing), missing), answer("", p.query, p.vars(direct.ID), direct.ID), "anonymous: %s", p.query)
+		}
+	}
+
+	// Over WebSocket: every subscription field answers the same error.
+	ws := s.chatWS(t, carol.token)
+	for i, sub := range []string{
+		`subscription($r: ID!) { messageAdded(roomId: $r) { id } }`,
+		`subscription($r: ID!) { presence(roomId: $r) { users { id } } }`,
+		`subscription($r: ID!) { typing(roomId: $r) { typing } }`,
+	} {
+		var errs [2]string
+		for j, id := range []string{direct.ID, missing} {
+			opID := fmt.Sprintf("%d-%d", i, j)
+			ws.subscribe(opID, sub, map[string]any{"r": id})
+			// As in the reference server, a subscription whose resolver
+			// refuses is one result with errors and no data, then complete.
+			m := ws.read(5 * time.Second)
+			require.Equal(t, "next", m.Type, "%s: %s", sub, m.Payload)
+			var res struct {
+				Data   json.RawMessage
+				Errors []gqlError
+			}
+			require.NoError(t, json.Unmarshal(m.Payload, &res))
+			assert.Equal(t, "null", string(res.Data))
+			e := res.Errors
+			require.Len(t, e, 1)
+			require.Equal(t, "complete", ws.read(5*time.Second).Type)
+			errs[j] = e[0].Code() + ": " + strings.ReplaceAll(e[0].Message, id, "ID")
+		}
+		assert.Equal(t, errs[1], errs[0], "over WebSocket: %s", sub)
+		assert.True(t, strings.HasPrefix(errs[0], "NOT_FOUND"), errs[0])
+	}
+
+	// Nor does it show in carol's room list, now or live.
+	var d struct{ Rooms []room }
+	s.mustDo(t, carol.token, `{ rooms { `+roomFields+` } }`, nil, &d)
+	for _, r := range d.Rooms {
+		assert.NotEqual(t, direct.ID, r.ID, "carol's rooms")
+	}
+	general := s.generalRoom(t)
+	ws.subscribe("rooms", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+	markRead := func(u chatUser, roomID string) func() {
+		return func() {
+			s.mustDo(t, u.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": roomID}, nil)
+		}
+	}
+	primed[room](ws, "rooms", "roomsChanged", markRead(carol, general.ID))
+	s.postMessage(t, alice.token, direct.ID, "still private")
+	s.postMessage(t, alice.token, general.ID, "public")
+	until(ws, "rooms", "roomsChanged", 5*time.Second, func(r room) bool {
+		require.NotEqual(t, direct.ID, r.ID, "carol hears nothing of the direct room")
+		return r.ID == general.ID && r.UnreadCount == 1
+	})
+
+	// And the members themselves cannot open a room with themselves.
+	r := s.do(t, alice.token, `mutation($u: ID!) { openDirectRoom(userId: $u) { id } }`, map[string]any{"u": alice.ID})
+	require.Len(t, r.Errors, 1)
+	assert.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+	r = s.do(t, alice.token, `mutation($u: ID!) { openDirectRoom(userId: $u) { id } }`, map[string]any{"u": missing})
+	require.Len(t, r.Errors, 1)
+	assert.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+}
+
+type presence struct {
+	RoomID string `json:"roomId"`
+	Users  []user `json:"users"`
+}
+
+func names(us []user) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.Name
+	}
+	return out
+}
+
+// TestPresenceCountsUsersNotTabs: three tabs of one user count once, until
+// the last one goes, whether it closes cleanly, drops its TCP connection, or
+// silently vanishes (then the keepalive notices).
+func TestPresenceCountsUsersNotTabs(t *testing.T) {
+	const keepalive = time.Second
+	s := startServer(t, map[string]string{"WS_KEEPALIVE": keepalive.String()})
+	general := s.generalRoom(t)
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	watcher := s.chatWS(t, bob.token)
+	watcher.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { roomId users { id name } } }`, map[string]any{"r": general.ID})
+	first := until(watcher, "p", "presence", 5*time.Second, func(p presence) bool { return true })
+	assert.Equal(t, general.ID, first.RoomID)
+	assert.Equal(t, []string{"bob"}, names(first.Users), "the first event is the current list, the watcher included")
+
+	online := func() []string {
+		var d struct{ Online []user }
+		s.mustDo(t, "", `query($r: ID!) { online(roomId: $r) { id name } }`, map[string]any{"r": general.ID}, &d)
+		return names(d.Online)
+	}
+	is := func(want ...string) func(presence) bool {
+		return func(p presence) bool { return slices.Equal(names(p.Users), want) }
+	}
+
+	tabs := make([]*wsClient, 3)
+	for i := range tabs {
+		tabs[i] = s.chatWS(t, alice.token)
+		tabs[i].subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+	}
+	until(watcher, "p", "presence", 5*time.Second, is("bob", "alice"))
+	require.Eventually(t, func() bool { return slices.Equal(online(), []string{"bob", "alice"}) }, 5*time.Second, 20*time.Millisecond)
+
+	// Closing two tabs (one cleanly, one by dropping TCP) leaves alice online.
+	tabs[0].send("complete", "m", nil)
+	_ = tabs[0].conn.Close()
+	_ = tabs[1].conn.NetConn().Close()
+	tabs[2].send("ping", "", nil) // a round trip on the last tab ...
+	require.Equal(t, "pong", tabs[2].rawRead(5*time.Second).Type)
+	time.Sleep(200 * time.Millisecond) // ... and time for the server to see the others go
+	assert.Equal(t, []string{"bob", "alice"}, online(), "two of three tabs closed: alice still online")
+
+	// The last tab vanishes without closing: it stops answering pings.
+	start := time.Now()
+	until(watcher, "p", "presence", 10*keepalive, is("bob"))
+	// watcher answers pings in until/read; tabs[2] does not read at all.
+	gone := time.Since(start)
+	t.Logf("a vanished client went offline after %s (keepalive %s)", gone.Round(10*time.Millisecond), keepalive)
+	assert.Less(t, gone, 3*keepalive+chat.DefaultLeaveGrace, "noticed within 1.4 keepalive intervals, a watchdog tick and the leave grace")
+	assert.Equal(t, []string{"bob"}, online())
+}
+
+type typingEvent struct {
+	RoomID    string `json:"roomId"`
+	User      user   `json:"user"`
+	Typing    bool   `json:"typing"`
+	ExpiresAt string `json:"expiresAt"`
+}
+
+// TestTypingIndicator: a member's typing reaches the others, ends when they
+// send, and ends by itself when they stop confirming it.
+func TestTypingIndicator(t *testing.T) {
+	s := startServer(t, nil)
+	general := s.generalRoom(t)
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	ws := s.chatWS(t, bob.token)
+	ws.subscribe("t", `subscription($r: ID!) { typing(roomId: $r) { roomId user { name } typing expiresAt } }`, map[string]any{"r": general.ID})
+
+	setTyping := func(on bool) {
+		s.mustDo(t, alice.token, `mutation($r: ID!, $on: Boolean!) { setTyping(roomId: $r, typing: $on) }`, map[string]any{"r": general.ID, "on": on}, nil)
+	}
+	ev := primed[typingEvent](ws, "t", "typing", func() { setTyping(true) })
+	assert.Equal(t, typingEvent{RoomID: general.ID, User: user{Name: "alice"}, Typing: true, ExpiresAt: ev.ExpiresAt}, ev)
+	exp, err := time.Parse(time.RFC3339, ev.ExpiresAt)
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now().Add(6*time.Second), exp, 2*time.Second, "the indicator lasts a few seconds unless renewed")
+
+	s.postMessage(t, alice.token, general.ID, "sent")
+	ev = until(ws, "t", "typing", 5*time.Second, func(e typingEvent) bool { return !e.Typing })
+	assert.Equal(t, "alice", ev.User.Name, "sending ends the indicator")
+
+	// Started again and never confirmed: the server ends it by itself.
+	setTyping(true)
+	start := time.Now()
+	until(ws, "t", "typing", 5*time.Second, func(e typingEvent) bool { return e.Typing })
+	ev = until(ws, "t", "typing", 15*time.Second, func(e typingEvent) bool { return !e.Typing })
+	assert.Equal(t, "alice", ev.User.Name, "it expired")
+	t.Logf("an unconfirmed indicator ended after %s", time.Since(start).Round(100*time.Millisecond))
+	assert.InDelta(t, 6, time.Since(start).Seconds(), 1.5)
+}
+
+// TestUnreadCountsAndRoomsChanged: the room list follows new rooms, new
+// direct rooms, new messages and reads in other tabs, live.
+func TestUnreadCountsAndRoomsChanged(t *testing.T) {
+	s := startServer(t, nil)
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	ws := s.chatWS(t, bob.token)
+	ws.subscribe("r", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+	general := s.generalRoom(t)
+	primed[room](ws, "r", "roomsChanged", func() {
+		s.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
+	})
+
+	ops := s.createRoom(t, alice.token, "ops")
+	got := until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == ops.ID })
+	assert.Equal(t, room{ID: ops.ID, Name: "ops"}, got, "a new public room appears")
+
+	s.postMessage(t, alice.token, ops.ID, "one")
+	s.postMessage(t, alice.token, ops.ID, "two")
+	got = until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == ops.ID && r.UnreadCount == 2 })
+	assert.Equal(t, 2, got.UnreadCount)
+
+	// Another tab of bob's reads the room: this one's badge clears too.
+	var d struct{ MarkRoomRead room }
+	s.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { `+roomFields+` } }`, map[string]any{"r": ops.ID}, &d)
+	assert.Equal(t, 0, d.MarkRoomRead.UnreadCount)
+	until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == ops.ID && r.UnreadCount == 0 })
+
+	// Bob's own messages are never unread for him.
+	s.postMessage(t, bob.token, ops.ID, "mine")
+	var list struct{ Rooms []room }
+	s.mustDo(t, bob.token, `{ rooms { `+roomFields+` } }`, nil, &list)
+	i := slices.IndexFunc(list.Rooms, func(r room) bool { return r.ID == ops.ID })
+	require.GreaterOrEqual(t, i, 0)
+	assert.Equal(t, 0, list.Rooms[i].UnreadCount)
+
+	// A direct room alice opens with bob appears in bob's list, named after her.
+	direct := s.openDirect(t, alice.token, bob.ID)
+	got = until(ws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == direct.ID })
+	assert.Equal(t, room{ID: direct.ID, Name: "alice", Direct: true}, got)
+
+	// The list, loaded in one go: each room's own count, each direct room
+	// named after its other member, for each of the two.
+	s.postMessage(t, alice.token, direct.ID, "psst")
+	s.postMessage(t, alice.token, ops.ID, "three")
+	lists := map[string][]room{}
+	for _, u := range []chatUser{alice, bob} {
+		var l struct{ Rooms []room }
+		s.mustDo(t, u.token, `{ rooms { `+roomFields+` } }`, nil, &l)
+		lists[u.Name] = l.Rooms
+	}
+	general = s.generalRoom(t)
+	assert.Equal(t, []room{{ID: general.ID, Name: "general"}, {ID: ops.ID, Name: "ops", UnreadCount: 1}, {ID: direct.ID, Name: "alice", Direct: true, UnreadCount: 1}}, lists["bob"])
+	assert.Equal(t, []room{{ID: general.ID, Name: "general"}, {ID: ops.ID, Name: "ops"}, {ID: direct.ID, Name: "bob", Direct: true}}, lists["alice"],
+		"posting marked alice's rooms read up to her own messages")
+}
+
+// TestRefreshSession: a fresh token for the same user, before the old one
+// expires.
+func TestRefreshSession(t *testing.T) {
+	s := startServer(t, nil)
+	alice := s.chatUser(t, "alice")
+	var d struct {
+		RefreshSession struct {
+			Token     string
+			ExpiresAt string
+			User      user
+		}
+	}
+	s.mustDo(t, alice.token, `mutation { refreshSession { token expiresAt user { id name } } }`, nil, &d)
+	assert.NotEqual(t, alice.token, d.RefreshSession.Token)
+	assert.Equal(t, alice.user, d.RefreshSession.User)
+	var me struct{ Me user }
+	s.mustDo(t, d.RefreshSession.Token, `{ me { id name } }`, nil, &me)
+	assert.Equal(t, alice.user, me.Me, "the new token identifies the same user")
+
+	r := s.do(t, "", `mutation { refreshSession { token } }`, nil)
+	require.Len(t, r.Errors, 1)
+	assert.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())
+}
+
+// TestPresenceGivesTheFirstFewAndTheCount: a watcher of a busy room may ask
+// for the first users only, and still knows how many are online.
+func TestPresenceGivesTheFirstFewAndTheCount(t *testing.T) {
+	s := startServer(t, nil)
+	general := s.generalRoom(t)
+	alice, bob, cid := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "cid")
+	online := func() []string {
+		var d struct{ Online []user }
+		s.mustDo(t, "", `query($r: ID!) { online(roomId: $r) { id name } }`, map[string]any{"r": general.ID}, &d)
+		return names(d.Online)
+	}
+	// alice, then bob: the order they come online is the order listed.
+	for i, u := range []chatUser{alice, bob} {
+		s.chatWS(t, u.token).subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+		require.Eventually(t, func() bool { return len(online()) == i+1 }, 5*time.Second, 10*time.Millisecond)
+	}
+	type few struct {
+		Count int    `json:"count"`
+		Users []user `json:"users"`
+	}
+	watcher := s.chatWS(t, cid.token)
+	watcher.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { count users(first: 2) { name } } }`, map[string]any{"r": general.ID})
+	got := until(watcher, "p", "presence", 5*time.Second, func(p few) bool { return p.Count == 3 })
+	assert.Equal(t, []string{"alice", "bob"}, names(got.Users), "the first two, in the order they came online")
+
+	watcher.subscribe("bad", `subscription($r: ID!) { presence(roomId: $r) { users(first: -1) { name } } }`, map[string]any{"r": general.ID})
+	m := watcher.read(5 * time.Second)
+	for m.ID != "bad" {
+		m = watcher.read(5 * time.Second)
+	}
+	assert.Contains(t, string(m.Payload), "BAD_USER_INPUT")
+}
+
+// TestRoomListWatchersShareTheirReads: a message in a public room changes
+// every signed-in watcher's room list; each gets its own unread count and
+// the new last message, and the reads behind them are shared: a handful of
+// statements per message, not three per watcher.
+func TestRoomListWatchersShareTheirReads(t *testing.T) {
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0"})
+	general := s.generalRoom(t)
+	poster := s.chatUser(t, "poster")
+	type entry struct {
+		room
+		LastMessage *struct{ Text string } `json:"lastMessage"`
+	}
+	const watchers = 30
+	clients := make([]*wsClient, watchers)
+	for i := range clients {
+		u := s.chatUser(t, fmt.Sprintf("watcher %d", i))
+		clients[i] = s.chatWS(t, u.token)
+		clients[i].subscribe("r", `subscription { roomsChanged { `+roomFields+` lastMessage { text } } }`, nil)
+	}
+	// Every watcher is live once it has seen a message.
+	var posted atomic.Int64
+	for _, c := range clients {
+		primed[entry](c, "r", "roomsChanged", func() {
+			s.postMessage(t, poster.token, general.ID, "prime")
+			posted.Add(1)
+		})
+	}
+
+	// Each watcher ends on the state after the last of those messages (an
+	// event may show a newer last message than its count: the next one
+	// catches up).
+	settled := func(text string, unread int64) func(entry) bool {
+		return func(e entry) bool {
+			return e.LastMessage != nil && e.LastMessage.Text == text && int64(e.UnreadCount) == unread
+		}
+	}
+	for _, c := range clients {
+		until(c, "r", "roomsChanged", 5*time.Second, settled("prime", posted.Load()))
+	}
+	time.Sleep(100 * time.Millisecond) // and anything still queued behind that
+
+	before := metric(t, s, `switchboard_database_statements_total`)
+	s.postMessage(t, poster.token, general.ID, "counted")
+	for _, c := range clients {
+		got := until(c, "r", "roomsChanged", 5*time.Second, settled("counted", posted.Load()+1))
+		assert.Equal(t, general.ID, got.ID)
+	}
+	statements := metric(t, s, `switchboard_database_statements_total`) - before
+	t.Logf("one message to %d room-list watchers: %.0f statements", watchers, statements)
+	assert.Less(t, statements, float64(watchers), "the watchers' reads are batched (three each would be %d)", 3*watchers)
+}

@@ -1,0 +1,329 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub/redistest"
+	"github.com/switchboardhq/switchboard/store/storetest"
+)
+
+// Several replicas on one MySQL database and one Redis: what is done through
+// one reaches the subscribers of the others.
+
+// startReplicas starts n servers sharing a fresh MySQL database and the
+// Redis at redisURL, the first with operator tokens.
+func startReplicas(t *testing.T, n int, redisURL string) (*opsServer, []*testServer) {
+	t.Helper()
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms", "LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0"}
+	first := startOpsServer(t, env)
+	all := []*testServer{first.testServer}
+	for range n - 1 {
+		all = append(all, startServer(t, env))
+	}
+	for _, s := range all {
+		assert.Contains(t, s.logs.String(), "broker=redis", "the replica uses Redis")
+	}
+	return first, all
+}
+
+// TestReplicasShareLiveDelivery: latest-value streams have no database
+// poll behind them, so they cross replicas only through the broker.
+func TestReplicasShareLiveDelivery(t *testing.T) {
+	a, replicas := startReplicas(t, 2, redistest.URL(t))
+	b := replicas[1]
+	alice := a.chatUser(t, "alice")
+
+	// KPIs recorded through A reach a kpiUpdated subscriber on B.
+	ws := b.chatWS(t, alice.token)
+	ws.subscribe("k", `subscription { kpiUpdated(module: "finance") { module kpis { key value } } }`, nil)
+	type set struct {
+		KPIs []kpiValue `json:"kpis"`
+	}
+	first := until(ws, "k", "kpiUpdated", 5*time.Second, func(set) bool { return true })
+	assert.Empty(t, first.KPIs)
+	require.Empty(t, a.record(t, a.admin, kv("finance", "revenue", 42)).Errors)
+	got := until(ws, "k", "kpiUpdated", 5*time.Second, func(s set) bool { return len(s.KPIs) == 1 })
+	assert.Equal(t, 42.0, got.KPIs[0].Value)
+
+	// A notification sent through A moves alice's badge on B.
+	ws.subscribe("u", `subscription { unreadCount }`, nil)
+	assert.Equal(t, 0, until(ws, "u", "unreadCount", 5*time.Second, func(int) bool { return true }))
+	a.send(t, &alice, "hello from A")
+	assert.Equal(t, 1, until(ws, "u", "unreadCount", 5*time.Second, func(n int) bool { return n == 1 }))
+
+	// A chat message posted through A reaches a messageAdded subscriber on B.
+	general := a.generalRoom(t)
+	ws.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id text } }`, map[string]any{"r": general.ID})
+	msg := primed[event](ws, "m", "messageAdded", func() { a.postMessage(t, alice.token, general.ID, "ping") })
+	assert.Equal(t, "ping", msg.Text)
+
+	// Bob, on B, sees alice typing through A, and the end when she sends.
+	bob := a.chatUser(t, "bob")
+	bws := b.chatWS(t, bob.token)
+	bws.subscribe("t", `subscription($r: ID!) { typing(roomId: $r) { user { name } typing } }`, map[string]any{"r": general.ID})
+	setTyping := func() {
+		a.mustDo(t, alice.token, `mutation($r: ID!) { setTyping(roomId: $r, typing: true) }`, map[string]any{"r": general.ID}, nil)
+	}
+	ev := primed[typingEvent](bws, "t", "typing", setTyping)
+	assert.Equal(t, "alice", ev.User.Name)
+	assert.True(t, ev.Typing)
+	a.postMessage(t, alice.token, general.ID, "sent")
+	until(bws, "t", "typing", 5*time.Second, func(e typingEvent) bool { return !e.Typing })
+
+	// Bob's room list on B follows a direct room alice opens through A.
+	bws.subscribe("r", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+	primed[room](bws, "r", "roomsChanged", func() {
+		b.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
+	})
+	direct := a.openDirect(t, alice.token, bob.ID)
+	got2 := until(bws, "r", "roomsChanged", 5*time.Second, func(r room) bool { return r.ID == direct.ID })
+	assert.Equal(t, "alice", got2.Name)
+}
+
+// TestReplicasSurviveRedisOutage: with Redis killed in the middle of
+// traffic, statuses still commit, subscribers on every replica receive every
+// one in order (from the database while Redis is away), and once it is back
+// live delivery resumes through the broker.
+func TestReplicasSurviveRedisOutage(t *testing.T) {
+	redis := redistest.Start(t)
+	a, replicas := startReplicas(t, 2, redis.URL())
+	token := a.signIn(t, "poster")
+	// Subscribed from the start of the stream: nothing can be missed
+	// because a subscription started late.
+	subs := make([]*wsClient, len(replicas))
+	for i, s := range replicas {
+		subs[i] = s.chatWS(t, "")
+		subs[i].subscribe("s", `subscription { statusPosted(after: "0") { id text } }`, nil)
+	}
+	var ids []string
+	post := func(text string) {
+		ids = append(ids, a.post(t, token, text).ID)
+	}
+	// Traffic before, during and after the outage.
+	for i := range 5 {
+		post("before " + string(rune('a'+i)))
+	}
+	redis.Stop()
+	var ready struct{ Status, Broker string }
+	require.Eventually(t, func() bool {
+		getJSON(t, a.URL+"/readyz", &ready)
+		return ready.Broker == "down"
+	}, 10*time.Second, 100*time.Millisecond, "readiness reports the outage")
+	assert.Equal(t, "degraded", ready.Status)
+	for i := range 5 {
+		post("during " + string(rune('a'+i)))
+	}
+	redis.Start()
+	require.Eventually(t, func() bool {
+		getJSON(t, a.URL+"/readyz", &ready)
+		return ready.Broker == "up"
+	}, 10*time.Second, 100*time.Millisecond, "readiness sees Redis back")
+	for i := range 5 {
+		post("after " + string(rune('a'+i)))
+	}
+	for i, c := range subs {
+		for j, want := range ids {
+			var got event
+			c.nextData("s", "statusPosted", &got, 10*time.Second)
+			require.Equal(t, want, got.ID, "replica %d, status %d: every status, in order, once", i, j)
+		}
+	}
+}
+
+// getJSON decodes the JSON body of a GET of url into v.
+func getJSON(tb testing.TB, url string, v any) {
+	tb.Helper()
+	resp, err := http.Get(url)
+	require.NoError(tb, err)
+	defer resp.Body.Close()
+	require.NoError(tb, json.NewDecoder(resp.Body).Decode(v))
+}
+
+// TestPresenceAcrossReplicas: a user online through one replica is online
+// for watchers on the others, goes offline there when their last connection
+// closes, and a replica that stops takes its users with it.
+func TestPresenceAcrossReplicas(t *testing.T) {
+	a, replicas := startReplicas(t, 2, redistest.URL(t))
+	b := replicas[1]
+	general := a.generalRoom(t)
+	alice, bob := a.chatUser(t, "alice"), a.chatUser(t, "bob")
+	watcher := b.chatWS(t, bob.token)
+	watcher.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { users { name } } }`, map[string]any{"r": general.ID})
+	is := func(want ...string) func(presence) bool {
+		return func(p presence) bool { return slices.Equal(names(p.Users), want) }
+	}
+	until(watcher, "p", "presence", 5*time.Second, is("bob"))
+
+	tab := a.chatWS(t, alice.token)
+	tab.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+	until(watcher, "p", "presence", 5*time.Second, is("bob", "alice"))
+
+	start := time.Now()
+	_ = tab.conn.Close()
+	until(watcher, "p", "presence", 10*time.Second, is("bob"))
+	t.Logf("offline on the other replica %s after the last tab closed", time.Since(start).Round(10*time.Millisecond))
+
+	// A replica that stops takes its users offline everywhere at once.
+	again := a.chatWS(t, alice.token)
+	again.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": general.ID})
+	until(watcher, "p", "presence", 5*time.Second, is("bob", "alice"))
+	start = time.Now()
+	a.stop()
+	until(watcher, "p", "presence", 10*time.Second, is("bob"))
+	t.Logf("offline on the other replica %s after its replica stopped", time.Since(start).Round(10*time.Millisecond))
+}
+
+// TestReplicasResumeUnderConcurrentPosters: posters on both replicas,
+// subscribers on both resuming over and over, the broker in between: each
+// ends with the full ordered set, statuses and a chat room alike.
+func TestReplicasResumeUnderConcurrentPosters(t *testing.T) {
+	a, replicas := startReplicas(t, 2, redistest.URL(t))
+	checkResume(t, statusFeed, replicas, replicas, 4, 30)
+	r := a.createRoom(t, a.signIn(t, "owner"), "busy")
+	checkResume(t, messageFeed(r.ID), replicas, replicas, 4, 30)
+}
+
+// TestReplicasStartTogether: replicas started at the same moment on an
+// empty database migrate one after the other and all come up.
+func TestReplicasStartTogether(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "LOG_LEVEL": "info"}
+	servers := make([]*testServer, 3)
+	var wg sync.WaitGroup
+	for i := range servers {
+		wg.Go(func() { servers[i] = startProcess(t, env) })
+	}
+	wg.Wait()
+	token := servers[0].signIn(t, "first")
+	for i, s := range servers {
+		st := s.post(t, token, fmt.Sprintf("from %d", i))
+		assert.Equal(t, strconv.Itoa(i+1), st.ID, "one schema, one stream")
+	}
+	assert.Len(t, servers[2].generalRoomsNamed(t), 1, "one general room, however many replicas created the schema")
+}
+
+// TestRedisConnectionsStayBounded: however many clients and topics a
+// replica serves, it holds a handful of Redis connections (a small publish
+// pool and one subscription connection), never one per client.
+func TestRedisConnectionsStayBounded(t *testing.T) {
+	redis := redistest.Start(t)
+	a, _ := startReplicas(t, 1, redis.URL())
+	token := a.signIn(t, "owner")
+	var rooms []string
+	for i := range 20 {
+		rooms = append(rooms, a.createRoom(t, token, fmt.Sprintf("room-%d", i)).ID)
+	}
+	clients := make([]*wsClient, 60)
+	for i := range clients {
+		c := a.chatWS(t, token)
+		c.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": rooms[i%len(rooms)]})
+		c.subscribe("s", `subscription { statusPosted { id } }`, nil)
+		clients[i] = c
+	}
+	// Every subscription runs once the last room's first message reaches it.
+	for i, c := range clients {
+		primed[event](c, "m", "messageAdded", func() { a.postMessage(t, token, rooms[i%len(rooms)], "hello") })
+	}
+	conns := redis.Clients(t)
+	t.Logf("60 clients on 21 topics: the replica holds %d Redis connections", conns)
+	assert.LessOrEqual(t, conns, 9, "the publish pool (8) and one subscription connection")
+	assert.GreaterOrEqual(t, conns, 2, "it does use Redis")
+}
+
+// TestPerUserLimitsAreSharedByReplicas: with Redis, a user's statuses
+// budget is one across replicas, not one per replica; while Redis is down,
+// each replica limits on its own instead of refusing or stalling.
+func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
+	redis := redistest.Start(t)
+	// One status every 5 s, bursts of 1: nothing refills during the test.
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "LIMIT_STATUSES": "0.2"}
+	a := startServer(t, env)
+	b := startServer(t, env)
+	token := a.signIn(t, "poster")
+	code := func(s *testServer, text string) string {
+		r := s.do(t, token, `mutation($t: String!) { postStatus(text: $t) { id } }`, map[string]any{"t": text})
+		if len(r.Errors) == 0 {
+			return "ok"
+		}
+		return r.Errors[0].Code()
+	}
+	// One through A spends the budget; B knows.
+	assert.Equal(t, "ok", code(a, "1 via A"))
+	assert.Equal(t, "RATE_LIMITED", code(b, "2 via B"), "the budget is shared")
+	assert.Equal(t, "RATE_LIMITED", code(a, "3 via A"))
+	other := b.signIn(t, "other")
+	r := b.do(t, other, `mutation { postStatus(text: "someone else") { id } }`, nil)
+	assert.Empty(t, r.Errors, "another user has their own budget")
+
+	// Redis down: each replica decides alone, promptly.
+	redis.Stop()
+	start := time.Now()
+	assert.Equal(t, "ok", code(b, "4 via B, alone"))
+	assert.Equal(t, "RATE_LIMITED", code(b, "5 via B, alone"))
+	assert.Less(t, time.Since(start), 3*time.Second, "no stall while Redis is down")
+	assert.Positive(t, metric(t, b, `switchboard_broker_errors_total{op="rate_limit"}`))
+
+	var feed struct {
+		Statuses struct {
+			Edges []struct{ Node struct{ Text string } }
+		}
+	}
+	a.mustDo(t, "", `{ statuses(first: 20) { edges { node { text } } } }`, nil, &feed)
+	var texts []string
+	for _, e := range feed.Statuses.Edges {
+		texts = append(texts, e.Node.Text)
+	}
+	assert.ElementsMatch(t, []string{"4 via B, alone", "someone else", "1 via A"}, texts, "only the accepted posts are stored")
+}
+
+// TestServerStartsAndServesWhileRedisIsDown: Redis down at start is not
+// fatal. The server reports degraded readiness, a subscription resuming
+// with after gets every status (from the database), live KPIs keep flowing
+// on this replica, and once Redis is back the broker carries them again.
+func TestServerStartsAndServesWhileRedisIsDown(t *testing.T) {
+	redis := redistest.Start(t)
+	redis.Stop()
+	dataDir := t.TempDir()
+	s := startServer(t, map[string]string{"DATA_DIR": dataDir, "REDIS_URL": redis.URL(), "LIMIT_STATUSES": "0", "DEMO_FEED": "false"})
+	admin := s.mintToken(t, "ops", time.Hour, models.RoleAdmin)
+	resp, err := http.Get(s.URL + "/readyz")
+	require.NoError(t, err)
+	var ready map[string]string
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ready))
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "degraded", ready["status"])
+
+	token := s.signIn(t, "poster")
+	first := s.post(t, token, "before anyone listens")
+	ws := s.chatWS(t, "")
+	ws.subscribe("s", `subscription { statusPosted(after: "0") { id text } }`, nil)
+	assert.Equal(t, first.ID, ws.nextStatus("s", 5*time.Second).ID, "replayed from the database")
+	during := s.post(t, token, "during the outage")
+	assert.Equal(t, during.ID, ws.nextStatus("s", 5*time.Second).ID, "live, from the database's poll")
+
+	redis.Start()
+	var after status
+	require.Eventually(t, func() bool {
+		after = s.post(t, token, "Redis is back")
+		got := ws.nextStatus("s", 5*time.Second)
+		return got.ID == after.ID
+	}, 20*time.Second, 100*time.Millisecond)
+	s.recordKPI(t, admin, map[string]any{"module": "finance", "key": "cash", "value": 1})
+	kpis := s.chatWS(t, "")
+	kpis.subscribe("k", `subscription { kpiUpdated(module: "finance") { kpis { key value } } }`, nil)
+	kpis.read(5 * time.Second) // the snapshot
+	s.recordKPI(t, admin, map[string]any{"module": "finance", "key": "cash", "value": 2})
+	m := kpis.read(5 * time.Second)
+	assert.Contains(t, string(m.Payload), `"value":2`, "a change announced through Redis reaches the watcher")
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,191 +78,40 @@ func (c *Config) Production() bool { return c.Env == "production" }
 // Help and flag errors are written to output; -h and --help return
 // flag.ErrHelp.
 func ParseConfig(args []string, getenv func(string) string, output io.Writer) (*Config, error) {
+	c := &Config{QueryLimits: defaultQueryLimits, Version: "dev"}
 	fs := flag.NewFlagSet("switchboard", flag.ContinueOnError)
 	fs.SetOutput(output)
-	env := func(name, def string) string {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			return v
+	settings := c.settings()
+	values := make([]*string, len(settings))
+	for i, s := range settings {
+		def := s.def
+		if v := strings.TrimSpace(getenv(s.env)); v != "" {
+			def = v
 		}
-		return def
-	}
-	addr := fs.String("addr", env("ADDR", ":8080"), "listen address (ADDR)")
-	dataDir := fs.String("data-dir", env("DATA_DIR", "./data"), "directory of the embedded database (DATA_DIR)")
-	dbURL := fs.String("database-url", env("DATABASE_URL", ""), "sqlite:PATH or mysql://user:password@host:3306/dbname (DATABASE_URL; default sqlite:<data-dir>/switchboard.db)")
-	redisURL := fs.String("redis-url", env("REDIS_URL", ""), "redis://host:6379/0; unset means the in-process broker (REDIS_URL)")
-	origins := fs.String("allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origins allowed for WebSocket upgrades and CORS; default the server's own (ALLOWED_ORIGINS)")
-	guest := fs.String("guest-signin", env("GUEST_SIGNIN", ""), "allow signIn(name): true or false (GUEST_SIGNIN; default true, false in production)")
-	introspection := fs.String("introspection", env("INTROSPECTION", ""), "answer introspection queries: true or false; /schema.graphql serves the SDL either way (INTROSPECTION; default true, false in production)")
-	demo := fs.String("demo-feed", env("DEMO_FEED", ""), "run the KPI demo feed: true or false (DEMO_FEED; default true with SQLite, false with MySQL or in production)")
-	level := fs.String("log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
-	format := fs.String("log-format", env("LOG_FORMAT", ""), "text or json (LOG_FORMAT; default text, json in production)")
-	envName := fs.String("env", env("ENV", "development"), "development or production (ENV)")
-	tlsCert := fs.String("tls-cert-file", env("TLS_CERT_FILE", ""), "PEM certificate (chain) to serve HTTPS and WSS with; with TLS_KEY_FILE (TLS_CERT_FILE)")
-	tlsKey := fs.String("tls-key-file", env("TLS_KEY_FILE", ""), "PEM private key of TLS_CERT_FILE (TLS_KEY_FILE)")
-	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client (TRUSTED_PROXIES)")
-	c := &Config{QueryLimits: defaultQueryLimits, Version: "dev"}
-	// The durations, each within a range.
-	durations := []struct {
-		env, flag, def, usage string
-		lo, hi                time.Duration
-		dst                   *time.Duration
-		v                     *string
-	}{
-		{env: "DASHBOARD_INTERVAL", flag: "dashboard-interval", def: "10s", lo: 100 * time.Millisecond, hi: time.Hour, dst: &c.DashboardInterval, usage: "shortest time between two dashboard events to a subscriber"},
-		{env: "KPI_RETENTION", flag: "kpi-retention", def: "168h", lo: time.Minute, hi: 8760 * time.Hour, dst: &c.KPIRetention, usage: "how long KPI samples are kept for history"},
-		{env: "SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", def: "10s", lo: time.Second, hi: 5 * time.Minute, dst: &c.ShutdownTimeout, usage: "how long a graceful shutdown may wait for requests in flight"},
-		{env: "WS_KEEPALIVE", flag: "ws-keepalive", def: "25s", lo: time.Second, hi: 5 * time.Minute, dst: &c.WSKeepAlive, usage: "WebSocket keepalive interval; a client silent for 1.4 intervals is dropped"},
-	}
-	for i := range durations {
-		d := &durations[i]
-		d.v = fs.String(d.flag, env(d.env, d.def), fmt.Sprintf("%s, %s..%s (%s)", d.usage, shortDuration(d.lo), shortDuration(d.hi), d.env))
-	}
-	// The rate and size limits: whole ones count things; 0 switches one off.
-	limits := []struct {
-		env, flag, def, usage string
-		whole                 bool
-		set                   func(float64)
-		v                     *string
-	}{
-		{env: "LIMIT_CONNS_PER_ADDR", flag: "limit-conns-per-addr", def: "1000", whole: true, set: func(v float64) { c.ConnsPerAddr = int(v) }, usage: "WebSocket connections per client address"},
-		{env: "LIMIT_SUBSCRIPTIONS", flag: "limit-subscriptions", def: "100", whole: true, set: func(v float64) { c.SubsPerConn = int(v) }, usage: "operations running at once on one WebSocket connection"},
-		{env: "LIMIT_OPERATIONS", flag: "limit-operations", def: "20", set: func(v float64) { c.OpsPerSecond = v }, usage: "operations started per second on one WebSocket connection (bursts of twice that)"},
-		{env: "LIMIT_MESSAGES", flag: "limit-messages", def: "5", set: func(v float64) { c.MessagesPerSec = v }, usage: "chat messages per second per user (bursts of twice that)"},
-		{env: "LIMIT_TYPING", flag: "limit-typing", def: "2", set: func(v float64) { c.TypingPerSecond = v }, usage: "typing events per second per user (bursts of twice that)"},
-		{env: "LIMIT_STATUSES", flag: "limit-statuses", def: "2", set: func(v float64) { c.StatusesPerSec = v }, usage: "statuses posted per second per user (bursts of twice that)"},
-		{env: "LIMIT_WS_MESSAGE", flag: "limit-ws-message", def: "65536", whole: true, set: func(v float64) { c.MaxWSMessage = int64(v) }, usage: "largest WebSocket message from a client, in bytes (larger: close 1009)"},
-		{env: "LIMIT_HTTP_BODY", flag: "limit-http-body", def: "1048576", whole: true, set: func(v float64) { c.MaxHTTPBody = int64(v) }, usage: "largest HTTP request body, in bytes (larger: 413)"},
-	}
-	for i := range limits {
-		l := &limits[i]
-		l.v = fs.String(l.flag, env(l.env, l.def), l.usage+"; 0 for no limit ("+l.env+")")
-	}
-	compression := fs.String("ws-compression", env("WS_COMPRESSION", ""), "offer permessage-deflate to WebSocket clients: true or false (WS_COMPRESSION; default true)")
-	// The document limits protect the process itself: each has a range, and
-	// no 0 that would switch it off.
-	documentLimits := []struct {
-		env, flag, usage string
-		lo, hi           int
-		v                *int
-		s                *string
-	}{
-		{env: "LIMIT_QUERY_TOKENS", flag: "limit-query-tokens", lo: 100, hi: 1000000, usage: "lexer tokens of one GraphQL document"},
-		{env: "LIMIT_QUERY_DEPTH", flag: "limit-query-depth", lo: 2, hi: 100, usage: "fields nested in one GraphQL operation (GraphiQL's introspection needs 13)"},
-		{env: "LIMIT_QUERY_ALIASES", flag: "limit-query-aliases", lo: 1, hi: 10000, usage: "aliased fields in one GraphQL document"},
-		{env: "LIMIT_QUERY_COMPLEXITY", flag: "limit-query-complexity", lo: 10, hi: 1000000, usage: "complexity of one GraphQL operation (a field counts 1, times the size of the lists it is in)"},
-	}
-	for i, v := range []*int{&c.QueryLimits.Tokens, &c.QueryLimits.Depth, &c.QueryLimits.Aliases, &c.QueryLimits.Complexity} {
-		l := &documentLimits[i]
-		l.v = v
-		l.s = fs.String(l.flag, env(l.env, strconv.Itoa(*v)), fmt.Sprintf("%s, %d..%d (%s)", l.usage, l.lo, l.hi, l.env))
+		values[i] = fs.String(s.flag, def, s.usage+" ("+s.env+")")
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (subcommands: token)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (subcommands: token, version)", fs.Arg(0))
 	}
-
-	c.Addr, c.DataDir, c.DatabaseURL, c.RedisURL, c.Env = *addr, *dataDir, *dbURL, *redisURL, strings.ToLower(*envName)
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-
-	switch c.Env {
-	case "development", "production":
-	default:
-		bad("ENV must be development or production (got %q)", *envName)
-	}
-	for _, d := range durations {
-		v, err := time.ParseDuration(*d.v)
-		if err != nil || v < d.lo || v > d.hi {
-			bad("%s must be a duration from %s to %s (got %q)", d.env, shortDuration(d.lo), shortDuration(d.hi), *d.v)
-			continue
+	for i, s := range settings {
+		if err := s.set(*values[i]); err != nil {
+			errs = append(errs, err)
 		}
-		*d.dst = v
 	}
-	for _, l := range limits {
-		// !(v >= 0) also refuses NaN; the bound keeps whole limits in range
-		// of their integer fields.
-		v, err := strconv.ParseFloat(*l.v, 64)
-		if err != nil || !(v >= 0) || v > maxLimit || (l.whole && v != math.Trunc(v)) {
-			bad("%s must be 0 (no limit) or a positive number up to %d (got %q)", l.env, int64(maxLimit), *l.v)
-			continue
-		}
-		l.set(v)
-	}
-	for _, l := range documentLimits {
-		n, err := strconv.Atoi(*l.s)
-		if err != nil || n < l.lo || n > l.hi {
-			bad("%s must be a whole number from %d to %d (got %q)", l.env, l.lo, l.hi, *l.s)
-			continue
-		}
-		*l.v = n
-	}
-	c.TLSCertFile, c.TLSKeyFile = *tlsCert, *tlsKey
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		bad("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither")
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither"))
 	}
-	if p, err := request.ParseTrustedProxies(*proxies); err != nil {
-		bad("TRUSTED_PROXIES must be comma-separated IP addresses or CIDR prefixes (got %q)", *proxies)
-	} else {
-		c.TrustedProxies = p
-	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		bad("ADDR must be host:port or :port (got %q)", c.Addr)
-	}
-	if c.DatabaseURL == "" {
-		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "switchboard.db")
-	}
-	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "mysql://") {
-		bad("DATABASE_URL must start with sqlite: or mysql://")
-	}
-	if c.RedisURL != "" {
-		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			bad("REDIS_URL must look like redis://host:6379/0")
+	// The signing key is read from the environment only: a flag would show
+	// it in the process list.
+	if secret := getenv("AUTH_SECRET"); secret != "" {
+		if len(secret) < auth.MinKeyLength {
+			errs = append(errs, fmt.Errorf("AUTH_SECRET must be at least %d bytes long (got %d)", auth.MinKeyLength, len(secret)))
 		}
-	}
-	if s := getenv("AUTH_SECRET"); s != "" {
-		if len(s) < auth.MinKeyLength {
-			bad("AUTH_SECRET must be at least %d bytes long (got %d)", auth.MinKeyLength, len(s))
-		}
-		c.AuthSecret = []byte(s)
-	}
-	for _, o := range strings.Split(*origins, ",") {
-		o = strings.TrimRight(strings.TrimSpace(o), "/")
-		if o == "" {
-			continue
-		}
-		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || u.Path != "") {
-			bad("ALLOWED_ORIGINS entry %q must be an origin like https://app.example.com, or *", o)
-			continue
-		}
-		c.AllowedOrigins = append(c.AllowedOrigins, o)
-	}
-	var err error
-	if c.GuestSignIn, err = parseBool("GUEST_SIGNIN", *guest, !c.Production()); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Introspection, err = parseBool("INTROSPECTION", *introspection, !c.Production()); err != nil {
-		errs = append(errs, err)
-	}
-	if c.WSCompression, err = parseBool("WS_COMPRESSION", *compression, true); err != nil {
-		errs = append(errs, err)
-	}
-	if c.DemoFeed, err = parseBool("DEMO_FEED", *demo, strings.HasPrefix(c.DatabaseURL, "sqlite:") && !c.Production()); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
-		bad("LOG_LEVEL must be debug, info, warn or error (got %q)", *level)
-	}
-	c.LogFormat = strings.ToLower(*format)
-	if c.LogFormat == "" {
-		c.LogFormat = "text"
-		if c.Production() {
-			c.LogFormat = "json"
-		}
-	}
-	if c.LogFormat != "text" && c.LogFormat != "json" {
-		bad("LOG_FORMAT must be text or json (got %q)", *format)
+		c.AuthSecret = []byte(secret)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
@@ -269,9 +119,224 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (*
 	return c, nil
 }
 
+// setting is one configuration setting: an environment variable and its
+// flag, the default, the flag's help, and set, which reads a value into the
+// Config or says what is wrong with it.
+type setting struct {
+	env, flag, def, usage string
+	set                   func(v string) error
+}
+
+// settings are every setting but AUTH_SECRET, in the order they are set:
+// ENV, DATA_DIR and DATABASE_URL first, since other defaults depend on
+// them.
+func (c *Config) settings() []setting {
+	return slices.Concat([]setting{
+		{env: "ENV", flag: "env", def: "development", usage: "development or production", set: c.setEnv},
+		{env: "DATA_DIR", flag: "data-dir", def: "./data", usage: "directory of the embedded database", set: func(v string) error { c.DataDir = v; return nil }},
+		{env: "DATABASE_URL", flag: "database-url", usage: "sqlite:PATH or mysql://user:password@host:3306/dbname; default sqlite:<data-dir>/switchboard.db", set: c.setDatabaseURL},
+		{env: "ADDR", flag: "addr", def: ":8080", usage: "listen address", set: c.setAddr},
+		{env: "REDIS_URL", flag: "redis-url", usage: "redis://host:6379/0; unset means the in-process broker", set: c.setRedisURL},
+		{env: "ALLOWED_ORIGINS", flag: "allowed-origins", usage: "comma-separated origins allowed for WebSocket upgrades and CORS; default the server's own", set: c.setAllowedOrigins},
+		{env: "TRUSTED_PROXIES", flag: "trusted-proxies", usage: "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client", set: c.setTrustedProxies},
+		{env: "TLS_CERT_FILE", flag: "tls-cert-file", usage: "PEM certificate (chain) to serve HTTPS and WSS with; with TLS_KEY_FILE", set: func(v string) error { c.TLSCertFile = v; return nil }},
+		{env: "TLS_KEY_FILE", flag: "tls-key-file", usage: "PEM private key of TLS_CERT_FILE", set: func(v string) error { c.TLSKeyFile = v; return nil }},
+		{env: "LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", set: c.setLogLevel},
+		{env: "LOG_FORMAT", flag: "log-format", usage: "text or json; default text, json in production", set: c.setLogFormat},
+		boolean("GUEST_SIGNIN", "guest-signin", "allow signIn(name); default true, false in production", &c.GuestSignIn, c.development),
+		boolean("INTROSPECTION", "introspection", "answer introspection queries; /schema.graphql serves the SDL either way; default true, false in production", &c.Introspection, c.development),
+		boolean("DEMO_FEED", "demo-feed", "run the KPI demo feed; default true with SQLite, false with MySQL or in production", &c.DemoFeed,
+			func() bool { return strings.HasPrefix(c.DatabaseURL, "sqlite:") && !c.Production() }),
+		boolean("WS_COMPRESSION", "ws-compression", "offer permessage-deflate to WebSocket clients; default true", &c.WSCompression, func() bool { return true }),
+		duration("DASHBOARD_INTERVAL", "dashboard-interval", "10s", "shortest time between two dashboard events to a subscriber", 100*time.Millisecond, time.Hour, &c.DashboardInterval),
+		duration("KPI_RETENTION", "kpi-retention", "168h", "how long KPI samples are kept for history", time.Minute, 8760*time.Hour, &c.KPIRetention),
+		duration("SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown may wait for requests in flight", time.Second, 5*time.Minute, &c.ShutdownTimeout),
+		duration("WS_KEEPALIVE", "ws-keepalive", "25s", "WebSocket keepalive interval; a client silent for 1.4 intervals is dropped", time.Second, 5*time.Minute, &c.WSKeepAlive),
+	}, c.limitSettings())
+}
+
+// limitSettings are the rate, size and document limits.
+func (c *Config) limitSettings() []setting {
+	return []setting{
+		count("LIMIT_CONNS_PER_ADDR", "limit-conns-per-addr", "1000", "WebSocket connections per client address", &c.ConnsPerAddr),
+		count("LIMIT_SUBSCRIPTIONS", "limit-subscriptions", "100", "operations running at once on one WebSocket connection", &c.SubsPerConn),
+		rate("LIMIT_OPERATIONS", "limit-operations", "20", "operations started per second on one WebSocket connection", &c.OpsPerSecond),
+		rate("LIMIT_MESSAGES", "limit-messages", "5", "chat messages per second per user", &c.MessagesPerSec),
+		rate("LIMIT_TYPING", "limit-typing", "2", "typing events per second per user", &c.TypingPerSecond),
+		rate("LIMIT_STATUSES", "limit-statuses", "2", "statuses posted per second per user", &c.StatusesPerSec),
+		size("LIMIT_WS_MESSAGE", "limit-ws-message", "65536", "largest WebSocket message from a client, in bytes (larger: close 1009)", &c.MaxWSMessage),
+		size("LIMIT_HTTP_BODY", "limit-http-body", "1048576", "largest HTTP request body, in bytes (larger: 413)", &c.MaxHTTPBody),
+		// The document limits protect the process itself: each has a
+		// range, and no 0 that would switch it off.
+		bounded("LIMIT_QUERY_TOKENS", "limit-query-tokens", "lexer tokens of one GraphQL document", 100, 1000000, &c.QueryLimits.Tokens),
+		bounded("LIMIT_QUERY_DEPTH", "limit-query-depth", "fields nested in one GraphQL operation (GraphiQL's introspection needs 13)", 2, 100, &c.QueryLimits.Depth),
+		bounded("LIMIT_QUERY_ALIASES", "limit-query-aliases", "aliased fields in one GraphQL document", 1, 10000, &c.QueryLimits.Aliases),
+		bounded("LIMIT_QUERY_COMPLEXITY", "limit-query-complexity", "complexity of one GraphQL operation (a field counts 1, times the size of the lists it is in)", 10, 1000000, &c.QueryLimits.Complexity),
+	}
+}
+
+// development reports whether the tighter production defaults are off.
+func (c *Config) development() bool { return !c.Production() }
+
+func (c *Config) setEnv(v string) error {
+	c.Env = strings.ToLower(v)
+	if c.Env != "development" && c.Env != "production" {
+		return fmt.Errorf("ENV must be development or production (got %q)", v)
+	}
+	return nil
+}
+
+func (c *Config) setDatabaseURL(v string) error {
+	c.DatabaseURL = v
+	if v == "" {
+		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "switchboard.db")
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "mysql://") {
+		return errors.New("DATABASE_URL must start with sqlite: or mysql://")
+	}
+	return nil
+}
+
+func (c *Config) setAddr(v string) error {
+	c.Addr = v
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("ADDR must be host:port or :port (got %q)", v)
+	}
+	return nil
+}
+
+func (c *Config) setRedisURL(v string) error {
+	c.RedisURL = v
+	if v == "" {
+		return nil
+	}
+	if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		return errors.New("REDIS_URL must look like redis://host:6379/0")
+	}
+	return nil
+}
+
+func (c *Config) setAllowedOrigins(v string) error {
+	var errs []error
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || u.Path != "") {
+			errs = append(errs, fmt.Errorf("ALLOWED_ORIGINS entry %q must be an origin like https://app.example.com, or *", o))
+			continue
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, o)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setTrustedProxies(v string) error {
+	p, err := request.ParseTrustedProxies(v)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_PROXIES must be comma-separated IP addresses or CIDR prefixes (got %q)", v)
+	}
+	c.TrustedProxies = p
+	return nil
+}
+
+func (c *Config) setLogLevel(v string) error {
+	if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("LOG_LEVEL must be debug, info, warn or error (got %q)", v)
+	}
+	return nil
+}
+
+func (c *Config) setLogFormat(v string) error {
+	c.LogFormat = strings.ToLower(v)
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+		if c.Production() {
+			c.LogFormat = "json"
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("LOG_FORMAT must be text or json (got %q)", v)
+	}
+	return nil
+}
+
+// boolean is a true/false setting whose default, when it is unset, is def's
+// answer (asked after the settings before it are set).
+func boolean(env, flag, usage string, dst *bool, def func() bool) setting {
+	return setting{env: env, flag: flag, usage: "true or false: " + usage, set: func(v string) error {
+		if v == "" {
+			*dst = def()
+			return nil
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%s must be true or false (got %q)", env, v)
+		}
+		*dst = b
+		return nil
+	}}
+}
+
+// duration is a duration setting within lo..hi.
+func duration(env, flag, def, usage string, lo, hi time.Duration, dst *time.Duration) setting {
+	return setting{env: env, flag: flag, def: def, usage: fmt.Sprintf("%s, %s..%s", usage, shortDuration(lo), shortDuration(hi)), set: func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < lo || d > hi {
+			return fmt.Errorf("%s must be a duration from %s to %s (got %q)", env, shortDuration(lo), shortDuration(hi), v)
+		}
+		*dst = d
+		return nil
+	}}
+}
+
 // maxLimit bounds every rate and size limit (a rate that high is no limit
 // in practice, and a count fits every integer field).
 const maxLimit = 1 << 31
+
+// limit is a rate or size limit: 0 switches it off; whole ones count
+// things.
+func limit(env, flag, def, usage string, whole bool, set func(float64)) setting {
+	return setting{env: env, flag: flag, def: def, usage: usage + "; 0 for no limit", set: func(v string) error {
+		// !(n >= 0) also refuses NaN; the bound keeps whole limits in range
+		// of their integer fields.
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(n >= 0) || n > maxLimit || (whole && n != math.Trunc(n)) {
+			return fmt.Errorf("%s must be 0 (no limit) or a positive number up to %d (got %q)", env, int64(maxLimit), v)
+		}
+		set(n)
+		return nil
+	}}
+}
+
+// rate is a per-second limit, with bursts of twice that.
+func rate(env, flag, def, usage string, dst *float64) setting {
+	return limit(env, flag, def, usage+" (bursts of twice that)", false, func(n float64) { *dst = n })
+}
+
+// count is a limit on a number of things at once.
+func count(env, flag, def, usage string, dst *int) setting {
+	return limit(env, flag, def, usage, true, func(n float64) { *dst = int(n) })
+}
+
+// size is a limit in bytes.
+func size(env, flag, def, usage string, dst *int64) setting {
+	return limit(env, flag, def, usage, true, func(n float64) { *dst = int64(n) })
+}
+
+// bounded is a whole number within lo..hi that cannot be switched off; its
+// default is *dst's value.
+func bounded(env, flag, usage string, lo, hi int, dst *int) setting {
+	return setting{env: env, flag: flag, def: strconv.Itoa(*dst), usage: fmt.Sprintf("%s, %d..%d", usage, lo, hi), set: func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("%s must be a whole number from %d to %d (got %q)", env, lo, hi, v)
+		}
+		*dst = n
+		return nil
+	}}
+}
 
 // shortDuration spells d as a configuration would: 5m, not 5m0s.
 func shortDuration(d time.Duration) string {
@@ -283,18 +348,6 @@ func shortDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
-}
-
-// parseBool reads the boolean setting name: def when v is empty.
-func parseBool(name, v string, def bool) (bool, error) {
-	if v == "" {
-		return def, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s must be true or false (got %q)", name, v)
-	}
-	return b, nil
 }
 
 // newLogger returns the server's logger, writing to w in LOG_FORMAT at

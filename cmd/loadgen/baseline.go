@@ -370,78 +370,93 @@ func (b *baseline) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		legacy:   ws.Subprotocol() != "graphql-transport-ws",
 		subs:     make(map[string]*bsub),
 	}
-	b.connMu.Lock()
-	if b.closed {
-		b.connMu.Unlock()
+	if !b.register(c) {
 		_ = ws.Close()
 		return
 	}
-	b.conns[c] = struct{}{}
-	b.readers.Add(1)
-	b.connMu.Unlock()
-	defer func() {
-		for _, sub := range c.subs {
-			b.removeSub(sub)
-		}
-		b.connMu.Lock()
-		delete(b.conns, c)
-		b.connMu.Unlock()
-		c.close()
-		b.readers.Done()
-	}()
-
+	defer b.unregister(c)
 	ws.SetReadLimit(64 << 10)
 	acked := false
 	for {
 		_, msg, err := ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		var m envelope
-		if err := json.Unmarshal(msg, &m); err != nil {
-			c.closeWith(4400, "invalid message")
-			return
-		}
-		switch m.Type {
-		case "connection_init":
-			if acked {
-				c.closeWith(4429, "too many initialisation requests")
-				return
-			}
-			acked = true
-			c.send(`{"type":"connection_ack"}`)
-			if c.legacy {
-				c.send(`{"type":"ka"}`)
-			}
-		case "subscribe", "start":
-			if !acked {
-				c.closeWith(4401, "unauthorized")
-				return
-			}
-			if _, dup := c.subs[m.ID]; dup || m.ID == "" {
-				c.closeWith(4409, "subscriber for "+m.ID+" already exists")
-				return
-			}
-			if !strings.Contains(string(m.Payload), "statusPosted") {
-				c.send(string(mustJSON(envelope{Type: "error", ID: m.ID, Payload: json.RawMessage(`[{"message":"baseline: only statusPosted"}]`)})))
-				continue
-			}
-			sub := &bsub{c: c, id: mustJSON(m.ID)}
-			c.subs[m.ID] = sub
-			b.addSub(sub)
-		case "complete", "stop":
-			if sub, ok := c.subs[m.ID]; ok {
-				delete(c.subs, m.ID)
-				b.removeSub(sub)
-			}
-		case "ping":
-			c.send(`{"type":"pong"}`)
-		case "pong":
-		case "connection_terminate":
-			return
-		default:
-			c.closeWith(4400, "invalid message")
+		if err != nil || !b.handle(c, msg, &acked) {
 			return
 		}
 	}
+}
+
+// register counts c among the open connections, unless the baseline has
+// closed.
+func (b *baseline) register(c *bconn) bool {
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.conns[c] = struct{}{}
+	b.readers.Add(1)
+	return true
+}
+
+// unregister ends c's subscriptions and closes it.
+func (b *baseline) unregister(c *bconn) {
+	for _, sub := range c.subs {
+		b.removeSub(sub)
+	}
+	b.connMu.Lock()
+	delete(b.conns, c)
+	b.connMu.Unlock()
+	c.close()
+	b.readers.Done()
+}
+
+// handle answers one client message; false ends the connection.
+func (b *baseline) handle(c *bconn, msg []byte, acked *bool) bool {
+	var m envelope
+	if err := json.Unmarshal(msg, &m); err != nil {
+		c.closeWith(4400, "invalid message")
+		return false
+	}
+	switch m.Type {
+	case "connection_init":
+		if *acked {
+			c.closeWith(4429, "too many initialisation requests")
+			return false
+		}
+		*acked = true
+		c.send(`{"type":"connection_ack"}`)
+		if c.legacy {
+			c.send(`{"type":"ka"}`)
+		}
+	case "subscribe", "start":
+		if !*acked {
+			c.closeWith(4401, "unauthorized")
+			return false
+		}
+		if _, dup := c.subs[m.ID]; dup || m.ID == "" {
+			c.closeWith(4409, "subscriber for "+m.ID+" already exists")
+			return false
+		}
+		if !strings.Contains(string(m.Payload), "statusPosted") {
+			c.send(string(mustJSON(envelope{Type: "error", ID: m.ID, Payload: json.RawMessage(`[{"message":"baseline: only statusPosted"}]`)})))
+			return true
+		}
+		sub := &bsub{c: c, id: mustJSON(m.ID)}
+		c.subs[m.ID] = sub
+		b.addSub(sub)
+	case "complete", "stop":
+		if sub, ok := c.subs[m.ID]; ok {
+			delete(c.subs, m.ID)
+			b.removeSub(sub)
+		}
+	case "ping":
+		c.send(`{"type":"pong"}`)
+	case "pong":
+	case "connection_terminate":
+		return false
+	default:
+		c.closeWith(4400, "invalid message")
+		return false
+	}
+	return true
 }

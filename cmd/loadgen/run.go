@@ -239,28 +239,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 const maxPlanBytes = 2 << 30
 
 // measure runs one measurement against the server at cfg.url and returns
-// its report. Progress lines go to progress.
+// its report: it connects and subscribes cfg.conns clients, measures the
+// server idle if asked, posts step by step, then counts every delivery.
+// Progress lines go to progress.
 func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, error) {
-	limit, err := raiseNoFile()
+	plan, ep, err := preflight(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if need := uint64(cfg.conns + cfg.inflight + 64); need > limit {
-		return nil, fmt.Errorf("-conns %d needs about %d open files, but RLIMIT_NOFILE is %d (the hard limit); raise it (ulimit -Hn / prlimit) or use fewer -conns", cfg.conns, need, limit)
-	}
-	plan := cfg.plan()
-	var total int
-	for _, s := range plan {
-		total += s.posts
-	}
-	if need := int64(total+63) / 8 * int64(cfg.conns); need > maxPlanBytes {
-		return nil, fmt.Errorf("%d posts × %d connections needs %d MiB of receive bitmaps; post less", total, cfg.conns, need>>20)
-	}
-	ep, err := endpointsOf(cfg.url)
-	if err != nil {
-		return nil, err
-	}
-
 	transport := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        cfg.inflight + 8,
@@ -269,35 +255,120 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 	}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-	a := &api{client: client, endpoint: ep.graphql, token: cfg.token}
-	posters := []*api{a}
-	if a.token == "" {
-		// Several guests post in turn, so that the rate stays within each
-		// one's statuses-per-second limit.
-		n := cfg.posters
-		if n <= 0 {
-			n = int(math.Ceil(maxRate(plan) / 2))
-		}
-		posters = posters[:0]
-		for i := range max(n, 1) {
-			p := &api{client: client, endpoint: ep.graphql}
-			if p.token, err = p.signIn(ctx, fmt.Sprintf("loadgen-%d", i+1)); err != nil {
-				return nil, err
-			}
-			posters = append(posters, p)
-		}
-		a.token = posters[0].token
+	a, posters, err := signInPosters(ctx, client, ep, cfg, plan)
+	if err != nil {
+		return nil, err
 	}
 	after, err := a.newest(ctx)
 	if err != nil {
 		return nil, err
 	}
 	pr := &probe{pid: cfg.pid, metricsURL: ep.metrics, client: client}
+	if err := checkServerProcess(pr, cfg, progress); err != nil {
+		return nil, err
+	}
+	errs := &errorLog{}
+	runID := newRunID()
+	m := &measurement{cfg: cfg, progress: progress, plan: plan, pr: pr, errs: errs, t: newTally(runID, plan, errs)}
+	m.rep = &Report{
+		Target: cfg.url, Proto: cfg.proto, Conns: cfg.conns, RunID: runID, After: after,
+		Server: ServerReport{PID: cfg.pid},
+	}
+	m.rep.Server.RSSBeforeKiB = opt(pr.rssKiB())
+	m.rep.Server.GoroutinesBefore = opt(pr.goroutines(ctx))
+
+	fmt.Fprintf(progress, "loadgen %s: %d %s connections to %s (run %s, after %s)\n", cfg.url, cfg.conns, cfg.proto, ep.ws, runID, after)
+	subToken := ""
+	if cfg.initAuth {
+		subToken = a.token
+	}
+	err = m.connect(ctx, newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout, cfg.compress), cfg.proto, subToken, after, cfg.timeout, m.t))
+	closed := false
+	defer func() {
+		if !closed {
+			_ = m.fl.closeAll(m.t, 10*time.Second)
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.settleAndIdle(ctx); err != nil {
+		return nil, err
+	}
+	pub := &publisher{apis: posters, pad: cfg.textSize, runID: runID, inflight: cfg.inflight, errs: errs, posted: make([]bool, m.t.total()), latency: newHistogram()}
+	steps, stopReason, err := m.post(ctx, pub)
+	if err != nil {
+		return nil, err
+	}
+	// Close, then count exactly from the receive bitmaps.
+	closed = true
+	if err := m.fl.closeAll(m.t, 10*time.Second); err != nil {
+		errs.add(err.Error())
+	}
+	m.count(steps, pub)
+	if len(cfg.ramp) > 0 {
+		m.rep.Ramp = rampReport(steps, stopReason, cfg.maxP99)
+	}
+	m.rep.Errors = errs.list()
+	return m.rep, nil
+}
+
+// preflight checks that the machine can hold the run (open files, receive
+// bitmaps) and returns the posting plan and the server's endpoints.
+func preflight(cfg *config) ([]stepPlan, endpoints, error) {
+	limit, err := raiseNoFile()
+	if err != nil {
+		return nil, endpoints{}, err
+	}
+	if need := uint64(cfg.conns + cfg.inflight + 64); need > limit {
+		return nil, endpoints{}, fmt.Errorf("-conns %d needs about %d open files, but RLIMIT_NOFILE is %d (the hard limit); raise it (ulimit -Hn / prlimit) or use fewer -conns", cfg.conns, need, limit)
+	}
+	plan := cfg.plan()
+	var total int
+	for _, s := range plan {
+		total += s.posts
+	}
+	if need := int64(total+63) / 8 * int64(cfg.conns); need > maxPlanBytes {
+		return nil, endpoints{}, fmt.Errorf("%d posts × %d connections needs %d MiB of receive bitmaps; post less", total, cfg.conns, need>>20)
+	}
+	ep, err := endpointsOf(cfg.url)
+	return plan, ep, err
+}
+
+// signInPosters returns the API client the run reads with and those that
+// post: the -token's, or several guests posting in turn, so that the rate
+// stays within each one's statuses-per-second limit.
+func signInPosters(ctx context.Context, client *http.Client, ep endpoints, cfg *config, plan []stepPlan) (*api, []*api, error) {
+	a := &api{client: client, endpoint: ep.graphql, token: cfg.token}
+	if a.token != "" {
+		return a, []*api{a}, nil
+	}
+	n := cfg.posters
+	if n <= 0 {
+		n = int(math.Ceil(maxRate(plan) / 2))
+	}
+	var posters []*api
+	for i := range max(n, 1) {
+		p := &api{client: client, endpoint: ep.graphql}
+		var err error
+		if p.token, err = p.signIn(ctx, fmt.Sprintf("loadgen-%d", i+1)); err != nil {
+			return nil, nil, err
+		}
+		posters = append(posters, p)
+	}
+	a.token = posters[0].token
+	return a, posters, nil
+}
+
+// checkServerProcess refuses a -pid that names no process, and warns when
+// it looks like a wrapper rather than the server, or when the server may
+// not open enough files.
+func checkServerProcess(pr *probe, cfg *config, progress io.Writer) error {
 	if cfg.pid > 0 {
 		name, ok := pr.command()
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("-pid %d: no such process", cfg.pid)
+			return fmt.Errorf("-pid %d: no such process", cfg.pid)
 		case slices.Contains([]string{"bash", "sh", "dash", "zsh", "go", "timeout", "env", "sudo"}, name):
 			fmt.Fprintf(progress, "warning: -pid %d is %s, probably not the server itself (its figures would be the wrapper's)\n", cfg.pid, name)
 		}
@@ -305,112 +376,112 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 	if n, ok := pr.maxOpenFiles(); ok && n < int64(cfg.conns)+16 {
 		fmt.Fprintf(progress, "warning: the server (pid %d) may open only %d files, fewer than -conns %d needs\n", cfg.pid, n, cfg.conns)
 	}
+	return nil
+}
 
-	errs := &errorLog{}
-	runID := newRunID()
-	t := newTally(runID, plan, errs)
-	rep := &Report{
-		Target: cfg.url, Proto: cfg.proto, Conns: cfg.conns, RunID: runID, After: after,
-		Server: ServerReport{PID: cfg.pid},
-	}
-	rep.Server.RSSBeforeKiB = opt(pr.rssKiB())
-	rep.Server.GoroutinesBefore = opt(pr.goroutines(ctx))
+// measurement is one run's state between its phases.
+type measurement struct {
+	cfg      *config
+	progress io.Writer
+	plan     []stepPlan
+	pr       *probe
+	errs     *errorLog
+	t        *tally
+	fl       *fleet
+	rep      *Report
+}
 
-	// Connect, initialise and subscribe.
-	fmt.Fprintf(progress, "loadgen %s: %d %s connections to %s (run %s, after %s)\n", cfg.url, cfg.conns, cfg.proto, ep.ws, runID, after)
-	subToken := ""
-	if cfg.initAuth {
-		subToken = a.token
-	}
-	conn := newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout, cfg.compress), cfg.proto, subToken, after, cfg.timeout, t)
+// connect opens, initialises and subscribes every connection (m.fl, which
+// the caller closes, also after an error), and reports how long that took.
+func (m *measurement) connect(ctx context.Context, conn *connector) error {
 	perConn := newHistogram()
-	connectCPU := startCPU(pr)
+	connectCPU := startCPU(m.pr)
 	t0 := time.Now()
-	fl := connectAll(ctx, conn, cfg.conns, cfg.dialConcurrency, perConn, progress)
+	m.fl = connectAll(ctx, conn, m.cfg.conns, m.cfg.dialConcurrency, perConn, m.progress)
 	connectTime := time.Since(t0)
 	connectCPU.stop()
-	closed := false
-	defer func() {
-		if !closed {
-			_ = fl.closeAll(t, 10*time.Second)
-		}
-	}()
-	rep.Connected, rep.ConnectErrors = len(fl.subs), fl.errors
+	m.rep.Connected, m.rep.ConnectErrors = len(m.fl.subs), m.fl.errors
 	pc := perConn.summary()
-	rep.Connect = ConnectReport{TotalMs: ms(connectTime), P50Ms: pc.P50Ms, P99Ms: pc.P99Ms, MaxMs: pc.MaxMs, ServerCPUPercent: connectCPU.serverPercent}
-	fmt.Fprintf(progress, "connected %d/%d in %v (p50 %.1f ms, p99 %.1f ms per connection)\n", rep.Connected, cfg.conns, connectTime.Round(time.Millisecond), pc.P50Ms, pc.P99Ms)
+	m.rep.Connect = ConnectReport{TotalMs: ms(connectTime), P50Ms: pc.P50Ms, P99Ms: pc.P99Ms, MaxMs: pc.MaxMs, ServerCPUPercent: connectCPU.serverPercent}
+	fmt.Fprintf(m.progress, "connected %d/%d in %v (p50 %.1f ms, p99 %.1f ms per connection)\n", m.rep.Connected, m.cfg.conns, connectTime.Round(time.Millisecond), pc.P50Ms, pc.P99Ms)
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	if len(fl.subs) == 0 {
-		return nil, fmt.Errorf("no connection subscribed: %s", strings.Join(errs.list(), "; "))
+	if len(m.fl.subs) == 0 {
+		return fmt.Errorf("no connection subscribed: %s", strings.Join(m.errs.list(), "; "))
 	}
+	return nil
+}
 
-	if err := sleepCtx(ctx, cfg.settle); err != nil {
-		return nil, err
+// settleAndIdle waits -settle, reads the server's memory and goroutines
+// with every client subscribed, then, with -idle, measures it at rest.
+func (m *measurement) settleAndIdle(ctx context.Context) error {
+	if err := sleepCtx(ctx, m.cfg.settle); err != nil {
+		return err
 	}
-	rep.Server.RSSSubscribedKiB = opt(pr.rssKiB())
-	rep.Server.GoroutinesSubscribed = opt(pr.goroutines(ctx))
-
-	if cfg.idle > 0 {
-		fmt.Fprintf(progress, "idle for %v\n", cfg.idle)
-		idle := &IdleReport{Seconds: cfg.idle.Seconds()}
-		idle.RSSStartKiB = opt(pr.rssKiB())
-		w := startCPU(pr)
-		if err := sleepCtx(ctx, cfg.idle); err != nil {
-			return nil, err
-		}
-		w.stop()
-		idle.RSSEndKiB = opt(pr.rssKiB())
-		idle.ServerCPUPercent, idle.LoadgenCPUPercent = w.serverPercent, w.selfPercent
-		idle.Goroutines = opt(pr.goroutines(ctx))
-		rep.Idle = idle
+	m.rep.Server.RSSSubscribedKiB = opt(m.pr.rssKiB())
+	m.rep.Server.GoroutinesSubscribed = opt(m.pr.goroutines(ctx))
+	if m.cfg.idle <= 0 {
+		return nil
 	}
+	fmt.Fprintf(m.progress, "idle for %v\n", m.cfg.idle)
+	idle := &IdleReport{Seconds: m.cfg.idle.Seconds()}
+	idle.RSSStartKiB = opt(m.pr.rssKiB())
+	w := startCPU(m.pr)
+	if err := sleepCtx(ctx, m.cfg.idle); err != nil {
+		return err
+	}
+	w.stop()
+	idle.RSSEndKiB = opt(m.pr.rssKiB())
+	idle.ServerCPUPercent, idle.LoadgenCPUPercent = w.serverPercent, w.selfPercent
+	idle.Goroutines = opt(m.pr.goroutines(ctx))
+	m.rep.Idle = idle
+	return nil
+}
 
-	// Post, step by step.
-	pub := &publisher{apis: posters, pad: cfg.textSize, runID: runID, inflight: cfg.inflight, errs: errs, posted: make([]bool, t.total()), latency: newHistogram()}
-	window := startCPU(pr)
-	var steps []StepReport
-	var stopReason string
-	subscribers := int64(len(fl.subs))
-	for k, sp := range plan {
-		st := t.steps[k]
-		w := startCPU(pr)
+// post runs the plan's steps, each followed by its drain; a ramp stops at
+// its first failing step, and says why.
+func (m *measurement) post(ctx context.Context, pub *publisher) (steps []StepReport, stopReason string, _ error) {
+	window := startCPU(m.pr)
+	subscribers := int64(len(m.fl.subs))
+	for k, sp := range m.plan {
+		st := m.t.steps[k]
+		w := startCPU(m.pr)
 		var posts stepPosts
-		fmt.Fprintf(progress, "posting %d at %g/s\n", sp.posts, sp.rate)
-		pub.runStep(ctx, t.stepStart[k], sp.posts, sp.rate, &posts)
+		fmt.Fprintf(m.progress, "posting %d at %g/s\n", sp.posts, sp.rate)
+		pub.runStep(ctx, m.t.stepStart[k], sp.posts, sp.rate, &posts)
 		expected := posts.ok.Load() * subscribers
-		waitDrain(ctx, st, expected, cfg.drain)
+		waitDrain(ctx, st, expected, m.cfg.drain)
 		w.stop()
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		sr := stepReport(sp, &posts, st, expected, w)
-		p99 := st.latency.quantile(0.99)
-		sr.OK, sr.Reason = verdict(sr.Posts, sr.PostErrors, sr.Missing, sr.Duplicates, p99, cfg.maxP99)
+		sr.OK, sr.Reason = verdict(sr.Posts, sr.PostErrors, sr.Missing, sr.Duplicates, st.latency.quantile(0.99), m.cfg.maxP99)
 		steps = append(steps, sr)
-		fmt.Fprintf(progress, "  %d/%d delivered (%d missing, %d duplicates), %.0f deliveries/s, p50 %.1f ms p99 %.1f ms max %.1f ms\n",
+		fmt.Fprintf(m.progress, "  %d/%d delivered (%d missing, %d duplicates), %.0f deliveries/s, p50 %.1f ms p99 %.1f ms max %.1f ms\n",
 			sr.Received, sr.Expected, sr.Missing, sr.Duplicates, sr.DeliveriesPerSec, sr.Latency.P50Ms, sr.Latency.P99Ms, sr.Latency.MaxMs)
-		if len(cfg.ramp) > 0 && !sr.OK {
+		if len(m.cfg.ramp) > 0 && !sr.OK {
 			stopReason = fmt.Sprintf("stopped at %g/s: %s", sp.rate, sr.Reason)
-			fmt.Fprintln(progress, "  "+stopReason)
+			fmt.Fprintln(m.progress, "  "+stopReason)
 			break
 		}
 	}
 	window.stop()
-	rep.Server.RSSEndKiB = opt(pr.rssKiB())
-	rep.Server.GoroutinesEnd = opt(pr.goroutines(ctx))
+	m.rep.Server.RSSEndKiB = opt(m.pr.rssKiB())
+	m.rep.Server.GoroutinesEnd = opt(m.pr.goroutines(ctx))
 	if len(steps) > 0 {
-		rep.Server.CPUPercent = window.serverPercent
-		rep.Loadgen.CPUPercent = window.selfPercent
+		m.rep.Server.CPUPercent = window.serverPercent
+		m.rep.Loadgen.CPUPercent = window.selfPercent
 	}
-	rep.Loadgen.RSSKiB = opt((&probe{pid: os.Getpid()}).rssKiB())
+	m.rep.Loadgen.RSSKiB = opt((&probe{pid: os.Getpid()}).rssKiB())
+	return steps, stopReason, nil
+}
 
-	// Close, then count exactly from the receive bitmaps.
-	closed = true
-	if err := fl.closeAll(t, 10*time.Second); err != nil {
-		errs.add(err.Error())
-	}
+// count fills the report's totals from the steps and, exactly, from every
+// connection's receive bitmap, once the connections are closed.
+func (m *measurement) count(steps []StepReport, pub *publisher) {
+	rep, t := m.rep, m.t
 	posted := newBitset(t.total())
 	for seq, ok := range pub.posted {
 		if ok {
@@ -430,14 +501,14 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 		}
 		last = sr.end
 	}
-	for _, s := range fl.subs {
+	for _, s := range m.fl.subs {
 		rep.Missing += countMissing(posted, s.got, 0, t.total())
 		rep.Duplicates += s.duplicates
 		rep.OutOfOrder += s.outOfOrder
 		rep.Foreign += s.foreign
 		rep.Unexpected += s.unexpected
 	}
-	rep.DeliveriesExpected = rep.Posts * subscribers
+	rep.DeliveriesExpected = rep.Posts * int64(len(m.fl.subs))
 	rep.Disconnects = t.disconnects.Load()
 	rep.SubscriptionErrors = t.subErrors.Load()
 	rep.Latency = merged.summary()
@@ -457,18 +528,19 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 		v := round2(float64(*s.GoroutinesSubscribed-*s.GoroutinesBefore) / float64(rep.Connected))
 		s.GoroutinesPerConn = &v
 	}
-	if len(cfg.ramp) > 0 {
-		r := &RampReport{Steps: steps, StopReason: stopReason, MaxP99Ms: ms(cfg.maxP99)}
-		for _, sr := range steps {
-			if sr.OK && sr.DeliveriesPerSec > r.HighestSustainedDeliveriesPerSec {
-				r.HighestSustainedDeliveriesPerSec = sr.DeliveriesPerSec
-				r.HighestSustainedRate = sr.Rate
-			}
+}
+
+// rampReport summarises a ramp: its steps and the highest rate it
+// sustained.
+func rampReport(steps []StepReport, stopReason string, maxP99 time.Duration) *RampReport {
+	r := &RampReport{Steps: steps, StopReason: stopReason, MaxP99Ms: ms(maxP99)}
+	for _, sr := range steps {
+		if sr.OK && sr.DeliveriesPerSec > r.HighestSustainedDeliveriesPerSec {
+			r.HighestSustainedDeliveriesPerSec = sr.DeliveriesPerSec
+			r.HighestSustainedRate = sr.Rate
 		}
-		rep.Ramp = r
 	}
-	rep.Errors = errs.list()
-	return rep, nil
+	return r
 }
 
 // waitDrain waits until a step's expected deliveries have arrived or drain

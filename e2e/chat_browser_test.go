@@ -30,7 +30,7 @@ func TestBrowserChat(t *testing.T) {
 	env := map[string]string{"DATA_DIR": dataDir, "ADDR": freeLoopbackAddr(t), "LIMIT_MESSAGES": "0"}
 	start := func(env map[string]string) *testServer {
 		s := startServer(t, env)
-		jsLogsOnFailure(t, s)
+		s.logsOnFailure(t)
 		return s
 	}
 	srv := start(env)
@@ -275,47 +275,6 @@ func (b *browserTab) waitUnread(id string, n int) {
 func (b *browserTab) token() string {
 	b.t.Helper()
 	return evalIn[string](b, `JSON.parse(localStorage.getItem('switchboard.session')).token`)
-}
-
-// history returns a room's latest 100 messages as the server has them,
-// oldest first, in the page's terms.
-func (s *testServer) history(tb testing.TB, token, roomID string) []feedItem {
-	tb.Helper()
-	var d struct {
-		Messages struct {
-			Edges []struct {
-				Node struct {
-					ID     string
-					Text   string
-					Author struct{ Name string }
-				}
-			}
-		}
-	}
-	s.mustDo(tb, token, `query($r: ID!) { messages(roomId: $r, last: 100) { edges { node { id text author { name } } } } }`,
-		map[string]any{"r": roomID}, &d)
-	items := make([]feedItem, 0, len(d.Messages.Edges))
-	for _, e := range d.Messages.Edges {
-		items = append(items, feedItem{ID: e.Node.ID, Author: e.Node.Author.Name, Text: e.Node.Text})
-	}
-	return items
-}
-
-// unreadCounts returns the caller's unread count of every room it sees.
-func (s *testServer) unreadCounts(tb testing.TB, token string) map[string]int {
-	tb.Helper()
-	var d struct {
-		Rooms []struct {
-			ID          string
-			UnreadCount int
-		}
-	}
-	s.mustDo(tb, token, `query { rooms { id unreadCount } }`, nil, &d)
-	counts := make(map[string]int, len(d.Rooms))
-	for _, r := range d.Rooms {
-		counts[r.ID] = r.UnreadCount
-	}
-	return counts
 }
 
 // logChatOnFailure logs the chat panel's state when the test fails.

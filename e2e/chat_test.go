@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,171 +18,6 @@ import (
 
 // Chat over the real server: HTTP for queries and mutations, raw WebSocket
 // clients for the live parts.
-
-type room struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	Direct      bool   `json:"direct"`
-	UnreadCount int    `json:"unreadCount"`
-}
-
-const roomFields = `id name direct unreadCount`
-
-type user struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// chatUser is a signed-in guest.
-type chatUser struct {
-	user
-	token string
-}
-
-func (s *testServer) chatUser(tb testing.TB, name string) chatUser {
-	tb.Helper()
-	var d struct {
-		SignIn struct {
-			Token string
-			User  user
-		} `json:"signIn"`
-	}
-	s.mustDo(tb, "", `mutation($n: String!) { signIn(name: $n) { token user { id name } } }`, map[string]any{"n": name}, &d)
-	return chatUser{user: d.SignIn.User, token: d.SignIn.Token}
-}
-
-func (s *testServer) createRoom(tb testing.TB, token, name string) room {
-	tb.Helper()
-	var d struct{ CreateRoom room }
-	s.mustDo(tb, token, `mutation($n: String!) { createRoom(name: $n) { `+roomFields+` } }`, map[string]any{"n": name}, &d)
-	return d.CreateRoom
-}
-
-func (s *testServer) openDirect(tb testing.TB, token, userID string) room {
-	tb.Helper()
-	var d struct{ OpenDirectRoom room }
-	s.mustDo(tb, token, `mutation($u: ID!) { openDirectRoom(userId: $u) { `+roomFields+` } }`, map[string]any{"u": userID}, &d)
-	return d.OpenDirectRoom
-}
-
-func (s *testServer) postMessage(tb testing.TB, token, roomID, text string) string {
-	tb.Helper()
-	var d struct{ PostMessage event }
-	s.mustDo(tb, token, `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id text } }`,
-		map[string]any{"r": roomID, "t": text}, &d)
-	return d.PostMessage.ID
-}
-
-func (s *testServer) generalRoom(tb testing.TB) room {
-	tb.Helper()
-	var d struct{ Rooms []room }
-	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
-	i := slices.IndexFunc(d.Rooms, func(r room) bool { return r.Name == "general" })
-	require.GreaterOrEqual(tb, i, 0, "a fresh install has a general room: %v", d.Rooms)
-	return d.Rooms[i]
-}
-
-// chatWS opens a graphql-transport-ws connection initialised with token.
-func (s *testServer) chatWS(tb testing.TB, token string) *wsClient {
-	tb.Helper()
-	c := dialWS(tb, s, "graphql-transport-ws", nil)
-	c.init(token)
-	return c
-}
-
-// nextData reads the next event of operation id and decodes its field into
-// v; it fails on errors.
-func (c *wsClient) nextData(id, field string, v any, timeout time.Duration) {
-	c.tb.Helper()
-	m := c.read(timeout)
-	require.Equal(c.tb, "next", m.Type, "message %s %s", m.Type, m.Payload)
-	require.Equal(c.tb, id, m.ID)
-	var p struct {
-		Data   map[string]json.RawMessage `json:"data"`
-		Errors []gqlError                 `json:"errors"`
-	}
-	require.NoError(c.tb, json.Unmarshal(m.Payload, &p))
-	require.Empty(c.tb, p.Errors)
-	require.NoError(c.tb, json.Unmarshal(p.Data[field], v))
-}
-
-// until reads events of operation id into a fresh T until done accepts
-// one, and returns it; events before it (intermediate latest values) are
-// skipped.
-func until[T any](c *wsClient, id, field string, timeout time.Duration, done func(T) bool) T {
-	c.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	var seen []T
-	for time.Now().Before(deadline) {
-		var v T
-		c.nextData(id, field, &v, time.Until(deadline))
-		if done(v) {
-			return v
-		}
-		seen = append(seen, v)
-	}
-	c.tb.Fatalf("no %s event as expected within %s; saw %+v", field, timeout, seen)
-	var zero T
-	return zero
-}
-
-// primed waits for the first event of operation id while trigger runs every
-// 100 ms: a subscription starts asynchronously, so this proves it runs
-// before a test relies on it. It returns the first event's data field.
-func primed[T any](c *wsClient, id, field string, trigger func()) T {
-	c.tb.Helper()
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			trigger()
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	var v T
-	c.nextData(id, field, &v, 10*time.Second)
-	close(stop)
-	<-done
-	return v
-}
-
-// messageFeed is the durable feed of room roomID's messages.
-func messageFeed(roomID string) durableFeed {
-	return durableFeed{
-		subscription: `subscription($r: ID!, $a: ID) { messageAdded(roomId: $r, after: $a) { id text } }`,
-		field:        "messageAdded",
-		vars:         map[string]any{"r": roomID},
-		post: func(tb testing.TB, s *testServer, token, text string) string {
-			return s.postMessage(tb, token, roomID, text)
-		},
-		position: func(id string) (int, error) {
-			room, seq, ok := strings.Cut(id, ":")
-			if !ok || room != roomID {
-				return 0, fmt.Errorf("message id %q is not of room %s", id, roomID)
-			}
-			return strconv.Atoi(seq)
-		},
-	}
-}
-
-// generalRoomsNamed returns the public rooms named general.
-func (s *testServer) generalRoomsNamed(tb testing.TB) []room {
-	tb.Helper()
-	var d struct{ Rooms []room }
-	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
-	var out []room
-	for _, r := range d.Rooms {
-		if r.Name == "general" {
-			out = append(out, r)
-		}
-	}
-	return out
-}
 
 // The resume promise of statuses holds for a room's messages: concurrent
 // posters, subscribers that drop and resume with after.
@@ -304,19 +138,6 @@ func TestDirectRoomIsInvisibleToOthers(t *testing.T) {
 	assert.Equal(t, "NOT_FOUND", r.Errors[0].Code())
 }
 
-type presence struct {
-	RoomID string `json:"roomId"`
-	Users  []user `json:"users"`
-}
-
-func names(us []user) []string {
-	out := make([]string, len(us))
-	for i, u := range us {
-		out[i] = u.Name
-	}
-	return out
-}
-
 // TestPresenceCountsUsersNotTabs: three tabs of one user count once, until
 // the last one goes, whether it closes cleanly, drops its TCP connection, or
 // silently vanishes (then the keepalive notices).
@@ -365,13 +186,6 @@ func TestPresenceCountsUsersNotTabs(t *testing.T) {
 	t.Logf("a vanished client went offline after %s (keepalive %s)", gone.Round(10*time.Millisecond), keepalive)
 	assert.Less(t, gone, 3*keepalive+chat.DefaultLeaveGrace, "noticed within 1.4 keepalive intervals, a watchdog tick and the leave grace")
 	assert.Equal(t, []string{"bob"}, online())
-}
-
-type typingEvent struct {
-	RoomID    string `json:"roomId"`
-	User      user   `json:"user"`
-	Typing    bool   `json:"typing"`
-	ExpiresAt string `json:"expiresAt"`
 }
 
 // TestTypingIndicator: a member's typing reaches the others, ends when they
@@ -560,13 +374,13 @@ func TestRoomListWatchersShareTheirReads(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // and anything still queued behind that
 
-	before := metric(t, s, `switchboard_database_statements_total`)
+	before := s.metric(t, `switchboard_database_statements_total`)
 	s.postMessage(t, poster.token, general.ID, "counted")
 	for _, c := range clients {
 		got := until(c, "r", "roomsChanged", 5*time.Second, settled("counted", posted.Load()+1))
 		assert.Equal(t, general.ID, got.ID)
 	}
-	statements := metric(t, s, `switchboard_database_statements_total`) - before
+	statements := s.metric(t, `switchboard_database_statements_total`) - before
 	t.Logf("one message to %d room-list watchers: %.0f statements", watchers, statements)
 	assert.Less(t, statements, float64(watchers), "the watchers' reads are batched (three each would be %d)", 3*watchers)
 }

@@ -32,7 +32,7 @@ func TestBrowserDashboardAndNotifications(t *testing.T) {
 
 	dataDir := t.TempDir()
 	srv := startServer(t, map[string]string{"DATA_DIR": dataDir, "DEMO_FEED": "false", "DASHBOARD_INTERVAL": "200ms"})
-	jsLogsOnFailure(t, srv)
+	srv.logsOnFailure(t)
 	admin := srv.mintToken(t, "ops", time.Hour, models.RoleAdmin)
 
 	// 1. A recorded KPI shows on the page; its next value moves it live.
@@ -54,7 +54,7 @@ func TestBrowserDashboardAndNotifications(t *testing.T) {
 	gina.waitFor("finance/latency among the top movers", `document.querySelector('#top-movers > li[data-module="finance"][data-key="latency"]') !== null`, browserStepTimeout)
 	assert.NotEmpty(t, gina.kpiCardUpdated("finance"), "the card's updated time")
 	assert.Equal(t, "not reloaded", evalIn[string](gina, `window.testMark`), "the page was reloaded")
-	assert.GreaterOrEqual(t, metric(t, srv, `switchboard_websocket_compressed_connections`), 1.0,
+	assert.GreaterOrEqual(t, srv.metric(t, `switchboard_websocket_compressed_connections`), 1.0,
 		"the browser negotiated permessage-deflate: the KPI sets it showed came compressed")
 
 	// 2. A notification to Gina and one to everyone: her badge shows 2, in
@@ -121,29 +121,6 @@ func TestBrowserDashboardAndNotifications(t *testing.T) {
 		`document.getAnimations().every((a) => a.playState !== 'running' || !isFinite(a.effect.getComputedTiming().endTime))`,
 		browserStepTimeout)
 	gina.screenshot()
-}
-
-// recordKPI records one KPI value (a KPIInput) through the API.
-func (s *testServer) recordKPI(tb testing.TB, token string, input map[string]any) {
-	tb.Helper()
-	s.mustDo(tb, token, `mutation($in: [KPIInput!]!) { recordKPIs(inputs: $in) { key } }`, map[string]any{"in": []any{input}}, nil)
-}
-
-// sendNotification sends a notification (a NotificationInput) through the
-// API and returns its id.
-func (s *testServer) sendNotification(tb testing.TB, token string, input map[string]any) string {
-	tb.Helper()
-	var d struct{ SendNotification struct{ ID string } }
-	s.mustDo(tb, token, `mutation($in: NotificationInput!) { sendNotification(input: $in) { id } }`, map[string]any{"in": input}, &d)
-	return d.SendNotification.ID
-}
-
-// unreadCount returns the caller's unread notification count.
-func (s *testServer) unreadCount(tb testing.TB, token string) int {
-	tb.Helper()
-	var d struct{ UnreadCount int }
-	s.mustDo(tb, token, `query { unreadCount }`, nil, &d)
-	return d.UnreadCount
 }
 
 // kpiRow is an expression for the dashboard row of a KPI (null while there

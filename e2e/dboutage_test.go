@@ -68,7 +68,7 @@ func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "not ready while the database is down")
-	assert.GreaterOrEqual(t, metric(t, s, `switchboard_database_errors_total{kind="connection"}`), 1.0, "the failures are counted")
+	assert.GreaterOrEqual(t, s.metric(t, `switchboard_database_errors_total{kind="connection"}`), 1.0, "the failures are counted")
 
 	sub.send("ping", "", nil)
 	assert.Equal(t, "pong", sub.rawRead(5*time.Second).Type, "the subscriber stays connected")

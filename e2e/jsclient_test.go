@@ -38,7 +38,7 @@ func TestGraphQLWSClient(t *testing.T) {
 	t.Run("going away is retried and the client resumes after a restart", func(t *testing.T) {
 		env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": freeLoopbackAddr(t)}
 		s1 := startServer(t, env)
-		jsLogsOnFailure(t, s1)
+		s1.logsOnFailure(t)
 		token := s1.signIn(t, "Jess")
 		posted := []status{s1.post(t, token, "one")}
 
@@ -65,7 +65,7 @@ func TestGraphQLWSClient(t *testing.T) {
 		// The server comes back on the same address and database; a status
 		// posted now must reach the client exactly once, after the others.
 		s2 := startServer(t, env)
-		jsLogsOnFailure(t, s2)
+		s2.logsOnFailure(t)
 		posted = append(posted, s2.post(t, token, "four"))
 		c.waitFor(t, "the reconnection", func(e jsEvent) bool { return e.Event == "connected" })
 		c.requireNext(t, "status", posted[3])
@@ -87,7 +87,7 @@ func TestGraphQLWSClient(t *testing.T) {
 		// waited, but a socket error (the server still down: connection
 		// refused) is not a close event, so it gives up then.
 		s := startServer(t, nil)
-		jsLogsOnFailure(t, s)
+		s.logsOnFailure(t)
 		token := s.signIn(t, "Gus")
 		st := s.post(t, token, "one")
 		c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "going-away")
@@ -117,7 +117,7 @@ func TestGraphQLWSClient(t *testing.T) {
 
 	t.Run("4403 is retried until the client's attempts run out", func(t *testing.T) {
 		s := startServer(t, nil)
-		jsLogsOnFailure(t, s)
+		s.logsOnFailure(t)
 		c := startJSClient(t, node, script, "--url", s.WS(), "--scenario", "bad-token")
 		events := c.wait(t)
 
@@ -149,7 +149,7 @@ func TestGraphQLWSClient(t *testing.T) {
 
 	t.Run("4409 is fatal", func(t *testing.T) {
 		s := startServer(t, nil)
-		jsLogsOnFailure(t, s)
+		s.logsOnFailure(t)
 		token := s.signIn(t, "Dot")
 		c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "duplicate-id")
 		events := c.wait(t)
@@ -180,7 +180,7 @@ func TestGraphQLWSClient(t *testing.T) {
 
 	t.Run("4408 is retried", func(t *testing.T) {
 		s := startServer(t, nil)
-		jsLogsOnFailure(t, s)
+		s.logsOnFailure(t)
 		c := startJSClient(t, node, script, "--url", s.WS(), "--scenario", "init-timeout")
 		events := c.wait(t)
 
@@ -199,32 +199,6 @@ func TestGraphQLWSClient(t *testing.T) {
 			if e.Event == "next" {
 				assert.JSONEq(t, `{"__typename":"Query"}`, string(e.Data))
 			}
-		}
-	})
-}
-
-// requireJSClient returns node and the absolute path of client.mjs, or skips
-// the test (fails it under REQUIRE_SERVICES=1) when they cannot run.
-func requireJSClient(t *testing.T) (node, script string) {
-	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		testenv.RequireService(t, "the graphql-ws client tests need node on PATH and its packages: run `npm ci --prefix e2e/jsclient`")
-		return "", ""
-	}
-	dir, err := filepath.Abs(filepath.Join("jsclient"))
-	require.NoError(t, err)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws", "package.json")); err != nil {
-		testenv.RequireService(t, "e2e/jsclient/node_modules/graphql-ws is missing: run `npm ci --prefix e2e/jsclient`")
-		return "", ""
-	}
-	return node, filepath.Join(dir, "client.mjs")
-}
-
-func jsLogsOnFailure(t *testing.T, s *testServer) {
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server %s logs:\n%s", s.URL, s.logs.String())
 		}
 	})
 }
@@ -405,4 +379,22 @@ func (c *jsClientRun) dump() string {
 		b.WriteByte('\n')
 	}
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// requireJSClient returns node and the absolute path of client.mjs, or skips
+// the test (fails it under REQUIRE_SERVICES=1) when they cannot run.
+func requireJSClient(t *testing.T) (node, script string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testenv.RequireService(t, "the graphql-ws client tests need node on PATH and its packages: run `npm ci --prefix e2e/jsclient`")
+		return "", ""
+	}
+	dir, err := filepath.Abs(filepath.Join("jsclient"))
+	require.NoError(t, err)
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws", "package.json")); err != nil {
+		testenv.RequireService(t, "e2e/jsclient/node_modules/graphql-ws is missing: run `npm ci --prefix e2e/jsclient`")
+		return "", ""
+	}
+	return node, filepath.Join(dir, "client.mjs")
 }

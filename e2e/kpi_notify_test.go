@@ -10,57 +10,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
 // KPIs and notifications over the real server.
-
-// opsServer is a server with an operator token for each role set.
-type opsServer struct {
-	*testServer
-	admin, publisher string
-}
-
-// startOpsServer starts a server (env added to a fresh DATA_DIR) and mints
-// an admin and a publisher token with the token subcommand.
-func startOpsServer(t *testing.T, env map[string]string) *opsServer {
-	t.Helper()
-	vars := map[string]string{"DATA_DIR": t.TempDir(), "DEMO_FEED": "false"}
-	for k, v := range env {
-		vars[k] = v
-	}
-	s := startServer(t, vars)
-	day := 24 * time.Hour
-	return &opsServer{testServer: s, admin: s.mintToken(t, "ops", day, models.RoleAdmin), publisher: s.mintToken(t, "feeder", day, models.RolePublisher)}
-}
-
-type kpiValue struct {
-	Module string   `json:"module"`
-	Key    string   `json:"key"`
-	Label  string   `json:"label"`
-	Value  float64  `json:"value"`
-	Unit   string   `json:"unit"`
-	Change *float64 `json:"change"`
-}
-
-const kpiFields = `module key label value unit change`
-
-func (s *opsServer) record(tb testing.TB, token string, inputs ...map[string]any) gqlResponse {
-	tb.Helper()
-	return s.do(tb, token, `mutation($in: [KPIInput!]!) { recordKPIs(inputs: $in) { `+kpiFields+` } }`, map[string]any{"in": inputs})
-}
-
-func (s *opsServer) moduleKPIs(tb testing.TB, module string) []kpiValue {
-	tb.Helper()
-	var d struct{ ModuleKPIs []kpiValue }
-	s.mustDo(tb, "", `query($m: String!) { moduleKPIs(module: $m) { `+kpiFields+` } }`, map[string]any{"m": module}, &d)
-	return d.ModuleKPIs
-}
-
-func kv(module, key string, value any) map[string]any {
-	return map[string]any{"module": module, "key": key, "value": value}
-}
 
 // TestRecordKPIsRolesAndAtomicity: only admins and publishers record; a
 // batch with one bad value stores nothing.
@@ -184,39 +137,6 @@ func TestDashboardRateBound(t *testing.T) {
 	last := got[len(got)-1]
 	require.Len(t, last.TopMovers, 1)
 	assert.Equal(t, 160.0, last.TopMovers[0].Value, "the last dashboard has the final value")
-}
-
-type notification struct {
-	ID        string `json:"id"`
-	Title     string `json:"title"`
-	Read      bool   `json:"read"`
-	Broadcast bool   `json:"broadcast"`
-}
-
-const notificationFields = `id title read broadcast`
-
-func (s *opsServer) send(tb testing.TB, to *chatUser, title string) notification {
-	tb.Helper()
-	in := map[string]any{"title": title}
-	if to != nil {
-		in["userId"] = to.ID
-	}
-	var d struct{ SendNotification notification }
-	s.mustDo(tb, s.admin, `mutation($in: NotificationInput!) { sendNotification(input: $in) { `+notificationFields+` } }`, map[string]any{"in": in}, &d)
-	return d.SendNotification
-}
-
-func (s *opsServer) inbox(tb testing.TB, token string) []notification {
-	tb.Helper()
-	var d struct {
-		Notifications struct{ Edges []struct{ Node notification } }
-	}
-	s.mustDo(tb, token, `{ notifications(first: 100) { edges { node { `+notificationFields+` } } } }`, nil, &d)
-	out := make([]notification, len(d.Notifications.Edges))
-	for i, e := range d.Notifications.Edges {
-		out[i] = e.Node
-	}
-	return out
 }
 
 // TestNotificationPrivacy: nobody sees, counts, marks or receives another

@@ -19,18 +19,6 @@ import (
 // connection), nothing is stored, the connection stays, and nobody else is
 // affected.
 
-// operationError reads the error message of operation id.
-func (c *wsClient) operationError(id string) gqlError {
-	c.tb.Helper()
-	m := c.read(5 * time.Second)
-	require.Equal(c.tb, "error", m.Type, "%s", m.Payload)
-	require.Equal(c.tb, id, m.ID)
-	var errs []gqlError
-	require.NoError(c.tb, json.Unmarshal(m.Payload, &errs))
-	require.Len(c.tb, errs, 1)
-	return errs[0]
-}
-
 func TestSubscriptionsPerConnectionAreLimited(t *testing.T) {
 	s := startServer(t, map[string]string{"LIMIT_SUBSCRIPTIONS": "3"})
 	c := s.chatWS(t, "")

@@ -279,12 +279,3 @@ func TestUpgradeRefusals(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 }
-
-// rawRead returns the next message as it is, keepalives included.
-func (c *wsClient) rawRead(timeout time.Duration) wsMessage {
-	c.tb.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
-	var m wsMessage
-	require.NoError(c.tb, c.conn.ReadJSON(&m))
-	return m
-}

@@ -21,22 +21,6 @@ import (
 // Several replicas on one MySQL database and one Redis: what is done through
 // one reaches the subscribers of the others.
 
-// startReplicas starts n servers sharing a fresh MySQL database and the
-// Redis at redisURL, the first with operator tokens.
-func startReplicas(t *testing.T, n int, redisURL string) (*opsServer, []*testServer) {
-	t.Helper()
-	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms", "LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0"}
-	first := startOpsServer(t, env)
-	all := []*testServer{first.testServer}
-	for range n - 1 {
-		all = append(all, startServer(t, env))
-	}
-	for _, s := range all {
-		assert.Contains(t, s.logs.String(), "broker=redis", "the replica uses Redis")
-	}
-	return first, all
-}
-
 // TestReplicasShareLiveDelivery: latest-value streams have no database
 // poll behind them, so they cross replicas only through the broker.
 func TestReplicasShareLiveDelivery(t *testing.T) {
@@ -139,15 +123,6 @@ func TestReplicasSurviveRedisOutage(t *testing.T) {
 			require.Equal(t, want, got.ID, "replica %d, status %d: every status, in order, once", i, j)
 		}
 	}
-}
-
-// getJSON decodes the JSON body of a GET of url into v.
-func getJSON(tb testing.TB, url string, v any) {
-	tb.Helper()
-	resp, err := http.Get(url)
-	require.NoError(tb, err)
-	defer resp.Body.Close()
-	require.NoError(tb, json.NewDecoder(resp.Body).Decode(v))
 }
 
 // TestPresenceAcrossReplicas: a user online through one replica is online
@@ -271,7 +246,7 @@ func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
 	assert.Equal(t, "ok", code(b, "4 via B, alone"))
 	assert.Equal(t, "RATE_LIMITED", code(b, "5 via B, alone"))
 	assert.Less(t, time.Since(start), 3*time.Second, "no stall while Redis is down")
-	assert.Positive(t, metric(t, b, `switchboard_broker_errors_total{op="rate_limit"}`))
+	assert.Positive(t, b.metric(t, `switchboard_broker_errors_total{op="rate_limit"}`))
 
 	var feed struct {
 		Statuses struct {

@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,24 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// metric reads one unlabelled value from /metrics.
-func (s *testServer) metric(tb testing.TB, name string) float64 {
-	tb.Helper()
-	resp, err := http.Get(s.URL + "/metrics")
-	require.NoError(tb, err)
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			require.NoError(tb, err)
-			return f
-		}
-	}
-	tb.Fatalf("metric %s not found", name)
-	return 0
-}
 
 // TestSharedDelivery checks that subscribers of the same document, resuming
 // from different positions over both protocols, each get exactly their own
@@ -117,15 +96,4 @@ func TestSharedDelivery(t *testing.T) {
 		sb.c.conn.Close()
 	}
 	waitMetric(t, s, "switchboard_shared_subscriptions", 0)
-}
-
-// waitMetric waits (up to 5 s) for a metric to reach want: what it counts
-// changes right after the event the test observed.
-func waitMetric(t *testing.T, s *testServer, name string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.metric(t, name) != want && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	assert.Equal(t, want, s.metric(t, name), name)
 }

@@ -122,7 +122,7 @@ func TestSlowConsumerIsDisconnectedAndResumesWithoutLoss(t *testing.T) {
 	require.True(t, errors.As(rerr, &ce), "the connection ended: %v", rerr)
 	assert.Contains(t, []int{websocket.CloseTryAgainLater, websocket.CloseAbnormalClosure}, ce.Code)
 	t.Logf("the slow subscriber got %d of %d before being cut off (%v)", last-firstID, total, rerr)
-	assert.Positive(t, metric(t, s, `switchboard_slow_consumer_disconnects_total`))
+	assert.Positive(t, s.metric(t, `switchboard_slow_consumer_disconnects_total`))
 
 	// Resuming with after, it loses nothing.
 	again := dialWS(t, s, "graphql-transport-ws", nil)

@@ -64,7 +64,9 @@ func TestTokenCommand(t *testing.T) {
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var body struct{ Data struct{ Me struct{ Name string } } }
+	var body struct {
+		Data struct{ Me struct{ Name string } }
+	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
 	assert.Equal(t, "ops", body.Data.Me.Name)
 

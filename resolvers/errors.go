@@ -14,18 +14,21 @@ import (
 	"github.com/switchboardhq/switchboard/request"
 )
 
-// ErrorPresenter turns resolver errors into GraphQL errors. A *models.Error
-// shows its message and code; gqlgen's own errors (parse, validation,
-// complexity) keep theirs. Anything else is internal: the client sees
-// "internal error", extensions.code INTERNAL and the request id, and the
-// full error is logged under that id.
+// ErrorPresenter turns resolver errors into GraphQL errors. An error whose
+// chain carries a code (models.CodedError) other than INTERNAL shows that
+// error's Message and code, and nothing of its operation or cause; it is not
+// logged (an UNAVAILABLE database is reported by /readyz and counted in the
+// metrics, not logged once per request). gqlgen's own errors (parse,
+// validation, complexity) keep theirs. Anything else, an INTERNAL
+// *models.Error included, is internal: the client sees "internal error",
+// extensions.code INTERNAL and the request id, and the full error (its
+// operation and cause) is logged under that id.
 func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		presented := graphql.DefaultErrorPresenter(ctx, err)
-		var domain *models.Error
-		if errors.As(err, &domain) {
-			presented.Message = domain.Message
-			presented.Extensions = map[string]any{"code": string(domain.Code)}
+		if coded, ok := models.CodedError(err); ok && coded.Code != models.Internal {
+			presented.Message = coded.Message
+			presented.Extensions = map[string]any{"code": string(coded.Code)}
 			return presented
 		}
 		var gqlErr *gqlerror.Error

@@ -3,6 +3,8 @@ package resolvers_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +15,11 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/request"
 	"github.com/switchboardhq/switchboard/resolvers"
 )
@@ -69,4 +74,98 @@ func TestPanicEndsOnlyItsOperation(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	h.ServeHTTP(rec, req)
 	assert.JSONEq(t, `{"data":{"me":null}}`, rec.Body.String())
+}
+
+// errRefused stands for a driver's error, with internals a client must not
+// see.
+var errRefused = errors.New("dial tcp 10.0.0.7:3306: connect: connection refused")
+
+// present runs the presenter on err as a resolver at path "room" returns it,
+// under request id req-7, and returns the client's JSON and the log.
+func present(t *testing.T, err error) (client map[string]any, logs string) {
+	t.Helper()
+	var buf bytes.Buffer
+	log := slog.New(request.LogHandler(slog.NewTextHandler(&buf, nil)))
+	ctx := request.WithID(t.Context(), "req-7")
+	presented := resolvers.ErrorPresenter(log)(ctx, gqlerror.WrapPath(ast.Path{ast.PathName("room")}, err))
+	raw, jerr := json.Marshal(presented)
+	require.NoError(t, jerr)
+	require.NoError(t, json.Unmarshal(raw, &client))
+	return client, buf.String()
+}
+
+func TestCodedErrorsShowOnlyTheirMessage(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		message string
+		code    string
+	}{
+		{
+			name:    "refusal",
+			err:     models.Errorf(models.BadUserInput, "first must be between 1 and 100"),
+			message: "first must be between 1 and 100", code: "BAD_USER_INPUT",
+		},
+		{
+			name:    "with an op and a cause",
+			err:     models.E("find room", models.NotFound, errRefused, "room %d not found", 5),
+			message: "room 5 not found", code: "NOT_FOUND",
+		},
+		{
+			name:    "wrapped further",
+			err:     fmt.Errorf("resolve room: %w", models.E("find room", "", models.E("find room 5", models.Unavailable, errRefused, "the database is unavailable, try again later"), "")),
+			message: "the database is unavailable, try again later", code: "UNAVAILABLE",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, logs := present(t, tt.err)
+			assert.Equal(t, map[string]any{
+				"message":    tt.message,
+				"path":       []any{"room"},
+				"extensions": map[string]any{"code": tt.code},
+			}, client)
+			assert.Empty(t, logs, "a coded error is the client's business, not logged")
+		})
+	}
+}
+
+func TestInternalErrorsShowNothingAndLogEverything(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		logs []string // the log line holds each
+	}{
+		{name: "plain", err: errRefused, logs: []string{errRefused.Error()}},
+		{
+			name: "op without a code",
+			err:  models.E("list rooms", "", errRefused, ""),
+			logs: []string{"list rooms", errRefused.Error()},
+		},
+		{
+			name: "internal code",
+			err:  models.E("migrate", models.Internal, errRefused, "schema version 7 unknown"),
+			logs: []string{"migrate", "schema version 7 unknown", errRefused.Error()},
+		},
+		{
+			name: "internal over a coded cause",
+			err:  models.E("load settings", models.Internal, models.E("find setting", models.NotFound, errRefused, "setting not found"), ""),
+			logs: []string{"load settings", "find setting", "setting not found", errRefused.Error()},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, logs := present(t, tt.err)
+			assert.Equal(t, map[string]any{
+				"message":    "internal error",
+				"path":       []any{"room"},
+				"extensions": map[string]any{"code": "INTERNAL", "requestId": "req-7"},
+			}, client, "nothing of the op or the cause reaches the client")
+			assert.Contains(t, logs, "internal error")
+			assert.Contains(t, logs, "request_id=req-7")
+			for _, want := range tt.logs {
+				assert.Contains(t, logs, want)
+			}
+		})
+	}
 }

@@ -37,7 +37,7 @@ func (db *DB) CreateRoom(ctx context.Context, name string, now time.Time) (*mode
 func (db *DB) Room(ctx context.Context, id int64) (*models.Room, error) {
 	var r models.Room
 	if err := db.gorm.WithContext(ctx).Take(&r, id).Error; err != nil {
-		return nil, translate(err, fmt.Sprintf("room %d", id))
+		return nil, translateFind(err, "room", id)
 	}
 	r.CreatedAt = r.CreatedAt.UTC()
 	return &r, nil

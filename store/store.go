@@ -1,8 +1,10 @@
 // Package store is Switchboard's persistence: one DB type over GORM that runs
 // on the embedded pure-Go SQLite (the default) or on MySQL/MariaDB, chosen by
 // the DATABASE_URL scheme. It owns the schema and its migrations, and turns
-// driver errors into domain codes (models.NotFound, models.Unavailable) so
-// that nothing above it needs to know which database it talks to.
+// driver errors into *models.Error values that name the operation and carry
+// a domain code (models.NotFound, models.Unavailable) with the driver's
+// error as their cause, so that nothing above it needs to know which
+// database it talks to and the log still says what the database said.
 //
 // Durable streams (the status feed today; chat rooms and notifications later)
 // are numbered here. Each stream has a row in the streams table holding its
@@ -74,8 +76,8 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		TranslateError:         true,
 	})
 	if err != nil {
-		if isConnectionError(err) {
-			err = unavailable(err) // the MySQL dialector connects before Ping does
+		if isConnectionError(err) { // the MySQL dialector connects before Ping does
+			return nil, unavailable(fmt.Sprintf("open %s database", dialect), err)
 		}
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
@@ -199,7 +201,7 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 // Ping checks that the database answers; it fails with models.Unavailable.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.sql.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping %s: %w", db.dialect, unavailable(err))
+		return unavailable(fmt.Sprintf("ping %s", db.dialect), err)
 	}
 	return nil
 }
@@ -207,32 +209,40 @@ func (db *DB) Ping(ctx context.Context) error {
 // Close closes the database connections.
 func (db *DB) Close() error { return db.sql.Close() }
 
-// translate maps driver errors into domain errors: a missing row becomes
-// models.NotFound (described by what), a lost connection models.Unavailable.
-// Anything else is wrapped with what for the log.
-func translate(err error, what string) error {
+// translate turns err, a failure of the store operation op (lowercase
+// words: "create message"), into a *models.Error of op that wraps err, so
+// that errors.Is still finds the driver's error and models.ErrorCode the
+// domain code: a lost connection is models.Unavailable, a missing row
+// models.NotFound, anything else has no code (internal, unless err's chain
+// carries one). A nil err stays nil.
+func translate(err error, op string) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, gorm.ErrRecordNotFound):
-		return models.Errorf(models.NotFound, "%s not found", what)
+		return models.E(op, models.NotFound, err, "not found")
 	case isConnectionError(err):
-		return fmt.Errorf("%s: %w", what, unavailable(err))
+		return unavailable(op, err)
 	default:
-		return fmt.Errorf("%s: %w", what, err)
+		return &models.Error{Op: op, Err: err}
 	}
 }
 
-// unavailableError marks a database that cannot be reached; the client sees
-// models.Unavailable, the log sees the cause.
-type unavailableError struct{ cause error }
-
-func (e *unavailableError) Error() string { return "database unavailable: " + e.cause.Error() }
-func (e *unavailableError) Unwrap() []error {
-	return []error{e.cause, models.Errorf(models.Unavailable, "the database is unavailable, try again later")}
+// translateFind is translate for the lookup of one kind of thing ("room")
+// by id: a missing one is models.NotFound, "room 5 not found".
+func translateFind(err error, kind string, id int64) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return models.E("find "+kind, models.NotFound, err, "%s %d not found", kind, id)
+	}
+	return translate(err, fmt.Sprintf("find %s %d", kind, id))
 }
 
-func unavailable(err error) error { return &unavailableError{cause: err} }
+// unavailable is the error of the operation op that could not reach the
+// database (the cause err): models.Unavailable for the client, the cause
+// for the log.
+func unavailable(op string, err error) error {
+	return models.E(op, models.Unavailable, err, "the database is unavailable, try again later")
+}
 
 func isConnectionError(err error) bool {
 	var netErr net.Error

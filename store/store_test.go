@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -303,6 +304,7 @@ func TestOpenUnreachableMySQL(t *testing.T) {
 	}
 	require.Error(t, err)
 	assert.Equal(t, models.Unavailable, models.ErrorCode(err), "error %q", err)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "the cause stays reachable")
 	assert.NotContains(t, err.Error(), "hunter2")
 }
 

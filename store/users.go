@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -27,7 +26,7 @@ func (db *DB) CreateUser(ctx context.Context, name string) (*models.User, error)
 func (db *DB) User(ctx context.Context, id int64) (*models.User, error) {
 	var u models.User
 	if err := db.gorm.WithContext(ctx).Take(&u, id).Error; err != nil {
-		return nil, translate(err, fmt.Sprintf("user %d", id))
+		return nil, translateFind(err, "user", id)
 	}
 	u.CreatedAt = u.CreatedAt.UTC()
 	return &u, nil

@@ -128,17 +128,39 @@ func (b *Broker) Client() *redis.Client { return b.client }
 // Prefix is what the broker's channel names start with.
 func (b *Broker) Prefix() string { return b.opts.Prefix }
 
-// Ping checks that Redis answers (for readiness).
+// Ping checks that Redis answers a PING; see pubsub.Broker. go-redis
+// heeds ctx's deadline but not its cancellation, so the PING runs on a
+// goroutine of its own, which ends within the client's dial and read
+// timeouts even when Ping has returned for ctx.
 func (b *Broker) Ping(ctx context.Context) error {
-	return b.client.Ping(ctx).Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.isClosed() {
+		return pubsub.ErrClosed
+	}
+	answer := make(chan error, 1)
+	go func() { answer <- b.client.Ping(ctx).Err() }()
+	select {
+	case err := <-answer:
+		if err != nil {
+			return fmt.Errorf("redis ping: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
 }
 
 // Publish sends payload to the subscribers of topic on every replica.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
+	if b.isClosed() {
 		return pubsub.ErrClosed
 	}
 	if err := b.client.Publish(ctx, b.opts.Prefix+topic, payload).Err(); err != nil {

@@ -11,7 +11,7 @@
 //     buffer; a subscriber that falls more than its buffer behind is dropped:
 //     its channel is closed and Err reports ErrSlowConsumer. The subscriber
 //     recovers by subscribing again and reading what it missed from the
-//     database.
+//     database; Follower does both, with the one resubscribe policy.
 //   - Payloads are opaque bytes, delivered unchanged. A payload delivered to
 //     several subscribers is the same slice: receivers must not modify it.
 //

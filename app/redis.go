@@ -19,8 +19,8 @@ const redisTimeout = 2 * time.Second
 
 // redisConn is the process's one Redis client, shared by the broker and the
 // shared rate limits, and the prefix that keeps this deployment's channels
-// and keys apart from others on the same Redis. Start opens it and closes it
-// after everything that uses it.
+// and keys apart from others on the same Redis. openBroker opens it; it
+// closes after the broker and the services that use it.
 type redisConn struct {
 	client *redis.Client
 	prefix string

@@ -97,11 +97,11 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	broker, brokerName, err := s.openBroker(ctx, db)
+	broker, rc, brokerName, err := s.openBroker(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	res := s.startServices(db, tokens, broker)
+	res := s.startServices(db, tokens, broker, rc)
 	s.ws = newWebsocket(cfg, s.log, tokens, s.metrics)
 	s.closers = append(s.closers, s.ws.Shutdown)
 	ln, err := s.listen()
@@ -162,8 +162,9 @@ func (s *Server) close() {
 
 // startServices starts the durable streams and the chat, notification and
 // KPI services, and returns the resolvers over them. Their background work
-// lasts until the server closes.
-func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.Broker) *resolvers.Resolver {
+// lasts until the server closes. With Redis (rc not nil) the per-user rate
+// limits are kept there.
+func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.Broker, rc *redisConn) *resolvers.Resolver {
 	cfg, log := s.cfg, s.log
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -195,9 +196,9 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		TypingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 		StatusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
 	}
-	if rb, ok := broker.(countingBroker).Broker.(*redispubsub.Broker); ok {
+	if rc != nil {
 		// With Redis, the per-user limits are shared by every replica.
-		shared := redisrate.New(rb.Client(), rb.Prefix())
+		shared := redisrate.New(rc.client, rc.prefix)
 		failed := func(err error) {
 			s.metrics.brokerErrors.WithLabelValues("rate_limit").Inc()
 			log.Debug("shared rate limit unavailable; limiting locally", "err", err)
@@ -209,29 +210,36 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 	return res
 }
 
-// openBroker returns the Redis broker when REDIS_URL is set, else the
-// in-process one, counted for the metrics, and its name for the log.
-func (s *Server) openBroker(ctx context.Context, db *store.DB) (pubsub.Broker, string, error) {
+// openBroker returns the broker, counted for the metrics, and its name for
+// the log: with REDIS_URL set, the Redis broker on the process's one Redis
+// client, which it also returns for the other users of that Redis; else the
+// in-process broker and a nil connection. The client closes after the
+// broker.
+func (s *Server) openBroker(ctx context.Context, db *store.DB) (pubsub.Broker, *redisConn, string, error) {
 	if s.cfg.RedisURL == "" {
 		b := mempubsub.New(0)
 		s.closers = append(s.closers, func() { _ = b.Close() })
-		return countingBroker{b, s.metrics}, "in-process", nil
+		return countingBroker{b, s.metrics}, nil, "in-process", nil
 	}
-	// Channels are named after the database's identity: the replicas of one
-	// deployment meet, other deployments on the same Redis stay apart.
+	// Channels and keys are named after the database's identity: the
+	// replicas of one deployment meet, other deployments on the same Redis
+	// stay apart.
 	id, err := db.DeploymentID(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	b, err := redispubsub.New(s.cfg.RedisURL, redispubsub.Options{Prefix: "switchboard:" + id + ":"})
+	client, err := openRedis(s.cfg.RedisURL)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	s.closers = append(s.closers, func() { _ = b.Close() })
+	s.closers = append(s.closers, func() { _ = client.Close() })
+	rc := &redisConn{client: client, prefix: "switchboard:" + id + ":"}
+	b := redispubsub.New(client, redispubsub.Options{Prefix: rc.prefix})
+	s.closers = append(s.closers, func() { _ = b.Close() }) // closers run newest first
 	if err := b.Ping(ctx); err != nil {
 		s.log.Warn("redis is not reachable; running degraded until it is", "err", err)
 	}
-	return countingBroker{b, s.metrics}, "redis", nil
+	return countingBroker{b, s.metrics}, rc, "redis", nil
 }
 
 // listen opens the listener on ADDR, with TLS when a certificate is

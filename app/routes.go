@@ -144,12 +144,10 @@ func newHandler(cfg *Config, log *slog.Logger, res *resolvers.Resolver, ws *gqlw
 		// A broker outage degrades live delivery (it falls back to the
 		// database) but every request is still served: report it, stay in
 		// rotation.
-		if p, ok := broker.(interface{ Ping(context.Context) error }); ok {
-			if err := p.Ping(r.Context()); err != nil {
-				log.WarnContext(r.Context(), "degraded", "broker", "down", "err", err)
-				writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "up", "broker": "down"})
-				return
-			}
+		if err := broker.Ping(r.Context()); err != nil {
+			log.WarnContext(r.Context(), "degraded", "broker", "down", "err", err)
+			writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "up", "broker": "down"})
+			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up", "broker": "up"})
 	})

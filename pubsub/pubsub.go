@@ -11,7 +11,7 @@
 //     buffer; a subscriber that falls more than its buffer behind is dropped:
 //     its channel is closed and Err reports ErrSlowConsumer. The subscriber
 //     recovers by subscribing again and reading what it missed from the
-//     database.
+//     database; Follower does both, with the one resubscribe policy.
 //   - Payloads are opaque bytes, delivered unchanged. A payload delivered to
 //     several subscribers is the same slice: receivers must not modify it.
 //
@@ -44,8 +44,14 @@ type Broker interface {
 	// on it or on the broker, or when it falls behind; then its channel is
 	// closed and Err says why.
 	Subscribe(ctx context.Context, topic string) (*Subscription, error)
+	// Ping reports whether the broker can carry messages now: nil when it
+	// can, the backend's error when what it relies on (Redis) does not
+	// answer, ctx's error when ctx has ended, and ErrClosed after Close. It
+	// returns by the time ctx ends, whatever the backend does. A failing
+	// Ping ends no subscription; readiness checks call it.
+	Ping(ctx context.Context) error
 	// Close ends every subscription with ErrClosed and refuses further
-	// Publish and Subscribe calls with ErrClosed.
+	// Publish, Subscribe and Ping calls with ErrClosed.
 	Close() error
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
-	"time"
 
 	"github.com/switchboardhq/switchboard/pubsub"
 )
@@ -85,57 +84,22 @@ func (h *hub[T]) detach(m *member[T]) {
 }
 
 // run is the hub's goroutine: it merges broker announcements and database
-// polls into one ordered sequence until ctx ends.
+// polls into one ordered sequence until ctx ends. When the broker drops the
+// subscription, the hub keeps polling and subscribes again as
+// pubsub.Follower does, then fills from the database what it missed.
 func (h *hub[T]) run(ctx context.Context, sub *pubsub.Subscription) {
 	defer h.stop()
-	poll := time.NewTicker(h.f.opts.PollInterval)
-	defer poll.Stop()
-	backoff := newBackoff()
-	for {
-		var msgs <-chan []byte
-		if sub != nil {
-			msgs = sub.C()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case payload, ok := <-msgs:
-			if !ok {
-				if ctx.Err() != nil {
-					return
-				}
-				h.f.opts.Log.Warn("stream lost its broker subscription, resubscribing", "stream", h.name, "err", sub.Err())
-				sub = nil
-				if !backoff.wait(ctx) {
-					return
-				}
-				if sub = h.resubscribe(ctx); sub != nil {
-					backoff.reset()
-				}
-				continue
-			}
-			h.announce(ctx, payload)
-		case <-poll.C:
-			if sub == nil {
-				sub = h.resubscribe(ctx)
-			}
-			h.poll(ctx)
-		}
-	}
-}
-
-// resubscribe subscribes to the topic again and fills what was missed; it
-// returns nil when the broker refuses, to be retried at the next poll.
-func (h *hub[T]) resubscribe(ctx context.Context) *pubsub.Subscription {
-	sub, err := h.f.broker.Subscribe(ctx, h.name)
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			h.f.opts.Log.Warn("stream resubscribe failed", "stream", h.name, "err", err)
-		}
-		return nil
-	}
-	h.poll(ctx)
-	return sub
+	pubsub.Follower{
+		Broker: h.f.broker,
+		Topic:  h.name,
+		Apply:  func(payload []byte) { h.announce(ctx, payload) },
+		Missed: func() { h.poll(ctx) },
+		Failed: func(err error) {
+			h.f.opts.Log.Warn("stream follows the database until its broker subscription is back", "stream", h.name, "err", err)
+		},
+		Poll:         func() { h.poll(ctx) },
+		PollInterval: h.f.opts.PollInterval,
+	}.Run(ctx, sub, nil)
 }
 
 // announce handles one broker message.

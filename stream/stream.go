@@ -226,7 +226,7 @@ func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last 
 // when upTo < 0), retrying database failures until ctx ends. It returns false
 // when ctx ended.
 func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo int64, out outlet[T]) bool {
-	backoff := newBackoff()
+	var backoff pubsub.Backoff
 	for upTo < 0 || *last < upTo {
 		evs, err := f.src.After(ctx, stream, *last, f.opts.PageSize)
 		if err != nil {
@@ -234,12 +234,12 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 				return false
 			}
 			f.opts.Log.WarnContext(ctx, "stream replay failed, retrying", "stream", stream, "after", *last, "err", err)
-			if !backoff.wait(ctx) {
+			if !backoff.Wait(ctx) {
 				return false
 			}
 			continue
 		}
-		backoff.reset()
+		backoff.Reset()
 		for _, ev := range evs {
 			p := f.pos(ev)
 			if upTo >= 0 && p > upTo {
@@ -362,23 +362,4 @@ func (f *Feed[T]) Close() error {
 	f.mu.Unlock()
 	f.wg.Wait()
 	return nil
-}
-
-// backoff spaces retries of a failing dependency: 50 ms doubling to 5 s.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 50 * time.Millisecond} }
-
-func (b *backoff) reset() { b.d = 50 * time.Millisecond }
-
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	b.d = min(2*b.d, 5*time.Second)
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -15,7 +15,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 	"github.com/switchboardhq/switchboard/stream"
@@ -45,14 +47,23 @@ type env struct {
 // of it is closed when the test ends, the feed first.
 func newEnv(tb testing.TB, dialect store.Dialect, opts stream.Options) *env {
 	tb.Helper()
-	db := storetest.Open(tb, dialect)
 	broker := mempubsub.New(0)
+	e := newEnvOn(tb, dialect, broker, opts)
+	e.broker = broker
+	return e
+}
+
+// newEnvOn is newEnv with the feed on broker, which it closes when the test
+// ends; env.broker stays nil.
+func newEnvOn(tb testing.TB, dialect store.Dialect, broker pubsub.Broker, opts stream.Options) *env {
+	tb.Helper()
+	db := storetest.Open(tb, dialect)
 	tb.Cleanup(func() { assert.NoError(tb, broker.Close()) })
 	feed := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, opts)
 	tb.Cleanup(func() { closeFeed(tb, feed) })
 	author, err := db.CreateUser(context.Background(), "ada")
 	require.NoError(tb, err)
-	return &env{db: db, broker: broker, feed: feed, author: author}
+	return &env{db: db, feed: feed, author: author}
 }
 
 // closeFeed closes feed, failing the test if that takes too long.
@@ -375,6 +386,29 @@ func TestBrokerOutage(t *testing.T) {
 	assertSameStatuses(t, append([]*models.Status{first}, during...), receive(t, c, 4))
 	next := e.commit(t, "still during the outage")
 	assertSameStatuses(t, []*models.Status{next}, receive(t, c, 1)) // and nothing twice
+}
+
+// TestBrokerComesBack checks that a hub whose broker subscription dropped
+// takes it again once the broker is back and reads from the database what
+// it missed meanwhile, without waiting for a poll.
+func TestBrokerComesBack(t *testing.T) {
+	broker := pubsubtest.NewOutage(mempubsub.New(0))
+	e := newEnvOn(t, store.SQLite, broker, stream.Options{PollInterval: time.Hour})
+	c := e.subscribe(t, nil)
+	first := e.post(t, "before the outage")
+	assertSameStatuses(t, []*models.Status{first}, receive(t, c, 1))
+
+	broker.SetDown(true)
+	var during []*models.Status
+	for i := range 3 {
+		st := e.commit(t, fmt.Sprintf("during the outage %d", i))
+		require.Error(t, e.feed.Publish(t.Context(), models.StatusStream, st))
+		during = append(during, st)
+	}
+	broker.SetDown(false)
+	assertSameStatuses(t, during, receive(t, c, 3))
+	after := e.post(t, "after the outage")
+	assertSameStatuses(t, []*models.Status{after}, receive(t, c, 1))
 }
 
 // TestTwoProcesses runs two feeds on one database, as two replicas do:

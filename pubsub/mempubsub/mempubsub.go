@@ -33,13 +33,10 @@ func New(buffer int) *Broker {
 // Publish delivers payload to every current subscriber of topic. A subscriber
 // whose buffer is full is dropped with pubsub.ErrSlowConsumer.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	if b.closed {
-		return pubsub.ErrClosed
+	if err := b.refuseLocked(ctx); err != nil {
+		return err
 	}
 	for sub := range b.topics[topic] {
 		sub.Deliver(payload)
@@ -49,13 +46,10 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 
 // Subscribe registers a subscriber of topic; see pubsub.Broker.
 func (b *Broker) Subscribe(ctx context.Context, topic string) (*pubsub.Subscription, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed {
-		return nil, pubsub.ErrClosed
+	if err := b.refuseLocked(ctx); err != nil {
+		return nil, err
 	}
 	var (
 		sub  *pubsub.Subscription
@@ -87,6 +81,26 @@ func (b *Broker) remove(topic string, sub *pubsub.Subscription) {
 			delete(b.topics, topic)
 		}
 	}
+}
+
+// Ping answers nil until the broker is closed (then pubsub.ErrClosed): an
+// in-process broker has nothing to reach.
+func (b *Broker) Ping(ctx context.Context) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.refuseLocked(ctx)
+}
+
+// refuseLocked is why a call with ctx is refused: ctx's error, or
+// pubsub.ErrClosed; nil when it may proceed. Called with b.mu held.
+func (b *Broker) refuseLocked(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.closed {
+		return pubsub.ErrClosed
+	}
+	return nil
 }
 
 // Close ends every subscription with pubsub.ErrClosed.

@@ -12,7 +12,8 @@ import (
 var ErrDown = errors.New("pubsubtest: broker down")
 
 // Outage wraps a broker with a switch: going down ends every subscription
-// and refuses publishes and new subscriptions, as a Redis outage does.
+// and refuses publishes, new subscriptions and pings, as a Redis outage
+// does.
 type Outage struct {
 	pubsub.Broker
 	mu   sync.Mutex
@@ -39,13 +40,25 @@ func (o *Outage) Subscribe(ctx context.Context, topic string) (*pubsub.Subscript
 
 // Publish publishes through the wrapped broker unless it is down.
 func (o *Outage) Publish(ctx context.Context, topic string, payload []byte) error {
-	o.mu.Lock()
-	down := o.down
-	o.mu.Unlock()
-	if down {
+	if o.isDown() {
 		return ErrDown
 	}
 	return o.Broker.Publish(ctx, topic, payload)
+}
+
+// Ping fails with ErrDown while the broker is down, and asks the wrapped
+// broker otherwise.
+func (o *Outage) Ping(ctx context.Context) error {
+	if o.isDown() {
+		return ErrDown
+	}
+	return o.Broker.Ping(ctx)
+}
+
+func (o *Outage) isDown() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.down
 }
 
 // SetDown takes the broker down (ending every subscription) or up again.

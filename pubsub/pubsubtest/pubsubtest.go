@@ -37,6 +37,7 @@ func Run(t *testing.T, newBroker NewBroker) {
 	t.Run("SlowSubscriberIsDroppedNotWaitedFor", func(t *testing.T) { testSlowConsumer(t, newBroker) })
 	t.Run("ConcurrentPublishers", func(t *testing.T) { testConcurrentPublishers(t, newBroker) })
 	t.Run("ClosedBrokerRefuses", func(t *testing.T) { testBrokerClose(t, newBroker) })
+	t.Run("PingAnswersUntilClosed", func(t *testing.T) { testPing(t, newBroker) })
 }
 
 func subscribe(t testing.TB, b pubsub.Broker, topic string) *pubsub.Subscription {
@@ -246,6 +247,16 @@ func testBrokerClose(t *testing.T, newBroker NewBroker) {
 	_, err := b.Subscribe(t.Context(), "bye")
 	assert.ErrorIs(t, err, pubsub.ErrClosed)
 	assert.NoError(t, b.Close(), "a second Close is harmless")
+}
+
+func testPing(t *testing.T, newBroker NewBroker) {
+	b := newBroker(t, 10)
+	require.NoError(t, b.Ping(t.Context()))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	assert.ErrorIs(t, b.Ping(ctx), context.Canceled, "an ended context is not waited on")
+	require.NoError(t, b.Close())
+	assert.ErrorIs(t, b.Ping(t.Context()), pubsub.ErrClosed)
 }
 
 func waitClosed(t testing.TB, sub *pubsub.Subscription) {

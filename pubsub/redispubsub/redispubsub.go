@@ -2,11 +2,14 @@
 // Redis channels, so a payload published by one replica reaches the
 // subscribers of every replica.
 //
-// Each broker keeps a bounded number of Redis connections whatever its
-// number of subscribers: a small pool for PUBLISH and one connection for
-// all of its channel subscriptions. A topic is subscribed in Redis once per
-// replica, when its first local subscriber arrives, and the replica fans
-// the messages out to its local subscribers itself.
+// The broker uses a Redis client it is given and does not own: the process
+// opens one client, shares it with whatever else uses the same Redis (the
+// shared rate limits), and closes it after closing the broker. Whatever its
+// number of subscribers, a broker uses the client's pool for PUBLISH and one
+// connection of its own for all of its channel subscriptions. A topic is
+// subscribed in Redis once per replica, when its first local subscriber
+// arrives, and the replica fans the messages out to its local subscribers
+// itself.
 //
 // Channel per topic, not a pattern subscription: a replica then receives
 // only the topics it has subscribers for (a chat room nobody on this replica
@@ -47,8 +50,6 @@ type Options struct {
 	Prefix string
 	// Buffer is each subscription's buffer (pubsub.DefaultBuffer when 0).
 	Buffer int
-	// PoolSize bounds the connections used for publishing. Default 8.
-	PoolSize int
 	// SubscribeTimeout bounds the wait for Redis to confirm a new channel
 	// subscription. Default 5s.
 	SubscribeTimeout time.Duration
@@ -82,18 +83,12 @@ type topic struct {
 	idle  time.Time     // when the last local subscriber left
 }
 
-// New connects to the Redis at url ("redis://host:6379/0", or "rediss://"
-// for TLS). It does not wait for Redis to answer: use Ping for that.
-func New(url string, opts Options) (*Broker, error) {
-	ro, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
+// New returns a broker on client, which must stay open until the broker is
+// closed; closing the broker does not close the client. New does not wait
+// for Redis to answer: use Ping for that.
+func New(client *redis.Client, opts Options) *Broker {
 	if opts.Prefix == "" {
 		opts.Prefix = "switchboard:"
-	}
-	if opts.PoolSize <= 0 {
-		opts.PoolSize = 8
 	}
 	if opts.SubscribeTimeout <= 0 {
 		opts.SubscribeTimeout = 5 * time.Second
@@ -101,44 +96,45 @@ func New(url string, opts Options) (*Broker, error) {
 	if opts.IdleTopic <= 0 {
 		opts.IdleTopic = 30 * time.Second
 	}
-	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
-	ro.PoolSize = opts.PoolSize
-	ro.MaxRetries = 1
-	ro.DialTimeout = 2 * time.Second
-	ro.ReadTimeout = 2 * time.Second
-	ro.WriteTimeout = 2 * time.Second
-	b := &Broker{client: redis.NewClient(ro), opts: opts, topics: make(map[string]*topic), done: make(chan struct{})}
+	b := &Broker{client: client, opts: opts, topics: make(map[string]*topic), done: make(chan struct{})}
 	b.wg.Add(1)
 	go b.sweep()
-	return b, nil
+	return b
 }
 
-// quiet drops go-redis's own log lines (dial failures during an outage):
-// the broker reports failures through its errors and Ping.
-type quiet struct{}
-
-func (quiet) Printf(context.Context, string, ...any) {}
-
-var quietOnce sync.Once
-
-// Client is the broker's Redis client (its publishing pool), for other
-// uses of the same Redis that need no connection of their own.
-func (b *Broker) Client() *redis.Client { return b.client }
-
-// Prefix is what the broker's channel names start with.
-func (b *Broker) Prefix() string { return b.opts.Prefix }
-
-// Ping checks that Redis answers (for readiness).
+// Ping checks that Redis answers a PING; see pubsub.Broker. go-redis
+// heeds ctx's deadline but not its cancellation, so the PING runs on a
+// goroutine of its own, which ends within the client's dial and read
+// timeouts even when Ping has returned for ctx.
 func (b *Broker) Ping(ctx context.Context) error {
-	return b.client.Ping(ctx).Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.isClosed() {
+		return pubsub.ErrClosed
+	}
+	answer := make(chan error, 1)
+	go func() { answer <- b.client.Ping(ctx).Err() }()
+	select {
+	case err := <-answer:
+		if err != nil {
+			return fmt.Errorf("redis ping: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
 }
 
 // Publish sends payload to the subscribers of topic on every replica.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
+	if b.isClosed() {
 		return pubsub.ErrClosed
 	}
 	if err := b.client.Publish(ctx, b.opts.Prefix+topic, payload).Err(); err != nil {
@@ -331,7 +327,7 @@ func (b *Broker) sweep() {
 }
 
 // Close ends every subscription with pubsub.ErrClosed and closes the
-// connections.
+// subscription connection; the client stays open for its owner to close.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -352,5 +348,5 @@ func (b *Broker) Close() error {
 	for _, sub := range subs {
 		sub.End(pubsub.ErrClosed)
 	}
-	return b.client.Close()
+	return nil
 }

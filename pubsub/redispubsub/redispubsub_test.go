@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -27,11 +28,16 @@ func prefix() string {
 func TestConformance(t *testing.T) {
 	url := redistest.URL(t)
 	pubsubtest.Run(t, func(tb testing.TB, buffer int) pubsub.Broker {
-		b, err := redispubsub.New(url, redispubsub.Options{Prefix: prefix(), Buffer: buffer})
-		require.NoError(tb, err)
-		tb.Cleanup(func() { _ = b.Close() })
-		return b
+		return newBroker(tb, redistest.Client(tb, url), redispubsub.Options{Prefix: prefix(), Buffer: buffer})
 	})
+}
+
+// newBroker returns a broker on client, closed when the test ends (before
+// the client).
+func newBroker(tb testing.TB, client *redis.Client, opts redispubsub.Options) *redispubsub.Broker {
+	b := redispubsub.New(client, opts)
+	tb.Cleanup(func() { _ = b.Close() })
+	return b
 }
 
 // TestAcrossReplicas: what one broker publishes reaches the subscribers of
@@ -39,12 +45,8 @@ func TestConformance(t *testing.T) {
 func TestAcrossReplicas(t *testing.T) {
 	url := redistest.URL(t)
 	p := prefix()
-	a, err := redispubsub.New(url, redispubsub.Options{Prefix: p})
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := redispubsub.New(url, redispubsub.Options{Prefix: p})
-	require.NoError(t, err)
-	defer b.Close()
+	a := newBroker(t, redistest.Client(t, url), redispubsub.Options{Prefix: p})
+	b := newBroker(t, redistest.Client(t, url), redispubsub.Options{Prefix: p})
 	subA, err := a.Subscribe(t.Context(), "room:1")
 	require.NoError(t, err)
 	subB, err := b.Subscribe(t.Context(), "room:1")
@@ -65,9 +67,7 @@ func TestAcrossReplicas(t *testing.T) {
 // is back, subscribing and publishing work again.
 func TestRedisOutage(t *testing.T) {
 	srv := redistest.Start(t)
-	b, err := redispubsub.New(srv.URL(), redispubsub.Options{})
-	require.NoError(t, err)
-	defer b.Close()
+	b := newBroker(t, redistest.Client(t, srv.URL()), redispubsub.Options{})
 	sub, err := b.Subscribe(t.Context(), "statuses")
 	require.NoError(t, err)
 	require.NoError(t, b.Ping(t.Context()))

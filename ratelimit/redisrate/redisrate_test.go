@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -16,14 +15,11 @@ import (
 // TestBucketsAreSharedThroughRedis: two stores on two connections (two
 // replicas) draw on one bucket per key, which refills at the limit's rate.
 func TestBucketsAreSharedThroughRedis(t *testing.T) {
-	opts, err := redis.ParseURL(redistest.URL(t))
-	require.NoError(t, err)
+	url := redistest.URL(t)
 	prefix := "redisrate-test:" + time.Now().Format(time.RFC3339Nano) + ":"
 	var stores []*redisrate.Store
 	for range 2 {
-		c := redis.NewClient(opts)
-		t.Cleanup(func() { _ = c.Close() })
-		stores = append(stores, redisrate.New(c, prefix))
+		stores = append(stores, redisrate.New(redistest.Client(t, url), prefix))
 	}
 	allow := func(s *redisrate.Store, key string, l ratelimit.Limit) bool {
 		ok, err := s.Allow(t.Context(), key, l)

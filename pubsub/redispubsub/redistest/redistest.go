@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/switchboardhq/switchboard/internal/testenv"
 )
 
@@ -25,6 +27,19 @@ func URL(tb testing.TB) string {
 		testenv.RequireService(tb, "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0); skipping the Redis variant")
 	}
 	return u
+}
+
+// Client returns a client of the Redis at url, closed when the test ends
+// (after the cleanups registered later, such as closing a broker on it).
+func Client(tb testing.TB, url string) *redis.Client {
+	tb.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		tb.Fatalf("redis url %q: %v", url, err)
+	}
+	c := redis.NewClient(opts)
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // Server is a private redis-server on a loopback port.

@@ -11,9 +11,7 @@ import (
 )
 
 // TestConfigValidation: every setting refuses what it cannot mean, naming
-// the variable and what it takes; all problems are reported at once; the
-// defaults, production's tighter ones, and a flag winning over its
-// variable.
+// the variable and what it takes, and all problems are reported at once.
 func TestConfigValidation(t *testing.T) {
 	cases := map[string]struct {
 		env     map[string]string
@@ -62,6 +60,11 @@ func TestConfigValidation(t *testing.T) {
 			assert.ErrorContains(t, err, name)
 		}
 	})
+}
+
+// TestConfigDefaults: the defaults, production's tighter ones, and a flag
+// winning over its variable.
+func TestConfigDefaults(t *testing.T) {
 	t.Run("defaults", func(t *testing.T) {
 		c, err := app.ParseConfig(nil, func(string) string { return "" }, io.Discard)
 		require.NoError(t, err)

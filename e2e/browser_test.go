@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,27 +17,13 @@ import (
 func TestBrowserFeedSurvivesRestart(t *testing.T) {
 	chromium := findChromium(t)
 
-	dataDir := t.TempDir()
-	addr := freeLoopbackAddr(t)
-	env := map[string]string{"DATA_DIR": dataDir, "ADDR": addr}
-	var servers []*testServer // every server started, for their logs on failure
-	start := func(env map[string]string) *testServer {
-		s := startServer(t, env)
-		servers = append(servers, s)
-		return s
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, s := range servers {
-				t.Logf("logs of server %d (%s):\n%s", i+1, s.URL, s.logs.String())
-			}
-		}
-	})
-	srv := start(env)
+	srv := startServer(t, map[string]string{"ADDR": freeLoopbackAddr(t)})
+	srv.logsOnFailure(t)
 
 	browser := startBrowser(t, chromium)
 	alice := openTab(t, browser, "A", srv.URL)
 	bob := openTab(t, browser, "B", srv.URL)
+	tabs := []*browserTab{alice, bob}
 
 	alice.signIn("Alice")
 	bob.signIn("Bob")
@@ -46,7 +31,7 @@ func TestBrowserFeedSurvivesRestart(t *testing.T) {
 	// 1. A status posted in one tab appears live in both, once, as text.
 	const hello = "hello from Alice <b>not bold</b>"
 	alice.post(hello, false)
-	for _, tab := range []*browserTab{alice, bob} {
+	for _, tab := range tabs {
 		tab.waitForText(hello, browserStepTimeout)
 		feed := tab.feed()
 		require.Len(t, feed, 1, "%s feed", tab.name)
@@ -55,54 +40,34 @@ func TestBrowserFeedSurvivesRestart(t *testing.T) {
 		assert.Zero(t, tab.count(`#statuses b`), "%s: the status's markup was parsed as HTML", tab.name)
 	}
 
-	// 2. The server goes away; both pages notice.
-	srv.stop()
-	for _, tab := range []*browserTab{alice, bob} {
-		tab.waitFor("the connection indicator to show reconnecting", connStateIs("reconnecting"), browserStepTimeout)
-	}
-
-	// 3. While the pages' address is unreachable, a status is posted through
-	// another server on the same database.
+	// 2–4. The server goes away and both pages notice; while their address
+	// is unreachable, a status is posted through another server on the same
+	// database; the server comes back on the same address, and both pages
+	// reconnect on their own and catch up with what they missed.
 	const outage = "posted during the outage"
-	side := start(map[string]string{"DATA_DIR": dataDir})
-	require.NotEqual(t, srv.URL, side.URL, "the side server must not be reachable by the pages")
-	posted := side.post(t, side.signIn(t, "Carol"), outage)
-	side.stop()
-	for _, tab := range []*browserTab{alice, bob} {
-		assert.Zero(t, tab.textCount(outage), "%s shows a status it could not have received", tab.name)
-		assert.Equal(t, "reconnecting", tab.connState(), "%s connection state during the outage", tab.name)
-	}
-
-	// 4. The server comes back on the same address: both pages reconnect on
-	// their own and catch up with what they missed.
-	restarted := time.Now()
-	srv = start(env)
-	for _, tab := range []*browserTab{alice, bob} {
-		tab.waitFor("the page to reconnect", connStateIs("connected"), reconnectTimeout)
+	var posted status
+	srv = restartWhileOffline(t, srv, tabs, func(side *testServer) {
+		posted = side.post(t, side.signIn(t, "Carol"), outage)
+		for _, tab := range tabs {
+			assert.Zero(t, tab.textCount(outage), "%s shows a status it could not have received", tab.name)
+			assert.Equal(t, "reconnecting", tab.connState(), "%s connection state during the outage", tab.name)
+		}
+	})
+	for _, tab := range tabs {
 		tab.waitForText(outage, browserStepTimeout)
 	}
-	t.Logf("both pages reconnected and caught up %v after the restart", time.Since(restarted).Round(time.Millisecond))
 
 	// 5. The resumed subscription is live, and posting still works: Bob
 	// posts with the Enter key. The subscription delivers in order, so once
 	// this arrives any late duplicate replay would have arrived too.
 	const back = "back online"
 	bob.post(back, true)
-	for _, tab := range []*browserTab{alice, bob} {
+	for _, tab := range tabs {
 		tab.waitForText(back, browserStepTimeout)
 	}
 
 	// 6. Every status exactly once, newest first, ids as the server has them.
-	var server struct {
-		Statuses struct {
-			Edges []struct{ Node status }
-		}
-	}
-	srv.mustDo(t, "", `query { statuses(first: 10) { edges { node { `+statusFields+` } } } }`, nil, &server)
-	var serverFeed []feedItem
-	for _, e := range server.Statuses.Edges {
-		serverFeed = append(serverFeed, feedItem{ID: e.Node.ID, Author: e.Node.Author.Name, Text: e.Node.Text})
-	}
+	serverFeed := srv.statusFeed(t)
 	require.Len(t, serverFeed, 3, "statuses in the database")
 	assert.Equal(t, posted.ID, serverFeed[1].ID, "the status posted during the outage")
 	require.Equal(t, []feedItem{
@@ -111,7 +76,7 @@ func TestBrowserFeedSurvivesRestart(t *testing.T) {
 		{ID: serverFeed[2].ID, Author: "Alice", Text: hello},
 	}, serverFeed, "statuses on the server, newest first")
 
-	for _, tab := range []*browserTab{alice, bob} {
+	for _, tab := range tabs {
 		assert.Equal(t, serverFeed, tab.feed(), "%s feed (newest first, each once)", tab.name)
 		assert.Zero(t, tab.count(`#statuses b`), "%s: a status's markup was parsed as HTML", tab.name)
 		assert.Equal(t, "connected", tab.connState(), "%s connection state", tab.name)
@@ -120,8 +85,22 @@ func TestBrowserFeedSurvivesRestart(t *testing.T) {
 	}
 
 	// Let the arrival highlights fade before the screenshot.
-	alice.waitFor("the page's animations to finish",
-		`document.getAnimations().every((a) => a.playState !== 'running' || !isFinite(a.effect.getComputedTiming().endTime))`,
-		browserStepTimeout)
-	alice.screenshot()
+	alice.screenshotWhenStill()
+}
+
+// statusFeed returns the newest ten statuses as the server has them, newest
+// first, in the page's terms.
+func (s *testServer) statusFeed(tb testing.TB) []feedItem {
+	tb.Helper()
+	var d struct {
+		Statuses struct {
+			Edges []struct{ Node status }
+		}
+	}
+	s.mustDo(tb, "", `query { statuses(first: 10) { edges { node { `+statusFields+` } } } }`, nil, &d)
+	var items []feedItem
+	for _, e := range d.Statuses.Edges {
+		items = append(items, feedItem{ID: e.Node.ID, Author: e.Node.Author.Name, Text: e.Node.Text})
+	}
+	return items
 }

@@ -21,19 +21,14 @@ import (
 // raises Bob's unread badge for it, and opening that room takes it back to
 // none (on the page and on the server). Then the server restarts, a message
 // is posted while the pages are offline, and both pages show it exactly
-// once after reconnecting on their own.
+// once after reconnecting on their own. Last, a room with more than a page
+// of history loads its older messages as Bob scrolls up.
 func TestBrowserChat(t *testing.T) {
 	chromium := findChromium(t)
 
-	dataDir := t.TempDir()
 	// The scroll-back part posts 55 messages at once: no message rate limit.
-	env := map[string]string{"DATA_DIR": dataDir, "ADDR": freeLoopbackAddr(t), "LIMIT_MESSAGES": "0"}
-	start := func(env map[string]string) *testServer {
-		s := startServer(t, env)
-		s.logsOnFailure(t)
-		return s
-	}
-	srv := start(env)
+	srv := startServer(t, map[string]string{"ADDR": freeLoopbackAddr(t), "LIMIT_MESSAGES": "0"})
+	srv.logsOnFailure(t)
 
 	browser := startBrowser(t, chromium)
 	alice := openTab(t, browser, "A", srv.URL)
@@ -85,22 +80,31 @@ func TestBrowserChat(t *testing.T) {
 	assert.Eventually(t, func() bool { return maps.Equal(noneUnread, srv.unreadCounts(t, bob.token())) },
 		browserStepTimeout, 50*time.Millisecond, "Bob's unread counts on the server: %v", noneUnread)
 
-	// 5. The server goes away; a message is posted in random meanwhile
-	// through another server on the same database; the pages come back on
-	// their own and show it once.
+	// 5. The server restarts while a message is posted in random: both
+	// pages catch up with it.
+	srv = chatCatchesUpAfterRestart(t, srv, alice, bob, random)
+
+	// 6. Scroll-back, in a room Alice fills.
+	chatScrollsBack(t, srv, alice.token(), bob)
+
+	alice.screenshotWhenStill()
+}
+
+// chatCatchesUpAfterRestart is TestBrowserChat's fifth step, with alice and
+// bob in room random: the server goes away; a message is posted in random
+// meanwhile through another server on the same database; the pages come
+// back on their own and show it once, and a message bob sends after the
+// catch-up reaches alice, each message once, oldest first. It returns the
+// restarted server.
+func chatCatchesUpAfterRestart(t *testing.T, srv *testServer, alice, bob *browserTab, random string) *testServer {
+	t.Helper()
 	aliceToken := alice.token()
-	srv.stop()
-	for _, tab := range []*browserTab{alice, bob} {
-		tab.waitFor("the page to notice the outage", connStateIs("reconnecting"), browserStepTimeout)
-	}
 	const missed = "posted while you were away"
-	side := start(map[string]string{"DATA_DIR": dataDir})
-	side.mustDo(t, aliceToken, `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }`,
-		map[string]any{"r": random, "t": missed}, nil)
-	side.stop()
-	srv = start(env)
+	srv = restartWhileOffline(t, srv, []*browserTab{alice, bob}, func(side *testServer) {
+		side.mustDo(t, aliceToken, `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }`,
+			map[string]any{"r": random, "t": missed}, nil)
+	})
 	for _, tab := range []*browserTab{alice, bob} {
-		tab.waitFor("the page to reconnect", connStateIs("connected"), reconnectTimeout)
 		tab.waitForMessage(missed)
 	}
 	// A message sent after the catch-up arrives after any late replay would.
@@ -115,33 +119,33 @@ func TestBrowserChat(t *testing.T) {
 		tab.checkConsole()
 	}
 	bob.waitUnread(random, 0)
+	return srv
+}
 
-	// 6. Scroll-back: a room with more than a page of history shows the
-	// newest page; scrolling to the top loads the rest above it, in order,
-	// keeping the messages in view where they were.
+// chatScrollsBack is TestBrowserChat's sixth step: a room with more than a
+// page of history (posted with token) shows reader the newest page;
+// scrolling to the top loads the rest above it, in order, keeping the
+// messages in view where they were.
+func chatScrollsBack(t *testing.T, srv *testServer, token string, reader *browserTab) {
+	t.Helper()
 	var created struct{ CreateRoom struct{ ID string } }
-	srv.mustDo(t, aliceToken, `mutation { createRoom(name: "archive") { id } }`, nil, &created)
+	srv.mustDo(t, token, `mutation { createRoom(name: "archive") { id } }`, nil, &created)
 	archive := created.CreateRoom.ID
 	for i := 1; i <= historyPage+5; i++ {
-		srv.mustDo(t, aliceToken, `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }`,
+		srv.mustDo(t, token, `mutation($r: ID!, $t: String!) { postMessage(roomId: $r, text: $t) { id } }`,
 			map[string]any{"r": archive, "t": "archived " + strconv.Itoa(i)}, nil)
 	}
-	require.Equal(t, archive, bob.openRoom("archive"))
-	want = srv.history(t, bob.token(), archive)
+	require.Equal(t, archive, reader.openRoom("archive"))
+	want := srv.history(t, reader.token(), archive)
 	require.Len(t, want, historyPage+5, "messages in archive")
-	assert.Equal(t, want[5:], bob.chatMessages(), "the newest page of archive")
-	bob.waitFor("the load-older button", `!document.getElementById('load-older').hidden`, browserStepTimeout)
-	bob.do("scroll to the top", chromedp.Evaluate[chromedp.Void](`document.getElementById('messages-scroll').scrollTop = 0`))
-	bob.waitFor("the older messages", `document.querySelectorAll('#messages > li').length === `+strconv.Itoa(len(want))+
+	assert.Equal(t, want[5:], reader.chatMessages(), "the newest page of archive")
+	reader.waitFor("the load-older button", `!document.getElementById('load-older').hidden`, browserStepTimeout)
+	reader.do("scroll to the top", chromedp.Evaluate[chromedp.Void](`document.getElementById('messages-scroll').scrollTop = 0`))
+	reader.waitFor("the older messages", `document.querySelectorAll('#messages > li').length === `+strconv.Itoa(len(want))+
 		` && document.getElementById('load-older').hidden`, browserStepTimeout)
-	assert.Equal(t, want, bob.chatMessages(), "all of archive, oldest first")
-	assert.Positive(t, evalIn[float64](bob, `document.getElementById('messages-scroll').scrollTop`),
+	assert.Equal(t, want, reader.chatMessages(), "all of archive, oldest first")
+	assert.Positive(t, evalIn[float64](reader, `document.getElementById('messages-scroll').scrollTop`),
 		"the history jumped to the top instead of keeping its place")
-
-	alice.waitFor("the page's animations to finish",
-		`document.getAnimations().every((a) => a.playState !== 'running' || !isFinite(a.effect.getComputedTiming().endTime))`,
-		browserStepTimeout)
-	alice.screenshot()
 }
 
 // historyPage is how many messages the page loads per history page

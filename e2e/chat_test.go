@@ -50,63 +50,11 @@ func TestDirectRoomIsInvisibleToOthers(t *testing.T) {
 	s.postMessage(t, alice.token, direct.ID, "private")
 	const missing = "987654"
 
-	// answer is the error code and message (with the room id made generic)
-	// of one request.
-	answer := func(token, query string, vars map[string]any, roomID string) string {
-		r := s.do(t, token, query, vars)
-		require.Len(t, r.Errors, 1, "query %s: %s", query, r.Data)
-		return r.Errors[0].Code() + ": " + strings.ReplaceAll(r.Errors[0].Message, roomID, "ID")
-	}
-	paths := []struct {
-		query string
-		vars  func(id string) map[string]any
-	}{
-		{`query($r: ID!) { room(id: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
-		{`query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
-		{`query($r: ID!) { online(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
-		{`mutation($r: ID!) { postMessage(roomId: $r, text: "hi") { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
-		{`mutation($r: ID!) { setTyping(roomId: $r, typing: true) }`, func(id string) map[string]any { return map[string]any{"r": id} }},
-		{`mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
-	}
-	for _, p := range paths {
-		got := answer(carol.token, p.query, p.vars(direct.ID), direct.ID)
-		want := answer(carol.token, p.query, p.vars(missing), missing)
-		assert.Equal(t, want, got, "carol: %s", p.query)
-		assert.True(t, strings.HasPrefix(got, "NOT_FOUND"), "carol: %s: %s", p.query, got)
-		if strings.HasPrefix(p.query, "query") {
-			assert.Equal(t, answer("", p.query, p.vars(missing), missing), answer("", p.query, p.vars(direct.ID), direct.ID), "anonymous: %s", p.query)
-		}
-	}
+	assertRoomHiddenOverHTTP(t, s, carol, direct.ID, missing)
 
 	// Over WebSocket: every subscription field answers the same error.
 	ws := s.chatWS(t, carol.token)
-	for i, sub := range []string{
-		`subscription($r: ID!) { messageAdded(roomId: $r) { id } }`,
-		`subscription($r: ID!) { presence(roomId: $r) { users { id } } }`,
-		`subscription($r: ID!) { typing(roomId: $r) { typing } }`,
-	} {
-		var errs [2]string
-		for j, id := range []string{direct.ID, missing} {
-			opID := fmt.Sprintf("%d-%d", i, j)
-			ws.subscribe(opID, sub, map[string]any{"r": id})
-			// As in the reference server, a subscription whose resolver
-			// refuses is one result with errors and no data, then complete.
-			m := ws.read(5 * time.Second)
-			require.Equal(t, "next", m.Type, "%s: %s", sub, m.Payload)
-			var res struct {
-				Data   json.RawMessage
-				Errors []gqlError
-			}
-			require.NoError(t, json.Unmarshal(m.Payload, &res))
-			assert.Equal(t, "null", string(res.Data))
-			e := res.Errors
-			require.Len(t, e, 1)
-			require.Equal(t, "complete", ws.read(5*time.Second).Type)
-			errs[j] = e[0].Code() + ": " + strings.ReplaceAll(e[0].Message, id, "ID")
-		}
-		assert.Equal(t, errs[1], errs[0], "over WebSocket: %s", sub)
-		assert.True(t, strings.HasPrefix(errs[0], "NOT_FOUND"), errs[0])
-	}
+	assertRoomHiddenOverWS(t, ws, direct.ID, missing)
 
 	// Nor does it show in carol's room list, now or live.
 	var d struct{ Rooms []room }
@@ -136,6 +84,74 @@ func TestDirectRoomIsInvisibleToOthers(t *testing.T) {
 	r = s.do(t, alice.token, `mutation($u: ID!) { openDirectRoom(userId: $u) { id } }`, map[string]any{"u": missing})
 	require.Len(t, r.Errors, 1)
 	assert.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+}
+
+// assertRoomHiddenOverHTTP checks that every query and mutation naming room
+// hidden answers outsider exactly as for room missing, which does not
+// exist: NOT_FOUND; the queries answer an anonymous caller alike too.
+func assertRoomHiddenOverHTTP(t *testing.T, s *testServer, outsider chatUser, hidden, missing string) {
+	t.Helper()
+	// answer is the error code and message (with the room id made generic)
+	// of one request.
+	answer := func(token, query string, vars map[string]any, roomID string) string {
+		r := s.do(t, token, query, vars)
+		require.Len(t, r.Errors, 1, "query %s: %s", query, r.Data)
+		return r.Errors[0].Code() + ": " + strings.ReplaceAll(r.Errors[0].Message, roomID, "ID")
+	}
+	paths := []struct {
+		query string
+		vars  func(id string) map[string]any
+	}{
+		{`query($r: ID!) { room(id: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`query($r: ID!) { online(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { postMessage(roomId: $r, text: "hi") { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { setTyping(roomId: $r, typing: true) }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+		{`mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, func(id string) map[string]any { return map[string]any{"r": id} }},
+	}
+	for _, p := range paths {
+		got := answer(outsider.token, p.query, p.vars(hidden), hidden)
+		want := answer(outsider.token, p.query, p.vars(missing), missing)
+		assert.Equal(t, want, got, "%s: %s", outsider.Name, p.query)
+		assert.True(t, strings.HasPrefix(got, "NOT_FOUND"), "%s: %s: %s", outsider.Name, p.query, got)
+		if strings.HasPrefix(p.query, "query") {
+			assert.Equal(t, answer("", p.query, p.vars(missing), missing), answer("", p.query, p.vars(hidden), hidden), "anonymous: %s", p.query)
+		}
+	}
+}
+
+// assertRoomHiddenOverWS checks that every subscription field naming room
+// hidden answers on ws exactly as for room missing, which does not exist:
+// one result with a NOT_FOUND error and no data, then complete.
+func assertRoomHiddenOverWS(t *testing.T, ws *wsClient, hidden, missing string) {
+	t.Helper()
+	for i, sub := range []string{
+		`subscription($r: ID!) { messageAdded(roomId: $r) { id } }`,
+		`subscription($r: ID!) { presence(roomId: $r) { users { id } } }`,
+		`subscription($r: ID!) { typing(roomId: $r) { typing } }`,
+	} {
+		var errs [2]string
+		for j, id := range []string{hidden, missing} {
+			opID := fmt.Sprintf("%d-%d", i, j)
+			ws.subscribe(opID, sub, map[string]any{"r": id})
+			// As in the reference server, a subscription whose resolver
+			// refuses is one result with errors and no data, then complete.
+			m := ws.read(5 * time.Second)
+			require.Equal(t, "next", m.Type, "%s: %s", sub, m.Payload)
+			var res struct {
+				Data   json.RawMessage
+				Errors []gqlError
+			}
+			require.NoError(t, json.Unmarshal(m.Payload, &res))
+			assert.Equal(t, "null", string(res.Data))
+			e := res.Errors
+			require.Len(t, e, 1)
+			require.Equal(t, "complete", ws.read(5*time.Second).Type)
+			errs[j] = e[0].Code() + ": " + strings.ReplaceAll(e[0].Message, id, "ID")
+		}
+		assert.Equal(t, errs[1], errs[0], "over WebSocket: %s", sub)
+		assert.True(t, strings.HasPrefix(errs[0], "NOT_FOUND"), errs[0])
+	}
 }
 
 // TestPresenceCountsUsersNotTabs: three tabs of one user count once, until

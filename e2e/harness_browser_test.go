@@ -324,6 +324,16 @@ func (b *browserTab) logConsole() {
 	}
 }
 
+// screenshotWhenStill waits until the page's animations (such as arrival
+// highlights) have finished, then takes its screenshot.
+func (b *browserTab) screenshotWhenStill() {
+	b.t.Helper()
+	b.waitFor("the page's animations to finish",
+		`document.getAnimations().every((a) => a.playState !== 'running' || !isFinite(a.effect.getComputedTiming().endTime))`,
+		browserStepTimeout)
+	b.screenshot()
+}
+
 // screenshot saves a full-page PNG of the tab under the test's temporary
 // directory, and also to $SWITCHBOARD_SCREENSHOT when that is set.
 func (b *browserTab) screenshot() {
@@ -340,4 +350,33 @@ func (b *browserTab) screenshot() {
 		require.NoError(b.t, os.WriteFile(p, png, 0o644))
 		b.t.Logf("tab %s: screenshot saved to %s", b.name, p)
 	}
+}
+
+// restartWhileOffline takes srv away and brings it back while tabs watch:
+// it stops srv and waits until every tab shows it is reconnecting; runs
+// whileDown with a second server on the same database, at another address
+// so that the tabs cannot reach it, and stops that one; then starts the
+// server again with srv's settings, so on its address, and waits until
+// every tab has reconnected by itself. It returns the restarted server,
+// whose log (as the side server's) is shown when the test fails.
+func restartWhileOffline(t *testing.T, srv *testServer, tabs []*browserTab, whileDown func(side *testServer)) *testServer {
+	t.Helper()
+	srv.stop()
+	for _, tab := range tabs {
+		tab.waitFor("the page to notice the outage", connStateIs("reconnecting"), browserStepTimeout)
+	}
+	side := startServer(t, map[string]string{"DATA_DIR": srv.env["DATA_DIR"]})
+	side.logsOnFailure(t)
+	require.NotEqual(t, srv.URL, side.URL, "the side server must not be reachable by the pages")
+	whileDown(side)
+	side.stop()
+
+	restarted := time.Now()
+	srv = startServer(t, srv.env)
+	srv.logsOnFailure(t)
+	for _, tab := range tabs {
+		tab.waitFor("the page to reconnect", connStateIs("connected"), reconnectTimeout)
+	}
+	t.Logf("every page reconnected %v after the restart", time.Since(restarted).Round(time.Millisecond))
+	return srv
 }

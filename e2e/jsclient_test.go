@@ -34,173 +34,201 @@ const (
 // give up after the others (4409 here).
 func TestGraphQLWSClient(t *testing.T) {
 	node, script := requireJSClient(t)
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T, node, script string)
+	}{
+		{name: "going away is retried and the client resumes after a restart", run: jsClientResumesAfterRestart},
+		{name: "going away with the default retry rule", run: jsClientGoingAwayDefaultRule},
+		{name: "4403 is retried until the client's attempts run out", run: jsClientForbiddenRetried},
+		{name: "4409 is fatal", run: jsClientDuplicateIDFatal},
+		{name: "4408 is retried", run: jsClientInitTimeoutRetried},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { sc.run(t, node, script) })
+	}
+}
 
-	t.Run("going away is retried and the client resumes after a restart", func(t *testing.T) {
-		env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": freeLoopbackAddr(t)}
-		s1 := startServer(t, env)
-		s1.logsOnFailure(t)
-		token := s1.signIn(t, "Jess")
-		posted := []status{s1.post(t, token, "one")}
+// jsClientResumesAfterRestart: when the server goes away (1001) the client,
+// whose default rule retries that close, keeps reconnecting until the
+// server is back on the same address and database; its subscription then
+// resumes after the last status it saw, so every status arrives exactly
+// once, in order, across the restart.
+func jsClientResumesAfterRestart(t *testing.T, node, script string) {
+	env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": freeLoopbackAddr(t)}
+	s1 := startServer(t, env)
+	s1.logsOnFailure(t)
+	token := s1.signIn(t, "Jess")
+	posted := []status{s1.post(t, token, "one")}
 
-		c := startJSClient(t, node, script, "--url", s1.WS(), "--token", token, "--scenario", "resume", "--want", "4")
-		// The status posted before subscribing arrives (replayed from after "0");
-		// after it the subscription is live.
-		c.requireNext(t, "status", posted[0])
-		for _, text := range []string{"two", "three"} {
-			st := s1.post(t, token, text)
-			posted = append(posted, st)
-			c.requireNext(t, "status", st)
-		}
-
-		s1.stop()
-		closed := c.waitFor(t, "the close", func(e jsEvent) bool { return e.Event == "closed" })
-		assert.Equal(t, 1001, closed.Code, "reason %q", closed.Reason)
-		sr := c.waitFor(t, "shouldRetry for the close", func(e jsEvent) bool { return e.Event == "should_retry" })
-		assert.Equal(t, "close", sr.Kind)
-		assert.Equal(t, 1001, sr.Code)
-		require.NotNil(t, sr.Default)
-		assert.True(t, *sr.Default, "the library's default rule retries 1001")
-		c.waitFor(t, "a reconnection attempt", func(e jsEvent) bool { return e.Event == "connecting" && e.Retrying })
-
-		// The server comes back on the same address and database; a status
-		// posted now must reach the client exactly once, after the others.
-		s2 := startServer(t, env)
-		s2.logsOnFailure(t)
-		posted = append(posted, s2.post(t, token, "four"))
-		c.waitFor(t, "the reconnection", func(e jsEvent) bool { return e.Event == "connected" })
-		c.requireNext(t, "status", posted[3])
-		events := c.wait(t)
-		assert.Equal(t, "done", events[len(events)-1].Event)
-
-		var got []string
-		for _, e := range events {
-			if e.Event == "next" {
-				got = append(got, e.statusID())
-			}
-		}
-		want := []string{posted[0].ID, posted[1].ID, posted[2].ID, posted[3].ID}
-		assert.Equal(t, want, got, "every status once, in order, across the restart")
-	})
-
-	t.Run("going away with the default retry rule", func(t *testing.T) {
-		// With its default shouldRetry the client retries 1001 once it has
-		// waited, but a socket error (the server still down: connection
-		// refused) is not a close event, so it gives up then.
-		s := startServer(t, nil)
-		s.logsOnFailure(t)
-		token := s.signIn(t, "Gus")
-		st := s.post(t, token, "one")
-		c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "going-away")
+	c := startJSClient(t, node, script, "--url", s1.WS(), "--token", token, "--scenario", "resume", "--want", "4")
+	// The status posted before subscribing arrives (replayed from after "0");
+	// after it the subscription is live.
+	c.requireNext(t, "status", posted[0])
+	for _, text := range []string{"two", "three"} {
+		st := s1.post(t, token, text)
+		posted = append(posted, st)
 		c.requireNext(t, "status", st)
-		s.stop()
-		events := c.wait(t)
+	}
 
-		closed := jsAfterFirst(events, func(e jsEvent) bool { return e.Event == "closed" })
-		require.NotEmpty(t, closed, "no close: %s", c.dump())
-		assert.Equal(t, 1001, closed[0].Code)
-		assert.NotEmpty(t, jsAfterFirst(closed, func(e jsEvent) bool { return e.Event == "connecting" && e.Retrying }),
-			"the client did not try to reconnect after 1001:\n%s", c.dump())
-		var srs []jsEvent
-		for _, e := range events {
-			if e.Event == "should_retry" {
-				srs = append(srs, e)
-			}
-		}
-		require.Len(t, srs, 2, c.dump())
-		assert.Equal(t, jsEvent{Event: "should_retry", Kind: "close", Code: 1001, Default: jsBoolPtr(true), Result: jsBoolPtr(true)}, srs[0].comparable())
-		assert.Equal(t, "error", srs[1].Kind, "connection refused")
-		assert.False(t, *srs[1].Result)
-		last := events[len(events)-2]
-		assert.Equal(t, "error", last.Event, c.dump())
-		assert.Equal(t, "status", last.Sub)
-	})
+	s1.stop()
+	closed := c.waitFor(t, "the close", func(e jsEvent) bool { return e.Event == "closed" })
+	assert.Equal(t, 1001, closed.Code, "reason %q", closed.Reason)
+	sr := c.waitFor(t, "shouldRetry for the close", func(e jsEvent) bool { return e.Event == "should_retry" })
+	assert.Equal(t, "close", sr.Kind)
+	assert.Equal(t, 1001, sr.Code)
+	require.NotNil(t, sr.Default)
+	assert.True(t, *sr.Default, "the library's default rule retries 1001")
+	c.waitFor(t, "a reconnection attempt", func(e jsEvent) bool { return e.Event == "connecting" && e.Retrying })
 
-	t.Run("4403 is retried until the client's attempts run out", func(t *testing.T) {
-		s := startServer(t, nil)
-		s.logsOnFailure(t)
-		c := startJSClient(t, node, script, "--url", s.WS(), "--scenario", "bad-token")
-		events := c.wait(t)
+	// The server comes back on the same address and database; a status
+	// posted now must reach the client exactly once, after the others.
+	s2 := startServer(t, env)
+	s2.logsOnFailure(t)
+	posted = append(posted, s2.post(t, token, "four"))
+	c.waitFor(t, "the reconnection", func(e jsEvent) bool { return e.Event == "connected" })
+	c.requireNext(t, "status", posted[3])
+	events := c.wait(t)
+	assert.Equal(t, "done", events[len(events)-1].Event)
 
-		var connecting, closed []jsEvent
-		for _, e := range events {
-			switch e.Event {
-			case "connecting":
-				connecting = append(connecting, e)
-			case "closed":
-				closed = append(closed, e)
-			case "connected", "next":
-				t.Errorf("a forged token was accepted: %s", e.raw)
-			}
+	var got []string
+	for _, e := range events {
+		if e.Event == "next" {
+			got = append(got, e.statusID())
 		}
-		// The first attempt and the script's retryAttempts (2) retries.
-		require.Len(t, connecting, 3, c.dump())
-		assert.False(t, connecting[0].Retrying)
-		assert.True(t, connecting[1].Retrying)
-		assert.True(t, connecting[2].Retrying)
-		require.Len(t, closed, 3, c.dump())
-		for _, e := range closed {
-			assert.Equal(t, 4403, e.Code)
-			assert.Equal(t, "Forbidden", e.Reason)
-		}
-		end := events[len(events)-2]
-		assert.Equal(t, "error", end.Event, c.dump())
-		assert.Equal(t, 4403, end.Code, "the subscription fails with the last close")
-	})
+	}
+	want := []string{posted[0].ID, posted[1].ID, posted[2].ID, posted[3].ID}
+	assert.Equal(t, want, got, "every status once, in order, across the restart")
+}
 
-	t.Run("4409 is fatal", func(t *testing.T) {
-		s := startServer(t, nil)
-		s.logsOnFailure(t)
-		token := s.signIn(t, "Dot")
-		c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "duplicate-id")
-		events := c.wait(t)
+// jsClientGoingAwayDefaultRule: with its default shouldRetry the client
+// retries 1001 once it has waited, but a socket error (the server still
+// down: connection refused) is not a close event, so it gives up then and
+// the subscription ends with that error.
+func jsClientGoingAwayDefaultRule(t *testing.T, node, script string) {
+	s := startServer(t, nil)
+	s.logsOnFailure(t)
+	token := s.signIn(t, "Gus")
+	st := s.post(t, token, "one")
+	c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "going-away")
+	c.requireNext(t, "status", st)
+	s.stop()
+	events := c.wait(t)
 
-		count := map[string]int{}
-		errs := map[string]jsEvent{}
-		for _, e := range events {
-			count[e.Event]++
-			if e.Event == "error" {
-				errs[e.Sub] = e
-			}
-			if e.Event == "closed" {
-				assert.Equal(t, 4409, e.Code)
-				assert.Equal(t, "Subscriber for same-id already exists", e.Reason)
-			}
+	closed := jsAfterFirst(events, func(e jsEvent) bool { return e.Event == "closed" })
+	require.NotEmpty(t, closed, "no close: %s", c.dump())
+	assert.Equal(t, 1001, closed[0].Code)
+	assert.NotEmpty(t, jsAfterFirst(closed, func(e jsEvent) bool { return e.Event == "connecting" && e.Retrying }),
+		"the client did not try to reconnect after 1001:\n%s", c.dump())
+	var srs []jsEvent
+	for _, e := range events {
+		if e.Event == "should_retry" {
+			srs = append(srs, e)
 		}
-		assert.Equal(t, 1, count["connecting"], "one connection attempt, no retry:\n%s", c.dump())
-		assert.Equal(t, 1, count["connected"], c.dump())
-		assert.Equal(t, 1, count["closed"], c.dump())
-		assert.Zero(t, count["retry"], c.dump())
-		assert.Zero(t, count["should_retry"], "a fatal code does not even reach shouldRetry:\n%s", c.dump())
-		for _, sub := range []string{"first", "second"} {
-			if assert.Contains(t, errs, sub, "subscription %s did not fail:\n%s", sub, c.dump()) {
-				assert.Equal(t, 4409, errs[sub].Code)
-			}
-		}
-	})
+	}
+	require.Len(t, srs, 2, c.dump())
+	assert.Equal(t, jsEvent{Event: "should_retry", Kind: "close", Code: 1001, Default: jsBoolPtr(true), Result: jsBoolPtr(true)}, srs[0].comparable())
+	assert.Equal(t, "error", srs[1].Kind, "connection refused")
+	assert.False(t, *srs[1].Result)
+	last := events[len(events)-2]
+	assert.Equal(t, "error", last.Event, c.dump())
+	assert.Equal(t, "status", last.Sub)
+}
 
-	t.Run("4408 is retried", func(t *testing.T) {
-		s := startServer(t, nil)
-		s.logsOnFailure(t)
-		c := startJSClient(t, node, script, "--url", s.WS(), "--scenario", "init-timeout")
-		events := c.wait(t)
+// jsClientForbiddenRetried: a forged token is never accepted; each attempt
+// is closed with 4403, which the client retries until its retryAttempts
+// run out, and the subscription then fails with the last close.
+func jsClientForbiddenRetried(t *testing.T, node, script string) {
+	s := startServer(t, nil)
+	s.logsOnFailure(t)
+	c := startJSClient(t, node, script, "--url", s.WS(), "--scenario", "bad-token")
+	events := c.wait(t)
 
-		closed := jsAfterFirst(events, func(e jsEvent) bool { return e.Event == "closed" })
-		require.NotEmpty(t, closed, "no close: %s", c.dump())
-		assert.Equal(t, 4408, closed[0].Code)
-		assert.Equal(t, "Connection initialisation timeout", closed[0].Reason)
-		var kinds []string
-		for _, e := range closed[1:] {
-			if e.Event != "should_retry" && e.Event != "retry" {
-				kinds = append(kinds, fmt.Sprintf("%s:%v", e.Event, e.Retrying))
-			}
+	var connecting, closed []jsEvent
+	for _, e := range events {
+		switch e.Event {
+		case "connecting":
+			connecting = append(connecting, e)
+		case "closed":
+			closed = append(closed, e)
+		case "connected", "next":
+			t.Errorf("a forged token was accepted: %s", e.raw)
 		}
-		assert.Equal(t, []string{"connecting:true", "connected:true", "next:false", "complete:false", "done:false"}, kinds, c.dump())
-		for _, e := range events {
-			if e.Event == "next" {
-				assert.JSONEq(t, `{"__typename":"Query"}`, string(e.Data))
-			}
+	}
+	// The first attempt and the script's retryAttempts (2) retries.
+	require.Len(t, connecting, 3, c.dump())
+	assert.False(t, connecting[0].Retrying)
+	assert.True(t, connecting[1].Retrying)
+	assert.True(t, connecting[2].Retrying)
+	require.Len(t, closed, 3, c.dump())
+	for _, e := range closed {
+		assert.Equal(t, 4403, e.Code)
+		assert.Equal(t, "Forbidden", e.Reason)
+	}
+	end := events[len(events)-2]
+	assert.Equal(t, "error", end.Event, c.dump())
+	assert.Equal(t, 4403, end.Code, "the subscription fails with the last close")
+}
+
+// jsClientDuplicateIDFatal: a second subscription under an id in use
+// closes the connection with 4409, which is fatal: the client neither
+// retries nor asks shouldRetry, and both subscriptions fail with 4409.
+func jsClientDuplicateIDFatal(t *testing.T, node, script string) {
+	s := startServer(t, nil)
+	s.logsOnFailure(t)
+	token := s.signIn(t, "Dot")
+	c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "duplicate-id")
+	events := c.wait(t)
+
+	count := map[string]int{}
+	errs := map[string]jsEvent{}
+	for _, e := range events {
+		count[e.Event]++
+		if e.Event == "error" {
+			errs[e.Sub] = e
 		}
-	})
+		if e.Event == "closed" {
+			assert.Equal(t, 4409, e.Code)
+			assert.Equal(t, "Subscriber for same-id already exists", e.Reason)
+		}
+	}
+	assert.Equal(t, 1, count["connecting"], "one connection attempt, no retry:\n%s", c.dump())
+	assert.Equal(t, 1, count["connected"], c.dump())
+	assert.Equal(t, 1, count["closed"], c.dump())
+	assert.Zero(t, count["retry"], c.dump())
+	assert.Zero(t, count["should_retry"], "a fatal code does not even reach shouldRetry:\n%s", c.dump())
+	for _, sub := range []string{"first", "second"} {
+		if assert.Contains(t, errs, sub, "subscription %s did not fail:\n%s", sub, c.dump()) {
+			assert.Equal(t, 4409, errs[sub].Code)
+		}
+	}
+}
+
+// jsClientInitTimeoutRetried: a client whose first connection_init comes
+// too late is closed with 4408 and reconnects, and its operation then
+// runs on the new connection and completes.
+func jsClientInitTimeoutRetried(t *testing.T, node, script string) {
+	s := startServer(t, nil)
+	s.logsOnFailure(t)
+	c := startJSClient(t, node, script, "--url", s.WS(), "--scenario", "init-timeout")
+	events := c.wait(t)
+
+	closed := jsAfterFirst(events, func(e jsEvent) bool { return e.Event == "closed" })
+	require.NotEmpty(t, closed, "no close: %s", c.dump())
+	assert.Equal(t, 4408, closed[0].Code)
+	assert.Equal(t, "Connection initialisation timeout", closed[0].Reason)
+	var kinds []string
+	for _, e := range closed[1:] {
+		if e.Event != "should_retry" && e.Event != "retry" {
+			kinds = append(kinds, fmt.Sprintf("%s:%v", e.Event, e.Retrying))
+		}
+	}
+	assert.Equal(t, []string{"connecting:true", "connected:true", "next:false", "complete:false", "done:false"}, kinds, c.dump())
+	for _, e := range events {
+		if e.Event == "next" {
+			assert.JSONEq(t, `{"__typename":"Query"}`, string(e.Data))
+		}
+	}
 }
 
 func jsBoolPtr(v bool) *bool { return &v }

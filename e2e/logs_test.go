@@ -81,9 +81,27 @@ func TestInfoLogsCarryRequestIDsAndNoSecrets(t *testing.T) {
 	s.stop()
 	require.Eventually(t, func() bool { return strings.Contains(s.logs.String(), `"msg":"stopped"`) }, 5*time.Second, 10*time.Millisecond)
 
-	secrets := []string{alice.token, "Bearer", statusMarker, messageMarker, notFoundMarker}
+	scoped := checkInfoLogs(t, s.logs.String(), []string{alice.token, "Bearer", statusMarker, messageMarker, notFoundMarker})
+
+	// The checks above saw request-scoped lines of both kinds, and the
+	// connection's lines carry the id its client was shown.
+	assert.Contains(t, requestIDsOf(scoped, "internal error"), me.Errors[0].Extensions["requestId"], "the HTTP request's internal error")
+	assert.Contains(t, requestIDsOf(scoped, "internal error"), connID, "the connection's internal error")
+	replays := requestIDsOf(scoped, "stream replay failed, retrying")
+	require.NotEmpty(t, replays)
+	for _, id := range replays {
+		assert.Equal(t, connID, id, "the replay logs under its connection's id")
+	}
+}
+
+// checkInfoLogs checks every line of a server's log: it is JSON, not at
+// debug level, and holds none of secrets; unless its message is one of
+// processLevel, it was logged while serving and has a request_id. It
+// returns those request-scoped lines, decoded.
+func checkInfoLogs(t *testing.T, logs string, secrets []string) []map[string]any {
+	t.Helper()
 	var scoped []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(s.logs.String()))
+	sc := bufio.NewScanner(strings.NewReader(logs))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -100,24 +118,18 @@ func TestInfoLogsCarryRequestIDsAndNoSecrets(t *testing.T) {
 		}
 	}
 	require.NoError(t, sc.Err())
+	return scoped
+}
 
-	// The checks above saw request-scoped lines of both kinds, and the
-	// connection's lines carry the id its client was shown.
-	byMsg := func(msg string) []string {
-		var ids []string
-		for _, rec := range scoped {
-			if rec["msg"] == msg {
-				id, _ := rec["request_id"].(string)
-				ids = append(ids, id)
-			}
+// requestIDsOf returns the request_id of each log line whose message is
+// msg, in order.
+func requestIDsOf(lines []map[string]any, msg string) []string {
+	var ids []string
+	for _, rec := range lines {
+		if rec["msg"] == msg {
+			id, _ := rec["request_id"].(string)
+			ids = append(ids, id)
 		}
-		return ids
 	}
-	assert.Contains(t, byMsg("internal error"), me.Errors[0].Extensions["requestId"], "the HTTP request's internal error")
-	assert.Contains(t, byMsg("internal error"), connID, "the connection's internal error")
-	replays := byMsg("stream replay failed, retrying")
-	require.NotEmpty(t, replays)
-	for _, id := range replays {
-		assert.Equal(t, connID, id, "the replay logs under its connection's id")
-	}
+	return ids
 }

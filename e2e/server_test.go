@@ -21,6 +21,11 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 )
 
+// TestHTTPAPI drives GraphQL over HTTP POST: a status's text is trimmed;
+// each invalid request is refused with its error code (and HTTP status
+// where it has one) and stores nothing, while the valid ones succeed;
+// statuses page newest first; and after all of it the server still answers
+// and has logged no panic.
 func TestHTTPAPI(t *testing.T) {
 	s := startServer(t, map[string]string{"LIMIT_STATUSES": "0"}) // one user posts eleven at once
 	token := s.signIn(t, "Ann")
@@ -29,31 +34,7 @@ func TestHTTPAPI(t *testing.T) {
 	require.Equal(t, "Ann", first.Author.Name)
 
 	long := strings.Repeat("é", 500)
-	cases := []struct {
-		name     string
-		token    string
-		query    string
-		vars     map[string]any
-		wantCode string // "" means success
-		wantMsg  string
-		status   int // HTTP status, 0 = don't care
-	}{
-		{name: "me without token is null", query: `{ me { id } }`},
-		{name: "me with token", token: token, query: `{ me { name } }`},
-		{name: "invalid token refused", token: "not-a-token", query: `{ me { id } }`, wantCode: "UNAUTHENTICATED", status: http.StatusUnauthorized},
-		{name: "post needs a token", query: `mutation { postStatus(text: "x") { id } }`, wantCode: "UNAUTHENTICATED"},
-		{name: "empty text", token: token, query: `mutation { postStatus(text: "") { id } }`, wantCode: "BAD_USER_INPUT", wantMsg: "empty"},
-		{name: "blank text", token: token, query: `mutation { postStatus(text: " \n\t ") { id } }`, wantCode: "BAD_USER_INPUT", wantMsg: "empty"},
-		{name: "501 characters", token: token, query: `mutation($t: String!) { postStatus(text: $t) { id } }`, vars: map[string]any{"t": long + "x"}, wantCode: "BAD_USER_INPUT", wantMsg: "501 characters"},
-		{name: "500 multibyte characters fit", token: token, query: `mutation($t: String!) { postStatus(text: $t) { id } }`, vars: map[string]any{"t": long}},
-		{name: "empty name", query: `mutation { signIn(name: "  ") { token } }`, wantCode: "BAD_USER_INPUT"},
-		{name: "first too large", query: `{ statuses(first: 101) { edges { cursor } } }`, wantCode: "BAD_USER_INPUT", wantMsg: "between 1 and 100"},
-		{name: "first zero", query: `{ statuses(first: 0) { edges { cursor } } }`, wantCode: "BAD_USER_INPUT"},
-		{name: "foreign cursor", query: `{ statuses(after: "bm90LWEtY3Vyc29y") { edges { cursor } } }`, wantCode: "BAD_USER_INPUT", wantMsg: "cursor"},
-		{name: "unknown field", query: `{ nope }`, wantCode: "GRAPHQL_VALIDATION_FAILED"},
-		{name: "syntax error", query: `{`, wantCode: "GRAPHQL_PARSE_FAILED"},
-	}
-	for _, tc := range cases {
+	for _, tc := range httpAPICases(token, long) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.do(t, tc.token, tc.query, tc.vars)
 			if tc.status != 0 {
@@ -85,35 +66,88 @@ func TestHTTPAPI(t *testing.T) {
 		for i := range 5 {
 			s.post(t, token, fmt.Sprintf("page %d", i))
 		}
-		type page struct {
-			Statuses struct {
-				Edges []struct {
-					Cursor string
-					Node   status
-				}
-				PageInfo struct {
-					HasNextPage bool
-					EndCursor   *string
-				}
-			}
-		}
-		var texts []string
-		var after any
-		for range 10 {
-			var p page
-			s.mustDo(t, "", `query($a: String) { statuses(first: 3, after: $a) { edges { cursor node { text } } pageInfo { hasNextPage endCursor } } }`,
-				map[string]any{"a": after}, &p)
-			for _, e := range p.Statuses.Edges {
-				texts = append(texts, e.Node.Text)
-			}
-			if !p.Statuses.PageInfo.HasNextPage {
-				break
-			}
-			after = *p.Statuses.PageInfo.EndCursor
-		}
+		texts := pagedStatusTexts(t, s)
 		assert.Equal(t, []string{"page 4", "page 3", "page 2", "page 1", "page 0", long, "first"}, texts)
 	})
 
+	t.Run("internal details never reach the client", func(t *testing.T) {
+		r := s.do(t, "", `{ statuses(first: 1) { edges { node { id } } } }`, nil)
+		require.Empty(t, r.Errors)
+		assert.NotContains(t, s.logs.String(), "panic")
+	})
+}
+
+// httpAPICase is one request of TestHTTPAPI and its expected answer.
+type httpAPICase struct {
+	name     string
+	token    string
+	query    string
+	vars     map[string]any
+	wantCode string // "" means success
+	wantMsg  string
+	status   int // HTTP status, 0 = don't care
+}
+
+// httpAPICases are TestHTTPAPI's requests, made with token where they need
+// one; long is a 500-character text. Two of them post: the rest store
+// nothing.
+func httpAPICases(token, long string) []httpAPICase {
+	return []httpAPICase{
+		{name: "me without token is null", query: `{ me { id } }`},
+		{name: "me with token", token: token, query: `{ me { name } }`},
+		{name: "invalid token refused", token: "not-a-token", query: `{ me { id } }`, wantCode: "UNAUTHENTICATED", status: http.StatusUnauthorized},
+		{name: "post needs a token", query: `mutation { postStatus(text: "x") { id } }`, wantCode: "UNAUTHENTICATED"},
+		{name: "empty text", token: token, query: `mutation { postStatus(text: "") { id } }`, wantCode: "BAD_USER_INPUT", wantMsg: "empty"},
+		{name: "blank text", token: token, query: `mutation { postStatus(text: " \n\t ") { id } }`, wantCode: "BAD_USER_INPUT", wantMsg: "empty"},
+		{name: "501 characters", token: token, query: `mutation($t: String!) { postStatus(text: $t) { id } }`, vars: map[string]any{"t": long + "x"}, wantCode: "BAD_USER_INPUT", wantMsg: "501 characters"},
+		{name: "500 multibyte characters fit", token: token, query: `mutation($t: String!) { postStatus(text: $t) { id } }`, vars: map[string]any{"t": long}},
+		{name: "empty name", query: `mutation { signIn(name: "  ") { token } }`, wantCode: "BAD_USER_INPUT"},
+		{name: "first too large", query: `{ statuses(first: 101) { edges { cursor } } }`, wantCode: "BAD_USER_INPUT", wantMsg: "between 1 and 100"},
+		{name: "first zero", query: `{ statuses(first: 0) { edges { cursor } } }`, wantCode: "BAD_USER_INPUT"},
+		{name: "foreign cursor", query: `{ statuses(after: "bm90LWEtY3Vyc29y") { edges { cursor } } }`, wantCode: "BAD_USER_INPUT", wantMsg: "cursor"},
+		{name: "unknown field", query: `{ nope }`, wantCode: "GRAPHQL_VALIDATION_FAILED"},
+		{name: "syntax error", query: `{`, wantCode: "GRAPHQL_PARSE_FAILED"},
+	}
+}
+
+// pagedStatusTexts pages through the statuses three at a time, newest
+// first, each page after the last one's endCursor while hasNextPage says
+// there is more (10 pages at the most), and returns their texts in order.
+func pagedStatusTexts(t *testing.T, s *testServer) []string {
+	t.Helper()
+	type page struct {
+		Statuses struct {
+			Edges []struct {
+				Cursor string
+				Node   status
+			}
+			PageInfo struct {
+				HasNextPage bool
+				EndCursor   *string
+			}
+		}
+	}
+	var texts []string
+	var after any
+	for range 10 {
+		var p page
+		s.mustDo(t, "", `query($a: String) { statuses(first: 3, after: $a) { edges { cursor node { text } } pageInfo { hasNextPage endCursor } } }`,
+			map[string]any{"a": after}, &p)
+		for _, e := range p.Statuses.Edges {
+			texts = append(texts, e.Node.Text)
+		}
+		if !p.Statuses.PageInfo.HasNextPage {
+			break
+		}
+		after = *p.Statuses.PageInfo.EndCursor
+	}
+	return texts
+}
+
+// TestHTTPRoutes: GET runs queries but not mutations, and the schema,
+// health, readiness, metrics and page routes answer.
+func TestHTTPRoutes(t *testing.T) {
+	s := startServer(t, nil)
 	t.Run("GET runs queries but not mutations", func(t *testing.T) {
 		resp, err := http.Get(s.URL + `/graphql?query=` + urlQuery(`{ statuses(first: 1) { edges { cursor } } }`))
 		require.NoError(t, err)
@@ -143,12 +177,6 @@ func TestHTTPAPI(t *testing.T) {
 			assert.Equal(t, http.StatusOK, resp.StatusCode, path)
 			assert.Contains(t, string(body), want, path)
 		}
-	})
-
-	t.Run("internal details never reach the client", func(t *testing.T) {
-		r := s.do(t, "", `{ statuses(first: 1) { edges { node { id } } } }`, nil)
-		require.Empty(t, r.Errors)
-		assert.NotContains(t, s.logs.String(), "panic")
 	})
 }
 

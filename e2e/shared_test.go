@@ -25,23 +25,7 @@ func TestSharedDelivery(t *testing.T) {
 	goroutinesBefore := s.metric(t, "go_goroutines")
 
 	const clients = 40
-	const query = `subscription($a: ID) { statusPosted(after: $a) { id text } }`
-	type sub struct {
-		c     *wsClient
-		after int
-	}
-	subs := make([]sub, clients)
-	for i := range subs {
-		proto := "graphql-transport-ws"
-		if i%2 == 1 {
-			proto = "graphql-ws"
-		}
-		c := dialWS(t, s, proto, nil)
-		c.init("")
-		after := i % 4
-		c.subscribe("s", query, map[string]any{"a": strconv.Itoa(after)})
-		subs[i] = sub{c, after}
-	}
+	subs := dialSharedSubscribers(t, s, clients, `subscription($a: ID) { statusPosted(after: $a) { id text } }`)
 	// Each has caught up with the history (and joined the group).
 	for _, sb := range subs {
 		for id := sb.after + 1; id <= 3; id++ {
@@ -96,4 +80,31 @@ func TestSharedDelivery(t *testing.T) {
 		sb.c.conn.Close()
 	}
 	waitMetric(t, s, "switchboard_shared_subscriptions", 0)
+}
+
+// sharedSubscriber is one of TestSharedDelivery's clients and the position
+// its subscription resumes after.
+type sharedSubscriber struct {
+	c     *wsClient
+	after int
+}
+
+// dialSharedSubscribers opens n connections to s, alternately speaking
+// graphql-transport-ws and graphql-ws, and subscribes each (as "s") to
+// query with after set to 0, 1, 2, 3, 0, … in turn.
+func dialSharedSubscribers(t *testing.T, s *testServer, n int, query string) []sharedSubscriber {
+	t.Helper()
+	subs := make([]sharedSubscriber, n)
+	for i := range subs {
+		proto := "graphql-transport-ws"
+		if i%2 == 1 {
+			proto = "graphql-ws"
+		}
+		c := dialWS(t, s, proto, nil)
+		c.init("")
+		after := i % 4
+		c.subscribe("s", query, map[string]any{"a": strconv.Itoa(after)})
+		subs[i] = sharedSubscriber{c, after}
+	}
+	return subs
 }

@@ -551,105 +551,143 @@ func TestCreateMessageConcurrently(t *testing.T) {
 	})
 }
 
+// TestUnreadCounts: a user's unread count of a room counts the messages
+// others posted there from the moment the user was created (not before) and
+// since the user last read the room or posted in it. Step by step, the
+// counts come out the same asked user by user and for both users at once,
+// and only the rooms asked for are counted.
 func TestUnreadCounts(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *store.DB) {
 		ctx := t.Context()
-		ada := newUser(t, db, "ada")
-		room, quiet := newRoom(t, db, "random"), newRoom(t, db, "quiet")
-		// Written before bob existed: history, not news, for him.
-		say(t, db, room, ada, "old", time.Now().Add(-time.Hour))
-		bob := newUser(t, db, "bob")
-		say(t, db, room, ada, "1 ms before bob", bob.CreatedAt.Add(-time.Millisecond))
-		direct := openDirect(t, db, ada, bob)
-		rooms := []int64{room.ID, quiet.ID, direct.ID}
-
-		steps := []struct {
-			name string
-			do   func(t *testing.T)
-			ada  map[int64]int
-			bob  map[int64]int
-		}{
-			{
-				name: "only messages from before bob",
-				do:   func(*testing.T) {},
-				ada:  map[int64]int{}, bob: map[int64]int{},
-			},
-			{
-				name: "ada posts as bob is created and after",
-				do: func(t *testing.T) {
-					say(t, db, room, ada, "as bob arrives", bob.CreatedAt)
-					say(t, db, room, ada, "later", time.Now())
-					say(t, db, direct, ada, "psst", time.Now())
-				},
-				ada: map[int64]int{}, bob: map[int64]int{room.ID: 2, direct.ID: 1},
-			},
-			{
-				name: "bob posts: the room is read for him up to his message",
-				do:   func(t *testing.T) { say(t, db, room, bob, "hi", time.Now()) },
-				ada:  map[int64]int{room.ID: 1}, bob: map[int64]int{direct.ID: 1},
-			},
-			{
-				name: "ada posts after bob",
-				do:   func(t *testing.T) { chatter(t, db, room, ada, 3) },
-				ada:  map[int64]int{}, bob: map[int64]int{room.ID: 3, direct.ID: 1},
-			},
-			{
-				name: "bob reads the room",
-				do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID)) },
-				ada:  map[int64]int{}, bob: map[int64]int{direct.ID: 1},
-			},
-			{
-				name: "reading again and reading an empty room change nothing",
-				do: func(t *testing.T) {
-					require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID))
-					require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, quiet.ID))
-				},
-				ada: map[int64]int{}, bob: map[int64]int{direct.ID: 1},
-			},
-			{
-				name: "news after reading counts again",
-				do: func(t *testing.T) {
-					say(t, db, quiet, ada, "finally", time.Now())
-					say(t, db, room, ada, "more", time.Now())
-				},
-				ada: map[int64]int{}, bob: map[int64]int{room.ID: 1, quiet.ID: 1, direct.ID: 1},
-			},
-			{
-				name: "bob reads the direct room",
-				do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, direct.ID)) },
-				ada:  map[int64]int{}, bob: map[int64]int{room.ID: 1, quiet.ID: 1},
-			},
-		}
-		for _, step := range steps {
+		s := newUnreadStory(t, db)
+		for _, step := range s.steps() {
 			step.do(t)
-			for _, c := range []struct {
-				user *models.User
-				want map[int64]int
-			}{{ada, step.ada}, {bob, step.bob}} {
-				got, err := db.UnreadCounts(ctx, rooms, []int64{c.user.ID})
-				require.NoError(t, err, step.name)
-				for _, id := range rooms {
-					assert.Equal(t, c.want[id], got[store.RoomUser{Room: id, User: c.user.ID}], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
-				}
-			}
-			// The same counts for everyone at once, room by room.
-			for _, id := range rooms {
-				got, err := db.UnreadCounts(ctx, []int64{id}, []int64{ada.ID, bob.ID})
-				require.NoError(t, err, step.name)
-				assert.Equal(t, step.ada[id], got[store.RoomUser{Room: id, User: ada.ID}], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
-				assert.Equal(t, step.bob[id], got[store.RoomUser{Room: id, User: bob.ID}], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
-			}
+			s.check(t, step)
 		}
 
 		t.Run("only the rooms asked for", func(t *testing.T) {
-			got, err := db.UnreadCounts(ctx, []int64{quiet.ID}, []int64{bob.ID})
+			got, err := db.UnreadCounts(ctx, []int64{s.quiet.ID}, []int64{s.bob.ID})
 			require.NoError(t, err)
-			assert.Equal(t, map[store.RoomUser]int{{Room: quiet.ID, User: bob.ID}: 1}, got)
-			got, err = db.UnreadCounts(ctx, nil, []int64{bob.ID})
+			assert.Equal(t, map[store.RoomUser]int{{Room: s.quiet.ID, User: s.bob.ID}: 1}, got)
+			got, err = db.UnreadCounts(ctx, nil, []int64{s.bob.ID})
 			require.NoError(t, err)
 			assert.Empty(t, got)
 		})
 	})
+}
+
+// unreadStory is TestUnreadCounts' cast: ada; bob, who arrives after two of
+// her messages in room; room, quiet and their direct room.
+type unreadStory struct {
+	db                  *store.DB
+	ada, bob            *models.User
+	room, quiet, direct *models.Room
+}
+
+// unreadStep is one step of TestUnreadCounts and every unread count after
+// it, by room id (absent: 0).
+type unreadStep struct {
+	name string
+	do   func(t *testing.T)
+	ada  map[int64]int
+	bob  map[int64]int
+}
+
+// newUnreadStory creates the cast of TestUnreadCounts in db.
+func newUnreadStory(t *testing.T, db *store.DB) *unreadStory {
+	t.Helper()
+	s := &unreadStory{db: db, ada: newUser(t, db, "ada")}
+	s.room, s.quiet = newRoom(t, db, "random"), newRoom(t, db, "quiet")
+	// Written before bob existed: history, not news, for him.
+	say(t, db, s.room, s.ada, "old", time.Now().Add(-time.Hour))
+	s.bob = newUser(t, db, "bob")
+	say(t, db, s.room, s.ada, "1 ms before bob", s.bob.CreatedAt.Add(-time.Millisecond))
+	s.direct = openDirect(t, db, s.ada, s.bob)
+	return s
+}
+
+// rooms are the ids of every room of the story.
+func (s *unreadStory) rooms() []int64 { return []int64{s.room.ID, s.quiet.ID, s.direct.ID} }
+
+// steps are the story's steps, in order.
+func (s *unreadStory) steps() []unreadStep {
+	db, ada, bob, room, quiet, direct := s.db, s.ada, s.bob, s.room, s.quiet, s.direct
+	return []unreadStep{
+		{
+			name: "only messages from before bob",
+			do:   func(*testing.T) {},
+			ada:  map[int64]int{}, bob: map[int64]int{},
+		},
+		{
+			name: "ada posts as bob is created and after",
+			do: func(t *testing.T) {
+				say(t, db, room, ada, "as bob arrives", bob.CreatedAt)
+				say(t, db, room, ada, "later", time.Now())
+				say(t, db, direct, ada, "psst", time.Now())
+			},
+			ada: map[int64]int{}, bob: map[int64]int{room.ID: 2, direct.ID: 1},
+		},
+		{
+			name: "bob posts: the room is read for him up to his message",
+			do:   func(t *testing.T) { say(t, db, room, bob, "hi", time.Now()) },
+			ada:  map[int64]int{room.ID: 1}, bob: map[int64]int{direct.ID: 1},
+		},
+		{
+			name: "ada posts after bob",
+			do:   func(t *testing.T) { chatter(t, db, room, ada, 3) },
+			ada:  map[int64]int{}, bob: map[int64]int{room.ID: 3, direct.ID: 1},
+		},
+		{
+			name: "bob reads the room",
+			do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID)) },
+			ada:  map[int64]int{}, bob: map[int64]int{direct.ID: 1},
+		},
+		{
+			name: "reading again and reading an empty room change nothing",
+			do: func(t *testing.T) {
+				require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID))
+				require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, quiet.ID))
+			},
+			ada: map[int64]int{}, bob: map[int64]int{direct.ID: 1},
+		},
+		{
+			name: "news after reading counts again",
+			do: func(t *testing.T) {
+				say(t, db, quiet, ada, "finally", time.Now())
+				say(t, db, room, ada, "more", time.Now())
+			},
+			ada: map[int64]int{}, bob: map[int64]int{room.ID: 1, quiet.ID: 1, direct.ID: 1},
+		},
+		{
+			name: "bob reads the direct room",
+			do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, direct.ID)) },
+			ada:  map[int64]int{}, bob: map[int64]int{room.ID: 1, quiet.ID: 1},
+		},
+	}
+}
+
+// check compares every unread count of every room after step with the
+// step's, asked user by user and then for both users at once, room by room.
+func (s *unreadStory) check(t *testing.T, step unreadStep) {
+	t.Helper()
+	ctx, rooms, ada, bob := t.Context(), s.rooms(), s.ada, s.bob
+	for _, c := range []struct {
+		user *models.User
+		want map[int64]int
+	}{{ada, step.ada}, {bob, step.bob}} {
+		got, err := s.db.UnreadCounts(ctx, rooms, []int64{c.user.ID})
+		require.NoError(t, err, step.name)
+		for _, id := range rooms {
+			assert.Equal(t, c.want[id], got[store.RoomUser{Room: id, User: c.user.ID}], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
+		}
+	}
+	// The same counts for everyone at once, room by room.
+	for _, id := range rooms {
+		got, err := s.db.UnreadCounts(ctx, []int64{id}, []int64{ada.ID, bob.ID})
+		require.NoError(t, err, step.name)
+		assert.Equal(t, step.ada[id], got[store.RoomUser{Room: id, User: ada.ID}], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
+		assert.Equal(t, step.bob[id], got[store.RoomUser{Room: id, User: bob.ID}], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
+	}
 }
 
 func TestSearchUsers(t *testing.T) {

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -162,6 +163,10 @@ func TestCreateStatusFailureLeavesNoGap(t *testing.T) {
 	})
 }
 
+// TestStatusPaging: StatusesAfter pages oldest first and StatusesBefore
+// newest first, each from any position (0 meaning the start or the head),
+// with short pages at the end and none beyond; walking every page of any
+// size, each from the last id of the one before, sees every status once.
 func TestStatusPaging(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
@@ -217,32 +222,32 @@ func TestStatusPaging(t *testing.T) {
 
 		t.Run("walking every page", func(t *testing.T) {
 			for _, size := range []int{1, 2, 3, 7, 8} {
-				var newestFirst, oldestFirst []int64
-				for before := int64(0); ; {
-					page, err := db.StatusesBefore(t.Context(), before, size)
-					require.NoError(t, err)
-					require.LessOrEqual(t, len(page), size)
-					if len(page) == 0 {
-						break
-					}
-					newestFirst = append(newestFirst, ids(page)...)
-					before = page[len(page)-1].ID
-				}
-				for after := int64(0); ; {
-					page, err := db.StatusesAfter(t.Context(), after, size)
-					require.NoError(t, err)
-					require.LessOrEqual(t, len(page), size)
-					if len(page) == 0 {
-						break
-					}
-					oldestFirst = append(oldestFirst, ids(page)...)
-					after = page[len(page)-1].ID
-				}
+				newestFirst := walkPages(t, size, db.StatusesBefore)
+				oldestFirst := walkPages(t, size, db.StatusesAfter)
 				assert.Equal(t, []int64{7, 6, 5, 4, 3, 2, 1}, newestFirst, "pages of %d, newest first", size)
 				assert.Equal(t, seq(1, 7), oldestFirst, "pages of %d, oldest first", size)
 			}
 		})
 	})
+}
+
+// walkPages reads every page of size statuses through page (StatusesBefore
+// or StatusesAfter), each from the last id of the one before, starting at 0
+// and ending with the first empty page; it checks no page is longer than
+// size and returns the ids in the order read.
+func walkPages(t *testing.T, size int, page func(ctx context.Context, cursor int64, limit int) ([]*models.Status, error)) []int64 {
+	t.Helper()
+	var out []int64
+	for cursor := int64(0); ; {
+		p, err := page(t.Context(), cursor, size)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(p), size)
+		if len(p) == 0 {
+			return out
+		}
+		out = append(out, ids(p)...)
+		cursor = p[len(p)-1].ID
+	}
 }
 
 func nilIfEmpty(s []int64) []int64 {

@@ -1,7 +1,7 @@
 package gqlws
 
-// benchConnOver is a connection of t over fc speaking proto, as far as the
-// write path needs one.
-func benchConnOver(t *Transport, fc *frameConn, proto string) *conn {
-	return &conn{t: t, fc: fc, proto: proto}
+// benchConnOver is a connection of t over socket speaking proto, as far as
+// the write path needs one.
+func benchConnOver(t *Transport, socket *frameConn, proto string) *conn {
+	return &conn{transport: t, socket: socket, proto: protocolNamed(proto)}
 }

@@ -48,8 +48,8 @@ func TestFrameConnStopsAtFrameBoundaries(t *testing.T) {
 			// once exactly when the client has sent more (it sends every
 			// message before reading any answer), and everything it sent is
 			// still on the socket, not in gorilla's buffer.
-			boundary := hj.fc.atBoundary()
-			pending := boundary && i < len(sizes)-1 && hj.fc.waitReadable()
+			boundary := hj.socket.atBoundary()
+			pending := boundary && i < len(sizes)-1 && hj.socket.waitReadable()
 			results <- result{data: data, boundary: boundary, pending: pending}
 		}
 	}))

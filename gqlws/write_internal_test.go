@@ -54,11 +54,11 @@ func BenchmarkDeliverShared(b *testing.B) {
 		for _, deflate := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%s/deflate=%t", proto, deflate), func(b *testing.B) {
 				c := benchConn(b, proto, deflate)
-				op := &operation{conn: c, id: "1", idJS: appendJSONString(nil, "1")}
+				op := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1")}
 				result := newSharedResult(benchPayload(400), deflate)
 				b.ReportAllocs()
 				for b.Loop() {
-					c.enqueue(outFrame{op: op, result: result})
+					c.enqueue(queuedFrame{op: op, result: result})
 				}
 			})
 		}
@@ -72,7 +72,7 @@ func BenchmarkWritePrivate(b *testing.B) {
 		for _, deflate := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%s/deflate=%t", proto, deflate), func(b *testing.B) {
 				c := benchConn(b, proto, deflate)
-				op := &operation{conn: c, id: "1", idJS: appendJSONString(nil, "1")}
+				op := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1")}
 				payload := benchPayload(400)
 				ctx := context.Background()
 				b.ReportAllocs()
@@ -89,13 +89,13 @@ func BenchmarkKeepaliveFrame(b *testing.B) {
 	for _, proto := range []string{TransportWS, LegacyWS} {
 		b.Run(proto, func(b *testing.B) {
 			c := benchConn(b, proto, false)
-			k := &keepalive{t: c.t}
+			k := &keepalive{transport: c.transport}
 			c.acked.Store(true)
 			c.lastRead.Store(time.Now().Add(time.Hour).UnixNano()) // never silent for the watchdog
-			c.t.mu.Lock()
-			c.t.conns[c] = struct{}{}
-			c.t.mu.Unlock()
-			b.Cleanup(func() { c.t.forget(c) }) // before Shutdown, which would close it
+			c.transport.connsMu.Lock()
+			c.transport.conns[c] = struct{}{}
+			c.transport.connsMu.Unlock()
+			b.Cleanup(func() { c.transport.forget(c) }) // before Shutdown, which would close it
 			b.ReportAllocs()
 			for b.Loop() {
 				k.round()

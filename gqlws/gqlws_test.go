@@ -38,6 +38,8 @@ type harness struct {
 	author *models.User
 }
 
+// newHarness starts the endpoint with opts (sharing statusPosted between
+// all callers unless opts says how to share), closed when t ends.
 func newHarness(t *testing.T, opts gqlws.Options) *harness {
 	t.Helper()
 	db := storetest.Open(t, store.SQLite)

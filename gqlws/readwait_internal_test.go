@@ -146,6 +146,7 @@ type trickle struct {
 	data []byte
 }
 
+// Read returns the next byte, or io.EOF after the last.
 func (c *trickle) Read(p []byte) (int, error) {
 	if len(c.data) == 0 {
 		return 0, io.EOF

@@ -42,6 +42,7 @@ var compressors = sync.Pool{New: func() any {
 // appender is an io.Writer appending to a byte slice.
 type appender struct{ b []byte }
 
+// Write appends p; it never fails.
 func (a *appender) Write(p []byte) (int, error) {
 	a.b = append(a.b, p...)
 	return len(p), nil
@@ -84,6 +85,8 @@ type sharedResult struct {
 	tail []byte
 }
 
+// newSharedResult returns the result payload, compressed too when compress
+// (some member may have negotiated permessage-deflate) and it is worth it.
 func newSharedResult(payload []byte, compress bool) *sharedResult {
 	r := &sharedResult{json: payload}
 	if compress && len(payload) >= compressMin {
@@ -96,8 +99,8 @@ func newSharedResult(payload []byte, compress bool) *sharedResult {
 // message: compressed when the connection negotiated it and the payload is
 // worth it. It returns the opcode byte to frame it with.
 func (c *conn) appendText(f *framer, payload []byte) byte {
-	if c.fc.deflate && len(payload) >= compressMin {
-		f.b = appendDeflated(f.b, payload)
+	if c.socket.deflate && len(payload) >= compressMin {
+		f.buf = appendDeflated(f.buf, payload)
 		return opText | rsv1
 	}
 	f.append(payload)
@@ -113,7 +116,7 @@ func (c *conn) readMessage() (int, []byte, error) {
 	if err != nil {
 		return typ, nil, err
 	}
-	limit := c.t.opts.ReadLimit
+	limit := c.transport.opts.ReadLimit
 	if limit <= 0 {
 		data, err := io.ReadAll(r)
 		return typ, data, err
@@ -136,6 +139,7 @@ type tailCache struct {
 	entries [tailCacheSize]cachedTail
 }
 
+// cachedTail is a result (json, with its maphash) and its compressed form.
 type cachedTail struct {
 	hash uint64
 	json []byte
@@ -147,6 +151,7 @@ const (
 	maxCachedTail = 16 << 10
 )
 
+// newTailCache returns an empty cache.
 func newTailCache() *tailCache { return &tailCache{seed: maphash.MakeSeed()} }
 
 // tail returns the deflate data of payload and the frame's closing brace,

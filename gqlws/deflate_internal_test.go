@@ -26,7 +26,7 @@ func TestSharedTailFollowsAnyHead(t *testing.T) {
 	payload := []byte(`{"data":{"statusPosted":{"id":"7","text":"` + strings.Repeat("abc ", 200) + `"}}}`)
 	r := newSharedResult(payload, true)
 	for _, id := range []string{`"1"`, `"x"`, `"` + strings.Repeat("i", 1000) + `"`} {
-		head := append(append(append([]byte{}, nextPrefix...), id...), payloadInfix...)
+		head := append(append(append([]byte{}, nextHead...), id...), payloadInfix...)
 		msg := appendStoredHeader(nil, len(head))
 		msg = append(append(msg, head...), r.tail...)
 		want := append(append(head, payload...), frameSuffix...)

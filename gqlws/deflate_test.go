@@ -23,6 +23,7 @@ type countingConn struct {
 	n *atomic.Int64
 }
 
+// Read reads from the socket and counts what it read.
 func (c countingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.n.Add(int64(n))

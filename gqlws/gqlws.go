@@ -7,19 +7,17 @@
 // initialisation and its timeout, keepalives, close codes, operation ids,
 // write deadlines and shutdown.
 //
-// Close codes (graphql-transport-ws; see docs/protocol.md for the full table
-// and how the standard graphql-ws client reacts to each):
+// Each subprotocol has an adapter (transportws.go, legacy.go) that maps its
+// wire messages onto message kinds both share; the connection (conn.go)
+// handles those kinds once, and runs each operation through the lifecycle
+// of operation.go. Subscriptions with the same results share one execution
+// (group.go); frames are written straight to the socket (write.go),
+// compressed once for all when they can be (deflate.go).
 //
-//	1001 the server is shutting down           (client reconnects)
-//	1013 the client did not read fast enough    (client reconnects, resumes with after)
-//	4400 invalid message                        (client gives up)
-//	4401 subscribe before connection_ack        (client gives up)
-//	4403 token refused or expired               (client reconnects)
-//	4406 no acceptable subprotocol              (client gives up)
-//	4408 no connection_init in time             (client reconnects)
-//	4409 an operation id already in use         (client gives up)
-//	4429 a second connection_init               (client gives up)
-//	4500 internal server error                  (client gives up)
+// The close codes tell the standard graphql-ws client what to do next:
+// reconnect after a shutdown (1001), a slow read (1013) or an expired token
+// (4403), give up after a malformed or abusive exchange. docs/protocol.md
+// holds the table of every code, its reason and when it is sent.
 package gqlws
 
 import (
@@ -50,7 +48,7 @@ const (
 	LegacyWS = "graphql-ws"
 )
 
-// Close codes the server sends.
+// Close codes the server sends; docs/protocol.md says when.
 const (
 	CloseNormal                   = websocket.CloseNormalClosure
 	CloseGoingAway                = websocket.CloseGoingAway
@@ -168,15 +166,15 @@ type Transport struct {
 	opts     Options
 	upgrader websocket.Upgrader
 
-	mu       sync.Mutex
+	connsMu  sync.Mutex // guards the fields below
 	conns    map[*conn]struct{}
 	perAddr  map[string]int // open connections by client address
-	shutdown bool
+	shutdown bool           // Shutdown has begun: upgrades are refused
 
 	keepalive *keepalive
 
-	gmu    sync.Mutex
-	groups map[string]*group
+	groupsMu sync.Mutex
+	groups   map[string]*group // the running groups by share key (Transport.shareKey)
 
 	tails *tailCache // compressed results written to single connections
 
@@ -203,18 +201,23 @@ func (t *Transport) Stats() Stats {
 	return Stats{FramesWritten: t.framesWritten.Load(), Closes: maps.Clone(t.closes), Refused: maps.Clone(t.refused), Subscriptions: maps.Clone(t.subs)}
 }
 
+// countSubscription adds delta to the running subscriptions of root field
+// field.
 func (t *Transport) countSubscription(field string, delta int64) {
 	t.statsMu.Lock()
 	t.subs[field] += delta
 	t.statsMu.Unlock()
 }
 
+// countClose counts a closed connection under label: the server's close
+// code, or closedByClient.
 func (t *Transport) countClose(label string) {
 	t.statsMu.Lock()
 	t.closes[label]++
 	t.statsMu.Unlock()
 }
 
+// countRefused counts an operation or connection refused by limit.
 func (t *Transport) countRefused(limit string) {
 	t.statsMu.Lock()
 	t.refused[limit]++
@@ -297,10 +300,10 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return
 	}
 	addr := clientHost(r)
-	t.mu.Lock()
+	t.connsMu.Lock()
 	down := t.shutdown
 	full := t.opts.MaxConnsPerAddr > 0 && t.perAddr[addr] >= t.opts.MaxConnsPerAddr
-	t.mu.Unlock()
+	t.connsMu.Unlock()
 	if down {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
@@ -324,7 +327,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return // the upgrader has answered the request
 	}
 	ws.SetReadLimit(max(t.opts.ReadLimit, 0)) // negative: no limit
-	if tcp, ok := hj.fc.Conn.(*net.TCPConn); ok && t.opts.SendBuffer > 0 {
+	if tcp, ok := hj.socket.Conn.(*net.TCPConn); ok && t.opts.SendBuffer > 0 {
 		_ = tcp.SetWriteBuffer(t.opts.SendBuffer)
 	}
 	if proto == "" {
@@ -336,17 +339,17 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		_ = ws.Close()
 		return
 	}
-	c := newConn(t, ws, hj.fc, proto, exec)
+	c := newConn(t, ws, hj.socket, protocolNamed(proto), exec)
 	c.addr = addr
-	t.mu.Lock()
+	t.connsMu.Lock()
 	if t.shutdown {
-		t.mu.Unlock()
+		t.connsMu.Unlock()
 		c.close(CloseGoingAway, "server shutting down")
 		return
 	}
 	t.conns[c] = struct{}{}
 	t.perAddr[addr]++
-	t.mu.Unlock()
+	t.connsMu.Unlock()
 	base := r.Context()
 	if t.opts.ConnContext != nil {
 		base = t.opts.ConnContext(r)
@@ -382,34 +385,36 @@ func sameOrigin(r *http.Request) bool {
 
 // Len reports how many connections are open.
 func (t *Transport) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.connsMu.Lock()
+	defer t.connsMu.Unlock()
 	return len(t.conns)
 }
 
 // Compressed reports how many open connections negotiated
 // permessage-deflate.
 func (t *Transport) Compressed() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.connsMu.Lock()
+	defer t.connsMu.Unlock()
 	n := 0
 	for c := range t.conns {
-		if c.fc.deflate {
+		if c.socket.deflate {
 			n++
 		}
 	}
 	return n
 }
 
+// forget drops a closed connection from the open ones, once; its address
+// may then hold one more.
 func (t *Transport) forget(c *conn) {
-	t.mu.Lock()
+	t.connsMu.Lock()
 	if _, ok := t.conns[c]; ok {
 		delete(t.conns, c)
 		if t.perAddr[c.addr]--; t.perAddr[c.addr] <= 0 {
 			delete(t.perAddr, c.addr)
 		}
 	}
-	t.mu.Unlock()
+	t.connsMu.Unlock()
 }
 
 // clientHost is the client's address without the port.
@@ -422,8 +427,8 @@ func clientHost(r *http.Request) string {
 
 // snapshot returns the open connections.
 func (t *Transport) snapshot() []*conn {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.connsMu.Lock()
+	defer t.connsMu.Unlock()
 	out := make([]*conn, 0, len(t.conns))
 	for c := range t.conns {
 		out = append(out, c)
@@ -435,9 +440,9 @@ func (t *Transport) snapshot() []*conn {
 // standard client reconnects, to another replica or to this one restarted)
 // and stops the keepalive timer.
 func (t *Transport) Shutdown() {
-	t.mu.Lock()
+	t.connsMu.Lock()
 	t.shutdown = true
-	t.mu.Unlock()
+	t.connsMu.Unlock()
 	t.keepalive.stop()
 	for _, c := range t.snapshot() {
 		c.close(CloseGoingAway, "server shutting down")

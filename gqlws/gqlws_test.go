@@ -38,6 +38,8 @@ type harness struct {
 	author *models.User
 }
 
+// newHarness starts the endpoint with opts (sharing statusPosted between
+// all callers unless opts says how to share), closed when t ends.
 func newHarness(t *testing.T, opts gqlws.Options) *harness {
 	t.Helper()
 	db := storetest.Open(t, store.SQLite)
@@ -231,10 +233,7 @@ func TestPausedReaderCatchesUp(t *testing.T) {
 // dialInit connects with subprotocol proto and completes connection_init.
 func (h *harness) dialInit(t *testing.T, proto string) *websocket.Conn {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{proto}}
-	c, _, err := d.Dial("ws"+strings.TrimPrefix(h.srv.URL, "http"), nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
+	c := h.dialProto(t, proto)
 	require.NoError(t, c.WriteJSON(map[string]any{"type": "connection_init"}))
 	var ack frame
 	require.NoError(t, c.ReadJSON(&ack))

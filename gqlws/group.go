@@ -36,18 +36,19 @@ const ringSize = 256
 
 // group is one shared subscription.
 type group struct {
-	t      *Transport
-	key    string
-	cancel context.CancelFunc
-	pos    *positions
+	transport *Transport
+	key       string
+	cancel    context.CancelFunc // stops the leader
+	pos       *positions         // the positions the leader's stream announces
 
-	mu      sync.Mutex
-	closed  bool
-	head    int64 // position of the last result fanned out
+	mu      sync.Mutex // guards the fields below
+	closed  bool       // the group takes no more members: its leader ended, or its last member left
+	head    int64      // position of the last result fanned out
 	members map[*operation]struct{}
 	ring    []ringEntry // the last results, oldest first
 }
 
+// ringEntry is one of a group's recent results and its position.
 type ringEntry struct {
 	pos    int64
 	result *sharedResult
@@ -56,8 +57,8 @@ type ringEntry struct {
 // positions is the FIFO of event positions a stream announces before each
 // event it hands to a subscription resolver (see Options.Positions).
 type positions struct {
-	mu     sync.Mutex
-	q      []int64
+	mu     sync.Mutex  // guards the fields below
+	q      []int64     // the positions announced and not yet popped, oldest first
 	ats    []time.Time // when each queued event happened, if the stream says
 	nextAt time.Time   // the time announced for the next position
 }
@@ -69,6 +70,7 @@ func (p *positions) at(t time.Time) {
 	p.mu.Unlock()
 }
 
+// push appends pos, and the time announced for it, to the queue.
 func (p *positions) push(pos int64) {
 	p.mu.Lock()
 	p.q = append(p.q, pos)
@@ -77,8 +79,10 @@ func (p *positions) push(pos int64) {
 	p.mu.Unlock()
 }
 
-func (p *positions) pop() (int64, bool) {
-	pos, _, ok := p.popAt()
+// pop removes and returns the oldest position; ok is false when none is
+// queued.
+func (p *positions) pop() (pos int64, ok bool) {
+	pos, _, ok = p.popAt()
 	return pos, ok
 }
 
@@ -135,19 +139,19 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 // at position pos, into its group, creating the group if there is none. It
 // reports whether op is now a member (its private execution must stop).
 func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool {
-	t.gmu.Lock()
+	t.groupsMu.Lock()
 	g := t.groups[op.share.key]
 	if g == nil || g.isClosed() {
 		var err error
 		if g, err = t.startGroup(ctx, op, pos); err != nil {
-			t.gmu.Unlock()
+			t.groupsMu.Unlock()
 			t.opts.OnError(ctx, err)
 			op.share = nil // run on its own from now on
 			return false
 		}
 		t.groups[op.share.key] = g
 	}
-	t.gmu.Unlock()
+	t.groupsMu.Unlock()
 	if !g.join(op, pos) {
 		return false
 	}
@@ -170,14 +174,14 @@ func (op *operation) paramsAt(pos int64) *graphql.RawParams {
 }
 
 // startGroup starts a group whose leader executes op's document from
-// position pos on. Called with t.gmu held.
+// position pos on. Called with t.groupsMu held.
 func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*group, error) {
 	params := op.share.params
 	if op.share.afterVar != "" {
 		params = op.paramsAt(pos)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &group{t: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
+	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
 	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push, func(int64) {})
 	if t.opts.EventTimes != nil {
 		lctx = t.opts.EventTimes(lctx, g.pos.at)
@@ -197,7 +201,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 	defer g.end()
 	defer func() {
 		if r := recover(); r != nil {
-			g.t.opts.OnError(ctx, rc.Recover(ctx, r))
+			g.transport.opts.OnError(ctx, rc.Recover(ctx, r))
 		}
 	}()
 	responses, rctx := exec.DispatchOperation(ctx, rc)
@@ -214,7 +218,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		}
 		// Compressed once for the members that negotiated it, whether any
 		// does or not: one run per event, nothing per member.
-		result := newSharedResult(payload, g.t.opts.Compression)
+		result := newSharedResult(payload, g.transport.opts.Compression)
 		g.mu.Lock()
 		g.head = pos
 		if len(g.ring) == ringSize {
@@ -234,9 +238,9 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
 		fanOut(batch, result)
-		g.t.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
-		if !at.IsZero() && g.t.opts.OnDelivered != nil && len(batch) > 0 {
-			g.t.opts.OnDelivered(time.Since(at))
+		g.transport.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
+		if !at.IsZero() && g.transport.opts.OnDelivered != nil && len(batch) > 0 {
+			g.transport.opts.OnDelivered(time.Since(at))
 		}
 		clear(batch)
 	}
@@ -264,9 +268,11 @@ func fanOut(members []*operation, result *sharedResult) {
 	wg.Wait()
 }
 
+// deliver hands result to each member's connection, without waiting for
+// any (see conn.enqueue).
 func deliver(members []*operation, result *sharedResult) {
 	for _, m := range members {
-		m.conn.enqueue(outFrame{op: m, result: result})
+		m.conn.enqueue(queuedFrame{op: m, result: result})
 	}
 }
 
@@ -282,11 +288,11 @@ func (g *group) join(op *operation, pos int64) bool {
 		// The group is ahead: join only if its recent results cover the
 		// difference, and queue those first.
 		i := slices.IndexFunc(g.ring, func(e ringEntry) bool { return e.pos == pos+1 })
-		if i < 0 || len(g.ring)-i > op.conn.t.opts.MaxQueue/2 {
+		if i < 0 || len(g.ring)-i > op.conn.transport.opts.MaxQueue/2 {
 			return false // too far behind: catch up privately first
 		}
 		for _, e := range g.ring[i:] {
-			op.conn.enqueue(outFrame{op: op, result: e.result})
+			op.conn.enqueue(queuedFrame{op: op, result: e.result})
 		}
 		pos = g.head
 	}
@@ -307,10 +313,11 @@ func (g *group) leave(op *operation) {
 	g.mu.Unlock()
 	if empty {
 		g.cancel()
-		g.t.forgetGroup(g)
+		g.transport.forgetGroup(g)
 	}
 }
 
+// isClosed reports whether the group takes no more members.
 func (g *group) isClosed() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -326,23 +333,25 @@ func (g *group) end() {
 	g.members = nil
 	g.mu.Unlock()
 	g.cancel()
-	g.t.forgetGroup(g)
+	g.transport.forgetGroup(g)
 	for m := range members {
-		m.conn.enqueue(outFrame{op: m, complete: true})
+		m.conn.enqueue(queuedFrame{op: m, complete: true})
 	}
 }
 
+// forgetGroup drops g from the running groups, unless another group has
+// replaced it under its key.
 func (t *Transport) forgetGroup(g *group) {
-	t.gmu.Lock()
+	t.groupsMu.Lock()
 	if t.groups[g.key] == g {
 		delete(t.groups, g.key)
 	}
-	t.gmu.Unlock()
+	t.groupsMu.Unlock()
 }
 
 // Groups reports how many shared subscriptions are running.
 func (t *Transport) Groups() int {
-	t.gmu.Lock()
-	defer t.gmu.Unlock()
+	t.groupsMu.Lock()
+	defer t.groupsMu.Unlock()
 	return len(t.groups)
 }

@@ -6,34 +6,37 @@ import (
 )
 
 // keepalive is one timer for every connection of a Transport: each interval
-// it sends ping (graphql-transport-ws) or ka (legacy) to every initialised
-// connection; several times per second (and per interval) its watchdog
-// disconnects graphql-transport-ws clients that sent nothing, not even the
-// pong, for silentIntervals intervals, and clients whose pending write is
-// stuck. One goroutine serves all connections, instead of tickers and
-// deadlines per connection.
+// it sends every initialised connection its protocol's keepalive frame (ping
+// on graphql-transport-ws, ka on the legacy protocol); several times per
+// second (and per interval) its watchdog disconnects clients that must
+// answer keepalives and sent nothing, not even the pong, for
+// silentIntervals intervals, and clients whose pending write is stuck. One
+// goroutine serves all connections, instead of tickers and deadlines per
+// connection.
 type keepalive struct {
-	t        *Transport
-	interval time.Duration
-	done     chan struct{}
-	once     sync.Once
-	wg       sync.WaitGroup
+	transport *Transport
+	interval  time.Duration
+	done      chan struct{}  // closed by stop
+	stopOnce  sync.Once      // closes done
+	running   sync.WaitGroup // the goroutine (run)
 }
 
-var pingFrame = []byte(`{"type":"ping"}`)
-
+// newKeepalive starts the keepalive of t's connections, every interval,
+// until stop.
 func newKeepalive(t *Transport, interval time.Duration) *keepalive {
-	k := &keepalive{t: t, interval: interval, done: make(chan struct{})}
-	k.wg.Add(1)
+	k := &keepalive{transport: t, interval: interval, done: make(chan struct{})}
+	k.running.Add(1)
 	go k.run()
 	return k
 }
 
+// run is the keepalive's goroutine: it sends the keepalives and runs the
+// watchdog until stop.
 func (k *keepalive) run() {
-	defer k.wg.Done()
+	defer k.running.Done()
 	tick := time.NewTicker(k.interval)
 	defer tick.Stop()
-	timeout := k.t.opts.WriteTimeout
+	timeout := k.transport.opts.WriteTimeout
 	watch := time.NewTicker(min(timeout/4, k.interval/5, time.Second))
 	defer watch.Stop()
 	for {
@@ -57,50 +60,49 @@ const silentIntervals = 1.4
 // watch closes, with 1013, every connection whose current write has been
 // blocked for longer than timeout: the client stopped reading (closing the
 // socket is what unblocks the writer); with 4403, every connection whose
-// token has expired; and with 1001 every graphql-transport-ws client that
-// has been silent too long.
+// token has expired; and with 1001 every client that must answer
+// keepalives (graphql-transport-ws) and has been silent too long.
 func (k *keepalive) watch(now time.Time, timeout time.Duration) {
 	writeLimit := now.Add(-timeout).UnixNano()
 	silentSince := now.Add(-time.Duration(silentIntervals * float64(k.interval))).UnixNano()
-	for _, c := range k.t.snapshot() {
+	for _, c := range k.transport.snapshot() {
 		switch {
 		case c.closed.Load():
 		case c.writingSince.Load() != 0 && c.writingSince.Load() < writeLimit:
 			go c.close(CloseTryAgainLater, "Slow consumer")
 		case c.expires.Load() != 0 && c.expires.Load() <= now.UnixNano():
 			go c.close(CloseForbidden, "Token expired")
-		case c.proto == TransportWS && c.acked.Load() && c.lastRead.Load() < silentSince:
+		case c.proto.dropsSilentClients() && c.acked.Load() && c.lastRead.Load() < silentSince:
 			go c.close(CloseGoingAway, "Keepalive timeout")
 		}
 	}
 }
 
-// round sends every initialised connection its keepalive.
+// round sends every initialised connection its keepalive frame, without
+// waiting for any of them.
 func (k *keepalive) round() {
-	for _, c := range k.t.snapshot() {
+	for _, c := range k.transport.snapshot() {
 		if !c.acked.Load() || c.closed.Load() {
 			continue
 		}
 		// Never wait for a connection busy writing: skip its ping this round
 		// and do not count the round against it (a writer that is stuck on
 		// a vanished client is the write watchdog's to catch).
-		if !c.wmu.TryLock() {
+		if !c.writeMu.TryLock() {
 			c.lastRead.Store(max(c.lastRead.Load(), time.Now().Add(-k.interval).UnixNano()))
 			continue
 		}
 		if !c.closed.Load() {
-			frame := kaFrame
-			if c.proto == TransportWS {
-				frame = pingFrame
-			}
-			c.sendFramed(frame) // never waits for one client
+			c.sendFramed(c.proto.keepaliveFrame()) // never waits for one client
 		}
-		c.wmu.Unlock()
+		c.writeMu.Unlock()
 		c.flushIfPending()
 	}
 }
 
+// stop stops the keepalive and waits for its goroutine to end. It may be
+// called more than once.
 func (k *keepalive) stop() {
-	k.once.Do(func() { close(k.done) })
-	k.wg.Wait()
+	k.stopOnce.Do(func() { close(k.done) })
+	k.running.Wait()
 }

@@ -39,14 +39,15 @@ type frameConn struct {
 	// agreed to permessage-deflate: gorilla decides and writes it, and this
 	// is where the decision can be seen.
 	deflate    bool
-	handshaken bool
+	handshaken bool // the handshake's response has been written
 
-	hdr   [14]byte // the frame header read so far
-	hn    int      // bytes of hdr filled
-	hneed int      // the header's length, once its first two bytes are known
-	left  int64    // bytes of the current frame still to hand out after its header
+	header     [14]byte // the frame header read so far
+	headerRead int      // bytes of header filled
+	headerLen  int      // the header's length, once its first two bytes are known
+	frameLeft  int64    // bytes of the current frame still to hand out after its header
 }
 
+// newFrameConn wraps c, with the raw socket under it when it has one.
 func newFrameConn(c net.Conn) *frameConn {
 	fc := &frameConn{Conn: c}
 	if sc, ok := c.(syscall.Conn); ok {
@@ -62,33 +63,33 @@ func (fc *frameConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if fc.left > 0 {
-		n, err := fc.Conn.Read(p[:min(int64(len(p)), fc.left)])
-		fc.left -= int64(n)
+	if fc.frameLeft > 0 {
+		n, err := fc.Conn.Read(p[:min(int64(len(p)), fc.frameLeft)])
+		fc.frameLeft -= int64(n)
 		return n, err
 	}
-	want := 2 - fc.hn
-	if fc.hn >= 2 {
-		want = fc.hneed - fc.hn
+	want := 2 - fc.headerRead
+	if fc.headerRead >= 2 {
+		want = fc.headerLen - fc.headerRead
 	}
 	n, err := fc.Conn.Read(p[:min(len(p), want)])
-	copy(fc.hdr[fc.hn:], p[:n])
-	fc.hn += n
-	if fc.hn == 2 {
-		fc.hneed = 2 + extLen(fc.hdr[1]&0x7f)
-		if fc.hdr[1]&0x80 != 0 {
-			fc.hneed += 4 // masking key
+	copy(fc.header[fc.headerRead:], p[:n])
+	fc.headerRead += n
+	if fc.headerRead == 2 {
+		fc.headerLen = 2 + extLen(fc.header[1]&0x7f)
+		if fc.header[1]&0x80 != 0 {
+			fc.headerLen += 4 // masking key
 		}
-		if fc.hdr[1]&0x7f < 126 {
+		if fc.header[1]&0x7f < 126 {
 			// The length is known already: header rest and payload together.
-			fc.left = int64(fc.hneed-2) + int64(fc.hdr[1]&0x7f)
-			fc.hn = 0
+			fc.frameLeft = int64(fc.headerLen-2) + int64(fc.header[1]&0x7f)
+			fc.headerRead = 0
 			return n, err
 		}
 	}
-	if fc.hn >= 2 && fc.hn == fc.hneed {
-		fc.left = payloadLen(fc.hdr[:fc.hn])
-		fc.hn = 0
+	if fc.headerRead >= 2 && fc.headerRead == fc.headerLen {
+		fc.frameLeft = payloadLen(fc.header[:fc.headerRead])
+		fc.headerRead = 0
 	}
 	return n, err
 }
@@ -120,8 +121,10 @@ func (fc *frameConn) trySend(p []byte) (int, error) {
 }
 
 // atBoundary reports whether the next byte on the socket starts a frame.
-func (fc *frameConn) atBoundary() bool { return fc.hn == 0 && fc.left == 0 }
+func (fc *frameConn) atBoundary() bool { return fc.headerRead == 0 && fc.frameLeft == 0 }
 
+// extLen is the length of the extended payload length that follows a
+// frame header's 7-bit length b: 2 bytes for 126, 8 for 127, none below.
 func extLen(b byte) int {
 	switch b {
 	case 126:
@@ -157,14 +160,16 @@ func (fc *frameConn) waitReadable() bool {
 // hijacker hands gorilla's Upgrader a frameConn instead of the bare socket.
 type hijacker struct {
 	http.ResponseWriter
-	fc *frameConn
+	socket *frameConn // the hijacked socket, once Hijack has been called
 }
 
+// Hijack takes over the connection as http.Hijacker does, wrapped in a
+// frameConn.
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	h.fc = newFrameConn(nc)
-	return h.fc, brw, nil
+	h.socket = newFrameConn(nc)
+	return h.socket, brw, nil
 }

@@ -48,8 +48,8 @@ func TestFrameConnStopsAtFrameBoundaries(t *testing.T) {
 			// once exactly when the client has sent more (it sends every
 			// message before reading any answer), and everything it sent is
 			// still on the socket, not in gorilla's buffer.
-			boundary := hj.fc.atBoundary()
-			pending := boundary && i < len(sizes)-1 && hj.fc.waitReadable()
+			boundary := hj.socket.atBoundary()
+			pending := boundary && i < len(sizes)-1 && hj.socket.waitReadable()
 			results <- result{data: data, boundary: boundary, pending: pending}
 		}
 	}))
@@ -146,6 +146,7 @@ type trickle struct {
 	data []byte
 }
 
+// Read returns the next byte, or io.EOF after the last.
 func (c *trickle) Read(p []byte) (int, error) {
 	if len(c.data) == 0 {
 		return 0, io.EOF

@@ -26,7 +26,7 @@ import (
 // up costs no goroutine and no timer per event, and one that does not never
 // holds up the others.
 //
-// Every write holds wmu, and pending bytes always go out before anything
+// Every write holds writeMu, and pending bytes always go out before anything
 // else, so frames never interleave. A blocking write is watched by the
 // keepalive's watchdog (writingSince), which disconnects a client that stops
 // reading with 1013.
@@ -65,39 +65,44 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 // framer assembles one frame in a pooled buffer, leaving room for the
 // header in front of the payload.
 type framer struct {
-	bp *[]byte
-	b  []byte
+	pooled *[]byte // the buffer as the pool holds it
+	buf    []byte  // maxFrameHeader bytes of room for the header, then the payload so far
 }
 
+// newFramer returns a framer with an empty payload, on a buffer from the
+// pool; release gives the buffer back.
 func newFramer() framer {
-	bp := scratch.Get().(*[]byte)
-	return framer{bp: bp, b: append((*bp)[:0], make([]byte, maxFrameHeader)...)}
+	pooled := scratch.Get().(*[]byte)
+	return framer{pooled: pooled, buf: append((*pooled)[:0], make([]byte, maxFrameHeader)...)}
 }
 
-func (f *framer) append(p []byte) { f.b = append(f.b, p...) }
+// append appends p to the frame's payload.
+func (f *framer) append(p []byte) { f.buf = append(f.buf, p...) }
 
 // frame returns the finished frame (valid until release).
 func (f *framer) frame(opcode byte) []byte {
-	h := frameHeader(f.b[:maxFrameHeader], opcode, len(f.b)-maxFrameHeader)
-	return f.b[maxFrameHeader-len(h):]
+	h := frameHeader(f.buf[:maxFrameHeader], opcode, len(f.buf)-maxFrameHeader)
+	return f.buf[maxFrameHeader-len(h):]
 }
 
+// release returns the buffer to the pool (unless it grew past 64 KiB); the
+// framer and its frame must not be used after.
 func (f *framer) release() {
-	if cap(f.b) <= 64<<10 {
-		*f.bp = f.b
-		scratch.Put(f.bp)
+	if cap(f.buf) <= 64<<10 {
+		*f.pooled = f.buf
+		scratch.Put(f.pooled)
 	}
 }
 
 // sendLocked writes a whole frame as far as the socket takes it without
 // blocking and keeps the rest in c.pending. It reports false once the
-// connection is closed or broken. Called with wmu held.
+// connection is closed or broken. Called with writeMu held.
 func (c *conn) sendLocked(frame []byte) bool {
 	if c.broken {
 		return false
 	}
 	if len(c.pending) == 0 {
-		n, err := c.fc.trySend(frame)
+		n, err := c.socket.trySend(frame)
 		if err != nil {
 			c.broken = true
 			go c.close(CloseTryAgainLater, "Slow consumer") // the caller may hold a group's lock
@@ -113,7 +118,7 @@ func (c *conn) sendLocked(frame []byte) bool {
 
 // drainLocked writes the pending bytes, blocking until the client has taken
 // them (the watchdog disconnects it when that takes too long). Called with
-// wmu held.
+// writeMu held.
 func (c *conn) drainLocked() bool {
 	if c.broken {
 		return false
@@ -122,12 +127,12 @@ func (c *conn) drainLocked() bool {
 		return true
 	}
 	c.writingSince.Store(time.Now().UnixNano())
-	_, err := c.fc.Conn.Write(c.pending)
+	_, err := c.socket.Conn.Write(c.pending)
 	c.writingSince.Store(0)
 	c.pending = nil
 	if err != nil {
 		c.broken = true
-		go c.close(CloseTryAgainLater, "Slow consumer") // wmu is held
+		go c.close(CloseTryAgainLater, "Slow consumer") // writeMu is held
 		return false
 	}
 	return true
@@ -145,32 +150,40 @@ func (c *conn) writeLocked(payload []byte) bool {
 // disconnected with 1013 and resumes with after when it comes back.
 func (c *conn) writeResult(ctx context.Context, op *operation, payload []byte) bool {
 	r := sharedResult{json: payload}
-	if c.fc.deflate && len(payload) >= compressMin {
+	if c.socket.deflate && len(payload) >= compressMin {
 		// The same result often goes to many connections one by one (a
 		// latest-value stream's new state): compressed once for all.
-		r.tail = c.t.tails.tail(payload)
+		r.tail = c.transport.tails.tail(payload)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	if c.closed.Load() || ctx.Err() != nil {
 		return false
 	}
-	c.t.framesWritten.Add(1)
-	return c.writeQueued(outFrame{op: op, result: &r}) && c.drainLocked()
+	c.transport.framesWritten.Add(1)
+	return c.writeQueued(queuedFrame{op: op, result: &r}) && c.drainLocked()
+}
+
+// queuedFrame is a frame waiting in a connection's queue: one of an
+// operation's results, or its complete.
+type queuedFrame struct {
+	op       *operation
+	result   *sharedResult // the result, unless complete
+	complete bool
 }
 
 // flushIfPending starts the flusher when bytes are pending and none runs.
 func (c *conn) flushIfPending() {
-	c.wmu.Lock()
+	c.writeMu.Lock()
 	pending := len(c.pending) > 0
-	c.wmu.Unlock()
+	c.writeMu.Unlock()
 	if !pending {
 		return
 	}
-	c.qmu.Lock()
-	start := !c.writing
-	c.writing = true
-	c.qmu.Unlock()
+	c.queueMu.Lock()
+	start := !c.flushing
+	c.flushing = true
+	c.queueMu.Unlock()
 	if start {
 		go c.flush()
 	}
@@ -181,31 +194,31 @@ func (c *conn) flushIfPending() {
 // once (without blocking); otherwise it joins the connection's queue for
 // the flusher. A client that lets MaxQueue frames pile up is disconnected
 // with 1013 (it comes back and resumes with after).
-func (c *conn) enqueue(f outFrame) {
-	c.qmu.Lock()
+func (c *conn) enqueue(f queuedFrame) {
+	c.queueMu.Lock()
 	if c.closed.Load() {
-		c.qmu.Unlock()
+		c.queueMu.Unlock()
 		return
 	}
-	if !c.writing && c.wmu.TryLock() {
-		c.qmu.Unlock()
+	if !c.flushing && c.writeMu.TryLock() {
+		c.queueMu.Unlock()
 		c.writeQueued(f)
 		pending := len(c.pending) > 0
-		c.wmu.Unlock()
+		c.writeMu.Unlock()
 		if pending {
 			c.flushIfPending()
 		}
 		return
 	}
-	if len(c.queue) >= c.t.opts.MaxQueue {
-		c.qmu.Unlock()
+	if len(c.queue) >= c.transport.opts.MaxQueue {
+		c.queueMu.Unlock()
 		go c.close(CloseTryAgainLater, "Slow consumer") // the caller holds a group's lock
 		return
 	}
 	c.queue = append(c.queue, f)
-	start := !c.writing
-	c.writing = true
-	c.qmu.Unlock()
+	start := !c.flushing
+	c.flushing = true
+	c.queueMu.Unlock()
 	if start {
 		go c.flush()
 	}
@@ -216,22 +229,22 @@ func (c *conn) enqueue(f outFrame) {
 // left.
 func (c *conn) flush() {
 	for {
-		c.wmu.Lock()
+		c.writeMu.Lock()
 		if !c.drainLocked() {
-			c.wmu.Unlock()
+			c.writeMu.Unlock()
 			c.stopFlushing()
 			return
 		}
-		c.qmu.Lock()
+		c.queueMu.Lock()
 		batch := c.queue
 		if len(batch) == 0 {
-			c.writing = false
-			c.qmu.Unlock()
-			c.wmu.Unlock()
+			c.flushing = false
+			c.queueMu.Unlock()
+			c.writeMu.Unlock()
 			return
 		}
-		c.queue, c.spare = c.spare[:0], nil
-		c.qmu.Unlock()
+		c.queue, c.spareQueue = c.spareQueue[:0], nil
+		c.queueMu.Unlock()
 		for _, f := range batch {
 			if c.closed.Load() {
 				break
@@ -240,28 +253,28 @@ func (c *conn) flush() {
 				break
 			}
 		}
-		c.wmu.Unlock()
+		c.writeMu.Unlock()
 		clear(batch)
-		c.qmu.Lock()
-		c.spare = batch[:0]
-		c.qmu.Unlock()
+		c.queueMu.Lock()
+		c.spareQueue = batch[:0]
+		c.queueMu.Unlock()
 	}
 }
 
 // stopFlushing drops the queue of a connection that can no longer be
 // written to.
 func (c *conn) stopFlushing() {
-	c.qmu.Lock()
+	c.queueMu.Lock()
 	clear(c.queue)
 	c.queue = c.queue[:0]
-	c.writing = false
-	c.qmu.Unlock()
+	c.flushing = false
+	c.queueMu.Unlock()
 }
 
 // writeQueued sends one queued frame without blocking: an operation's
 // result is assembled from the group's prepared payload with the
-// operation's id spliced in. Called with wmu held.
-func (c *conn) writeQueued(f outFrame) bool {
+// operation's id spliced in. Called with writeMu held.
+func (c *conn) writeQueued(f queuedFrame) bool {
 	if f.op.ended.Load() {
 		return true
 	}
@@ -270,21 +283,18 @@ func (c *conn) writeQueued(f outFrame) bool {
 	}
 	fr := newFramer()
 	defer fr.release()
-	prefix := nextPrefix
-	if c.proto != TransportWS {
-		prefix = dataPrefix
-	}
-	if n := len(prefix) + len(f.op.idJS) + len(payloadInfix); c.fc.deflate && f.result.tail != nil && n <= maxStored {
+	head := c.proto.resultHead()
+	if n := len(head) + len(f.op.idJSON) + len(payloadInfix); c.socket.deflate && f.result.tail != nil && n <= maxStored {
 		// The head, stored as is, then the result compressed once for all.
-		fr.b = appendStoredHeader(fr.b, n)
-		fr.append(prefix)
-		fr.append(f.op.idJS)
+		fr.buf = appendStoredHeader(fr.buf, n)
+		fr.append(head)
+		fr.append(f.op.idJSON)
 		fr.append(payloadInfix)
 		fr.append(f.result.tail)
 		return c.sendLocked(fr.frame(opText | rsv1))
 	}
-	fr.append(prefix)
-	fr.append(f.op.idJS)
+	fr.append(head)
+	fr.append(f.op.idJSON)
 	fr.append(payloadInfix)
 	fr.append(f.result.json)
 	fr.append(frameSuffix)
@@ -293,26 +303,19 @@ func (c *conn) writeQueued(f outFrame) bool {
 
 // sendFramed sends a text frame without blocking: what the socket does not
 // take waits in c.pending (for drainLocked, or for the flusher, which
-// flushIfPending starts once wmu is released). Called with wmu held.
+// flushIfPending starts once writeMu is released). Called with writeMu held.
 func (c *conn) sendFramed(payload []byte) bool {
 	f := newFramer()
 	defer f.release()
 	return c.sendLocked(f.frame(c.appendText(&f, payload)))
 }
 
-var (
-	nextPrefix   = []byte(`{"type":"next","id":`)
-	dataPrefix   = []byte(`{"type":"data","id":`)
-	payloadInfix = []byte(`,"payload":`)
-	frameSuffix  = []byte(`}`)
-)
-
 // writeExternal is how gorilla's own writes (the pong to a ping frame, the
 // close frame after a protocol error) reach the socket: after whatever is
 // pending, blocking like any other waiting write.
 func (c *conn) writeExternal(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	if c.broken {
 		return 0, net.ErrClosed
 	}
@@ -327,9 +330,9 @@ func (c *conn) writeExternal(p []byte) (int, error) {
 // not read is cut short: the socket's write deadline, a second from now,
 // bounds it and this write alike.
 func (c *conn) writeClose(code int, reason string) {
-	_ = c.fc.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	_ = c.socket.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	if c.broken {
 		return
 	}

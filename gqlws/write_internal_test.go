@@ -1,0 +1,105 @@
+package gqlws
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// benchConn returns a connection speaking proto over a loopback socket whose
+// peer reads and discards everything, with permessage-deflate when deflate.
+func benchConn(b *testing.B, proto string, deflate bool) *conn {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(b, err)
+	server, err := ln.Accept()
+	require.NoError(b, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(io.Discard, client)
+	}()
+	t := New(Options{Compression: deflate})
+	b.Cleanup(func() {
+		t.Shutdown()
+		_ = server.Close()
+		_ = client.Close()
+		<-done
+	})
+	fc := newFrameConn(server)
+	fc.deflate = deflate
+	return benchConnOver(t, fc, proto)
+}
+
+// benchPayload is a result of about size bytes.
+func benchPayload(size int) []byte {
+	return []byte(`{"data":{"statusPosted":{"id":"12345","text":"` + strings.Repeat("word ", size/5) + `"}}}`)
+}
+
+// BenchmarkDeliverShared is a group's per-member cost of one event: the
+// member's frame assembled around the shared result and written to its
+// socket. Its only allocations are the non-blocking write's (trySendRaw's
+// closure over its results).
+func BenchmarkDeliverShared(b *testing.B) {
+	for _, proto := range []string{TransportWS, LegacyWS} {
+		for _, deflate := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/deflate=%t", proto, deflate), func(b *testing.B) {
+				c := benchConn(b, proto, deflate)
+				op := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1")}
+				result := newSharedResult(benchPayload(400), deflate)
+				b.ReportAllocs()
+				for b.Loop() {
+					c.enqueue(queuedFrame{op: op, result: result})
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkWritePrivate is the cost of one result of an operation executed
+// for its connection alone, once encoded.
+func BenchmarkWritePrivate(b *testing.B) {
+	for _, proto := range []string{TransportWS, LegacyWS} {
+		for _, deflate := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/deflate=%t", proto, deflate), func(b *testing.B) {
+				c := benchConn(b, proto, deflate)
+				op := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1")}
+				payload := benchPayload(400)
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					c.writeResult(ctx, op, payload)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkKeepaliveFrame is the cost of one keepalive frame.
+func BenchmarkKeepaliveFrame(b *testing.B) {
+	for _, proto := range []string{TransportWS, LegacyWS} {
+		b.Run(proto, func(b *testing.B) {
+			c := benchConn(b, proto, false)
+			k := &keepalive{transport: c.transport}
+			c.acked.Store(true)
+			c.lastRead.Store(time.Now().Add(time.Hour).UnixNano()) // never silent for the watchdog
+			c.transport.connsMu.Lock()
+			c.transport.conns[c] = struct{}{}
+			c.transport.connsMu.Unlock()
+			b.Cleanup(func() { c.transport.forget(c) }) // before Shutdown, which would close it
+			b.ReportAllocs()
+			for b.Loop() {
+				k.round()
+			}
+		})
+	}
+}

@@ -3,11 +3,11 @@
 // the unread count (a latest-value stream).
 //
 // Every notification is one event of a single durable stream; a user's
-// inbox is the part addressed to them or to everyone (store.InInbox), and
-// each subscription keeps only its own. Unread counts change on new
-// notifications and on reads in any tab: the change is announced on the
-// broker (payload: a user id, or "*" for everyone) and every replica
-// recounts for its watchers.
+// inbox is the part addressed to them or to everyone
+// (models.Notification.InInbox), and each subscription keeps only its own.
+// Unread counts change on new notifications and on reads in any tab: the
+// change is announced on the broker (payload: a user id, or "*" for
+// everyone) and every replica recounts for its watchers.
 package notify
 
 import (
@@ -42,7 +42,7 @@ type Service struct {
 }
 
 // inbox identifies a user's inbox: what counting it needs (see
-// store.InInbox), in a comparable key.
+// models.Notification.InInbox), in a comparable key.
 type inbox struct {
 	userID      int64
 	createdNano int64
@@ -114,7 +114,7 @@ func (s *Service) Send(ctx context.Context, in *models.NotificationInput) (*mode
 // stream.Feed.Subscribe for after).
 func (s *Service) Subscribe(ctx context.Context, u *models.User, after *int64) (<-chan *models.Notification, error) {
 	return s.feed.SubscribeWhere(ctx, models.NotificationStream, after, func(n *models.Notification) bool {
-		return store.InInbox(n, u)
+		return n.InInbox(u)
 	})
 }
 

@@ -27,6 +27,16 @@ import (
 // unreadTopic is the broker topic of unread-count changes.
 const unreadTopic = "notifications.unread"
 
+// Options tune a Service. Zero values take the defaults.
+type Options struct {
+	// Stream tunes the notification stream (its Log defaults to Log).
+	Stream stream.Options
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Log receives warnings.
+	Log *slog.Logger
+}
+
 // Service sends notifications and serves inboxes.
 type Service struct {
 	db     *store.DB
@@ -54,15 +64,20 @@ func (in inbox) user() *models.User {
 	return &models.User{ID: in.userID, CreatedAt: time.Unix(0, in.createdNano).UTC()}
 }
 
-// New returns a Service; Start runs its background work.
-func New(db *store.DB, feed *stream.Feed[*models.Notification], broker pubsub.Broker, now func() time.Time, log *slog.Logger) *Service {
-	if now == nil {
-		now = time.Now
+// New returns a Service over the notification stream of db, announced on
+// broker; Start runs its background work.
+func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{db: db, feed: feed, broker: broker, now: now, log: log, done: make(chan struct{})}
+	if opts.Stream.Log == nil {
+		opts.Stream.Log = opts.Log
+	}
+	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, opts.Stream)
+	return &Service{db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, done: make(chan struct{})}
 }
 
 // Start follows unread-count announcements until Close.
@@ -73,10 +88,11 @@ func (s *Service) Start(ctx context.Context) {
 	go s.follow(ctx, sub)
 }
 
-// Close stops the background work.
+// Close stops the background work and ends every subscription.
 func (s *Service) Close() {
 	close(s.done)
 	s.wg.Wait()
+	_ = s.feed.Close() // never fails
 }
 
 // Send validates, stores and delivers a notification: to user in.UserID, or
@@ -116,6 +132,18 @@ func (s *Service) Subscribe(ctx context.Context, u *models.User, after *int64) (
 	return s.feed.SubscribeWhere(ctx, models.NotificationStream, after, func(n *models.Notification) bool {
 		return n.InInbox(u)
 	})
+}
+
+// Inbox returns up to limit notifications of u's inbox with an ID below
+// before (any when 0), newest first, each with whether u has read it; only
+// unread ones with unreadOnly.
+func (s *Service) Inbox(ctx context.Context, u *models.User, unreadOnly bool, before int64, limit int) ([]*models.Notification, error) {
+	return s.db.Notifications(ctx, u, unreadOnly, before, limit)
+}
+
+// Unread counts the unread notifications of u's inbox.
+func (s *Service) Unread(ctx context.Context, u *models.User) (int, error) {
+	return s.db.UnreadNotifications(ctx, u)
 }
 
 // MarkRead marks one notification of u's inbox read.

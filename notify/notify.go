@@ -11,6 +11,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"strconv"
@@ -73,9 +74,7 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	if opts.Stream.Log == nil {
-		opts.Stream.Log = opts.Log
-	}
+	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
 	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, opts.Stream)
 	return &Service{db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, done: make(chan struct{})}
 }

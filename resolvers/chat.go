@@ -73,13 +73,13 @@ func (r *Resolver) roomChanged(ctx context.Context, room *models.Room) {
 		r.Chat.RoomChanged(ctx, room.ID)
 		return
 	}
-	members, err := r.DB.RoomMembers(ctx, room.ID)
+	members, err := r.DB.RoomMembers(ctx, []int64{room.ID})
 	if err != nil {
 		r.Log.WarnContext(ctx, "room list change not announced", "room", room.ID, "err", err)
 		return
 	}
-	ids := make([]int64, len(members))
-	for i, u := range members {
+	ids := make([]int64, len(members[room.ID]))
+	for i, u := range members[room.ID] {
 		ids[i] = u.ID
 	}
 	r.Chat.RoomChanged(ctx, room.ID, ids...)

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/99designs/gqlgen/graphql"
-
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/models"
 )
@@ -103,11 +101,4 @@ func relayPage[T, E any](items []T, n int, kind string, pos func(T) int64, edge 
 		info.StartCursor, info.EndCursor = cursorOf(edges[0]), cursorOf(edges[len(edges)-1])
 	}
 	return edges, info
-}
-
-// selects reports whether the current field's selection asks for field
-// (directly, or through fragments), so that a list resolver loads it for
-// every item at once only when it is wanted.
-func selects(ctx context.Context, field string) bool {
-	return slices.Contains(graphql.CollectAllFields(ctx), field)
 }

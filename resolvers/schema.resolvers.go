@@ -14,7 +14,6 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/models"
-	"github.com/switchboardhq/switchboard/store"
 )
 
 // SignIn is the resolver for the signIn field.
@@ -244,30 +243,7 @@ func (r *queryResolver) Statuses(ctx context.Context, first *int, after *string)
 
 // Rooms is the resolver for the rooms field.
 func (r *queryResolver) Rooms(ctx context.Context) ([]*models.Room, error) {
-	rooms, err := r.DB.RoomsFor(ctx, callerID(ctx))
-	if err != nil || callerID(ctx) == 0 {
-		return rooms, err
-	}
-	// The unread counts of the whole list in one query, not one per room.
-	me := callerID(ctx)
-	ids := make([]int64, len(rooms))
-	for i, room := range rooms {
-		ids[i] = room.ID
-	}
-	counts, err := r.DB.UnreadCounts(ctx, ids, []int64{me})
-	if err != nil {
-		return nil, err
-	}
-	for _, room := range rooms {
-		n := counts[store.RoomUser{Room: room.ID, User: me}]
-		room.Unread = &n
-	}
-	if selects(ctx, "lastMessage") {
-		if err := r.DB.LoadLastMessages(ctx, rooms); err != nil {
-			return nil, err
-		}
-	}
-	return rooms, nil
+	return r.DB.RoomsFor(ctx, callerID(ctx))
 }
 
 // Room is the resolver for the room field.
@@ -409,10 +385,7 @@ func (r *roomResolver) Name(ctx context.Context, obj *models.Room) (string, erro
 	if !obj.Direct {
 		return obj.Name, nil
 	}
-	if obj.Peer != nil {
-		return obj.Peer.Name, nil
-	}
-	members, err := r.DB.RoomMembers(ctx, obj.ID)
+	members, _, err := r.loaders().members.Load(ctx, obj.ID)
 	if err != nil {
 		return "", err
 	}
@@ -430,7 +403,8 @@ func (r *roomResolver) Members(ctx context.Context, obj *models.Room) ([]*models
 	if !obj.Direct {
 		return []*models.User{}, nil
 	}
-	return r.DB.RoomMembers(ctx, obj.ID)
+	members, _, err := r.loaders().members.Load(ctx, obj.ID)
+	return members, err
 }
 
 // UnreadCount is the resolver for the unreadCount field.
@@ -438,18 +412,12 @@ func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, 
 	if callerID(ctx) == 0 {
 		return 0, nil
 	}
-	if obj.Unread != nil {
-		return *obj.Unread, nil
-	}
-	n, _, err := r.loaders().unread.Load(ctx, store.RoomUser{Room: obj.ID, User: callerID(ctx)})
+	n, _, err := r.loaders().unread.Load(ctx, models.RoomUser{Room: obj.ID, User: callerID(ctx)})
 	return n, err
 }
 
 // LastMessage is the resolver for the lastMessage field.
 func (r *roomResolver) LastMessage(ctx context.Context, obj *models.Room) (*models.Message, error) {
-	if obj.LastLoaded {
-		return obj.Last, nil
-	}
 	m, _, err := r.loaders().last.Load(ctx, obj.ID)
 	return m, err
 }

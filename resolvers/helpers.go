@@ -71,11 +71,7 @@ func (r *Resolver) currentUser(ctx context.Context) (*models.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := r.DB.User(ctx, p.User.ID)
-	if models.ErrorCode(err) == models.NotFound {
-		return nil, models.Errorf(models.Unauthenticated, "the user of this token no longer exists; sign in again")
-	}
-	return u, err
+	return r.Accounts.Current(ctx, p)
 }
 
 // relayPage turns items, fetched one beyond the page size n, into a relay

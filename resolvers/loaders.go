@@ -36,9 +36,9 @@ const (
 func (r *Resolver) loaders() *loaders {
 	r.loadersOnce.Do(func() {
 		r.batch = &loaders{
-			rooms:   batch.New(batchWait, batchTimeout, r.DB.Rooms),
-			members: batch.New(batchWait, batchTimeout, r.DB.RoomMembers),
-			last:    batch.New(batchWait, batchTimeout, r.DB.LastMessages),
+			rooms:   batch.New(batchWait, batchTimeout, r.Chat.Rooms),
+			members: batch.New(batchWait, batchTimeout, r.Chat.Members),
+			last:    batch.New(batchWait, batchTimeout, r.Chat.LastMessages),
 			unread: batch.New(batchWait, batchTimeout, func(ctx context.Context, keys []models.RoomUser) (map[models.RoomUser]int, error) {
 				// A batch is one room's watchers or one user's rooms: the
 				// cross product of its rooms and users is hardly larger.
@@ -46,26 +46,28 @@ func (r *Resolver) loaders() *loaders {
 				for _, k := range keys {
 					rooms[k.Room], users[k.User] = true, true
 				}
-				return r.DB.UnreadCounts(ctx, slices.Collect(maps.Keys(rooms)), slices.Collect(maps.Keys(users)))
+				return r.Chat.UnreadCounts(ctx, slices.Collect(maps.Keys(rooms)), slices.Collect(maps.Keys(users)))
 			}),
 		}
 	})
 	return r.batch
 }
 
-// watchedRoom is store.RoomFor for a room-list watcher: a public room's row
+// watchedRoom is room id as me sees it, for a room-list watcher: the row
 // comes from a batch shared with the other watchers (read only, by every
-// one of them); a direct room, which only its two members watch, is read as
-// usual.
-func (r *Resolver) watchedRoom(ctx context.Context, id, userID int64) (*models.Room, error) {
+// one of them), and a direct room is checked as usual (see
+// chat.Service.Visible).
+func (r *Resolver) watchedRoom(ctx context.Context, id int64, me *models.User) (*models.Room, error) {
 	room, ok, err := r.loaders().rooms.Load(ctx, id)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
-	case !ok:
-		return nil, models.Errorf(models.NotFound, "room %d not found", id)
-	case room.Direct:
-		return r.DB.RoomFor(ctx, id, userID)
 	}
-	return room, nil
+	if !ok {
+		return nil, models.Errorf(models.NotFound, "room %d not found", id)
+	}
+	v, err := r.Chat.Visible(ctx, room, me)
+	if err != nil {
+		return nil, err
+	}
+	return v.Room(), nil
 }

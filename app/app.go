@@ -18,11 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboardhq/switchboard/accounts"
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/kpi"
-	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
@@ -30,8 +30,8 @@ import (
 	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/ratelimit/redisrate"
 	"github.com/switchboardhq/switchboard/resolvers"
+	"github.com/switchboardhq/switchboard/statuses"
 	"github.com/switchboardhq/switchboard/store"
-	"github.com/switchboardhq/switchboard/stream"
 )
 
 // guestTokenTTL is how long a guest sign-in lasts.
@@ -101,7 +101,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	res := s.startServices(db, tokens, broker, rc)
+	svc := s.startServices(db, tokens, broker, rc)
 	s.ws = newWebsocket(cfg, s.log, tokens, s.metrics)
 	s.closers = append(s.closers, s.ws.Shutdown)
 	ln, err := s.listen()
@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 		return nil, err
 	}
 	s.http = &http.Server{
-		Handler:           newHandler(cfg, s.log, res, s.ws, broker, s.metrics, &s.draining),
+		Handler:           newHandler(cfg, s.log, svc, tokens, s.ws, broker, s.metrics, &s.draining),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -160,26 +160,37 @@ func (s *Server) close() {
 	s.closers = nil
 }
 
-// startServices starts the durable streams and the chat, notification and
-// KPI services, and returns the resolvers over them. Their background work
-// lasts until the server closes. With Redis (rc not nil) the per-user rate
-// limits are kept there.
-func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.Broker, rc *redisConn) *resolvers.Resolver {
+// services are what startServices built: the resolvers over the live
+// services, and what the health checks and the metrics read besides (the
+// database, the per-user rate limits).
+type services struct {
+	res                                 *resolvers.Resolver
+	db                                  *store.DB
+	messageRate, typingRate, statusRate *ratelimit.Keyed
+}
+
+// startServices starts the account, status, chat, notification and KPI
+// services with their rate limits, and returns them with the resolvers
+// over them. Their background work lasts until the server closes. With
+// Redis (rc not nil) the per-user rate limits are kept there, shared by
+// every replica.
+func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.Broker, rc *redisConn) *services {
 	cfg, log := s.cfg, s.log
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	defers := func(f func() error) { s.closers = append(s.closers, func() { _ = f() }) }
+	svc := &services{
+		db:          db,
+		messageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
+		typingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
+		statusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
+	}
 
-	statuses := stream.New(db.StatusLog(), broker, func(st *models.Status) int64 { return st.ID }, stream.Options{Log: log})
-	defers(statuses.Close)
-	messages := stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, stream.Options{Log: log})
-	defers(messages.Close)
-	chatState := chat.NewHub(broker, 0, chat.DefaultLeaveGrace, log)
-	chatState.Start(ctx)
-	s.closers = append(s.closers, chatState.Close)
-	notifications := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{Log: log})
-	defers(notifications.Close)
-	inbox := notify.New(db, notifications, broker, nil, log)
+	statusFeed := statuses.New(db, broker, statuses.Options{RateLimit: svc.statusRate, Log: log})
+	s.closers = append(s.closers, statusFeed.Close)
+	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, Log: log})
+	rooms.Start(ctx)
+	s.closers = append(s.closers, rooms.Close)
+	inbox := notify.New(db, broker, notify.Options{Log: log})
 	inbox.Start(ctx)
 	s.closers = append(s.closers, inbox.Close)
 	kpis := kpi.New(db, broker, kpi.Options{DashboardInterval: cfg.DashboardInterval, Retention: cfg.KPIRetention, Log: log})
@@ -188,13 +199,9 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 	if cfg.DemoFeed {
 		kpis.StartDemo(ctx, demoFeedInterval)
 	}
-
-	res := &resolvers.Resolver{
-		DB: db, Tokens: tokens, Statuses: statuses, Messages: messages, Chat: chatState, KPIs: kpis, Notifications: inbox, Log: log,
-		GuestSignIn: cfg.GuestSignIn, GuestTTL: guestTokenTTL,
-		MessageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
-		TypingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
-		StatusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
+	svc.res = &resolvers.Resolver{
+		Accounts: accounts.New(db, tokens, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL}),
+		Statuses: statusFeed, Chat: rooms, KPIs: kpis, Notifications: inbox,
 	}
 	if rc != nil {
 		// With Redis, the per-user limits are shared by every replica.
@@ -203,11 +210,11 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 			s.metrics.brokerErrors.WithLabelValues("rate_limit").Inc()
 			log.Debug("shared rate limit unavailable; limiting locally", "err", err)
 		}
-		res.MessageRate.Share(shared, "messages", failed)
-		res.TypingRate.Share(shared, "typing", failed)
-		res.StatusRate.Share(shared, "statuses", failed)
+		svc.messageRate.Share(shared, "messages", failed)
+		svc.typingRate.Share(shared, "typing", failed)
+		svc.statusRate.Share(shared, "statuses", failed)
 	}
-	return res
+	return svc
 }
 
 // openBroker returns the broker, counted for the metrics, and its name for

@@ -15,7 +15,6 @@ import (
 
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/pubsub"
-	"github.com/switchboardhq/switchboard/resolvers"
 )
 
 // metrics are one server's Prometheus metrics, served at /metrics: the Go
@@ -44,7 +43,7 @@ type metrics struct {
 
 // newMetrics returns a server's metrics with the Go and process collectors
 // and the counters registered; observe adds what the transport and the
-// resolvers keep, once they exist.
+// services keep, once they exist.
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -121,8 +120,8 @@ func (b countingBroker) Subscribe(ctx context.Context, topic string) (*pubsub.Su
 	return sub, err
 }
 
-// observe registers the metrics that ws and res keep, read at each scrape.
-func (m *metrics) observe(ws *gqlws.Transport, res *resolvers.Resolver) {
+// observe registers the metrics that ws and svc keep, read at each scrape.
+func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
 	reg := m.reg
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchboard_websocket_connections",
@@ -147,8 +146,8 @@ func (m *metrics) observe(ws *gqlws.Transport, res *resolvers.Resolver) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchboard_database_statements_total",
 		Help: "SQL statements run (queries and writes).",
-	}, func() float64 { return float64(res.DB.Statements()) }))
-	reg.MustRegister(&transportCollector{ws: ws, res: res})
+	}, func() float64 { return float64(svc.db.Statements()) }))
+	reg.MustRegister(&transportCollector{ws: ws, svc: svc})
 }
 
 var (
@@ -166,11 +165,11 @@ var (
 		[]string{"kind"}, nil)
 )
 
-// transportCollector reports labelled counters kept by the WebSocket layer
-// and the resolvers' rate limits.
+// transportCollector reports labelled counters kept by the WebSocket layer,
+// the services' rate limits and the database.
 type transportCollector struct {
 	ws  *gqlws.Transport
-	res *resolvers.Resolver
+	svc *services
 }
 
 func (c *transportCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -186,16 +185,16 @@ func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(closesDesc, prometheus.CounterValue, float64(n), code)
 	}
 	refused := st.Refused
-	refused["messages"] += c.res.MessageRate.Refused()
-	refused["typing"] += c.res.TypingRate.Refused()
-	refused["statuses"] += c.res.StatusRate.Refused()
+	refused["messages"] += c.svc.messageRate.Refused()
+	refused["typing"] += c.svc.typingRate.Refused()
+	refused["statuses"] += c.svc.statusRate.Refused()
 	for limit, n := range refused {
 		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
 	}
 	for field, n := range st.Subscriptions {
 		ch <- prometheus.MustNewConstMetric(subscriptionsDesc, prometheus.GaugeValue, float64(n), field)
 	}
-	for kind, n := range c.res.DB.ErrorCounts() {
+	for kind, n := range c.svc.db.ErrorCounts() {
 		ch <- prometheus.MustNewConstMetric(dbErrorsDesc, prometheus.CounterValue, float64(n), kind)
 	}
 }

@@ -93,8 +93,8 @@ func burstOf(perSecond float64) ratelimit.Limit {
 
 // newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
 // the SDL, health, metrics and the web page.
-func newHandler(cfg *Config, log *slog.Logger, res *resolvers.Resolver, ws *gqlws.Transport, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {
-	schema := graph.NewExecutableSchema(graph.Config{Resolvers: res})
+func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Tokens, ws *gqlws.Transport, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {
+	schema := graph.NewExecutableSchema(graph.Config{Resolvers: svc.res})
 	gql := handler.New(schema)
 	// WebSocket first: it claims every request with an Upgrade header.
 	gql.AddTransport(ws)
@@ -118,10 +118,10 @@ func newHandler(cfg *Config, log *slog.Logger, res *resolvers.Resolver, ws *gqlw
 	gql.SetRecoverFunc(resolvers.Recover(log))
 
 	gql.Use(&operationTimer{m.operations})
-	m.observe(ws, res)
+	m.observe(ws, svc)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, res.Tokens.Middleware(gql))))
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, tokens.Middleware(gql))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
@@ -136,7 +136,7 @@ func newHandler(cfg *Config, log *slog.Logger, res *resolvers.Resolver, ws *gqlw
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 			return
 		}
-		if err := res.DB.Ping(r.Context()); err != nil {
+		if err := svc.db.Ping(r.Context()); err != nil {
 			log.WarnContext(r.Context(), "not ready", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
 			return

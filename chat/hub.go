@@ -14,7 +14,7 @@ import (
 	"github.com/switchboardhq/switchboard/pubsub"
 )
 
-// Hub joins the chat state of every replica sharing a broker: typing
+// hub joins the chat state of every replica sharing a broker: typing
 // indicators and room-list changes are published on the broker and applied
 // by each replica (this one included) to its own Typing and RoomEvents, so
 // a watcher sees them whichever replica the change came through. With the
@@ -27,7 +27,7 @@ import (
 // that stops cleanly says goodbye and its users go at once; one that dies
 // takes its users offline when its part expires. A replica that starts says
 // hello, and the others answer with their whole state.
-type Hub struct {
+type hub struct {
 	Presence *Presence
 	Typing   *Typing
 	Rooms    *RoomEvents
@@ -71,23 +71,23 @@ type roomChange struct {
 	Only []int64 `json:"only,omitempty"`
 }
 
-// NewHub returns the chat state of this replica: typing indicators last
+// newHub returns the chat state of this replica: typing indicators last
 // typingTTL (DefaultTypingTTL when 0), users go offline leaveGrace after
 // their last subscription of a room ends. Start connects it to the broker.
-func NewHub(broker pubsub.Broker, typingTTL, leaveGrace time.Duration, log *slog.Logger) *Hub {
+func newHub(broker pubsub.Broker, typingTTL, leaveGrace time.Duration, log *slog.Logger) *hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)
-	return &Hub{
+	return &hub{
 		Presence: NewPresence(leaveGrace, DefaultPresenceInterval), Typing: NewTyping(typingTTL), Rooms: NewRoomEvents(),
 		broker: broker, log: log, replica: hex.EncodeToString(id), done: make(chan struct{}), answer: make(chan struct{}, 1),
 	}
 }
 
 // Start follows the other replicas' changes until Close.
-func (h *Hub) Start(ctx context.Context) {
+func (h *hub) Start(ctx context.Context) {
 	for _, f := range []struct {
 		topic string
 		apply func([]byte)
@@ -104,7 +104,7 @@ func (h *Hub) Start(ctx context.Context) {
 
 // Close says goodbye to the other replicas, stops following and ends every
 // typing timer.
-func (h *Hub) Close() {
+func (h *hub) Close() {
 	close(h.done)
 	h.wg.Wait()
 	h.publishPresence(context.Background(), presenceMsg{Bye: true})
@@ -114,7 +114,7 @@ func (h *Hub) Close() {
 // announce publishes this replica's presence changes as they happen, all of
 // it every HeartbeatInterval (or when another replica says hello), and
 // forgets replicas that went silent.
-func (h *Hub) announce(ctx context.Context) {
+func (h *hub) announce(ctx context.Context) {
 	defer h.wg.Done()
 	tick := time.NewTicker(HeartbeatInterval)
 	defer tick.Stop()
@@ -133,7 +133,7 @@ func (h *Hub) announce(ctx context.Context) {
 	}
 }
 
-func (h *Hub) publishPresence(ctx context.Context, m presenceMsg) {
+func (h *hub) publishPresence(ctx context.Context, m presenceMsg) {
 	m.Replica = h.replica
 	payload, _ := json.Marshal(m)
 	if err := h.broker.Publish(context.WithoutCancel(ctx), presenceTopic, payload); err != nil {
@@ -141,7 +141,7 @@ func (h *Hub) publishPresence(ctx context.Context, m presenceMsg) {
 	}
 }
 
-func (h *Hub) applyPresence(payload []byte) {
+func (h *hub) applyPresence(payload []byte) {
 	var m presenceMsg
 	if err := json.Unmarshal(payload, &m); err != nil || m.Replica == "" {
 		h.log.Warn("bad presence announcement on the broker", "err", err)
@@ -167,14 +167,14 @@ func (h *Hub) applyPresence(payload []byte) {
 // drops the subscription (a Redis outage): what was missed meanwhile is
 // ephemeral (typing) or re-read at the next change (room lists), and
 // presence is re-announced in full every HeartbeatInterval.
-func (h *Hub) follow(ctx context.Context, topic string, sub *pubsub.Subscription, apply func([]byte)) {
+func (h *hub) follow(ctx context.Context, topic string, sub *pubsub.Subscription, apply func([]byte)) {
 	defer h.wg.Done()
 	live.Follow(ctx, h.broker, topic, sub, h.done, apply, nil)
 }
 
 // SetTyping starts, renews or ends u's typing indicator in room on every
 // replica.
-func (h *Hub) SetTyping(ctx context.Context, roomID int64, u *models.User, typing bool) {
+func (h *hub) SetTyping(ctx context.Context, roomID int64, u *models.User, typing bool) {
 	ev := h.Typing.Event(roomID, u, typing)
 	payload, _ := json.Marshal(ev)
 	if err := h.broker.Publish(context.WithoutCancel(ctx), typingTopic, payload); err != nil {
@@ -185,7 +185,7 @@ func (h *Hub) SetTyping(ctx context.Context, roomID int64, u *models.User, typin
 
 // RoomChanged tells the watchers of every replica that room changed, for
 // the users only (everyone when empty).
-func (h *Hub) RoomChanged(ctx context.Context, roomID int64, only ...int64) {
+func (h *hub) RoomChanged(ctx context.Context, roomID int64, only ...int64) {
 	payload, _ := json.Marshal(roomChange{Room: roomID, Only: only})
 	if err := h.broker.Publish(context.WithoutCancel(ctx), roomsTopic, payload); err != nil {
 		h.log.WarnContext(ctx, "room change not announced to other replicas", "room", roomID, "err", err)
@@ -193,7 +193,7 @@ func (h *Hub) RoomChanged(ctx context.Context, roomID int64, only ...int64) {
 	}
 }
 
-func (h *Hub) applyTyping(payload []byte) {
+func (h *hub) applyTyping(payload []byte) {
 	var ev models.TypingEvent
 	if err := json.Unmarshal(payload, &ev); err != nil || ev.User == nil {
 		h.log.Warn("bad typing event on the broker", "err", err)
@@ -202,7 +202,7 @@ func (h *Hub) applyTyping(payload []byte) {
 	h.Typing.Apply(&ev)
 }
 
-func (h *Hub) applyRooms(payload []byte) {
+func (h *hub) applyRooms(payload []byte) {
 	var c roomChange
 	if err := json.Unmarshal(payload, &c); err != nil {
 		h.log.Warn("bad room change on the broker", "err", err)

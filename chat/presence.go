@@ -1,11 +1,3 @@
-// Package chat keeps the live, non-durable state of chat rooms: who is
-// online in each room (presence), who is typing, and which users' room lists
-// changed. Messages themselves are durable and go through package stream.
-//
-// Everything here lives in the process. Each kind of state is a
-// latest-value or best-effort stream (see PRODUCT.md): a watcher receives
-// the current value first and then every change, and a slow watcher may skip
-// intermediate values but never ends with a stale one.
 package chat
 
 import (
@@ -28,7 +20,7 @@ import (
 // the leave: a reloaded page, a reconnect, or a subscription handing over to
 // a shared one does not make the user flicker offline and back.
 //
-// Other replicas' users come in through ApplyRemote (see Hub): a room's
+// Other replicas' users come in through ApplyRemote (see hub): a room's
 // list is this replica's users, in the order they came online, then the
 // other replicas' users not already in it.
 type Presence struct {
@@ -144,7 +136,7 @@ func (p *Presence) offline(roomID int64, r *presenceRoom, userID int64) {
 	p.changed(roomID, r)
 }
 
-// localChanged marks room's local list changed, for the Hub to announce.
+// localChanged marks room's local list changed, for the hub to announce.
 // Called with p.mu held.
 func (p *Presence) localChanged(roomID int64) {
 	p.dirty[roomID] = true

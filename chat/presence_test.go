@@ -275,7 +275,7 @@ func TestPresenceRemoteReplicas(t *testing.T) {
 	})
 }
 
-// TestPresenceDirtyRooms: local changes are reported for the Hub to
+// TestPresenceDirtyRooms: local changes are reported for the hub to
 // announce, once per room, with the room's local list.
 func TestPresenceDirtyRooms(t *testing.T) {
 	p := chat.NewPresence(0, 0)

@@ -400,3 +400,37 @@ func TestRoomListWatchersShareTheirReads(t *testing.T) {
 	t.Logf("one message to %d room-list watchers: %.0f statements", watchers, statements)
 	assert.Less(t, statements, float64(watchers), "the watchers' reads are batched (three each would be %d)", 3*watchers)
 }
+
+// TestRoomListReadsAreBatched: the rooms query reads each of its fields for
+// the whole list at once (the direct rooms' members, the unread counts, the
+// last messages): a handful of statements however long the list, not a few
+// per room. (The loads of one field share a query when they are asked
+// within the batch window of each other; on a busy machine a list may take
+// two batches, hence a bound rather than an exact count.)
+func TestRoomListReadsAreBatched(t *testing.T) {
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0"})
+	alice := s.chatUser(t, "alice")
+	const query = `{ rooms { id name direct members { id name } unreadCount lastMessage { id text author { name } } createdAt } }`
+	// grow adds public and direct rooms with a message each, then counts
+	// the statements of alice's room list.
+	grow := func(public, direct int) (rooms int, statements float64) {
+		for i := range public {
+			r := s.createRoom(t, alice.token, fmt.Sprintf("room %d of %d", i, public))
+			s.postMessage(t, alice.token, r.ID, "hello")
+		}
+		for i := range direct {
+			peer := s.chatUser(t, fmt.Sprintf("peer %d of %d", i, direct))
+			r := s.openDirect(t, alice.token, peer.ID)
+			s.postMessage(t, peer.token, r.ID, "hi alice")
+		}
+		var d struct{ Rooms []room }
+		before := s.metric(t, `switchboard_database_statements_total`)
+		s.mustDo(t, alice.token, query, nil, &d)
+		statements = s.metric(t, `switchboard_database_statements_total`) - before
+		return len(d.Rooms), statements
+	}
+	n1, small := grow(5, 4)
+	n2, large := grow(4, 16)
+	t.Logf("rooms query: %d rooms (4 direct), %.0f statements; %d rooms (20 direct), %.0f statements", n1, small, n2, large)
+	assert.Less(t, large, 20.0, "fewer statements than direct rooms: no read per room")
+}

@@ -18,24 +18,23 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/resolvers"
+	"github.com/switchboardhq/switchboard/statuses"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 	"github.com/switchboardhq/switchboard/stream"
 )
 
 // harness is the GraphQL endpoint with the real schema, store (SQLite) and
-// feed behind a gqlws.Transport configured by the test.
+// status service behind a gqlws.Transport configured by the test.
 type harness struct {
-	srv    *httptest.Server
-	db     *store.DB
-	feed   *stream.Feed[*models.Status]
-	author *models.User
+	srv      *httptest.Server
+	statuses *statuses.Service
+	author   *models.User
 }
 
 // newHarness starts the endpoint with opts (sharing statusPosted between
@@ -45,10 +44,8 @@ func newHarness(t *testing.T, opts gqlws.Options) *harness {
 	db := storetest.Open(t, store.SQLite)
 	broker := mempubsub.New(0)
 	t.Cleanup(func() { _ = broker.Close() })
-	feed := stream.New(db.StatusLog(), broker, func(s *models.Status) int64 { return s.ID }, stream.Options{PollInterval: 50 * time.Millisecond})
-	tokens, err := auth.NewTokens([]byte(strings.Repeat("k", 32)), nil)
-	require.NoError(t, err)
-	res := &resolvers.Resolver{DB: db, Tokens: tokens, Statuses: feed, GuestSignIn: true, GuestTTL: time.Hour}
+	feed := statuses.New(db, broker, statuses.Options{Stream: stream.Options{PollInterval: 50 * time.Millisecond}})
+	res := &resolvers.Resolver{Statuses: feed}
 	if opts.Positions == nil {
 		opts.Positions = stream.WithPositionRecorder
 		opts.PublicFields = []string{"statusPosted"}
@@ -61,19 +58,18 @@ func newHarness(t *testing.T, opts gqlws.Options) *harness {
 	t.Cleanup(func() {
 		ws.Shutdown()
 		srv.Close()
-		_ = feed.Close()
+		feed.Close()
 	})
 	author, err := db.CreateUser(context.Background(), "author")
 	require.NoError(t, err)
-	return &harness{srv: srv, db: db, feed: feed, author: author}
+	return &harness{srv: srv, statuses: feed, author: author}
 }
 
-// post commits and announces a status, as postStatus does.
+// post posts a status, as postStatus does.
 func (h *harness) post(t *testing.T, text string) *models.Status {
 	t.Helper()
-	st, err := h.db.CreateStatus(context.Background(), h.author, text, time.Now())
+	st, err := h.statuses.Post(context.Background(), h.author, text)
 	require.NoError(t, err)
-	require.NoError(t, h.feed.Publish(context.Background(), models.StatusStream, st))
 	return st
 }
 

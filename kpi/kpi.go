@@ -154,6 +154,21 @@ func (s *Service) readModule(ctx context.Context, module string) func() (*models
 	}
 }
 
+// Modules returns the names of the modules that have KPIs, sorted.
+func (s *Service) Modules(ctx context.Context) ([]string, error) { return s.db.Modules(ctx) }
+
+// KPIs returns the current KPIs of module, by key (none for a module
+// without KPIs).
+func (s *Service) KPIs(ctx context.Context, module string) ([]*models.KPI, error) {
+	return s.db.KPIs(ctx, module)
+}
+
+// History returns the newest limit samples of a KPI at or after since,
+// oldest first: the values behind a chart.
+func (s *Service) History(ctx context.Context, module, key string, since time.Time, limit int) ([]*models.KPISample, error) {
+	return s.db.KPIHistory(ctx, module, key, since, limit)
+}
+
 // WatchModule returns module's KPI set: the current one at once, then the
 // new one after every change, until ctx ends.
 func (s *Service) WatchModule(ctx context.Context, module string) (<-chan *models.ModuleKPIs, error) {

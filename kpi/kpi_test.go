@@ -205,6 +205,31 @@ func TestRecordRefusesBadInput(t *testing.T) {
 	})
 }
 
+// TestReads: the queries' reads see what was recorded.
+func TestReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newService(t, Options{})
+		start := time.Now()
+		record(t, s, value("sales", "revenue", 1), value("hr", "headcount", 3))
+		time.Sleep(time.Minute)
+		record(t, s, value("sales", "revenue", 2), value("sales", "orders", 5))
+
+		modules, err := s.Modules(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, []string{"hr", "sales"}, modules)
+		kpis, err := s.KPIs(t.Context(), "sales")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"sales/orders=5", "sales/revenue=2"}, values(kpis))
+		samples, err := s.History(t.Context(), "sales", "revenue", start, 10)
+		require.NoError(t, err)
+		require.Len(t, samples, 2)
+		assert.Equal(t, []float64{1, 2}, []float64{samples[0].Value, samples[1].Value}, "oldest first")
+		samples, err = s.History(t.Context(), "sales", "revenue", start.Add(time.Second), 10)
+		require.NoError(t, err)
+		assert.Len(t, samples, 1, "only since")
+	})
+}
+
 func TestWatchModule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newService(t, Options{})

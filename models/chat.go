@@ -18,15 +18,6 @@ type Room struct {
 	// "direct:<low id>:<high id>" for a direct one.
 	Key       string    `json:"-" gorm:"column:room_key;size:191;not null;uniqueIndex"`
 	CreatedAt time.Time `json:"createdAt" gorm:"not null"`
-
-	// Loaded with a room list for the user who asked, so that listing n
-	// rooms costs a few queries rather than a few per room: the other
-	// member of a direct room, the unread count (nil: not loaded), and
-	// the newest message (when LastLoaded; nil for an empty room).
-	Peer       *User    `json:"-" gorm:"-"`
-	Unread     *int     `json:"-" gorm:"-"`
-	Last       *Message `json:"-" gorm:"-"`
-	LastLoaded bool     `json:"-" gorm:"-"`
 }
 
 // RoomMember is one member of a direct room.
@@ -41,6 +32,10 @@ type RoomRead struct {
 	RoomID int64 `gorm:"primaryKey;autoIncrement:false"`
 	Seq    int64 `gorm:"not null"`
 }
+
+// RoomUser is one user in one room: the key of what each user has of a
+// room, such as their unread count.
+type RoomUser struct{ Room, User int64 }
 
 // GeneralRoom is the public room every installation starts with.
 const GeneralRoom = "general"

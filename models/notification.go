@@ -40,6 +40,18 @@ type Notification struct {
 // Broadcast reports whether the notification is for everyone.
 func (n *Notification) Broadcast() bool { return n.RecipientID == nil }
 
+// InInbox reports whether n belongs to u's inbox, the notifications u may
+// see, count and mark: those addressed to u whenever they were sent, and
+// those to everyone sent since the second u was created (a broadcast from
+// before a user existed is not theirs). The store's queries apply the same
+// rule in SQL; its TestInbox proves the two agree.
+func (n *Notification) InInbox(u *User) bool {
+	if n.RecipientID != nil {
+		return *n.RecipientID == u.ID
+	}
+	return !n.CreatedAt.Before(u.CreatedAt.UTC().Truncate(time.Second))
+}
+
 // NotificationRead records that a user has read a notification.
 type NotificationRead struct {
 	UserID         int64 `gorm:"primaryKey;autoIncrement:false"`

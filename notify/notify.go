@@ -3,14 +3,15 @@
 // the unread count (a latest-value stream).
 //
 // Every notification is one event of a single durable stream; a user's
-// inbox is the part addressed to them or to everyone (store.InInbox), and
-// each subscription keeps only its own. Unread counts change on new
-// notifications and on reads in any tab: the change is announced on the
-// broker (payload: a user id, or "*" for everyone) and every replica
-// recounts for its watchers.
+// inbox is the part addressed to them or to everyone
+// (models.Notification.InInbox), and each subscription keeps only its own.
+// Unread counts change on new notifications and on reads in any tab: the
+// change is announced on the broker (payload: a user id, or "*" for
+// everyone) and every replica recounts for its watchers.
 package notify
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"strconv"
@@ -27,6 +28,16 @@ import (
 // unreadTopic is the broker topic of unread-count changes.
 const unreadTopic = "notifications.unread"
 
+// Options tune a Service. Zero values take the defaults.
+type Options struct {
+	// Stream tunes the notification stream (its Log defaults to Log).
+	Stream stream.Options
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Log receives warnings.
+	Log *slog.Logger
+}
+
 // Service sends notifications and serves inboxes.
 type Service struct {
 	db     *store.DB
@@ -42,7 +53,7 @@ type Service struct {
 }
 
 // inbox identifies a user's inbox: what counting it needs (see
-// store.InInbox), in a comparable key.
+// models.Notification.InInbox), in a comparable key.
 type inbox struct {
 	userID      int64
 	createdNano int64
@@ -54,15 +65,18 @@ func (in inbox) user() *models.User {
 	return &models.User{ID: in.userID, CreatedAt: time.Unix(0, in.createdNano).UTC()}
 }
 
-// New returns a Service; Start runs its background work.
-func New(db *store.DB, feed *stream.Feed[*models.Notification], broker pubsub.Broker, now func() time.Time, log *slog.Logger) *Service {
-	if now == nil {
-		now = time.Now
+// New returns a Service over the notification stream of db, announced on
+// broker; Start runs its background work.
+func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{db: db, feed: feed, broker: broker, now: now, log: log, done: make(chan struct{})}
+	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
+	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, opts.Stream)
+	return &Service{db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, done: make(chan struct{})}
 }
 
 // Start follows unread-count announcements until Close.
@@ -73,10 +87,11 @@ func (s *Service) Start(ctx context.Context) {
 	go s.follow(ctx, sub)
 }
 
-// Close stops the background work.
+// Close stops the background work and ends every subscription.
 func (s *Service) Close() {
 	close(s.done)
 	s.wg.Wait()
+	_ = s.feed.Close() // never fails
 }
 
 // Send validates, stores and delivers a notification: to user in.UserID, or
@@ -114,8 +129,20 @@ func (s *Service) Send(ctx context.Context, in *models.NotificationInput) (*mode
 // stream.Feed.Subscribe for after).
 func (s *Service) Subscribe(ctx context.Context, u *models.User, after *int64) (<-chan *models.Notification, error) {
 	return s.feed.SubscribeWhere(ctx, models.NotificationStream, after, func(n *models.Notification) bool {
-		return store.InInbox(n, u)
+		return n.InInbox(u)
 	})
+}
+
+// Inbox returns up to limit notifications of u's inbox with an ID below
+// before (any when 0), newest first, each with whether u has read it; only
+// unread ones with unreadOnly.
+func (s *Service) Inbox(ctx context.Context, u *models.User, unreadOnly bool, before int64, limit int) ([]*models.Notification, error) {
+	return s.db.Notifications(ctx, u, unreadOnly, before, limit)
+}
+
+// Unread counts the unread notifications of u's inbox.
+func (s *Service) Unread(ctx context.Context, u *models.User) (int, error) {
+	return s.db.UnreadNotifications(ctx, u)
 }
 
 // MarkRead marks one notification of u's inbox read.

@@ -20,14 +20,13 @@ import (
 	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
-	"github.com/switchboardhq/switchboard/stream"
 )
 
 // TestMain fails the package when a test leaves goroutines behind.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// env is the notification service as server.go wires it: a fresh SQLite
-// database, the in-process broker and a feed over both, with two users.
+// env is the notification service as app wires it: a fresh SQLite
+// database and the in-process broker, with two users.
 type env struct {
 	db       *store.DB
 	broker   *pubsubtest.Outage
@@ -42,9 +41,7 @@ func newEnv(t *testing.T) *env {
 	db := storetest.Open(t, store.SQLite)
 	broker := pubsubtest.NewOutage(mempubsub.New(0))
 	t.Cleanup(func() { assert.NoError(t, broker.Close()) })
-	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, stream.Options{})
-	t.Cleanup(func() { assert.NoError(t, feed.Close()) })
-	svc := notify.New(db, feed, broker, nil, slog.New(slog.DiscardHandler))
+	svc := notify.New(db, broker, notify.Options{Log: slog.New(slog.DiscardHandler)})
 	svc.Start(t.Context())
 	t.Cleanup(svc.Close)
 	return &env{db: db, broker: broker, svc: svc, ada: newUser(t, db, "ada"), bob: newUser(t, db, "bob")}
@@ -134,9 +131,12 @@ func TestSend(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), b.ID)
 		assert.True(t, b.Broadcast())
-		got, err := e.db.Notifications(ctx, e.bob, false, 0, 10)
+		got, err := e.svc.Inbox(ctx, e.bob, false, 0, 10)
 		require.NoError(t, err)
 		assert.Equal(t, []string{"Maintenance"}, titles(got), "bob's inbox")
+		unread, err := e.svc.Unread(ctx, e.bob)
+		require.NoError(t, err)
+		assert.Equal(t, 1, unread, "bob's unread count")
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/models"
 )
 
@@ -24,6 +25,17 @@ func callerID(ctx context.Context) int64 {
 	return 0
 }
 
+// viewer is the signed-in caller as their token names them, nil for an
+// anonymous caller: who sees rooms and is counted online, without a
+// database read.
+func viewer(ctx context.Context) *models.User {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		u := p.User
+		return &u
+	}
+	return nil
+}
+
 // parseID reads a numeric object id. An id that cannot be one names no
 // object: NOT_FOUND, as for an id that does not exist.
 func parseID(arg, kind, id string) (int64, error) {
@@ -34,53 +46,35 @@ func parseID(arg, kind, id string) (int64, error) {
 	return n, nil
 }
 
-// visibleRoom returns room id if the caller may see it; any other room,
-// direct rooms of others included, is the same NOT_FOUND.
-func (r *Resolver) visibleRoom(ctx context.Context, id string) (*models.Room, error) {
-	roomID, err := parseID("roomId", "room", id)
+// parseRoomID reads a roomId argument; one that cannot be an id is the
+// same NOT_FOUND as a room the caller may not see.
+func parseRoomID(id string) (int64, error) {
+	n, err := parseID("roomId", "room", id)
 	if err != nil {
-		return nil, models.Errorf(models.NotFound, "room %q not found", id)
+		return 0, models.Errorf(models.NotFound, "room %q not found", id)
 	}
-	return r.DB.RoomFor(ctx, roomID, callerID(ctx))
+	return n, nil
 }
 
-// callerIn returns the signed-in caller and room id, which they may see
-// (see visibleRoom): the start of every chat mutation.
-func (r *Resolver) callerIn(ctx context.Context, roomID string) (*models.User, *models.Room, error) {
+// room returns room id as the caller may see it (see chat.Service.Room).
+func (r *Resolver) room(ctx context.Context, id string) (*chat.View, error) {
+	roomID, err := parseRoomID(id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Chat.Room(ctx, viewer(ctx), roomID)
+}
+
+// callerIn returns the signed-in caller and the room id they name: the
+// start of every chat mutation (the service checks that they may see it).
+func (r *Resolver) callerIn(ctx context.Context, roomID string) (*models.User, int64, error) {
 	me, err := r.currentUser(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
-	room, err := r.visibleRoom(ctx, roomID)
+	id, err := parseRoomID(roomID)
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
-	return me, room, nil
-}
-
-// joinPresence counts a signed-in caller online in room while ctx (the
-// subscription's) lasts.
-func (r *Resolver) joinPresence(ctx context.Context, roomID int64) {
-	if p, ok := auth.PrincipalFrom(ctx); ok {
-		u := p.User
-		r.Chat.Presence.Join(ctx, roomID, &u)
-	}
-}
-
-// roomChanged tells everyone who sees room that its list entry changed.
-func (r *Resolver) roomChanged(ctx context.Context, room *models.Room) {
-	if !room.Direct {
-		r.Chat.RoomChanged(ctx, room.ID)
-		return
-	}
-	members, err := r.DB.RoomMembers(ctx, room.ID)
-	if err != nil {
-		r.Log.WarnContext(ctx, "room list change not announced", "room", room.ID, "err", err)
-		return
-	}
-	ids := make([]int64, len(members))
-	for i, u := range members {
-		ids[i] = u.ID
-	}
-	r.Chat.RoomChanged(ctx, room.ID, ids...)
+	return me, id, nil
 }

@@ -31,7 +31,7 @@ import (
 func TestPanicEndsOnlyItsOperation(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(request.LogHandler(slog.NewTextHandler(&logs, nil)))
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{Log: log}})) // no DB
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{}})) // no services
 	srv.AddTransport(transport.POST{})
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(log))
 	srv.SetRecoverFunc(resolvers.Recover(log))

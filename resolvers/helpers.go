@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/99designs/gqlgen/graphql"
-
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/models"
 )
@@ -73,11 +71,7 @@ func (r *Resolver) currentUser(ctx context.Context) (*models.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := r.DB.User(ctx, p.User.ID)
-	if models.ErrorCode(err) == models.NotFound {
-		return nil, models.Errorf(models.Unauthenticated, "the user of this token no longer exists; sign in again")
-	}
-	return u, err
+	return r.Accounts.Current(ctx, p)
 }
 
 // relayPage turns items, fetched one beyond the page size n, into a relay
@@ -103,11 +97,4 @@ func relayPage[T, E any](items []T, n int, kind string, pos func(T) int64, edge 
 		info.StartCursor, info.EndCursor = cursorOf(edges[0]), cursorOf(edges[len(edges)-1])
 	}
 	return edges, info
-}
-
-// selects reports whether the current field's selection asks for field
-// (directly, or through fragments), so that a list resolver loads it for
-// every item at once only when it is wanted.
-func selects(ctx context.Context, field string) bool {
-	return slices.Contains(graphql.CollectAllFields(ctx), field)
 }

@@ -8,18 +8,22 @@ import (
 
 	"github.com/switchboardhq/switchboard/batch"
 	"github.com/switchboardhq/switchboard/models"
-	"github.com/switchboardhq/switchboard/store"
 )
 
-// A message in a public room changes an entry of every signed-in user's
-// room list: each roomsChanged watcher re-reads the room, its unread count
-// and its last message, all at about the same moment. These loaders make
-// that three queries per message instead of three per watcher (see package
-// batch: each answer is read after it was asked for, never from a cache).
+// The fields of a room that depend on who asks or on other rows (the
+// members of a direct room, which also name it, the unread count and the
+// last message) are read through these batch loaders: the rooms query
+// resolves the fields of its rooms concurrently, and a message in a public
+// room has every roomsChanged watcher re-read the room, its unread count and
+// its last message at about the same moment. Loads asked within batchWait
+// share one query, so a list costs a few queries, not a few per room, and a
+// message a few, not a few per watcher (see package batch: each answer is
+// read after it was asked for, never from a cache).
 type loaders struct {
-	rooms  *batch.Loader[int64, *models.Room]
-	last   *batch.Loader[int64, *models.Message]
-	unread *batch.Loader[store.RoomUser, int]
+	rooms   *batch.Loader[int64, *models.Room]
+	members *batch.Loader[int64, []*models.User]
+	last    *batch.Loader[int64, *models.Message]
+	unread  *batch.Loader[models.RoomUser, int]
 }
 
 const (
@@ -32,51 +36,38 @@ const (
 func (r *Resolver) loaders() *loaders {
 	r.loadersOnce.Do(func() {
 		r.batch = &loaders{
-			rooms: batch.New(batchWait, batchTimeout, r.DB.Rooms),
-			last: batch.New(batchWait, batchTimeout, func(ctx context.Context, ids []int64) (map[int64]*models.Message, error) {
-				rooms := make([]*models.Room, len(ids))
-				for i, id := range ids {
-					rooms[i] = &models.Room{ID: id}
-				}
-				if err := r.DB.LoadLastMessages(ctx, rooms); err != nil {
-					return nil, err
-				}
-				out := make(map[int64]*models.Message, len(rooms))
-				for _, room := range rooms {
-					if room.Last != nil {
-						out[room.ID] = room.Last
-					}
-				}
-				return out, nil
-			}),
-			unread: batch.New(batchWait, batchTimeout, func(ctx context.Context, keys []store.RoomUser) (map[store.RoomUser]int, error) {
+			rooms:   batch.New(batchWait, batchTimeout, r.Chat.Rooms),
+			members: batch.New(batchWait, batchTimeout, r.Chat.Members),
+			last:    batch.New(batchWait, batchTimeout, r.Chat.LastMessages),
+			unread: batch.New(batchWait, batchTimeout, func(ctx context.Context, keys []models.RoomUser) (map[models.RoomUser]int, error) {
 				// A batch is one room's watchers or one user's rooms: the
 				// cross product of its rooms and users is hardly larger.
 				rooms, users := map[int64]bool{}, map[int64]bool{}
 				for _, k := range keys {
 					rooms[k.Room], users[k.User] = true, true
 				}
-				return r.DB.UnreadCounts(ctx, slices.Collect(maps.Keys(rooms)), slices.Collect(maps.Keys(users)))
+				return r.Chat.UnreadCounts(ctx, slices.Collect(maps.Keys(rooms)), slices.Collect(maps.Keys(users)))
 			}),
 		}
 	})
 	return r.batch
 }
 
-// watchedRoom is store.RoomFor for a room-list watcher: a public room's row
-// comes from a batch shared with the other watchers (copied: each watcher
-// resolves its own fields on it); a direct room, which only its two
-// members watch, is read as usual.
-func (r *Resolver) watchedRoom(ctx context.Context, id, userID int64) (*models.Room, error) {
+// watchedRoom is room id as me sees it, for a room-list watcher: the row
+// comes from a batch shared with the other watchers (read only, by every
+// one of them), and a direct room is checked as usual (see
+// chat.Service.Visible).
+func (r *Resolver) watchedRoom(ctx context.Context, id int64, me *models.User) (*models.Room, error) {
 	room, ok, err := r.loaders().rooms.Load(ctx, id)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, err
-	case !ok:
-		return nil, models.Errorf(models.NotFound, "room %d not found", id)
-	case room.Direct:
-		return r.DB.RoomFor(ctx, id, userID)
 	}
-	own := *room
-	return &own, nil
+	if !ok {
+		return nil, models.Errorf(models.NotFound, "room %d not found", id)
+	}
+	v, err := r.Chat.Visible(ctx, room, me)
+	if err != nil {
+		return nil, err
+	}
+	return v.Room(), nil
 }

@@ -9,32 +9,15 @@ import (
 	"context"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/models"
-	"github.com/switchboardhq/switchboard/store"
 )
 
 // SignIn is the resolver for the signIn field.
 func (r *mutationResolver) SignIn(ctx context.Context, name string) (*models.Session, error) {
-	if !r.GuestSignIn {
-		return nil, models.Errorf(models.Forbidden, "guest sign-in is turned off on this server")
-	}
-	name, err := models.UserName(name)
-	if err != nil {
-		return nil, err
-	}
-	user, err := r.DB.CreateUser(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	token, exp, err := r.Tokens.Issue(user, nil, r.GuestTTL)
-	if err != nil {
-		return nil, err
-	}
-	return &models.Session{Token: token, ExpiresAt: exp, User: user}, nil
+	return r.Accounts.SignIn(ctx, name)
 }
 
 // PostStatus is the resolver for the postStatus field.
@@ -43,22 +26,7 @@ func (r *mutationResolver) PostStatus(ctx context.Context, text string) (*models
 	if err != nil {
 		return nil, err
 	}
-	if !r.StatusRate.Allow(ctx, author.ID) {
-		return nil, models.Errorf(models.RateLimited, "too many statuses; slow down")
-	}
-	text, err = models.StatusText(text)
-	if err != nil {
-		return nil, err
-	}
-	st, err := r.DB.CreateStatus(ctx, author, text, r.now())
-	if err != nil {
-		return nil, err
-	}
-	if err := r.Statuses.Publish(context.WithoutCancel(ctx), models.StatusStream, st); err != nil {
-		// Committed already: subscribers get it from the database instead.
-		r.Log.WarnContext(ctx, "status not announced", "id", st.ID, "err", err)
-	}
-	return st, nil
+	return r.Statuses.Post(ctx, author, text)
 }
 
 // RefreshSession is the resolver for the refreshSession field.
@@ -67,15 +35,7 @@ func (r *mutationResolver) RefreshSession(ctx context.Context) (*models.Session,
 	if err != nil {
 		return nil, err
 	}
-	user, err := r.currentUser(ctx)
-	if err != nil {
-		return nil, err
-	}
-	token, exp, err := r.Tokens.Issue(user, p.Roles, r.GuestTTL)
-	if err != nil {
-		return nil, err
-	}
-	return &models.Session{Token: token, ExpiresAt: exp, User: user}, nil
+	return r.Accounts.Refresh(ctx, p)
 }
 
 // CreateRoom is the resolver for the createRoom field.
@@ -83,16 +43,7 @@ func (r *mutationResolver) CreateRoom(ctx context.Context, name string) (*models
 	if _, err := r.currentUser(ctx); err != nil {
 		return nil, err
 	}
-	name, err := models.RoomName(name)
-	if err != nil {
-		return nil, err
-	}
-	room, err := r.DB.CreateRoom(ctx, name, r.now())
-	if err != nil {
-		return nil, err
-	}
-	r.Chat.RoomChanged(ctx, room.ID)
-	return room, nil
+	return r.Chat.CreateRoom(ctx, name)
 }
 
 // OpenDirectRoom is the resolver for the openDirectRoom field.
@@ -105,73 +56,37 @@ func (r *mutationResolver) OpenDirectRoom(ctx context.Context, userID string) (*
 	if err != nil {
 		return nil, err
 	}
-	if otherID == me.ID {
-		return nil, models.Errorf(models.BadUserInput, "userId: a direct room needs another user")
-	}
-	other, err := r.DB.User(ctx, otherID)
-	if err != nil {
-		return nil, err
-	}
-	room, created, err := r.DB.OpenDirectRoom(ctx, me, other, r.now())
-	if err != nil {
-		return nil, err
-	}
-	if created {
-		r.Chat.RoomChanged(ctx, room.ID, me.ID, other.ID)
-	}
-	return room, nil
+	return r.Chat.OpenDirectRoom(ctx, me, otherID)
 }
 
 // PostMessage is the resolver for the postMessage field.
 func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text string) (*models.Message, error) {
-	me, room, err := r.callerIn(ctx, roomID)
+	me, id, err := r.callerIn(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	if !r.MessageRate.Allow(ctx, me.ID) {
-		return nil, models.Errorf(models.RateLimited, "too many messages; slow down")
-	}
-	text, err = models.MessageText(text)
-	if err != nil {
-		return nil, err
-	}
-	m, err := r.DB.CreateMessage(ctx, room, me, text, r.now())
-	if err != nil {
-		return nil, err
-	}
-	r.Chat.SetTyping(ctx, room.ID, me, false)
-	if err := r.Messages.Publish(context.WithoutCancel(ctx), models.RoomStream(room.ID), m); err != nil {
-		// Committed already: subscribers get it from the database instead.
-		r.Log.WarnContext(ctx, "message not announced", "room", room.ID, "seq", m.Seq, "err", err)
-	}
-	r.roomChanged(ctx, room)
-	return m, nil
+	return r.Chat.PostMessage(ctx, me, id, text)
 }
 
 // SetTyping is the resolver for the setTyping field.
 func (r *mutationResolver) SetTyping(ctx context.Context, roomID string, typing bool) (bool, error) {
-	me, room, err := r.callerIn(ctx, roomID)
+	me, id, err := r.callerIn(ctx, roomID)
 	if err != nil {
 		return false, err
 	}
-	if typing && !r.TypingRate.Allow(ctx, me.ID) {
-		return false, models.Errorf(models.RateLimited, "too many typing events; send one every few seconds")
+	if err := r.Chat.SetTyping(ctx, me, id, typing); err != nil {
+		return false, err
 	}
-	r.Chat.SetTyping(ctx, room.ID, me, typing)
 	return true, nil
 }
 
 // MarkRoomRead is the resolver for the markRoomRead field.
 func (r *mutationResolver) MarkRoomRead(ctx context.Context, roomID string) (*models.Room, error) {
-	me, room, err := r.callerIn(ctx, roomID)
+	me, id, err := r.callerIn(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.DB.MarkRoomRead(ctx, me.ID, room.ID); err != nil {
-		return nil, err
-	}
-	r.Chat.RoomChanged(ctx, room.ID, me.ID)
-	return room, nil
+	return r.Chat.MarkRoomRead(ctx, me, id)
 }
 
 // RecordKPIs is the resolver for the recordKPIs field.
@@ -232,7 +147,7 @@ func (r *queryResolver) Statuses(ctx context.Context, first *int, after *string)
 			return nil, err
 		}
 	}
-	items, err := r.DB.StatusesBefore(ctx, before, n+1)
+	items, err := r.Resolver.Statuses.Before(ctx, before, n+1)
 	if err != nil {
 		return nil, err
 	}
@@ -244,40 +159,21 @@ func (r *queryResolver) Statuses(ctx context.Context, first *int, after *string)
 
 // Rooms is the resolver for the rooms field.
 func (r *queryResolver) Rooms(ctx context.Context) ([]*models.Room, error) {
-	rooms, err := r.DB.RoomsFor(ctx, callerID(ctx))
-	if err != nil || callerID(ctx) == 0 {
-		return rooms, err
-	}
-	// The unread counts of the whole list in one query, not one per room.
-	me := callerID(ctx)
-	ids := make([]int64, len(rooms))
-	for i, room := range rooms {
-		ids[i] = room.ID
-	}
-	counts, err := r.DB.UnreadCounts(ctx, ids, []int64{me})
-	if err != nil {
-		return nil, err
-	}
-	for _, room := range rooms {
-		n := counts[store.RoomUser{Room: room.ID, User: me}]
-		room.Unread = &n
-	}
-	if selects(ctx, "lastMessage") {
-		if err := r.DB.LoadLastMessages(ctx, rooms); err != nil {
-			return nil, err
-		}
-	}
-	return rooms, nil
+	return r.Chat.RoomsFor(ctx, viewer(ctx))
 }
 
 // Room is the resolver for the room field.
 func (r *queryResolver) Room(ctx context.Context, id string) (*models.Room, error) {
-	return r.visibleRoom(ctx, id)
+	v, err := r.room(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return v.Room(), nil
 }
 
 // Messages is the resolver for the messages field.
 func (r *queryResolver) Messages(ctx context.Context, roomID string, last *int, before *string) (*models.MessageConnection, error) {
-	room, err := r.visibleRoom(ctx, roomID)
+	v, err := r.room(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +189,7 @@ func (r *queryResolver) Messages(ctx context.Context, roomID string, last *int, 
 			return nil, err
 		}
 	}
-	items, err := r.DB.MessagesBefore(ctx, room.ID, beforeSeq, n+1)
+	items, err := r.Chat.History(ctx, v, beforeSeq, n+1)
 	if err != nil {
 		return nil, err
 	}
@@ -305,11 +201,11 @@ func (r *queryResolver) Messages(ctx context.Context, roomID string, last *int, 
 
 // Online is the resolver for the online field.
 func (r *queryResolver) Online(ctx context.Context, roomID string) ([]*models.User, error) {
-	room, err := r.visibleRoom(ctx, roomID)
+	v, err := r.room(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.Presence.Online(room.ID), nil
+	return r.Chat.Online(v), nil
 }
 
 // Users is the resolver for the users field.
@@ -325,21 +221,17 @@ func (r *queryResolver) Users(ctx context.Context, search string, first *int) ([
 		}
 		n = *first
 	}
-	search = strings.TrimSpace(search)
-	if utf8.RuneCountInString(search) > models.MaxNameLength {
-		return nil, models.Errorf(models.BadUserInput, "search is longer than a name can be")
-	}
-	return r.DB.SearchUsers(ctx, search, n, me.ID)
+	return r.Accounts.Search(ctx, search, n, me.ID)
 }
 
 // Modules is the resolver for the modules field.
 func (r *queryResolver) Modules(ctx context.Context) ([]string, error) {
-	return r.DB.Modules(ctx)
+	return r.KPIs.Modules(ctx)
 }
 
 // ModuleKPIs is the resolver for the moduleKPIs field.
 func (r *queryResolver) ModuleKPIs(ctx context.Context, module string) ([]*models.KPI, error) {
-	return r.DB.KPIs(ctx, module)
+	return r.KPIs.KPIs(ctx, module)
 }
 
 // KpiHistory is the resolver for the kpiHistory field.
@@ -355,7 +247,7 @@ func (r *queryResolver) KpiHistory(ctx context.Context, module string, key strin
 	if since != nil {
 		from = *since
 	}
-	return r.DB.KPIHistory(ctx, module, key, from, n)
+	return r.KPIs.History(ctx, module, key, from, n)
 }
 
 // Dashboard is the resolver for the dashboard field.
@@ -383,7 +275,7 @@ func (r *queryResolver) Notifications(ctx context.Context, unreadOnly *bool, fir
 			return nil, err
 		}
 	}
-	items, err := r.DB.Notifications(ctx, me, unreadOnly != nil && *unreadOnly, before, n+1)
+	items, err := r.Resolver.Notifications.Inbox(ctx, me, unreadOnly != nil && *unreadOnly, before, n+1)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +293,7 @@ func (r *queryResolver) UnreadCount(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return r.DB.UnreadNotifications(ctx, me)
+	return r.Resolver.Notifications.Unread(ctx, me)
 }
 
 // Name is the resolver for the name field.
@@ -409,10 +301,7 @@ func (r *roomResolver) Name(ctx context.Context, obj *models.Room) (string, erro
 	if !obj.Direct {
 		return obj.Name, nil
 	}
-	if obj.Peer != nil {
-		return obj.Peer.Name, nil
-	}
-	members, err := r.DB.RoomMembers(ctx, obj.ID)
+	members, _, err := r.loaders().members.Load(ctx, obj.ID)
 	if err != nil {
 		return "", err
 	}
@@ -430,7 +319,8 @@ func (r *roomResolver) Members(ctx context.Context, obj *models.Room) ([]*models
 	if !obj.Direct {
 		return []*models.User{}, nil
 	}
-	return r.DB.RoomMembers(ctx, obj.ID)
+	members, _, err := r.loaders().members.Load(ctx, obj.ID)
+	return members, err
 }
 
 // UnreadCount is the resolver for the unreadCount field.
@@ -438,18 +328,12 @@ func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, 
 	if callerID(ctx) == 0 {
 		return 0, nil
 	}
-	if obj.Unread != nil {
-		return *obj.Unread, nil
-	}
-	n, _, err := r.loaders().unread.Load(ctx, store.RoomUser{Room: obj.ID, User: callerID(ctx)})
+	n, _, err := r.loaders().unread.Load(ctx, models.RoomUser{Room: obj.ID, User: callerID(ctx)})
 	return n, err
 }
 
 // LastMessage is the resolver for the lastMessage field.
 func (r *roomResolver) LastMessage(ctx context.Context, obj *models.Room) (*models.Message, error) {
-	if obj.LastLoaded {
-		return obj.Last, nil
-	}
 	m, _, err := r.loaders().last.Load(ctx, obj.ID)
 	return m, err
 }
@@ -460,48 +344,42 @@ func (r *subscriptionResolver) StatusPosted(ctx context.Context, after *string) 
 	if err != nil {
 		return nil, err
 	}
-	return r.Statuses.Subscribe(ctx, models.StatusStream, pos)
+	return r.Statuses.Subscribe(ctx, pos)
 }
 
 // MessageAdded is the resolver for the messageAdded field.
 func (r *subscriptionResolver) MessageAdded(ctx context.Context, roomID string, after *string) (<-chan *models.Message, error) {
-	room, err := r.visibleRoom(ctx, roomID)
+	v, err := r.room(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
 	var pos *int64
 	if after != nil {
-		n, err := models.MessagePosition(room.ID, strings.TrimSpace(*after))
+		n, err := models.MessagePosition(v.Room().ID, strings.TrimSpace(*after))
 		if err != nil {
 			return nil, err
 		}
 		pos = &n
 	}
-	ch, err := r.Messages.Subscribe(ctx, models.RoomStream(room.ID), pos)
-	if err != nil {
-		return nil, err
-	}
-	r.joinPresence(ctx, room.ID)
-	return ch, nil
+	return r.Chat.Subscribe(ctx, v, pos)
 }
 
 // Presence is the resolver for the presence field.
 func (r *subscriptionResolver) Presence(ctx context.Context, roomID string) (<-chan *models.Presence, error) {
-	room, err := r.visibleRoom(ctx, roomID)
+	v, err := r.room(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	r.joinPresence(ctx, room.ID)
-	return r.Chat.Presence.Watch(ctx, room.ID), nil
+	return r.Chat.WatchPresence(ctx, v), nil
 }
 
 // Typing is the resolver for the typing field.
 func (r *subscriptionResolver) Typing(ctx context.Context, roomID string) (<-chan *models.TypingEvent, error) {
-	room, err := r.visibleRoom(ctx, roomID)
+	v, err := r.room(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.Typing.Watch(ctx, room.ID, callerID(ctx)), nil
+	return r.Chat.WatchTyping(ctx, v), nil
 }
 
 // RoomsChanged is the resolver for the roomsChanged field.
@@ -510,8 +388,8 @@ func (r *subscriptionResolver) RoomsChanged(ctx context.Context) (<-chan *models
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
-		return r.watchedRoom(ctx, roomID, me.ID)
+	return r.Chat.WatchRooms(ctx, me, func(ctx context.Context, roomID int64) (*models.Room, error) {
+		return r.watchedRoom(ctx, roomID, me)
 	}), nil
 }
 

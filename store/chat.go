@@ -106,18 +106,31 @@ func (db *DB) OpenDirectRoom(ctx context.Context, a, b *models.User, now time.Ti
 	return room, true, nil
 }
 
-// RoomMembers returns the members of a direct room (none for a public one),
-// ordered by id.
-func (db *DB) RoomMembers(ctx context.Context, roomID int64) ([]*models.User, error) {
-	var users []*models.User
-	err := db.gorm.WithContext(ctx).
-		Joins("JOIN room_members ON room_members.user_id = users.id AND room_members.room_id = ?", roomID).
-		Order("users.id").Find(&users).Error
+// RoomMembers returns the members of each direct room of roomIDs, ordered
+// by id, in one query; public rooms, which have none, are left out.
+func (db *DB) RoomMembers(ctx context.Context, roomIDs []int64) (map[int64][]*models.User, error) {
+	out := make(map[int64][]*models.User)
+	if len(roomIDs) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		RoomID int64
+		models.User
+	}
+	err := db.gorm.WithContext(ctx).Table("room_members").
+		Select("room_members.room_id AS room_id, users.*").
+		Joins("JOIN users ON users.id = room_members.user_id").
+		Where("room_members.room_id IN ?", roomIDs).
+		Order("room_members.room_id, users.id").Scan(&rows).Error
 	if err != nil {
 		return nil, translate(err, "list room members")
 	}
-	normalizeUsers(users)
-	return users, nil
+	for i := range rows {
+		u := rows[i].User
+		u.CreatedAt = u.CreatedAt.UTC()
+		out[rows[i].RoomID] = append(out[rows[i].RoomID], &u)
+	}
+	return out, nil
 }
 
 // RoomsFor returns the rooms userID sees: the public ones by name, then its
@@ -135,51 +148,11 @@ func (db *DB) RoomsFor(ctx context.Context, userID int64) ([]*models.Room, error
 			return nil, translate(err, "list direct rooms")
 		}
 	}
-	if err := db.loadPeers(ctx, userID, direct); err != nil {
-		return nil, err
-	}
 	out := append(public, direct...)
 	for _, r := range out {
 		r.CreatedAt = r.CreatedAt.UTC()
 	}
 	return out, nil
-}
-
-// indexRooms returns rooms by id, and their ids in order.
-func indexRooms(rooms []*models.Room) (map[int64]*models.Room, []int64) {
-	byID := make(map[int64]*models.Room, len(rooms))
-	ids := make([]int64, len(rooms))
-	for i, r := range rooms {
-		byID[r.ID], ids[i] = r, r.ID
-	}
-	return byID, ids
-}
-
-// loadPeers sets the other member (Peer) of each of userID's direct rooms,
-// in one query.
-func (db *DB) loadPeers(ctx context.Context, userID int64, rooms []*models.Room) error {
-	if len(rooms) == 0 {
-		return nil
-	}
-	byID, ids := indexRooms(rooms)
-	var rows []struct {
-		RoomID int64
-		models.User
-	}
-	err := db.gorm.WithContext(ctx).Table("room_members").
-		Select("room_members.room_id AS room_id, users.*").
-		Joins("JOIN users ON users.id = room_members.user_id").
-		Where("room_members.room_id IN ? AND room_members.user_id <> ?", ids, userID).
-		Scan(&rows).Error
-	if err != nil {
-		return translate(err, "list direct room members")
-	}
-	for i := range rows {
-		u := rows[i].User
-		u.CreatedAt = u.CreatedAt.UTC()
-		byID[rows[i].RoomID].Peer = &u
-	}
-	return nil
 }
 
 // CreateMessage appends a message by author (text already validated) to
@@ -228,16 +201,13 @@ func (db *DB) MarkRoomRead(ctx context.Context, userID, roomID int64) error {
 	return nil
 }
 
-// RoomUser is one user's view of one room.
-type RoomUser struct{ Room, User int64 }
-
 // UnreadCounts returns, for each of users in each of rooms, how many of the
 // room's messages the user has not read and did not post; before a user
 // first reads a room, the messages posted since the user was created count.
 // Pairs with none are left out. One query serves a user's room list (one
 // user, many rooms) and a room's watchers (one room, many users).
-func (db *DB) UnreadCounts(ctx context.Context, rooms, users []int64) (map[RoomUser]int, error) {
-	out := make(map[RoomUser]int)
+func (db *DB) UnreadCounts(ctx context.Context, rooms, users []int64) (map[models.RoomUser]int, error) {
+	out := make(map[models.RoomUser]int)
 	if len(rooms) == 0 || len(users) == 0 {
 		return out, nil
 	}
@@ -255,7 +225,7 @@ func (db *DB) UnreadCounts(ctx context.Context, rooms, users []int64) (map[RoomU
 		return nil, translate(err, "count unread messages")
 	}
 	for _, r := range rows {
-		out[RoomUser{Room: r.RoomID, User: r.UserID}] = r.N
+		out[models.RoomUser{Room: r.RoomID, User: r.UserID}] = r.N
 	}
 	return out, nil
 }
@@ -302,27 +272,25 @@ func (db *DB) MessagesBefore(ctx context.Context, roomID, before int64, limit in
 	return out, nil
 }
 
-// LoadLastMessages sets the newest message (Last) of each room, in one
-// query: the message at each room's highest position.
-func (db *DB) LoadLastMessages(ctx context.Context, rooms []*models.Room) error {
-	if len(rooms) == 0 {
-		return nil
-	}
-	byID, ids := indexRooms(rooms)
-	for _, r := range rooms {
-		r.Last, r.LastLoaded = nil, true
+// LastMessages returns the newest message of each room of roomIDs, with its
+// author, in one query: the message at each room's highest position. Rooms
+// without messages are left out.
+func (db *DB) LastMessages(ctx context.Context, roomIDs []int64) (map[int64]*models.Message, error) {
+	out := make(map[int64]*models.Message, len(roomIDs))
+	if len(roomIDs) == 0 {
+		return out, nil
 	}
 	g := db.gorm.WithContext(ctx)
-	newest := g.Model(&models.Message{}).Select("room_id, MAX(seq)").Where("room_id IN ?", ids).Group("room_id")
-	var out []*models.Message
-	if err := g.Preload("Author").Where("(room_id, seq) IN (?)", newest).Find(&out).Error; err != nil {
-		return translate(err, "list the rooms' last messages")
+	newest := g.Model(&models.Message{}).Select("room_id, MAX(seq)").Where("room_id IN ?", roomIDs).Group("room_id")
+	var last []*models.Message
+	if err := g.Preload("Author").Where("(room_id, seq) IN (?)", newest).Find(&last).Error; err != nil {
+		return nil, translate(err, "list the rooms' last messages")
 	}
-	normalizeMessages(out)
-	for _, m := range out {
-		byID[m.RoomID].Last = m
+	normalizeMessages(last)
+	for _, m := range last {
+		out[m.RoomID] = m
 	}
-	return nil
+	return out, nil
 }
 
 func normalizeMessages(ms []*models.Message) {

@@ -96,8 +96,9 @@ func userNames(users []*models.User) []string {
 // assertMembers checks the member list of room.
 func assertMembers(t *testing.T, db *store.DB, roomID int64, want ...*models.User) {
 	t.Helper()
-	members, err := db.RoomMembers(t.Context(), roomID)
+	all, err := db.RoomMembers(t.Context(), []int64{roomID})
 	require.NoError(t, err)
+	members := all[roomID]
 	if len(want) == 0 {
 		assert.Empty(t, members, "members of room %d", roomID)
 		return
@@ -568,7 +569,7 @@ func TestUnreadCounts(t *testing.T) {
 		t.Run("only the rooms asked for", func(t *testing.T) {
 			got, err := db.UnreadCounts(ctx, []int64{s.quiet.ID}, []int64{s.bob.ID})
 			require.NoError(t, err)
-			assert.Equal(t, map[store.RoomUser]int{{Room: s.quiet.ID, User: s.bob.ID}: 1}, got)
+			assert.Equal(t, map[models.RoomUser]int{{Room: s.quiet.ID, User: s.bob.ID}: 1}, got)
 			got, err = db.UnreadCounts(ctx, nil, []int64{s.bob.ID})
 			require.NoError(t, err)
 			assert.Empty(t, got)
@@ -678,15 +679,15 @@ func (s *unreadStory) check(t *testing.T, step unreadStep) {
 		got, err := s.db.UnreadCounts(ctx, rooms, []int64{c.user.ID})
 		require.NoError(t, err, step.name)
 		for _, id := range rooms {
-			assert.Equal(t, c.want[id], got[store.RoomUser{Room: id, User: c.user.ID}], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
+			assert.Equal(t, c.want[id], got[models.RoomUser{Room: id, User: c.user.ID}], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
 		}
 	}
 	// The same counts for everyone at once, room by room.
 	for _, id := range rooms {
 		got, err := s.db.UnreadCounts(ctx, []int64{id}, []int64{ada.ID, bob.ID})
 		require.NoError(t, err, step.name)
-		assert.Equal(t, step.ada[id], got[store.RoomUser{Room: id, User: ada.ID}], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
-		assert.Equal(t, step.bob[id], got[store.RoomUser{Room: id, User: bob.ID}], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
+		assert.Equal(t, step.ada[id], got[models.RoomUser{Room: id, User: ada.ID}], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
+		assert.Equal(t, step.bob[id], got[models.RoomUser{Room: id, User: bob.ID}], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
 	}
 }
 
@@ -778,9 +779,9 @@ func TestMessageLog(t *testing.T) {
 	})
 }
 
-// TestLoadLastMessages: one query gives each room its newest message, with
-// its author; an empty room has none.
-func TestLoadLastMessages(t *testing.T) {
+// TestLastMessages: one query gives each room its newest message, with its
+// author; an empty room has none.
+func TestLastMessages(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *store.DB) {
 		ada, bob := newUser(t, db, "ada"), newUser(t, db, "bob")
 		busy, quiet, empty := newRoom(t, db, "busy"), newRoom(t, db, "quiet"), newRoom(t, db, "empty")
@@ -793,20 +794,34 @@ func TestLoadLastMessages(t *testing.T) {
 		post(busy, bob, "two")
 		post(busy, ada, "three")
 
-		// Fresh copies, as a room list has them.
-		rooms := []*models.Room{{ID: busy.ID}, {ID: quiet.ID}, {ID: empty.ID}}
-		require.NoError(t, db.LoadLastMessages(t.Context(), rooms))
-		for _, r := range rooms {
-			assert.True(t, r.LastLoaded)
-		}
-		require.NotNil(t, rooms[0].Last)
-		assert.Equal(t, "three", rooms[0].Last.Text)
-		assert.Equal(t, "ada", rooms[0].Last.Author.Name)
-		assert.Equal(t, time.UTC, rooms[0].Last.CreatedAt.Location())
-		require.NotNil(t, rooms[1].Last)
-		assert.Equal(t, "only", rooms[1].Last.Text)
-		assert.Nil(t, rooms[2].Last, "an empty room has no last message")
-		require.NoError(t, db.LoadLastMessages(t.Context(), nil))
+		last, err := db.LastMessages(t.Context(), []int64{busy.ID, quiet.ID, empty.ID})
+		require.NoError(t, err)
+		require.NotNil(t, last[busy.ID])
+		assert.Equal(t, "three", last[busy.ID].Text)
+		assert.Equal(t, "ada", last[busy.ID].Author.Name)
+		assert.Equal(t, time.UTC, last[busy.ID].CreatedAt.Location())
+		require.NotNil(t, last[quiet.ID])
+		assert.Equal(t, "only", last[quiet.ID].Text)
+		assert.NotContains(t, last, empty.ID, "an empty room has no last message")
+		last, err = db.LastMessages(t.Context(), nil)
+		require.NoError(t, err)
+		assert.Empty(t, last)
+	})
+}
+
+// TestRoomMembers: one query gives the members of many direct rooms, by
+// id; a public room has none.
+func TestRoomMembers(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *store.DB) {
+		ada, bob, cid := newUser(t, db, "ada"), newUser(t, db, "bob"), newUser(t, db, "cid")
+		public := newRoom(t, db, "public")
+		adaBob, cidAda := openDirect(t, db, ada, bob), openDirect(t, db, cid, ada)
+		members, err := db.RoomMembers(t.Context(), []int64{public.ID, adaBob.ID, cidAda.ID, 999999})
+		require.NoError(t, err)
+		assert.Equal(t, map[int64][]*models.User{adaBob.ID: {ada, bob}, cidAda.ID: {ada, cid}}, members)
+		members, err = db.RoomMembers(t.Context(), nil)
+		require.NoError(t, err)
+		assert.Empty(t, members)
 	})
 }
 

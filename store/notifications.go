@@ -29,19 +29,12 @@ func (db *DB) CreateNotification(ctx context.Context, n *models.Notification, no
 	return translate(err, "create notification")
 }
 
-// inbox restricts a query on notifications to user's inbox: addressed to
-// them, or to everyone since they exist.
+// inbox restricts a query on notifications to user's inbox: the rule of
+// models.Notification.InInbox in SQL (addressed to them, or to everyone
+// since the second they were created).
 func inbox(q *gorm.DB, u *models.User) *gorm.DB {
 	return q.Where("notifications.recipient_id = ? OR (notifications.recipient_id IS NULL AND notifications.created_at >= ?)",
 		u.ID, u.CreatedAt.UTC().Truncate(time.Second))
-}
-
-// InInbox reports whether n belongs to user's inbox (see inbox).
-func InInbox(n *models.Notification, u *models.User) bool {
-	if n.RecipientID != nil {
-		return *n.RecipientID == u.ID
-	}
-	return !n.CreatedAt.Before(u.CreatedAt.UTC().Truncate(time.Second))
 }
 
 // notificationRow is a notification with the reader's read flag.

@@ -127,8 +127,8 @@ func TestCreateNotificationConcurrently(t *testing.T) {
 
 // TestInbox checks whose inbox each notification is in: one addressed to a
 // user whenever it was sent, and every broadcast sent since the second the
-// user was created, and that InInbox, which live subscriptions use, agrees
-// with the inbox the queries read.
+// user was created, and that models.Notification.InInbox, which live
+// subscriptions use, agrees with the inbox the queries read.
 func TestInbox(t *testing.T) {
 	forEachInbox(t, func(t *testing.T, db *store.DB, ada, bob *models.User) {
 		second := ada.CreatedAt.Truncate(time.Second)
@@ -156,10 +156,10 @@ func TestInbox(t *testing.T) {
 		for _, u := range []*models.User{ada, bob} {
 			inbox := notificationIDs(inboxOf(t, db, u))
 			for _, n := range all {
-				assert.Equal(t, slices.Contains(inbox, n.ID), store.InInbox(n, u), "InInbox(%q, %s)", n.Title, u.Name)
+				assert.Equal(t, slices.Contains(inbox, n.ID), n.InInbox(u), "InInbox(%q, %s)", n.Title, u.Name)
 			}
 		}
-		assert.False(t, store.InInbox(broadcastEarlier, ada))
+		assert.False(t, broadcastEarlier.InInbox(ada))
 	})
 }
 

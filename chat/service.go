@@ -1,0 +1,335 @@
+// Package chat is the chat service: public and direct rooms, their
+// messages, and the live state of the rooms (who is online in each room,
+// who is typing, whose room lists changed).
+//
+// Messages are durable: each room's are a stream (see package stream),
+// committed to the database first and announced on the broker second, so
+// messageAdded keeps the after resume promise (see PRODUCT.md). The live
+// state is not: it lives in the process and is replicated over the broker
+// (see hub). Each kind of it is a latest-value or best-effort stream: a
+// watcher receives the current value first and then every change, and a
+// slow watcher may skip intermediate values but never ends with a stale
+// one.
+//
+// A direct room is visible to its two members only: to anyone else it is
+// the same NOT_FOUND as a room that does not exist. Every use case applies
+// that rule here; the reads of a room take a View, which only Room and
+// Visible hand out.
+package chat
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
+)
+
+// Options tune a Service. Zero values take the defaults.
+type Options struct {
+	// MessageRate and TypingRate limit how fast one user posts messages
+	// and starts typing indicators; nil: no limit.
+	MessageRate, TypingRate *ratelimit.Keyed
+	// TypingTTL is how long a typing indicator lasts unless renewed.
+	// Default DefaultTypingTTL.
+	TypingTTL time.Duration
+	// LeaveGrace is how long a user stays online in a room after their
+	// last subscription of it ended. Default DefaultLeaveGrace; negative:
+	// at once.
+	LeaveGrace time.Duration
+	// Stream tunes the rooms' message streams (its Log defaults to Log).
+	Stream stream.Options
+	// Now is the clock of rooms and messages; default time.Now.
+	Now func() time.Time
+	// Log receives warnings.
+	Log *slog.Logger
+}
+
+// Service runs the chat: rooms, messages, presence, typing and room lists.
+type Service struct {
+	db   *store.DB
+	feed *stream.Feed[*models.Message]
+	hub  *hub
+	opts Options
+}
+
+// New returns a Service over the rooms of db, with the live state shared on
+// broker; Start connects it to the other replicas, Close stops it.
+func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case opts.LeaveGrace == 0:
+		opts.LeaveGrace = DefaultLeaveGrace
+	case opts.LeaveGrace < 0:
+		opts.LeaveGrace = 0
+	}
+	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
+	return &Service{
+		db:   db,
+		feed: stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, opts.Stream),
+		hub:  newHub(broker, opts.TypingTTL, opts.LeaveGrace, opts.Log),
+		opts: opts,
+	}
+}
+
+// Start follows the other replicas' presence, typing and room-list changes
+// until Close.
+func (s *Service) Start(ctx context.Context) { s.hub.Start(ctx) }
+
+// Close says goodbye to the other replicas, stops the live state and ends
+// every subscription.
+func (s *Service) Close() {
+	s.hub.Close()
+	_ = s.feed.Close() // never fails
+}
+
+// View is one room as one caller may see it: Room and Visible hand it out
+// only to a caller who may see the room, and the reads and subscriptions
+// of a room take it, so that none of them skips that rule.
+type View struct {
+	room   *models.Room
+	viewer *models.User // nil: an anonymous caller
+}
+
+// Room is the room seen.
+func (v *View) Room() *models.Room { return v.room }
+
+// Room returns room id as viewer (nil: an anonymous caller) may see it: a
+// public room for anyone, a direct room for its members only. Any other
+// room is the same models.NotFound as a missing one.
+func (s *Service) Room(ctx context.Context, viewer *models.User, id int64) (*View, error) {
+	room, err := s.db.RoomFor(ctx, id, userID(viewer))
+	if err != nil {
+		return nil, err
+	}
+	return &View{room: room, viewer: viewer}, nil
+}
+
+// Visible is Room for a room already read (by a batch, say): a public room
+// costs no read.
+func (s *Service) Visible(ctx context.Context, room *models.Room, viewer *models.User) (*View, error) {
+	if room.Direct {
+		return s.Room(ctx, viewer, room.ID)
+	}
+	return &View{room: room, viewer: viewer}, nil
+}
+
+// userID is u's id, 0 for an anonymous caller.
+func userID(u *models.User) int64 {
+	if u == nil {
+		return 0
+	}
+	return u.ID
+}
+
+// RoomsFor returns the rooms viewer (nil: an anonymous caller) sees: the
+// public ones by name, then their direct ones, newest first.
+func (s *Service) RoomsFor(ctx context.Context, viewer *models.User) ([]*models.Room, error) {
+	return s.db.RoomsFor(ctx, userID(viewer))
+}
+
+// CreateRoom creates a public room named name (trimmed, see
+// models.RoomName) and adds it to every room list. A name in use, in any
+// case, is models.BadUserInput.
+func (s *Service) CreateRoom(ctx context.Context, name string) (*models.Room, error) {
+	name, err := models.RoomName(name)
+	if err != nil {
+		return nil, err
+	}
+	room, err := s.db.CreateRoom(ctx, name, s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.hub.RoomChanged(ctx, room.ID)
+	return room, nil
+}
+
+// OpenDirectRoom returns the direct room of me and user otherID, creating
+// it on first use (it then appears in both room lists). me's own id is
+// models.BadUserInput, an unknown user models.NotFound.
+func (s *Service) OpenDirectRoom(ctx context.Context, me *models.User, otherID int64) (*models.Room, error) {
+	if otherID == me.ID {
+		return nil, models.Errorf(models.BadUserInput, "userId: a direct room needs another user")
+	}
+	other, err := s.db.User(ctx, otherID)
+	if err != nil {
+		return nil, err
+	}
+	room, created, err := s.db.OpenDirectRoom(ctx, me, other, s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		s.hub.RoomChanged(ctx, room.ID, me.ID, other.ID)
+	}
+	return room, nil
+}
+
+// PostMessage posts text (trimmed, see models.MessageText) as me to room
+// roomID, ends me's typing indicator there, announces the message to the
+// room's subscribers and the change to the room lists of everyone who sees
+// the room. A room me may not see is models.NotFound (see Room), a refusal
+// of the rate limit models.RateLimited, invalid text models.BadUserInput:
+// none of them stores anything. Once the message is committed, PostMessage
+// succeeds: a broker that fails to announce it only delays delivery
+// (subscribers find it in the database).
+func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64, text string) (*models.Message, error) {
+	room, err := s.db.RoomFor(ctx, roomID, me.ID)
+	if err != nil {
+		return nil, err
+	}
+	if !s.opts.MessageRate.Allow(ctx, me.ID) {
+		return nil, models.Errorf(models.RateLimited, "too many messages; slow down")
+	}
+	text, err = models.MessageText(text)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.db.CreateMessage(ctx, room, me, text, s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.hub.SetTyping(ctx, room.ID, me, false)
+	if err := s.feed.Publish(context.WithoutCancel(ctx), models.RoomStream(room.ID), m); err != nil {
+		// Committed already: subscribers get it from the database instead.
+		s.opts.Log.WarnContext(ctx, "message not announced", "room", room.ID, "seq", m.Seq, "err", err)
+	}
+	s.roomChanged(ctx, room)
+	return m, nil
+}
+
+// roomChanged tells everyone who sees room that its list entry changed.
+func (s *Service) roomChanged(ctx context.Context, room *models.Room) {
+	if !room.Direct {
+		s.hub.RoomChanged(ctx, room.ID)
+		return
+	}
+	members, err := s.db.RoomMembers(ctx, []int64{room.ID})
+	if err != nil {
+		s.opts.Log.WarnContext(ctx, "room list change not announced", "room", room.ID, "err", err)
+		return
+	}
+	ids := make([]int64, len(members[room.ID]))
+	for i, u := range members[room.ID] {
+		ids[i] = u.ID
+	}
+	s.hub.RoomChanged(ctx, room.ID, ids...)
+}
+
+// SetTyping starts (or renews) or ends me's typing indicator in room
+// roomID, on every replica. A room me may not see is models.NotFound; a
+// start the rate limit refuses is models.RateLimited (an end never is).
+func (s *Service) SetTyping(ctx context.Context, me *models.User, roomID int64, typing bool) error {
+	room, err := s.db.RoomFor(ctx, roomID, me.ID)
+	if err != nil {
+		return err
+	}
+	if typing && !s.opts.TypingRate.Allow(ctx, me.ID) {
+		return models.Errorf(models.RateLimited, "too many typing events; send one every few seconds")
+	}
+	s.hub.SetTyping(ctx, room.ID, me, typing)
+	return nil
+}
+
+// MarkRoomRead records that me has read every message of room roomID, and
+// updates me's room lists (in every tab). A room me may not see is
+// models.NotFound.
+func (s *Service) MarkRoomRead(ctx context.Context, me *models.User, roomID int64) (*models.Room, error) {
+	room, err := s.db.RoomFor(ctx, roomID, me.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.MarkRoomRead(ctx, me.ID, room.ID); err != nil {
+		return nil, err
+	}
+	s.hub.RoomChanged(ctx, room.ID, me.ID)
+	return room, nil
+}
+
+// History returns up to limit messages of v's room before position before
+// (any when 0), newest first, with their authors.
+func (s *Service) History(ctx context.Context, v *View, before int64, limit int) ([]*models.Message, error) {
+	return s.db.MessagesBefore(ctx, v.room.ID, before, limit)
+}
+
+// Subscribe returns the messages of v's room after position after (from
+// now on when nil), in order, each exactly once, until ctx ends or the
+// service closes (see stream.Feed.Subscribe); while it lasts, a signed-in
+// viewer is online in the room.
+func (s *Service) Subscribe(ctx context.Context, v *View, after *int64) (<-chan *models.Message, error) {
+	ch, err := s.feed.Subscribe(ctx, models.RoomStream(v.room.ID), after)
+	if err != nil {
+		return nil, err
+	}
+	s.join(ctx, v)
+	return ch, nil
+}
+
+// join counts a signed-in viewer online in v's room while ctx lasts.
+func (s *Service) join(ctx context.Context, v *View) {
+	if v.viewer != nil {
+		s.hub.Presence.Join(ctx, v.room.ID, v.viewer)
+	}
+}
+
+// Online returns who is online in v's room now, in the order they came
+// online.
+func (s *Service) Online(v *View) []*models.User { return s.hub.Presence.Online(v.room.ID) }
+
+// WatchPresence returns who is online in v's room: the list now, then the
+// whole new list after changes (see Presence.Watch), until ctx ends; while
+// it lasts, a signed-in viewer is online in the room.
+func (s *Service) WatchPresence(ctx context.Context, v *View) <-chan *models.Presence {
+	s.join(ctx, v)
+	return s.hub.Presence.Watch(ctx, v.room.ID)
+}
+
+// WatchTyping returns the typing indicators of v's room as they start and
+// end, but the viewer's own, until ctx ends (see Typing.Watch).
+func (s *Service) WatchTyping(ctx context.Context, v *View) <-chan *models.TypingEvent {
+	return s.hub.Typing.Watch(ctx, v.room.ID, userID(v.viewer))
+}
+
+// WatchRooms returns the entries of me's room list as they change, each
+// as load returns it for me (see RoomEvents.Watch), until ctx ends.
+func (s *Service) WatchRooms(ctx context.Context, me *models.User, load func(ctx context.Context, roomID int64) (*models.Room, error)) <-chan *models.Room {
+	return s.hub.Rooms.Watch(ctx, me.ID, load)
+}
+
+// The batch reads below serve the fields of many rooms at once, each in one
+// query, whoever asks: they are for rooms already handed to their viewer
+// (by RoomsFor, Room, Visible or a mutation), not a way around the rule.
+
+// Rooms returns the rooms of ids that exist, by id.
+func (s *Service) Rooms(ctx context.Context, ids []int64) (map[int64]*models.Room, error) {
+	return s.db.Rooms(ctx, ids)
+}
+
+// Members returns the members of each direct room of roomIDs, ordered by
+// id; public rooms, which have none, are left out.
+func (s *Service) Members(ctx context.Context, roomIDs []int64) (map[int64][]*models.User, error) {
+	return s.db.RoomMembers(ctx, roomIDs)
+}
+
+// LastMessages returns the newest message of each room of roomIDs that has
+// one, with its author.
+func (s *Service) LastMessages(ctx context.Context, roomIDs []int64) (map[int64]*models.Message, error) {
+	return s.db.LastMessages(ctx, roomIDs)
+}
+
+// UnreadCounts returns, for each of users in each of rooms, how many of the
+// room's messages the user has not read and did not post (pairs with none
+// are left out; see store.DB.UnreadCounts).
+func (s *Service) UnreadCounts(ctx context.Context, rooms, users []int64) (map[models.RoomUser]int, error) {
+	return s.db.UnreadCounts(ctx, rooms, users)
+}

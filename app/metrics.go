@@ -21,10 +21,12 @@ import (
 // and process collectors, the counters below, fed as things happen, and the
 // switchboard_* values read from the parts that keep them (the WebSocket
 // transport, the rate limits, the database) at each scrape. The README's
-// metrics table lists them; TestMetricsTableMatchesTheCode keeps the two in
-// step.
+// metrics table gives each switchboard_* metric's help text word for word;
+// TestREADMEMetricsTable keeps the two in step.
 type metrics struct {
 	reg *prometheus.Registry
+	// own are the switchboard_* collectors, in the order registered.
+	own []prometheus.Collector
 	// deliveryLatency is the time from an event's creation (the mutation
 	// that committed it) to its frames being handed to every subscriber's
 	// socket, per shared event.
@@ -54,7 +56,7 @@ func newMetrics() *metrics {
 		}),
 		errorsByCode: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_errors_total",
-			Help: "GraphQL errors answered to clients, by extensions.code.",
+			Help: "GraphQL errors answered to clients, by extensions.code (alert on INTERNAL and UNAVAILABLE).",
 		}, []string{"code"}),
 		brokerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_broker_errors_total",
@@ -70,9 +72,15 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"type"}),
 	}
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.eventsPublished, m.operations)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.eventsPublished, m.operations)
 	return m
+}
+
+// register registers switchboard_* collectors.
+func (m *metrics) register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+	m.own = append(m.own, cs...)
 }
 
 // countErrors counts the errors present presents, by code.
@@ -122,32 +130,33 @@ func (b countingBroker) Subscribe(ctx context.Context, topic string) (*pubsub.Su
 
 // observe registers the metrics that ws and svc keep, read at each scrape.
 func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
-	reg := m.reg
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchboard_websocket_connections",
-		Help: "Open WebSocket connections.",
-	}, func() float64 { return float64(ws.Len()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchboard_websocket_compressed_connections",
-		Help: "Open WebSocket connections that negotiated permessage-deflate (WS_COMPRESSION).",
-	}, func() float64 { return float64(ws.Compressed()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchboard_shared_subscriptions",
-		Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
-	}, func() float64 { return float64(ws.Groups()) }))
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "switchboard_events_delivered_total",
-		Help: "Operation results handed to WebSocket clients: one per subscriber for each event (protocol messages such as acks, pings and errors are not counted).",
-	}, func() float64 { return float64(ws.Stats().FramesWritten) }))
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "switchboard_slow_consumer_disconnects_total",
-		Help: "WebSocket clients disconnected (1013) because they did not read fast enough; they reconnect and resume with after.",
-	}, func() float64 { return float64(ws.Stats().Closes[strconv.Itoa(gqlws.CloseTryAgainLater)]) }))
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "switchboard_database_statements_total",
-		Help: "SQL statements run (queries and writes).",
-	}, func() float64 { return float64(svc.db.Statements()) }))
-	reg.MustRegister(&transportCollector{ws: ws, svc: svc})
+	m.register(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_websocket_connections",
+			Help: "Open WebSocket connections.",
+		}, func() float64 { return float64(ws.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_websocket_compressed_connections",
+			Help: "Open WebSocket connections that negotiated permessage-deflate (WS_COMPRESSION).",
+		}, func() float64 { return float64(ws.Compressed()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_shared_subscriptions",
+			Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
+		}, func() float64 { return float64(ws.Groups()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_events_delivered_total",
+			Help: "Operation results handed to WebSocket clients: one per subscriber for each event (protocol messages such as acks, pings and errors are not counted).",
+		}, func() float64 { return float64(ws.Stats().FramesWritten) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_slow_consumer_disconnects_total",
+			Help: "WebSocket clients disconnected (1013) because they did not read fast enough; they reconnect and resume with after.",
+		}, func() float64 { return float64(ws.Stats().Closes[strconv.Itoa(gqlws.CloseTryAgainLater)]) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "switchboard_database_statements_total",
+			Help: "SQL statements run (queries and writes).",
+		}, func() float64 { return float64(svc.db.Statements()) }),
+		&transportCollector{ws: ws, svc: svc},
+	)
 }
 
 var (

@@ -1,12 +1,16 @@
 package app
 
 import (
+	"context"
+	"io"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -48,5 +52,53 @@ func TestREADMEConfigurationTable(t *testing.T) {
 	}
 	for env := range rows {
 		assert.True(t, slices.Contains(names, env), "the README lists %s, which is no setting", env)
+	}
+}
+
+// TestREADMEMetricsTable: the README's metrics table lists every
+// switchboard_* metric the server registers, with its labels and its help
+// text word for word, and nothing else.
+func TestREADMEMetricsTable(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, table, ok := strings.Cut(string(readme), "\n### Metrics and logs\n")
+	require.True(t, ok, "the README has a Metrics and logs section")
+	table, _, _ = strings.Cut(table, "\n#")
+	row := regexp.MustCompile("(?m)^\\| `(switchboard_[a-z_]+)(?:\\{([a-z_, ]+)\\})?` \\| (.+) \\|$")
+	type listed struct{ labels, help string }
+	rows := map[string]listed{}
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		rows[m[1]] = listed{labels: m[2], help: m[3]}
+	}
+	require.NotEmpty(t, rows)
+
+	cfg, err := ParseConfig(nil, func(k string) string {
+		return map[string]string{"ADDR": "127.0.0.1:0", "DATA_DIR": t.TempDir()}[k]
+	}, io.Discard)
+	require.NoError(t, err)
+	s, err := Start(t.Context(), cfg, io.Discard)
+	require.NoError(t, err)
+	defer s.Shutdown(context.Background())
+	desc := regexp.MustCompile(`fqName: ("(?:[^"\\]|\\.)*"), help: ("(?:[^"\\]|\\.)*"), .*variableLabels: \{([^}]*)\}`)
+	registered := map[string]bool{}
+	for _, c := range s.metrics.own {
+		descs := make(chan *prometheus.Desc, 16)
+		c.Describe(descs)
+		close(descs)
+		for d := range descs {
+			m := desc.FindStringSubmatch(d.String())
+			require.NotNil(t, m, d.String())
+			name, _ := strconv.Unquote(m[1])
+			help, _ := strconv.Unquote(m[2])
+			registered[name] = true
+			r, ok := rows[name]
+			if assert.True(t, ok, "the README lists %s", name) {
+				assert.Equal(t, help, r.help, "%s's help text", name)
+				assert.Equal(t, strings.ReplaceAll(m[3], ",", ", "), r.labels, "%s's labels", name)
+			}
+		}
+	}
+	for name := range rows {
+		assert.True(t, registered[name], "the README lists %s, which the server does not register", name)
 	}
 }

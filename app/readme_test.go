@@ -20,11 +20,7 @@ import (
 // its flag and, where it has a fixed default, that default; every row names
 // a setting that exists.
 func TestREADMEConfigurationTable(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	require.NoError(t, err)
-	_, table, ok := strings.Cut(string(readme), "\n## Configuration\n")
-	require.True(t, ok, "the README has a Configuration section")
-	table, _, _ = strings.Cut(table, "\n#")
+	table := readmeSection(t, "## Configuration")
 	code := regexp.MustCompile("`([^`]*)`")
 	type row struct{ envs, flags, def string }
 	rows := map[string]row{} // by env
@@ -59,11 +55,7 @@ func TestREADMEConfigurationTable(t *testing.T) {
 // switchboard_* metric the server registers, with its labels and its help
 // text word for word, and nothing else.
 func TestREADMEMetricsTable(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	require.NoError(t, err)
-	_, table, ok := strings.Cut(string(readme), "\n### Metrics and logs\n")
-	require.True(t, ok, "the README has a Metrics and logs section")
-	table, _, _ = strings.Cut(table, "\n#")
+	table := readmeSection(t, "### Metrics and logs")
 	row := regexp.MustCompile("(?m)^\\| `(switchboard_[a-z_]+)(?:\\{([a-z_, ]+)\\})?` \\| (.+) \\|$")
 	type listed struct{ labels, help string }
 	rows := map[string]listed{}
@@ -101,4 +93,16 @@ func TestREADMEMetricsTable(t *testing.T) {
 	for name := range rows {
 		assert.True(t, registered[name], "the README lists %s, which the server does not register", name)
 	}
+}
+
+// readmeSection returns the README's section under heading (a line such as
+// "## Configuration"), up to the next heading.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "\n"+heading+"\n")
+	require.True(t, ok, "the README has a section %q", heading)
+	section, _, _ = strings.Cut(section, "\n#")
+	return section
 }

@@ -106,3 +106,56 @@ func readmeSection(t *testing.T, heading string) string {
 	section, _, _ = strings.Cut(section, "\n#")
 	return section
 }
+
+// TestREADMEMapsTheRepository: the README's project structure names every
+// folder of the repository (and every package) and nothing that is not
+// there, and each file its "Where things are" table leads to exists and
+// holds the function it names.
+func TestREADMEMapsTheRepository(t *testing.T) {
+	structure := readmeSection(t, "## Project structure")
+	listed := map[string]bool{}
+	for line := range strings.SplitSeq(structure, "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		if name == "" || strings.HasPrefix(name, "`") || !(strings.Contains(name, ".") || strings.HasSuffix(name, "/") || strings.Contains(name, "/")) {
+			continue
+		}
+		top, _, _ := strings.Cut(name, "/")
+		listed[top] = true
+		_, err := os.Stat("../" + name)
+		assert.NoError(t, err, "the structure lists %s", name)
+	}
+	entries, err := os.ReadDir("..")
+	require.NoError(t, err)
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && e.Name() != "data" {
+			assert.True(t, listed[e.Name()], "the structure lists the folder %s/", e.Name())
+		}
+	}
+
+	table := readmeSection(t, "### Where things are")
+	code := regexp.MustCompile("`([^`]+)`")
+	rows := 0
+	for line := range strings.SplitSeq(table, "\n") {
+		_, where, ok := strings.Cut(line, " | ")
+		if !ok || !strings.Contains(where, "`") {
+			continue
+		}
+		rows++
+		var files []string
+		for _, m := range code.FindAllStringSubmatch(where, -1) {
+			if strings.Contains(m[1], "/") {
+				files = append(files, m[1])
+				_, err := os.Stat("../" + m[1])
+				assert.NoError(t, err, "the map leads to %s", m[1])
+				continue
+			}
+			found := false
+			for _, f := range files {
+				b, _ := os.ReadFile("../" + f)
+				found = found || regexp.MustCompile(`func (\([^)]*\) )?`+regexp.QuoteMeta(m[1])+`\b`).Match(b)
+			}
+			assert.True(t, found, "%v define %s", files, m[1])
+		}
+	}
+	assert.Greater(t, rows, 10, "the map has its rows")
+}

@@ -4,7 +4,8 @@
 //
 // Messages are durable: each room's are a stream (see package stream),
 // committed to the database first and announced on the broker second, so
-// messageAdded keeps the after resume promise (see PRODUCT.md). The live
+// messageAdded keeps the after resume promise (README.md, "The delivery
+// promise"). The live
 // state is not: it lives in the process and is replicated over the broker
 // (see hub). Each kind of it is a latest-value or best-effort stream: a
 // watcher receives the current value first and then every change, and a

@@ -12,8 +12,7 @@ import (
 )
 
 // The graphql-transport-ws protocol exactly as its specification says
-// (see ../shared/PROTOCOL.md and docs/protocol.md), one case per rule, with a
-// raw WebSocket client.
+// (docs/protocol.md), one case per rule, with a raw WebSocket client.
 
 func TestTransportWSCloseCodes(t *testing.T) {
 	s := startServer(t, nil)

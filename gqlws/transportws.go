@@ -6,9 +6,9 @@ import (
 )
 
 // transportWS is the adapter of graphql-transport-ws, the graphql-ws
-// library's protocol, exactly as its PROTOCOL.md says: every message the
-// server does not accept closes the connection with the code the
-// specification gives it (see docs/protocol.md).
+// library's protocol, exactly as its specification says (docs/protocol.md
+// sums it up): every message the server does not accept closes the
+// connection with the code the specification gives it.
 type transportWS struct{}
 
 var _ protocol = transportWS{}

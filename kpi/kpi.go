@@ -1,7 +1,7 @@
 // Package kpi records KPI values and serves their live views: each
 // module's KPI set (kpiUpdated) and the dashboard summary, both
-// latest-value streams (see PRODUCT.md), plus the retention of samples and
-// the demo feed.
+// latest-value streams (README.md, "The delivery promise"), plus the
+// retention of samples and the demo feed.
 //
 // A recorded batch is committed first, then announced on the broker, so
 // every replica sharing the broker refreshes its watchers from the

@@ -1,5 +1,5 @@
-// Package live holds the building block of latest-value streams (see
-// PRODUCT.md): presence lists, unread counts, KPI sets and dashboards. Each
+// Package live holds the building block of latest-value streams (README.md,
+// "The delivery promise"): presence lists, unread counts, KPI sets and dashboards. Each
 // watcher receives the current value first and then every change, and a
 // slow watcher skips intermediate values but never ends with a stale one.
 package live

@@ -1,7 +1,7 @@
 // Package statuses is the public status feed: posting a status (rate
 // limit, validation, storing, then announcing), the pages of the feed, and
-// statusPosted, a durable stream with the after resume promise (see
-// PRODUCT.md).
+// statusPosted, a durable stream with the after resume promise (see the
+// delivery promise in README.md).
 //
 // A status is committed first and announced on the broker second: the
 // database is the truth, and an announcement that fails only delays

@@ -102,11 +102,11 @@ func (t *Tokens) Verify(token string) (*models.Principal, error) {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			reason = "token expired"
 		}
-		return nil, errors.Join(models.Errorf(models.Unauthenticated, "%s", reason), ErrInvalidToken, err)
+		return nil, models.E("verify token", models.Unauthenticated, fmt.Errorf("%w: %w", ErrInvalidToken, err), "%s", reason)
 	}
 	id, err := strconv.ParseInt(c.Subject, 10, 64)
 	if err != nil || id <= 0 {
-		return nil, errors.Join(models.Errorf(models.Unauthenticated, "invalid token"), ErrInvalidToken)
+		return nil, models.E("verify token", models.Unauthenticated, ErrInvalidToken, "invalid token")
 	}
 	return &models.Principal{
 		User:      models.User{ID: id, Name: c.Name},
@@ -125,7 +125,7 @@ func FromHeader(value string) (token string, ok bool, err error) {
 	}
 	scheme, token, found := strings.Cut(value, " ")
 	if !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return "", true, errors.Join(models.Errorf(models.Unauthenticated, `authorization must be "Bearer <token>"`), ErrInvalidToken)
+		return "", true, models.E("read authorization", models.Unauthenticated, ErrInvalidToken, `authorization must be "Bearer <token>"`)
 	}
 	return strings.TrimSpace(token), true, nil
 }

@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/switchboardhq/switchboard/models"
@@ -79,8 +78,7 @@ func (t *Tokens) ConnectionInit(ctx context.Context, payload map[string]any) (_ 
 
 // clientReason is the part of a token error a client may see.
 func clientReason(err error) string {
-	var e *models.Error
-	if errors.As(err, &e) {
+	if e, ok := models.CodedError(err); ok {
 		return e.Message
 	}
 	return "invalid token"

@@ -6,7 +6,7 @@
 // error as their cause, so that nothing above it needs to know which
 // database it talks to and the log still says what the database said.
 //
-// Durable streams (the status feed today; chat rooms and notifications later)
+// Durable streams (the status feed, each chat room, the notifications)
 // are numbered here. Each stream has a row in the streams table holding its
 // head; appending takes that row's lock, increments it and writes the event
 // under the new number in the same transaction. The lock is held until

@@ -1,5 +1,6 @@
 // Package stream delivers durable streams live and resumably: the status
-// feed today, chat rooms and notification inboxes later.
+// feed, each chat room's messages, and the notifications (of which each
+// subscriber keeps its own inbox's).
 //
 // A durable stream is a sequence of events numbered 1, 2, 3… in commit order
 // by the store (see package store). Its events are committed to the database

@@ -102,7 +102,7 @@ func (e *env) publish(tb testing.TB, st *models.Status) {
 	require.NoError(tb, e.feed.Publish(context.Background(), models.StatusStream, st))
 }
 
-// post commits and announces a status, as the postStatus resolver does.
+// post commits and announces a status, as the statuses service does.
 func (e *env) post(tb testing.TB, text string) *models.Status {
 	tb.Helper()
 	st := e.commit(tb, text)

@@ -199,8 +199,10 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 // fills its socket, so the server's writes to it are cut short and finished
 // later by the connection's flusher. When it reads again, within the write
 // timeout, it gets every frame intact and in order, and stays connected.
+// (The write timeout is a minute so that the pause, which lasts as long as
+// the posting, stays within it on a slow machine under -race.)
 func TestPausedReaderCatchesUp(t *testing.T) {
-	h := newHarness(t, gqlws.Options{MaxQueue: 1024, WriteTimeout: 10 * time.Second, SendBuffer: 4096})
+	h := newHarness(t, gqlws.Options{MaxQueue: 1024, WriteTimeout: time.Minute, SendBuffer: 4096})
 	tiny := tinyReceiveBuffer()
 	c := h.dial(t, tiny, "0")
 	first := h.post(t, "first")

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,9 +18,52 @@ import (
 	"github.com/switchboardhq/switchboard/app"
 )
 
-// The tests of the entry point itself: its dispatch to the version, help
-// and token subcommands. The server's own behaviour is tested end to end in
-// e2e/.
+// The tests of the entry point itself: serving until a signal, and the
+// dispatch to the version, help and token subcommands. The server's own
+// behaviour is tested end to end in e2e/.
+
+// TestMain runs main itself when SWITCHBOARD_TEST_MAIN=1: the test binary is
+// then the switchboard binary, for TestServesUntilSIGTERM.
+func TestMain(m *testing.M) {
+	if os.Getenv("SWITCHBOARD_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestServesUntilSIGTERM: the binary serves on ADDR with the environment's
+// settings and, at SIGTERM (what process managers send), shuts down
+// gracefully and exits 0.
+func TestServesUntilSIGTERM(t *testing.T) {
+	cmd := exec.Command(os.Args[0]) // no arguments: main reads them as its own
+	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_MAIN=1", "ADDR=127.0.0.1:0", "DATA_DIR="+t.TempDir(), "LOG_FORMAT=json")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(out)
+	var url string
+	for url == "" && lines.Scan() {
+		var line struct{ Msg, URL string }
+		if json.Unmarshal(lines.Bytes(), &line) == nil && line.Msg == "listening" {
+			url = line.URL
+		}
+	}
+	require.NotEmpty(t, url, "the server logs where it listens")
+	resp, err := http.Get(url + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	var rest strings.Builder
+	for lines.Scan() {
+		rest.WriteString(lines.Text() + "\n")
+	}
+	require.NoError(t, cmd.Wait(), "exit status 0")
+	assert.Contains(t, rest.String(), `"msg":"stopped"`)
+}
 
 func TestVersionFlag(t *testing.T) {
 	for _, arg := range []string{"--version", "-version", "version"} {

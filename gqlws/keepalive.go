@@ -57,25 +57,33 @@ func (k *keepalive) run() {
 // 25 s interval a vanished client is dropped within 36 s.
 const silentIntervals = 1.4
 
-// watch closes, with 1013, every connection whose current write has been
-// blocked for longer than timeout: the client stopped reading (closing the
-// socket is what unblocks the writer); with 4403, every connection whose
-// token has expired; and with 1001 every client that must answer
-// keepalives (graphql-transport-ws) and has been silent too long.
+// watch closes every connection that verdict condemns.
 func (k *keepalive) watch(now time.Time, timeout time.Duration) {
-	writeLimit := now.Add(-timeout).UnixNano()
-	silentSince := now.Add(-time.Duration(silentIntervals * float64(k.interval))).UnixNano()
 	for _, c := range k.transport.snapshot() {
-		switch {
-		case c.closed.Load():
-		case c.writingSince.Load() != 0 && c.writingSince.Load() < writeLimit:
-			go c.close(CloseTryAgainLater, "Slow consumer")
-		case c.expires.Load() != 0 && c.expires.Load() <= now.UnixNano():
-			go c.close(CloseForbidden, "Token expired")
-		case c.proto.dropsSilentClients() && c.acked.Load() && c.lastRead.Load() < silentSince:
-			go c.close(CloseGoingAway, "Keepalive timeout")
+		if code, reason, ok := k.verdict(c, now, timeout); ok {
+			go c.close(code, reason)
 		}
 	}
+}
+
+// verdict says whether connection c is to be closed at now, and how: with
+// 1013 when its current write has been blocked for longer than timeout (the
+// client stopped reading; closing the socket is what unblocks the writer),
+// with 4403 when its token has expired, and with 1001 when it must answer
+// keepalives (graphql-transport-ws) and has been silent too long.
+func (k *keepalive) verdict(c *conn, now time.Time, timeout time.Duration) (code int, reason string, ok bool) {
+	silentSince := now.Add(-time.Duration(silentIntervals * float64(k.interval))).UnixNano()
+	switch {
+	case c.closed.Load():
+		return 0, "", false
+	case c.writingSince.Load() != 0 && c.writingSince.Load() < now.Add(-timeout).UnixNano():
+		return CloseTryAgainLater, "Slow consumer", true
+	case c.expires.Load() != 0 && c.expires.Load() <= now.UnixNano():
+		return CloseForbidden, "Token expired", true
+	case c.proto.dropsSilentClients() && c.acked.Load() && c.lastRead.Load() < silentSince:
+		return CloseGoingAway, "Keepalive timeout", true
+	}
+	return 0, "", false
 }
 
 // round sends every initialised connection its keepalive frame, without
@@ -86,10 +94,13 @@ func (k *keepalive) round() {
 			continue
 		}
 		// Never wait for a connection busy writing: skip its ping this round
-		// and do not count the round against it (a writer that is stuck on
-		// a vanished client is the write watchdog's to catch).
+		// and do not count the round against it. The client cannot answer a
+		// ping it was not sent, so its silence counts from now, as if it had
+		// just answered: it has until the next round's ping plus the grace
+		// (a writer that is stuck on a vanished client is the write
+		// watchdog's to catch).
 		if !c.writeMu.TryLock() {
-			c.lastRead.Store(max(c.lastRead.Load(), time.Now().Add(-k.interval).UnixNano()))
+			c.lastRead.Store(max(c.lastRead.Load(), time.Now().UnixNano()))
 			continue
 		}
 		if !c.closed.Load() {

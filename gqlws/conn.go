@@ -46,6 +46,9 @@ type conn struct {
 	// expires is when the connection's grant ends (unix nanoseconds), 0 for
 	// never; the watchdog closes it with 4403 then.
 	expires atomic.Int64
+	// session names what the grant came from (InitResult.Session), for
+	// Transport.EndSessions; guarded by the transport's connsMu.
+	session string
 
 	queueMu    sync.Mutex    // guards the fields below
 	queue      []queuedFrame // frames waiting for the flusher
@@ -201,7 +204,8 @@ func (c *conn) initReceived() bool {
 
 // runInit disarms the init timeout and runs Options.Init on the init
 // payload raw (absent or null: an empty object; anything but an object:
-// errBadPayload). When Init accepts, runInit arms the grant's expiry, marks
+// errBadPayload). When Init accepts, runInit records the grant's session
+// (refusing a session that ended meanwhile), arms the grant's expiry, marks
 // the connection acknowledged and returns the operations' context and the
 // ack payload.
 func (c *conn) runInit(ctx context.Context, raw json.RawMessage) (context.Context, map[string]any, error) {
@@ -220,6 +224,9 @@ func (c *conn) runInit(ctx context.Context, raw json.RawMessage) (context.Contex
 	res, err := c.transport.opts.Init(ctx, payload)
 	if err != nil {
 		return ctx, nil, err
+	}
+	if res.Session != "" && !c.transport.claimSession(c, res.Session) {
+		return ctx, nil, errSessionEnded
 	}
 	if res.Context != nil {
 		ctx = res.Context

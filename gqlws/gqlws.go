@@ -73,6 +73,9 @@ type InitResult struct {
 	// Expires, when not zero, is when the grant ends: the connection is then
 	// closed with 4403 (the client reconnects and initialises again).
 	Expires time.Time
+	// Session, when not empty, names what the grant came from (the
+	// caller's session): Transport.EndSessions ends the grant early.
+	Session string
 }
 
 // InitFunc decides whether a connection_init is accepted, given its payload.
@@ -166,10 +169,11 @@ type Transport struct {
 	opts     Options
 	upgrader websocket.Upgrader
 
-	connsMu  sync.Mutex // guards the fields below
+	connsMu  sync.Mutex // guards the fields below, and each conn's session
 	conns    map[*conn]struct{}
-	perAddr  map[string]int // open connections by client address
-	shutdown bool           // Shutdown has begun: upgrades are refused
+	perAddr  map[string]int       // open connections by client address
+	shutdown bool                 // Shutdown has begun: upgrades are refused
+	ended    map[string]time.Time // sessions ended by EndSessions lately, and when
 
 	keepalive *keepalive
 
@@ -260,6 +264,7 @@ func New(opts Options) *Transport {
 		opts:    opts,
 		conns:   make(map[*conn]struct{}),
 		perAddr: make(map[string]int),
+		ended:   make(map[string]time.Time),
 		closes:  make(map[string]uint64),
 		refused: make(map[string]uint64),
 		subs:    make(map[string]int64),
@@ -447,4 +452,55 @@ func (t *Transport) Shutdown() {
 	for _, c := range t.snapshot() {
 		c.close(CloseGoingAway, "server shutting down")
 	}
+}
+
+// endedMemory is how long EndSessions remembers an ended session, to refuse
+// a connection_init whose grant was decided just before the session ended
+// and arrives after the connections were closed.
+const endedMemory = time.Minute
+
+// errSessionEnded refuses a connection_init whose session ended meanwhile.
+var errSessionEnded = errors.New("session ended: sign in again")
+
+// EndSessions closes every connection granted by one of sessions (see
+// InitResult.Session) with 4403 "Session ended" (the standard client
+// reconnects, and its connection_init is refused unless it brings a token
+// of another session), and for a minute refuses a connection_init granted
+// by one of them. It returns how many connections it closes.
+func (t *Transport) EndSessions(sessions ...string) int {
+	now := time.Now()
+	set := make(map[string]struct{}, len(sessions))
+	var doomed []*conn
+	t.connsMu.Lock()
+	for s, at := range t.ended {
+		if now.Sub(at) > endedMemory {
+			delete(t.ended, s)
+		}
+	}
+	for _, s := range sessions {
+		t.ended[s] = now
+		set[s] = struct{}{}
+	}
+	for c := range t.conns {
+		if _, ok := set[c.session]; ok && c.session != "" {
+			doomed = append(doomed, c)
+		}
+	}
+	t.connsMu.Unlock()
+	for _, c := range doomed {
+		go c.close(CloseForbidden, "Session ended")
+	}
+	return len(doomed)
+}
+
+// claimSession records that c's grant came from session, unless
+// EndSessions ended that session lately; it reports whether it did.
+func (t *Transport) claimSession(c *conn, session string) bool {
+	t.connsMu.Lock()
+	defer t.connsMu.Unlock()
+	if at, ok := t.ended[session]; ok && time.Since(at) <= endedMemory {
+		return false
+	}
+	c.session = session
+	return true
 }

@@ -33,6 +33,7 @@ import (
 // status service behind a gqlws.Transport configured by the test.
 type harness struct {
 	srv      *httptest.Server
+	ws       *gqlws.Transport
 	statuses *statuses.Service
 	author   *models.User
 }
@@ -62,7 +63,7 @@ func newHarness(t *testing.T, opts gqlws.Options) *harness {
 	})
 	author, err := db.CreateUser(context.Background(), "author")
 	require.NoError(t, err)
-	return &harness{srv: srv, statuses: feed, author: author}
+	return &harness{srv: srv, ws: ws, statuses: feed, author: author}
 }
 
 // post posts a status, as postStatus does.

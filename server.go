@@ -4,7 +4,8 @@
 // Usage:
 //
 //	switchboard [flags]                                    serve (see --help)
-//	switchboard token --name NAME [--role ROLE] [--ttl D]  mint a token
+//	switchboard token --name NAME [--role ROLE] [--ttl D]  mint a token (a new session)
+//	switchboard token revoke --session ID | --user ID      end sessions
 //	switchboard version                                    print the version
 //
 // Configuration comes from flags and environment variables; the README's
@@ -46,7 +47,7 @@ func main() {
 // SIGTERM) and the server has shut down, or runs a subcommand.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "token" {
-		return app.TokenCommand(ctx, args[1:], getenv, stdout)
+		return app.TokenCommand(ctx, args[1:], getenv, stdout, os.Stderr)
 	}
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
 		_, err := fmt.Fprintln(stdout, "switchboard", version)

@@ -2,6 +2,7 @@ package accounts_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,69 +16,215 @@ import (
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
-// newService returns a Service over a fresh SQLite database, and its
-// token signer.
-func newService(t *testing.T, opts accounts.Options) (*accounts.Service, *auth.Tokens) {
+// clock is a settable time source shared by a Service and its tokens.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// fixture is a Service over a fresh SQLite database, with its token signer,
+// its sessions and their clock.
+type fixture struct {
+	svc      *accounts.Service
+	tokens   *auth.Tokens
+	sessions *accounts.Sessions
+	db       *store.DB
+	clock    *clock
+}
+
+// newService returns a fixture whose Service has opts (and the fixture's
+// clock).
+func newService(t *testing.T, opts accounts.Options) *fixture {
 	t.Helper()
-	tokens, err := auth.NewTokens([]byte(strings.Repeat("k", 32)), nil)
+	f := &fixture{clock: newClock(), db: storetest.Open(t, store.SQLite)}
+	opts.Now = f.clock.now
+	tokens, err := auth.NewTokens([]byte(strings.Repeat("k", 32)), f.clock.now)
 	require.NoError(t, err)
-	return accounts.New(storetest.Open(t, store.SQLite), tokens, opts), tokens
+	f.sessions = accounts.NewSessions(f.db, nil, accounts.SessionsOptions{Now: f.clock.now})
+	f.tokens = tokens.WithSessions(f.sessions)
+	f.svc = accounts.New(f.db, f.tokens, f.sessions, opts)
+	return f
+}
+
+// principal authenticates token as the HTTP middleware does.
+func (f *fixture) principal(t *testing.T, token string) *models.Principal {
+	t.Helper()
+	p, err := f.tokens.Authenticate(t.Context(), token)
+	require.NoError(t, err)
+	return p
 }
 
 func TestSignIn(t *testing.T) {
-	svc, tokens := newService(t, accounts.Options{GuestSignIn: true, TokenTTL: time.Hour})
-	s, err := svc.SignIn(t.Context(), "  ada ")
+	f := newService(t, accounts.Options{GuestSignIn: true, TokenTTL: time.Hour, SessionMaxAge: 3 * time.Hour})
+	s, err := f.svc.SignIn(t.Context(), "  ada ")
 	require.NoError(t, err)
 	assert.Equal(t, "ada", s.User.Name, "trimmed")
-	assert.WithinDuration(t, time.Now().Add(time.Hour), s.ExpiresAt, 2*time.Second)
-	p, err := tokens.Verify(s.Token)
+	assert.Equal(t, f.clock.now().Add(time.Hour), s.ExpiresAt)
+	p, err := f.tokens.Verify(s.Token)
 	require.NoError(t, err)
 	assert.Equal(t, s.User.ID, p.User.ID)
 	assert.Empty(t, p.Roles, "a guest has no roles")
+	assert.Equal(t, s.ID, p.SessionID, "the token names its session")
+	rec, err := f.db.Session(t.Context(), s.ID)
+	require.NoError(t, err)
+	assert.Equal(t, &models.SessionRecord{ID: s.ID, UserID: s.User.ID, CreatedAt: f.clock.now(), ExpiresAt: f.clock.now().Add(3 * time.Hour)}, rec,
+		"the session is recorded, ending SessionMaxAge after sign-in")
 
-	again, err := svc.SignIn(t.Context(), "ada")
+	again, err := f.svc.SignIn(t.Context(), "ada")
 	require.NoError(t, err)
 	assert.NotEqual(t, s.User.ID, again.User.ID, "each sign-in is a new user")
+	assert.NotEqual(t, s.ID, again.ID, "and a new session")
 
 	for _, name := range []string{"", "  ", strings.Repeat("n", models.MaxNameLength+1), "a\x00b"} {
-		_, err := svc.SignIn(t.Context(), name)
+		_, err := f.svc.SignIn(t.Context(), name)
 		assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "name %q: %v", name, err)
 	}
 
-	off, _ := newService(t, accounts.Options{})
-	_, err = off.SignIn(t.Context(), "ada")
+	off := newService(t, accounts.Options{})
+	_, err = off.svc.SignIn(t.Context(), "ada")
 	assert.Equal(t, models.Forbidden, models.ErrorCode(err))
 	assert.EqualError(t, err, "guest sign-in is turned off on this server")
 }
 
 func TestRefreshAndCurrent(t *testing.T) {
-	svc, tokens := newService(t, accounts.Options{GuestSignIn: true})
-	s, err := svc.SignIn(t.Context(), "ada")
+	f := newService(t, accounts.Options{GuestSignIn: true})
+	s, err := f.svc.SignIn(t.Context(), "ada")
 	require.NoError(t, err)
-	assert.WithinDuration(t, time.Now().Add(accounts.DefaultTokenTTL), s.ExpiresAt, 2*time.Second, "the default lifetime")
+	assert.Equal(t, f.clock.now().Add(accounts.DefaultTokenTTL), s.ExpiresAt, "the default lifetime")
 
-	p := &models.Principal{User: *s.User, Roles: []models.Role{models.RoleAdmin}}
-	me, err := svc.Current(t.Context(), p)
+	p := f.principal(t, s.Token)
+	me, err := f.svc.Current(t.Context(), p)
 	require.NoError(t, err)
 	assert.Equal(t, s.User, me)
-	r, err := svc.Refresh(t.Context(), p)
+	f.clock.advance(time.Minute)
+	r, err := f.svc.Refresh(t.Context(), p)
 	require.NoError(t, err)
 	assert.Equal(t, s.User, r.User)
-	got, err := tokens.Verify(r.Token)
-	require.NoError(t, err)
-	assert.Equal(t, []models.Role{models.RoleAdmin}, got.Roles, "the roles are kept")
+	assert.Equal(t, s.ID, r.ID, "the same session")
+	assert.Equal(t, s.ExpiresAt, r.ExpiresAt, "the default session ends when its first token does: refreshing cannot extend it")
 
-	gone := &models.Principal{User: models.User{ID: 999, Name: "gone"}}
-	for _, err := range []error{second(svc.Current(t.Context(), gone)), second(svc.Refresh(t.Context(), gone))} {
-		assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
-		assert.EqualError(t, err, "the user of this token no longer exists; sign in again")
-	}
+	gone := &models.Principal{User: models.User{ID: 999, Name: "gone"}, SessionID: s.ID}
+	_, err = f.svc.Current(t.Context(), gone)
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+	assert.EqualError(t, err, "the user of this token no longer exists; sign in again")
+	_, err = f.svc.Refresh(t.Context(), gone)
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err), "a session of another user")
 }
 
-func second[T any](_ T, err error) error { return err }
+// TestRefreshStaysWithinTheSession: each refresh gives a token TokenTTL
+// from now until that would pass the session's end, then one that ends with
+// the session; after the end, or once signed out, refreshing is refused.
+func TestRefreshStaysWithinTheSession(t *testing.T) {
+	f := newService(t, accounts.Options{GuestSignIn: true, TokenTTL: time.Hour, SessionMaxAge: 3 * time.Hour})
+	start := f.clock.now()
+	s, err := f.svc.SignIn(t.Context(), "ada")
+	require.NoError(t, err)
+	p := f.principal(t, s.Token)
+
+	f.clock.advance(30 * time.Minute)
+	r, err := f.svc.Refresh(t.Context(), p)
+	require.NoError(t, err)
+	assert.Equal(t, start.Add(90*time.Minute), r.ExpiresAt, "TokenTTL from now")
+
+	f.clock.advance(50 * time.Minute)
+	r, err = f.svc.Refresh(t.Context(), f.principal(t, r.Token))
+	require.NoError(t, err)
+	assert.Equal(t, start.Add(140*time.Minute), r.ExpiresAt, "TokenTTL from now again")
+
+	f.clock.advance(time.Hour) // 2h20 in: the next hour would pass the end
+	r, err = f.svc.Refresh(t.Context(), f.principal(t, r.Token))
+	require.NoError(t, err)
+	assert.Equal(t, start.Add(3*time.Hour), r.ExpiresAt, "near its end, a token ends with the session")
+	got := f.principal(t, r.Token)
+	assert.Equal(t, start.Add(3*time.Hour), got.ExpiresAt, "as the token itself says")
+
+	f.clock.advance(40*time.Minute - time.Second)
+	r, err = f.svc.Refresh(t.Context(), f.principal(t, r.Token))
+	require.NoError(t, err)
+	assert.Equal(t, start.Add(3*time.Hour), r.ExpiresAt, "a second before the end")
+
+	f.clock.advance(time.Second) // the end: the token is still within its leeway
+	p, err = f.tokens.Verify(r.Token)
+	require.NoError(t, err, "within the leeway")
+	_, err = f.svc.Refresh(t.Context(), p)
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+	assert.EqualError(t, err, "session ended: sign in again")
+	_, err = f.tokens.Authenticate(t.Context(), r.Token)
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err), "at its end the session's tokens are refused, leeway or not")
+}
+
+// TestMintedSessionKeepsItsEndAndRoles: a one-hour admin token stays a
+// one-hour admin token, however often it is refreshed.
+func TestMintedSessionKeepsItsEndAndRoles(t *testing.T) {
+	f := newService(t, accounts.Options{GuestSignIn: true})
+	start := f.clock.now()
+	ops, err := f.db.CreateUser(t.Context(), "ops")
+	require.NoError(t, err)
+	s, err := f.svc.Mint(t.Context(), ops, []models.Role{models.RoleAdmin}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, start.Add(time.Hour), s.ExpiresAt)
+	token := s.Token
+	for range 5 {
+		f.clock.advance(10 * time.Minute)
+		r, err := f.svc.Refresh(t.Context(), f.principal(t, token))
+		require.NoError(t, err)
+		assert.Equal(t, start.Add(time.Hour), r.ExpiresAt, "the session's end, not 30 days")
+		p := f.principal(t, r.Token)
+		assert.Equal(t, []models.Role{models.RoleAdmin}, p.Roles, "the session's roles")
+		assert.Equal(t, s.ID, p.SessionID)
+		token = r.Token
+	}
+	f.clock.advance(10 * time.Minute)
+	_, err = f.svc.Refresh(t.Context(), &models.Principal{User: *ops, SessionID: s.ID, Roles: []models.Role{models.RoleAdmin}})
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err), "the roles end with the session")
+
+	long, err := f.svc.Mint(t.Context(), ops, nil, 365*24*time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, f.clock.now().Add(365*24*time.Hour), long.ExpiresAt, "an operator's --ttl is capped by nothing else")
+	_, err = f.svc.Mint(t.Context(), ops, nil, 0)
+	assert.Equal(t, models.BadUserInput, models.ErrorCode(err))
+}
+
+// TestSignOut: after signing out, every token of the session is refused
+// and cannot be refreshed; other sessions are untouched.
+func TestSignOut(t *testing.T) {
+	f := newService(t, accounts.Options{GuestSignIn: true})
+	s, err := f.svc.SignIn(t.Context(), "ada")
+	require.NoError(t, err)
+	other, err := f.svc.SignIn(t.Context(), "bob")
+	require.NoError(t, err)
+	p := f.principal(t, s.Token)
+	r, err := f.svc.Refresh(t.Context(), p)
+	require.NoError(t, err)
+
+	require.NoError(t, f.svc.SignOut(t.Context(), p))
+	for _, token := range []string{s.Token, r.Token} {
+		_, err = f.tokens.Authenticate(t.Context(), token)
+		assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+		assert.EqualError(t, err, "session ended: sign in again")
+	}
+	_, err = f.svc.Refresh(t.Context(), p)
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+	assert.NoError(t, f.svc.SignOut(t.Context(), p), "signing out twice is no error")
+	f.principal(t, other.Token)
+}
 
 func TestSearch(t *testing.T) {
-	svc, _ := newService(t, accounts.Options{GuestSignIn: true})
+	svc := newService(t, accounts.Options{GuestSignIn: true}).svc
 	var ada *models.User
 	for _, name := range []string{"Ada", "adam", "bob", "Madame"} {
 		s, err := svc.SignIn(t.Context(), name)

@@ -26,7 +26,6 @@ import (
 	"github.com/switchboardhq/switchboard/notify"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
-	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/ratelimit/redisrate"
 	"github.com/switchboardhq/switchboard/resolvers"
@@ -93,16 +92,22 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	if err := db.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	tokens, err := newTokens(ctx, cfg, db)
-	if err != nil {
-		return nil, err
-	}
 	broker, rc, brokerName, err := s.openBroker(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	svc := s.startServices(db, tokens, broker, rc)
+	// Every token's session is checked; sessions that end close their
+	// WebSockets here, wherever they were ended.
+	sessions := accounts.NewSessions(db, broker, accounts.SessionsOptions{
+		Ended: func(ids []string) { s.ws.EndSessions(ids...) }, Log: s.log,
+	})
+	tokens, err := newTokens(ctx, cfg, db)
+	if err != nil {
+		return nil, err
+	}
+	tokens = tokens.WithSessions(sessions)
 	s.ws = newWebsocket(cfg, s.log, tokens, s.metrics)
+	svc := s.startServices(db, tokens, sessions, broker, rc)
 	s.closers = append(s.closers, s.ws.Shutdown)
 	ln, err := s.listen()
 	if err != nil {
@@ -169,12 +174,12 @@ type services struct {
 	messageRate, typingRate, statusRate *ratelimit.Keyed
 }
 
-// startServices starts the account, status, chat, notification and KPI
-// services with their rate limits, and returns them with the resolvers
-// over them. Their background work lasts until the server closes. With
+// startServices starts the account (with sessions, which checks and ends
+// them), status, chat, notification and KPI services with their rate
+// limits, and returns them with the resolvers over them. Their background work lasts until the server closes. With
 // Redis (rc not nil) the per-user rate limits are kept there, shared by
 // every replica.
-func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.Broker, rc *redisConn) *services {
+func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *accounts.Sessions, broker pubsub.Broker, rc *redisConn) *services {
 	cfg, log := s.cfg, s.log
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
@@ -185,6 +190,8 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		statusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
 	}
 
+	sessions.Start(ctx)
+	s.closers = append(s.closers, sessions.Close)
 	statusFeed := statuses.New(db, broker, statuses.Options{RateLimit: svc.statusRate, Log: log})
 	s.closers = append(s.closers, statusFeed.Close)
 	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, Log: log})
@@ -200,7 +207,7 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		kpis.StartDemo(ctx, demoFeedInterval)
 	}
 	svc.res = &resolvers.Resolver{
-		Accounts: accounts.New(db, tokens, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL}),
+		Accounts: accounts.New(db, tokens, sessions, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL, SessionMaxAge: cfg.SessionMaxAge}),
 		Statuses: statusFeed, Chat: rooms, KPIs: kpis, Notifications: inbox,
 	}
 	if rc != nil {
@@ -228,21 +235,11 @@ func (s *Server) openBroker(ctx context.Context, db *store.DB) (pubsub.Broker, *
 		s.closers = append(s.closers, func() { _ = b.Close() })
 		return countingBroker{b, s.metrics}, nil, "in-process", nil
 	}
-	// Channels and keys are named after the database's identity: the
-	// replicas of one deployment meet, other deployments on the same Redis
-	// stay apart.
-	id, err := db.DeploymentID(ctx)
+	b, rc, err := openRedisBroker(ctx, s.cfg.RedisURL, db)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	client, err := openRedis(s.cfg.RedisURL)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	s.closers = append(s.closers, func() { _ = client.Close() })
-	rc := &redisConn{client: client, prefix: "switchboard:" + id + ":"}
-	b := redispubsub.New(client, redispubsub.Options{Prefix: rc.prefix})
-	s.closers = append(s.closers, func() { _ = b.Close() }) // closers run newest first
+	s.closers = append(s.closers, func() { _ = rc.client.Close() }, func() { _ = b.Close() }) // closers run newest first
 	if err := b.Ping(ctx); err != nil {
 		s.log.Warn("redis is not reachable; running degraded until it is", "err", err)
 	}

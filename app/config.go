@@ -54,6 +54,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// SessionMaxAge is the absolute lifetime of a guest's session, across
+	// refreshSession.
+	SessionMaxAge time.Duration
 	// Limits (0 switches one off).
 	ConnsPerAddr    int     // WebSocket connections per client address
 	SubsPerConn     int     // operations running at once on one connection
@@ -113,11 +116,19 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (*
 		}
 		c.AuthSecret = []byte(secret)
 	}
+	if c.Production() && c.AuthSecret == nil {
+		errs = append(errs, errNoAuthSecret)
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid configuration:\n  %w", errors.Join(errs...))
 	}
 	return c, nil
 }
+
+// errNoAuthSecret refuses to start a production server without a signing
+// key of its own: the key kept in the database is for development only.
+var errNoAuthSecret = fmt.Errorf("ENV=production needs AUTH_SECRET, a signing key of at least %d random bytes "+
+	"(the key kept in the database is for development only); make one with: openssl rand -base64 48", auth.MinKeyLength)
 
 // setting is one configuration setting: an environment variable and its
 // flag, the default, the flag's help, and set, which reads a value into the
@@ -152,6 +163,7 @@ func (c *Config) settings() []setting {
 		duration("KPI_RETENTION", "kpi-retention", "168h", "how long KPI samples are kept for history", time.Minute, 8760*time.Hour, &c.KPIRetention),
 		duration("SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown may wait for requests in flight", time.Second, 5*time.Minute, &c.ShutdownTimeout),
 		duration("WS_KEEPALIVE", "ws-keepalive", "25s", "WebSocket keepalive interval; a client silent for 1.4 intervals is dropped", time.Second, 5*time.Minute, &c.WSKeepAlive),
+		duration("SESSION_MAX_AGE", "session-max-age", "720h", "absolute lifetime of a session across refreshSession", time.Second, 8760*time.Hour, &c.SessionMaxAge),
 	}, c.limitSettings())
 }
 

@@ -3,6 +3,7 @@ package app_test
 import (
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -41,6 +42,10 @@ func TestConfigValidation(t *testing.T) {
 		"bad redis url":       {env: map[string]string{"REDIS_URL": "localhost:6379"}, wantErr: "REDIS_URL must look like"},
 		"half a TLS pair":     {env: map[string]string{"TLS_CERT_FILE": "cert.pem"}, wantErr: "TLS_CERT_FILE and TLS_KEY_FILE go together"},
 		"bad format":          {env: map[string]string{"LOG_FORMAT": "xml"}, wantErr: "LOG_FORMAT must be text or json"},
+		"no session age":      {env: map[string]string{"SESSION_MAX_AGE": "0s"}, wantErr: "SESSION_MAX_AGE must be a duration from 1s to 8760h"},
+		"production without a key": {env: map[string]string{"ENV": "production"},
+			wantErr: "ENV=production needs AUTH_SECRET, a signing key of at least 32 random bytes (the key kept in the database is for development only); make one with: openssl rand -base64 48"},
+		"production with a short key": {env: map[string]string{"ENV": "production", "AUTH_SECRET": "short"}, wantErr: "AUTH_SECRET must be at least 32 bytes"},
 		// The document limits protect the process: none can be switched off.
 		"no depth limit":   {env: map[string]string{"LIMIT_QUERY_DEPTH": "0"}, wantErr: "LIMIT_QUERY_DEPTH must be a whole number from 2 to 100"},
 		"negative tokens":  {env: map[string]string{"LIMIT_QUERY_TOKENS": "-1"}, wantErr: "LIMIT_QUERY_TOKENS must be a whole number from"},
@@ -62,6 +67,9 @@ func TestConfigValidation(t *testing.T) {
 	})
 }
 
+// secret is a signing key for production configurations.
+const secret = "0123456789abcdef0123456789abcdef0123456789abcdef"
+
 // TestConfigDefaults: the defaults, production's tighter ones, and a flag
 // winning over its variable.
 func TestConfigDefaults(t *testing.T) {
@@ -76,9 +84,11 @@ func TestConfigDefaults(t *testing.T) {
 		assert.Equal(t, "text", c.LogFormat)
 		assert.Equal(t, 2.0, c.StatusesPerSec)
 		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 1000}, c.QueryLimits)
+		assert.Equal(t, 720*time.Hour, c.SessionMaxAge)
+		assert.Nil(t, c.AuthSecret, "development keeps its key in the database")
 	})
 	t.Run("production tightens defaults, flags win over env", func(t *testing.T) {
-		env := map[string]string{"ENV": "production", "DATABASE_URL": "mysql://u@db:3306/sb", "ADDR": ":1"}
+		env := map[string]string{"ENV": "production", "DATABASE_URL": "mysql://u@db:3306/sb", "ADDR": ":1", "AUTH_SECRET": secret}
 		c, err := app.ParseConfig([]string{"--addr", ":2"}, func(k string) string { return env[k] }, io.Discard)
 		require.NoError(t, err)
 		assert.Equal(t, ":2", c.Addr)
@@ -88,12 +98,13 @@ func TestConfigDefaults(t *testing.T) {
 		assert.Equal(t, "json", c.LogFormat)
 	})
 	t.Run("limits and introspection by flag or env", func(t *testing.T) {
-		env := map[string]string{"ENV": "production", "INTROSPECTION": "true", "LIMIT_STATUSES": "7"}
+		env := map[string]string{"ENV": "production", "INTROSPECTION": "true", "LIMIT_STATUSES": "7", "AUTH_SECRET": secret, "SESSION_MAX_AGE": "1h"}
 		c, err := app.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
 		require.NoError(t, err)
 		assert.True(t, c.Introspection, "INTROSPECTION wins over the production default")
 		assert.False(t, c.DemoFeed, "no fake KPIs in production, even on SQLite")
 		assert.Equal(t, 7.0, c.StatusesPerSec)
+		assert.Equal(t, time.Hour, c.SessionMaxAge)
 		c, err = app.ParseConfig([]string{"--limit-statuses", "0", "--introspection=false"}, func(string) string { return "" }, io.Discard)
 		require.NoError(t, err)
 		assert.False(t, c.Introspection)

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
+	"github.com/switchboardhq/switchboard/store"
 )
 
 // redisPoolSize bounds the connections the Redis client keeps for commands
@@ -48,6 +51,23 @@ func openRedis(url string) (*redis.Client, error) {
 	opts.WriteTimeout = redisTimeout
 	redis.SetLogger(quietRedis{})
 	return redis.NewClient(opts), nil
+}
+
+// openRedisBroker opens a client of the Redis at url and the broker on it
+// for db's deployment: channels and keys are named after the database's
+// identity, so the replicas of one deployment meet and other deployments
+// on the same Redis stay apart. Close the broker, then the client.
+func openRedisBroker(ctx context.Context, url string, db *store.DB) (*redispubsub.Broker, *redisConn, error) {
+	id, err := db.DeploymentID(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := openRedis(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := &redisConn{client: client, prefix: "switchboard:" + id + ":"}
+	return redispubsub.New(client, redispubsub.Options{Prefix: rc.prefix}), rc, nil
 }
 
 // quietRedis drops go-redis's own log lines.

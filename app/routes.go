@@ -50,12 +50,13 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 			}
 			// The welcome: who the connection is signed in as, and the version.
 			ack := map[string]any{"user": nil, "version": cfg.Version}
-			var expires time.Time
+			res := gqlws.InitResult{Context: ctx, Ack: ack}
 			if p != nil {
 				ack["user"] = map[string]any{"id": strconv.FormatInt(p.User.ID, 10), "name": p.User.Name}
-				expires = p.ExpiresAt
+				// The token's expiry and its session's end close the connection.
+				res.Expires, res.Session = p.ExpiresAt, p.SessionID
 			}
-			return gqlws.InitResult{Context: ctx, Ack: ack, Expires: expires}, nil
+			return res, nil
 		},
 		CheckOrigin: originChecker(cfg.AllowedOrigins),
 		// A connection keeps only its request id and client address from the

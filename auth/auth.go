@@ -29,14 +29,18 @@ const Issuer = "switchboard"
 // MinKeyLength is the shortest signing key accepted, in bytes.
 const MinKeyLength = 32
 
-// Tokens signs and verifies bearer tokens with one HS256 key.
+// Tokens signs and verifies bearer tokens with one HS256 key, and asks the
+// server's session records (see Sessions) whether a token's session still
+// stands.
 type Tokens struct {
-	key []byte
-	now func() time.Time
+	key      []byte
+	now      func() time.Time
+	sessions Sessions
 }
 
 // NewTokens returns a Tokens signing with key (at least MinKeyLength bytes).
-// now is the clock; nil means time.Now.
+// now is the clock; nil means time.Now. It checks no session records until
+// WithSessions gives it some.
 func NewTokens(key []byte, now func() time.Time) (*Tokens, error) {
 	if len(key) < MinKeyLength {
 		return nil, fmt.Errorf("signing key is %d bytes; at least %d are needed", len(key), MinKeyLength)
@@ -47,18 +51,43 @@ func NewTokens(key []byte, now func() time.Time) (*Tokens, error) {
 	return &Tokens{key: key, now: now}, nil
 }
 
+// Sessions is what authenticating a token asks of the server's session
+// records.
+type Sessions interface {
+	// Check returns nil when session id of user stands (it exists, names
+	// that user and was not revoked), a models.Unauthenticated error when it
+	// does not, and another error (models.Unavailable) when it cannot tell.
+	Check(ctx context.Context, id string, user int64) error
+}
+
+// WithSessions returns a Tokens like t whose Authenticate (and so its
+// Middleware and ConnectionInit) also checks each token's session with s.
+func (t *Tokens) WithSessions(s Sessions) *Tokens {
+	c := *t
+	c.sessions = s
+	return &c
+}
+
 // claims is a token's payload.
 type claims struct {
 	jwt.RegisteredClaims
-	Name  string        `json:"name"`
-	Roles []models.Role `json:"roles,omitempty"`
+	Name    string        `json:"name"`
+	Roles   []models.Role `json:"roles,omitempty"`
+	Session string        `json:"sid"`
 }
 
-// Issue returns a token for user with roles, valid for ttl, and its expiry
-// (to the second, as the token records it).
-func (t *Tokens) Issue(user *models.User, roles []models.Role, ttl time.Duration) (string, time.Time, error) {
+// Issue returns a token of session sid for user with roles, valid until exp,
+// and that expiry as the token records it (exp truncated to the second, so
+// never later than exp). An expiry that is not in the future is an error.
+func (t *Tokens) Issue(user *models.User, roles []models.Role, sid string, exp time.Time) (string, time.Time, error) {
 	now := t.now().UTC().Truncate(time.Second)
-	exp := now.Add(ttl)
+	exp = exp.UTC().Truncate(time.Second)
+	if !exp.After(now) {
+		return "", time.Time{}, fmt.Errorf("issue token: expiry %s is not after %s", exp.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	if sid == "" {
+		return "", time.Time{}, errors.New("issue token: no session")
+	}
 	var jti [12]byte
 	_, _ = rand.Read(jti[:])
 	c := claims{
@@ -70,8 +99,9 @@ func (t *Tokens) Issue(user *models.User, roles []models.Role, ttl time.Duration
 			ExpiresAt: jwt.NewNumericDate(exp),
 			ID:        hex.EncodeToString(jti[:]),
 		},
-		Name:  user.Name,
-		Roles: roles,
+		Name:    user.Name,
+		Roles:   roles,
+		Session: sid,
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.key)
 	if err != nil {
@@ -85,8 +115,10 @@ func (t *Tokens) Issue(user *models.User, roles []models.Role, ttl time.Duration
 var ErrInvalidToken = errors.New("auth: invalid token")
 
 // Verify checks a token's signature, algorithm, issuer and validity period
-// and returns the principal it names. A refused token is a
-// models.Unauthenticated error whose message says why in general terms.
+// and returns the principal it names; it does not look at the session (see
+// Authenticate). A refused token is a models.Unauthenticated error whose
+// message says why in general terms. A token without a session (signed
+// before sessions were recorded) is refused: it could never be revoked.
 func (t *Tokens) Verify(token string) (*models.Principal, error) {
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.key, nil },
@@ -108,11 +140,30 @@ func (t *Tokens) Verify(token string) (*models.Principal, error) {
 	if err != nil || id <= 0 {
 		return nil, models.E("verify token", models.Unauthenticated, ErrInvalidToken, "invalid token")
 	}
+	if !models.ValidSessionID(c.Session) {
+		return nil, models.E("verify token", models.Unauthenticated, ErrInvalidToken, "token without a session: sign in again")
+	}
 	return &models.Principal{
 		User:      models.User{ID: id, Name: c.Name},
 		Roles:     c.Roles,
 		ExpiresAt: c.ExpiresAt.UTC(),
+		SessionID: c.Session,
 	}, nil
+}
+
+// Authenticate verifies token (see Verify) and checks that its session
+// stands (see WithSessions): a signed-out or revoked session is a
+// models.Unauthenticated error ("session ended"), a session that cannot be
+// checked now a models.Unavailable one.
+func (t *Tokens) Authenticate(ctx context.Context, token string) (*models.Principal, error) {
+	p, err := t.Verify(token)
+	if err != nil || t.sessions == nil {
+		return p, err
+	}
+	if err := t.sessions.Check(ctx, p.SessionID, p.User.ID); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // FromHeader extracts the token of an "Authorization: Bearer <token>" value.

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,11 +38,14 @@ func TestShortKeyRefused(t *testing.T) {
 	assert.ErrorContains(t, err, "at least 32")
 }
 
+// sid is a session id for the tests.
+const sid = "0123456789abcdef0123456789abcdef"
+
 func TestIssueVerifyRoundTrip(t *testing.T) {
 	tok, c := newTokens(t)
-	s, exp, err := tok.Issue(&models.User{ID: 7, Name: "Ada"}, []models.Role{models.RoleAdmin}, time.Hour)
+	s, exp, err := tok.Issue(&models.User{ID: 7, Name: "Ada"}, []models.Role{models.RoleAdmin}, sid, c.t.Add(time.Hour+900*time.Millisecond))
 	require.NoError(t, err)
-	assert.Equal(t, c.t.Add(time.Hour), exp)
+	assert.Equal(t, c.t.Add(time.Hour), exp, "to the second, never later than asked")
 	p, err := tok.Verify(s)
 	require.NoError(t, err)
 	assert.Equal(t, int64(7), p.User.ID)
@@ -49,6 +53,12 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	assert.True(t, p.Has(models.RoleAdmin))
 	assert.False(t, p.Has(models.RolePublisher))
 	assert.Equal(t, exp, p.ExpiresAt)
+	assert.Equal(t, sid, p.SessionID)
+
+	_, _, err = tok.Issue(&models.User{ID: 7, Name: "Ada"}, nil, sid, c.t.Add(999*time.Millisecond))
+	assert.ErrorContains(t, err, "is not after", "an expiry less than a second away")
+	_, _, err = tok.Issue(&models.User{ID: 7, Name: "Ada"}, nil, "", c.t.Add(time.Hour))
+	assert.ErrorContains(t, err, "no session")
 }
 
 // sign makes a token with arbitrary claims and method.
@@ -61,11 +71,11 @@ func sign(t *testing.T, method jwt.SigningMethod, k any, claims jwt.MapClaims) s
 
 func TestVerifyRefuses(t *testing.T) {
 	tok, c := newTokens(t)
-	good, _, err := tok.Issue(&models.User{ID: 1, Name: "x"}, nil, time.Hour)
+	good, _, err := tok.Issue(&models.User{ID: 1, Name: "x"}, nil, sid, c.t.Add(time.Hour))
 	require.NoError(t, err)
 	now := c.t.Unix()
 	valid := func() jwt.MapClaims {
-		return jwt.MapClaims{"iss": auth.Issuer, "sub": "1", "iat": now, "exp": now + 3600, "name": "x"}
+		return jwt.MapClaims{"iss": auth.Issuer, "sub": "1", "iat": now, "exp": now + 3600, "name": "x", "sid": sid}
 	}
 	parts := strings.Split(good, ".")
 	noneHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
@@ -83,6 +93,8 @@ func TestVerifyRefuses(t *testing.T) {
 		{name: "no expiry", token: sign(t, jwt.SigningMethodHS256, key, func() jwt.MapClaims { c := valid(); delete(c, "exp"); return c }()), reason: "invalid token"},
 		{name: "bad subject", token: sign(t, jwt.SigningMethodHS256, key, func() jwt.MapClaims { c := valid(); c["sub"] = "abc"; return c }()), reason: "invalid token"},
 		{name: "expired", token: good, advance: 2 * time.Hour, reason: "token expired"},
+		{name: "no session", token: sign(t, jwt.SigningMethodHS256, key, func() jwt.MapClaims { c := valid(); delete(c, "sid"); return c }()), reason: "token without a session: sign in again"},
+		{name: "bad session", token: sign(t, jwt.SigningMethodHS256, key, func() jwt.MapClaims { c := valid(); c["sid"] = "' OR 1=1"; return c }()), reason: "token without a session: sign in again"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,10 +131,33 @@ func TestFromHeader(t *testing.T) {
 	}
 }
 
-func TestMiddleware(t *testing.T) {
-	tok, _ := newTokens(t)
-	good, _, err := tok.Issue(&models.User{ID: 3, Name: "Mo"}, nil, time.Hour)
+// sessions is an auth.Sessions whose sessions stand unless listed in
+// ended or down.
+type sessions struct{ ended, down map[string]bool }
+
+func (s sessions) Check(_ context.Context, id string, _ int64) error {
+	switch {
+	case s.ended[id]:
+		return models.Errorf(models.Unauthenticated, "session ended: sign in again")
+	case s.down[id]:
+		return models.E("check session", models.Unavailable, errors.New("dial tcp: refused"), "the database is unavailable, try again later")
+	}
+	return nil
+}
+
+// issue issues a token of session id for user, valid for an hour.
+func issue(t *testing.T, tok *auth.Tokens, c *clock, user *models.User, id string) string {
+	t.Helper()
+	s, _, err := tok.Issue(user, nil, id, c.t.Add(time.Hour))
 	require.NoError(t, err)
+	return s
+}
+
+func TestMiddleware(t *testing.T) {
+	tok, c := newTokens(t)
+	ended, down := strings.Repeat("e", 32), strings.Repeat("d", 32)
+	tok = tok.WithSessions(sessions{ended: map[string]bool{ended: true}, down: map[string]bool{down: true}})
+	good := issue(t, tok, c, &models.User{ID: 3, Name: "Mo"}, sid)
 	var seen *models.Principal
 	h := tok.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen, _ = auth.PrincipalFrom(r.Context())
@@ -151,12 +186,24 @@ func TestMiddleware(t *testing.T) {
 	w = serve("Bearer nope")
 	assert.Equal(t, http.StatusUnauthorized, w.Code)
 	assert.JSONEq(t, `{"data":null,"errors":[{"message":"invalid token","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
+
+	w = serve("Bearer " + issue(t, tok, c, &models.User{ID: 3, Name: "Mo"}, ended))
+	assert.Equal(t, http.StatusUnauthorized, w.Code, "a token whose session ended")
+	assert.Nil(t, seen)
+	assert.JSONEq(t, `{"data":null,"errors":[{"message":"session ended: sign in again","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
+
+	w = serve("Bearer " + issue(t, tok, c, &models.User{ID: 3, Name: "Mo"}, down))
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code, "a session that cannot be checked")
+	assert.Equal(t, "1", w.Header().Get("Retry-After"))
+	assert.JSONEq(t, `{"data":null,"errors":[{"message":"the database is unavailable, try again later","extensions":{"code":"UNAVAILABLE"}}]}`, w.Body.String(),
+		"the cause stays in the server")
 }
 
 func TestConnectionInit(t *testing.T) {
-	tok, _ := newTokens(t)
-	good, _, err := tok.Issue(&models.User{ID: 9, Name: "Ivy"}, nil, time.Hour)
-	require.NoError(t, err)
+	tok, c := newTokens(t)
+	ended := strings.Repeat("e", 32)
+	tok = tok.WithSessions(sessions{ended: map[string]bool{ended: true}})
+	good := issue(t, tok, c, &models.User{ID: 9, Name: "Ivy"}, sid)
 
 	ctx, p, err := tok.ConnectionInit(context.Background(), map[string]any{})
 	require.NoError(t, err)
@@ -177,6 +224,11 @@ func TestConnectionInit(t *testing.T) {
 	_, _, err = tok.ConnectionInit(context.Background(), map[string]any{"authorization": "Bearer bad"})
 	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
 	assert.EqualError(t, err, "invalid token")
+
+	_, p, err = tok.ConnectionInit(context.Background(), map[string]any{"authorization": "Bearer " + issue(t, tok, c, &models.User{ID: 9, Name: "Ivy"}, ended)})
+	assert.Nil(t, p)
+	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))
+	assert.EqualError(t, err, "session ended: sign in again")
 
 	_, err = auth.Require(context.Background())
 	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err))

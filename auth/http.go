@@ -13,8 +13,10 @@ import (
 // as anonymous. A request with an invalid or expired token is answered at
 // once with 401 and a GraphQL error whose extensions.code is
 // UNAUTHENTICATED, so the client knows to drop its token rather than
-// silently acting as nobody. WebSocket upgrades pass through untouched:
-// their token arrives in connection_init.
+// silently acting as nobody; so is a token whose session ended (signed out
+// or revoked). A session that cannot be checked now (the database is down)
+// is answered with 503 and UNAVAILABLE. WebSocket upgrades pass through
+// untouched: their token arrives in connection_init.
 func (t *Tokens) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "" {
@@ -28,25 +30,33 @@ func (t *Tokens) Middleware(next http.Handler) http.Handler {
 		}
 		var p *models.Principal
 		if err == nil {
-			p, err = t.Verify(token)
+			p, err = t.Authenticate(r.Context(), token)
 		}
 		if err != nil {
-			writeUnauthenticated(w, err)
+			writeRefusal(w, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
 }
 
-func writeUnauthenticated(w http.ResponseWriter, err error) {
-	msg := clientReason(err)
+// writeRefusal answers a request whose token was refused: 401 and
+// UNAUTHENTICATED, or 503 and UNAVAILABLE when its session could not be
+// checked.
+func writeRefusal(w http.ResponseWriter, err error) {
+	e, status := refusal(err), http.StatusUnauthorized
+	if e.Code == models.Unavailable {
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	} else {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-	w.WriteHeader(http.StatusUnauthorized)
+	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"errors": []map[string]any{{
-			"message":    msg,
-			"extensions": map[string]any{"code": models.Unauthenticated},
+			"message":    e.Message,
+			"extensions": map[string]any{"code": e.Code},
 		}},
 		"data": nil,
 	})
@@ -55,8 +65,9 @@ func writeUnauthenticated(w http.ResponseWriter, err error) {
 // ConnectionInit authenticates a WebSocket connection from the
 // authorization entry of its connection_init payload (the same
 // "Bearer <token>" form as the header). Without one the connection is
-// anonymous and p is nil. An invalid or expired token is a
-// models.Unauthenticated error with a short reason; the WebSocket layer
+// anonymous and p is nil. An invalid or expired token, or one whose session
+// ended, is a models.Unauthenticated error with a short reason (a session
+// that cannot be checked now, models.Unavailable); the WebSocket layer
 // refuses the connection with 4403.
 func (t *Tokens) ConnectionInit(ctx context.Context, payload map[string]any) (_ context.Context, p *models.Principal, _ error) {
 	value, _ := payload["authorization"].(string)
@@ -68,18 +79,21 @@ func (t *Tokens) ConnectionInit(ctx context.Context, payload map[string]any) (_ 
 		return ctx, nil, nil
 	}
 	if err == nil {
-		p, err = t.Verify(token)
+		p, err = t.Authenticate(ctx, token)
 	}
 	if err != nil {
-		return ctx, nil, models.Errorf(models.Unauthenticated, "%s", clientReason(err))
+		return ctx, nil, refusal(err)
 	}
 	return WithPrincipal(ctx, p), p, nil
 }
 
-// clientReason is the part of a token error a client may see.
-func clientReason(err error) string {
-	if e, ok := models.CodedError(err); ok {
-		return e.Message
+// refusal returns err, why a token was refused, as the client sees it:
+// models.Unauthenticated with its reason, or models.Unavailable when the
+// token's session could not be checked (any failure without one of those
+// two codes counts as that).
+func refusal(err error) *models.Error {
+	if e, ok := models.CodedError(err); ok && (e.Code == models.Unauthenticated || e.Code == models.Unavailable) {
+		return &models.Error{Code: e.Code, Message: e.Message}
 	}
-	return "invalid token"
+	return &models.Error{Code: models.Unavailable, Message: "the session cannot be checked now, try again later"}
 }

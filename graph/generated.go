@@ -105,6 +105,7 @@ type ComplexityRoot struct {
 		SendNotification         func(childComplexity int, input models.NotificationInput) int
 		SetTyping                func(childComplexity int, roomID string, typing bool) int
 		SignIn                   func(childComplexity int, name string) int
+		SignOut                  func(childComplexity int) int
 	}
 
 	Notification struct {
@@ -223,6 +224,7 @@ type MutationResolver interface {
 	SignIn(ctx context.Context, name string) (*models.Session, error)
 	PostStatus(ctx context.Context, text string) (*models.Status, error)
 	RefreshSession(ctx context.Context) (*models.Session, error)
+	SignOut(ctx context.Context) (bool, error)
 	CreateRoom(ctx context.Context, name string) (*models.Room, error)
 	OpenDirectRoom(ctx context.Context, userID string) (*models.Room, error)
 	PostMessage(ctx context.Context, roomID string, text string) (*models.Message, error)
@@ -583,6 +585,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SignIn(childComplexity, args["name"].(string)), true
+	case "Mutation.signOut":
+		if e.ComplexityRoot.Mutation.SignOut == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.SignOut(childComplexity), true
 
 	case "Notification.body":
 		if e.ComplexityRoot.Notification.Body == nil {
@@ -1268,8 +1276,9 @@ Operations that change state. Every mutation but ` + "`" + `signIn` + "`" + ` ne
 type Mutation {
   """
   Creates a new guest user with the given display name (trimmed, 1..50
-  characters; names may repeat) and returns a session for it. Keep the token
-  to keep the identity. Refused with ` + "`" + `FORBIDDEN` + "`" + ` when guest sign-in is off.
+  characters; names may repeat) and starts a session for it, which ends 30
+  days later by default however often it is refreshed. Keep the token to
+  keep the identity. Refused with ` + "`" + `FORBIDDEN` + "`" + ` when guest sign-in is off.
   """
   signIn(name: String!): Session!
 
@@ -1281,10 +1290,22 @@ type Mutation {
   postStatus(text: String!): Status!
 
   """
-  A fresh token for the caller, with a new expiry, before the old one
-  expires. The old token stays valid until its own expiry.
+  A fresh token of the caller's session, before the old one expires: with
+  the same roles and a new expiry, but never after the session's end (30
+  days after a guest's sign-in by default; the ` + "`" + `--ttl` + "`" + ` of an operator's
+  token), so refreshing never makes a session last longer. After the end,
+  or once the session was signed out or revoked, ` + "`" + `UNAUTHENTICATED` + "`" + `: sign in
+  again. The old token stays valid until its own expiry.
   """
   refreshSession: Session!
+
+  """
+  Ends the caller's session: its tokens (every one ` + "`" + `refreshSession` + "`" + ` issued
+  from it included) are refused from now on with ` + "`" + `UNAUTHENTICATED` + "`" + `, on every
+  replica within seconds, and its open WebSockets are closed with 4403.
+  Returns true. Needs a token.
+  """
+  signOut: Boolean!
 
   """
   Creates a public room. The name is trimmed and must be 1..50 characters
@@ -1443,7 +1464,10 @@ type Session {
   payload.
   """
   token: String!
-  "When the token stops being accepted."
+  """
+  When the token stops being accepted: never after the end of its session
+  (see ` + "`" + `refreshSession` + "`" + `).
+  """
   expiresAt: Time!
   "The user the token identifies."
   user: User!
@@ -3538,6 +3562,29 @@ func (ec *executionContext) fieldContext_Mutation_refreshSession(_ context.Conte
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_signOut(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_signOut(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().SignOut(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_signOut(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Mutation", field, true, true, "Boolean")
 }
 
 func (ec *executionContext) _Mutation_createRoom(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -7597,6 +7644,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "refreshSession":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_refreshSession(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "signOut":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_signOut(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++

@@ -16,11 +16,13 @@ type User struct {
 }
 
 // Session is what signing in returns: a bearer token, its expiry and the user
-// it identifies.
+// it identifies, and the id of the session the token belongs to (see
+// SessionRecord), which the API does not show.
 type Session struct {
 	Token     string
 	ExpiresAt time.Time
 	User      *User
+	ID        string
 }
 
 // Role grants a capability beyond those of every signed-in user.
@@ -44,11 +46,12 @@ func ParseRole(s string) (Role, error) {
 }
 
 // Principal is the authenticated caller of an operation: a user, the roles its
-// token grants and when that token expires.
+// token grants, when that token expires and the session it belongs to.
 type Principal struct {
 	User      User
 	Roles     []Role
 	ExpiresAt time.Time
+	SessionID string
 }
 
 // Has reports whether the principal holds role r.

@@ -38,6 +38,18 @@ func (r *mutationResolver) RefreshSession(ctx context.Context) (*models.Session,
 	return r.Accounts.Refresh(ctx, p)
 }
 
+// SignOut is the resolver for the signOut field.
+func (r *mutationResolver) SignOut(ctx context.Context) (bool, error) {
+	p, err := auth.Require(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := r.Accounts.SignOut(ctx, p); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // CreateRoom is the resolver for the createRoom field.
 func (r *mutationResolver) CreateRoom(ctx context.Context, name string) (*models.Room, error) {
 	if _, err := r.currentUser(ctx); err != nil {

@@ -27,7 +27,7 @@ import (
 // AUTH_SECRET from getenv. Usage goes to stdout; --help returns nil.
 func TokenCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "revoke" {
-		return revokeCommand(ctx, args[1:], getenv, stdout)
+		return revokeCommand(ctx, args[1:], getenv, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("switchboard token", flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -162,8 +162,9 @@ func openStore(ctx context.Context, cfg *Config) (*store.DB, error) {
 // session of the user --user, in the server's database (storage settings as
 // for TokenCommand), and announces it to the running servers through Redis
 // when REDIS_URL is set; each server also finds it in the database within
-// seconds. It prints what it ended to stdout.
-func revokeCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+// seconds. It prints what it ended to stdout, and a failed announcement to
+// stderr.
+func revokeCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("switchboard token revoke", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	session := fs.String("session", "", "id of the session to end (as `switchboard token` printed it)")
@@ -188,7 +189,8 @@ func revokeCommand(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	defer closeBroker()
-	sessions := accounts.NewSessions(db, broker, accounts.SessionsOptions{Log: slog.New(slog.NewTextHandler(stdout, nil))})
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sessions := accounts.NewSessions(db, broker, accounts.SessionsOptions{Log: log})
 	if *session != "" {
 		revoked, err := sessions.Revoke(ctx, *session)
 		if models.ErrorCode(err) == models.NotFound {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,6 +96,52 @@ func (s *testServer) mintToken(tb testing.TB, name string, ttl time.Duration, ro
 	return token
 }
 
+// testSecret is the AUTH_SECRET of production servers in tests.
+const testSecret = "e2e-test-secret-e2e-test-secret-e2e-test-secret"
+
+// withProductionSecret gives a production server's settings vars the
+// AUTH_SECRET it needs to start, unless they name one (even empty: a test
+// of its absence).
+func withProductionSecret(vars map[string]string) {
+	if _, ok := vars["AUTH_SECRET"]; !ok && strings.EqualFold(vars["ENV"], "production") {
+		vars["AUTH_SECRET"] = testSecret
+	}
+}
+
+// tokenCommand runs the token subcommand (args after "token") on the
+// server's storage settings and returns what it printed to stdout and
+// stderr.
+func (s *testServer) tokenCommand(tb testing.TB, args ...string) (stdout, stderr string) {
+	tb.Helper()
+	var out, errOut bytes.Buffer
+	err := app.TokenCommand(tb.Context(), args, func(k string) string { return s.env[k] }, &out, &errOut)
+	require.NoError(tb, err, "token %q: %s", args, errOut.String())
+	return out.String(), errOut.String()
+}
+
+// claims are the parts of a token's payload the tests look at.
+type claims struct {
+	Exp     int64    `json:"exp"`
+	Roles   []string `json:"roles"`
+	Session string   `json:"sid"`
+}
+
+// Expires is when the token expires.
+func (c claims) Expires() time.Time { return time.Unix(c.Exp, 0).UTC() }
+
+// claimsOf decodes a token's payload (without checking its signature: the
+// server does that).
+func claimsOf(tb testing.TB, token string) claims {
+	tb.Helper()
+	parts := strings.Split(token, ".")
+	require.Len(tb, parts, 3, "a JWT")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	require.NoError(tb, err)
+	var c claims
+	require.NoError(tb, json.Unmarshal(raw, &c))
+	return c
+}
+
 // WS returns the server's WebSocket endpoint.
 func (s *testServer) WS() string { return "ws" + strings.TrimPrefix(s.URL, "http") + "/graphql" }
 
@@ -142,6 +189,7 @@ func startServer(tb testing.TB, env map[string]string) *testServer {
 	tb.Helper()
 	vars := map[string]string{"ADDR": "127.0.0.1:0", "DATA_DIR": tb.TempDir(), "LOG_LEVEL": "debug"}
 	maps.Copy(vars, env)
+	withProductionSecret(vars)
 	cfg, err := app.ParseConfig(nil, func(k string) string { return vars[k] }, io.Discard)
 	require.NoError(tb, err)
 	logs := &syncBuffer{}
@@ -169,6 +217,7 @@ func startProcess(tb testing.TB, env map[string]string) *testServer {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	vars := map[string]string{"ADDR": "127.0.0.1:0", "DATA_DIR": tb.TempDir()}
 	maps.Copy(vars, env)
+	withProductionSecret(vars)
 	cmd.Env = append(os.Environ(), "SWITCHBOARD_TEST_SERVE=1")
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)

@@ -265,17 +265,21 @@ func TestWebSocketSubprotocols(t *testing.T) {
 }
 
 // TestBadTokensAreRefusedAtBothEntryPoints: a token that is forged, signed
-// with another key or algorithm, unsigned (alg none), from another issuer
-// or expired is refused over HTTP (401, UNAUTHENTICATED) and in
-// connection_init on both WebSocket protocols (4403; connection_error on
-// the legacy one). A valid token in the URL is never read.
+// with another key or algorithm, unsigned (alg none), from another issuer,
+// expired, or without a session the server knows for its user, is refused
+// over HTTP (401, UNAUTHENTICATED) and in connection_init on both WebSocket
+// protocols (4403; connection_error on the legacy one). A valid token in
+// the URL is never read.
 func TestBadTokensAreRefusedAtBothEntryPoints(t *testing.T) {
 	key := strings.Repeat("s", 32)
 	s := startServer(t, map[string]string{"AUTH_SECRET": key})
 	good := s.signIn(t, "tokens")
+	other := s.signIn(t, "other")
+	var me struct{ Me struct{ ID string } }
+	s.mustDo(t, good, `{ me { id } }`, nil, &me)
 	now := time.Now().Unix()
 	claims := func(change func(jwt.MapClaims)) jwt.MapClaims {
-		c := jwt.MapClaims{"iss": auth.Issuer, "sub": "1", "iat": now, "exp": now + 3600, "name": "x"}
+		c := jwt.MapClaims{"iss": auth.Issuer, "sub": me.Me.ID, "iat": now, "exp": now + 3600, "name": "x", "sid": claimsOf(t, good).Session}
 		change(c)
 		return c
 	}
@@ -287,13 +291,16 @@ func TestBadTokensAreRefusedAtBothEntryPoints(t *testing.T) {
 	parts := strings.Split(good, ".")
 	same := func(jwt.MapClaims) {}
 	bad := map[string]string{
-		"garbage":          "not-a-token",
-		"forged signature": parts[0] + "." + parts[1] + ".AAAA",
-		"another key":      sign(jwt.SigningMethodHS256, []byte(strings.Repeat("o", 32)), claims(same)),
-		"alg none":         base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".",
-		"HS512":            sign(jwt.SigningMethodHS512, []byte(key), claims(same)),
-		"wrong issuer":     sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["iss"] = "evil" })),
-		"expired":          sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["exp"] = now - 60 })),
+		"garbage":           "not-a-token",
+		"forged signature":  parts[0] + "." + parts[1] + ".AAAA",
+		"another key":       sign(jwt.SigningMethodHS256, []byte(strings.Repeat("o", 32)), claims(same)),
+		"alg none":          base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + ".",
+		"HS512":             sign(jwt.SigningMethodHS512, []byte(key), claims(same)),
+		"wrong issuer":      sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["iss"] = "evil" })),
+		"expired":           sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["exp"] = now - 60 })),
+		"no session":        sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { delete(c, "sid") })),
+		"unknown session":   sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["sid"] = strings.Repeat("0", 32) })),
+		"another's session": sign(jwt.SigningMethodHS256, []byte(key), claims(func(c jwt.MapClaims) { c["sid"] = claimsOf(t, other).Session })),
 	}
 	// The control: the server's own signature over the same claims works.
 	s.mustDo(t, sign(jwt.SigningMethodHS256, []byte(key), claims(same)), `{ me { id } }`, nil, nil)

@@ -174,11 +174,12 @@ type services struct {
 	messageRate, typingRate, statusRate *ratelimit.Keyed
 }
 
-// startServices starts the account (with sessions, which checks and ends
-// them), status, chat, notification and KPI services with their rate
-// limits, and returns them with the resolvers over them. Their background work lasts until the server closes. With
-// Redis (rc not nil) the per-user rate limits are kept there, shared by
-// every replica.
+// startServices starts sessions (the check of every token's session and
+// the news of sessions ended elsewhere) and the account, status, chat,
+// notification and KPI services with their rate limits, and returns them
+// with the resolvers over them. Their background work lasts until the
+// server closes. With Redis (rc not nil) the per-user rate limits are kept
+// there, shared by every replica.
 func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *accounts.Sessions, broker pubsub.Broker, rc *redisConn) *services {
 	cfg, log := s.cfg, s.log
 	ctx, stop := context.WithCancel(context.Background())

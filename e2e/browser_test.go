@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"net/http"
 	"testing"
+	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -103,4 +106,25 @@ func (s *testServer) statusFeed(tb testing.TB) []feedItem {
 		items = append(items, feedItem{ID: e.Node.ID, Author: e.Node.Author.Name, Text: e.Node.Text})
 	}
 	return items
+}
+
+// TestBrowserSignOutEndsTheGuestSession: a guest who signs out on the page
+// ends their session on the server, so the token the page held (a copy of
+// it in another tab or a stolen one alike) is refused at once; the page
+// itself is signed out.
+func TestBrowserSignOutEndsTheGuestSession(t *testing.T) {
+	chromium := findChromium(t)
+	srv := startServer(t, nil)
+	srv.logsOnFailure(t)
+	tab := openTab(t, startBrowser(t, chromium), "G", srv.URL)
+	tab.signIn("Gwen")
+	token := tab.token()
+	var me struct{ Me struct{ Name string } }
+	srv.mustDo(t, token, `{ me { name } }`, nil, &me)
+	require.Equal(t, "Gwen", me.Me.Name, "the page's token works")
+
+	tab.do("sign out", chromedp.Click(chromedp.CSS("#signout")))
+	tab.waitFor("the sign-in form again", `!document.getElementById('signin-form').hidden`, browserStepTimeout)
+	require.Eventually(t, func() bool { return srv.do(t, token, `{ me { name } }`, nil).Status == http.StatusUnauthorized },
+		5*time.Second, 50*time.Millisecond, "the guest's token is refused once the page signed out")
 }

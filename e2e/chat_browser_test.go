@@ -275,12 +275,6 @@ func (b *browserTab) waitUnread(id string, n int) {
 		expr+` && `+roomByID(id)+`.dataset.unread === `+strconv.Quote(strconv.Itoa(n)), browserStepTimeout)
 }
 
-// token returns the bearer token of the page's session.
-func (b *browserTab) token() string {
-	b.t.Helper()
-	return evalIn[string](b, `JSON.parse(localStorage.getItem('switchboard.session')).token`)
-}
-
 // logChatOnFailure logs the chat panel's state when the test fails.
 func (b *browserTab) logChatOnFailure() {
 	b.t.Cleanup(func() {

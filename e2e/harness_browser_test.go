@@ -380,3 +380,9 @@ func restartWhileOffline(t *testing.T, srv *testServer, tabs []*browserTab, whil
 	t.Logf("every page reconnected %v after the restart", time.Since(restarted).Round(time.Millisecond))
 	return srv
 }
+
+// token returns the bearer token of the page's session.
+func (b *browserTab) token() string {
+	b.t.Helper()
+	return evalIn[string](b, `JSON.parse(localStorage.getItem('switchboard.session')).token`)
+}

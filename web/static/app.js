@@ -42,6 +42,8 @@ const STATUS_POSTED_SUBSCRIPTION = `subscription StatusPosted($after: ID) {
   statusPosted(after: $after) { ${STATUS_FIELDS} }
 }`;
 
+const SIGN_OUT_MUTATION = 'mutation SignOut { signOut }';
+
 const SIGN_IN_MUTATION = `mutation SignIn($name: String!) {
   signIn(name: $name) { token expiresAt user { id name } }
 }`;
@@ -372,6 +374,7 @@ el.signinForm.addEventListener('submit', async (event) => {
       token: s.token,
       expiresAt: s.expiresAt,
       user: { id: s.user.id, name: s.user.name },
+      guest: true, // this page started the session, so signing out ends it
     });
     el.statusText.focus();
   } catch (err) {
@@ -411,10 +414,20 @@ el.tokenForm.addEventListener('submit', async (event) => {
   }
 });
 
+// Signing out of a guest session ends it on the server too (every tab and
+// device holding its token is signed out within seconds); a pasted operator
+// token is only forgotten here, since the operator may use it elsewhere.
 el.signout.addEventListener('click', () => {
+  const ending = session;
   showMessage(el.postError, '');
   setSession(null);
   el.name.focus();
+  if (ending && ending.guest) {
+    client.query(SIGN_OUT_MUTATION, {}, { token: ending.token }).catch(() => {
+      // Best effort: a session that already ended, or a server out of reach;
+      // the token is forgotten here either way.
+    });
+  }
 });
 
 function updateCounter() {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -99,8 +98,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	// WebSocket first: it claims every request with an Upgrade header.
 	gql.AddTransport(ws)
 	gql.AddTransport(transport.Options{})
-	gql.AddTransport(transport.GET{})
-	gql.AddTransport(transport.POST{})
+	gql.AddTransport(graphQLOverHTTP{log}) // GET and POST, refusing client mistakes with 4xx and a code
 	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
 	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, cfg.QueryLimits) })
@@ -112,7 +110,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	if cfg.Introspection {
 		gql.Use(extension.Introspection{})
 	}
-	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	gql.Use(persistedQueries{extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)}})
 	gql.Use(extension.FixedComplexityLimit(cfg.QueryLimits.Complexity))
 	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
 	gql.SetRecoverFunc(resolvers.Recover(log))
@@ -121,7 +119,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	m.observe(ws, svc)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, tokens.Middleware(gql))))
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, logRefusals(log, withBodyLimit(cfg.MaxHTTPBody, log, tokens.Middleware(gql)))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
@@ -171,24 +169,6 @@ func schemaSource(schema *ast.Schema) string {
 		sdl.WriteString(files[name])
 	}
 	return sdl.String()
-}
-
-// withBodyLimit bounds request bodies.
-func withBodyLimit(limit int64, next http.Handler) http.Handler {
-	if limit <= 0 {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > limit {
-			// Refused before reading: nothing of it is echoed or parsed.
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
-				"message": fmt.Sprintf("the request body is larger than %d bytes", limit), "extensions": map[string]string{"code": "BAD_USER_INPUT"},
-			}}})
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit) // bodies of unknown length
-		next.ServeHTTP(w, r)
-	})
 }
 
 // originAllowed reports whether a browser on origin may use the API: its own

@@ -45,6 +45,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
 			ctx, p, err := tokens.ConnectionInit(ctx, payload)
 			if err != nil {
+				wsLog{log}.authRefused(ctx, err)
 				return gqlws.InitResult{}, err
 			}
 			// The welcome: who the connection is signed in as, and the version.
@@ -82,6 +83,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 		OnError: func(ctx context.Context, err error) {
 			log.DebugContext(ctx, "websocket", "client", request.ClientAddr(ctx), "err", err)
 		},
+		OnOpen: wsLog{log}.opened, OnClose: wsLog{log}.closed, OnRefused: wsLog{log}.refused,
 	})
 }
 

@@ -195,7 +195,8 @@ func originChecker(allowed []string) func(r *http.Request) bool {
 	return func(r *http.Request) bool { return originAllowed(allowed, r.Header.Get("Origin"), r.Host) }
 }
 
-// cors answers CORS requests from allowed origins, preflight included.
+// cors answers CORS requests from allowed origins, preflight included (it
+// grants the request headers corsAllowHeaders says).
 func cors(allowed []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
@@ -205,8 +206,9 @@ func cors(allowed []string, next http.Handler) http.Handler {
 			h.Add("Vary", "Origin")
 			h.Set("Access-Control-Expose-Headers", "X-Request-ID")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Add("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers")
 				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-ID")
+				h.Set("Access-Control-Allow-Headers", corsAllowHeaders(r.Header.Get("Access-Control-Request-Headers")))
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)
 				return

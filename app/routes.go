@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -46,6 +45,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
 			ctx, p, err := tokens.ConnectionInit(ctx, payload)
 			if err != nil {
+				wsLog{log}.authRefused(ctx, err)
 				return gqlws.InitResult{}, err
 			}
 			// The welcome: who the connection is signed in as, and the version.
@@ -84,6 +84,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 		OnError: func(ctx context.Context, err error) {
 			log.DebugContext(ctx, "websocket", "client", request.ClientAddr(ctx), "err", err)
 		},
+		OnOpen: wsLog{log}.opened, OnClose: wsLog{log}.closed, OnRefused: wsLog{log}.refused,
 	})
 }
 
@@ -100,8 +101,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	// WebSocket first: it claims every request with an Upgrade header.
 	gql.AddTransport(ws)
 	gql.AddTransport(transport.Options{})
-	gql.AddTransport(transport.GET{})
-	gql.AddTransport(transport.POST{})
+	gql.AddTransport(graphQLOverHTTP{log}) // GET and POST, refusing client mistakes with 4xx and a code
 	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
 	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, cfg.QueryLimits) })
@@ -113,7 +113,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	if cfg.Introspection {
 		gql.Use(extension.Introspection{})
 	}
-	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	gql.Use(persistedQueries{extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)}})
 	gql.Use(extension.FixedComplexityLimit(cfg.QueryLimits.Complexity))
 	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
 	gql.SetRecoverFunc(resolvers.Recover(log))
@@ -122,7 +122,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	m.observe(ws, svc)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, tokens.Middleware(gql))))
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, logRefusals(log, withBodyLimit(cfg.MaxHTTPBody, log, tokens.Middleware(gql)))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
@@ -174,24 +174,6 @@ func schemaSource(schema *ast.Schema) string {
 	return sdl.String()
 }
 
-// withBodyLimit bounds request bodies.
-func withBodyLimit(limit int64, next http.Handler) http.Handler {
-	if limit <= 0 {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > limit {
-			// Refused before reading: nothing of it is echoed or parsed.
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"errors": []map[string]any{{
-				"message": fmt.Sprintf("the request body is larger than %d bytes", limit), "extensions": map[string]string{"code": "BAD_USER_INPUT"},
-			}}})
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit) // bodies of unknown length
-		next.ServeHTTP(w, r)
-	})
-}
-
 // originAllowed reports whether a browser on origin may use the API: its own
 // origin always, others when listed (or when the list holds "*").
 func originAllowed(allowed []string, origin, host string) bool {
@@ -214,7 +196,8 @@ func originChecker(allowed []string) func(r *http.Request) bool {
 	return func(r *http.Request) bool { return originAllowed(allowed, r.Header.Get("Origin"), r.Host) }
 }
 
-// cors answers CORS requests from allowed origins, preflight included.
+// cors answers CORS requests from allowed origins, preflight included (it
+// grants the request headers corsAllowHeaders says).
 func cors(allowed []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
@@ -224,8 +207,9 @@ func cors(allowed []string, next http.Handler) http.Handler {
 			h.Add("Vary", "Origin")
 			h.Set("Access-Control-Expose-Headers", "X-Request-ID")
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Add("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers")
 				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-ID")
+				h.Set("Access-Control-Allow-Headers", corsAllowHeaders(r.Header.Get("Access-Control-Request-Headers")))
 				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)
 				return

@@ -413,16 +413,28 @@ func (c *jsClientRun) dump() string {
 // the test (fails it under REQUIRE_SERVICES=1) when they cannot run.
 func requireJSClient(t *testing.T) (node, script string) {
 	t.Helper()
+	node, dir := requireNodePackages(t, "jsclient", "graphql-ws")
+	return node, filepath.Join(dir, "client.mjs")
+}
+
+// requireNodePackages returns node and the absolute path of the e2e
+// folder dir, whose node_modules must hold each of pkgs, or skips the test
+// (fails it under REQUIRE_SERVICES=1) saying how to install them.
+func requireNodePackages(t *testing.T, dir string, pkgs ...string) (node, abs string) {
+	t.Helper()
+	install := "run `npm ci --prefix e2e/" + dir + "`"
 	node, err := exec.LookPath("node")
 	if err != nil {
-		testenv.RequireService(t, "the graphql-ws client tests need node on PATH and its packages: run `npm ci --prefix e2e/jsclient`")
+		testenv.RequireService(t, "this test needs node on PATH and the packages of e2e/%s: %s", dir, install)
 		return "", ""
 	}
-	dir, err := filepath.Abs(filepath.Join("jsclient"))
+	abs, err = filepath.Abs(dir)
 	require.NoError(t, err)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "graphql-ws", "package.json")); err != nil {
-		testenv.RequireService(t, "e2e/jsclient/node_modules/graphql-ws is missing: run `npm ci --prefix e2e/jsclient`")
-		return "", ""
+	for _, pkg := range pkgs {
+		if _, err := os.Stat(filepath.Join(abs, "node_modules", pkg, "package.json")); err != nil {
+			testenv.RequireService(t, "e2e/%s/node_modules/%s is missing: %s", dir, pkg, install)
+			return "", ""
+		}
 	}
-	return node, filepath.Join(dir, "client.mjs")
+	return node, abs
 }

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"database/sql"
 	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -52,6 +54,8 @@ func TestInfoLogsCarryRequestIDsAndNoSecrets(t *testing.T) {
 	bad.send("connection_init", "", map[string]any{"authorization": "Bearer " + alice.token + "x"})
 	code, _ := bad.closeCode(5 * time.Second)
 	require.Equal(t, 4403, code)
+	refused := s.do(t, alice.token+"x", `{ me { id } }`, nil)
+	require.Equal(t, http.StatusUnauthorized, refused.Status)
 
 	// Break the database: internal errors over HTTP and over the connection,
 	// and a replay that keeps failing on the connection's subscription.
@@ -87,6 +91,10 @@ func TestInfoLogsCarryRequestIDsAndNoSecrets(t *testing.T) {
 	// connection's lines carry the id its client was shown.
 	assert.Contains(t, requestIDsOf(scoped, "internal error"), me.Errors[0].Extensions["requestId"], "the HTTP request's internal error")
 	assert.Contains(t, requestIDsOf(scoped, "internal error"), connID, "the connection's internal error")
+	// Both refused tokens (over HTTP and in connection_init) are logged,
+	// and the connection the server closed for it.
+	assert.Len(t, requestIDsOf(scoped, "authentication refused"), 2)
+	assert.Len(t, linesOf(scoped, "websocket closed", "code", 4403.0), 1)
 	replays := requestIDsOf(scoped, "stream replay failed, retrying")
 	require.NotEmpty(t, replays)
 	for _, id := range replays {
@@ -100,6 +108,12 @@ func TestInfoLogsCarryRequestIDsAndNoSecrets(t *testing.T) {
 // returns those request-scoped lines, decoded.
 func checkInfoLogs(t *testing.T, logs string, secrets []string) []map[string]any {
 	t.Helper()
+	return checkLogs(t, logs, false, secrets)
+}
+
+// checkLogs is checkInfoLogs, with debug lines allowed when debug is set.
+func checkLogs(t *testing.T, logs string, debug bool, secrets []string) []map[string]any {
+	t.Helper()
 	var scoped []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(logs))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -107,7 +121,9 @@ func checkInfoLogs(t *testing.T, logs string, secrets []string) []map[string]any
 		line := sc.Text()
 		var rec map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &rec), "not a JSON log line: %s", line)
-		assert.NotEqual(t, "DEBUG", rec["level"], line)
+		if !debug {
+			assert.NotEqual(t, "DEBUG", rec["level"], line)
+		}
 		for _, secret := range secrets {
 			assert.NotContains(t, line, secret, "a log line holds %q", secret)
 		}
@@ -132,4 +148,96 @@ func requestIDsOf(lines []map[string]any, msg string) []string {
 		}
 	}
 	return ids
+}
+
+// linesOf returns the lines whose message is msg and whose field key is
+// want (a JSON number decodes as a float64).
+func linesOf(lines []map[string]any, msg, key string, want any) []map[string]any {
+	var out []map[string]any
+	for _, rec := range lines {
+		if rec["msg"] == msg && rec[key] == want {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// TestOperatorLogsSayWhatHappened: at debug level, a server's log tells
+// an operator what happened to each connection and refusal, each line with
+// the request id and the client's address and nothing the client sent:
+// connections opened (with the subprotocol) and closed (with the code and
+// who closed), at debug, and at info when the server closed one for the
+// client's fault; refused tokens, at info, with the reason; limits hit, at
+// info, with the limit (WebSocket) or the field (a service's limit).
+func TestOperatorLogsSayWhatHappened(t *testing.T) {
+	s := startServer(t, map[string]string{"LOG_FORMAT": "json", "LOG_LEVEL": "debug", "LIMIT_SUBSCRIPTIONS": "1", "LIMIT_STATUSES": "1"})
+	const marker = "status-marker-a81f"
+	token := s.signIn(t, "Olga")
+
+	// A connection that runs one subscription, is refused a second, and is
+	// closed by its client.
+	ok := s.chatWS(t, token)
+	ok.subscribe("feed", `subscription { statusPosted { id } }`, nil)
+	ok.subscribe("more", `subscription { statusPosted { id } }`, nil)
+	require.Equal(t, "RATE_LIMITED", ok.operationError("more").Code())
+	okClient := ok.conn.LocalAddr().String()
+	require.NoError(t, ok.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")))
+	code, _ := ok.closeCode(5 * time.Second)
+	require.Equal(t, websocket.CloseNormalClosure, code)
+
+	// A connection whose token is refused.
+	bad := dialWS(t, s, "graphql-transport-ws", nil)
+	badClient := bad.conn.LocalAddr().String()
+	bad.send("connection_init", "", map[string]any{"authorization": "Bearer " + token + "x"})
+	code, _ = bad.closeCode(5 * time.Second)
+	require.Equal(t, 4403, code)
+
+	// Statuses over the per-user limit (1 a second, bursts of 2).
+	limited := false
+	for i := 0; i < 10 && !limited; i++ {
+		r := s.do(t, token, `mutation($t: String!) { postStatus(text: $t) { id } }`, map[string]any{"t": marker})
+		limited = len(r.Errors) > 0 && r.Errors[0].Code() == "RATE_LIMITED"
+	}
+	require.True(t, limited, "ten statuses at once are over the limit")
+
+	var lines []map[string]any
+	require.Eventually(t, func() bool {
+		lines = checkLogs(t, s.logs.String(), true, []string{token, "Bearer", marker})
+		return len(linesOf(lines, "websocket closed", "client", okClient)) == 1 && len(linesOf(lines, "websocket closed", "client", badClient)) == 1
+	}, 5*time.Second, 10*time.Millisecond, "both connections' closes are logged")
+
+	one := func(msg, client string) map[string]any {
+		t.Helper()
+		found := linesOf(lines, msg, "client", client)
+		require.Len(t, found, 1, "%q lines of %s", msg, client)
+		return found[0]
+	}
+	// Each connection's lines carry one request id: the upgrade's.
+	opened, closed, hit := one("websocket opened", okClient), one("websocket closed", okClient), one("rate limit hit", okClient)
+	assert.Equal(t, "DEBUG", opened["level"])
+	assert.Equal(t, "graphql-transport-ws", opened["subprotocol"])
+	assert.Equal(t, map[string]any{"level": "DEBUG", "code": 1000.0, "by": "client"}, pick(closed, "level", "code", "by"))
+	assert.Equal(t, map[string]any{"level": "INFO", "limit": "operations_per_connection"}, pick(hit, "level", "limit"))
+	assert.Equal(t, opened["request_id"], closed["request_id"])
+	assert.Equal(t, opened["request_id"], hit["request_id"])
+
+	badOpened, badClosed, refused := one("websocket opened", badClient), one("websocket closed", badClient), one("authentication refused", badClient)
+	assert.Equal(t, map[string]any{"level": "INFO", "code": 4403.0, "by": "server"}, pick(badClosed, "level", "code", "by"), "closed for the client's fault: info")
+	assert.Equal(t, map[string]any{"level": "INFO", "reason": "invalid token"}, pick(refused, "level", "reason"))
+	assert.Equal(t, badOpened["request_id"], badClosed["request_id"])
+	assert.Equal(t, badOpened["request_id"], refused["request_id"])
+
+	statusHits := linesOf(lines, "rate limit hit", "path", "postStatus")
+	require.NotEmpty(t, statusHits)
+	assert.Equal(t, "INFO", statusHits[0]["level"])
+	assert.NotEmpty(t, statusHits[0]["client"])
+}
+
+// pick returns the fields keys of a log line.
+func pick(rec map[string]any, keys ...string) map[string]any {
+	out := map[string]any{}
+	for _, k := range keys {
+		out[k] = rec[k]
+	}
+	return out
 }

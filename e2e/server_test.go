@@ -144,8 +144,8 @@ func pagedStatusTexts(t *testing.T, s *testServer) []string {
 	return texts
 }
 
-// TestHTTPRoutes: GET runs queries but not mutations, and the schema,
-// health, readiness, metrics and page routes answer.
+// TestHTTPRoutes: GET runs queries but not mutations (405, Allow: POST),
+// and the schema, health, readiness, metrics and page routes answer.
 func TestHTTPRoutes(t *testing.T) {
 	s := startServer(t, nil)
 	t.Run("GET runs queries but not mutations", func(t *testing.T) {
@@ -158,8 +158,9 @@ func TestHTTPRoutes(t *testing.T) {
 		require.NoError(t, err)
 		body, _ = io.ReadAll(resp.Body)
 		resp.Body.Close()
-		assert.NotEqual(t, http.StatusOK, resp.StatusCode)
-		assert.Contains(t, string(body), "only allow query")
+		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+		assert.Equal(t, "POST", resp.Header.Get("Allow"))
+		assert.Contains(t, string(body), "GET runs queries only")
 	})
 
 	t.Run("SDL, health and metrics", func(t *testing.T) {

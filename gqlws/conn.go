@@ -56,6 +56,7 @@ type conn struct {
 	flushing   bool          // a flusher runs: new frames join the queue
 
 	stateMu   sync.Mutex         // guards the fields below
+	base      context.Context    // the connection's context (values of the upgrade request), for OnClose; set by setup
 	cancel    context.CancelFunc // ends every operation of the connection; set by setup
 	ops       []*operation       // the running operations (see opIndex)
 	initSeen  bool               // a connection_init came
@@ -84,7 +85,7 @@ func newConn(t *Transport, ws *websocket.Conn, socket *frameConn, proto protocol
 func (c *conn) setup(base context.Context) context.Context {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(base))
 	c.stateMu.Lock()
-	c.cancel = cancel
+	c.base, c.cancel = ctx, cancel
 	c.initTimer = time.AfterFunc(c.transport.opts.InitTimeout, func() {
 		if !c.acked.Load() {
 			c.close(CloseInitTimeout, "Connection initialisation timeout")
@@ -259,7 +260,7 @@ func (c *conn) handleSubscribe(ctx context.Context, m *clientMessage) {
 		c.proto.refuse(c, refusal{reason: duplicateID, id: id})
 		return
 	}
-	if err := c.admit(); err != nil {
+	if err := c.admit(ctx); err != nil {
 		c.writeErrors(id, gqlerror.List{err})
 		return
 	}
@@ -357,11 +358,14 @@ func (c *conn) shut(code int, reason string, linger bool, label string) {
 	if c.initTimer != nil {
 		c.initTimer.Stop()
 	}
-	ops := c.ops
+	ops, base := c.ops, c.base
 	c.ops = nil
 	c.stateMu.Unlock()
 	for _, op := range ops {
 		op.end()
 	}
 	c.transport.forget(c)
+	if base != nil {
+		c.transport.opts.OnClose(base, code, label == closedByClient)
+	}
 }

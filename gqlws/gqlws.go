@@ -117,6 +117,17 @@ type Options struct {
 	ConnContext func(r *http.Request) context.Context
 	// OnError receives connection-level failures worth a log line.
 	OnError func(ctx context.Context, err error)
+	// OnOpen hears of each connection once it is upgraded and set up, under
+	// its context (ConnContext's), with the subprotocol it speaks. OnClose
+	// hears of the end of each connection OnOpen heard of, once, under the
+	// same context, with the close code and whether the client closed it
+	// (then the code is the client's).
+	OnOpen  func(ctx context.Context, subprotocol string)
+	OnClose func(ctx context.Context, code int, byClient bool)
+	// OnRefused hears of each operation or connection a limit refuses,
+	// under the operation's or the upgrade request's context, with the
+	// limit's name as Stats.Refused counts it.
+	OnRefused func(ctx context.Context, limit string)
 
 	// Positions, when set, lets subscriptions share live delivery (see
 	// group.go): it returns ctx under which a subscription resolver reports
@@ -221,11 +232,13 @@ func (t *Transport) countClose(label string) {
 	t.statsMu.Unlock()
 }
 
-// countRefused counts an operation or connection refused by limit.
-func (t *Transport) countRefused(limit string) {
+// refuse counts an operation or connection refused by limit, and reports
+// it to Options.OnRefused under ctx.
+func (t *Transport) refuse(ctx context.Context, limit string) {
 	t.statsMu.Lock()
 	t.refused[limit]++
 	t.statsMu.Unlock()
+	t.opts.OnRefused(ctx, limit)
 }
 
 var _ graphql.Transport = (*Transport)(nil)
@@ -259,6 +272,15 @@ func New(opts Options) *Transport {
 	}
 	if opts.OnError == nil {
 		opts.OnError = func(context.Context, error) {}
+	}
+	if opts.OnOpen == nil {
+		opts.OnOpen = func(context.Context, string) {}
+	}
+	if opts.OnClose == nil {
+		opts.OnClose = func(context.Context, int, bool) {}
+	}
+	if opts.OnRefused == nil {
+		opts.OnRefused = func(context.Context, string) {}
 	}
 	t := &Transport{
 		opts:    opts,
@@ -315,7 +337,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		return
 	}
 	if full {
-		t.countRefused("connections_per_address")
+		t.refuse(r.Context(), "connections_per_address")
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 		return
@@ -346,6 +368,12 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	c := newConn(t, ws, hj.socket, protocolNamed(proto), exec)
 	c.addr = addr
+	base := r.Context()
+	if t.opts.ConnContext != nil {
+		base = t.opts.ConnContext(r)
+	}
+	ctx := c.setup(base)
+	t.opts.OnOpen(ctx, proto)
 	t.connsMu.Lock()
 	if t.shutdown {
 		t.connsMu.Unlock()
@@ -355,11 +383,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	t.conns[c] = struct{}{}
 	t.perAddr[addr]++
 	t.connsMu.Unlock()
-	base := r.Context()
-	if t.opts.ConnContext != nil {
-		base = t.opts.ConnContext(r)
-	}
-	go c.serve(c.setup(base))
+	go c.serve(ctx)
 }
 
 // chooseSubprotocol picks the protocol for the offered subprotocols:

@@ -67,17 +67,17 @@ func decodeParams(raw json.RawMessage) (*graphql.RawParams, bool) {
 // admit checks the connection's operation limits for one more operation:
 // running at once (Options.MaxOperations), and started per second
 // (Options.Operations). It returns the RATE_LIMITED error to answer an
-// operation over either with, and counts the refusal; the connection
-// stays.
-func (c *conn) admit() *gqlerror.Error {
+// operation over either with, and counts and reports the refusal (under
+// ctx, the operation's); the connection stays.
+func (c *conn) admit(ctx context.Context) *gqlerror.Error {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if max := c.transport.opts.MaxOperations; max > 0 && len(c.ops) >= max {
-		c.transport.countRefused("operations_per_connection")
+		c.transport.refuse(ctx, "operations_per_connection")
 		return rateLimited(fmt.Sprintf("too many operations on this connection (at most %d at once)", max))
 	}
 	if !c.starts.Allow(c.transport.opts.Operations, time.Now()) {
-		c.transport.countRefused("operations_per_second")
+		c.transport.refuse(ctx, "operations_per_second")
 		return rateLimited(fmt.Sprintf("operations started too fast on this connection (at most %g per second)", c.transport.opts.Operations.PerSecond))
 	}
 	return nil

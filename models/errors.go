@@ -30,6 +30,17 @@ const (
 	Unavailable Code = "UNAVAILABLE"
 	// Internal: anything else. Its details are logged, never shown.
 	Internal Code = "INTERNAL"
+
+	// BadRequest: the HTTP request is not a GraphQL request the server can
+	// read (malformed or batched JSON, a media type or charset it does not
+	// take, a body over the size limit, a mutation over GET, a persisted
+	// query hash that does not match its query); the message says which.
+	// The name is Apollo Server's.
+	BadRequest Code = "BAD_REQUEST"
+	// PersistedQueryNotFound: an automatic persisted query named only by
+	// its hash, which the server does not know (yet): the client sends the
+	// query with the hash again. The name is the APQ protocol's.
+	PersistedQueryNotFound Code = "PERSISTED_QUERY_NOT_FOUND"
 )
 
 // Error is a failure of an operation, in the manner of upspin's errors.E:

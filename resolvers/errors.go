@@ -18,23 +18,30 @@ import (
 // chain carries a code (models.CodedError) other than INTERNAL shows that
 // error's Message and code, and nothing of its operation or cause; it is not
 // logged (an UNAVAILABLE database is reported by /readyz and counted in the
-// metrics, not logged once per request). gqlgen's own errors (parse,
-// validation, complexity) keep theirs. Anything else, an INTERNAL
+// metrics, not logged once per request), except RATE_LIMITED, logged at
+// info as "rate limit hit" with the client and the field. gqlgen's own
+// errors (parse, validation, complexity) and the transport's (BAD_REQUEST,
+// PERSISTED_QUERY_NOT_FOUND: every *gqlerror.Error with a code and no
+// cause) keep theirs; the transport logs those. Anything else, an INTERNAL
 // *models.Error included, is internal: the client sees "internal error",
 // extensions.code INTERNAL and the request id, and the full error (its
-// operation and cause) is logged under that id.
+// operation and cause) is logged at error level under that id. So every
+// error a client can cause at will must carry a code.
 func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		presented := graphql.DefaultErrorPresenter(ctx, err)
 		if coded, ok := models.CodedError(err); ok && coded.Code != models.Internal {
 			presented.Message = coded.Message
 			presented.Extensions = map[string]any{"code": string(coded.Code)}
+			if coded.Code == models.RateLimited {
+				log.InfoContext(ctx, "rate limit hit", "client", request.ClientAddr(ctx), "path", presented.Path.String())
+			}
 			return presented
 		}
 		var gqlErr *gqlerror.Error
 		if errors.As(err, &gqlErr) && gqlErr.Err == nil {
 			if _, ok := gqlErr.Extensions["code"]; ok {
-				return presented // gqlgen's own: parse, validation, complexity
+				return presented // gqlgen's own (parse, validation, complexity) or the transport's
 			}
 		}
 		id := request.ID(ctx)

@@ -169,3 +169,30 @@ func TestInternalErrorsShowNothingAndLogEverything(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitsAreLoggedAtInfo: a RATE_LIMITED refusal reaches the client
+// as any coded error does, and the operator sees one info line saying so,
+// with the request id and the field, and nothing of the message.
+func TestRateLimitsAreLoggedAtInfo(t *testing.T) {
+	client, logs := present(t, models.Errorf(models.RateLimited, "too many statuses; slow down"))
+	assert.Equal(t, "RATE_LIMITED", client["extensions"].(map[string]any)["code"])
+	assert.Contains(t, logs, "level=INFO")
+	assert.Contains(t, logs, `msg="rate limit hit"`)
+	assert.Contains(t, logs, "request_id=req-7")
+	assert.Contains(t, logs, "path=room")
+	assert.NotContains(t, logs, "slow down")
+}
+
+// TestTransportErrorsKeepTheirCode: an error the transport raised before
+// execution (a *gqlerror.Error with a code and no cause, such as
+// BAD_REQUEST) is shown as it is and not logged here: the transport logs
+// its refusals.
+func TestTransportErrorsKeepTheirCode(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(request.LogHandler(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	err := &gqlerror.Error{Message: "provided APQ hash does not match query", Extensions: map[string]any{"code": "BAD_REQUEST"}}
+	presented := resolvers.ErrorPresenter(log)(t.Context(), err)
+	assert.Equal(t, "provided APQ hash does not match query", presented.Message)
+	assert.Equal(t, "BAD_REQUEST", presented.Extensions["code"])
+	assert.Empty(t, buf.String())
+}

@@ -54,6 +54,7 @@ const (
 	CloseNormal                   = websocket.CloseNormalClosure
 	CloseGoingAway                = websocket.CloseGoingAway
 	CloseTryAgainLater            = websocket.CloseTryAgainLater
+	CloseInvalidPayload           = websocket.CloseInvalidFramePayloadData // 1007: a text message that is not UTF-8
 	CloseInvalidMessage           = 4400
 	CloseUnauthorized             = 4401
 	CloseForbidden                = 4403

@@ -42,6 +42,7 @@ func TestGraphQLWSClient(t *testing.T) {
 		{name: "going away with the default retry rule", run: jsClientGoingAwayDefaultRule},
 		{name: "4403 is retried until the client's attempts run out", run: jsClientForbiddenRetried},
 		{name: "4409 is fatal", run: jsClientDuplicateIDFatal},
+		{name: "4409 for a long id is a 4409 too", run: jsClientLongDuplicateIDFatal},
 		{name: "4408 is retried", run: jsClientInitTimeoutRetried},
 	}
 	for _, sc := range scenarios {
@@ -174,10 +175,24 @@ func jsClientForbiddenRetried(t *testing.T, node, script string) {
 // closes the connection with 4409, which is fatal: the client neither
 // retries nor asks shouldRetry, and both subscriptions fail with 4409.
 func jsClientDuplicateIDFatal(t *testing.T, node, script string) {
+	checkDuplicateIDFatal(t, node, script, "same-id", "Subscriber for same-id already exists")
+}
+
+// jsClientLongDuplicateIDFatal: an id of 128 bytes, too long to quote whole
+// in a close frame, still ends the connection with a valid 4409 (its
+// reason shortened), not with the 1006 of a malformed close frame.
+func jsClientLongDuplicateIDFatal(t *testing.T, node, script string) {
+	id := strings.Repeat("x", 128)
+	checkDuplicateIDFatal(t, node, script, id, "Subscriber for "+id[:90]+"… already exists")
+}
+
+// checkDuplicateIDFatal runs the duplicate-id scenario with id and checks
+// the client gives up after one 4409 with reason.
+func checkDuplicateIDFatal(t *testing.T, node, script, id, reason string) {
 	s := startServer(t, nil)
 	s.logsOnFailure(t)
 	token := s.signIn(t, "Dot")
-	c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "duplicate-id")
+	c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "duplicate-id", "--id", id)
 	events := c.wait(t)
 
 	count := map[string]int{}
@@ -189,7 +204,7 @@ func jsClientDuplicateIDFatal(t *testing.T, node, script string) {
 		}
 		if e.Event == "closed" {
 			assert.Equal(t, 4409, e.Code)
-			assert.Equal(t, "Subscriber for same-id already exists", e.Reason)
+			assert.Equal(t, reason, e.Reason)
 		}
 	}
 	assert.Equal(t, 1, count["connecting"], "one connection attempt, no retry:\n%s", c.dump())

@@ -44,6 +44,11 @@ func TestTransportWSCloseCodes(t *testing.T) {
 		{name: "subscribe before ack", send: []any{subscribeMsg("1")}, code: 4401, reason: "Unauthorized"},
 		{name: "bad token", send: []any{map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer nope"}}}, code: 4403, reason: "Forbidden"},
 		{name: "duplicate id", init: true, send: []any{subscribeMsg("dup"), subscribeMsg("dup")}, code: 4409, reason: "Subscriber for dup already exists"},
+		{name: "long duplicate id, shortened to fit a close frame", init: true, send: []any{subscribeMsg(strings.Repeat("d", 128)), subscribeMsg(strings.Repeat("d", 128))},
+			code: 4409, reason: "Subscriber for " + strings.Repeat("d", 90) + "… already exists"},
+		{name: "id over 128 bytes", init: true, send: []any{subscribeMsg(strings.Repeat("i", 129))}, code: 4400},
+		{name: "text that is not UTF-8", send: []any{"{\"type\":\"ping\",\"payload\":{\"x\":\"\xff\"}}"}, code: 1007, reason: "Invalid UTF-8"},
+		{name: "ping payload not an object", send: []any{map[string]any{"type": "ping", "payload": "hello"}}, code: 4400},
 		{name: "second init", init: true, send: []any{map[string]any{"type": "connection_init"}}, code: 4429, reason: "Too many initialisation requests"},
 		{name: "message too big", init: true, send: []any{`{"type":"ping","payload":"` + strings.Repeat("x", 70<<10) + `"}`}, code: websocket.CloseMessageTooBig},
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
@@ -27,7 +28,7 @@ type conn struct {
 	transport *Transport
 	ws        *websocket.Conn
 	socket    *frameConn // the socket under ws, which the write path writes to directly
-	addr      string     // the client's address, for the per-address limit
+	addr      string     // the key of the client's address (request.AddrKey), for the per-address limit
 	proto     protocol   // the negotiated subprotocol's adapter
 	exec      graphql.GraphExecutor
 
@@ -149,20 +150,29 @@ func (c *conn) received(ctx context.Context, typ int, data []byte, err error) co
 }
 
 // handle decodes one client message of WebSocket message type typ and acts
-// on its kind; what the protocol does not accept, its adapter refuses. It
-// returns the connection's context (changed by connection_init).
+// on its kind; what the protocol does not accept, its adapter refuses (see
+// validate.go), and a text message that is not valid UTF-8 closes the
+// connection with 1007. It returns the connection's context (changed by
+// connection_init).
 func (c *conn) handle(ctx context.Context, typ int, data []byte) context.Context {
+	if typ == websocket.TextMessage && !utf8.Valid(data) {
+		c.close(CloseInvalidPayload, "Invalid UTF-8")
+		return ctx
+	}
 	m, ok := decodeMessage(typ, data)
 	if !ok {
 		c.proto.refuse(c, refusal{reason: malformedMessage})
 		return ctx
 	}
-	switch c.proto.kind(m.Type) {
+	switch kind := c.proto.kind(m.Type); kind {
 	case kindInit:
 		return c.handleInit(ctx, &m)
-	case kindPing: // only graphql-transport-ws has ping, and it may come before connection_init
-		c.writeRaw(pongFrame(m.Payload))
-	case kindPong:
+	case kindPing, kindPong: // only graphql-transport-ws has them; a ping may come before connection_init
+		if !objectOrNull(m.Payload) {
+			c.proto.refuse(c, refusal{reason: malformedMessage})
+		} else if kind == kindPing {
+			c.writeRaw(pongFrame(m.Payload))
+		}
 	case kindSubscribe:
 		c.handleSubscribe(ctx, &m)
 	case kindComplete:

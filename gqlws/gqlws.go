@@ -37,6 +37,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/request"
 )
 
 // The subprotocols served.
@@ -53,6 +54,7 @@ const (
 	CloseNormal                   = websocket.CloseNormalClosure
 	CloseGoingAway                = websocket.CloseGoingAway
 	CloseTryAgainLater            = websocket.CloseTryAgainLater
+	CloseInvalidPayload           = websocket.CloseInvalidFramePayloadData // 1007: a text message that is not UTF-8
 	CloseInvalidMessage           = 4400
 	CloseUnauthorized             = 4401
 	CloseForbidden                = 4403
@@ -168,8 +170,9 @@ type Options struct {
 	Compression bool
 	// MaxConnsPerAddr is how many connections one client address (the
 	// request's RemoteAddr, which TRUSTED_PROXIES may have set from
-	// X-Forwarded-For) may hold; the upgrade beyond it is refused with 429.
-	// Zero: no limit.
+	// X-Forwarded-For; an IPv6 address counts by its /64, see
+	// request.AddrKey) may hold; the upgrade beyond it is refused with 429,
+	// however many handshakes race. Zero: no limit.
 	MaxConnsPerAddr int
 }
 
@@ -182,7 +185,7 @@ type Transport struct {
 
 	connsMu  sync.Mutex // guards the fields below, and each conn's session
 	conns    map[*conn]struct{}
-	perAddr  map[string]int       // open connections by client address
+	perAddr  map[string]int       // open or opening connections by request.AddrKey of the client's address (see reserve)
 	shutdown bool                 // Shutdown has begun: upgrades are refused
 	ended    map[string]time.Time // sessions ended by EndSessions lately, and when
 
@@ -326,22 +329,24 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	addr := clientHost(r)
-	t.connsMu.Lock()
-	down := t.shutdown
-	full := t.opts.MaxConnsPerAddr > 0 && t.perAddr[addr] >= t.opts.MaxConnsPerAddr
-	t.connsMu.Unlock()
-	if down {
+	addr := request.AddrKey(clientHost(r))
+	switch t.reserve(addr) {
+	case ErrShuttingDown:
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
-	}
-	if full {
+	case errAddrFull:
 		t.refuse(r.Context(), "connections_per_address")
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "too many connections from this address", http.StatusTooManyRequests)
 		return
 	}
+	registered := false // until then, the place reserve took is given back on return
+	defer func() {
+		if !registered {
+			t.release(addr)
+		}
+	}()
 	offered := websocket.Subprotocols(r)
 	proto := chooseSubprotocol(offered)
 	header := http.Header{}
@@ -380,8 +385,8 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		c.close(CloseGoingAway, "server shutting down")
 		return
 	}
-	t.conns[c] = struct{}{}
-	t.perAddr[addr]++
+	t.conns[c] = struct{}{} // its place is forget's to give back now
+	registered = true
 	t.connsMu.Unlock()
 	go c.serve(ctx)
 }
@@ -439,19 +444,9 @@ func (t *Transport) forget(c *conn) {
 	t.connsMu.Lock()
 	if _, ok := t.conns[c]; ok {
 		delete(t.conns, c)
-		if t.perAddr[c.addr]--; t.perAddr[c.addr] <= 0 {
-			delete(t.perAddr, c.addr)
-		}
+		t.releaseLocked(c.addr)
 	}
 	t.connsMu.Unlock()
-}
-
-// clientHost is the client's address without the port.
-func clientHost(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
 }
 
 // snapshot returns the open connections.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -40,7 +41,14 @@ type harness struct {
 
 // newHarness starts the endpoint with opts (sharing statusPosted between
 // all callers unless opts says how to share), closed when t ends.
-func newHarness(t *testing.T, opts gqlws.Options) *harness {
+func newHarness(t testing.TB, opts gqlws.Options) *harness {
+	t.Helper()
+	return newHarnessBehind(t, opts, nil)
+}
+
+// newHarnessBehind is newHarness with the endpoint behind middleware wrap
+// (nil for none).
+func newHarnessBehind(t testing.TB, opts gqlws.Options, wrap func(http.Handler) http.Handler) *harness {
 	t.Helper()
 	db := storetest.Open(t, store.SQLite)
 	broker := mempubsub.New(0)
@@ -55,7 +63,11 @@ func newHarness(t *testing.T, opts gqlws.Options) *harness {
 	gql := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: res}))
 	gql.AddTransport(ws)
 	gql.AddTransport(transport.POST{})
-	srv := httptest.NewServer(gql)
+	var endpoint http.Handler = gql
+	if wrap != nil {
+		endpoint = wrap(gql)
+	}
+	srv := httptest.NewServer(endpoint)
 	t.Cleanup(func() {
 		ws.Shutdown()
 		srv.Close()

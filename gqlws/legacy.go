@@ -74,7 +74,7 @@ func (legacyWS) refuse(c *conn, r refusal) {
 	case repeatedInit:
 		legacyConnectionError(c, "Too many initialisation requests")
 	case initRefused:
-		legacyConnectionError(c, r.err.Error())
+		legacyConnectionError(c, clientText(r.err.Error(), maxInitError))
 		closeRefusedInit(c, r.err)
 	case subscribeWithoutID:
 		legacyConnectionError(c, "start needs an id")
@@ -85,6 +85,11 @@ func (legacyWS) refuse(c *conn, r refusal) {
 	case completeWithoutID, duplicateID: // nothing to answer; a running id is replaced, never refused
 	}
 }
+
+// maxInitError is the longest reason a legacy connection_error gives for a
+// refused connection_init, in bytes: Options.Init's error message, which may
+// quote what the client sent.
+const maxInitError = 256
 
 // legacyConnectionError sends a connection_error saying message.
 func legacyConnectionError(c *conn, message string) {

@@ -128,10 +128,14 @@ type clientMessage struct {
 
 // decodeMessage decodes a client message of WebSocket message type typ. It
 // reports false unless the message is text holding a JSON object with a
-// non-empty type.
+// non-empty type, whose id, when it is a string, has at most MaxIDLength
+// bytes.
 func decodeMessage(typ int, data []byte) (clientMessage, bool) {
 	var m clientMessage
 	if typ != websocket.TextMessage || json.Unmarshal(data, &m) != nil || m.Type == "" {
+		return clientMessage{}, false
+	}
+	if id, ok := m.operationID(); ok && len(id) > MaxIDLength {
 		return clientMessage{}, false
 	}
 	return m, true

@@ -73,7 +73,7 @@ func (transportWS) refuse(c *conn, r refusal) {
 	case subscribeBeforeAck:
 		c.close(CloseUnauthorized, "Unauthorized")
 	case duplicateID:
-		c.close(CloseSubscriberExists, "Subscriber for "+r.id+" already exists")
+		c.close(CloseSubscriberExists, subscriberExistsReason(r.id))
 	default:
 		c.close(CloseInvalidMessage, reasonInvalid)
 	}

@@ -63,7 +63,7 @@ const (
 // graphql-transport-ws, an unknown type on the legacy protocol).
 func TestWireExchanges(t *testing.T) {
 	h := newHarness(t, wireOptions())
-	cases := append(transportWSExchanges(), legacyExchanges()...)
+	cases := append(append(transportWSExchanges(), legacyExchanges()...), hostileExchanges()...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := h.dialProto(t, tc.proto)
@@ -106,6 +106,7 @@ type exchange struct {
 
 // Frames that several exchanges expect.
 const (
+	id128           = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	wireAck         = `{"payload":{"user":null,"version":"test"},"type":"connection_ack"}`
 	validationError = `[{"message":"Cannot query field \"nope\" on type \"Subscription\".","locations":[{"line":1,"column":16}],"extensions":{"code":"GRAPHQL_VALIDATION_FAILED"}}]`
 )
@@ -269,11 +270,65 @@ func legacyExchanges() []exchange {
 	}
 }
 
+// hostileExchanges are the answers to what only a broken or hostile client
+// sends, on both protocols: text that is not UTF-8 (1007), ids over 128
+// bytes (invalid), ping and pong payloads that are not objects (invalid),
+// and ids too long to quote whole in a close reason.
+func hostileExchanges() []exchange {
+	return []exchange{
+		{"transport-ws: ping payload not an object", gqlws.TransportWS, []step{
+			send(`{"type":"ping","payload":"end"}`), closes(4400, "Invalid message received"),
+		}},
+		{"transport-ws: pong payload not an object", gqlws.TransportWS, []step{
+			send(`{"type":"pong","payload":[1]}`), closes(4400, "Invalid message received"),
+		}},
+		{"transport-ws: text that is not UTF-8", gqlws.TransportWS, []step{
+			send(`{"type":"ping","payload":{"x":"` + "\xff" + `"}}`), closes(1007, "Invalid UTF-8"),
+		}},
+		{"transport-ws: an id of 128 bytes", gqlws.TransportWS, []step{
+			send(`{"type":"connection_init"}`), want(wireAck),
+			send(`{"type":"subscribe","id":"` + id128 + `","payload":` + typenameQuery + `}`),
+			want(`{"type":"next","id":"` + id128 + `","payload":{"data":{"__typename":"Query"}}}`),
+			want(`{"type":"complete","id":"` + id128 + `"}`),
+		}},
+		{"transport-ws: an id of 129 bytes", gqlws.TransportWS, []step{
+			send(`{"type":"connection_init"}`), want(wireAck),
+			send(`{"type":"subscribe","id":"` + id128 + `x","payload":` + typenameQuery + `}`),
+			closes(4400, "Invalid message received"),
+		}},
+		{"transport-ws: a long duplicate id is shortened in the close reason", gqlws.TransportWS, []step{
+			send(`{"type":"connection_init"}`), want(wireAck),
+			send(`{"type":"subscribe","id":"` + id128 + `","payload":` + subscribeQuery + `}`),
+			send(`{"type":"subscribe","id":"` + id128 + `","payload":` + subscribeQuery + `}`),
+			closes(4409, "Subscriber for "+id128[:90]+"… already exists"),
+		}},
+		{"transport-ws: a duplicate id is cut at a character boundary", gqlws.TransportWS, []step{
+			send(`{"type":"connection_init"}`), want(wireAck),
+			send(`{"type":"subscribe","id":"` + strings.Repeat("€", 42) + `","payload":` + subscribeQuery + `}`),
+			send(`{"type":"subscribe","id":"` + strings.Repeat("€", 42) + `","payload":` + subscribeQuery + `}`),
+			closes(4409, "Subscriber for "+strings.Repeat("€", 30)+"… already exists"),
+		}},
+		{"legacy: text that is not UTF-8", gqlws.LegacyWS, []step{
+			send(`{"type":"connection_init","payload":{"x":"` + "\xc3" + `"}}`), closes(1007, "Invalid UTF-8"),
+		}},
+		{"legacy: an id of 129 bytes", gqlws.LegacyWS, []step{
+			send(`{"type":"connection_init"}`), want(wireAck), want(`{"type":"ka"}`),
+			send(`{"type":"start","id":"` + id128 + `x","payload":` + typenameQuery + `}`),
+			want(`{"payload":{"message":"Invalid message received"},"type":"connection_error"}`),
+			send(`{"type":"hello","id":"` + id128 + `x"}`),
+			want(`{"payload":{"message":"Invalid message received"},"type":"connection_error"}`),
+			send(`{"type":"start","id":"` + id128 + `","payload":` + typenameQuery + `}`),
+			want(`{"type":"data","id":"` + id128 + `","payload":{"data":{"__typename":"Query"}}}`),
+			want(`{"type":"complete","id":"` + id128 + `"}`),
+		}},
+	}
+}
+
 // marker is the exchange that ends a case without a close: the answer to
 // the marker must be the next frame.
 func marker(proto string) []step {
 	if proto == gqlws.TransportWS {
-		return []step{send(`{"type":"ping","payload":"end"}`), want(`{"type":"pong","payload":"end"}`)}
+		return []step{send(`{"type":"ping","payload":{"end":true}}`), want(`{"type":"pong","payload":{"end":true}}`)}
 	}
 	return []step{send(`{"type":"end","id":"end"}`), want(`{"id":"end","payload":{"message":"Invalid message type!"},"type":"error"}`)}
 }

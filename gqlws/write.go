@@ -326,7 +326,8 @@ func (c *conn) writeExternal(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// writeClose sends the close frame. A writer blocked on a client that does
+// writeClose sends the close frame, its reason cut to what a control frame
+// holds (see closeReason). A writer blocked on a client that does
 // not read is cut short: the socket's write deadline, a second from now,
 // bounds it and this write alike.
 func (c *conn) writeClose(code int, reason string) {
@@ -338,6 +339,6 @@ func (c *conn) writeClose(code int, reason string) {
 	}
 	f := newFramer()
 	defer f.release()
-	f.append(websocket.FormatCloseMessage(code, reason))
+	f.append(websocket.FormatCloseMessage(code, closeReason(reason)))
 	_ = c.sendLocked(f.frame(opClose)) && c.drainLocked()
 }

@@ -1244,12 +1244,16 @@ type Query {
   "The modules that have KPIs, sorted by name."
   modules: [String!]!
 
-  "A module's current KPIs, by key; empty for an unknown module."
+  """
+  A module's current KPIs, by key; empty for an unknown module,
+  ` + "`" + `BAD_USER_INPUT` + "`" + ` for a name that does not follow ` + "`" + `recordKPIs` + "`" + `'s pattern.
+  """
   moduleKPIs(module: String!): [KPI!]!
 
   """
   A KPI's recorded values since ` + "`" + `since` + "`" + ` (default: the retention period),
   oldest first; at most ` + "`" + `limit` + "`" + ` (1..1000, default 100), the newest ones.
+  Module and key follow ` + "`" + `recordKPIs` + "`" + `'s pattern, else ` + "`" + `BAD_USER_INPUT` + "`" + `.
   """
   kpiHistory(module: String!, key: String!, since: Time, limit: Int = 100): [KPISample!]!
 
@@ -1275,16 +1279,19 @@ Operations that change state. Every mutation but ` + "`" + `signIn` + "`" + ` ne
 """
 type Mutation {
   """
-  Creates a new guest user with the given display name (trimmed, 1..50
-  characters; names may repeat) and starts a session for it, which ends 30
-  days later by default however often it is refreshed. Keep the token to
+  Creates a new guest user with the given display name (normalised by the
+  PRECIS Nickname profile, 1..50 characters, without invisible or control
+  characters or words that mix Latin, Greek and Cyrillic letters, else
+  ` + "`" + `BAD_USER_INPUT` + "`" + `; names may repeat) and starts a session for it, which ends
+  30 days later by default however often it is refreshed. Keep the token to
   keep the identity. Refused with ` + "`" + `FORBIDDEN` + "`" + ` when guest sign-in is off.
   """
   signIn(name: String!): Session!
 
   """
   Posts a status to the public feed as the caller. The text is trimmed and
-  must be 1..500 characters, else ` + "`" + `BAD_USER_INPUT` + "`" + ` and nothing is stored.
+  must be 1..500 characters without control characters other than newline
+  and tab, else ` + "`" + `BAD_USER_INPUT` + "`" + ` and nothing is stored.
   Every ` + "`" + `statusPosted` + "`" + ` subscriber receives it.
   """
   postStatus(text: String!): Status!
@@ -1308,8 +1315,9 @@ type Mutation {
   signOut: Boolean!
 
   """
-  Creates a public room. The name is trimmed and must be 1..50 characters
-  and not in use (case-insensitive), else ` + "`" + `BAD_USER_INPUT` + "`" + `.
+  Creates a public room. The name follows the rules of ` + "`" + `signIn` + "`" + `'s names and
+  must not be in use (case-insensitive, once normalised), else
+  ` + "`" + `BAD_USER_INPUT` + "`" + `.
   """
   createRoom(name: String!): Room!
 
@@ -1322,7 +1330,8 @@ type Mutation {
 
   """
   Posts a message to a room as the caller. The text is trimmed and must be
-  1..2000 characters, else ` + "`" + `BAD_USER_INPUT` + "`" + ` and nothing is stored. It ends
+  1..2000 characters without control characters other than newline and
+  tab, else ` + "`" + `BAD_USER_INPUT` + "`" + ` and nothing is stored. It ends
   the caller's typing indicator in the room and marks the room read for the
   caller up to this message.
   """
@@ -1418,7 +1427,8 @@ type Subscription {
 
   """
   A module's full KPI set: the current one at once, then the new set after
-  every change. Only that module's changes reach its subscribers.
+  every change. Only that module's changes reach its subscribers. The
+  module follows ` + "`" + `recordKPIs` + "`" + `'s pattern, else ` + "`" + `BAD_USER_INPUT` + "`" + `.
   """
   kpiUpdated(module: String!): ModuleKPIs!
 

@@ -158,20 +158,33 @@ func (s *Service) readModule(ctx context.Context, module string) func() (*models
 func (s *Service) Modules(ctx context.Context) ([]string, error) { return s.db.Modules(ctx) }
 
 // KPIs returns the current KPIs of module, by key (none for a module
-// without KPIs).
+// without KPIs). A module name that does not follow models.KPINamePattern
+// is a BadUserInput error.
 func (s *Service) KPIs(ctx context.Context, module string) ([]*models.KPI, error) {
+	if err := models.KPIName("module", module); err != nil {
+		return nil, err
+	}
 	return s.db.KPIs(ctx, module)
 }
 
 // History returns the newest limit samples of a KPI at or after since,
-// oldest first: the values behind a chart.
+// oldest first: the values behind a chart. A module or key name that does
+// not follow models.KPINamePattern is a BadUserInput error.
 func (s *Service) History(ctx context.Context, module, key string, since time.Time, limit int) ([]*models.KPISample, error) {
+	if err := cmp.Or(models.KPIName("module", module), models.KPIName("key", key)); err != nil {
+		return nil, err
+	}
 	return s.db.KPIHistory(ctx, module, key, since, limit)
 }
 
 // WatchModule returns module's KPI set: the current one at once, then the
-// new one after every change, until ctx ends.
+// new one after every change, until ctx ends. A module name that does not
+// follow models.KPINamePattern is a BadUserInput error, so no watcher is
+// kept (nor a broker topic followed) for a module that cannot exist.
 func (s *Service) WatchModule(ctx context.Context, module string) (<-chan *models.ModuleKPIs, error) {
+	if err := models.KPIName("module", module); err != nil {
+		return nil, err
+	}
 	return s.modules.Watch(ctx, module, s.readModule(ctx, module))
 }
 

@@ -547,3 +547,23 @@ func TestWatchersCatchUpAfterABrokerOutage(t *testing.T) {
 		assert.Equal(t, []string{"sales/revenue=3"}, cards(next(t, dashboard)), "the dashboard too")
 	})
 }
+
+// TestNamesFollowTheirPattern: a module or key name that cannot exist is
+// refused with BAD_USER_INPUT by every read, the subscription included,
+// and no watcher is kept for it.
+func TestNamesFollowTheirPattern(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newService(t, Options{})
+		for _, bad := range []string{"", "Finance", "fin ance", "ｆｉｎａｎｃｅ", strings.Repeat("a", 33), "a\x00"} {
+			_, err := s.KPIs(t.Context(), bad)
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "KPIs(%q)", bad)
+			_, err = s.History(t.Context(), bad, "revenue", time.Time{}, 10)
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "History(%q, revenue)", bad)
+			_, err = s.History(t.Context(), "finance", bad, time.Time{}, 10)
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "History(finance, %q)", bad)
+			_, err = s.WatchModule(t.Context(), bad)
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "WatchModule(%q)", bad)
+		}
+		assert.Empty(t, s.modules.Keys(), "no watcher for a refused module")
+	})
+}

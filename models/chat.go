@@ -104,25 +104,20 @@ func MessagePosition(roomID int64, id string) (int64, error) {
 const MaxMessageLength = 2000
 
 // MessageText trims a message text and checks it is 1..MaxMessageLength
-// characters of valid UTF-8.
+// characters of valid UTF-8 without control characters other than newline
+// and tab (see PlainText).
 func MessageText(text string) (string, error) {
-	return boundedText("text", text, MaxMessageLength)
+	return PlainText("text", text, MaxMessageLength)
 }
 
 // MaxRoomNameLength is the longest room name, in characters.
 const MaxRoomNameLength = 50
 
-// RoomName trims a room name and checks it is 1..MaxRoomNameLength
-// characters of valid UTF-8 without control characters.
+// RoomName normalises a room name and checks it is 1..MaxRoomNameLength
+// characters, by the rules of user names (see DisplayName): so a look-alike
+// of a room's name ("Ｇｅｎｅｒａｌ") is that name, and is refused as in use.
 func RoomName(name string) (string, error) {
-	name, err := boundedText("name", name, MaxRoomNameLength)
-	if err != nil {
-		return "", err
-	}
-	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return "", Errorf(BadUserInput, "name must not contain control characters")
-	}
-	return name, nil
+	return DisplayName("name", name, MaxRoomNameLength)
 }
 
 // boundedText trims s and checks it is 1..limit characters of valid UTF-8.

@@ -63,6 +63,17 @@ var kpiName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 // KPINamePattern describes kpiName for error messages and docs.
 const KPINamePattern = "1..32 characters: a lower-case letter, then lower-case letters, digits, '-' or '_'"
 
+// KPIName checks that name, a module or key name the client gave as field
+// ("module", "key"), follows KPINamePattern: a name that cannot exist is a
+// BadUserInput error wherever it is accepted (queries and subscriptions
+// too), rather than an empty answer.
+func KPIName(field, name string) error {
+	if !kpiName.MatchString(name) {
+		return Errorf(BadUserInput, "%s %s: %s", field, QuoteInput(name), KPINamePattern)
+	}
+	return nil
+}
+
 // MaxKPIBatch is the most values one recordKPIs call takes.
 const MaxKPIBatch = 500
 
@@ -80,9 +91,9 @@ func ValidateKPIInputs(in []*KPIInput) error {
 	for i, k := range in {
 		switch {
 		case !kpiName.MatchString(k.Module):
-			return Errorf(BadUserInput, "inputs[%d].module %q: %s", i, k.Module, KPINamePattern)
+			return Errorf(BadUserInput, "inputs[%d].module %s: %s", i, QuoteInput(k.Module), KPINamePattern)
 		case !kpiName.MatchString(k.Key):
-			return Errorf(BadUserInput, "inputs[%d].key %q: %s", i, k.Key, KPINamePattern)
+			return Errorf(BadUserInput, "inputs[%d].key %s: %s", i, QuoteInput(k.Key), KPINamePattern)
 		case math.IsNaN(k.Value) || math.IsInf(k.Value, 0):
 			return Errorf(BadUserInput, "inputs[%d].value must be a finite number", i)
 		case seen[[2]string{k.Module, k.Key}]:

@@ -20,9 +20,10 @@ type Status struct {
 const MaxStatusLength = 500
 
 // StatusText trims a status text and checks it is 1..MaxStatusLength
-// characters of valid UTF-8.
+// characters of valid UTF-8 without control characters other than newline
+// and tab (see PlainText).
 func StatusText(text string) (string, error) {
-	return boundedText("text", text, MaxStatusLength)
+	return PlainText("text", text, MaxStatusLength)
 }
 
 // StatusConnection is one page of the status feed, newest first.

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // User is a person or service known to Switchboard. Users are created by
@@ -60,22 +59,9 @@ func (p *Principal) Has(r Role) bool { return p != nil && slices.Contains(p.Role
 // MaxNameLength is the longest display name, in characters.
 const MaxNameLength = 50
 
-// UserName trims a display name and checks it is 1..MaxNameLength characters
-// without control characters.
+// UserName normalises a user's display name and checks it is
+// 1..MaxNameLength characters: see DisplayName for what is normalised and
+// what is refused.
 func UserName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	n := utf8.RuneCountInString(name)
-	switch {
-	case !utf8.ValidString(name):
-		return "", Errorf(BadUserInput, "name is not valid UTF-8")
-	case n == 0:
-		return "", Errorf(BadUserInput, "name must not be empty")
-	case n > MaxNameLength:
-		return "", Errorf(BadUserInput, "name is %d characters long; the limit is %d", n, MaxNameLength)
-	case strings.ContainsFunc(name, isControl):
-		return "", Errorf(BadUserInput, "name must not contain control characters")
-	}
-	return name, nil
+	return DisplayName("name", name, MaxNameLength)
 }
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }

@@ -4,7 +4,7 @@
 // timeout.
 //
 //   node client.mjs --url ws://127.0.0.1:8080/graphql --scenario NAME
-//                   [--token TOKEN] [--want N] [--timeout MS]
+//                   [--token TOKEN] [--want N] [--timeout MS] [--id ID]
 //
 // Scenarios:
 //   resume        subscribe statusPosted(after: "0"); keep the last id seen so
@@ -15,8 +15,9 @@
 //                 rule; exit when the subscription ends (error or complete).
 //   bad-token     connectionParams with a forged token, 2 retry attempts;
 //                 exit when the subscription ends.
-//   duplicate-id  generateID returns one constant id and two subscriptions
-//                 start; exit when both have ended.
+//   duplicate-id  generateID returns one constant id (--id, default
+//                 same-id) and two subscriptions start; exit when both have
+//                 ended.
 //   init-timeout  connectionParams waits 4 s on the first attempt (longer
 //                 than the server's 3 s) and none on later ones; run the query
 //                 { __typename } and exit when it has ended.
@@ -48,6 +49,7 @@ function parseArgs(argv) {
       case 'scenario': opts.scenario = value; break;
       case 'want': opts.want = Number(value); break;
       case 'timeout': opts.timeout = Number(value); break;
+      case 'id': opts.id = value; break;
       default: throw new Error(`unknown option ${argv[i - 1]}`);
     }
   }
@@ -201,7 +203,7 @@ switch (opts.scenario) {
     client = createClient({
       ...base,
       connectionParams: () => connectionParamsFor(opts.token),
-      generateID: () => 'same-id',
+      generateID: () => opts.id ?? 'same-id',
       shouldRetry: loggingShouldRetry((_e, dflt) => dflt),
     });
     const q = { query: STATUS_QUERY, variables: { a: '0' } };

@@ -5,12 +5,15 @@ package accounts
 
 import (
 	"context"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/request"
 	"github.com/switchboardhq/switchboard/store"
 )
 
@@ -25,6 +28,9 @@ type Options struct {
 	// TokenTTL is how long a token issued by SignIn or Refresh is valid.
 	// Default DefaultTokenTTL.
 	TokenTTL time.Duration
+	// SignInRate limits guest sign-ins per client address (keyed by
+	// request.ClientKey, so per /64 for IPv6); nil: no limit.
+	SignInRate *ratelimit.Keyed
 }
 
 // Service signs users in and answers who they are.
@@ -44,7 +50,9 @@ func New(db *store.DB, tokens *auth.Tokens, opts Options) *Service {
 
 // SignIn creates a new user named name (trimmed, see models.UserName) and
 // returns a session for them: models.Forbidden when guest sign-in is off,
-// models.BadUserInput for an invalid name.
+// models.BadUserInput for an invalid name, models.RateLimited when the
+// client's address is over Options.SignInRate. Only a session returned
+// has created a user.
 func (s *Service) SignIn(ctx context.Context, name string) (*models.Session, error) {
 	if !s.opts.GuestSignIn {
 		return nil, models.Errorf(models.Forbidden, "guest sign-in is turned off on this server")
@@ -52,6 +60,9 @@ func (s *Service) SignIn(ctx context.Context, name string) (*models.Session, err
 	name, err := models.UserName(name)
 	if err != nil {
 		return nil, err
+	}
+	if ok, wait := s.opts.SignInRate.Take(ctx, request.ClientKey(ctx)); !ok {
+		return nil, models.Errorf(models.RateLimited, "too many sign-ins from this address; try again in %d s", int(math.Ceil(wait.Seconds())))
 	}
 	user, err := s.db.CreateUser(ctx, name)
 	if err != nil {

@@ -102,7 +102,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 		return nil, err
 	}
 	svc := s.startServices(db, tokens, broker, rc)
-	s.ws = newWebsocket(cfg, s.log, tokens, s.metrics)
+	s.ws = newWebsocket(cfg, s.log, tokens, svc, s.metrics)
 	s.closers = append(s.closers, s.ws.Shutdown)
 	ln, err := s.listen()
 	if err != nil {
@@ -161,12 +161,14 @@ func (s *Server) close() {
 }
 
 // services are what startServices built: the resolvers over the live
-// services, and what the health checks and the metrics read besides (the
-// database, the per-user rate limits).
+// services, and what the health checks, the routes and the metrics read
+// besides (the database, the per-user and per-address limits).
 type services struct {
 	res                                 *resolvers.Resolver
 	db                                  *store.DB
 	messageRate, typingRate, statusRate *ratelimit.Keyed
+	requestRate, signInRate             *ratelimit.Keyed // LIMIT_REQUESTS, LIMIT_SIGNINS
+	userConns                           *userConns       // LIMIT_CONNS_PER_USER
 }
 
 // startServices starts the account, status, chat, notification and KPI
@@ -183,6 +185,10 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		messageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
 		typingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 		statusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
+		requestRate: ratelimit.NewKeyed(burstOf(cfg.RequestsPerSec), nil),
+		// LIMIT_SIGNINS is per minute, in bursts of that many.
+		signInRate: ratelimit.NewKeyed(ratelimit.Limit{PerSecond: cfg.SignInsPerMin / 60, Burst: max(1, int(cfg.SignInsPerMin))}, nil),
+		userConns:  newUserConns(cfg.ConnsPerUser),
 	}
 
 	statusFeed := statuses.New(db, broker, statuses.Options{RateLimit: svc.statusRate, Log: log})
@@ -200,8 +206,9 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		kpis.StartDemo(ctx, demoFeedInterval)
 	}
 	svc.res = &resolvers.Resolver{
-		Accounts: accounts.New(db, tokens, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL}),
+		Accounts: accounts.New(db, tokens, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL, SignInRate: svc.signInRate}),
 		Statuses: statusFeed, Chat: rooms, KPIs: kpis, Notifications: inbox,
+		KPIPublic: cfg.KPIPublic,
 	}
 	if rc != nil {
 		// With Redis, the per-user limits are shared by every replica.
@@ -213,6 +220,8 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		svc.messageRate.Share(shared, "messages", failed)
 		svc.typingRate.Share(shared, "typing", failed)
 		svc.statusRate.Share(shared, "statuses", failed)
+		svc.requestRate.Share(shared, "requests", failed)
+		svc.signInRate.Share(shared, "signins", failed)
 	}
 	return svc
 }

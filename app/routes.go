@@ -40,12 +40,17 @@ import (
 const initTimeout = 3 * time.Second
 
 // newWebsocket builds the WebSocket transport: tokens from connection_init,
-// the allowed origins, the limits above.
-func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics) *gqlws.Transport {
+// the allowed origins, the limits above and svc's limits per caller.
+func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *services, m *metrics) *gqlws.Transport {
 	return gqlws.New(gqlws.Options{
 		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
 			ctx, p, err := tokens.ConnectionInit(ctx, payload)
 			if err != nil {
+				return gqlws.InitResult{}, err
+			}
+			release, err := svc.userConns.hold(p) // LIMIT_CONNS_PER_USER
+			if err != nil {
+				log.DebugContext(ctx, "rate limited", "limit", "connections_per_user", "user", p.User.ID, "client", request.ClientAddr(ctx))
 				return gqlws.InitResult{}, err
 			}
 			// The welcome: who the connection is signed in as, and the version.
@@ -55,7 +60,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 				ack["user"] = map[string]any{"id": strconv.FormatInt(p.User.ID, 10), "name": p.User.Name}
 				expires = p.ExpiresAt
 			}
-			return gqlws.InitResult{Context: ctx, Ack: ack, Expires: expires}, nil
+			return gqlws.InitResult{Context: ctx, Ack: ack, Expires: expires, Release: release}, nil
 		},
 		CheckOrigin: originChecker(cfg.AllowedOrigins),
 		// A connection keeps only its request id and client address from the
@@ -76,6 +81,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 		InitTimeout:     initTimeout,
 		MaxOperations:   cfg.SubsPerConn,
 		Operations:      burstOf(cfg.OpsPerSecond),
+		Admit:           admitOperation(svc.requestRate, log), // LIMIT_REQUESTS
 		MaxConnsPerAddr: cfg.ConnsPerAddr,
 		KeepAlive:       cfg.WSKeepAlive,
 		Compression:     cfg.WSCompression,
@@ -121,7 +127,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	m.observe(ws, svc)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, tokens.Middleware(gql))))
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, tokens.Middleware(limitRequests(svc.requestRate, log, gql)))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {

@@ -171,6 +171,14 @@ func TestConnectionsPerAddressAreLimited(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, code, "a third connection from one client is refused")
 	_, code = dial("198.51.100.2")
 	assert.Equal(t, http.StatusSwitchingProtocols, code, "another client behind the same proxy is not")
+	for _, from := range []string{"2001:db8::1", "2001:db8::2"} {
+		_, code = dial(from)
+		require.Equal(t, http.StatusSwitchingProtocols, code)
+	}
+	_, code = dial("2001:db8::ffff:3")
+	assert.Equal(t, http.StatusTooManyRequests, code, "an IPv6 client is counted by its /64")
+	_, code = dial("2001:db8:0:1::1")
+	assert.Equal(t, http.StatusSwitchingProtocols, code, "the next /64 is another client")
 
 	require.NoError(t, first.Close())
 	require.Eventually(t, func() bool {

@@ -27,7 +27,7 @@ type conn struct {
 	transport *Transport
 	ws        *websocket.Conn
 	socket    *frameConn // the socket under ws, which the write path writes to directly
-	addr      string     // the client's address, for the per-address limit
+	addr      string     // the client's address (request.AddrKey), for the per-address limit
 	proto     protocol   // the negotiated subprotocol's adapter
 	exec      graphql.GraphExecutor
 

@@ -37,6 +37,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/request"
 )
 
 // The subprotocols served.
@@ -173,8 +174,8 @@ type Options struct {
 	Compression bool
 	// MaxConnsPerAddr is how many connections one client address (the
 	// request's RemoteAddr, which TRUSTED_PROXIES may have set from
-	// X-Forwarded-For) may hold; the upgrade beyond it is refused with 429.
-	// Zero: no limit.
+	// X-Forwarded-For; an IPv6 client by its /64, see request.AddrKey) may
+	// hold; the upgrade beyond it is refused with 429. Zero: no limit.
 	MaxConnsPerAddr int
 }
 
@@ -320,7 +321,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	addr := clientHost(r)
+	addr := request.AddrKey(r.RemoteAddr)
 	t.connsMu.Lock()
 	down := t.shutdown
 	full := t.opts.MaxConnsPerAddr > 0 && t.perAddr[addr] >= t.opts.MaxConnsPerAddr
@@ -436,14 +437,6 @@ func (t *Transport) forget(c *conn) {
 		}
 	}
 	t.connsMu.Unlock()
-}
-
-// clientHost is the client's address without the port.
-func clientHost(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
 }
 
 // snapshot returns the open connections.

@@ -15,12 +15,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/request"
 	"github.com/switchboardhq/switchboard/store"
 )
 
@@ -44,6 +47,9 @@ type Options struct {
 	SessionMaxAge time.Duration
 	// Now is the clock; nil means time.Now. Give the token signer the same.
 	Now func() time.Time
+	// SignInRate limits guest sign-ins per client address (keyed by
+	// request.ClientKey, so per /64 for IPv6); nil: no limit.
+	SignInRate *ratelimit.Keyed
 }
 
 // Service signs users in and answers who they are.
@@ -72,7 +78,8 @@ func New(db *store.DB, tokens *auth.Tokens, sessions *Sessions, opts Options) *S
 // SignIn creates a new user named name (trimmed, see models.UserName) and
 // starts a session for them, without roles, lasting SessionMaxAge:
 // models.Forbidden when guest sign-in is off, models.BadUserInput for an
-// invalid name.
+// invalid name, models.RateLimited when the client's address is over
+// Options.SignInRate. Only a session returned has created a user.
 func (s *Service) SignIn(ctx context.Context, name string) (*models.Session, error) {
 	if !s.opts.GuestSignIn {
 		return nil, models.Errorf(models.Forbidden, "guest sign-in is turned off on this server")
@@ -80,6 +87,9 @@ func (s *Service) SignIn(ctx context.Context, name string) (*models.Session, err
 	name, err := models.UserName(name)
 	if err != nil {
 		return nil, err
+	}
+	if ok, wait := s.opts.SignInRate.Take(ctx, request.ClientKey(ctx)); !ok {
+		return nil, models.Errorf(models.RateLimited, "too many sign-ins from this address; try again in %d s", int(math.Ceil(wait.Seconds())))
 	}
 	user, err := s.db.CreateUser(ctx, name)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"github.com/switchboardhq/switchboard/accounts"
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/ratelimit"
+	"github.com/switchboardhq/switchboard/request"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
@@ -98,6 +100,38 @@ func TestSignIn(t *testing.T) {
 	_, err = off.svc.SignIn(t.Context(), "ada")
 	assert.Equal(t, models.Forbidden, models.ErrorCode(err))
 	assert.EqualError(t, err, "guest sign-in is turned off on this server")
+}
+
+// TestSignInsPerAddressAreLimited: guest sign-ins are counted per client
+// address (per /64 for IPv6); one over the limit is RATE_LIMITED and
+// creates no user, and other addresses are not affected.
+func TestSignInsPerAddressAreLimited(t *testing.T) {
+	now := time.Unix(1000, 0)
+	rate := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 2.0 / 60, Burst: 2}, func() time.Time { return now })
+	svc := newService(t, accounts.Options{GuestSignIn: true, SignInRate: rate}).svc
+	from := func(addr string) error {
+		_, err := svc.SignIn(request.WithClientAddr(t.Context(), addr), "guest")
+		return err
+	}
+	require.NoError(t, from("192.0.2.1:1000"))
+	require.NoError(t, from("192.0.2.1:2000"), "the port does not matter")
+	err := from("192.0.2.1:3000")
+	assert.Equal(t, models.RateLimited, models.ErrorCode(err))
+	assert.EqualError(t, err, "too many sign-ins from this address; try again in 30 s")
+	require.NoError(t, from("192.0.2.2:1000"), "another address has its own budget")
+
+	require.NoError(t, from("[2001:db8::1]:1"))
+	require.NoError(t, from("[2001:db8::2]:1"))
+	assert.Equal(t, models.RateLimited, models.ErrorCode(from("[2001:db8::ffff:1]:1")), "one /64 is one client")
+	require.NoError(t, from("[2001:db8:0:1::1]:1"), "the next /64 is another")
+
+	now = now.Add(30 * time.Second)
+	require.NoError(t, from("192.0.2.1:1000"), "a sign-in back every 30 s")
+
+	users, err := svc.Search(t.Context(), "guest", 100, 0)
+	require.NoError(t, err)
+	assert.Len(t, users, 7, "the refused sign-ins created nobody")
+	assert.EqualValues(t, 2, rate.Refused())
 }
 
 func TestRefreshAndCurrent(t *testing.T) {

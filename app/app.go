@@ -106,8 +106,8 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 		return nil, err
 	}
 	tokens = tokens.WithSessions(sessions)
-	s.ws = newWebsocket(cfg, s.log, tokens, s.metrics)
 	svc := s.startServices(db, tokens, sessions, broker, rc)
+	s.ws = newWebsocket(cfg, s.log, tokens, svc, s.metrics)
 	s.closers = append(s.closers, s.ws.Shutdown)
 	ln, err := s.listen()
 	if err != nil {
@@ -166,12 +166,14 @@ func (s *Server) close() {
 }
 
 // services are what startServices built: the resolvers over the live
-// services, and what the health checks and the metrics read besides (the
-// database, the per-user rate limits).
+// services, and what the health checks, the routes and the metrics read
+// besides (the database, the per-user and per-address limits).
 type services struct {
 	res                                 *resolvers.Resolver
 	db                                  *store.DB
 	messageRate, typingRate, statusRate *ratelimit.Keyed
+	requestRate, signInRate             *ratelimit.Keyed // LIMIT_REQUESTS, LIMIT_SIGNINS
+	userConns                           *userConns       // LIMIT_CONNS_PER_USER
 }
 
 // startServices starts sessions (the check of every token's session and
@@ -189,6 +191,10 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		messageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
 		typingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 		statusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
+		requestRate: ratelimit.NewKeyed(burstOf(cfg.RequestsPerSec), nil),
+		// LIMIT_SIGNINS is per minute, in bursts of that many.
+		signInRate: ratelimit.NewKeyed(ratelimit.Limit{PerSecond: cfg.SignInsPerMin / 60, Burst: max(1, int(cfg.SignInsPerMin))}, nil),
+		userConns:  newUserConns(cfg.ConnsPerUser),
 	}
 
 	sessions.Start(ctx)
@@ -208,8 +214,9 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		kpis.StartDemo(ctx, demoFeedInterval)
 	}
 	svc.res = &resolvers.Resolver{
-		Accounts: accounts.New(db, tokens, sessions, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL, SessionMaxAge: cfg.SessionMaxAge}),
+		Accounts: accounts.New(db, tokens, sessions, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL, SessionMaxAge: cfg.SessionMaxAge, SignInRate: svc.signInRate}),
 		Statuses: statusFeed, Chat: rooms, KPIs: kpis, Notifications: inbox,
+		KPIPublic: cfg.KPIPublic,
 	}
 	if rc != nil {
 		// With Redis, the per-user limits are shared by every replica.
@@ -221,6 +228,8 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		svc.messageRate.Share(shared, "messages", failed)
 		svc.typingRate.Share(shared, "typing", failed)
 		svc.statusRate.Share(shared, "statuses", failed)
+		svc.requestRate.Share(shared, "requests", failed)
+		svc.signInRate.Share(shared, "signins", failed)
 	}
 	return svc
 }

@@ -66,6 +66,11 @@ type Config struct {
 	StatusesPerSec  float64 // statuses posted per second per user
 	MaxWSMessage    int64   // bytes of one WebSocket message from a client
 	MaxHTTPBody     int64   // bytes of an HTTP request body
+	RequestsPerSec  float64 // operations per second per user (per client address when anonymous), HTTP and WebSocket together
+	SignInsPerMin   float64 // guest sign-ins per minute per client address
+	ConnsPerUser    int     // WebSocket connections one signed-in user may hold (on one replica)
+	// KPIPublic lets anonymous callers read the KPIs and the dashboard.
+	KPIPublic bool
 	// QueryLimits bound every GraphQL document; they cannot be switched off.
 	QueryLimits QueryLimits
 	// Version is the server's version, reported by /healthz, the WebSocket
@@ -158,6 +163,7 @@ func (c *Config) settings() []setting {
 		boolean("INTROSPECTION", "introspection", "answer introspection queries; /schema.graphql serves the SDL either way; default true, false in production", &c.Introspection, c.development),
 		boolean("DEMO_FEED", "demo-feed", "run the KPI demo feed; default true with SQLite, false with MySQL or in production", &c.DemoFeed,
 			func() bool { return strings.HasPrefix(c.DatabaseURL, "sqlite:") && !c.Production() }),
+		boolean("KPI_PUBLIC", "kpi-public", "anonymous callers may read the KPIs and the dashboard; default true, false in production", &c.KPIPublic, c.development),
 		boolean("WS_COMPRESSION", "ws-compression", "offer permessage-deflate to WebSocket clients; default true", &c.WSCompression, func() bool { return true }),
 		duration("DASHBOARD_INTERVAL", "dashboard-interval", "10s", "shortest time between two dashboard events to a subscriber", 100*time.Millisecond, time.Hour, &c.DashboardInterval),
 		duration("KPI_RETENTION", "kpi-retention", "168h", "how long KPI samples are kept for history", time.Minute, 8760*time.Hour, &c.KPIRetention),
@@ -176,6 +182,9 @@ func (c *Config) limitSettings() []setting {
 		rate("LIMIT_MESSAGES", "limit-messages", "5", "chat messages per second per user", &c.MessagesPerSec),
 		rate("LIMIT_TYPING", "limit-typing", "2", "typing events per second per user", &c.TypingPerSecond),
 		rate("LIMIT_STATUSES", "limit-statuses", "2", "statuses posted per second per user", &c.StatusesPerSec),
+		rate("LIMIT_REQUESTS", "limit-requests", "50", "operations per second per user (per client address when anonymous), HTTP and WebSocket together", &c.RequestsPerSec),
+		limit("LIMIT_SIGNINS", "limit-signins", "10", "guest sign-ins per minute per client address (bursts of that many)", false, func(n float64) { c.SignInsPerMin = n }),
+		count("LIMIT_CONNS_PER_USER", "limit-conns-per-user", "20", "WebSocket connections one signed-in user may hold on one replica", &c.ConnsPerUser),
 		size("LIMIT_WS_MESSAGE", "limit-ws-message", "65536", "largest WebSocket message from a client, in bytes (larger: close 1009)", &c.MaxWSMessage),
 		size("LIMIT_HTTP_BODY", "limit-http-body", "1048576", "largest HTTP request body, in bytes (larger: 413)", &c.MaxHTTPBody),
 		// The document limits protect the process itself: each has a

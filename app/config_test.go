@@ -33,6 +33,10 @@ func TestConfigValidation(t *testing.T) {
 		"infinite rate":       {env: map[string]string{"LIMIT_TYPING": "+Inf"}, wantErr: "LIMIT_TYPING must be"},
 		"huge size":           {env: map[string]string{"LIMIT_HTTP_BODY": "1e19"}, wantErr: "LIMIT_HTTP_BODY must be"},
 		"fractional count":    {env: map[string]string{"LIMIT_SUBSCRIPTIONS": "1.5"}, wantErr: "LIMIT_SUBSCRIPTIONS must be"},
+		"negative requests":   {env: map[string]string{"LIMIT_REQUESTS": "-5"}, wantErr: "LIMIT_REQUESTS must be 0 (no limit) or a positive number"},
+		"wordy sign-ins":      {env: map[string]string{"LIMIT_SIGNINS": "many"}, wantErr: "LIMIT_SIGNINS must be 0 (no limit) or a positive number"},
+		"fractional conns":    {env: map[string]string{"LIMIT_CONNS_PER_USER": "2.5"}, wantErr: "LIMIT_CONNS_PER_USER must be"},
+		"KPI_PUBLIC not bool": {env: map[string]string{"KPI_PUBLIC": "maybe"}, wantErr: "KPI_PUBLIC must be true or false"},
 		"bad keepalive":       {env: map[string]string{"WS_KEEPALIVE": "0s"}, wantErr: "WS_KEEPALIVE must be a duration from 1s to 5m"},
 		"bad interval":        {args: []string{"--dashboard-interval", "soon"}, wantErr: "DASHBOARD_INTERVAL must be a duration from 100ms to 1h"},
 		"bad retention":       {env: map[string]string{"KPI_RETENTION": "9000h"}, wantErr: "KPI_RETENTION must be a duration from 1m to 8760h"},
@@ -83,6 +87,10 @@ func TestConfigDefaults(t *testing.T) {
 		assert.True(t, c.DemoFeed)
 		assert.Equal(t, "text", c.LogFormat)
 		assert.Equal(t, 2.0, c.StatusesPerSec)
+		assert.Equal(t, 50.0, c.RequestsPerSec)
+		assert.Equal(t, 10.0, c.SignInsPerMin)
+		assert.Equal(t, 20, c.ConnsPerUser)
+		assert.True(t, c.KPIPublic, "KPIs are public in development")
 		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 1000}, c.QueryLimits)
 		assert.Equal(t, 720*time.Hour, c.SessionMaxAge)
 		assert.Nil(t, c.AuthSecret, "development keeps its key in the database")
@@ -95,6 +103,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.False(t, c.GuestSignIn)
 		assert.False(t, c.Introspection)
 		assert.False(t, c.DemoFeed)
+		assert.False(t, c.KPIPublic, "KPIs need a signed-in user in production")
 		assert.Equal(t, "json", c.LogFormat)
 	})
 	t.Run("limits and introspection by flag or env", func(t *testing.T) {
@@ -105,9 +114,14 @@ func TestConfigDefaults(t *testing.T) {
 		assert.False(t, c.DemoFeed, "no fake KPIs in production, even on SQLite")
 		assert.Equal(t, 7.0, c.StatusesPerSec)
 		assert.Equal(t, time.Hour, c.SessionMaxAge)
-		c, err = app.ParseConfig([]string{"--limit-statuses", "0", "--introspection=false"}, func(string) string { return "" }, io.Discard)
+		c, err = app.ParseConfig([]string{"--limit-statuses", "0", "--introspection=false", "--limit-requests", "0", "--limit-signins", "0.5",
+			"--limit-conns-per-user", "0", "--kpi-public=true"}, func(string) string { return "" }, io.Discard)
 		require.NoError(t, err)
 		assert.False(t, c.Introspection)
 		assert.Zero(t, c.StatusesPerSec, "0: no limit")
+		assert.Zero(t, c.RequestsPerSec)
+		assert.Equal(t, 0.5, c.SignInsPerMin, "one sign-in every two minutes")
+		assert.Zero(t, c.ConnsPerUser)
+		assert.True(t, c.KPIPublic)
 	})
 }

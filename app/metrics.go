@@ -3,7 +3,6 @@ package app
 import (
 	"cmp"
 	"context"
-	"strconv"
 	"strings"
 	"time"
 
@@ -150,7 +149,7 @@ func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "switchboard_slow_consumer_disconnects_total",
 			Help: "WebSocket clients disconnected (1013) because they did not read fast enough; they reconnect and resume with after.",
-		}, func() float64 { return float64(ws.Stats().Closes[strconv.Itoa(gqlws.CloseTryAgainLater)]) }),
+		}, func() float64 { return float64(ws.Stats().SlowConsumers) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "switchboard_database_statements_total",
 			Help: "SQL statements run (queries and writes).",
@@ -161,10 +160,10 @@ func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
 
 var (
 	closesDesc = prometheus.NewDesc("switchboard_websocket_closes_total",
-		"WebSocket connections closed, by the server's close code (1013: slow consumer, 4403: token expired, 1001: shutdown or keepalive timeout), or code=\"client\" when the client closed.",
+		"WebSocket connections closed, by the server's close code (1013: slow consumer or too many connections of one user, 4403: token expired, 1001: shutdown or keepalive timeout), or code=\"client\" when the client closed.",
 		[]string{"code"}, nil)
 	refusedDesc = prometheus.NewDesc("switchboard_rate_limited_total",
-		"Operations, messages, typing events and connections refused by a rate limit, by limit.",
+		"Operations, sign-ins, messages, typing events and connections refused by a rate limit, by limit.",
 		[]string{"limit"}, nil)
 	subscriptionsDesc = prometheus.NewDesc("switchboard_subscriptions",
 		"Subscriptions running, by root field.",
@@ -197,6 +196,9 @@ func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 	refused["messages"] += c.svc.messageRate.Refused()
 	refused["typing"] += c.svc.typingRate.Refused()
 	refused["statuses"] += c.svc.statusRate.Refused()
+	refused["requests"] += c.svc.requestRate.Refused()
+	refused["signins"] += c.svc.signInRate.Refused()
+	refused["connections_per_user"] += c.svc.userConns.Refused()
 	for limit, n := range refused {
 		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
 	}

@@ -39,13 +39,18 @@ import (
 const initTimeout = 3 * time.Second
 
 // newWebsocket builds the WebSocket transport: tokens from connection_init,
-// the allowed origins, the limits above.
-func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics) *gqlws.Transport {
+// the allowed origins, the limits above and svc's limits per caller.
+func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *services, m *metrics) *gqlws.Transport {
 	return gqlws.New(gqlws.Options{
 		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
 			ctx, p, err := tokens.ConnectionInit(ctx, payload)
 			if err != nil {
 				wsLog{log}.authRefused(ctx, err)
+				return gqlws.InitResult{}, err
+			}
+			release, err := svc.userConns.hold(p) // LIMIT_CONNS_PER_USER
+			if err != nil {
+				log.DebugContext(ctx, "rate limited", "limit", "connections_per_user", "user", p.User.ID, "client", request.ClientAddr(ctx))
 				return gqlws.InitResult{}, err
 			}
 			// The welcome: who the connection is signed in as, and the version.
@@ -56,6 +61,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 				// The token's expiry and its session's end close the connection.
 				res.Expires, res.Session = p.ExpiresAt, p.SessionID
 			}
+			res.Release = release
 			return res, nil
 		},
 		CheckOrigin: originChecker(cfg.AllowedOrigins),
@@ -77,6 +83,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, m *metrics
 		InitTimeout:     initTimeout,
 		MaxOperations:   cfg.SubsPerConn,
 		Operations:      burstOf(cfg.OpsPerSecond),
+		Admit:           admitOperation(svc.requestRate, log), // LIMIT_REQUESTS
 		MaxConnsPerAddr: cfg.ConnsPerAddr,
 		KeepAlive:       cfg.WSKeepAlive,
 		Compression:     cfg.WSCompression,
@@ -122,7 +129,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	m.observe(ws, svc)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", cors(cfg.AllowedOrigins, logRefusals(log, withBodyLimit(cfg.MaxHTTPBody, log, tokens.Middleware(gql)))))
+	mux.Handle("/graphql", cors(cfg.AllowedOrigins, logRefusals(log, withBodyLimit(cfg.MaxHTTPBody, log, tokens.Middleware(limitRequests(svc.requestRate, log, gql))))))
 	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {

@@ -18,7 +18,8 @@ import (
 func BenchmarkFanOut(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			s := startServer(b, map[string]string{"LOG_LEVEL": "info", "LIMIT_STATUSES": "0"}) // b.N statuses from one user
+			// b.N statuses from one user; n subscribers from one address.
+			s := startServer(b, map[string]string{"LOG_LEVEL": "info", "LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0"})
 			token := s.signIn(b, "bench")
 			head := s.post(b, token, "head").ID
 			conns := make([]*websocket.Conn, n)

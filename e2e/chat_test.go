@@ -354,7 +354,7 @@ func TestPresenceGivesTheFirstFewAndTheCount(t *testing.T) {
 // the new last message, and the reads behind them are shared: a handful of
 // statements per message, not three per watcher.
 func TestRoomListWatchersShareTheirReads(t *testing.T) {
-	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0"})
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0", "LIMIT_SIGNINS": "0"}) // the watchers sign in from one address
 	general := s.generalRoom(t)
 	poster := s.chatUser(t, "poster")
 	type entry struct {
@@ -408,7 +408,7 @@ func TestRoomListWatchersShareTheirReads(t *testing.T) {
 // within the batch window of each other; on a busy machine a list may take
 // two batches, hence a bound rather than an exact count.)
 func TestRoomListReadsAreBatched(t *testing.T) {
-	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0"})
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0", "LIMIT_SIGNINS": "0"}) // the rooms' members sign in from one address
 	alice := s.chatUser(t, "alice")
 	const query = `{ rooms { id name direct members { id name } unreadCount lastMessage { id text author { name } } createdAt } }`
 	// grow adds public and direct rooms with a message each, then counts

@@ -102,6 +102,40 @@ func TestBrowserDashboardAndNotifications(t *testing.T) {
 	gina.screenshotWhenStill()
 }
 
+// TestBrowserDashboardNeedsSignIn: with KPI_PUBLIC=false (production's
+// default) an anonymous page shows "Sign in to see the dashboard" and no
+// KPI, without asking again and again; signing in shows the KPIs, live;
+// signing out hides them again.
+func TestBrowserDashboardNeedsSignIn(t *testing.T) {
+	chromium := findChromium(t)
+	srv := startServer(t, map[string]string{"KPI_PUBLIC": "false", "DEMO_FEED": "false", "DASHBOARD_INTERVAL": "200ms"})
+	srv.logsOnFailure(t)
+	admin := srv.mintToken(t, "ops", time.Hour, models.RoleAdmin)
+	srv.recordKPI(t, admin, map[string]any{"module": "finance", "key": "latency", "value": 120, "label": "Latency", "unit": "ms"})
+
+	browser := startBrowser(t, chromium)
+	tab := openTab(t, browser, "A", srv.URL)
+	tab.logDashboardOnFailure()
+	const lockedOut = `document.getElementById('dashboard-signin').checkVisibility() && document.querySelectorAll('.kpi-card').length === 0` +
+		` && document.getElementById('dashboard-loading').hidden && document.getElementById('dashboard-error').hidden`
+	tab.waitFor("the dashboard to ask for a sign-in", lockedOut, browserStepTimeout)
+	refused := srv.metric(t, `switchboard_errors_total{code="UNAUTHENTICATED"}`)
+	assert.Positive(t, refused, "the server refused the anonymous page's dashboard")
+
+	tab.signIn("Ann")
+	tab.waitKPI("finance", "latency", "Latency", "120 ms")
+	assert.False(t, tab.visible("#dashboard-signin"))
+	srv.recordKPI(t, admin, map[string]any{"module": "finance", "key": "latency", "value": 135})
+	tab.waitKPI("finance", "latency", "Latency", "135 ms")
+	tab.waitFor("the sparkline to have both values", kpiRow("finance", "latency")+`?.querySelector('svg.spark').dataset.points === '2'`, browserStepTimeout)
+	assert.Equal(t, refused, srv.metric(t, `switchboard_errors_total{code="UNAUTHENTICATED"}`),
+		"the anonymous page gave up at the first refusal: it did not ask again while Ann signed in")
+
+	tab.do("sign out", chromedp.Click(chromedp.CSS("#signout")))
+	tab.waitFor("the dashboard to ask for a sign-in again", lockedOut, browserStepTimeout)
+	tab.checkConsole()
+}
+
 // adminPanelReachesGuest is TestBrowserDashboardAndNotifications' fifth
 // step: the admin signs in with adminToken in a new tab of the page at url;
 // its admin panel records a KPI that guest, whose bell's list is open and

@@ -279,6 +279,15 @@ func (e gqlError) Code() string { s, _ := e.Extensions["code"].(string); return 
 // do posts a GraphQL operation with an optional bearer token.
 func (s *testServer) do(tb testing.TB, token, query string, vars map[string]any) gqlResponse {
 	tb.Helper()
+	out, _ := s.doFrom(tb, "", token, query, vars)
+	return out
+}
+
+// doFrom is do as the client at address from ("" for none) whose request
+// comes through a trusted proxy (X-Forwarded-For; the server needs
+// TRUSTED_PROXIES=127.0.0.1); it returns the response's headers too.
+func (s *testServer) doFrom(tb testing.TB, from, token, query string, vars map[string]any) (gqlResponse, http.Header) {
+	tb.Helper()
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	require.NoError(tb, err)
 	req, err := http.NewRequest(http.MethodPost, s.URL+"/graphql", bytes.NewReader(body))
@@ -286,6 +295,9 @@ func (s *testServer) do(tb testing.TB, token, query string, vars map[string]any)
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if from != "" {
+		req.Header.Set("X-Forwarded-For", from)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(tb, err)
@@ -295,7 +307,7 @@ func (s *testServer) do(tb testing.TB, token, query string, vars map[string]any)
 	require.NoError(tb, err)
 	require.NoError(tb, json.Unmarshal(raw, &out), "response: %s", raw)
 	out.Status = resp.StatusCode
-	return out
+	return out, resp.Header
 }
 
 // mustDo is do that fails the test on GraphQL errors and decodes data into v.
@@ -336,6 +348,20 @@ func (s *testServer) post(tb testing.TB, token, text string) status {
 	var d struct{ PostStatus status }
 	s.mustDo(tb, token, `mutation($t: String!) { postStatus(text: $t) { `+statusFields+` } }`, map[string]any{"t": text}, &d)
 	return d.PostStatus
+}
+
+// statusTexts returns the texts of the newest statuses, newest first.
+func (s *testServer) statusTexts(tb testing.TB) []string {
+	tb.Helper()
+	var d struct {
+		Statuses struct{ Edges []struct{ Node status } }
+	}
+	s.mustDo(tb, "", `{ statuses(first: 50) { edges { node { `+statusFields+` } } } }`, nil, &d)
+	var texts []string
+	for _, e := range d.Statuses.Edges {
+		texts = append(texts, e.Node.Text)
+	}
+	return texts
 }
 
 // ---- WebSocket clients: both protocols, frame by frame ----
@@ -1017,10 +1043,13 @@ func resumingSubscriber(s *testServer, feed durableFeed, want int, limit time.Du
 }
 
 // startReplicas starts n servers sharing a fresh MySQL database and the
-// Redis at redisURL, the first with operator tokens.
+// Redis at redisURL, the first with operator tokens. Their per-user limits
+// are off: the replica tests drive many clients as one user, from one
+// address.
 func startReplicas(t *testing.T, n int, redisURL string) (*opsServer, []*testServer) {
 	t.Helper()
-	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms", "LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0"}
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms",
+		"LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0", "LIMIT_CONNS_PER_USER": "0"}
 	first := startOpsServer(t, env)
 	all := []*testServer{first.testServer}
 	for range n - 1 {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -30,8 +31,8 @@ const (
 // TestGraphQLWSClient drives the real graphql-ws client (createClient, on the
 // ws package, through e2e/jsclient/client.mjs) against the server, one
 // scenario per kind of close code: the standard client must come back after
-// the codes docs/protocol.md says it comes back after (1001, 4403, 4408) and
-// give up after the others (4409 here).
+// the codes docs/protocol.md says it comes back after (1001, 1013, 4403,
+// 4408) and give up after the others (4409 here).
 func TestGraphQLWSClient(t *testing.T) {
 	node, script := requireJSClient(t)
 	scenarios := []struct {
@@ -44,6 +45,7 @@ func TestGraphQLWSClient(t *testing.T) {
 		{name: "4409 is fatal", run: jsClientDuplicateIDFatal},
 		{name: "4409 for a long id is a 4409 too", run: jsClientLongDuplicateIDFatal},
 		{name: "4408 is retried", run: jsClientInitTimeoutRetried},
+		{name: "1013 for too many connections of a user is retried until a place is free", run: jsClientTooManyConnectionsRetried},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, node, script) })
@@ -452,4 +454,28 @@ func requireNodePackages(t *testing.T, dir string, pkgs ...string) (node, abs st
 		}
 	}
 	return node, abs
+}
+
+// jsClientTooManyConnectionsRetried: a user who holds LIMIT_CONNS_PER_USER
+// connections already is closed with 1013 at connection_init; the client's
+// default rule retries that (with its backoff, here shortened by the
+// script), and once one of the user's connections has closed, it gets in
+// and its subscription runs.
+func jsClientTooManyConnectionsRetried(t *testing.T, node, script string) {
+	s := startServer(t, map[string]string{"LIMIT_CONNS_PER_USER": "1"})
+	s.logsOnFailure(t)
+	token := s.signIn(t, "Tess")
+	held := s.chatWS(t, token)
+	c := startJSClient(t, node, script, "--url", s.WS(), "--token", token, "--scenario", "going-away")
+	closed := c.waitFor(t, "the close of the connection over the limit", func(e jsEvent) bool { return e.Event == "closed" })
+	assert.Equal(t, 1013, closed.Code)
+	assert.Equal(t, "Too many connections for this user (at most 1)", closed.Reason)
+	sr := c.waitFor(t, "shouldRetry", func(e jsEvent) bool { return e.Event == "should_retry" })
+	assert.Equal(t, jsEvent{Event: "should_retry", Kind: "close", Code: 1013, Default: jsBoolPtr(true), Result: jsBoolPtr(true)}, sr.comparable(),
+		"the library's default rule retries 1013")
+
+	require.NoError(t, held.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")))
+	c.waitFor(t, "a connection once Tess's other one closed", func(e jsEvent) bool { return e.Event == "connected" })
+	st := s.post(t, token, "in at last")
+	c.requireNext(t, "status", st)
 }

@@ -144,15 +144,7 @@ func TestStatusesPerUserAreLimited(t *testing.T) {
 	assert.Equal(t, "RATE_LIMITED", overHTTP(carol, "carol 4"), "one bucket per user, whatever the transport")
 	assert.Equal(t, "ok", overHTTP(s.signIn(t, "bob"), "bob's"), "another user is not affected")
 
-	var d struct {
-		Statuses struct{ Edges []struct{ Node status } }
-	}
-	s.mustDo(t, "", `{ statuses(first: 20) { edges { node { `+statusFields+` } } } }`, nil, &d)
-	var texts []string
-	for _, e := range d.Statuses.Edges {
-		texts = append(texts, e.Node.Text)
-	}
-	assert.Equal(t, []string{"bob's", "carol 2", "carol 1", "alice 2", "alice 1"}, texts, "the refused statuses were not stored")
+	assert.Equal(t, []string{"bob's", "carol 2", "carol 1", "alice 2", "alice 1"}, s.statusTexts(t), "the refused statuses were not stored")
 }
 
 func TestConnectionsPerAddressAreLimited(t *testing.T) {
@@ -179,6 +171,14 @@ func TestConnectionsPerAddressAreLimited(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, code, "a third connection from one client is refused")
 	_, code = dial("198.51.100.2")
 	assert.Equal(t, http.StatusSwitchingProtocols, code, "another client behind the same proxy is not")
+	for _, from := range []string{"2001:db8::1", "2001:db8::2"} {
+		_, code = dial(from)
+		require.Equal(t, http.StatusSwitchingProtocols, code)
+	}
+	_, code = dial("2001:db8::ffff:3")
+	assert.Equal(t, http.StatusTooManyRequests, code, "an IPv6 client is counted by its /64")
+	_, code = dial("2001:db8:0:1::1")
+	assert.Equal(t, http.StatusSwitchingProtocols, code, "the next /64 is another client")
 
 	require.NoError(t, first.Close())
 	require.Eventually(t, func() bool {

@@ -13,7 +13,7 @@ import (
 func TestResumeUnderConcurrentPosters(t *testing.T) {
 	for _, backend := range []string{"sqlite", "mysql"} {
 		t.Run(backend, func(t *testing.T) {
-			env := map[string]string{"LIMIT_STATUSES": "0"} // posters flood on purpose
+			env := map[string]string{"LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0"} // posters flood on purpose
 			if backend == "mysql" {
 				env["DATABASE_URL"] = storetest.MySQLURL(t)
 			}
@@ -28,7 +28,7 @@ func TestResumeUnderConcurrentPosters(t *testing.T) {
 // out in commit order by the database, not by a lock inside one process.
 func TestResumeAcrossProcesses(t *testing.T) {
 	url := storetest.MySQLURL(t)
-	env := map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "info", "LIMIT_STATUSES": "0"} // posters flood on purpose
+	env := map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "info", "LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0"} // posters flood on purpose
 	a := startProcess(t, env)
 	b := startProcess(t, env)
 	checkResume(t, statusFeed, []*testServer{a, b}, []*testServer{a, b}, 6, 40)

@@ -23,7 +23,7 @@ import (
 // cannot get through), the subscriber beside it keeps receiving every
 // status promptly, and the slow one, resuming with after, loses nothing.
 func TestSlowConsumerIsDisconnectedAndResumesWithoutLoss(t *testing.T) {
-	s := startServer(t, map[string]string{"LIMIT_STATUSES": "0", "LOG_LEVEL": "info"})
+	s := startServer(t, map[string]string{"LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0", "LOG_LEVEL": "info"}) // one poster floods
 	token := s.signIn(t, "poster")
 	const sub = `subscription($a: ID) { statusPosted(after: $a) { id text } }`
 	fast := dialWS(t, s, "graphql-transport-ws", nil)

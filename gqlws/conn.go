@@ -63,6 +63,7 @@ type conn struct {
 	initSeen  bool               // a connection_init came
 	initTimer *time.Timer        // closes the connection with 4408 unless connection_init comes; nil once it did
 	starts    ratelimit.Bucket   // operations started, under Options.Operations
+	release   func()             // InitResult.Release, until shut calls it
 }
 
 // newConn returns the connection over ws (whose socket is socket) speaking
@@ -245,6 +246,18 @@ func (c *conn) runInit(ctx context.Context, raw json.RawMessage) (context.Contex
 	if !res.Expires.IsZero() {
 		c.expires.Store(res.Expires.UnixNano()) // the keepalive's watchdog enforces it
 	}
+	if res.Release != nil {
+		// shut takes it; if shut has already run, it is released here.
+		c.stateMu.Lock()
+		closed := c.closed.Load()
+		if !closed {
+			c.release = res.Release
+		}
+		c.stateMu.Unlock()
+		if closed {
+			res.Release()
+		}
+	}
 	c.acked.Store(true)
 	return ctx, res.Ack, nil
 }
@@ -347,6 +360,10 @@ func (c *conn) closeWith(code int, reason string, linger bool) {
 // own: counting by it would let clients mint metric labels).
 const closedByClient = "client"
 
+// reasonSlowConsumer is the reason of the 1013 closes of clients that do
+// not read fast enough (counted in Stats.SlowConsumers).
+const reasonSlowConsumer = "Slow consumer"
+
 // shut ends the connection as closeWith says, counting it in Stats.Closes
 // under label. Only the first call on a connection does anything.
 func (c *conn) shut(code int, reason string, linger bool, label string) {
@@ -354,6 +371,9 @@ func (c *conn) shut(code int, reason string, linger bool, label string) {
 		return
 	}
 	c.transport.countClose(label)
+	if reason == reasonSlowConsumer {
+		c.transport.slowConsumers.Add(1)
+	}
 	c.writeClose(code, reason)
 	if linger {
 		nc := c.socket.Conn // the bare socket: no need to follow frames here
@@ -368,13 +388,16 @@ func (c *conn) shut(code int, reason string, linger bool, label string) {
 	if c.initTimer != nil {
 		c.initTimer.Stop()
 	}
-	ops, base := c.ops, c.base
-	c.ops = nil
+	ops, base, release := c.ops, c.base, c.release
+	c.ops, c.release = nil, nil
 	c.stateMu.Unlock()
 	for _, op := range ops {
 		op.end()
 	}
 	c.transport.forget(c)
+	if release != nil {
+		release()
+	}
 	if base != nil {
 		c.transport.opts.OnClose(base, code, label == closedByClient)
 	}

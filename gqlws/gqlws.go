@@ -78,13 +78,25 @@ type InitResult struct {
 	// Session, when not empty, names what the grant came from (the
 	// caller's session): Transport.EndSessions ends the grant early.
 	Session string
+	// Release, when set, is called once when the connection ends: it gives
+	// back what Init reserved for the connection (a place in a count of
+	// the caller's connections).
+	Release func()
 }
 
 // InitFunc decides whether a connection_init is accepted, given its payload.
-// A non-nil error refuses it: 4403 on graphql-transport-ws, connection_error
-// and close on the legacy protocol. The error's message is shown to the
-// client, so it must not carry internals.
+// A non-nil error refuses it: 4403 on graphql-transport-ws (1013 for a
+// *TryAgainLater), connection_error and close on the legacy protocol. The
+// error's message is shown to the client, so it must not carry internals.
 type InitFunc func(ctx context.Context, payload map[string]any) (InitResult, error)
+
+// TryAgainLater is an InitFunc's refusal for a passing reason (the caller
+// holds too many connections): the connection is closed with 1013 and
+// Reason (at most 123 bytes), which the standard clients retry with
+// backoff, rather than with 4403, which says the token is no good.
+type TryAgainLater struct{ Reason string }
+
+func (e *TryAgainLater) Error() string { return e.Reason }
 
 // Options configure a Transport. Zero values take the defaults.
 type Options struct {
@@ -163,6 +175,13 @@ type Options struct {
 	// Operations limits how fast one connection may start operations; one
 	// over it gets a RATE_LIMITED error. Zero: no limit.
 	Operations ratelimit.Limit
+	// Admit, when set, is asked before each operation starts, once the
+	// connection's own limits let it, with the connection's operation
+	// context (the caller's, as Init set it). An error refuses the
+	// operation with a RATE_LIMITED error saying the error's message (the
+	// client sees it); the connection stays. It is how a limit across
+	// connections (per user) is applied.
+	Admit func(ctx context.Context) error
 	// Compression offers permessage-deflate (RFC 7692, without context
 	// takeover) to clients that ask for it. Messages of 256 bytes and more
 	// are then sent to them compressed; a result shared by many
@@ -198,6 +217,7 @@ type Transport struct {
 
 	// Counters for metrics.
 	framesWritten atomic.Uint64
+	slowConsumers atomic.Uint64
 	statsMu       sync.Mutex
 	closes        map[string]uint64 // by close code, or "client"
 	refused       map[string]uint64 // by limit
@@ -208,6 +228,7 @@ type Transport struct {
 type Stats struct {
 	FramesWritten uint64            // operation results handed to sockets (one per member of a shared event)
 	Closes        map[string]uint64 // connections closed, by the server's close code, or "client" for those the client closed
+	SlowConsumers uint64            // connections closed (1013) because the client did not read fast enough
 	Refused       map[string]uint64 // operations or connections refused, by limit
 	Subscriptions map[string]int64  // subscriptions running, by root field
 }
@@ -216,7 +237,7 @@ type Stats struct {
 func (t *Transport) Stats() Stats {
 	t.statsMu.Lock()
 	defer t.statsMu.Unlock()
-	return Stats{FramesWritten: t.framesWritten.Load(), Closes: maps.Clone(t.closes), Refused: maps.Clone(t.refused), Subscriptions: maps.Clone(t.subs)}
+	return Stats{FramesWritten: t.framesWritten.Load(), SlowConsumers: t.slowConsumers.Load(), Closes: maps.Clone(t.closes), Refused: maps.Clone(t.refused), Subscriptions: maps.Clone(t.subs)}
 }
 
 // countSubscription adds delta to the running subscriptions of root field

@@ -308,3 +308,52 @@ func TestKeepalive(t *testing.T) {
 		require.NoError(t, c.ReadJSON(&f))
 	})
 }
+
+// TestReleaseWhenTheConnectionEnds: what Init reserved for a connection is
+// given back once, when the connection ends, however it ends: the client
+// closes, or the server does.
+func TestReleaseWhenTheConnectionEnds(t *testing.T) {
+	released := make(chan string, 10)
+	h := newHarness(t, gqlws.Options{
+		Init: func(_ context.Context, payload map[string]any) (gqlws.InitResult, error) {
+			name, _ := payload["name"].(string)
+			return gqlws.InitResult{Release: func() { released <- name }}, nil
+		},
+		MaxOperations: 1,
+	})
+	wait := func() string {
+		select {
+		case name := <-released:
+			return name
+		case <-time.After(5 * time.Second):
+			t.Fatal("not released within 5 s")
+			return ""
+		}
+	}
+	for _, proto := range []string{gqlws.TransportWS, gqlws.LegacyWS} {
+		c := h.dialProto(t, proto)
+		require.NoError(t, c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"name": proto}}))
+		var ack frame
+		require.NoError(t, c.ReadJSON(&ack))
+		require.Equal(t, "connection_ack", ack.Type)
+		require.NoError(t, c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")))
+		assert.Equal(t, proto, wait(), "released when the client closed")
+
+		// The server closes: a second init is a protocol error on
+		// graphql-transport-ws; on the legacy protocol, terminate.
+		c = h.dialProto(t, proto)
+		require.NoError(t, c.WriteJSON(map[string]any{"type": "connection_init", "payload": map[string]any{"name": proto + " again"}}))
+		require.NoError(t, c.ReadJSON(&ack))
+		if proto == gqlws.TransportWS {
+			require.NoError(t, c.WriteJSON(map[string]any{"type": "connection_init"}))
+		} else {
+			require.NoError(t, c.WriteJSON(map[string]any{"type": "connection_terminate"}))
+		}
+		assert.Equal(t, proto+" again", wait(), "released when the server closed")
+	}
+	select {
+	case name := <-released:
+		t.Fatalf("%s released twice", name)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

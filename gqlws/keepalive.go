@@ -77,7 +77,7 @@ func (k *keepalive) verdict(c *conn, now time.Time, timeout time.Duration) (code
 	case c.closed.Load():
 		return 0, "", false
 	case c.writingSince.Load() != 0 && c.writingSince.Load() < now.Add(-timeout).UnixNano():
-		return CloseTryAgainLater, "Slow consumer", true
+		return CloseTryAgainLater, reasonSlowConsumer, true
 	case c.expires.Load() != 0 && c.expires.Load() <= now.UnixNano():
 		return CloseForbidden, "Token expired", true
 	case c.proto.dropsSilentClients() && c.acked.Load() && c.lastRead.Load() < silentSince:

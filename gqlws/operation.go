@@ -64,12 +64,26 @@ func decodeParams(raw json.RawMessage) (*graphql.RawParams, bool) {
 	return &p, true
 }
 
-// admit checks the connection's operation limits for one more operation:
-// running at once (Options.MaxOperations), and started per second
-// (Options.Operations). It returns the RATE_LIMITED error to answer an
-// operation over either with, and counts and reports the refusal (under
-// ctx, the operation's); the connection stays.
+// admit checks the limits for one more operation of the connection, under
+// its operation context ctx: running at once (Options.MaxOperations),
+// started per second (Options.Operations), then Options.Admit. It returns
+// the RATE_LIMITED error to answer an operation over one with, and counts
+// the connection's own refusals (Admit's are its owner's to count); the
+// connection stays.
 func (c *conn) admit(ctx context.Context) *gqlerror.Error {
+	if err := c.admitHere(ctx); err != nil {
+		return err
+	}
+	if admit := c.transport.opts.Admit; admit != nil {
+		if err := admit(ctx); err != nil {
+			return rateLimited(err.Error())
+		}
+	}
+	return nil
+}
+
+// admitHere checks the connection's own operation limits (see admit).
+func (c *conn) admitHere(ctx context.Context) *gqlerror.Error {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if max := c.transport.opts.MaxOperations; max > 0 && len(c.ops) >= max {

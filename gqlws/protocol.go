@@ -3,6 +3,7 @@ package gqlws
 import (
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -109,14 +110,22 @@ var errBadPayload = errors.New("connection_init payload must be an object")
 const reasonInvalid = "Invalid message received"
 
 // closeRefusedInit closes a connection whose connection_init was refused
-// with err: 4400 for a payload that is not an object, 4403 for a grant
-// Options.Init refused.
+// with err: 4400 for a payload that is not an object, 1013 for a
+// *TryAgainLater, 4403 for any other grant Options.Init refused.
 func closeRefusedInit(c *conn, err error) {
-	if errors.Is(err, errBadPayload) {
+	var later *TryAgainLater
+	switch {
+	case errors.Is(err, errBadPayload):
 		c.close(CloseInvalidMessage, reasonInvalid)
-		return
+	case errors.As(err, &later):
+		reason := later.Reason
+		if len(reason) > maxCloseReason || !utf8.ValidString(reason) {
+			reason = "Try again later"
+		}
+		c.close(CloseTryAgainLater, reason)
+	default:
+		c.close(CloseForbidden, "Forbidden")
 	}
-	c.close(CloseForbidden, "Forbidden")
 }
 
 // clientMessage is a client message of either protocol, as sent.

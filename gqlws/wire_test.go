@@ -3,6 +3,7 @@ package gqlws_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,19 +36,35 @@ func want(frame string) step { return step{want: frame} }
 func closes(c int, r string) step { return step{closeCode: c, reason: r} }
 
 // wireOptions accept every connection_init but one whose payload carries
-// {"token": "bad"}, and acknowledge with a payload; a connection runs at
-// most two operations at once.
+// {"token": "bad"} (refused) or {"token": "busy"} (to try again later), and
+// acknowledge with a payload; a connection runs at most two operations at
+// once, and one initialised with {"token": "limited"} none (Admit refuses
+// them).
 func wireOptions() gqlws.Options {
 	return gqlws.Options{
-		Init: func(_ context.Context, payload map[string]any) (gqlws.InitResult, error) {
-			if payload["token"] == "bad" {
+		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
+			switch payload["token"] {
+			case "bad":
 				return gqlws.InitResult{}, errors.New("token refused")
+			case "busy":
+				return gqlws.InitResult{}, &gqlws.TryAgainLater{Reason: "too many connections (at most 3)"}
 			}
-			return gqlws.InitResult{Ack: map[string]any{"user": nil, "version": "test"}}, nil
+			ctx = context.WithValue(ctx, limitedKey{}, payload["token"] == "limited")
+			return gqlws.InitResult{Context: ctx, Ack: map[string]any{"user": nil, "version": "test"}}, nil
+		},
+		Admit: func(ctx context.Context) error {
+			if limited, _ := ctx.Value(limitedKey{}).(bool); limited {
+				return errors.New("too many operations for this user")
+			}
+			return nil
 		},
 		MaxOperations: 2,
 	}
 }
+
+// limitedKey marks the context of a connection whose operations Admit
+// refuses.
+type limitedKey struct{}
 
 const (
 	subscribeQuery = `{"query":"subscription { statusPosted { id } }"}`
@@ -63,7 +80,7 @@ const (
 // graphql-transport-ws, an unknown type on the legacy protocol).
 func TestWireExchanges(t *testing.T) {
 	h := newHarness(t, wireOptions())
-	cases := append(append(transportWSExchanges(), legacyExchanges()...), hostileExchanges()...)
+	cases := slices.Concat(transportWSExchanges(), legacyExchanges(), hostileExchanges(), callerLimitExchanges())
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := h.dialProto(t, tc.proto)
@@ -320,6 +337,32 @@ func hostileExchanges() []exchange {
 			send(`{"type":"start","id":"` + id128 + `","payload":` + typenameQuery + `}`),
 			want(`{"type":"data","id":"` + id128 + `","payload":{"data":{"__typename":"Query"}}}`),
 			want(`{"type":"complete","id":"` + id128 + `"}`),
+		}},
+	}
+}
+
+// callerLimitExchanges are the refusals of the limits across connections,
+// on both protocols: an init refused for now (1013, which clients retry
+// with backoff) and an operation Admit refuses (the connection stays).
+func callerLimitExchanges() []exchange {
+	return []exchange{
+		{"transport-ws: init refused for now", gqlws.TransportWS, []step{
+			send(`{"type":"connection_init","payload":{"token":"busy"}}`), closes(1013, "too many connections (at most 3)"),
+		}},
+		{"transport-ws: operation refused by Admit, the connection stays", gqlws.TransportWS, []step{
+			send(`{"type":"connection_init","payload":{"token":"limited"}}`), want(wireAck),
+			send(`{"type":"subscribe","id":"a","payload":` + typenameQuery + `}`),
+			want(`{"type":"error","id":"a","payload":[{"message":"too many operations for this user","extensions":{"code":"RATE_LIMITED"}}]}`),
+		}},
+		{"legacy: init refused for now", gqlws.LegacyWS, []step{
+			send(`{"type":"connection_init","payload":{"token":"busy"}}`),
+			want(`{"payload":{"message":"too many connections (at most 3)"},"type":"connection_error"}`),
+			closes(1013, "too many connections (at most 3)"),
+		}},
+		{"legacy: operation refused by Admit", gqlws.LegacyWS, []step{
+			send(`{"type":"connection_init","payload":{"token":"limited"}}`), want(wireAck), want(`{"type":"ka"}`),
+			send(`{"type":"start","id":"a","payload":` + typenameQuery + `}`),
+			want(`{"type":"error","id":"a","payload":[{"message":"too many operations for this user","extensions":{"code":"RATE_LIMITED"}}]}`),
 		}},
 	}
 }

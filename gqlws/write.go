@@ -105,7 +105,7 @@ func (c *conn) sendLocked(frame []byte) bool {
 		n, err := c.socket.trySend(frame)
 		if err != nil {
 			c.broken = true
-			go c.close(CloseTryAgainLater, "Slow consumer") // the caller may hold a group's lock
+			go c.close(CloseTryAgainLater, reasonSlowConsumer) // the caller may hold a group's lock
 			return false
 		}
 		frame = frame[n:]
@@ -132,7 +132,7 @@ func (c *conn) drainLocked() bool {
 	c.pending = nil
 	if err != nil {
 		c.broken = true
-		go c.close(CloseTryAgainLater, "Slow consumer") // writeMu is held
+		go c.close(CloseTryAgainLater, reasonSlowConsumer) // writeMu is held
 		return false
 	}
 	return true
@@ -212,7 +212,7 @@ func (c *conn) enqueue(f queuedFrame) {
 	}
 	if len(c.queue) >= c.transport.opts.MaxQueue {
 		c.queueMu.Unlock()
-		go c.close(CloseTryAgainLater, "Slow consumer") // the caller holds a group's lock
+		go c.close(CloseTryAgainLater, reasonSlowConsumer) // the caller holds a group's lock
 		return
 	}
 	c.queue = append(c.queue, f)

@@ -30,8 +30,15 @@ type Bucket struct {
 
 // Allow takes a token at now if one is left under l.
 func (b *Bucket) Allow(l Limit, now time.Time) bool {
+	ok, _ := b.Take(l, now)
+	return ok
+}
+
+// Take takes a token at now if one is left under l; when none is, it
+// reports how long until one will be (always more than zero).
+func (b *Bucket) Take(l Limit, now time.Time) (ok bool, wait time.Duration) {
 	if l.Off() {
-		return true
+		return true, 0
 	}
 	if !b.started {
 		b.started, b.tokens, b.last = true, float64(l.Burst), now
@@ -39,13 +46,14 @@ func (b *Bucket) Allow(l Limit, now time.Time) bool {
 	b.tokens = min(float64(l.Burst), b.tokens+now.Sub(b.last).Seconds()*l.PerSecond)
 	b.last = now
 	if b.tokens < 1 {
-		return false
+		return false, max(time.Nanosecond, time.Duration((1-b.tokens)/l.PerSecond*float64(time.Second)))
 	}
 	b.tokens--
-	return true
+	return true, 0
 }
 
-// Keyed is a set of buckets, one per key (a user id), under one limit.
+// Keyed is a set of buckets, one per key (a user id, a client address),
+// under one limit.
 // Buckets idle long enough to be full again are dropped. With Share, the
 // buckets are kept in a store all replicas use, and the local ones only
 // stand in while that store fails.
@@ -58,12 +66,12 @@ type Keyed struct {
 	sharedError func(error)
 
 	mu      sync.Mutex
-	buckets map[int64]*Bucket
+	buckets map[string]*Bucket
 	swept   time.Time
 	refused atomic.Uint64
 }
 
-// Refused reports how many calls Allow refused.
+// Refused reports how many calls Allow and Take refused.
 func (k *Keyed) Refused() uint64 {
 	if k == nil {
 		return 0
@@ -77,14 +85,23 @@ func NewKeyed(limit Limit, now func() time.Time) *Keyed {
 	if now == nil {
 		now = time.Now
 	}
-	return &Keyed{limit: limit, now: now, buckets: make(map[int64]*Bucket)}
+	return &Keyed{limit: limit, now: now, buckets: make(map[string]*Bucket)}
+}
+
+// Limit is the limit k's buckets are under.
+func (k *Keyed) Limit() Limit {
+	if k == nil {
+		return Limit{}
+	}
+	return k.limit
 }
 
 // Shared keeps buckets outside the process (see redisrate), so that every
 // replica draws on the same ones.
 type Shared interface {
-	// Allow takes a token from key's bucket under l, if one is left.
-	Allow(ctx context.Context, key string, l Limit) (bool, error)
+	// Take takes a token from key's bucket under l, if one is left; when
+	// none is, it reports how long until one will be.
+	Take(ctx context.Context, key string, l Limit) (ok bool, wait time.Duration, err error)
 }
 
 // sharedTimeout bounds one decision of a Shared store; past it, the local
@@ -98,20 +115,30 @@ func (k *Keyed) Share(s Shared, name string, onError func(error)) {
 	k.shared, k.name, k.sharedError = s, name, onError
 }
 
-// Allow takes a token from key's bucket if one is left.
+// Allow takes a token from the bucket of user id key if one is left.
 func (k *Keyed) Allow(ctx context.Context, key int64) bool {
+	ok, _ := k.Take(ctx, strconv.FormatInt(key, 10))
+	return ok
+}
+
+// Take takes a token from key's bucket if one is left; when none is, it
+// reports how long until one will be (more than zero), and counts the
+// refusal. Keys of one Keyed are one kind of thing: user ids (see Allow)
+// or, with a prefix of their own, other names.
+func (k *Keyed) Take(ctx context.Context, key string) (ok bool, wait time.Duration) {
 	if k == nil || k.limit.Off() {
-		return true
+		return true, 0
 	}
 	if k.shared != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedTimeout)
-		ok, err := k.shared.Allow(ctx, k.name+":"+strconv.FormatInt(key, 10), k.limit)
+		ok, wait, err := k.shared.Take(ctx, k.name+":"+key, k.limit)
 		cancel()
 		if err == nil {
 			if !ok {
 				k.refused.Add(1)
+				wait = max(wait, time.Nanosecond)
 			}
-			return ok
+			return ok, wait
 		}
 		if k.sharedError != nil {
 			k.sharedError(err)
@@ -133,9 +160,9 @@ func (k *Keyed) Allow(ctx context.Context, key int64) bool {
 		b = &Bucket{}
 		k.buckets[key] = b
 	}
-	if !b.Allow(k.limit, now) {
+	ok, wait = b.Take(k.limit, now)
+	if !ok {
 		k.refused.Add(1)
-		return false
 	}
-	return true
+	return ok, wait
 }

@@ -46,23 +46,47 @@ func TestKeyed(t *testing.T) {
 	assert.True(t, nilKeyed.Allow(t.Context(), 1), "no limiter, no limit")
 }
 
+// TestTakeSaysHowLongToWait: a refusal says when the next token comes,
+// from the bucket's rate; string keys have buckets of their own.
+func TestTakeSaysHowLongToWait(t *testing.T) {
+	now := time.Unix(1000, 0)
+	k := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 0.5, Burst: 2}, func() time.Time { return now })
+	for range 2 {
+		ok, wait := k.Take(t.Context(), "addr:192.0.2.1")
+		assert.True(t, ok)
+		assert.Zero(t, wait)
+	}
+	ok, wait := k.Take(t.Context(), "addr:192.0.2.1")
+	assert.False(t, ok)
+	assert.Equal(t, 2*time.Second, wait, "one token every 2 s")
+	now = now.Add(1500 * time.Millisecond)
+	_, wait = k.Take(t.Context(), "addr:192.0.2.1")
+	assert.Equal(t, 500*time.Millisecond, wait, "three quarters of a token are there")
+	ok, _ = k.Take(t.Context(), "addr:192.0.2.2")
+	assert.True(t, ok, "another key has its own bucket")
+	assert.EqualValues(t, 2, k.Refused())
+	ok, _ = ratelimit.NewKeyed(ratelimit.Limit{}, nil).Take(t.Context(), "x")
+	assert.True(t, ok, "a zero limit allows everything")
+}
+
 // failingStore is a shared store that cannot be reached.
 type failingStore struct{ calls int }
 
-func (f *failingStore) Allow(context.Context, string, ratelimit.Limit) (bool, error) {
+func (f *failingStore) Take(context.Context, string, ratelimit.Limit) (bool, time.Duration, error) {
 	f.calls++
-	return false, errors.New("connection refused")
+	return false, 0, errors.New("connection refused")
 }
 
 // answeringStore decides by a fixed answer, and records the keys asked.
 type answeringStore struct {
 	allow bool
+	wait  time.Duration
 	keys  []string
 }
 
-func (s *answeringStore) Allow(_ context.Context, key string, _ ratelimit.Limit) (bool, error) {
+func (s *answeringStore) Take(_ context.Context, key string, _ ratelimit.Limit) (bool, time.Duration, error) {
 	s.keys = append(s.keys, key)
-	return s.allow, nil
+	return s.allow, s.wait, nil
 }
 
 // TestSharedBucketsDecideAndLocalOnesStandIn: a shared store's answer is
@@ -71,11 +95,14 @@ func (s *answeringStore) Allow(_ context.Context, key string, _ ratelimit.Limit)
 func TestSharedBucketsDecideAndLocalOnesStandIn(t *testing.T) {
 	now := time.Unix(1000, 0)
 	k := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 1, Burst: 1}, func() time.Time { return now })
-	store := &answeringStore{}
+	store := &answeringStore{wait: 3 * time.Second}
 	k.Share(store, "messages", nil)
 	assert.False(t, k.Allow(t.Context(), 7), "the shared store refuses")
-	assert.Equal(t, []string{"messages:7"}, store.keys)
-	assert.EqualValues(t, 1, k.Refused())
+	ok, wait := k.Take(t.Context(), "addr:192.0.2.1")
+	assert.False(t, ok)
+	assert.Equal(t, 3*time.Second, wait, "with the shared store's wait")
+	assert.Equal(t, []string{"messages:7", "messages:addr:192.0.2.1"}, store.keys)
+	assert.EqualValues(t, 2, k.Refused())
 
 	var reported []error
 	failing := &failingStore{}

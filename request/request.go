@@ -11,6 +11,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
+	"net/netip"
 )
 
 type ctxKey struct{ name string }
@@ -47,6 +49,33 @@ func WithClientAddr(ctx context.Context, addr string) context.Context {
 func ClientAddr(ctx context.Context) string {
 	a, _ := ctx.Value(clientAddrKey).(string)
 	return a
+}
+
+// ClientKey names the client of ctx for the per-address limits (see
+// AddrKey); "" when its address is unknown.
+func ClientKey(ctx context.Context) string { return AddrKey(ClientAddr(ctx)) }
+
+// AddrKey names the client at addr (host:port, or a bare host) for the
+// per-address limits: an IPv4 address as it is (an IPv4-mapped IPv6 one
+// too), an IPv6 address by its /64 prefix, such as 2001:db8:1:2::/64. A
+// client is given a whole /64 (RFC 6177), so counting single IPv6
+// addresses would let it pick a fresh budget for every request. What does
+// not parse as an address is returned as it is.
+func AddrKey(addr string) string {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 // Detached returns a context without ctx's deadline and cancellation that

@@ -18,13 +18,17 @@ import (
 )
 
 // Resolver is the root of the GraphQL resolvers and holds the services
-// they call. Every field is required.
+// they call, every one required, and the rules that are settings.
 type Resolver struct {
 	Accounts      *accounts.Service
 	Statuses      *statuses.Service
 	Chat          *chat.Service
 	KPIs          *kpi.Service
 	Notifications *notify.Service
+
+	// KPIPublic lets anonymous callers read the KPIs and the dashboard
+	// (KPI_PUBLIC); without it, they need a token.
+	KPIPublic bool
 
 	loadersOnce sync.Once
 	batch       *loaders

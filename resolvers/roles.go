@@ -26,6 +26,18 @@ func (r *Resolver) requireRole(ctx context.Context, roles ...models.Role) (*mode
 	return nil, models.Errorf(models.Forbidden, "this needs the role %s", strings.Join(names, " or "))
 }
 
+// mayReadKPIs refuses anonymous callers the KPIs and the dashboard
+// (UNAUTHENTICATED) unless they are public (Resolver.KPIPublic).
+func (r *Resolver) mayReadKPIs(ctx context.Context) error {
+	if r.KPIPublic {
+		return nil
+	}
+	if _, ok := auth.PrincipalFrom(ctx); !ok {
+		return models.Errorf(models.Unauthenticated, "sign in to see the KPIs and the dashboard")
+	}
+	return nil
+}
+
 // maxTopMovers is the most top movers a dashboard lists.
 const maxTopMovers = 20
 

@@ -238,16 +238,25 @@ func (r *queryResolver) Users(ctx context.Context, search string, first *int) ([
 
 // Modules is the resolver for the modules field.
 func (r *queryResolver) Modules(ctx context.Context) ([]string, error) {
+	if err := r.mayReadKPIs(ctx); err != nil {
+		return nil, err
+	}
 	return r.KPIs.Modules(ctx)
 }
 
 // ModuleKPIs is the resolver for the moduleKPIs field.
 func (r *queryResolver) ModuleKPIs(ctx context.Context, module string) ([]*models.KPI, error) {
+	if err := r.mayReadKPIs(ctx); err != nil {
+		return nil, err
+	}
 	return r.KPIs.KPIs(ctx, module)
 }
 
 // KpiHistory is the resolver for the kpiHistory field.
 func (r *queryResolver) KpiHistory(ctx context.Context, module string, key string, since *time.Time, limit *int) ([]*models.KPISample, error) {
+	if err := r.mayReadKPIs(ctx); err != nil {
+		return nil, err
+	}
 	n := 100
 	if limit != nil {
 		if *limit < 1 || *limit > 1000 {
@@ -264,6 +273,9 @@ func (r *queryResolver) KpiHistory(ctx context.Context, module string, key strin
 
 // Dashboard is the resolver for the dashboard field.
 func (r *queryResolver) Dashboard(ctx context.Context, topN *int) (*models.Dashboard, error) {
+	if err := r.mayReadKPIs(ctx); err != nil {
+		return nil, err
+	}
 	n, err := topMovers(topN)
 	if err != nil {
 		return nil, err
@@ -407,6 +419,9 @@ func (r *subscriptionResolver) RoomsChanged(ctx context.Context) (<-chan *models
 
 // KpiUpdated is the resolver for the kpiUpdated field.
 func (r *subscriptionResolver) KpiUpdated(ctx context.Context, module string) (<-chan *models.ModuleKPIs, error) {
+	if err := r.mayReadKPIs(ctx); err != nil {
+		return nil, err
+	}
 	ch, err := r.KPIs.WatchModule(ctx, module)
 	if err != nil {
 		return nil, err
@@ -416,6 +431,9 @@ func (r *subscriptionResolver) KpiUpdated(ctx context.Context, module string) (<
 
 // Dashboard is the resolver for the dashboard field.
 func (r *subscriptionResolver) Dashboard(ctx context.Context, topN *int) (<-chan *models.Dashboard, error) {
+	if err := r.mayReadKPIs(ctx); err != nil {
+		return nil, err
+	}
 	n, err := topMovers(topN)
 	if err != nil {
 		return nil, err

@@ -8,9 +8,10 @@
 //	loadgen run [flags]              measure a server (the default subcommand)
 //	loadgen baseline -addr HOST:PORT serve the minimal fan-out to compare with
 //
-// Start the server, then point loadgen at it:
+// Start the server, with the limits per client address off (loadgen's
+// clients share a few loopback addresses), then point loadgen at it:
 //
-//	go build -o /tmp/switchboard . && ADDR=127.0.0.1:8080 DATA_DIR=$(mktemp -d) /tmp/switchboard &
+//	go build -o /tmp/switchboard . && ADDR=127.0.0.1:8080 DATA_DIR=$(mktemp -d) LIMIT_REQUESTS=0 LIMIT_SIGNINS=0 /tmp/switchboard &
 //	go run ./cmd/loadgen run -conns 10000 -rate 10 -duration 30s -pid $(pgrep -n switchboard)
 //	go run ./cmd/loadgen run -conns 10000 -ramp 50,100,200,400,800 -step 10s -pid $(pgrep -n switchboard) -compare
 //	go run ./cmd/loadgen run -conns 10000 -duration 0 -idle 60s -pid $(pgrep -n switchboard)

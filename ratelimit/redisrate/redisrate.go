@@ -30,13 +30,17 @@ func New(client *redis.Client, prefix string) *Store {
 	return &Store{limiter: redis_rate.NewLimiter(client), prefix: prefix}
 }
 
-// Allow takes a token from key's bucket under l, if one is left.
-func (s *Store) Allow(ctx context.Context, key string, l ratelimit.Limit) (bool, error) {
+// Take takes a token from key's bucket under l, if one is left; when none
+// is, it reports how long until one will be, by Redis's clock.
+func (s *Store) Take(ctx context.Context, key string, l ratelimit.Limit) (bool, time.Duration, error) {
 	res, err := s.limiter.Allow(ctx, s.prefix+key, limitOf(l))
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	return res.Allowed > 0, nil
+	if res.Allowed > 0 {
+		return true, 0, nil
+	}
+	return false, res.RetryAfter, nil
 }
 
 // limitOf expresses l per minute, so that rates below one per second and

@@ -22,8 +22,14 @@ func TestBucketsAreSharedThroughRedis(t *testing.T) {
 		stores = append(stores, redisrate.New(redistest.Client(t, url), prefix))
 	}
 	allow := func(s *redisrate.Store, key string, l ratelimit.Limit) bool {
-		ok, err := s.Allow(t.Context(), key, l)
+		ok, wait, err := s.Take(t.Context(), key, l)
 		require.NoError(t, err)
+		if ok {
+			assert.Zero(t, wait)
+		} else {
+			assert.Positive(t, wait, "a refusal says how long to wait")
+			assert.LessOrEqual(t, wait, time.Duration(float64(time.Second)/l.PerSecond), "never longer than one token takes")
+		}
 		return ok
 	}
 	l := ratelimit.Limit{PerSecond: 10, Burst: 2}

@@ -55,7 +55,7 @@ export class GraphQLError extends Error {
 }
 
 /** Turns a GraphQL errors array into a GraphQLError (first error wins). */
-function errorFromList(errors, status = null) {
+export function errorFromList(errors, status = null) {
   const list = Array.isArray(errors) ? errors : [];
   const first = list[0] || {};
   const message =

@@ -9,6 +9,11 @@
 // the one recorded last (by updatedAt), whichever stream brought it.
 // Everything the server sends is shown with textContent or as SVG
 // attributes, never parsed as HTML.
+//
+// A server that keeps its KPIs for signed-in users (KPI_PUBLIC=false)
+// refuses the streams of an anonymous page with UNAUTHENTICATED: the panel
+// then stops them, shows "Sign in to see the dashboard" and starts again
+// when the session changes.
 
 import { $, element, followStream, formatClock, insertSorted, sentence, showMessage, svgElement } from './ui.js';
 
@@ -83,6 +88,7 @@ export function createDashboard({ client, onModules = () => {} }) {
     error: $('dashboard-error'),
     loading: $('dashboard-loading'),
     empty: $('dashboard-empty'),
+    signIn: $('dashboard-signin'),
     cards: $('kpi-cards'),
     movers: $('top-movers'),
     moversTime: $('top-movers-time'),
@@ -91,6 +97,8 @@ export function createDashboard({ client, onModules = () => {} }) {
   /** Module name → card, for every module shown. Cards stay once shown: modules are never deleted. */
   const cards = new Map();
   let loaded = false;
+  let locked = false; // the server refused the dashboard to this (anonymous) page
+  let stopDashboard = () => {};
 
   // ---- Cards ----------------------------------------------------------------
 
@@ -119,6 +127,7 @@ export function createDashboard({ client, onModules = () => {} }) {
         if (!data.kpiUpdated) return;
         for (const kpi of data.kpiUpdated.kpis) applyKPI(kpi, { live: true });
       },
+      failed: lockedOut,
     });
     renderState();
     onModules([...cards.keys()].sort());
@@ -236,7 +245,7 @@ export function createDashboard({ client, onModules = () => {} }) {
    * reconnect) what came since the newest sample shown.
    */
   async function loadHistory(row) {
-    if (row.historyLoading) return;
+    if (row.historyLoading || locked) return;
     row.historyLoading = true;
     const times = [...row.samples.keys()];
     const since = row.historyLoaded && times.length > 0 ? times[times.length - 1] : null;
@@ -259,8 +268,31 @@ export function createDashboard({ client, onModules = () => {} }) {
   // ---- Dashboard and top movers ---------------------------------------------
 
   function renderState() {
-    el.loading.hidden = loaded || cards.size > 0;
-    el.empty.hidden = !loaded || cards.size > 0;
+    el.loading.hidden = locked || loaded || cards.size > 0;
+    el.empty.hidden = locked || !loaded || cards.size > 0;
+    el.signIn.hidden = !locked;
+  }
+
+  /**
+   * A stream's failed handler: UNAUTHENTICATED (KPIs are for signed-in
+   * users) stops every stream and empties the panel until the session
+   * changes, and gives up (true); other failures are retried.
+   */
+  function lockedOut(err) {
+    if (!err || err.code !== 'UNAUTHENTICATED') return false;
+    if (locked) return true;
+    locked = true;
+    loaded = false;
+    stopDashboard();
+    for (const card of cards.values()) card.stop();
+    cards.clear();
+    el.cards.replaceChildren();
+    el.movers.replaceChildren();
+    el.moversTime.textContent = '';
+    showMessage(el.error, '');
+    renderState();
+    onModules([]);
+    return true;
   }
 
   function renderMovers(dashboard) {
@@ -283,25 +315,30 @@ export function createDashboard({ client, onModules = () => {} }) {
     );
   }
 
-  followStream(client, DASHBOARD_SUBSCRIPTION, {
-    variables: { topN: TOP_MOVERS },
-    next: (data) => {
-      const dashboard = data.dashboard;
-      if (!dashboard) return;
-      loaded = true;
-      showMessage(el.error, '');
-      for (const summary of dashboard.modules) {
-        cardFor(summary.module);
-        for (const kpi of summary.kpis) applyKPI(kpi);
-      }
-      renderMovers(dashboard);
-      renderState();
-    },
-    failed: (err) => {
-      if (err) showMessage(el.error, `The dashboard stopped: ${sentence(err.message)} Retrying…`);
-      return false;
-    },
-  });
+  function followDashboard() {
+    stopDashboard = followStream(client, DASHBOARD_SUBSCRIPTION, {
+      variables: { topN: TOP_MOVERS },
+      next: (data) => {
+        const dashboard = data.dashboard;
+        if (!dashboard) return;
+        loaded = true;
+        showMessage(el.error, '');
+        for (const summary of dashboard.modules) {
+          cardFor(summary.module);
+          for (const kpi of summary.kpis) applyKPI(kpi);
+        }
+        renderMovers(dashboard);
+        renderState();
+      },
+      failed: (err) => {
+        if (lockedOut(err)) return true;
+        if (err) showMessage(el.error, `The dashboard stopped: ${sentence(err.message)} Retrying…`);
+        return false;
+      },
+    });
+  }
+
+  followDashboard();
 
   // ---- Connection -----------------------------------------------------------
 
@@ -319,8 +356,15 @@ export function createDashboard({ client, onModules = () => {} }) {
 
   return {
     connectionChanged,
-    sessionChanged: () => {},
+    sessionChanged: () => {
+      // A new session may see what the last one could not: ask again.
+      if (!locked) return;
+      locked = false;
+      renderState();
+      followDashboard();
+    },
     kpisRecorded: (kpis) => {
+      if (locked) return;
       for (const kpi of kpis) applyKPI(kpi, { live: true });
     },
   };

@@ -1,6 +1,8 @@
 // Small DOM helpers shared by the page's panels. Everything that comes from
 // the server is set with textContent, never parsed as HTML.
 
+import { errorFromList } from './client.js';
+
 /** The element with this id. */
 export const $ = (id) => document.getElementById(id);
 
@@ -210,7 +212,9 @@ export function tokenRoles(token) {
  * called: the client resubscribes after every reconnect (calling
  * `variables` again, if it is a function), and here a stream that fails or
  * ends is followed again after a pause. `failed` hears of every failure
- * first; returning true from it gives up.
+ * first (a GraphQLError with its `code`, also when the server refused the
+ * subscription with a result that has errors and no data, such as
+ * UNAUTHENTICATED); returning true from it gives up.
  *
  * @returns {() => void} stop
  */
@@ -218,6 +222,7 @@ export function followStream(client, query, { variables, next, failed = () => fa
   let stop = () => {};
   let timer = null;
   let stopped = false;
+  let refused = null; // the errors of a result without data: the stream ends with them
   const retry = (err) => {
     if (stopped) return;
     if (err) console.warn('switchboard: a live stream stopped', err);
@@ -226,13 +231,16 @@ export function followStream(client, query, { variables, next, failed = () => fa
   };
   const start = () => {
     if (stopped) return;
+    refused = null;
     stop = client.subscribe(query, {
       variables,
-      next: (data) => {
-        if (!stopped && data) next(data);
+      next: (data, result) => {
+        if (stopped) return;
+        if (data) next(data);
+        else if (Array.isArray(result?.errors) && result.errors.length > 0) refused = errorFromList(result.errors);
       },
       error: retry,
-      complete: () => retry(null),
+      complete: () => retry(refused),
     });
   };
   start();

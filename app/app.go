@@ -164,9 +164,9 @@ func (s *Server) close() {
 // services, and what the health checks and the metrics read besides (the
 // database, the per-user rate limits).
 type services struct {
-	res                                 *resolvers.Resolver
-	db                                  *store.DB
-	messageRate, typingRate, statusRate *ratelimit.Keyed
+	res                                           *resolvers.Resolver
+	db                                            *store.DB
+	messageRate, typingRate, statusRate, roomRate *ratelimit.Keyed
 }
 
 // startServices starts the account, status, chat, notification and KPI
@@ -183,11 +183,12 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		messageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
 		typingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 		statusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
+		roomRate:    ratelimit.NewKeyed(perHour(cfg.RoomsPerHour), nil),
 	}
 
 	statusFeed := statuses.New(db, broker, statuses.Options{RateLimit: svc.statusRate, Log: log})
 	s.closers = append(s.closers, statusFeed.Close)
-	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, Log: log})
+	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, RoomRate: svc.roomRate, Log: log})
 	rooms.Start(ctx)
 	s.closers = append(s.closers, rooms.Close)
 	inbox := notify.New(db, broker, notify.Options{Log: log})
@@ -213,6 +214,7 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, broker pubsub.
 		svc.messageRate.Share(shared, "messages", failed)
 		svc.typingRate.Share(shared, "typing", failed)
 		svc.statusRate.Share(shared, "statuses", failed)
+		svc.roomRate.Share(shared, "rooms", failed)
 	}
 	return svc
 }

@@ -61,6 +61,7 @@ type Config struct {
 	MessagesPerSec  float64 // chat messages per second per user
 	TypingPerSecond float64 // typing events per second per user
 	StatusesPerSec  float64 // statuses posted per second per user
+	RoomsPerHour    float64 // rooms created (or direct rooms opened anew) per hour per user
 	MaxWSMessage    int64   // bytes of one WebSocket message from a client
 	MaxHTTPBody     int64   // bytes of an HTTP request body
 	// QueryLimits bound every GraphQL document; they cannot be switched off.
@@ -164,6 +165,8 @@ func (c *Config) limitSettings() []setting {
 		rate("LIMIT_MESSAGES", "limit-messages", "5", "chat messages per second per user", &c.MessagesPerSec),
 		rate("LIMIT_TYPING", "limit-typing", "2", "typing events per second per user", &c.TypingPerSecond),
 		rate("LIMIT_STATUSES", "limit-statuses", "2", "statuses posted per second per user", &c.StatusesPerSec),
+		limit("LIMIT_ROOMS", "limit-rooms", "10", "rooms a user may create per hour, public ones and direct ones opened anew (bursts of that many)", false,
+			func(n float64) { c.RoomsPerHour = n }),
 		size("LIMIT_WS_MESSAGE", "limit-ws-message", "65536", "largest WebSocket message from a client, in bytes (larger: close 1009)", &c.MaxWSMessage),
 		size("LIMIT_HTTP_BODY", "limit-http-body", "1048576", "largest HTTP request body, in bytes (larger: 413)", &c.MaxHTTPBody),
 		// The document limits protect the process itself: each has a

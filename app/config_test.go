@@ -23,6 +23,7 @@ func TestConfigValidation(t *testing.T) {
 		"bad bool":            {env: map[string]string{"GUEST_SIGNIN": "maybe"}, wantErr: "GUEST_SIGNIN must be true or false"},
 		"bad introspection":   {args: []string{"--introspection", "sometimes"}, wantErr: "INTROSPECTION must be true or false"},
 		"bad status limit":    {env: map[string]string{"LIMIT_STATUSES": "-1"}, wantErr: "LIMIT_STATUSES must be 0 (no limit) or a positive number"},
+		"wordy room limit":    {env: map[string]string{"LIMIT_ROOMS": "ten"}, wantErr: "LIMIT_ROOMS must be 0 (no limit) or a positive number"},
 		"bad level":           {env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
 		"bad origin":          {env: map[string]string{"ALLOWED_ORIGINS": "app.example.com"}, wantErr: "ALLOWED_ORIGINS"},
 		"bad env":             {env: map[string]string{"ENV": "staging"}, wantErr: "ENV must be"},
@@ -75,6 +76,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.True(t, c.DemoFeed)
 		assert.Equal(t, "text", c.LogFormat)
 		assert.Equal(t, 2.0, c.StatusesPerSec)
+		assert.Equal(t, 10.0, c.RoomsPerHour)
 		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 1000}, c.QueryLimits)
 	})
 	t.Run("production tightens defaults, flags win over env", func(t *testing.T) {
@@ -94,9 +96,10 @@ func TestConfigDefaults(t *testing.T) {
 		assert.True(t, c.Introspection, "INTROSPECTION wins over the production default")
 		assert.False(t, c.DemoFeed, "no fake KPIs in production, even on SQLite")
 		assert.Equal(t, 7.0, c.StatusesPerSec)
-		c, err = app.ParseConfig([]string{"--limit-statuses", "0", "--introspection=false"}, func(string) string { return "" }, io.Discard)
+		c, err = app.ParseConfig([]string{"--limit-statuses", "0", "--limit-rooms", "0", "--introspection=false"}, func(string) string { return "" }, io.Discard)
 		require.NoError(t, err)
 		assert.False(t, c.Introspection)
 		assert.Zero(t, c.StatusesPerSec, "0: no limit")
+		assert.Zero(t, c.RoomsPerHour, "0: no limit")
 	})
 }

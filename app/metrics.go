@@ -164,7 +164,7 @@ var (
 		"WebSocket connections closed, by the server's close code (1013: slow consumer, 4403: token expired, 1001: shutdown or keepalive timeout), or code=\"client\" when the client closed.",
 		[]string{"code"}, nil)
 	refusedDesc = prometheus.NewDesc("switchboard_rate_limited_total",
-		"Operations, messages, typing events and connections refused by a rate limit, by limit.",
+		"Operations, messages, typing events, rooms and connections refused by a rate limit, by limit.",
 		[]string{"limit"}, nil)
 	subscriptionsDesc = prometheus.NewDesc("switchboard_subscriptions",
 		"Subscriptions running, by root field.",
@@ -197,6 +197,7 @@ func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 	refused["messages"] += c.svc.messageRate.Refused()
 	refused["typing"] += c.svc.typingRate.Refused()
 	refused["statuses"] += c.svc.statusRate.Refused()
+	refused["rooms"] += c.svc.roomRate.Refused()
 	for limit, n := range refused {
 		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
 	}

@@ -1264,7 +1264,8 @@ type Query {
   The chat rooms the caller can see, as a relay connection. For a signed-in
   caller the rooms they are in come first (their direct rooms, and the
   public rooms they created, posted to or read), then the others; each part
-  most recently active first (see ` + "`" + `Room.activeAt` + "`" + `). ` + "`" + `first` + "`" + ` is how many to
+  most recently active first (see ` + "`" + `Room.activeAt` + "`" + `; the activity of the
+  last second counts from the next list on). ` + "`" + `first` + "`" + ` is how many to
   return (1..100, default 20); ` + "`" + `after` + "`" + ` is the ` + "`" + `endCursor` + "`" + ` of the previous
   page; ` + "`" + `search` + "`" + ` (up to 50 characters) keeps the rooms whose name contains
   it, in any case (a direct room's name is the other member's). The later
@@ -1291,7 +1292,7 @@ type Query {
 
   """
   Who is online in a room now, in the order they came online: the first
-  ` + "`" + `first` + "`" + ` (1..100, default 50). See ` + "`" + `presence` + "`" + ` for the live list and the
+  ` + "`" + `first` + "`" + ` (0..100, default 50). See ` + "`" + `presence` + "`" + ` for the live list and the
   count.
   """
   online(roomId: ID!, first: Int = 50): [User!]!

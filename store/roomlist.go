@@ -32,7 +32,7 @@ type RoomListQuery struct {
 // activity: a message is committed moments after its time (see
 // CreateMessage), and one still committing when a page was read must not
 // move a room between that page's place and the next's.
-const listSettle = 2 * time.Second
+const listSettle = time.Second
 
 // ListRooms returns a page of the rooms q.Viewer sees, in the order of
 // models.RoomPlace, as the list was at q.AsOf: the rooms created by then,

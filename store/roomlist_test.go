@@ -97,8 +97,8 @@ func TestListRoomsOrder(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				// Recent activity reorders the list a few seconds later
-				// (see listSettle): ask for it as of a minute on.
+				// Recent activity reorders the list a second later (see
+				// listSettle): ask for it as of a minute on.
 				got := listPages(t, db, store.RoomListQuery{Viewer: tt.viewer, AsOf: time.Now().Add(time.Minute), Limit: 2}, nil)
 				assert.Equal(t, tt.want, roomNames(each(got, func(l models.ListedRoom) *models.Room { return l.Room })))
 				for i, l := range got {
@@ -184,9 +184,9 @@ func TestListRoomsPagesOnceWhileRoomsChange(t *testing.T) {
 				r := rooms[rng.IntN(len(rooms))]
 				say(t, db, r, bob, "news", time.Now())
 			}
-			// A message timed before the list's moment, committed after
-			// its first page.
-			say(t, db, rooms[rng.IntN(len(rooms))], bob, "late", asOf.Add(-time.Second))
+			// A message timed just before the list's moment, committed
+			// after its first page.
+			say(t, db, rooms[rng.IntN(len(rooms))], bob, "late", asOf.Add(-500*time.Millisecond))
 			require.NoError(t, db.MarkRoomRead(ctx, ada.ID, rooms[rng.IntN(len(rooms))].ID, time.Now()))
 			_, err := db.CreateRoom(ctx, fmt.Sprintf("late %d", late), ada.ID, time.Now())
 			require.NoError(t, err)

@@ -78,7 +78,8 @@ func (db *DB) listPart(ctx context.Context, q RoomListQuery, asOf time.Time, joi
 	var quiet []*models.Room
 	query := db.roomList(ctx, q, asOf, joined).Where("rooms.active_at <= ?", activeBy)
 	if after != nil {
-		query = query.Where("(rooms.active_at < ? OR (rooms.active_at = ? AND rooms.id < ?))", after.ActiveAt, after.ActiveAt, after.ID)
+		// The first term bounds the index range (MySQL's planner needs it).
+		query = query.Where("rooms.active_at <= ? AND (rooms.active_at < ? OR rooms.id < ?)", after.ActiveAt, after.ActiveAt, after.ID)
 	}
 	if err := query.Order("rooms.active_at DESC, rooms.id DESC").Limit(limit).Find(&quiet).Error; err != nil {
 		return nil, translate(err, "list rooms")
@@ -132,8 +133,10 @@ func (db *DB) roomList(ctx context.Context, q RoomListQuery, asOf time.Time, joi
 	const joinedPublic = "SELECT room_id FROM room_reads WHERE user_id = ? AND (joined_at IS NULL OR joined_at <= ?)"
 	switch {
 	case joined:
-		g = g.Where("(rooms.id IN (SELECT room_id FROM room_members WHERE user_id = ?) OR (rooms.direct = ? AND rooms.id IN ("+joinedPublic+")))",
-			q.Viewer, false, q.Viewer, asOf)
+		// Driven by the viewer's own rows: their direct rooms, and the
+		// rooms they had joined by asOf (only members read a direct room).
+		g = g.Joins("JOIN (SELECT room_id FROM room_members WHERE user_id = ? UNION "+joinedPublic+") mine ON mine.room_id = rooms.id",
+			q.Viewer, q.Viewer, asOf)
 	case q.Viewer != 0:
 		g = g.Where("rooms.direct = ? AND rooms.id NOT IN ("+joinedPublic+")", false, q.Viewer, asOf)
 	default:

@@ -169,11 +169,11 @@ func (s *Server) close() {
 // services, and what the health checks, the routes and the metrics read
 // besides (the database, the per-user and per-address limits).
 type services struct {
-	res                                 *resolvers.Resolver
-	db                                  *store.DB
-	messageRate, typingRate, statusRate *ratelimit.Keyed
-	requestRate, signInRate             *ratelimit.Keyed // LIMIT_REQUESTS, LIMIT_SIGNINS
-	userConns                           *userConns       // LIMIT_CONNS_PER_USER
+	res                                           *resolvers.Resolver
+	db                                            *store.DB
+	messageRate, typingRate, statusRate, roomRate *ratelimit.Keyed
+	requestRate, signInRate                       *ratelimit.Keyed // LIMIT_REQUESTS, LIMIT_SIGNINS
+	userConns                                     *userConns       // LIMIT_CONNS_PER_USER
 }
 
 // startServices starts sessions (the check of every token's session and
@@ -195,13 +195,14 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		// LIMIT_SIGNINS is per minute, in bursts of that many.
 		signInRate: ratelimit.NewKeyed(ratelimit.Limit{PerSecond: cfg.SignInsPerMin / 60, Burst: max(1, int(cfg.SignInsPerMin))}, nil),
 		userConns:  newUserConns(cfg.ConnsPerUser),
+		roomRate:   ratelimit.NewKeyed(perHour(cfg.RoomsPerHour), nil),
 	}
 
 	sessions.Start(ctx)
 	s.closers = append(s.closers, sessions.Close)
 	statusFeed := statuses.New(db, broker, statuses.Options{RateLimit: svc.statusRate, Log: log})
 	s.closers = append(s.closers, statusFeed.Close)
-	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, Log: log})
+	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, RoomRate: svc.roomRate, Log: log})
 	rooms.Start(ctx)
 	s.closers = append(s.closers, rooms.Close)
 	inbox := notify.New(db, broker, notify.Options{Log: log})
@@ -230,6 +231,7 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		svc.statusRate.Share(shared, "statuses", failed)
 		svc.requestRate.Share(shared, "requests", failed)
 		svc.signInRate.Share(shared, "signins", failed)
+		svc.roomRate.Share(shared, "rooms", failed)
 	}
 	return svc
 }

@@ -64,6 +64,7 @@ type Config struct {
 	MessagesPerSec  float64 // chat messages per second per user
 	TypingPerSecond float64 // typing events per second per user
 	StatusesPerSec  float64 // statuses posted per second per user
+	RoomsPerHour    float64 // rooms created (or direct rooms opened anew) per hour per user
 	MaxWSMessage    int64   // bytes of one WebSocket message from a client
 	MaxHTTPBody     int64   // bytes of an HTTP request body
 	RequestsPerSec  float64 // operations per second per user (per client address when anonymous), HTTP and WebSocket together
@@ -185,6 +186,8 @@ func (c *Config) limitSettings() []setting {
 		rate("LIMIT_REQUESTS", "limit-requests", "50", "operations per second per user (per client address when anonymous), HTTP and WebSocket together", &c.RequestsPerSec),
 		limit("LIMIT_SIGNINS", "limit-signins", "10", "guest sign-ins per minute per client address (bursts of that many)", false, func(n float64) { c.SignInsPerMin = n }),
 		count("LIMIT_CONNS_PER_USER", "limit-conns-per-user", "20", "WebSocket connections one signed-in user may hold on one replica", &c.ConnsPerUser),
+		limit("LIMIT_ROOMS", "limit-rooms", "10", "rooms a user may create per hour, public ones and direct ones opened anew (bursts of that many)", false,
+			func(n float64) { c.RoomsPerHour = n }),
 		size("LIMIT_WS_MESSAGE", "limit-ws-message", "65536", "largest WebSocket message from a client, in bytes (larger: close 1009)", &c.MaxWSMessage),
 		size("LIMIT_HTTP_BODY", "limit-http-body", "1048576", "largest HTTP request body, in bytes (larger: 413)", &c.MaxHTTPBody),
 		// The document limits protect the process itself: each has a

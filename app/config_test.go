@@ -24,6 +24,7 @@ func TestConfigValidation(t *testing.T) {
 		"bad bool":            {env: map[string]string{"GUEST_SIGNIN": "maybe"}, wantErr: "GUEST_SIGNIN must be true or false"},
 		"bad introspection":   {args: []string{"--introspection", "sometimes"}, wantErr: "INTROSPECTION must be true or false"},
 		"bad status limit":    {env: map[string]string{"LIMIT_STATUSES": "-1"}, wantErr: "LIMIT_STATUSES must be 0 (no limit) or a positive number"},
+		"wordy room limit":    {env: map[string]string{"LIMIT_ROOMS": "ten"}, wantErr: "LIMIT_ROOMS must be 0 (no limit) or a positive number"},
 		"bad level":           {env: map[string]string{"LOG_LEVEL": "loud"}, wantErr: "LOG_LEVEL"},
 		"bad origin":          {env: map[string]string{"ALLOWED_ORIGINS": "app.example.com"}, wantErr: "ALLOWED_ORIGINS"},
 		"bad env":             {env: map[string]string{"ENV": "staging"}, wantErr: "ENV must be"},
@@ -91,6 +92,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.Equal(t, 10.0, c.SignInsPerMin)
 		assert.Equal(t, 20, c.ConnsPerUser)
 		assert.True(t, c.KPIPublic, "KPIs are public in development")
+		assert.Equal(t, 10.0, c.RoomsPerHour)
 		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 1000}, c.QueryLimits)
 		assert.Equal(t, 720*time.Hour, c.SessionMaxAge)
 		assert.Nil(t, c.AuthSecret, "development keeps its key in the database")
@@ -115,7 +117,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.Equal(t, 7.0, c.StatusesPerSec)
 		assert.Equal(t, time.Hour, c.SessionMaxAge)
 		c, err = app.ParseConfig([]string{"--limit-statuses", "0", "--introspection=false", "--limit-requests", "0", "--limit-signins", "0.5",
-			"--limit-conns-per-user", "0", "--kpi-public=true"}, func(string) string { return "" }, io.Discard)
+			"--limit-conns-per-user", "0", "--kpi-public=true", "--limit-rooms", "0"}, func(string) string { return "" }, io.Discard)
 		require.NoError(t, err)
 		assert.False(t, c.Introspection)
 		assert.Zero(t, c.StatusesPerSec, "0: no limit")
@@ -123,5 +125,6 @@ func TestConfigDefaults(t *testing.T) {
 		assert.Equal(t, 0.5, c.SignInsPerMin, "one sign-in every two minutes")
 		assert.Zero(t, c.ConnsPerUser)
 		assert.True(t, c.KPIPublic)
+		assert.Zero(t, c.RoomsPerHour, "0: no limit")
 	})
 }

@@ -163,7 +163,7 @@ var (
 		"WebSocket connections closed, by the server's close code (1013: slow consumer or too many connections of one user, 4403: token expired, 1001: shutdown or keepalive timeout), or code=\"client\" when the client closed.",
 		[]string{"code"}, nil)
 	refusedDesc = prometheus.NewDesc("switchboard_rate_limited_total",
-		"Operations, sign-ins, messages, typing events and connections refused by a rate limit, by limit.",
+		"Operations, sign-ins, messages, typing events, rooms and connections refused by a rate limit, by limit.",
 		[]string{"limit"}, nil)
 	subscriptionsDesc = prometheus.NewDesc("switchboard_subscriptions",
 		"Subscriptions running, by root field.",
@@ -199,6 +199,7 @@ func (c *transportCollector) Collect(ch chan<- prometheus.Metric) {
 	refused["requests"] += c.svc.requestRate.Refused()
 	refused["signins"] += c.svc.signInRate.Refused()
 	refused["connections_per_user"] += c.svc.userConns.Refused()
+	refused["rooms"] += c.svc.roomRate.Refused()
 	for limit, n := range refused {
 		ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(n), limit)
 	}

@@ -100,6 +100,11 @@ func burstOf(perSecond float64) ratelimit.Limit {
 	return ratelimit.Limit{PerSecond: perSecond, Burst: max(1, int(2*perSecond))}
 }
 
+// perHour is a limit of n an hour with bursts of n (at least 1).
+func perHour(n float64) ratelimit.Limit {
+	return ratelimit.Limit{PerSecond: n / 3600, Burst: max(1, int(n))}
+}
+
 // newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
 // the SDL, health, metrics and the web page.
 func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Tokens, ws *gqlws.Transport, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {

@@ -34,8 +34,10 @@ import (
 // Options tune a Service. Zero values take the defaults.
 type Options struct {
 	// MessageRate and TypingRate limit how fast one user posts messages
-	// and starts typing indicators; nil: no limit.
-	MessageRate, TypingRate *ratelimit.Keyed
+	// and starts typing indicators, RoomRate how fast one user creates
+	// rooms (public ones, and direct ones by opening them first); nil: no
+	// limit.
+	MessageRate, TypingRate, RoomRate *ratelimit.Keyed
 	// TypingTTL is how long a typing indicator lasts unless renewed.
 	// Default DefaultTypingTTL.
 	TypingTTL time.Duration
@@ -133,21 +135,35 @@ func userID(u *models.User) int64 {
 	return u.ID
 }
 
-// RoomsFor returns the rooms viewer (nil: an anonymous caller) sees: the
-// public ones by name, then their direct ones, newest first.
-func (s *Service) RoomsFor(ctx context.Context, viewer *models.User) ([]*models.Room, error) {
-	return s.db.RoomsFor(ctx, userID(viewer))
+// ListRooms returns a page of up to limit rooms of viewer's room list (nil:
+// an anonymous caller, who sees the public rooms; see store.DB.ListRooms
+// for the order) whose name contains search (already checked by
+// models.RoomSearch; "": all), after the cursor of the previous page (nil:
+// the first page), and the moment of the list that the next page's cursor
+// keeps: every page of one list places each room as it was placed then,
+// so paging lists each room once while rooms change.
+func (s *Service) ListRooms(ctx context.Context, viewer *models.User, search string, after *models.RoomListCursor, limit int) ([]models.ListedRoom, time.Time, error) {
+	q := store.RoomListQuery{Viewer: userID(viewer), Search: search, AsOf: s.opts.Now(), Limit: limit}
+	if after != nil {
+		q.AsOf, q.After = after.AsOf, &after.After
+	}
+	rooms, err := s.db.ListRooms(ctx, q)
+	return rooms, q.AsOf, err
 }
 
 // CreateRoom creates a public room named name (trimmed, see
-// models.RoomName) and adds it to every room list. A name in use, in any
-// case, is models.BadUserInput.
-func (s *Service) CreateRoom(ctx context.Context, name string) (*models.Room, error) {
+// models.RoomName) that me has joined, and adds it to every room list. A
+// name in use, in any case, is models.BadUserInput; a refusal of the rate
+// limit models.RateLimited. Neither stores anything.
+func (s *Service) CreateRoom(ctx context.Context, me *models.User, name string) (*models.Room, error) {
 	name, err := models.RoomName(name)
 	if err != nil {
 		return nil, err
 	}
-	room, err := s.db.CreateRoom(ctx, name, s.opts.Now())
+	if !s.opts.RoomRate.Allow(ctx, me.ID) {
+		return nil, tooManyRooms()
+	}
+	room, err := s.db.CreateRoom(ctx, name, me.ID, s.opts.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -155,9 +171,16 @@ func (s *Service) CreateRoom(ctx context.Context, name string) (*models.Room, er
 	return room, nil
 }
 
+// tooManyRooms is the refusal of RoomRate.
+func tooManyRooms() error {
+	return models.Errorf(models.RateLimited, "too many new rooms; try again later")
+}
+
 // OpenDirectRoom returns the direct room of me and user otherID, creating
-// it on first use (it then appears in both room lists). me's own id is
-// models.BadUserInput, an unknown user models.NotFound.
+// it on first use (it then appears in both room lists). Opening one anew
+// counts against me's room rate limit (models.RateLimited, nothing
+// stored); reopening one is free. me's own id is models.BadUserInput, an
+// unknown user models.NotFound.
 func (s *Service) OpenDirectRoom(ctx context.Context, me *models.User, otherID int64) (*models.Room, error) {
 	if otherID == me.ID {
 		return nil, models.Errorf(models.BadUserInput, "userId: a direct room needs another user")
@@ -165,6 +188,13 @@ func (s *Service) OpenDirectRoom(ctx context.Context, me *models.User, otherID i
 	other, err := s.db.User(ctx, otherID)
 	if err != nil {
 		return nil, err
+	}
+	room, err := s.db.DirectRoom(ctx, me.ID, other.ID)
+	if models.ErrorCode(err) != models.NotFound {
+		return room, err
+	}
+	if !s.opts.RoomRate.Allow(ctx, me.ID) {
+		return nil, tooManyRooms()
 	}
 	room, created, err := s.db.OpenDirectRoom(ctx, me, other, s.opts.Now())
 	if err != nil {
@@ -196,7 +226,7 @@ func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.db.CreateMessage(ctx, room, me, text, s.opts.Now())
+	m, err := s.db.CreateMessage(ctx, room, me, text, s.opts.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +280,7 @@ func (s *Service) MarkRoomRead(ctx context.Context, me *models.User, roomID int6
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.MarkRoomRead(ctx, me.ID, room.ID); err != nil {
+	if err := s.db.MarkRoomRead(ctx, me.ID, room.ID, s.opts.Now()); err != nil {
 		return nil, err
 	}
 	s.hub.RoomChanged(ctx, room.ID, me.ID)
@@ -311,7 +341,8 @@ func (s *Service) WatchRooms(ctx context.Context, me *models.User, load func(ctx
 // query, whoever asks: they are for rooms already handed to their viewer
 // (by RoomsFor, Room, Visible or a mutation), not a way around the rule.
 
-// Rooms returns the rooms of ids that exist, by id.
+// Rooms returns the rooms of ids that exist, by id (any number of ids:
+// the store reads them in pieces, as the other batch reads).
 func (s *Service) Rooms(ctx context.Context, ids []int64) (map[int64]*models.Room, error) {
 	return s.db.Rooms(ctx, ids)
 }
@@ -328,9 +359,16 @@ func (s *Service) LastMessages(ctx context.Context, roomIDs []int64) (map[int64]
 	return s.db.LastMessages(ctx, roomIDs)
 }
 
-// UnreadCounts returns, for each of users in each of rooms, how many of the
-// room's messages the user has not read and did not post (pairs with none
+// UnreadCounts returns, for each room and user of keys, how many of the
+// room's messages the user has not read and did not post (keys with none
 // are left out; see store.DB.UnreadCounts).
-func (s *Service) UnreadCounts(ctx context.Context, rooms, users []int64) (map[models.RoomUser]int, error) {
-	return s.db.UnreadCounts(ctx, rooms, users)
+func (s *Service) UnreadCounts(ctx context.Context, keys []models.RoomUser) (map[models.RoomUser]int, error) {
+	return s.db.UnreadCounts(ctx, keys)
+}
+
+// Joined returns which keys' users have joined their public room (created,
+// posted to or read it); the others are left out. A direct room's members
+// are in it from the start.
+func (s *Service) Joined(ctx context.Context, keys []models.RoomUser) (map[models.RoomUser]bool, error) {
+	return s.db.Joined(ctx, keys)
 }

@@ -93,11 +93,27 @@ func startEnv(t *testing.T, db *store.DB, broker pubsub.Broker, opts chat.Option
 		*u.user, err = db.CreateUser(t.Context(), u.name)
 		require.NoError(t, err)
 	}
-	rooms, err := svc.RoomsFor(t.Context(), nil)
+	rooms, _, err := svc.ListRooms(t.Context(), nil, "", nil, 10)
 	require.NoError(t, err)
 	require.Len(t, rooms, 1)
-	e.general = rooms[0]
+	e.general = rooms[0].Room
 	return e
+}
+
+// roomNames returns the names of the rooms of u's room list (first 100),
+// in order.
+func (e *env) roomNames(t *testing.T, u *models.User) []string {
+	t.Helper()
+	rooms, _, err := e.svc.ListRooms(t.Context(), u, "", nil, 100)
+	require.NoError(t, err)
+	out := make([]string, len(rooms))
+	for i, r := range rooms {
+		out[i] = r.Room.Name
+		if r.Room.Direct {
+			out[i] = fmt.Sprintf("direct:%d", r.Room.ID)
+		}
+	}
+	return out
 }
 
 // view returns room id as u sees it.
@@ -293,7 +309,7 @@ func TestOpenDirectRoom(t *testing.T) {
 		_, err = e.svc.OpenDirectRoom(ctx, e.ada, 999999)
 		assert.Equal(t, models.NotFound, models.ErrorCode(err))
 
-		public, err := e.svc.CreateRoom(ctx, "later")
+		public, err := e.svc.CreateRoom(ctx, e.bob, "later")
 		require.NoError(t, err)
 		assert.Equal(t, public.ID, receive(t, cid, "cid's list").ID, "cid was told of the public room only")
 	})
@@ -304,19 +320,62 @@ func TestCreateRoom(t *testing.T) {
 		e := newEnv(t, dialect, chat.Options{})
 		ctx := t.Context()
 		lists := []<-chan *models.Room{e.watchRooms(t, e.ada), e.watchRooms(t, e.bob)}
-		room, err := e.svc.CreateRoom(ctx, "  Random ")
+		room, err := e.svc.CreateRoom(ctx, e.bob, "  Random ")
 		require.NoError(t, err)
 		assert.Equal(t, "Random", room.Name, "trimmed")
 		for _, l := range lists {
 			assert.Equal(t, room.ID, receive(t, l, "room list").ID, "every list has it")
 		}
 		for _, name := range []string{"", "  ", "random", strings.Repeat("r", models.MaxRoomNameLength+1), "a\tb"} {
-			_, err := e.svc.CreateRoom(ctx, name)
+			_, err := e.svc.CreateRoom(ctx, e.bob, name)
 			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "name %q: %v", name, err)
 		}
-		rooms, err := e.svc.RoomsFor(ctx, e.ada)
+		_, err = e.svc.MarkRoomRead(ctx, e.ada, e.general.ID)
 		require.NoError(t, err)
-		assert.Len(t, rooms, 2, "general and Random")
+		assert.Equal(t, []string{"Random", "general"}, e.roomNames(t, e.bob), "bob is in the room he created: first")
+		assert.Equal(t, []string{"general", "Random"}, e.roomNames(t, e.ada), "ada is in general, which she read")
+	})
+}
+
+// TestRoomRateLimit: creating public rooms and opening direct rooms anew
+// draw on one budget per user; over it the caller gets RATE_LIMITED and
+// nothing is stored or announced, other users create as before, reopening
+// a direct room is free, and the budget refills with time.
+func TestRoomRateLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		c := &clock{now: time.Unix(1000, 0)}
+		perHour := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 2.0 / 3600, Burst: 2}, c.Now)
+		e := newEnv(t, dialect, chat.Options{RoomRate: perHour})
+		ctx := t.Context()
+		bobsList := e.watchRooms(t, e.bob)
+		_, err := e.svc.CreateRoom(ctx, e.ada, "one")
+		require.NoError(t, err)
+		adaBob, err := e.svc.OpenDirectRoom(ctx, e.ada, e.bob.ID)
+		require.NoError(t, err)
+		receive(t, bobsList, "bob's list")
+		receive(t, bobsList, "bob's list")
+
+		_, err = e.svc.CreateRoom(ctx, e.ada, "two")
+		assert.Equal(t, "RATE_LIMITED: too many new rooms; try again later", seenByClient(err))
+		_, err = e.svc.OpenDirectRoom(ctx, e.ada, e.cid.ID)
+		assert.Equal(t, models.RateLimited, models.ErrorCode(err), "a new direct room counts")
+		again, err := e.svc.OpenDirectRoom(ctx, e.ada, e.bob.ID)
+		require.NoError(t, err, "reopening is free")
+		assert.Equal(t, adaBob.ID, again.ID)
+		_, err = e.svc.CreateRoom(ctx, e.ada, "")
+		assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "an invalid name is refused first")
+		assert.Equal(t, []string{fmt.Sprintf("direct:%d", adaBob.ID), "one", "general"}, e.roomNames(t, e.ada), "nothing stored")
+
+		theirs, err := e.svc.CreateRoom(ctx, e.cid, "cid's")
+		require.NoError(t, err, "another user's budget")
+		assert.Equal(t, theirs.ID, receive(t, bobsList, "bob's list").ID, "the refused rooms were never announced")
+
+		c.advance(30 * time.Minute)
+		_, err = e.svc.CreateRoom(ctx, e.ada, "two")
+		require.NoError(t, err, "refilled: one every half hour")
+		_, err = e.svc.CreateRoom(ctx, e.ada, "three")
+		assert.Equal(t, models.RateLimited, models.ErrorCode(err))
+		assert.EqualValues(t, 3, perHour.Refused())
 	})
 }
 
@@ -403,7 +462,7 @@ func TestMarkRoomRead(t *testing.T) {
 		e.post(t, e.ada, e.general.ID, "one")
 		e.post(t, e.ada, e.general.ID, "two")
 		unread := func(u *models.User) int {
-			n, err := e.svc.UnreadCounts(ctx, []int64{e.general.ID}, []int64{u.ID})
+			n, err := e.svc.UnreadCounts(ctx, []models.RoomUser{{Room: e.general.ID, User: u.ID}})
 			require.NoError(t, err)
 			return n[models.RoomUser{Room: e.general.ID, User: u.ID}]
 		}
@@ -411,7 +470,7 @@ func TestMarkRoomRead(t *testing.T) {
 		tabs := []<-chan *models.Room{e.watchRooms(t, e.bob), e.watchRooms(t, e.bob)}
 		room, err := e.svc.MarkRoomRead(ctx, e.bob, e.general.ID)
 		require.NoError(t, err)
-		assert.Equal(t, e.general, room)
+		assert.Equal(t, e.view(t, e.bob, e.general.ID).Room(), room, "the room, as active as its messages made it")
 		assert.Equal(t, 0, unread(e.bob))
 		assert.Equal(t, 2, unread(e.cid), "another user's count")
 		for _, tab := range tabs {

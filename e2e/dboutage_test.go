@@ -47,7 +47,7 @@ func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
 		{`mutation { markAllNotificationsRead }`, nil},
 		{`mutation { signIn(name: "late") { token } }`, nil},
 		{`{ statuses(first: 5) { edges { node { id } } } }`, nil},
-		{`{ rooms { id unreadCount lastMessage { id } } }`, nil},
+		{`{ rooms { edges { node { id unreadCount lastMessage { id } } } } }`, nil},
 	} {
 		start := time.Now()
 		r := s.do(t, token, op.query, op.vars)

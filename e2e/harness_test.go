@@ -562,23 +562,64 @@ func (s *testServer) postMessage(tb testing.TB, token, roomID, text string) stri
 
 func (s *testServer) generalRoom(tb testing.TB) room {
 	tb.Helper()
-	var d struct{ Rooms []room }
-	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
-	i := slices.IndexFunc(d.Rooms, func(r room) bool { return r.Name == "general" })
-	require.GreaterOrEqual(tb, i, 0, "a fresh install has a general room: %v", d.Rooms)
-	return d.Rooms[i]
+	named := s.generalRoomsNamed(tb)
+	require.NotEmpty(tb, named, "a fresh install has a general room")
+	return named[0]
 }
 
 // generalRoomsNamed returns the public rooms named general.
 func (s *testServer) generalRoomsNamed(tb testing.TB) []room {
 	tb.Helper()
-	var d struct{ Rooms []room }
-	s.mustDo(tb, "", `{ rooms { `+roomFields+` } }`, nil, &d)
 	var out []room
-	for _, r := range d.Rooms {
+	for _, r := range s.rooms(tb, "", "general") {
 		if r.Name == "general" {
 			out = append(out, r)
 		}
+	}
+	return out
+}
+
+// roomPage is one page of a room list.
+type roomPage struct {
+	Edges []struct {
+		Cursor string
+		Node   room
+	}
+	PageInfo struct {
+		HasNextPage bool
+		EndCursor   string
+	}
+}
+
+// roomPageQuery asks for a page of the caller's room list.
+const roomPageQuery = `query($first: Int, $after: String, $search: String) {
+  rooms(first: $first, after: $after, search: $search) { edges { cursor node { ` + roomFields + ` } } pageInfo { hasNextPage endCursor } }
+}`
+
+// roomPage returns a page of token's room list: first rooms after cursor
+// after ("": the first page) whose name contains search ("": all).
+func (s *testServer) roomPage(tb testing.TB, token string, first int, after, search string) roomPage {
+	tb.Helper()
+	vars := map[string]any{"first": first}
+	if after != "" {
+		vars["after"] = after
+	}
+	if search != "" {
+		vars["search"] = search
+	}
+	var d struct{ Rooms roomPage }
+	s.mustDo(tb, token, roomPageQuery, vars, &d)
+	return d.Rooms
+}
+
+// rooms returns the first 100 rooms of token's room list whose name
+// contains search ("": all), in list order.
+func (s *testServer) rooms(tb testing.TB, token, search string) []room {
+	tb.Helper()
+	page := s.roomPage(tb, token, 100, "", search)
+	out := make([]room, len(page.Edges))
+	for i, e := range page.Edges {
+		out[i] = e.Node
 	}
 	return out
 }
@@ -717,18 +758,13 @@ func (s *testServer) history(tb testing.TB, token, roomID string) []feedItem {
 	return items
 }
 
-// unreadCounts returns the caller's unread count of every room it sees.
+// unreadCounts returns the caller's unread count of every room of the
+// first 100 of its list.
 func (s *testServer) unreadCounts(tb testing.TB, token string) map[string]int {
 	tb.Helper()
-	var d struct {
-		Rooms []struct {
-			ID          string
-			UnreadCount int
-		}
-	}
-	s.mustDo(tb, token, `query { rooms { id unreadCount } }`, nil, &d)
-	counts := make(map[string]int, len(d.Rooms))
-	for _, r := range d.Rooms {
+	rooms := s.rooms(tb, token, "")
+	counts := make(map[string]int, len(rooms))
+	for _, r := range rooms {
 		counts[r.ID] = r.UnreadCount
 	}
 	return counts
@@ -1049,7 +1085,7 @@ func resumingSubscriber(s *testServer, feed durableFeed, want int, limit time.Du
 func startReplicas(t *testing.T, n int, redisURL string) (*opsServer, []*testServer) {
 	t.Helper()
 	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms",
-		"LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0", "LIMIT_CONNS_PER_USER": "0"}
+		"LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0", "LIMIT_CONNS_PER_USER": "0", "LIMIT_ROOMS": "0"}
 	first := startOpsServer(t, env)
 	all := []*testServer{first.testServer}
 	for range n - 1 {

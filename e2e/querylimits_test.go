@@ -73,11 +73,11 @@ func TestDocumentLimitsAreConfigurable(t *testing.T) {
 		assert.Equal(t, code, r.Errors[0].Code())
 		assert.Contains(t, r.Errors[0].Message, message)
 	}
-	refused(`{ rooms { lastMessage { author { name } } } }`, "GRAPHQL_VALIDATION_FAILED", "nests 4 fields deep; the limit is 3")
+	refused(`{ room(id: "1") { lastMessage { author { name } } } }`, "GRAPHQL_VALIDATION_FAILED", "nests 4 fields deep; the limit is 3")
 	refused(`{ a: me { id } b: me { id } c: me { id } }`, "GRAPHQL_VALIDATION_FAILED", "more than 2 aliases")
-	refused(`{ rooms { id name unreadCount } me { id name } online(roomId: "1") { id name } statuses { pageInfo { hasNextPage } } }`, "COMPLEXITY_LIMIT_EXCEEDED", "complexity")
+	refused(`{ room(id: "1") { id name unreadCount } me { id name } online(roomId: "1") { id name } statuses { pageInfo { hasNextPage } } }`, "COMPLEXITY_LIMIT_EXCEEDED", "complexity")
 	refused("{ "+strings.Repeat("me { id } ", 100)+"}", "GRAPHQL_PARSE_FAILED", "token limit")
-	r := s.do(t, "", `{ a: me { id } b: me { id } rooms { name } }`, nil)
+	r := s.do(t, "", `{ a: me { id } b: me { id } room(id: "1") { name } }`, nil)
 	assert.Empty(t, r.Errors, "within every limit")
 
 }

@@ -221,16 +221,19 @@ func TestRedisConnectionsStayBounded(t *testing.T) {
 func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
 	redis := redistest.Start(t)
 	// One status every 5 s, bursts of 1: nothing refills during the test.
-	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "LIMIT_STATUSES": "0.2"}
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "LIMIT_STATUSES": "0.2", "LIMIT_ROOMS": "2"}
 	a := startServer(t, env)
 	b := startServer(t, env)
 	token := a.signIn(t, "poster")
-	code := func(s *testServer, text string) string {
-		r := s.do(t, token, `mutation($t: String!) { postStatus(text: $t) { id } }`, map[string]any{"t": text})
+	outcome := func(s *testServer, query string, vars map[string]any) string {
+		r := s.do(t, token, query, vars)
 		if len(r.Errors) == 0 {
 			return "ok"
 		}
 		return r.Errors[0].Code()
+	}
+	code := func(s *testServer, text string) string {
+		return outcome(s, `mutation($t: String!) { postStatus(text: $t) { id } }`, map[string]any{"t": text})
 	}
 	// One through A spends the budget; B knows.
 	assert.Equal(t, "ok", code(a, "1 via A"))
@@ -239,6 +242,11 @@ func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
 	other := b.signIn(t, "other")
 	r := b.do(t, other, `mutation { postStatus(text: "someone else") { id } }`, nil)
 	assert.Empty(t, r.Errors, "another user has their own budget")
+	// Rooms (2 an hour) too: two through either replica, then none.
+	room := func(s *testServer, name string) string {
+		return outcome(s, `mutation($n: String!) { createRoom(name: $n) { id } }`, map[string]any{"n": name})
+	}
+	assert.Equal(t, []string{"ok", "ok", "RATE_LIMITED"}, []string{room(a, "r1"), room(b, "r2"), room(a, "r3")}, "the room budget is shared")
 
 	// Redis down: each replica decides alone, promptly.
 	redis.Stop()

@@ -539,6 +539,10 @@ func TestBadArgumentsGetBadUserInput(t *testing.T) {
 		{`{ kpiHistory(module: "finance", key: "cash", limit: 0) { value } }`, nil, "limit"},
 		{`{ dashboard(topN: 21) { generatedAt } }`, nil, "topN"},
 		{`{ notifications(first: 0) { edges { cursor } } }`, nil, "first"},
+		{`{ rooms(first: 101) { edges { cursor } } }`, nil, "first"},
+		{`{ rooms(after: "bm9wZQ") { edges { cursor } } }`, nil, "after"},
+		{`{ rooms(search: "` + strings.Repeat("s", 51) + `") { edges { cursor } } }`, nil, "search"},
+		{`query($r: ID!) { online(roomId: $r, first: 101) { id } }`, r, "first"},
 		{`mutation { createRoom(name: "` + strings.Repeat("r", 51) + `") { id } }`, nil, "name"},
 		{`mutation($r: ID!) { postMessage(roomId: $r, text: "` + strings.Repeat("m", 2001) + `") { id } }`, r, "2001"},
 		{`mutation($r: ID!) { postMessage(roomId: $r, text: "  ") { id } }`, r, "empty"},
@@ -550,9 +554,7 @@ func TestBadArgumentsGetBadUserInput(t *testing.T) {
 			assert.Contains(t, got.Errors[0].Message, c.names, c.query)
 		}
 	}
-	var rooms struct{ Rooms []struct{ Name string } }
-	s.mustDo(t, token, `{ rooms { name } }`, nil, &rooms)
-	assert.Len(t, rooms.Rooms, 1, "no room was created")
+	assert.Len(t, s.rooms(t, token, ""), 1, "no room was created")
 	var msgs struct {
 		Messages struct{ Edges []struct{ Cursor string } }
 	}

@@ -150,22 +150,34 @@ type ComplexityRoot struct {
 		ModuleKPIs    func(childComplexity int, module string) int
 		Modules       func(childComplexity int) int
 		Notifications func(childComplexity int, unreadOnly *bool, first *int, after *string) int
-		Online        func(childComplexity int, roomID string) int
+		Online        func(childComplexity int, roomID string, first *int) int
 		Room          func(childComplexity int, id string) int
-		Rooms         func(childComplexity int) int
+		Rooms         func(childComplexity int, first *int, after *string, search *string) int
 		Statuses      func(childComplexity int, first *int, after *string) int
 		UnreadCount   func(childComplexity int) int
 		Users         func(childComplexity int, search string, first *int) int
 	}
 
 	Room struct {
+		ActiveAt    func(childComplexity int) int
 		CreatedAt   func(childComplexity int) int
 		Direct      func(childComplexity int) int
 		ID          func(childComplexity int) int
+		Joined      func(childComplexity int) int
 		LastMessage func(childComplexity int) int
 		Members     func(childComplexity int) int
 		Name        func(childComplexity int) int
 		UnreadCount func(childComplexity int) int
+	}
+
+	RoomConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	RoomEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Session struct {
@@ -238,10 +250,10 @@ type MutationResolver interface {
 type QueryResolver interface {
 	Me(ctx context.Context) (*models.User, error)
 	Statuses(ctx context.Context, first *int, after *string) (*models.StatusConnection, error)
-	Rooms(ctx context.Context) ([]*models.Room, error)
+	Rooms(ctx context.Context, first *int, after *string, search *string) (*models.RoomConnection, error)
 	Room(ctx context.Context, id string) (*models.Room, error)
 	Messages(ctx context.Context, roomID string, last *int, before *string) (*models.MessageConnection, error)
-	Online(ctx context.Context, roomID string) ([]*models.User, error)
+	Online(ctx context.Context, roomID string, first *int) ([]*models.User, error)
 	Users(ctx context.Context, search string, first *int) ([]*models.User, error)
 	Modules(ctx context.Context) ([]string, error)
 	ModuleKPIs(ctx context.Context, module string) ([]*models.KPI, error)
@@ -256,6 +268,8 @@ type RoomResolver interface {
 	Members(ctx context.Context, obj *models.Room) ([]*models.User, error)
 	UnreadCount(ctx context.Context, obj *models.Room) (int, error)
 	LastMessage(ctx context.Context, obj *models.Room) (*models.Message, error)
+
+	Joined(ctx context.Context, obj *models.Room) (bool, error)
 }
 type SubscriptionResolver interface {
 	StatusPosted(ctx context.Context, after *string) (<-chan *models.Status, error)
@@ -794,7 +808,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Online(childComplexity, args["roomId"].(string)), true
+		return e.ComplexityRoot.Query.Online(childComplexity, args["roomId"].(string), args["first"].(*int)), true
 	case "Query.room":
 		if e.ComplexityRoot.Query.Room == nil {
 			break
@@ -811,7 +825,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Query.Rooms(childComplexity), true
+		args, err := ec.field_Query_rooms_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Rooms(childComplexity, args["first"].(*int), args["after"].(*string), args["search"].(*string)), true
 	case "Query.statuses":
 		if e.ComplexityRoot.Query.Statuses == nil {
 			break
@@ -841,6 +860,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Users(childComplexity, args["search"].(string), args["first"].(*int)), true
 
+	case "Room.activeAt":
+		if e.ComplexityRoot.Room.ActiveAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Room.ActiveAt(childComplexity), true
 	case "Room.createdAt":
 		if e.ComplexityRoot.Room.CreatedAt == nil {
 			break
@@ -859,6 +884,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Room.ID(childComplexity), true
+	case "Room.joined":
+		if e.ComplexityRoot.Room.Joined == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Room.Joined(childComplexity), true
 	case "Room.lastMessage":
 		if e.ComplexityRoot.Room.LastMessage == nil {
 			break
@@ -883,6 +914,32 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Room.UnreadCount(childComplexity), true
+
+	case "RoomConnection.edges":
+		if e.ComplexityRoot.RoomConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomConnection.Edges(childComplexity), true
+	case "RoomConnection.pageInfo":
+		if e.ComplexityRoot.RoomConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomConnection.PageInfo(childComplexity), true
+
+	case "RoomEdge.cursor":
+		if e.ComplexityRoot.RoomEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomEdge.Cursor(childComplexity), true
+	case "RoomEdge.node":
+		if e.ComplexityRoot.RoomEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RoomEdge.Node(childComplexity), true
 
 	case "Session.expiresAt":
 		if e.ComplexityRoot.Session.ExpiresAt == nil {
@@ -1212,10 +1269,20 @@ type Query {
   statuses(first: Int = 20, after: String): StatusConnection!
 
   """
-  The chat rooms the caller can see: every public room, then the caller's
-  direct rooms, each with its unread count for a signed-in caller.
+  The chat rooms the caller can see, as a relay connection. For a signed-in
+  caller the rooms they are in come first (their direct rooms, and the
+  public rooms they created, posted to or read), then the others; each part
+  most recently active first (see ` + "`" + `Room.activeAt` + "`" + `; the activity of the
+  last second counts from the next list on). ` + "`" + `first` + "`" + ` is how many to
+  return (1..100, default 20); ` + "`" + `after` + "`" + ` is the ` + "`" + `endCursor` + "`" + ` of the previous
+  page; ` + "`" + `search` + "`" + ` (up to 50 characters) keeps the rooms whose name contains
+  it, in any case (a direct room's name is the other member's). The later
+  pages of a list place every room as it was when the first page was read,
+  so paging lists each room once, in one order, while messages arrive:
+  rooms created since, and rooms that moved, reach a signed-in client
+  through ` + "`" + `roomsChanged` + "`" + `.
   """
-  rooms: [Room!]!
+  rooms(first: Int = 20, after: String, search: String): RoomConnection!
 
   """
   One room by id. A direct room the caller is not a member of is
@@ -1231,8 +1298,12 @@ type Query {
   """
   messages(roomId: ID!, last: Int = 50, before: String): MessageConnection!
 
-  "Who is online in a room now (see ` + "`" + `presence` + "`" + ` for the live list)."
-  online(roomId: ID!): [User!]!
+  """
+  Who is online in a room now, in the order they came online: the first
+  ` + "`" + `first` + "`" + ` (0..100, default 50). See ` + "`" + `presence` + "`" + ` for the live list and the
+  count.
+  """
+  online(roomId: ID!, first: Int = 50): [User!]!
 
   """
   Users whose name contains ` + "`" + `search` + "`" + ` (case-insensitive), for starting a
@@ -1556,6 +1627,33 @@ type Room {
   lastMessage: Message
   "When the room was created."
   createdAt: Time!
+  "When the room was last active: its newest message's time, else its creation."
+  activeAt: Time!
+  """
+  Whether the caller is in the room: a direct room of theirs, or a public
+  room they created, posted to or read. False for a caller without a token.
+  """
+  joined: Boolean!
+}
+
+"""
+A page of the caller's room list (relay connection).
+"""
+type RoomConnection {
+  "The rooms of this page, in list order (see ` + "`" + `Query.rooms` + "`" + `)."
+  edges: [RoomEdge!]!
+  "Where this page sits in the list."
+  pageInfo: PageInfo!
+}
+
+"""
+One room in a page, with its cursor.
+"""
+type RoomEdge {
+  "Opaque cursor of this edge; pass it as ` + "`" + `after` + "`" + ` to continue after it."
+  cursor: String!
+  "The room."
+  node: Room!
 }
 
 """
@@ -1608,11 +1706,11 @@ type Presence {
   roomId: ID!
   """
   The users online in the room, each once, in the order they came online:
-  all of them, or the first ` + "`" + `first` + "`" + `. Every event carries the whole list
+  the first ` + "`" + `first` + "`" + ` (0..100, default 50). Every event carries the list
   again, so watchers of a busy room do well to ask for the few they show
   and read ` + "`" + `count` + "`" + `.
   """
-  users(first: Int): [User!]!
+  users(first: Int = 50): [User!]!
   "How many users are online in the room."
   count: Int!
 }
@@ -1986,8 +2084,32 @@ func (ec *executionContext) childFields_Room(ctx context.Context, field graphql.
 		return ec.fieldContext_Room_lastMessage(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Room_createdAt(ctx, field)
+	case "activeAt":
+		return ec.fieldContext_Room_activeAt(ctx, field)
+	case "joined":
+		return ec.fieldContext_Room_joined(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Room", field.Name)
+}
+
+func (ec *executionContext) childFields_RoomConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_RoomConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_RoomConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RoomConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_RoomEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_RoomEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_RoomEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RoomEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Session(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2497,6 +2619,14 @@ func (ec *executionContext) field_Query_online_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["roomId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
 	return args, nil
 }
 
@@ -2511,6 +2641,36 @@ func (ec *executionContext) field_Query_room_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_rooms_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "search",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["search"] = arg2
 	return args, nil
 }
 
@@ -4542,25 +4702,37 @@ func (ec *executionContext) _Query_rooms(ctx context.Context, field graphql.Coll
 			return ec.fieldContext_Query_rooms(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Query().Rooms(ctx)
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Rooms(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["search"].(*string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*models.Room) graphql.Marshaler {
-			return ec.marshalNRoom2ᚕᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *models.RoomConnection) graphql.Marshaler {
+			return ec.marshalNRoomConnection2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomConnection(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Query_rooms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Query_rooms(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Query",
 		Field:      field,
 		IsMethod:   true,
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_Room(ctx, field)
+			return ec.childFields_RoomConnection(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_rooms_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -4663,7 +4835,7 @@ func (ec *executionContext) _Query_online(ctx context.Context, field graphql.Col
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Online(ctx, fc.Args["roomId"].(string))
+			return ec.Resolvers.Query().Online(ctx, fc.Args["roomId"].(string), fc.Args["first"].(*int))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*models.User) graphql.Marshaler {
@@ -5216,6 +5388,171 @@ func (ec *executionContext) _Room_createdAt(ctx context.Context, field graphql.C
 }
 func (ec *executionContext) fieldContext_Room_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Room", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Room_activeAt(ctx context.Context, field graphql.CollectedField, obj *models.Room) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Room_activeAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ActiveAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Room_activeAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Room", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Room_joined(ctx context.Context, field graphql.CollectedField, obj *models.Room) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Room_joined(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Room().Joined(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Room_joined(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Room", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _RoomConnection_edges(ctx context.Context, field graphql.CollectedField, obj *models.RoomConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*models.RoomEdge) graphql.Marshaler {
+			return ec.marshalNRoomEdge2ᚕᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RoomConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RoomEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RoomConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *models.RoomConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RoomConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RoomEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *models.RoomEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RoomEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _RoomEdge_node(ctx context.Context, field graphql.CollectedField, obj *models.RoomEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RoomEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Room) graphql.Marshaler {
+			return ec.marshalNRoom2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoom(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RoomEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RoomEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Room(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Session_token(ctx context.Context, field graphql.CollectedField, obj *models.Session) (ret graphql.Marshaler) {
@@ -8158,6 +8495,93 @@ func (ec *executionContext) _Room(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "activeAt":
+			out.Values[i] = ec._Room_activeAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "joined":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Room_joined(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var roomConnectionImplementors = []string{"RoomConnection"}
+
+func (ec *executionContext) _RoomConnection(ctx context.Context, sel ast.SelectionSet, obj *models.RoomConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, roomConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RoomConnection")
+		case "edges":
+			out.Values[i] = ec._RoomConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._RoomConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var roomEdgeImplementors = []string{"RoomEdge"}
+
+func (ec *executionContext) _RoomEdge(ctx context.Context, sel ast.SelectionSet, obj *models.RoomEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, roomEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RoomEdge")
+		case "cursor":
+			out.Values[i] = ec._RoomEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._RoomEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -9134,11 +9558,27 @@ func (ec *executionContext) marshalNPresence2ᚖgithubᚗcomᚋswitchboardhqᚋs
 	return ec._Presence(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNRoom2ᚕᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.Room) graphql.Marshaler {
+func (ec *executionContext) marshalNRoom2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoom(ctx context.Context, sel ast.SelectionSet, v *models.Room) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Room!")
+		return graphql.Null
+	}
+	return ec._Room(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRoomConnection2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomConnection(ctx context.Context, sel ast.SelectionSet, v *models.RoomConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RoomConnection!")
+		return graphql.Null
+	}
+	return ec._RoomConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNRoomEdge2ᚕᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.RoomEdge) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNRoom2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoom(ctx, sel, v[i])
+		return ec.marshalNRoomEdge2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomEdge(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -9150,12 +9590,12 @@ func (ec *executionContext) marshalNRoom2ᚕᚖgithubᚗcomᚋswitchboardhqᚋsw
 	return ret
 }
 
-func (ec *executionContext) marshalNRoom2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoom(ctx context.Context, sel ast.SelectionSet, v *models.Room) graphql.Marshaler {
+func (ec *executionContext) marshalNRoomEdge2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐRoomEdge(ctx context.Context, sel ast.SelectionSet, v *models.RoomEdge) graphql.Marshaler {
 	if v == nil {
-		graphql.AddInvalidNullError(ctx, "Room!")
+		graphql.AddInvalidNullError(ctx, "RoomEdge!")
 		return graphql.Null
 	}
-	return ec._Room(ctx, sel, v)
+	return ec._RoomEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNSession2ᚖgithubᚗcomᚋswitchboardhqᚋswitchboardᚋmodelsᚐSession(ctx context.Context, sel ast.SelectionSet, v *models.Session) graphql.Marshaler {

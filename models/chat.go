@@ -13,11 +13,14 @@ import (
 type Room struct {
 	ID     int64  `json:"id" gorm:"primaryKey"`
 	Name   string `json:"name" gorm:"size:200;not null"`
-	Direct bool   `json:"direct" gorm:"not null;default:false"`
+	Direct bool   `json:"direct" gorm:"not null;default:false;index:idx_rooms_listing,priority:1"`
 	// Key makes rooms unique: "name:<lower-case name>" for a public room,
 	// "direct:<low id>:<high id>" for a direct one.
 	Key       string    `json:"-" gorm:"column:room_key;size:191;not null;uniqueIndex"`
 	CreatedAt time.Time `json:"createdAt" gorm:"not null"`
+	// ActiveAt is when the room was last active: the time of its newest
+	// message, or its creation before the first. Room lists sort by it.
+	ActiveAt time.Time `json:"activeAt" gorm:"not null;default:'1970-01-01 00:00:00';index:idx_rooms_listing,priority:2"`
 }
 
 // RoomMember is one member of a direct room.
@@ -26,16 +29,63 @@ type RoomMember struct {
 	UserID int64 `gorm:"primaryKey;autoIncrement:false;index"`
 }
 
-// RoomRead is how far a user has read a room: every message up to Seq.
+// RoomRead is how far a user has read a room: every message up to Seq. A
+// user with a RoomRead of a public room has joined it (created it, posted
+// to it or read it) since JoinedAt (nil: since before that was recorded).
 type RoomRead struct {
-	UserID int64 `gorm:"primaryKey;autoIncrement:false"`
-	RoomID int64 `gorm:"primaryKey;autoIncrement:false"`
-	Seq    int64 `gorm:"not null"`
+	UserID   int64 `gorm:"primaryKey;autoIncrement:false"`
+	RoomID   int64 `gorm:"primaryKey;autoIncrement:false"`
+	Seq      int64 `gorm:"not null"`
+	JoinedAt *time.Time
 }
 
 // RoomUser is one user in one room: the key of what each user has of a
 // room, such as their unread count.
 type RoomUser struct{ Room, User int64 }
+
+// RoomPlace is where a room sits in a room list: the rooms the viewer has
+// joined (see RoomRead; a direct room always) first, then the most recently
+// active (ActiveAt), then the newest (the higher ID).
+type RoomPlace struct {
+	Joined   bool
+	ActiveAt time.Time
+	ID       int64
+}
+
+// Before reports whether p comes before q in a room list.
+func (p RoomPlace) Before(q RoomPlace) bool {
+	switch {
+	case p.Joined != q.Joined:
+		return p.Joined
+	case !p.ActiveAt.Equal(q.ActiveAt):
+		return p.ActiveAt.After(q.ActiveAt)
+	}
+	return p.ID > q.ID
+}
+
+// ListedRoom is a room of a room list, with its place in the list.
+type ListedRoom struct {
+	Room  *Room
+	Place RoomPlace
+}
+
+// RoomListCursor is where a room list continues: after the room at After,
+// in the list as it was at AsOf, the moment its first page was read.
+type RoomListCursor struct {
+	AsOf  time.Time
+	After RoomPlace
+}
+
+// RoomSearch trims a room list search and checks that it is at most
+// MaxRoomNameLength characters (a longer one matches nothing) of valid
+// UTF-8; "" searches nothing out.
+func RoomSearch(search string) (string, error) {
+	search = strings.TrimSpace(search)
+	if search == "" {
+		return "", nil
+	}
+	return boundedText("search", search, MaxRoomNameLength)
+}
 
 // GeneralRoom is the public room every installation starts with.
 const GeneralRoom = "general"
@@ -147,21 +197,42 @@ type MessageEdge struct {
 	Node   *Message
 }
 
+// RoomConnection is one page of a room list.
+type RoomConnection struct {
+	Edges    []*RoomEdge
+	PageInfo *PageInfo
+}
+
+// RoomEdge is a room in a page, with its opaque cursor.
+type RoomEdge struct {
+	Cursor string
+	Node   *Room
+}
+
 // Presence is who is online in a room, in the order they came online.
 type Presence struct {
 	RoomID int64   `json:"roomId"`
 	Online []*User `json:"users"`
 }
 
-// Users returns the users online: all of them, or the first first.
+// Online lists hold at most MaxOnlineList users, DefaultOnlineList unless
+// asked otherwise: any number of users can come online in a room.
+const (
+	DefaultOnlineList = 50
+	MaxOnlineList     = 100
+)
+
+// Users returns the first first users online (DefaultOnlineList when
+// nil), 0..MaxOnlineList.
 func (p *Presence) Users(first *int) ([]*User, error) {
-	if first == nil {
-		return p.Online, nil
+	n := DefaultOnlineList
+	if first != nil {
+		n = *first
 	}
-	if *first < 0 {
-		return nil, Errorf(BadUserInput, "first must be 0 or more (got %d)", *first)
+	if n < 0 || n > MaxOnlineList {
+		return nil, Errorf(BadUserInput, "first must be between 0 and %d (got %d)", MaxOnlineList, n)
 	}
-	return p.Online[:min(*first, len(p.Online))], nil
+	return p.Online[:min(n, len(p.Online))], nil
 }
 
 // Count is how many users are online.

@@ -2,8 +2,10 @@ package resolvers
 
 import (
 	"context"
+	"encoding/base64"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/chat"
@@ -77,4 +79,60 @@ func (r *Resolver) callerIn(ctx context.Context, roomID string) (*models.User, i
 		return nil, 0, err
 	}
 	return me, id, nil
+}
+
+// roomCursorKind names room list cursors.
+const roomCursorKind = "room"
+
+// encodeRoomCursor makes the opaque cursor of a room at place in a room
+// list read as of asOf (see chat.Service.ListRooms): the list's moment
+// travels with every cursor, so that the next page places the rooms as the
+// first one did.
+func encodeRoomCursor(asOf time.Time, place models.RoomPlace) string {
+	joined := "0"
+	if place.Joined {
+		joined = "1"
+	}
+	raw := strings.Join([]string{roomCursorKind, strconv.FormatInt(asOf.UnixMilli(), 10), joined,
+		strconv.FormatInt(place.ActiveAt.UnixMilli(), 10), strconv.FormatInt(place.ID, 10)}, ":")
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// decodeRoomCursor reads a cursor made by encodeRoomCursor.
+func decodeRoomCursor(cursor string) (*models.RoomListCursor, error) {
+	bad := models.Errorf(models.BadUserInput, "after is not a cursor of this list")
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return nil, bad
+	}
+	parts := strings.Split(string(raw), ":")
+	if len(parts) != 5 || parts[0] != roomCursorKind || (parts[2] != "0" && parts[2] != "1") {
+		return nil, bad
+	}
+	var n [3]int64
+	for i, p := range []string{parts[1], parts[3], parts[4]} {
+		if n[i], err = strconv.ParseInt(p, 10, 64); err != nil || n[i] <= 0 {
+			return nil, bad
+		}
+	}
+	return &models.RoomListCursor{
+		AsOf:  time.UnixMilli(n[0]).UTC(),
+		After: models.RoomPlace{Joined: parts[2] == "1", ActiveAt: time.UnixMilli(n[1]).UTC(), ID: n[2]},
+	}, nil
+}
+
+// roomPage turns rooms, fetched one beyond the page size n from a list read
+// as of asOf, into a relay page; a page continued after a cursor has
+// previous pages.
+func roomPage(rooms []models.ListedRoom, n int, asOf time.Time, continued bool) *models.RoomConnection {
+	info := &models.PageInfo{HasNextPage: len(rooms) > n, HasPreviousPage: continued}
+	rooms = rooms[:min(n, len(rooms))]
+	edges := make([]*models.RoomEdge, len(rooms))
+	for i, r := range rooms {
+		edges[i] = &models.RoomEdge{Cursor: encodeRoomCursor(asOf, r.Place), Node: r.Room}
+	}
+	if len(edges) > 0 {
+		info.StartCursor, info.EndCursor = &edges[0].Cursor, &edges[len(edges)-1].Cursor
+	}
+	return &models.RoomConnection{Edges: edges, PageInfo: info}
 }

@@ -2,8 +2,6 @@ package resolvers
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/switchboardhq/switchboard/batch"
@@ -18,12 +16,17 @@ import (
 // its last message at about the same moment. Loads asked within batchWait
 // share one query, so a list costs a few queries, not a few per room, and a
 // message a few, not a few per watcher (see package batch: each answer is
-// read after it was asked for, never from a cache).
+// read after it was asked for, never from a cache). A batch has no bound of
+// its own (every watcher of a busy room joins it): the store reads any set
+// in pieces of a bounded size, and the pairs of the unread counts and
+// joined flags in groups that never multiply one user's rooms by another
+// room's watchers (see store.DB.UnreadCounts).
 type loaders struct {
 	rooms   *batch.Loader[int64, *models.Room]
 	members *batch.Loader[int64, []*models.User]
 	last    *batch.Loader[int64, *models.Message]
 	unread  *batch.Loader[models.RoomUser, int]
+	joined  *batch.Loader[models.RoomUser, bool]
 }
 
 const (
@@ -39,15 +42,8 @@ func (r *Resolver) loaders() *loaders {
 			rooms:   batch.New(batchWait, batchTimeout, r.Chat.Rooms),
 			members: batch.New(batchWait, batchTimeout, r.Chat.Members),
 			last:    batch.New(batchWait, batchTimeout, r.Chat.LastMessages),
-			unread: batch.New(batchWait, batchTimeout, func(ctx context.Context, keys []models.RoomUser) (map[models.RoomUser]int, error) {
-				// A batch is one room's watchers or one user's rooms: the
-				// cross product of its rooms and users is hardly larger.
-				rooms, users := map[int64]bool{}, map[int64]bool{}
-				for _, k := range keys {
-					rooms[k.Room], users[k.User] = true, true
-				}
-				return r.Chat.UnreadCounts(ctx, slices.Collect(maps.Keys(rooms)), slices.Collect(maps.Keys(users)))
-			}),
+			unread:  batch.New(batchWait, batchTimeout, r.Chat.UnreadCounts),
+			joined:  batch.New(batchWait, batchTimeout, r.Chat.Joined),
 		}
 	})
 	return r.batch

@@ -52,10 +52,11 @@ func (r *mutationResolver) SignOut(ctx context.Context) (bool, error) {
 
 // CreateRoom is the resolver for the createRoom field.
 func (r *mutationResolver) CreateRoom(ctx context.Context, name string) (*models.Room, error) {
-	if _, err := r.currentUser(ctx); err != nil {
+	me, err := r.currentUser(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return r.Chat.CreateRoom(ctx, name)
+	return r.Chat.CreateRoom(ctx, me, name)
 }
 
 // OpenDirectRoom is the resolver for the openDirectRoom field.
@@ -170,8 +171,28 @@ func (r *queryResolver) Statuses(ctx context.Context, first *int, after *string)
 }
 
 // Rooms is the resolver for the rooms field.
-func (r *queryResolver) Rooms(ctx context.Context) ([]*models.Room, error) {
-	return r.Chat.RoomsFor(ctx, viewer(ctx))
+func (r *queryResolver) Rooms(ctx context.Context, first *int, after *string, search *string) (*models.RoomConnection, error) {
+	n, err := pageSize("first", first)
+	if err != nil {
+		return nil, err
+	}
+	var cursor *models.RoomListCursor
+	if after != nil {
+		if cursor, err = decodeRoomCursor(*after); err != nil {
+			return nil, err
+		}
+	}
+	var term string
+	if search != nil {
+		if term, err = models.RoomSearch(*search); err != nil {
+			return nil, err
+		}
+	}
+	rooms, asOf, err := r.Chat.ListRooms(ctx, viewer(ctx), term, cursor, n+1)
+	if err != nil {
+		return nil, err
+	}
+	return roomPage(rooms, n, asOf, after != nil), nil
 }
 
 // Room is the resolver for the room field.
@@ -212,12 +233,13 @@ func (r *queryResolver) Messages(ctx context.Context, roomID string, last *int, 
 }
 
 // Online is the resolver for the online field.
-func (r *queryResolver) Online(ctx context.Context, roomID string) ([]*models.User, error) {
+func (r *queryResolver) Online(ctx context.Context, roomID string, first *int) ([]*models.User, error) {
 	v, err := r.room(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.Online(v), nil
+	online := &models.Presence{RoomID: v.Room().ID, Online: r.Chat.Online(v)}
+	return online.Users(first)
 }
 
 // Users is the resolver for the users field.
@@ -360,6 +382,18 @@ func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, 
 func (r *roomResolver) LastMessage(ctx context.Context, obj *models.Room) (*models.Message, error) {
 	m, _, err := r.loaders().last.Load(ctx, obj.ID)
 	return m, err
+}
+
+// Joined is the resolver for the joined field.
+func (r *roomResolver) Joined(ctx context.Context, obj *models.Room) (bool, error) {
+	switch {
+	case callerID(ctx) == 0:
+		return false, nil
+	case obj.Direct: // handed only to its members
+		return true, nil
+	}
+	joined, _, err := r.loaders().joined.Load(ctx, models.RoomUser{Room: obj.ID, User: callerID(ctx)})
+	return joined, err
 }
 
 // StatusPosted is the resolver for the statusPosted field.

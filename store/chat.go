@@ -15,15 +15,35 @@ import (
 
 // ensureGeneralRoom creates the general room on a fresh database.
 func ensureGeneralRoom(g *gorm.DB) error {
-	room := &models.Room{Name: models.GeneralRoom, Key: models.PublicRoomKey(models.GeneralRoom), CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	room := &models.Room{Name: models.GeneralRoom, Key: models.PublicRoomKey(models.GeneralRoom), CreatedAt: now, ActiveAt: now}
 	return g.Clauses(clause.OnConflict{DoNothing: true}).Create(room).Error
 }
 
-// CreateRoom creates a public room named name (already validated). A name
-// in use (case-insensitive) is a models.BadUserInput error.
-func (db *DB) CreateRoom(ctx context.Context, name string, now time.Time) (*models.Room, error) {
-	room := &models.Room{Name: name, Key: models.PublicRoomKey(name), CreatedAt: now.UTC().Truncate(time.Millisecond)}
-	err := db.gorm.WithContext(ctx).Create(room).Error
+// backfillActivity sets the activity of the rooms that have none yet (made
+// before rooms recorded it: their ActiveAt is the column's default, before
+// their creation) to their newest message's time, else their creation.
+func backfillActivity(g *gorm.DB) error {
+	return g.Exec(`UPDATE rooms SET active_at = COALESCE(
+		(SELECT m.created_at FROM messages m WHERE m.room_id = rooms.id ORDER BY m.seq DESC LIMIT 1),
+		created_at) WHERE active_at < created_at`).Error
+}
+
+// CreateRoom creates a public room named name (already validated), which
+// creatorID (0: nobody) has joined from the start. A name in use
+// (case-insensitive) is a models.BadUserInput error.
+func (db *DB) CreateRoom(ctx context.Context, name string, creatorID int64, now time.Time) (*models.Room, error) {
+	now = now.UTC().Truncate(time.Millisecond)
+	room := &models.Room{Name: name, Key: models.PublicRoomKey(name), CreatedAt: now, ActiveAt: now}
+	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(room).Error; err != nil {
+			return err
+		}
+		if creatorID == 0 {
+			return nil
+		}
+		return markRead(tx, creatorID, room.ID, 0, now)
+	})
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
 		return nil, models.Errorf(models.BadUserInput, "a room named %q exists already", name)
 	}
@@ -39,7 +59,7 @@ func (db *DB) Room(ctx context.Context, id int64) (*models.Room, error) {
 	if err := db.gorm.WithContext(ctx).Take(&r, id).Error; err != nil {
 		return nil, translateFind(err, "room", id)
 	}
-	r.CreatedAt = r.CreatedAt.UTC()
+	normalizeRooms([]*models.Room{&r})
 	return &r, nil
 }
 
@@ -68,25 +88,30 @@ func (db *DB) RoomFor(ctx context.Context, id, userID int64) (*models.Room, erro
 	return nil, models.Errorf(models.NotFound, "room %d not found", id)
 }
 
+// DirectRoom returns the direct room of users a and b, or a
+// models.NotFound error when it was never opened.
+func (db *DB) DirectRoom(ctx context.Context, a, b int64) (*models.Room, error) {
+	var r models.Room
+	err := db.gorm.WithContext(ctx).Take(&r, "room_key = ?", models.DirectRoomKey(a, b)).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, models.Errorf(models.NotFound, "no direct room of users %d and %d", a, b)
+	}
+	if err != nil {
+		return nil, translate(err, "find direct room")
+	}
+	normalizeRooms([]*models.Room{&r})
+	return &r, nil
+}
+
 // OpenDirectRoom returns the direct room of users a and b, creating it on
 // first use. Concurrent first uses end with the same room. created says
 // whether this call created it.
 func (db *DB) OpenDirectRoom(ctx context.Context, a, b *models.User, now time.Time) (room *models.Room, created bool, err error) {
-	key := models.DirectRoomKey(a.ID, b.ID)
-	find := func() (*models.Room, error) {
-		var r models.Room
-		if err := db.gorm.WithContext(ctx).Take(&r, "room_key = ?", key).Error; err != nil {
-			return nil, err
-		}
-		r.CreatedAt = r.CreatedAt.UTC()
-		return &r, nil
+	if r, err := db.DirectRoom(ctx, a.ID, b.ID); err == nil || models.ErrorCode(err) != models.NotFound {
+		return r, false, err
 	}
-	if r, err := find(); err == nil {
-		return r, false, nil
-	} else if !errors.Is(err, gorm.ErrRecordNotFound) {
-		return nil, false, translate(err, "find direct room")
-	}
-	room = &models.Room{Name: "", Direct: true, Key: key, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	now = now.UTC().Truncate(time.Millisecond)
+	room = &models.Room{Name: "", Direct: true, Key: models.DirectRoomKey(a.ID, b.ID), CreatedAt: now, ActiveAt: now}
 	err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Create(room).Error; err != nil {
 			return err
@@ -94,11 +119,8 @@ func (db *DB) OpenDirectRoom(ctx context.Context, a, b *models.User, now time.Ti
 		return tx.Create([]models.RoomMember{{RoomID: room.ID, UserID: a.ID}, {RoomID: room.ID, UserID: b.ID}}).Error
 	})
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
-		r, err := find() // the other side opened it at the same moment
-		if err != nil {
-			return nil, false, translate(err, "find direct room")
-		}
-		return r, false, nil
+		r, err := db.DirectRoom(ctx, a.ID, b.ID) // the other side opened it at the same moment
+		return r, false, err
 	}
 	if err != nil {
 		return nil, false, translate(err, "create direct room")
@@ -107,72 +129,57 @@ func (db *DB) OpenDirectRoom(ctx context.Context, a, b *models.User, now time.Ti
 }
 
 // RoomMembers returns the members of each direct room of roomIDs, ordered
-// by id, in one query; public rooms, which have none, are left out.
+// by id, in a query per maxInList rooms; public rooms, which have none, are
+// left out.
 func (db *DB) RoomMembers(ctx context.Context, roomIDs []int64) (map[int64][]*models.User, error) {
 	out := make(map[int64][]*models.User)
-	if len(roomIDs) == 0 {
-		return out, nil
-	}
-	var rows []struct {
-		RoomID int64
-		models.User
-	}
-	err := db.gorm.WithContext(ctx).Table("room_members").
-		Select("room_members.room_id AS room_id, users.*").
-		Joins("JOIN users ON users.id = room_members.user_id").
-		Where("room_members.room_id IN ?", roomIDs).
-		Order("room_members.room_id, users.id").Scan(&rows).Error
-	if err != nil {
-		return nil, translate(err, "list room members")
-	}
-	for i := range rows {
-		u := rows[i].User
-		u.CreatedAt = u.CreatedAt.UTC()
-		out[rows[i].RoomID] = append(out[rows[i].RoomID], &u)
-	}
-	return out, nil
-}
-
-// RoomsFor returns the rooms userID sees: the public ones by name, then its
-// direct ones, newest first (userID 0: the public ones only).
-func (db *DB) RoomsFor(ctx context.Context, userID int64) ([]*models.Room, error) {
-	var public, direct []*models.Room
-	g := db.gorm.WithContext(ctx)
-	if err := g.Where("direct = ?", false).Order("LOWER(name), name").Find(&public).Error; err != nil {
-		return nil, translate(err, "list rooms")
-	}
-	if userID != 0 {
-		err := g.Joins("JOIN room_members ON room_members.room_id = rooms.id AND room_members.user_id = ?", userID).
-			Where("rooms.direct = ?", true).Order("rooms.id DESC").Find(&direct).Error
-		if err != nil {
-			return nil, translate(err, "list direct rooms")
+	err := chunked(roomIDs, func(ids []int64) error {
+		var rows []struct {
+			RoomID int64
+			models.User
 		}
-	}
-	out := append(public, direct...)
-	for _, r := range out {
-		r.CreatedAt = r.CreatedAt.UTC()
-	}
-	return out, nil
+		err := db.gorm.WithContext(ctx).Table("room_members").
+			Select("room_members.room_id AS room_id, users.*").
+			Joins("JOIN users ON users.id = room_members.user_id").
+			Where("room_members.room_id IN ?", ids).
+			Order("room_members.room_id, users.id").Scan(&rows).Error
+		if err != nil {
+			return translate(err, "list room members")
+		}
+		for i := range rows {
+			u := rows[i].User
+			u.CreatedAt = u.CreatedAt.UTC()
+			out[rows[i].RoomID] = append(out[rows[i].RoomID], &u)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // CreateMessage appends a message by author (text already validated) to
-// room's stream and marks the room read for the author up to it.
-func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *models.User, text string, now time.Time) (*models.Message, error) {
+// room's stream, marks the room read for the author up to it and makes it
+// the room's latest activity. The message's time is read from now once its
+// position is taken, so that within a room times follow positions (on one
+// clock) and a message is committed moments after its time.
+func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *models.User, text string, now func() time.Time) (*models.Message, error) {
 	name := models.RoomStream(room.ID)
 	if err := db.ensureStream(ctx, name); err != nil {
 		return nil, err
 	}
-	m := &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	m := &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID}
 	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		pos, err := appendPosition(tx, name)
 		if err != nil {
 			return err
 		}
-		m.Seq = pos
+		m.Seq, m.CreatedAt = pos, now().UTC().Truncate(time.Millisecond)
 		if err := tx.Omit("Author").Create(m).Error; err != nil {
 			return err
 		}
-		return markRead(tx, author.ID, room.ID, pos)
+		if err := tx.Model(&models.Room{}).Where("id = ?", room.ID).Update("active_at", m.CreatedAt).Error; err != nil {
+			return err
+		}
+		return markRead(tx, author.ID, room.ID, pos, m.CreatedAt)
 	})
 	if err != nil {
 		return nil, translate(err, "create message")
@@ -181,67 +188,103 @@ func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *mode
 	return m, nil
 }
 
-// markRead records that userID has read room up to seq (never backwards).
-func markRead(tx *gorm.DB, userID, roomID, seq int64) error {
+// markRead records that userID has read room up to seq (never backwards);
+// a first read joins the room at now.
+func markRead(tx *gorm.DB, userID, roomID, seq int64, now time.Time) error {
+	now = now.UTC().Truncate(time.Millisecond)
 	return tx.Clauses(clause.OnConflict{
 		Columns:   []clause.Column{{Name: "user_id"}, {Name: "room_id"}},
 		DoUpdates: clause.Set{{Column: clause.Column{Name: "seq"}, Value: gorm.Expr("CASE WHEN ? > room_reads.seq THEN ? ELSE room_reads.seq END", seq, seq)}},
-	}).Create(&models.RoomRead{UserID: userID, RoomID: roomID, Seq: seq}).Error
+	}).Create(&models.RoomRead{UserID: userID, RoomID: roomID, Seq: seq, JoinedAt: &now}).Error
 }
 
-// MarkRoomRead records that userID has read every message of room.
-func (db *DB) MarkRoomRead(ctx context.Context, userID, roomID int64) error {
+// MarkRoomRead records that userID has read every message of room (and so
+// joined it, at now if not before).
+func (db *DB) MarkRoomRead(ctx context.Context, userID, roomID int64, now time.Time) error {
 	head, err := db.Head(ctx, models.RoomStream(roomID))
 	if err != nil {
 		return err
 	}
-	if err := markRead(db.gorm.WithContext(ctx), userID, roomID, head); err != nil {
+	if err := markRead(db.gorm.WithContext(ctx), userID, roomID, head, now); err != nil {
 		return translate(err, "mark room read")
 	}
 	return nil
 }
 
-// UnreadCounts returns, for each of users in each of rooms, how many of the
+// UnreadCounts returns, for each room and user of keys, how many of the
 // room's messages the user has not read and did not post; before a user
 // first reads a room, the messages posted since the user was created count.
-// Pairs with none are left out. One query serves a user's room list (one
-// user, many rooms) and a room's watchers (one room, many users).
-func (db *DB) UnreadCounts(ctx context.Context, rooms, users []int64) (map[models.RoomUser]int, error) {
+// Keys with none are left out. Keys are counted in groups whose rooms and
+// users pair up to exactly those keys (see pairGroups), maxInList rooms by
+// maxInList users per query: a user's room list (one user, many rooms) and
+// a room's watchers (one room, many users) are a few queries each, and
+// asked together they do not multiply.
+func (db *DB) UnreadCounts(ctx context.Context, keys []models.RoomUser) (map[models.RoomUser]int, error) {
 	out := make(map[models.RoomUser]int)
-	if len(rooms) == 0 || len(users) == 0 {
-		return out, nil
-	}
-	var rows []struct {
-		UserID, RoomID int64
-		N              int
-	}
-	err := db.gorm.WithContext(ctx).Table("users").
-		Select("users.id AS user_id, messages.room_id AS room_id, COUNT(*) AS n").
-		Joins("JOIN messages ON messages.room_id IN ? AND messages.author_id <> users.id AND messages.created_at >= users.created_at", rooms).
-		Joins("LEFT JOIN room_reads ON room_reads.room_id = messages.room_id AND room_reads.user_id = users.id").
-		Where("users.id IN ? AND messages.seq > COALESCE(room_reads.seq, 0)", users).
-		Group("users.id, messages.room_id").Scan(&rows).Error
-	if err != nil {
-		return nil, translate(err, "count unread messages")
-	}
-	for _, r := range rows {
-		out[models.RoomUser{Room: r.RoomID, User: r.UserID}] = r.N
-	}
-	return out, nil
+	err := forPairs(keys, func(rooms, users []int64) error {
+		var rows []struct {
+			UserID, RoomID int64
+			N              int
+		}
+		err := db.gorm.WithContext(ctx).Table("users").
+			Select("users.id AS user_id, messages.room_id AS room_id, COUNT(*) AS n").
+			Joins("JOIN messages ON messages.room_id IN ? AND messages.author_id <> users.id AND messages.created_at >= users.created_at", rooms).
+			Joins("LEFT JOIN room_reads ON room_reads.room_id = messages.room_id AND room_reads.user_id = users.id").
+			Where("users.id IN ? AND messages.seq > COALESCE(room_reads.seq, 0)", users).
+			Group("users.id, messages.room_id").Scan(&rows).Error
+		if err != nil {
+			return translate(err, "count unread messages")
+		}
+		for _, r := range rows {
+			out[models.RoomUser{Room: r.RoomID, User: r.UserID}] = r.N
+		}
+		return nil
+	})
+	return out, err
 }
 
-// Rooms returns the rooms of ids that exist, by id.
+// Joined returns which keys' users have joined their public room (created,
+// posted to or read it), in groups as UnreadCounts; the others are left
+// out. A direct room's members are in it from the start: ask RoomFor.
+func (db *DB) Joined(ctx context.Context, keys []models.RoomUser) (map[models.RoomUser]bool, error) {
+	out := make(map[models.RoomUser]bool)
+	err := forPairs(keys, func(rooms, users []int64) error {
+		var rows []models.RoomRead
+		err := db.gorm.WithContext(ctx).Select("user_id", "room_id").
+			Where("room_id IN ? AND user_id IN ?", rooms, users).Find(&rows).Error
+		if err != nil {
+			return translate(err, "list joined rooms")
+		}
+		for _, r := range rows {
+			out[models.RoomUser{Room: r.RoomID, User: r.UserID}] = true
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Rooms returns the rooms of ids that exist, by id, in a query per
+// maxInList ids.
 func (db *DB) Rooms(ctx context.Context, ids []int64) (map[int64]*models.Room, error) {
-	var rooms []*models.Room
-	if err := db.gorm.WithContext(ctx).Where("id IN ?", ids).Find(&rooms).Error; err != nil {
-		return nil, translate(err, "list rooms")
-	}
-	out := make(map[int64]*models.Room, len(rooms))
+	out := make(map[int64]*models.Room, len(ids))
+	err := chunked(ids, func(ids []int64) error {
+		var rooms []*models.Room
+		if err := db.gorm.WithContext(ctx).Where("id IN ?", ids).Find(&rooms).Error; err != nil {
+			return translate(err, "list rooms")
+		}
+		normalizeRooms(rooms)
+		for _, r := range rooms {
+			out[r.ID] = r
+		}
+		return nil
+	})
+	return out, err
+}
+
+func normalizeRooms(rooms []*models.Room) {
 	for _, r := range rooms {
-		r.CreatedAt = r.CreatedAt.UTC()
-		out[r.ID] = r
+		r.CreatedAt, r.ActiveAt = r.CreatedAt.UTC(), r.ActiveAt.UTC()
 	}
-	return out, nil
 }
 
 // MessagesAfter returns up to limit messages of room after position after,
@@ -273,24 +316,24 @@ func (db *DB) MessagesBefore(ctx context.Context, roomID, before int64, limit in
 }
 
 // LastMessages returns the newest message of each room of roomIDs, with its
-// author, in one query: the message at each room's highest position. Rooms
-// without messages are left out.
+// author, in a query per maxInList rooms: the message at each room's
+// highest position. Rooms without messages are left out.
 func (db *DB) LastMessages(ctx context.Context, roomIDs []int64) (map[int64]*models.Message, error) {
 	out := make(map[int64]*models.Message, len(roomIDs))
-	if len(roomIDs) == 0 {
-		return out, nil
-	}
-	g := db.gorm.WithContext(ctx)
-	newest := g.Model(&models.Message{}).Select("room_id, MAX(seq)").Where("room_id IN ?", roomIDs).Group("room_id")
-	var last []*models.Message
-	if err := g.Preload("Author").Where("(room_id, seq) IN (?)", newest).Find(&last).Error; err != nil {
-		return nil, translate(err, "list the rooms' last messages")
-	}
-	normalizeMessages(last)
-	for _, m := range last {
-		out[m.RoomID] = m
-	}
-	return out, nil
+	err := chunked(roomIDs, func(ids []int64) error {
+		g := db.gorm.WithContext(ctx)
+		newest := g.Model(&models.Message{}).Select("room_id, MAX(seq)").Where("room_id IN ?", ids).Group("room_id")
+		var last []*models.Message
+		if err := g.Preload("Author").Where("(room_id, seq) IN (?)", newest).Find(&last).Error; err != nil {
+			return translate(err, "list the rooms' last messages")
+		}
+		normalizeMessages(last)
+		for _, m := range last {
+			out[m.RoomID] = m
+		}
+		return nil
+	})
+	return out, err
 }
 
 func normalizeMessages(ms []*models.Message) {

@@ -31,7 +31,7 @@ var _ stream.Source[*models.Message] = store.MessageLog{}
 // newRoom creates a public room named name.
 func newRoom(tb testing.TB, db *store.DB, name string) *models.Room {
 	tb.Helper()
-	r, err := db.CreateRoom(context.Background(), name, time.Now())
+	r, err := db.CreateRoom(context.Background(), name, 0, time.Now())
 	require.NoError(tb, err, "create room %q", name)
 	return r
 }
@@ -47,10 +47,13 @@ func openDirect(tb testing.TB, db *store.DB, a, b *models.User) *models.Room {
 // say posts text by author to room at now.
 func say(tb testing.TB, db *store.DB, room *models.Room, author *models.User, text string, now time.Time) *models.Message {
 	tb.Helper()
-	m, err := db.CreateMessage(context.Background(), room, author, text, now)
+	m, err := db.CreateMessage(context.Background(), room, author, text, at(now))
 	require.NoError(tb, err, "post %q", text)
 	return m
 }
+
+// at is a clock stopped at t.
+func at(t time.Time) func() time.Time { return func() time.Time { return t } }
 
 // chatter posts n messages by author to room, texts "message 1"…, and
 // returns them.
@@ -143,15 +146,14 @@ func TestGeneralRoom(t *testing.T) {
 		db := replicas[0]
 		require.NoError(t, db.Migrate(ctx), "third migration")
 		for _, s := range replicas {
-			rooms, err := s.RoomsFor(ctx, 0)
-			require.NoError(t, err)
+			rooms := listAll(t, s, 0)
 			require.Equal(t, []string{models.GeneralRoom}, roomNames(rooms), "a fresh database has exactly one room")
 			assert.False(t, rooms[0].Direct)
 			got, err := s.RoomFor(ctx, rooms[0].ID, 0)
 			require.NoError(t, err, "anyone sees the general room")
 			assert.Equal(t, rooms[0], got)
 		}
-		_, err := db.CreateRoom(ctx, "General", time.Now())
+		_, err := db.CreateRoom(ctx, "General", 0, time.Now())
 		requireCode(t, models.BadUserInput, err)
 	})
 }
@@ -175,7 +177,7 @@ func TestCreateRoom(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				r, err := db.CreateRoom(ctx, tt.roomName, now)
+				r, err := db.CreateRoom(ctx, tt.roomName, 0, now)
 				if tt.wantErr {
 					requireCode(t, models.BadUserInput, err)
 					assert.Contains(t, err.Error(), fmt.Sprintf("%q", tt.roomName))
@@ -188,14 +190,14 @@ func TestCreateRoom(t *testing.T) {
 				assert.False(t, r.Direct)
 				assert.Equal(t, time.UTC, r.CreatedAt.Location())
 				assert.True(t, r.CreatedAt.Equal(now.Truncate(time.Millisecond)), "CreatedAt %v", r.CreatedAt)
+				assert.Equal(t, r.CreatedAt, r.ActiveAt, "a new room's activity is its creation")
 
 				got, err := db.Room(ctx, r.ID)
 				require.NoError(t, err)
 				assert.Equal(t, r, got)
 			})
 		}
-		rooms, err := db.RoomsFor(ctx, 0)
-		require.NoError(t, err)
+		rooms := listAll(t, db, 0)
 		assert.Len(t, rooms, 4, "rooms %v: a refused name left a room behind", roomNames(rooms))
 	})
 }
@@ -324,47 +326,10 @@ func TestOpenDirectRoomConcurrently(t *testing.T) {
 
 			assertMembers(t, replicas[0], r[0].room.ID, a, b)
 			for _, u := range []*models.User{a, b} {
-				rooms, err := replicas[1].RoomsFor(t.Context(), u.ID)
-				require.NoError(t, err)
-				assert.Equal(t, []string{models.GeneralRoom, fmt.Sprintf("direct:%d", r[0].room.ID)}, roomNames(rooms),
+				// Their direct room first: they are in it.
+				assert.Equal(t, []string{fmt.Sprintf("direct:%d", r[0].room.ID), models.GeneralRoom}, roomNames(listAll(t, replicas[1], u.ID)),
 					"pair %d: the rooms %s sees", i, u.Name)
 			}
-		}
-	})
-}
-
-func TestRoomsFor(t *testing.T) {
-	forEachStore(t, func(t *testing.T, db *store.DB) {
-		ada, bob, cid, eve := newUser(t, db, "ada"), newUser(t, db, "bob"), newUser(t, db, "cid"), newUser(t, db, "eve")
-		newRoom(t, db, "zulu")
-		adaBob := openDirect(t, db, ada, bob)
-		newRoom(t, db, "alpha")
-		adaCid := openDirect(t, db, cid, ada)
-		newRoom(t, db, "mike")
-		public := []string{"alpha", models.GeneralRoom, "mike", "zulu"}
-		direct := func(rooms ...*models.Room) []string {
-			return append(slices.Clone(public), roomNames(rooms)...)
-		}
-		tests := []struct {
-			name   string
-			userID int64
-			want   []string
-		}{
-			{name: "anonymous", userID: 0, want: public},
-			{name: "no direct rooms", userID: eve.ID, want: public},
-			{name: "one direct room", userID: bob.ID, want: direct(adaBob)},
-			{name: "two direct rooms, newest first", userID: ada.ID, want: direct(adaCid, adaBob)},
-			{name: "the other side", userID: cid.ID, want: direct(adaCid)},
-		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				got, err := db.RoomsFor(t.Context(), tt.userID)
-				require.NoError(t, err)
-				assert.Equal(t, tt.want, roomNames(got))
-				for _, r := range got {
-					assert.Equal(t, time.UTC, r.CreatedAt.Location(), "room %d", r.ID)
-				}
-			})
 		}
 	})
 }
@@ -407,7 +372,7 @@ func TestCreateMessage(t *testing.T) {
 		}
 		live := make(map[int64][]*models.Message)
 		for _, tt := range tests {
-			m, err := db.CreateMessage(ctx, tt.room, tt.author, tt.text, tt.now)
+			m, err := db.CreateMessage(ctx, tt.room, tt.author, tt.text, at(tt.now))
 			require.NoError(t, err, tt.name)
 			assert.Equal(t, tt.wantSeq, m.Seq, "%s: Seq", tt.name)
 			assert.Equal(t, tt.room.ID, m.RoomID, tt.name)
@@ -435,6 +400,9 @@ func TestCreateMessage(t *testing.T) {
 			head, err := db.Head(ctx, models.RoomStream(room.ID))
 			require.NoError(t, err)
 			assert.Equal(t, int64(len(want)), head, "head of room %d", room.ID)
+			stored, err := db.Room(ctx, room.ID)
+			require.NoError(t, err)
+			assert.Equal(t, want[len(want)-1].CreatedAt, stored.ActiveAt, "room %d is as active as its newest message", room.ID)
 		}
 	})
 }
@@ -446,7 +414,7 @@ func TestCreateMessageFailureLeavesNoGap(t *testing.T) {
 		room := newRoom(t, db, "random")
 		chatter(t, db, room, ada, 2)
 
-		_, err := db.CreateMessage(ctx, room, &models.User{ID: ada.ID + 1000, Name: "ghost"}, "from nobody", time.Now())
+		_, err := db.CreateMessage(ctx, room, &models.User{ID: ada.ID + 1000, Name: "ghost"}, "from nobody", time.Now)
 		require.Error(t, err, "a message by a user that does not exist was stored")
 
 		head, err := db.Head(ctx, models.RoomStream(room.ID))
@@ -523,7 +491,7 @@ func TestCreateMessageConcurrently(t *testing.T) {
 			for i := range perWriter {
 				room := rooms[(w+i)%len(rooms)]
 				text := fmt.Sprintf("writer %d post %d", w, i)
-				m, err := db.CreateMessage(t.Context(), room, authors[w], text, time.Now())
+				m, err := db.CreateMessage(t.Context(), room, authors[w], text, time.Now)
 				if !assert.NoError(t, err, text) {
 					return
 				}
@@ -567,10 +535,10 @@ func TestUnreadCounts(t *testing.T) {
 		}
 
 		t.Run("only the rooms asked for", func(t *testing.T) {
-			got, err := db.UnreadCounts(ctx, []int64{s.quiet.ID}, []int64{s.bob.ID})
+			got, err := db.UnreadCounts(ctx, pairs([]int64{s.quiet.ID}, []int64{s.bob.ID}))
 			require.NoError(t, err)
 			assert.Equal(t, map[models.RoomUser]int{{Room: s.quiet.ID, User: s.bob.ID}: 1}, got)
-			got, err = db.UnreadCounts(ctx, nil, []int64{s.bob.ID})
+			got, err = db.UnreadCounts(ctx, nil)
 			require.NoError(t, err)
 			assert.Empty(t, got)
 		})
@@ -640,14 +608,14 @@ func (s *unreadStory) steps() []unreadStep {
 		},
 		{
 			name: "bob reads the room",
-			do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID)) },
+			do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID, time.Now())) },
 			ada:  map[int64]int{}, bob: map[int64]int{direct.ID: 1},
 		},
 		{
 			name: "reading again and reading an empty room change nothing",
 			do: func(t *testing.T) {
-				require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID))
-				require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, quiet.ID))
+				require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, room.ID, time.Now()))
+				require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, quiet.ID, time.Now()))
 			},
 			ada: map[int64]int{}, bob: map[int64]int{direct.ID: 1},
 		},
@@ -661,7 +629,7 @@ func (s *unreadStory) steps() []unreadStep {
 		},
 		{
 			name: "bob reads the direct room",
-			do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, direct.ID)) },
+			do:   func(t *testing.T) { require.NoError(t, db.MarkRoomRead(t.Context(), bob.ID, direct.ID, time.Now())) },
 			ada:  map[int64]int{}, bob: map[int64]int{room.ID: 1, quiet.ID: 1},
 		},
 	}
@@ -676,7 +644,7 @@ func (s *unreadStory) check(t *testing.T, step unreadStep) {
 		user *models.User
 		want map[int64]int
 	}{{ada, step.ada}, {bob, step.bob}} {
-		got, err := s.db.UnreadCounts(ctx, rooms, []int64{c.user.ID})
+		got, err := s.db.UnreadCounts(ctx, pairs(rooms, []int64{c.user.ID}))
 		require.NoError(t, err, step.name)
 		for _, id := range rooms {
 			assert.Equal(t, c.want[id], got[models.RoomUser{Room: id, User: c.user.ID}], "%s: %s's unread count of room %d", step.name, c.user.Name, id)
@@ -684,7 +652,7 @@ func (s *unreadStory) check(t *testing.T, step unreadStep) {
 	}
 	// The same counts for everyone at once, room by room.
 	for _, id := range rooms {
-		got, err := s.db.UnreadCounts(ctx, []int64{id}, []int64{ada.ID, bob.ID})
+		got, err := s.db.UnreadCounts(ctx, pairs([]int64{id}, []int64{ada.ID, bob.ID}))
 		require.NoError(t, err, step.name)
 		assert.Equal(t, step.ada[id], got[models.RoomUser{Room: id, User: ada.ID}], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
 		assert.Equal(t, step.bob[id], got[models.RoomUser{Room: id, User: bob.ID}], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
@@ -786,7 +754,7 @@ func TestLastMessages(t *testing.T) {
 		ada, bob := newUser(t, db, "ada"), newUser(t, db, "bob")
 		busy, quiet, empty := newRoom(t, db, "busy"), newRoom(t, db, "quiet"), newRoom(t, db, "empty")
 		post := func(room *models.Room, author *models.User, text string) {
-			_, err := db.CreateMessage(t.Context(), room, author, text, time.Now())
+			_, err := db.CreateMessage(t.Context(), room, author, text, time.Now)
 			require.NoError(t, err)
 		}
 		post(busy, ada, "one")

@@ -68,5 +68,8 @@ func (db *DB) migrate(g *gorm.DB) error {
 	if err := ensureGeneralRoom(g); err != nil {
 		return translate(err, "create the general room")
 	}
+	if err := backfillActivity(g); err != nil {
+		return translate(err, "record the rooms' activity")
+	}
 	return db.ensureStream(g.Statement.Context, models.StatusStream)
 }

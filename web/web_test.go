@@ -135,7 +135,7 @@ func TestPageFollowsPolicy(t *testing.T) {
 	}
 	// Every id the browser tests drive is present.
 	for _, id := range []string{"conn", "signin-form", "name", "signin", "me", "signout", "post-form", "status-text", "post", "post-error", "statuses", "load-more", "statuses-panel",
-		"chat-panel", "rooms", "direct-rooms", "room-form", "room-name", "create-room", "people-search", "people-results",
+		"chat-panel", "rooms", "room-search", "more-rooms", "rooms-empty", "room-form", "room-name", "create-room", "people-search", "people-results",
 		"chat-room", "online-list", "messages", "load-older", "typing", "message-form", "message-text", "send", "message-error",
 		"token-signin", "token-form", "token", "token-submit", "token-error", "me-id",
 		"dashboard-panel", "kpi-cards", "top-movers", "bell", "bell-badge", "notif-panel", "notif-list", "notif-read-all",

@@ -43,12 +43,20 @@ func (s *Store) Take(ctx context.Context, key string, l ratelimit.Limit) (bool, 
 	return false, res.RetryAfter, nil
 }
 
-// limitOf expresses l per minute, so that rates below one per second and
+// limitOf expresses l per minute, or per hour or per day for slower
+// rates, so that rates below one per second (LIMIT_ROOMS is per hour) and
 // fractional ones keep their value.
 func limitOf(l ratelimit.Limit) redis_rate.Limit {
+	period := time.Minute
+	for _, p := range []time.Duration{time.Hour, 24 * time.Hour} {
+		if l.PerSecond*period.Seconds() >= 1 {
+			break
+		}
+		period = p
+	}
 	return redis_rate.Limit{
-		Rate:   max(1, int(math.Round(l.PerSecond*60))),
+		Rate:   max(1, int(math.Round(l.PerSecond*period.Seconds()))),
 		Burst:  max(1, l.Burst),
-		Period: time.Minute,
+		Period: period,
 	}
 }

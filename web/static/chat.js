@@ -1,4 +1,6 @@
-// The chat panel: the room list with live unread badges, the open room's
+// The chat panel: the room list (paged and searchable, in the server's
+// order: the rooms the user is in first, then by latest activity) with live
+// unread badges, the open room's
 // history with scroll-back, its live messages, who is online in it and who
 // is typing, a people search that starts direct conversations, and room
 // creation. It shares the page's GraphQL client, so every subscription runs
@@ -9,15 +11,22 @@ import { $, compareIds, enterSubmits, flash, insertSorted, normaliseId, renderPo
 
 const HISTORY_PAGE = 50; // messages per history page
 const TYPING_REPEAT = 3000; // ms between setTyping(true) while the user types
-const SEARCH_DELAY = 250; // ms of quiet typing before people are searched
+const SEARCH_DELAY = 250; // ms of quiet typing before people or rooms are searched
 const PEOPLE_RESULTS = 8; // people shown per search
 const SCROLL_SLACK = 48; // px from an edge of the history that counts as at it
 const RETRY_DELAY = 5000; // ms before a failed load or stream is tried again
+const ROOMS_PAGE = 20; // rooms per page of the room list
+const MAX_ROOMS_PAGE = 100; // the most rooms the server returns in one page
 
 const MESSAGE_FIELDS = 'id roomId text createdAt author { id name }';
-const ROOM_FIELDS = `id name direct unreadCount lastMessage { ${MESSAGE_FIELDS} }`;
+const ROOM_FIELDS = `id name direct joined activeAt unreadCount lastMessage { ${MESSAGE_FIELDS} }`;
 
-const ROOMS_QUERY = `query Rooms { rooms { ${ROOM_FIELDS} } }`;
+const ROOMS_QUERY = `query Rooms($first: Int, $after: String, $search: String) {
+  rooms(first: $first, after: $after, search: $search) {
+    edges { node { ${ROOM_FIELDS} } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
 
 const MESSAGES_QUERY = `query Messages($roomId: ID!, $last: Int, $before: String) {
   messages(roomId: $roomId, last: $last, before: $before) {
@@ -83,8 +92,11 @@ export function createChat({ client, getSession, onUnauthenticated }) {
   const el = {
     error: $('chat-error'),
     rooms: $('rooms'),
-    directTitle: $('direct-title'),
-    directRooms: $('direct-rooms'),
+    roomsScroll: $('rooms-scroll'),
+    roomsEmpty: $('rooms-empty'),
+    moreRooms: $('more-rooms'),
+    roomSearchForm: $('room-search-form'),
+    roomSearch: $('room-search'),
     roomForm: $('room-form'),
     roomName: $('room-name'),
     createRoom: $('create-room'),
@@ -133,20 +145,34 @@ export function createChat({ client, getSession, onUnauthenticated }) {
 
   /** Room id → {room, li, button, name, preview, badge}, for every room listed. */
   const rooms = new Map();
-  let roomsLoaded = false;
-  let roomsLoading = null; // the rooms query in flight
+  /**
+   * The list's paging: the search it shows, where its next page starts and
+   * whether there is one, and a generation that a reload or a new search
+   * moves on, so that a page arriving for an older list is dropped.
+   */
+  const list = { search: '', endCursor: null, hasMore: false, loaded: false, loadingMore: false, generation: 0 };
+  let roomsLoading = null; // the first page's query in flight
   let roomsAgain = false; // load once more when it ends: something changed meanwhile
   let roomsRetry = null;
 
-  /** Public rooms are listed by name, as the server lists them. */
-  const byName = (a, b) => (a.dataset.name < b.dataset.name ? -1 : a.dataset.name > b.dataset.name ? 1 : 0);
-  /** Direct rooms are listed newest first. */
-  const byNewest = (a, b) => compareIds(b.dataset.roomId, a.dataset.roomId);
+  /**
+   * The server's order: the rooms the user is in first, then the most
+   * recently active, then the newest. Live changes move entries by it.
+   */
+  function byListOrder(a, b) {
+    if (a.dataset.joined !== b.dataset.joined) return a.dataset.joined === '1' ? -1 : 1;
+    const newer = Number(b.dataset.activeAt) - Number(a.dataset.activeAt);
+    return newer !== 0 ? newer : compareIds(b.dataset.roomId, a.dataset.roomId);
+  }
+
+  /** Whether room belongs in the list for the search shown (the server's rule, roughly). */
+  const matchesSearch = (room) => list.search === '' || String(room.name).toLowerCase().includes(list.search.toLowerCase());
 
   /**
-   * Loads the whole room list. Called at start, after every sign-in or
-   * sign-out, and after every reconnection: roomsChanged does not replay the
-   * changes made while the page was offline.
+   * Loads the room list's first page (as many rooms as it shows, within a
+   * page's bounds). Called at start, after every sign-in or sign-out, after
+   * every reconnection (roomsChanged does not replay the changes made while
+   * the page was offline) and when the search changes.
    */
   function loadRooms() {
     if (roomsLoading) {
@@ -157,10 +183,12 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     roomsLoading = (async () => {
       do {
         roomsAgain = false;
+        const generation = ++list.generation;
+        const first = Math.min(MAX_ROOMS_PAGE, Math.max(ROOMS_PAGE, rooms.size));
         try {
-          const data = await client.query(ROOMS_QUERY);
+          const data = await client.query(ROOMS_QUERY, { first, search: list.search || null });
+          if (generation !== list.generation) continue;
           syncRooms(data.rooms);
-          roomsLoaded = true;
           showMessage(el.error, '');
         } catch (err) {
           console.error('switchboard: loading rooms failed', err);
@@ -174,32 +202,88 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     });
   }
 
-  /** Makes the list show exactly these rooms, keeping entries that stay. */
-  function syncRooms(list) {
-    const ids = new Set(list.map((room) => String(room.id)));
+  /** Makes the list show exactly the rooms of this first page, keeping entries that stay. */
+  function syncRooms(page) {
+    const ids = new Set(page.edges.map((edge) => String(edge.node.id)));
     for (const [id, entry] of rooms) {
       if (!ids.has(id)) {
         entry.li.remove();
         rooms.delete(id);
       }
     }
-    for (const room of list) upsertRoom(room);
-    renderRoomGroups();
-    if (view && !rooms.has(view.roomId)) closeRoom();
-    if (!view) openDefaultRoom();
+    for (const edge of page.edges) upsertRoom(edge.node);
+    list.loaded = true;
+    setPaging(page.pageInfo);
+    if (!view && list.search === '') openDefaultRoom();
   }
 
-  /** Adds a room to its list, or updates its entry; returns the entry. */
+  function setPaging(pageInfo) {
+    list.endCursor = pageInfo.endCursor;
+    list.hasMore = Boolean(pageInfo.hasNextPage && pageInfo.endCursor);
+    renderRoomsFooter();
+  }
+
+  function renderRoomsFooter() {
+    el.moreRooms.hidden = !list.hasMore;
+    el.moreRooms.disabled = list.loadingMore;
+    el.moreRooms.textContent = list.loadingMore ? 'Loading…' : 'More rooms';
+    el.roomsEmpty.hidden = !list.loaded || list.search === '' || rooms.size > 0;
+  }
+
+  /** Loads the list's next page (the button, or scrolling to the list's end). */
+  async function loadMoreRooms() {
+    if (!list.hasMore || list.loadingMore || roomsLoading) return;
+    const generation = list.generation;
+    list.loadingMore = true;
+    renderRoomsFooter();
+    try {
+      const data = await client.query(ROOMS_QUERY, { first: ROOMS_PAGE, after: list.endCursor, search: list.search || null });
+      if (generation !== list.generation) return;
+      for (const edge of data.rooms.edges) upsertRoom(edge.node);
+      setPaging(data.rooms.pageInfo);
+    } catch (err) {
+      if (generation === list.generation) showMessage(el.error, `Couldn’t load more rooms: ${sentence(err.message)}`);
+    } finally {
+      list.loadingMore = false;
+      renderRoomsFooter();
+    }
+  }
+
+  let roomSearchTimer = null;
+
+  /** Shows the rooms whose name contains what the search box holds. */
+  function searchRooms() {
+    clearTimeout(roomSearchTimer);
+    const search = el.roomSearch.value.trim();
+    if (search === list.search) return;
+    list.search = search;
+    list.generation += 1; // a page of the previous list in flight is dropped
+    loadRooms();
+  }
+
+  /**
+   * Adds a room to the list, or updates its entry, in the list's order;
+   * returns the entry.
+   */
   function upsertRoom(room) {
     const id = String(room.id);
     let entry = rooms.get(id);
     if (!entry) {
       entry = createRoomEntry(id, room);
       rooms.set(id, entry);
-      if (room.direct) insertSorted(el.directRooms, entry.li, byNewest);
-      else insertSorted(el.rooms, entry.li, byName);
     }
     entry.room = room;
+    const { li } = entry;
+    li.dataset.joined = room.joined ? '1' : '0';
+    li.dataset.activeAt = String(Date.parse(room.activeAt) || 0);
+    // Move it only when it is out of place, so a focused entry keeps focus.
+    const prev = li.previousElementSibling;
+    const next = li.nextElementSibling;
+    if (!li.isConnected || (prev && byListOrder(prev, li) > 0) || (next && byListOrder(li, next) > 0)) {
+      li.remove();
+      insertSorted(el.rooms, li, byListOrder);
+    }
+    if (view && view.roomId === id) view.room = room;
     renderRoomEntry(entry);
     return entry;
   }
@@ -257,15 +341,16 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     else button.removeAttribute('aria-current');
   }
 
-  function renderRoomGroups() {
-    el.directTitle.hidden = el.directRooms.children.length === 0;
-  }
-
-  /** A room list entry changed on the server (roomsChanged, or a mutation's answer). */
+  /**
+   * A room list entry changed on the server (roomsChanged, or a mutation's
+   * answer): listed in its place, unless a search leaves it out.
+   */
   function roomChanged(room) {
-    upsertRoom(room);
-    renderRoomGroups();
-    if (view && view.roomId === String(room.id)) {
+    const id = String(room.id);
+    if (rooms.has(id) || matchesSearch(room)) upsertRoom(room);
+    renderRoomsFooter();
+    if (view && view.roomId === id) {
+      view.room = room;
       renderRoomHeader();
       if (room.unreadCount > 0) markRead();
     }
@@ -303,9 +388,11 @@ export function createChat({ client, getSession, onUnauthenticated }) {
    */
   let view = null;
 
-  function newView(roomId) {
+  function newView(roomId, room) {
     return {
       roomId,
+      /** The room as last heard of (it may leave the list, which a search filters). */
+      room,
       /** Message position (seq, a decimal string) → <li>, for every message shown. */
       items: new Map(),
       /** The newest message shown: its seq and its id (the `after` to resume from). */
@@ -326,7 +413,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
 
   function openDefaultRoom() {
     const general = [...rooms.values()].find((e) => !e.room.direct && e.room.name === 'general');
-    const first = general || rooms.values().next().value;
+    const first = general || rooms.get(el.rooms.firstElementChild?.dataset.roomId);
     if (first) openRoom(first.button.dataset.roomId);
   }
 
@@ -335,7 +422,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     if (!rooms.has(id)) return;
     if (view && view.roomId === id) return;
     closeRoom();
-    const v = newView(id);
+    const v = newView(id, rooms.get(id).room);
     view = v;
     el.room.dataset.roomId = id;
     el.room.dataset.state = 'loading';
@@ -373,13 +460,18 @@ export function createChat({ client, getSession, onUnauthenticated }) {
   function roomGone(v) {
     if (v !== view) return;
     closeRoom();
-    loadRooms(); // drops it from the list and opens another
+    const entry = rooms.get(v.roomId);
+    if (entry) {
+      entry.li.remove();
+      rooms.delete(v.roomId);
+    }
+    loadRooms(); // opens another
   }
 
   function renderRoomHeader() {
-    const entry = view && rooms.get(view.roomId);
-    el.roomTitle.textContent = entry ? entry.room.name : 'No room open';
-    el.roomKind.textContent = entry ? (entry.room.direct ? 'Direct conversation' : 'Public room') : '';
+    const room = view && view.room;
+    el.roomTitle.textContent = room ? room.name : 'No room open';
+    el.roomKind.textContent = room ? (room.direct ? 'Direct conversation' : 'Public room') : '';
   }
 
   function renderHistoryState() {
@@ -509,8 +601,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
 
     const entry = rooms.get(v.roomId);
     if (entry && v.lastId === String(message.id)) {
-      entry.room = { ...entry.room, lastMessage: message };
-      renderRoomEntry(entry);
+      upsertRoom({ ...entry.room, lastMessage: message, activeAt: message.createdAt, joined: entry.room.joined || own });
     }
     // Sending ends the author's indicator; the server says so too, but the
     // two streams are not ordered with each other.
@@ -582,7 +673,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     client
       .query(MARK_ROOM_READ_MUTATION, { roomId: view.roomId })
       .then((data) => {
-        if (data && data.markRoomRead) upsertRoom(data.markRoomRead);
+        if (data && data.markRoomRead) roomChanged(data.markRoomRead);
       })
       .catch((err) => {
         console.warn('switchboard: markRoomRead failed', err);
@@ -599,10 +690,10 @@ export function createChat({ client, getSession, onUnauthenticated }) {
 
   // A hidden page leaves messages unread; coming back reads the open room.
   document.addEventListener('visibilitychange', () => {
-    const entry = view && rooms.get(view.roomId);
-    if (!entry) return;
-    renderRoomEntry(entry);
-    if (entry.room.unreadCount > 0) markRead();
+    if (!view) return;
+    const entry = rooms.get(view.roomId);
+    if (entry) renderRoomEntry(entry);
+    if (view.room && view.room.unreadCount > 0) markRead();
   });
 
   // ---- Presence and typing --------------------------------------------------
@@ -755,7 +846,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     try {
       const data = await client.query(CREATE_ROOM_MUTATION, { name: el.roomName.value });
       el.roomName.value = '';
-      roomChanged(data.createRoom);
+      upsertRoom(data.createRoom); // listed even if a search would leave it out
       openRoom(String(data.createRoom.id));
     } catch (err) {
       reportError(el.roomError, 'Not created', err);
@@ -821,7 +912,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
       const data = await client.query(OPEN_DIRECT_ROOM_MUTATION, { userId });
       el.peopleSearch.value = '';
       clearPeople();
-      roomChanged(data.openDirectRoom);
+      upsertRoom(data.openDirectRoom); // listed even if a search would leave it out
       openRoom(String(data.openDirectRoom.id));
       el.messageText.focus();
     } catch (err) {
@@ -859,6 +950,24 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     searchTimer = setTimeout(searchPeople, SEARCH_DELAY);
   });
 
+  el.roomSearch.addEventListener('input', () => {
+    clearTimeout(roomSearchTimer);
+    roomSearchTimer = setTimeout(searchRooms, SEARCH_DELAY);
+  });
+
+  el.roomSearchForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    searchRooms();
+  });
+
+  el.moreRooms.addEventListener('click', loadMoreRooms);
+
+  // Scrolling to the end of the room list loads its next page.
+  el.roomsScroll.addEventListener('scroll', () => {
+    const s = el.roomsScroll;
+    if (s.scrollHeight - s.scrollTop - s.clientHeight < SCROLL_SLACK) loadMoreRooms();
+  });
+
   el.loadOlder.addEventListener('click', loadOlder);
   el.jumpLatest.addEventListener('click', scrollToBottom);
 
@@ -892,7 +1001,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     if (state === 'connected') {
       // The list's live updates are not replayed: catch up on what changed
       // while the page was offline (needless only on the very first connection).
-      if (connectedBefore || !roomsLoaded) loadRooms();
+      if (connectedBefore || !list.loaded) loadRooms();
       connectedBefore = true;
     } else if (view) {
       // Nobody's indicator can be trusted while offline; the typing stream

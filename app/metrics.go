@@ -174,6 +174,22 @@ var (
 		[]string{"kind"}, nil)
 )
 
+// cacheBytesDesc describes cacheCollector's metric.
+var cacheBytesDesc = prometheus.NewDesc("switchboard_query_cache_bytes",
+	"Bytes held by the GraphQL document caches, by cache: parsed (parsed and validated documents) or persisted (automatic persisted queries).",
+	[]string{"cache"}, nil)
+
+// cacheCollector reports the bytes each query cache holds, by name.
+type cacheCollector map[string]interface{ Bytes() int }
+
+func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- cacheBytesDesc }
+
+func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, cache := range c {
+		ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(cache.Bytes()), name)
+	}
+}
+
 // transportCollector reports labelled counters kept by the WebSocket layer,
 // the services' rate limits and the database.
 type transportCollector struct {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -101,7 +100,10 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	gql.AddTransport(transport.Options{})
 	gql.AddTransport(transport.GET{})
 	gql.AddTransport(transport.POST{})
-	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	// Both caches are bounded in bytes; a document enters them only once it
+	// has parsed and validated.
+	parsed, persisted := newParsedCache(), newPersistedCache()
+	gql.SetQueryCache(parsed)
 	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
 	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, cfg.QueryLimits) })
 	// "Did you mean …?" suggestions would map the schema for a caller who
@@ -112,13 +114,14 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	if cfg.Introspection {
 		gql.Use(extension.Introspection{})
 	}
-	gql.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	gql.Use(persistedQueries{persisted})
 	gql.Use(extension.FixedComplexityLimit(cfg.QueryLimits.Complexity))
 	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
 	gql.SetRecoverFunc(resolvers.Recover(log))
 
 	gql.Use(&operationTimer{m.operations})
 	m.observe(ws, svc)
+	m.register(cacheCollector{"parsed": parsed, "persisted": persisted})
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, tokens.Middleware(gql))))

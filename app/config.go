@@ -171,7 +171,7 @@ func (c *Config) limitSettings() []setting {
 		bounded("LIMIT_QUERY_TOKENS", "limit-query-tokens", "lexer tokens of one GraphQL document", 100, 1000000, &c.QueryLimits.Tokens),
 		bounded("LIMIT_QUERY_DEPTH", "limit-query-depth", "fields nested in one GraphQL operation (GraphiQL's introspection needs 13)", 2, 100, &c.QueryLimits.Depth),
 		bounded("LIMIT_QUERY_ALIASES", "limit-query-aliases", "aliased fields in one GraphQL document", 1, 10000, &c.QueryLimits.Aliases),
-		bounded("LIMIT_QUERY_COMPLEXITY", "limit-query-complexity", "complexity of one GraphQL operation (a field counts 1, times the size of the lists it is in)", 10, 1000000, &c.QueryLimits.Complexity),
+		bounded("LIMIT_QUERY_COMPLEXITY", "limit-query-complexity", "complexity of one GraphQL operation (a field counts 1; one with first, last or limit counts what it selects times that size)", 10, 1000000, &c.QueryLimits.Complexity),
 	}
 }
 

@@ -75,7 +75,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.True(t, c.DemoFeed)
 		assert.Equal(t, "text", c.LogFormat)
 		assert.Equal(t, 2.0, c.StatusesPerSec)
-		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 1000}, c.QueryLimits)
+		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 5000}, c.QueryLimits)
 	})
 	t.Run("production tightens defaults, flags win over env", func(t *testing.T) {
 		env := map[string]string{"ENV": "production", "DATABASE_URL": "mysql://u@db:3306/sb", "ADDR": ":1"}

@@ -105,9 +105,9 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	parsed, persisted := newParsedCache(), newPersistedCache()
 	gql.SetQueryCache(parsed)
 	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
-	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, cfg.QueryLimits) })
 	// "Did you mean …?" suggestions would map the schema for a caller who
 	// may not introspect it.
+	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, !cfg.Production(), cfg.QueryLimits) })
 	gql.SetDisableSuggestion(cfg.Production())
 	// Introspection follows INTROSPECTION (off by default in production);
 	// /schema.graphql below serves the SDL either way, for codegen.
@@ -115,7 +115,9 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 		gql.Use(extension.Introspection{})
 	}
 	gql.Use(persistedQueries{persisted})
-	gql.Use(extension.FixedComplexityLimit(cfg.QueryLimits.Complexity))
+	gql.Use(documentBounds{tokens: cfg.QueryLimits.Tokens, parsed: parsed}) // after the document is known
+	gql.Use(complexityLimit{cfg.QueryLimits.Complexity})
+	gql.Use(errorCap{})
 	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
 	gql.SetRecoverFunc(resolvers.Recover(log))
 

@@ -41,6 +41,8 @@ func TestConfigValidation(t *testing.T) {
 		"bad redis url":       {env: map[string]string{"REDIS_URL": "localhost:6379"}, wantErr: "REDIS_URL must look like"},
 		"half a TLS pair":     {env: map[string]string{"TLS_CERT_FILE": "cert.pem"}, wantErr: "TLS_CERT_FILE and TLS_KEY_FILE go together"},
 		"bad format":          {env: map[string]string{"LOG_FORMAT": "xml"}, wantErr: "LOG_FORMAT must be text or json"},
+		"bad metrics addr":    {env: map[string]string{"METRICS_ADDR": "9090"}, wantErr: "METRICS_ADDR must be host:port or :port"},
+		"bad playground":      {env: map[string]string{"PLAYGROUND": "maybe"}, wantErr: "PLAYGROUND must be true or false"},
 		// The document limits protect the process: none can be switched off.
 		"no depth limit":   {env: map[string]string{"LIMIT_QUERY_DEPTH": "0"}, wantErr: "LIMIT_QUERY_DEPTH must be a whole number from 2 to 100"},
 		"negative tokens":  {env: map[string]string{"LIMIT_QUERY_TOKENS": "-1"}, wantErr: "LIMIT_QUERY_TOKENS must be a whole number from"},
@@ -73,6 +75,8 @@ func TestConfigDefaults(t *testing.T) {
 		assert.True(t, c.GuestSignIn)
 		assert.True(t, c.Introspection)
 		assert.True(t, c.DemoFeed)
+		assert.True(t, c.Playground)
+		assert.Empty(t, c.MetricsAddr, "/metrics on ADDR")
 		assert.Equal(t, "text", c.LogFormat)
 		assert.Equal(t, 2.0, c.StatusesPerSec)
 		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 5000}, c.QueryLimits)
@@ -85,6 +89,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.False(t, c.GuestSignIn)
 		assert.False(t, c.Introspection)
 		assert.False(t, c.DemoFeed)
+		assert.False(t, c.Playground)
 		assert.Equal(t, "json", c.LogFormat)
 	})
 	t.Run("limits and introspection by flag or env", func(t *testing.T) {

@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -76,6 +78,9 @@ func newMetrics() *metrics {
 	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.eventsPublished, m.operations)
 	return m
 }
+
+// handler serves the metrics in Prometheus's format.
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 
 // register registers switchboard_* collectors.
 func (m *metrics) register(cs ...prometheus.Collector) {

@@ -48,8 +48,12 @@ func queryRules(introspection, suggestions bool, limits QueryLimits) *rules.Rule
 	maxQueryDepth, maxQueryAliases := limits.Depth, limits.Aliases
 	r := rules.NewDefaultRules()
 	if !suggestions {
-		// The rules without suggestions spare computing them, too.
-		for _, rule := range []core.Rule{rules.FieldsOnCorrectTypeRuleWithoutSuggestions, rules.ScalarLeafsRuleWithoutSuggestions} {
+		// gqlparser's rules without suggestions spare computing them, too.
+		for _, rule := range []core.Rule{
+			rules.FieldsOnCorrectTypeRuleWithoutSuggestions, rules.KnownArgumentNamesRuleWithoutSuggestions,
+			rules.KnownTypeNamesRuleWithoutSuggestions, rules.ScalarLeafsRuleWithoutSuggestions,
+			rules.ValuesOfCorrectTypeRuleWithoutSuggestions,
+		} {
 			r.RemoveRule(strings.TrimSuffix(rule.Name, "WithoutSuggestions"))
 			r.AddRule(rule.Name, rule.RuleFunc)
 		}
@@ -92,9 +96,9 @@ func queryRules(introspection, suggestions bool, limits QueryLimits) *rules.Rule
 
 // boundedErrors wraps every rule of r so that validation reports at most
 // maxErrors errors, the rest counted in one last, and, without suggestions,
-// strips any " Did you mean …?" from their messages (gqlparser adds one for
-// unknown arguments, types, enum values and input fields, whatever the
-// option says). The errors are counted across the rules of one validation:
+// strips any " Did you mean …?" from their messages (queryRules uses
+// gqlparser's rules without suggestions; this also covers any rule that
+// suggests and has no such twin). The errors are counted across the rules of one validation:
 // r serves one document.
 func boundedErrors(r *rules.Rules, suggestions bool) *rules.Rules {
 	reported := 0

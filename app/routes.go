@@ -20,7 +20,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/validator/rules"
 
@@ -90,8 +89,9 @@ func burstOf(perSecond float64) ratelimit.Limit {
 	return ratelimit.Limit{PerSecond: perSecond, Burst: max(1, int(2*perSecond))}
 }
 
-// newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
-// the SDL, health, metrics and the web page.
+// newHandler builds the HTTP routes: the GraphQL endpoint, the playground
+// (with PLAYGROUND), the SDL, health, metrics (without METRICS_ADDR) and the
+// web page.
 func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Tokens, ws *gqlws.Transport, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {
 	schema := graph.NewExecutableSchema(graph.Config{Resolvers: svc.res})
 	gql := handler.New(schema)
@@ -127,7 +127,9 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", cors(cfg.AllowedOrigins, withBodyLimit(cfg.MaxHTTPBody, tokens.Middleware(gql))))
-	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
+	if cfg.Playground {
+		mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
+	}
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/graphql; charset=utf-8")
@@ -156,8 +158,10 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up", "broker": "up"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", web.Handler())
+	if cfg.MetricsAddr == "" { // else only its own listener serves them (see Start)
+		mux.Handle("GET /metrics", m.handler())
+	}
+	mux.Handle("/", web.Handler(web.Options{AllowedOrigins: cfg.AllowedOrigins}))
 	return request.ResolveClient(cfg.TrustedProxies, request.AssignID(mux))
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,9 +19,17 @@ import (
 	"github.com/switchboardhq/switchboard/models"
 )
 
-// productionEnv is a production server's environment: ENV=production
-// needs a signing key of its own.
-var productionEnv = map[string]string{"ENV": "production", "AUTH_SECRET": strings.Repeat("lockdown-test-key-", 3)}
+// productionEnv is a production server's environment (ENV=production
+// needs a signing key of its own) with more settings.
+func productionEnv(more map[string]string) map[string]string {
+	env := map[string]string{"ENV": "production", "AUTH_SECRET": strings.Repeat("lockdown-test-key-", 3)}
+	maps.Copy(env, more)
+	return env
+}
+
+// noRequestLimit switches the per-user operation limit off for tests that
+// send many documents from one client as fast as they can.
+var noRequestLimit = map[string]string{"LIMIT_REQUESTS": "0"}
 
 // suggestionCases are documents that name something almost as the schema
 // does: in development gqlparser answers with the suggestion given ("Did
@@ -81,8 +90,8 @@ func messages(errs []gqlError) string {
 // WebSocket protocols; in development the same documents get their
 // suggestions (so the cases do exercise them).
 func TestProductionSuggestsNothing(t *testing.T) {
-	dev := startServer(t, nil)
-	prod := startServer(t, productionEnv)
+	dev := startServer(t, noRequestLimit)
+	prod := startServer(t, productionEnv(noRequestLimit))
 	token := prod.mintToken(t, "ops", time.Hour, models.RoleAdmin) // guests cannot sign in in production
 	sockets := map[string]*wsClient{}
 	for _, protocol := range []string{"graphql-transport-ws", "graphql-ws"} {
@@ -122,8 +131,8 @@ func TestPlaygroundFollowsTheSetting(t *testing.T) {
 	}{
 		{"development", nil, http.StatusOK},
 		{"turned off", map[string]string{"PLAYGROUND": "false"}, http.StatusNotFound},
-		{"production", productionEnv, http.StatusNotFound},
-		{"turned on in production", map[string]string{"ENV": "production", "AUTH_SECRET": productionEnv["AUTH_SECRET"], "PLAYGROUND": "true"}, http.StatusOK},
+		{"production", productionEnv(nil), http.StatusNotFound},
+		{"turned on in production", productionEnv(map[string]string{"PLAYGROUND": "true"}), http.StatusOK},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -209,7 +218,7 @@ func (s *testServer) persisted(tb testing.TB, query string, sendQuery bool) gqlR
 // all sent). Each document is 7,000 AST nodes of KPI inputs: the thousand
 // entries the caches had before would have held all of them, some 300 MB.
 func TestQueryCachesStayBounded(t *testing.T) {
-	s := startProcess(t, nil)
+	s := startProcess(t, noRequestLimit)
 	cached := func() (float64, float64) {
 		return s.metric(t, `switchboard_query_cache_bytes{cache="parsed"}`), s.metric(t, `switchboard_query_cache_bytes{cache="persisted"}`)
 	}

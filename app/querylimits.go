@@ -95,18 +95,19 @@ func queryRules(introspection, suggestions bool, limits QueryLimits) *rules.Rule
 }
 
 // boundedErrors wraps every rule of r so that validation reports at most
-// maxErrors errors, the rest counted in one last, and, without suggestions,
-// strips any " Did you mean …?" from their messages (queryRules uses
-// gqlparser's rules without suggestions; this also covers any rule that
-// suggests and has no such twin). The errors are counted across the rules of one validation:
-// r serves one document.
+// maxErrors errors and one saying there were more, and, without
+// suggestions, strips any " Did you mean …?" from their messages (queryRules
+// uses gqlparser's rules without suggestions; this covers any rule that
+// suggests and has no such twin). The errors are counted across the rules,
+// so the rules returned serve one validation.
 func boundedErrors(r *rules.Rules, suggestions bool) *rules.Rules {
 	reported := 0
 	wrapped := rules.NewRules()
 	for name, rule := range r.GetInner() {
 		wrapped.AddRule(name, func(observers *core.Events, addError core.AddErrFunc) {
 			rule(observers, func(options ...core.ErrorOption) {
-				switch reported++; {
+				reported++
+				switch {
 				case reported <= maxErrors:
 					if !suggestions {
 						options = append(options, func(err *gqlerror.Error) {

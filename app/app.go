@@ -40,8 +40,8 @@ const guestTokenTTL = 30 * 24 * time.Hour
 const demoFeedInterval = 5 * time.Second
 
 // Server is one running Switchboard: its database, broker, live services and
-// HTTP listener, wired together. Start returns one that serves; Shutdown
-// stops it.
+// HTTP listener (and /metrics' own with METRICS_ADDR), wired together. Start
+// returns one that serves; Shutdown stops it.
 type Server struct {
 	cfg      *Config
 	log      *slog.Logger
@@ -52,7 +52,7 @@ type Server struct {
 	draining atomic.Bool        // /readyz fails from the start of a shutdown
 	stop     context.CancelFunc // ends the services' background work
 	closers  []func()           // what Start opened, closed in reverse by close
-	served   chan error         // the HTTP server's end
+	served   chan error         // the HTTP servers' ends
 	once     sync.Once
 }
 
@@ -65,6 +65,7 @@ func Run(ctx context.Context, cfg *Config, logOutput io.Writer) error {
 	}
 	select {
 	case err := <-s.served:
+		_ = s.http.Close() // when the metrics listener failed
 		s.close()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
@@ -78,7 +79,7 @@ func Run(ctx context.Context, cfg *Config, logOutput io.Writer) error {
 // the start. A broker that is down is not fatal: the server runs degraded
 // (live delivery from the database) until it is back.
 func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, err error) {
-	s := &Server{cfg: cfg, log: newLogger(cfg, logOutput), metrics: newMetrics(), served: make(chan error, 1)}
+	s := &Server{cfg: cfg, log: newLogger(cfg, logOutput), metrics: newMetrics(), served: make(chan error, 2)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -113,6 +114,10 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
+	if err := s.serveMetrics(); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	s.http = &http.Server{
 		Handler:           newHandler(cfg, s.log, svc, tokens, s.ws, broker, s.metrics, &s.draining),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -124,6 +129,30 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 		"database", string(db.Dialect()), "data", dataLocation(cfg), "broker", brokerName, "version", cfg.Version)
 	go func() { s.served <- s.http.Serve(ln) }()
 	return s, nil
+}
+
+// serveMetrics, with METRICS_ADDR set, serves /metrics there (and nothing
+// else) until the server closes; the main listener then does not serve
+// them.
+func (s *Server) serveMetrics() error {
+	if s.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("listen on METRICS_ADDR %s: %w", s.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	s.closers = append(s.closers, func() { _ = srv.Close() }) // a scrape has nothing to finish
+	s.log.Info("serving metrics", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr())+"/metrics")
+	go func() {
+		if err := srv.Serve(ln); err != http.ErrServerClosed {
+			s.served <- fmt.Errorf("metrics: %w", err)
+		}
+	}()
+	return nil
 }
 
 // URL is where the server listens, as a browser would open it

@@ -37,6 +37,10 @@ type Config struct {
 	LogLevel       slog.Level
 	LogFormat      string
 	Env            string
+	// Playground mounts the GraphiQL playground at /playground.
+	Playground bool
+	// MetricsAddr, when set, is the only listener serving /metrics.
+	MetricsAddr string
 	// WSKeepAlive is the WebSocket keepalive interval; a graphql-transport-ws
 	// client silent for 1.4 intervals is disconnected.
 	WSKeepAlive time.Duration
@@ -158,6 +162,7 @@ func (c *Config) settings() []setting {
 		{env: "TRUSTED_PROXIES", flag: "trusted-proxies", usage: "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client", set: c.setTrustedProxies},
 		{env: "TLS_CERT_FILE", flag: "tls-cert-file", usage: "PEM certificate (chain) to serve HTTPS and WSS with; with TLS_KEY_FILE", set: func(v string) error { c.TLSCertFile = v; return nil }},
 		{env: "TLS_KEY_FILE", flag: "tls-key-file", usage: "PEM private key of TLS_CERT_FILE", set: func(v string) error { c.TLSKeyFile = v; return nil }},
+		{env: "METRICS_ADDR", flag: "metrics-addr", usage: "host:port of a separate listener that alone serves /metrics, such as 127.0.0.1:9090; unset, ADDR serves it", set: c.setMetricsAddr},
 		{env: "LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", set: c.setLogLevel},
 		{env: "LOG_FORMAT", flag: "log-format", usage: "text or json; default text, json in production", set: c.setLogFormat},
 		boolean("GUEST_SIGNIN", "guest-signin", "allow signIn(name); default true, false in production", &c.GuestSignIn, c.development),
@@ -165,6 +170,7 @@ func (c *Config) settings() []setting {
 		boolean("DEMO_FEED", "demo-feed", "run the KPI demo feed; default true with SQLite, false with MySQL or in production", &c.DemoFeed,
 			func() bool { return strings.HasPrefix(c.DatabaseURL, "sqlite:") && !c.Production() }),
 		boolean("KPI_PUBLIC", "kpi-public", "anonymous callers may read the KPIs and the dashboard; default true, false in production", &c.KPIPublic, c.development),
+		boolean("PLAYGROUND", "playground", "serve the GraphiQL playground at /playground; default true, false in production", &c.Playground, c.development),
 		boolean("WS_COMPRESSION", "ws-compression", "offer permessage-deflate to WebSocket clients; default true", &c.WSCompression, func() bool { return true }),
 		duration("DASHBOARD_INTERVAL", "dashboard-interval", "10s", "shortest time between two dashboard events to a subscriber", 100*time.Millisecond, time.Hour, &c.DashboardInterval),
 		duration("KPI_RETENTION", "kpi-retention", "168h", "how long KPI samples are kept for history", time.Minute, 8760*time.Hour, &c.KPIRetention),
@@ -195,7 +201,7 @@ func (c *Config) limitSettings() []setting {
 		bounded("LIMIT_QUERY_TOKENS", "limit-query-tokens", "lexer tokens of one GraphQL document", 100, 1000000, &c.QueryLimits.Tokens),
 		bounded("LIMIT_QUERY_DEPTH", "limit-query-depth", "fields nested in one GraphQL operation (GraphiQL's introspection needs 13)", 2, 100, &c.QueryLimits.Depth),
 		bounded("LIMIT_QUERY_ALIASES", "limit-query-aliases", "aliased fields in one GraphQL document", 1, 10000, &c.QueryLimits.Aliases),
-		bounded("LIMIT_QUERY_COMPLEXITY", "limit-query-complexity", "complexity of one GraphQL operation (a field counts 1, times the size of the lists it is in)", 10, 1000000, &c.QueryLimits.Complexity),
+		bounded("LIMIT_QUERY_COMPLEXITY", "limit-query-complexity", "complexity of one GraphQL operation (a field counts 1; one with first, last or limit counts what it selects times that size)", 10, 1000000, &c.QueryLimits.Complexity),
 	}
 }
 
@@ -225,6 +231,17 @@ func (c *Config) setAddr(v string) error {
 	c.Addr = v
 	if _, _, err := net.SplitHostPort(v); err != nil {
 		return fmt.Errorf("ADDR must be host:port or :port (got %q)", v)
+	}
+	return nil
+}
+
+func (c *Config) setMetricsAddr(v string) error {
+	c.MetricsAddr = v
+	if v == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("METRICS_ADDR must be host:port or :port (got %q)", v)
 	}
 	return nil
 }

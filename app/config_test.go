@@ -51,6 +51,8 @@ func TestConfigValidation(t *testing.T) {
 		"production without a key": {env: map[string]string{"ENV": "production"},
 			wantErr: "ENV=production needs AUTH_SECRET, a signing key of at least 32 random bytes (the key kept in the database is for development only); make one with: openssl rand -base64 48"},
 		"production with a short key": {env: map[string]string{"ENV": "production", "AUTH_SECRET": "short"}, wantErr: "AUTH_SECRET must be at least 32 bytes"},
+		"bad metrics addr":            {env: map[string]string{"METRICS_ADDR": "9090"}, wantErr: "METRICS_ADDR must be host:port or :port"},
+		"bad playground":              {env: map[string]string{"PLAYGROUND": "maybe"}, wantErr: "PLAYGROUND must be true or false"},
 		// The document limits protect the process: none can be switched off.
 		"no depth limit":   {env: map[string]string{"LIMIT_QUERY_DEPTH": "0"}, wantErr: "LIMIT_QUERY_DEPTH must be a whole number from 2 to 100"},
 		"negative tokens":  {env: map[string]string{"LIMIT_QUERY_TOKENS": "-1"}, wantErr: "LIMIT_QUERY_TOKENS must be a whole number from"},
@@ -86,6 +88,8 @@ func TestConfigDefaults(t *testing.T) {
 		assert.True(t, c.GuestSignIn)
 		assert.True(t, c.Introspection)
 		assert.True(t, c.DemoFeed)
+		assert.True(t, c.Playground)
+		assert.Empty(t, c.MetricsAddr, "/metrics on ADDR")
 		assert.Equal(t, "text", c.LogFormat)
 		assert.Equal(t, 2.0, c.StatusesPerSec)
 		assert.Equal(t, 50.0, c.RequestsPerSec)
@@ -93,7 +97,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.Equal(t, 20, c.ConnsPerUser)
 		assert.True(t, c.KPIPublic, "KPIs are public in development")
 		assert.Equal(t, 10.0, c.RoomsPerHour)
-		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 1000}, c.QueryLimits)
+		assert.Equal(t, app.QueryLimits{Tokens: 10000, Depth: 15, Aliases: 30, Complexity: 5000}, c.QueryLimits)
 		assert.Equal(t, 720*time.Hour, c.SessionMaxAge)
 		assert.Nil(t, c.AuthSecret, "development keeps its key in the database")
 	})
@@ -106,6 +110,7 @@ func TestConfigDefaults(t *testing.T) {
 		assert.False(t, c.Introspection)
 		assert.False(t, c.DemoFeed)
 		assert.False(t, c.KPIPublic, "KPIs need a signed-in user in production")
+		assert.False(t, c.Playground)
 		assert.Equal(t, "json", c.LogFormat)
 	})
 	t.Run("limits and introspection by flag or env", func(t *testing.T) {

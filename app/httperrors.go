@@ -1,16 +1,11 @@
 package app
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/errcode"
-	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 
-	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/request"
 )
 
@@ -81,28 +76,3 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// persistedQueries is gqlgen's automatic persisted queries extension with a
-// code on each of its errors: an unknown hash keeps its own
-// PERSISTED_QUERY_NOT_FOUND (the client then sends the query with it); a
-// hash that does not match its query, or an extension it cannot read, is
-// BAD_REQUEST. Without a code the error presenter would take them for
-// internal errors, log them at error level and hide their message.
-type persistedQueries struct {
-	extension.AutomaticPersistedQuery
-}
-
-var _ interface {
-	graphql.OperationParameterMutator
-	graphql.HandlerExtension
-} = persistedQueries{}
-
-// MutateOperationParameters resolves the persisted query as gqlgen's
-// extension does, and codes its errors.
-func (p persistedQueries) MutateOperationParameters(ctx context.Context, raw *graphql.RawParams) *gqlerror.Error {
-	err := p.AutomaticPersistedQuery.MutateOperationParameters(ctx, raw)
-	if err != nil && err.Extensions["code"] == nil {
-		errcode.Set(err, string(models.BadRequest))
-	}
-	return err
-}

@@ -3,12 +3,14 @@ package app
 import (
 	"cmp"
 	"context"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -75,6 +77,9 @@ func newMetrics() *metrics {
 	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.eventsPublished, m.operations)
 	return m
 }
+
+// handler serves the metrics in Prometheus's format.
+func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 
 // register registers switchboard_* collectors.
 func (m *metrics) register(cs ...prometheus.Collector) {
@@ -172,6 +177,22 @@ var (
 		"Failed database statements, by kind: connection (unreachable), conflict (unique key or deadlock, retried or answered), other.",
 		[]string{"kind"}, nil)
 )
+
+// cacheBytesDesc describes cacheCollector's metric.
+var cacheBytesDesc = prometheus.NewDesc("switchboard_query_cache_bytes",
+	"Bytes held by the GraphQL document caches, by cache: parsed (parsed and validated documents) or persisted (automatic persisted queries).",
+	[]string{"cache"}, nil)
+
+// cacheCollector reports the bytes each query cache holds, by name.
+type cacheCollector map[string]interface{ Bytes() int }
+
+func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- cacheBytesDesc }
+
+func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, cache := range c {
+		ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(cache.Bytes()), name)
+	}
+}
 
 // transportCollector reports labelled counters kept by the WebSocket layer,
 // the services' rate limits and the database.

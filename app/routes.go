@@ -17,10 +17,8 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/99designs/gqlgen/graphql/playground"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/validator/rules"
 
@@ -105,8 +103,9 @@ func perHour(n float64) ratelimit.Limit {
 	return ratelimit.Limit{PerSecond: n / 3600, Burst: max(1, int(n))}
 }
 
-// newHandler builds the HTTP routes: the GraphQL endpoint, the playground,
-// the SDL, health, metrics and the web page.
+// newHandler builds the HTTP routes: the GraphQL endpoint, the playground
+// (with PLAYGROUND), the SDL, health, metrics (without METRICS_ADDR) and the
+// web page.
 func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Tokens, ws *gqlws.Transport, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {
 	schema := graph.NewExecutableSchema(graph.Config{Resolvers: svc.res})
 	gql := handler.New(schema)
@@ -114,28 +113,36 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	gql.AddTransport(ws)
 	gql.AddTransport(transport.Options{})
 	gql.AddTransport(graphQLOverHTTP{log}) // GET and POST, refusing client mistakes with 4xx and a code
-	gql.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	// Both caches are bounded in bytes; a document enters them only once it
+	// has parsed and validated.
+	parsed, persisted := newParsedCache(), newPersistedCache()
+	gql.SetQueryCache(parsed)
 	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
-	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, cfg.QueryLimits) })
 	// "Did you mean …?" suggestions would map the schema for a caller who
 	// may not introspect it.
+	gql.SetValidationRulesFn(func() *rules.Rules { return queryRules(cfg.Introspection, !cfg.Production(), cfg.QueryLimits) })
 	gql.SetDisableSuggestion(cfg.Production())
 	// Introspection follows INTROSPECTION (off by default in production);
 	// /schema.graphql below serves the SDL either way, for codegen.
 	if cfg.Introspection {
 		gql.Use(extension.Introspection{})
 	}
-	gql.Use(persistedQueries{extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)}})
-	gql.Use(extension.FixedComplexityLimit(cfg.QueryLimits.Complexity))
+	gql.Use(persistedQueries{persisted})
+	gql.Use(documentBounds{tokens: cfg.QueryLimits.Tokens, parsed: parsed}) // after the document is known
+	gql.Use(complexityLimit{cfg.QueryLimits.Complexity})
+	gql.Use(errorCap{})
 	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
 	gql.SetRecoverFunc(resolvers.Recover(log))
 
 	gql.Use(&operationTimer{m.operations})
 	m.observe(ws, svc)
+	m.register(cacheCollector{"parsed": parsed, "persisted": persisted})
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", cors(cfg.AllowedOrigins, logRefusals(log, withBodyLimit(cfg.MaxHTTPBody, log, tokens.Middleware(limitRequests(svc.requestRate, log, gql))))))
-	mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
+	if cfg.Playground {
+		mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
+	}
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/graphql; charset=utf-8")
@@ -164,8 +171,10 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up", "broker": "up"})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", web.Handler())
+	if cfg.MetricsAddr == "" { // else only its own listener serves them (see Start)
+		mux.Handle("GET /metrics", m.handler())
+	}
+	mux.Handle("/", web.Handler(web.Options{AllowedOrigins: cfg.AllowedOrigins}))
 	return request.ResolveClient(cfg.TrustedProxies, request.AssignID(mux))
 }
 

@@ -23,11 +23,57 @@ import (
 //go:embed static
 var static embed.FS
 
-// contentSecurityPolicy allows the page to load only its own files and to
-// open WebSocket connections; inline scripts and styles are refused.
-const contentSecurityPolicy = "default-src 'self'; connect-src 'self' ws: wss:; " +
-	"img-src 'self' data:; style-src 'self'; script-src 'self'; " +
-	"base-uri 'none'; frame-ancestors 'none'"
+// The Content-Security-Policy around its connect-src: the page loads only
+// its own files, and inline scripts and styles are refused.
+const (
+	policyHead = "default-src 'self'; connect-src 'self'"
+	policyTail = "; img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+// Options configure Handler.
+type Options struct {
+	// AllowedOrigins are origins (https://app.example.com) to whose
+	// WebSocket endpoints (wss://app.example.com) the page may connect
+	// besides its own; "*" adds none.
+	AllowedOrigins []string
+}
+
+// webSocketOrigin is the WebSocket origin of an http(s) origin, or "" for
+// anything else.
+func webSocketOrigin(origin string) string {
+	scheme, host, ok := strings.Cut(origin, "://")
+	if !ok || !validHost(host) {
+		return ""
+	}
+	switch strings.ToLower(scheme) {
+	case "https":
+		return "wss://" + host
+	case "http":
+		return "ws://" + host
+	}
+	return ""
+}
+
+// validHost reports whether host is a host[:port] that can stand in a
+// policy as it is: letters, digits, dots, hyphens, colons and the brackets
+// of an IPv6 address, nothing that would end a source or a directive.
+func validHost(host string) bool {
+	return host != "" && !strings.ContainsFunc(host, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune(".-:[]", r))
+	})
+}
+
+// contentSecurityPolicy is the policy of a response to a request for host:
+// connect-src allows the page's own origin ('self', for its HTTP
+// requests), the WebSocket origins of host (ws: and wss:, which 'self'
+// does not cover in every browser; a page served over HTTPS may open only
+// the second) and the others given.
+func contentSecurityPolicy(host, others string) string {
+	if !validHost(host) {
+		return policyHead + others + policyTail
+	}
+	return policyHead + " ws://" + host + " wss://" + host + others + policyTail
+}
 
 // contentTypes fixes the media types of the files the interface uses, so
 // that they do not depend on the host's MIME tables.
@@ -95,17 +141,26 @@ var assets = sync.OnceValue(func() map[string]asset {
 // and methods other than GET and HEAD with 405 Method Not Allowed.
 //
 // Every response forbids inline scripts and styles and framing through its
-// Content-Security-Policy header, turns off content sniffing, and asks
-// browsers to revalidate before reusing a cached copy; files carry an ETag,
-// so revalidation usually ends in 304 Not Modified.
+// Content-Security-Policy header, which lets the page connect only to its
+// own origin (over HTTP and WebSocket, the host as the request names it)
+// and to the WebSocket endpoints of opts.AllowedOrigins; it also turns off
+// content sniffing and asks browsers to revalidate before reusing a cached
+// copy; files carry an ETag, so revalidation usually ends in 304 Not
+// Modified.
 //
 // The handler expects to be mounted at the root of the server, next to the
 // /graphql endpoint that the page talks to.
-func Handler() http.Handler {
+func Handler(opts Options) http.Handler {
 	files := assets()
+	var others strings.Builder
+	for _, o := range opts.AllowedOrigins {
+		if ws := webSocketOrigin(o); ws != "" {
+			others.WriteString(" " + ws)
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("Content-Security-Policy", contentSecurityPolicy(r.Host, others.String()))
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-cache")

@@ -25,7 +25,7 @@ func get(t *testing.T, h http.Handler, method, target string, header http.Header
 func checkSecurityHeaders(t *testing.T, rec *httptest.ResponseRecorder, target string) {
 	t.Helper()
 	want := map[string]string{
-		"Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+		"Content-Security-Policy": "default-src 'self'; connect-src 'self' ws://example.com wss://example.com; img-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; frame-ancestors 'none'",
 		"X-Content-Type-Options":  "nosniff",
 		"Cache-Control":           "no-cache",
 	}
@@ -37,7 +37,7 @@ func checkSecurityHeaders(t *testing.T, rec *httptest.ResponseRecorder, target s
 }
 
 func TestFiles(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	cases := []struct {
 		path, contentType, contains string
 	}{
@@ -70,7 +70,7 @@ func TestFiles(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	for _, p := range []string{"/nope", "/static/app.js", "/app.js/", "/graphql", "/.hidden", "/../web.go"} {
 		rec := get(t, h, http.MethodGet, p, nil)
 		if rec.Code != http.StatusNotFound {
@@ -81,7 +81,7 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestMethods(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	rec := get(t, h, http.MethodHead, "/app.js", nil)
 	if rec.Code != http.StatusOK {
 		t.Errorf("HEAD /app.js: status %d, want 200", rec.Code)
@@ -96,7 +96,7 @@ func TestMethods(t *testing.T) {
 }
 
 func TestETag(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	rec := get(t, h, http.MethodGet, "/app.js", nil)
 	etag := rec.Header().Get("ETag")
 	if etag == "" {
@@ -112,7 +112,7 @@ func TestETag(t *testing.T) {
 // Content-Security-Policy forbids: no inline scripts, styles or handlers, and
 // no resources from elsewhere.
 func TestPageFollowsPolicy(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	page := get(t, h, http.MethodGet, "/", nil).Body.String()
 	forbidden := map[string]*regexp.Regexp{
 		"inline script":     regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`),
@@ -150,7 +150,7 @@ func TestPageFollowsPolicy(t *testing.T) {
 // TestScriptsWriteNoHTML checks that the page's scripts never turn strings
 // into markup: everything the server sends is shown with textContent.
 func TestScriptsWriteNoHTML(t *testing.T) {
-	h := web.Handler()
+	h := web.Handler(web.Options{})
 	sink := regexp.MustCompile(`\b(?:innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser)\b`)
 	// Every script in the static directory, so that a new one is checked too.
 	scripts, err := filepath.Glob(filepath.Join("static", "*.js"))
@@ -168,5 +168,41 @@ func TestScriptsWriteNoHTML(t *testing.T) {
 		if loc := sink.FindStringIndex(body); loc != nil {
 			t.Errorf("%s uses %s", p, body[loc[0]:loc[1]])
 		}
+	}
+}
+
+// TestContentSecurityPolicyConnects: the page may connect to its own origin
+// over HTTP and WebSocket, as the request names its host, and to the
+// WebSocket endpoints of the allowed origins; to nothing else, and nothing
+// a request sends widens the policy.
+func TestContentSecurityPolicyConnects(t *testing.T) {
+	cases := []struct {
+		name, host string
+		allowed    []string
+		connect    string
+	}{
+		{"own host", "example.com", nil, "'self' ws://example.com wss://example.com"},
+		{"own host and port", "127.0.0.1:8080", nil, "'self' ws://127.0.0.1:8080 wss://127.0.0.1:8080"},
+		{"IPv6", "[::1]:8080", nil, "'self' ws://[::1]:8080 wss://[::1]:8080"},
+		{"allowed origins", "sb.example.com", []string{"https://app.example.com", "http://localhost:3000", "*"},
+			"'self' ws://sb.example.com wss://sb.example.com wss://app.example.com ws://localhost:3000"},
+		{"a host that would add a source", "evil.example; connect-src *", nil, "'self'"},
+		{"a host with a space", "a b", []string{"https://app.example.com"}, "'self' wss://app.example.com"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.Host = c.host
+			rec := httptest.NewRecorder()
+			web.Handler(web.Options{AllowedOrigins: c.allowed}).ServeHTTP(rec, req)
+			policy := rec.Header().Get("Content-Security-Policy")
+			m := regexp.MustCompile(`(?:^|; )connect-src ([^;]*)(?:;|$)`).FindStringSubmatch(policy)
+			if m == nil || m[1] != c.connect {
+				t.Errorf("host %q, allowed %q: policy %q, want connect-src %s", c.host, c.allowed, policy, c.connect)
+			}
+			if strings.Count(policy, "connect-src") != 1 || strings.Contains(policy, "*") {
+				t.Errorf("host %q: policy %q", c.host, policy)
+			}
+		})
 	}
 }

@@ -303,7 +303,7 @@ func (g *hostileGuest) directRoomFlood(victim string) string {
 		}
 		return o
 	}
-	spent := open(g.guests[0])              // the room flood used its budget up
+	spent := open(g.guests[0])               // the room flood used its budget up
 	fresh := open(g.guests[len(g.guests)-1]) // a budget of its own: at most LIMIT_ROOMS new ones
 	assert.Zero(g.t, spent["200"], "no new direct room once the budget is spent")
 	return fmt.Sprintf("spent budget: %s; fresh budget: %s", spent, fresh)

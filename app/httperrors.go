@@ -36,7 +36,7 @@ func withBodyLimit(limit int64, log *slog.Logger, next http.Handler) http.Handle
 // hooks log them.
 func logRefusals(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "" {
+		if isWebSocketUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

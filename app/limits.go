@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +47,7 @@ func limitRequests(rate *ratelimit.Keyed, log *slog.Logger, next http.Handler) h
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if (r.Method != http.MethodPost && r.Method != http.MethodGet) || strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if (r.Method != http.MethodPost && r.Method != http.MethodGet) || isWebSocketUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -222,7 +222,7 @@ func originChecker(allowed []string) func(r *http.Request) bool {
 func cors(allowed []string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin != "" && r.Header.Get("Upgrade") == "" && originAllowed(allowed, origin, r.Host) {
+		if origin != "" && !isWebSocketUpgrade(r) && originAllowed(allowed, origin, r.Host) {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Add("Vary", "Origin")
@@ -257,4 +257,11 @@ func urlRedacted(raw string) (string, error) {
 		return "", err
 	}
 	return u.Redacted(), nil
+}
+
+// isWebSocketUpgrade reports whether r asks to become a WebSocket (the
+// requests the WebSocket transport claims); any other Upgrade header is an
+// ordinary HTTP request.
+func isWebSocketUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }

@@ -197,6 +197,17 @@ func TestMiddleware(t *testing.T) {
 	assert.Equal(t, "1", w.Header().Get("Retry-After"))
 	assert.JSONEq(t, `{"data":null,"errors":[{"message":"the database is unavailable, try again later","extensions":{"code":"UNAVAILABLE"}}]}`, w.Body.String(),
 		"the cause stays in the server")
+
+	// Only a WebSocket upgrade passes unchecked (its token comes in
+	// connection_init); any other Upgrade header is an ordinary request.
+	for upgrade, want := range map[string]int{"websocket": http.StatusTeapot, "WebSocket": http.StatusTeapot, "h2c": http.StatusUnauthorized, "foo": http.StatusUnauthorized} {
+		r := httptest.NewRequest(http.MethodGet, "/graphql", nil)
+		r.Header.Set("Upgrade", upgrade)
+		r.Header.Set("Authorization", "Bearer nope")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		assert.Equal(t, want, w.Code, "Upgrade: %s", upgrade)
+	}
 }
 
 func TestConnectionInit(t *testing.T) {

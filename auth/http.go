@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/switchboardhq/switchboard/models"
 )
@@ -15,11 +16,12 @@ import (
 // UNAUTHENTICATED, so the client knows to drop its token rather than
 // silently acting as nobody; so is a token whose session ended (signed out
 // or revoked). A session that cannot be checked now (the database is down)
-// is answered with 503 and UNAVAILABLE. WebSocket upgrades pass through
-// untouched: their token arrives in connection_init.
+// is answered with 503 and UNAVAILABLE. WebSocket upgrades (Upgrade:
+// websocket, and nothing else) pass through untouched: their token arrives
+// in connection_init.
 func (t *Tokens) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "" {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			next.ServeHTTP(w, r)
 			return
 		}

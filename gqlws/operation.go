@@ -116,7 +116,8 @@ func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) 
 }
 
 // prepare parses and validates the operation, then runs it. A document
-// that does not parse or validate is answered with error and nothing else.
+// that does not parse or validate is answered with error and nothing else,
+// unless the client stopped the operation meanwhile.
 // It runs on the operation's goroutine, not the connection's reader:
 // parsing and validation need a deep stack, and a goroutine keeps the
 // largest stack it ever needed, so the reader that every idle connection
@@ -125,8 +126,11 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
-		c.finish(op) // the id is free once the client reads the error
-		c.writeErrors(op.id, resp.Errors)
+		stopped := op.ended.Load() // by the client: it hears nothing more of it
+		c.finish(op)               // the id is free once the client reads the error
+		if !stopped {
+			c.writeErrors(op.id, resp.Errors)
+		}
 		return
 	}
 	if rc.Operation.Operation == ast.Subscription {

@@ -63,7 +63,7 @@ func mistakes() []mistake {
 		{name: "wrong persisted query hash", body: `{` + meQuery + `, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "` + strings.Repeat("ab", 32) + `"}}}`,
 			status: 400, code: "BAD_REQUEST", msg: "does not match"},
 		{name: "persisted query version 2", body: `{` + meQuery + `, "extensions": {"persistedQuery": {"version": 2, "sha256Hash": "x"}}}`,
-			status: 400, code: "BAD_REQUEST", msg: "APQ version"},
+			status: 400, code: "BAD_REQUEST", msg: "unsupported persisted query version"},
 		{name: "chunked body over the limit", chunked: true, body: big, status: 413, code: "BAD_REQUEST", msg: "larger than 4096 bytes"},
 		{name: "declared body over the limit", body: big, status: 413, code: "BAD_REQUEST", msg: "larger than 4096 bytes"},
 		{name: "mutation over GET", method: "GET", query: "query=" + url.QueryEscape(`mutation { signIn(name: "TOKEN `+bodyMarker+`") { token } }`),

@@ -24,7 +24,7 @@ import (
 func TestChatResumeUnderConcurrentPosters(t *testing.T) {
 	for _, backend := range []string{"sqlite", "mysql"} {
 		t.Run(backend, func(t *testing.T) {
-			env := map[string]string{"LIMIT_MESSAGES": "0"} // posters flood on purpose
+			env := map[string]string{"LIMIT_MESSAGES": "0", "LIMIT_REQUESTS": "0"} // posters and resuming subscribers flood on purpose
 			if backend == "mysql" {
 				env["DATABASE_URL"] = storetest.MySQLURL(t)
 			}

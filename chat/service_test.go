@@ -166,7 +166,7 @@ func (e *env) watchRooms(t *testing.T, u *models.User) <-chan *models.Room {
 // post posts text as u to room id.
 func (e *env) post(t *testing.T, u *models.User, id int64, text string) *models.Message {
 	t.Helper()
-	m, err := e.svc.PostMessage(t.Context(), u, id, text)
+	m, err := e.svc.PostMessage(t.Context(), u, id, text, "")
 	require.NoError(t, err, "post %q", text)
 	return m
 }
@@ -269,7 +269,7 @@ func TestDirectRoomsAreVisibleToTheirMembersOnly(t *testing.T) {
 				_, err := e.svc.Room(ctx, u, room)
 				assert.Equal(t, want, seenByClient(err))
 			}
-			_, err := e.svc.PostMessage(ctx, e.cid, room, "let me in")
+			_, err := e.svc.PostMessage(ctx, e.cid, room, "let me in", "")
 			assert.Equal(t, want, seenByClient(err), "post")
 			assert.Equal(t, want, seenByClient(e.svc.SetTyping(ctx, e.cid, room, true)), "typing")
 			_, err = e.svc.MarkRoomRead(ctx, e.cid, room)
@@ -392,7 +392,7 @@ func TestPostMessageValidates(t *testing.T) {
 			{name: "invalid UTF-8", text: "a\xffb", errPart: "UTF-8"},
 		}
 		for _, tt := range tests {
-			m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, tt.text)
+			m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, tt.text, "")
 			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: %v", tt.name, err)
 			assert.ErrorContains(t, err, tt.errPart, tt.name)
 			assert.Nil(t, m, tt.name)
@@ -414,7 +414,7 @@ func TestPostMessageRateLimited(t *testing.T) {
 		e := newEnv(t, dialect, chat.Options{MessageRate: limit})
 		live := e.subscribe(t, e.cid, e.general.ID)
 		e.post(t, e.ada, e.general.ID, "one")
-		m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, "two")
+		m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, "two", "")
 		assert.Nil(t, m)
 		assert.Equal(t, models.RateLimited, models.ErrorCode(err))
 		assert.EqualError(t, err, "too many messages; slow down")

@@ -62,7 +62,7 @@ func value(module, key string, v float64) *models.KPIInput {
 // announcement reach every watcher.
 func record(t *testing.T, s *Service, in ...*models.KPIInput) {
 	t.Helper()
-	_, err := s.Record(t.Context(), in)
+	_, err := s.Record(t.Context(), nil, in, "")
 	require.NoError(t, err)
 	synctest.Wait()
 }
@@ -191,7 +191,7 @@ func TestRecordRefusesBadInput(t *testing.T) {
 			{name: "one too many", in: many, errPart: "limit is 500"},
 		}
 		for _, tt := range tests { // no t.Run in a bubble
-			got, err := s.Record(t.Context(), tt.in)
+			got, err := s.Record(t.Context(), nil, tt.in, "")
 			require.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: error %v", tt.name, err)
 			assert.ErrorContains(t, err, tt.errPart, tt.name)
 			assert.Nil(t, got, tt.name)
@@ -358,7 +358,7 @@ func TestRetention(t *testing.T) {
 		const retention = 7 * 24 * time.Hour
 		now := time.Now()
 		for _, age := range []time.Duration{retention + time.Hour, retention + time.Millisecond, retention - 30*time.Minute, time.Hour, 0} {
-			_, err := db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", age.Hours())}, now.Add(-age))
+			_, _, err := db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", age.Hours())}, now.Add(-age), nil)
 			require.NoError(t, err)
 		}
 		history := func() []float64 {
@@ -392,9 +392,9 @@ func TestRetentionClock(t *testing.T) {
 		// An hour from now, the clock says 23 hours ago: value 1 is then 3
 		// hours old and goes, value 2 half an hour old and stays (by the real
 		// clock, both would go).
-		_, err := s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 1)}, time.Now().Add(-26*time.Hour))
+		_, _, err := s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 1)}, time.Now().Add(-26*time.Hour), nil)
 		require.NoError(t, err)
-		_, err = s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 2)}, time.Now().Add(-23*time.Hour-30*time.Minute))
+		_, _, err = s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 2)}, time.Now().Add(-23*time.Hour-30*time.Minute), nil)
 		require.NoError(t, err)
 		time.Sleep(time.Hour)
 		synctest.Wait()
@@ -539,7 +539,7 @@ func TestWatchersCatchUpAfterABrokerOutage(t *testing.T) {
 		assert.Equal(t, []string{"sales/revenue=2"}, cards(next(t, dashboard)))
 
 		// Another replica records meanwhile: committed, never announced.
-		_, err = db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 3)}, time.Now())
+		_, _, err = db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 3)}, time.Now(), nil)
 		require.NoError(t, err)
 		broker.SetDown(false)
 		time.Sleep(2 * time.Second) // Follow resubscribes within a second

@@ -404,6 +404,53 @@ func TestPostMessageValidates(t *testing.T) {
 	})
 }
 
+// TestPostMessageIdempotent: a retry with the key of a message returns
+// the first message and stores and announces nothing, without counting
+// against the rate
+// limit; the key with another text or room is BAD_USER_INPUT; another
+// user's same key is theirs.
+func TestPostMessageIdempotent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		c := &clock{now: time.Now()}
+		limit := onePerSecond(c)
+		e := newEnv(t, dialect, chat.Options{MessageRate: limit})
+		ctx := t.Context()
+		cid := e.watch(t, e.cid, e.general.ID)
+		lobby, err := e.svc.CreateRoom(ctx, e.ada, "lobby")
+		require.NoError(t, err)
+		receive(t, cid.rooms, "the new room")
+
+		first, err := e.svc.PostMessage(ctx, e.ada, e.general.ID, "hello", "k")
+		require.NoError(t, err)
+		assert.Equal(t, "hello", receive(t, cid.messages, "message").Text)
+		assert.Equal(t, e.general.ID, receive(t, cid.rooms, "room list").ID)
+		for range 3 {
+			again, err := e.svc.PostMessage(ctx, e.ada, e.general.ID, "hello ", "k")
+			require.NoError(t, err)
+			assert.Equal(t, first.ID(), again.ID())
+			assert.Equal(t, first.CreatedAt, again.CreatedAt)
+			assert.Equal(t, first.Author.Name, again.Author.Name)
+		}
+		assert.Zero(t, limit.Refused(), "replays are not rate limited")
+
+		for _, other := range []struct {
+			room int64
+			text string
+		}{{e.general.ID, "hello!"}, {lobby.ID, "hello"}} {
+			_, err = e.svc.PostMessage(ctx, e.ada, other.room, other.text, "k")
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%v", err)
+		}
+		theirs, err := e.svc.PostMessage(ctx, e.bob, e.general.ID, "hello", "k")
+		require.NoError(t, err, "bob's k is not ada's")
+		assert.Equal(t, int64(2), theirs.Seq)
+
+		got := receive(t, cid.messages, "the next message")
+		assert.Equal(t, []any{int64(2), "bob"}, []any{got.Seq, got.Author.Name}, "nothing was announced in between")
+		assert.Equal(t, e.general.ID, receive(t, cid.rooms, "room list").ID)
+		assert.Equal(t, []string{"hello", "hello"}, e.history(t, e.general.ID))
+	})
+}
+
 // TestPostMessageRateLimited: a message the author's limit refuses is
 // RATE_LIMITED, and neither stored nor announced; each user has a limit of
 // their own.

@@ -274,6 +274,50 @@ func TestWatchModule(t *testing.T) {
 	})
 }
 
+// TestRecordIdempotent: a retry with the key of a batch returns the KPIs
+// as the first call returned them, records nothing and announces nothing;
+// the key with another batch is BAD_USER_INPUT; another publisher's same
+// key is theirs.
+func TestRecordIdempotent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newService(t, Options{})
+		ctx := t.Context()
+		ops, feeder := &models.User{ID: 1, Name: "ops"}, &models.User{ID: 2, Name: "feeder"}
+		sales, err := s.WatchModule(ctx, "sales")
+		require.NoError(t, err)
+		next(t, sales)
+
+		batch := []*models.KPIInput{value("sales", "revenue", 1), value("sales", "orders", 2)}
+		first, err := s.Record(ctx, ops, batch, "k")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"sales/orders=2", "sales/revenue=1"}, values(next(t, sales).KPIs))
+		record(t, s, value("sales", "revenue", 10)) // a change since
+		next(t, sales)
+
+		again, err := s.Record(ctx, ops, []*models.KPIInput{value("sales", "revenue", 1), value("sales", "orders", 2)}, "k")
+		require.NoError(t, err)
+		assert.Equal(t, values(first), values(again), "the first result, not the values now")
+		assert.Nil(t, again[0].Previous)
+		assert.Empty(t, livetest.Received(t, sales), "nothing announced")
+		history, err := s.History(ctx, "sales", "revenue", time.Time{}, 10)
+		require.NoError(t, err)
+		assert.Len(t, history, 2, "nothing recorded")
+
+		for name, other := range map[string][]*models.KPIInput{
+			"another value": {value("sales", "revenue", 1.5), value("sales", "orders", 2)},
+			"another order": {value("sales", "orders", 2), value("sales", "revenue", 1)},
+			"fewer values":  {value("sales", "revenue", 1)},
+		} {
+			_, err := s.Record(ctx, ops, other, "k")
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: %v", name, err)
+		}
+		theirs, err := s.Record(ctx, feeder, batch, "k")
+		require.NoError(t, err, "another publisher's k")
+		assert.Equal(t, 10.0, *theirs[0].Previous, "recorded anew")
+		assert.Len(t, livetest.Received(t, sales), 1)
+	})
+}
+
 func TestWatchDashboardRate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const interval, every, window = 200 * time.Millisecond, 10 * time.Millisecond, 2 * time.Second

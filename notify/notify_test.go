@@ -294,3 +294,42 @@ func TestUnreadCountsDuringABrokerOutage(t *testing.T) {
 		assert.Equal(t, []int{2}, livetest.Received(t, c), "recounted once the broker is back")
 	})
 }
+
+// TestSendIdempotent: a retry with the key of a notification returns the
+// first one and stores and delivers nothing; the key with another input
+// is BAD_USER_INPUT; another sender's same key is theirs.
+func TestSendIdempotent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		ctx := t.Context()
+		ops, other := newUser(t, e.db, "ops"), newUser(t, e.db, "other ops")
+		live := e.subscribe(t, e.ada, nil)
+		in := &models.NotificationInput{UserID: ptr(idOf(e.ada)), Title: "Report ready", Link: ptr("/reports/1")}
+
+		first, err := e.svc.Send(ctx, ops, in, "k")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"Report ready"}, titles(livetest.Received(t, live)))
+		again, err := e.svc.Send(ctx, ops, &models.NotificationInput{UserID: ptr(idOf(e.ada)), Title: " Report ready ", Link: ptr("/reports/1")}, "k")
+		require.NoError(t, err, "the same input, trimmed")
+		assert.Equal(t, first, again)
+		assert.Empty(t, livetest.Received(t, live), "delivered once")
+		head, err := e.db.NotificationLog().Head(ctx, models.NotificationStream)
+		require.NoError(t, err)
+		assert.Equal(t, first.ID, head, "stored once")
+
+		for name, changed := range map[string]*models.NotificationInput{
+			"title":     {UserID: in.UserID, Title: "Report late", Link: in.Link},
+			"recipient": {UserID: ptr(idOf(e.bob)), Title: in.Title, Link: in.Link},
+			"broadcast": {Title: in.Title, Link: in.Link},
+			"level":     {UserID: in.UserID, Title: in.Title, Link: in.Link, Level: ptr(models.LevelError)},
+		} {
+			_, err := e.svc.Send(ctx, ops, changed, "k")
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: %v", name, err)
+		}
+
+		theirs, err := e.svc.Send(ctx, other, in, "k")
+		require.NoError(t, err, "another sender's k")
+		assert.Equal(t, first.ID+1, theirs.ID)
+		assert.Equal(t, []string{"Report ready"}, titles(livetest.Received(t, live)))
+	})
+}

@@ -232,3 +232,49 @@ func TestPostWhileTheBrokerIsDown(t *testing.T) {
 		e.broker.SetDown(false)
 	})
 }
+
+// TestPostIdempotent: a retry with the key of a post returns the first
+// status and stores and announces nothing, without counting against the
+// rate limit; the key with another text is BAD_USER_INPUT; another user's
+// same key is theirs; after the window the key is new again.
+func TestPostIdempotent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		limit := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 0.001, Burst: 3}, nil)
+		var later time.Duration // how far the service's clock is ahead
+		clock := func() time.Time { return time.Now().Add(later) }
+		e := newEnv(t, statuses.Options{RateLimit: limit, Now: clock})
+		bob, err := e.db.CreateUser(t.Context(), "bob")
+		require.NoError(t, err)
+		live := e.subscribe(t)
+
+		first, err := e.svc.Post(t.Context(), e.ada, "hello", "key-1")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"hello"}, texts(livetest.Received(t, live)))
+		for range 3 { // more retries than the rate limit's burst
+			again, err := e.svc.Post(t.Context(), e.ada, " hello\n", "key-1")
+			require.NoError(t, err, "the same text, trimmed")
+			assert.Equal(t, first.ID, again.ID)
+			assert.Equal(t, first.Text, again.Text)
+			assert.Equal(t, first.CreatedAt, again.CreatedAt)
+			assert.Equal(t, first.Author.ID, again.Author.ID)
+		}
+		assert.Equal(t, []string{"hello"}, e.stored(t), "stored once")
+		assert.Empty(t, livetest.Received(t, live), "announced once")
+		assert.Zero(t, limit.Refused(), "replays are not rate limited")
+
+		_, err = e.svc.Post(t.Context(), e.ada, "hello again", "key-1")
+		assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%v", err)
+		assert.ErrorContains(t, err, `idempotencyKey "key-1" was used for another postStatus with other arguments`)
+
+		theirs, err := e.svc.Post(t.Context(), bob, "hello", "key-1")
+		require.NoError(t, err, "bob's key-1 is not ada's")
+		assert.NotEqual(t, first.ID, theirs.ID)
+
+		later = models.IdempotencyWindow + time.Millisecond
+		fresh, err := e.svc.Post(t.Context(), e.ada, "hello", "key-1")
+		require.NoError(t, err)
+		assert.NotEqual(t, first.ID, fresh.ID, "a new status once the window is over")
+		assert.Equal(t, []string{"hello", "hello", "hello"}, e.stored(t))
+		assert.Len(t, livetest.Received(t, live), 2, "bob's and the new one announced")
+	})
+}

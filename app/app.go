@@ -243,6 +243,12 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 	if cfg.DemoFeed {
 		kpis.StartDemo(ctx, demoFeedInterval)
 	}
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		pruneIdempotencyKeys(ctx, db, log, time.Now, pruneKeysEvery)
+	}()
+	s.closers = append(s.closers, func() { <-pruned })
 	svc.res = &resolvers.Resolver{
 		Accounts: accounts.New(db, tokens, sessions, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL, SessionMaxAge: cfg.SessionMaxAge, SignInRate: svc.signInRate}),
 		Statuses: statusFeed, Chat: rooms, KPIs: kpis, Notifications: inbox,

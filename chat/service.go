@@ -209,26 +209,40 @@ func (s *Service) OpenDirectRoom(ctx context.Context, me *models.User, otherID i
 // PostMessage posts text (trimmed, see models.MessageText) as me to room
 // roomID, ends me's typing indicator there, announces the message to the
 // room's subscribers and the change to the room lists of everyone who sees
-// the room. A room me may not see is models.NotFound (see Room), a refusal
-// of the rate limit models.RateLimited, invalid text models.BadUserInput:
-// none of them stores anything. Once the message is committed, PostMessage
-// succeeds: a broker that fails to announce it only delays delivery
-// (subscribers find it in the database).
-func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64, text string) (*models.Message, error) {
+// the room. A room me may not see is models.NotFound (see Room), invalid
+// text models.BadUserInput, a refusal of the rate limit
+// models.RateLimited: none of them stores anything. Once the message is
+// committed, PostMessage succeeds: a broker that fails to announce it only
+// delays delivery (subscribers find it in the database).
+//
+// key ("": none) is me's idempotency key (checked by
+// models.IdempotencyKey): a PostMessage with a key me already used for a
+// message within models.IdempotencyWindow returns that message, stores and
+// announces nothing and is not rate limited, on every replica; the same
+// key with another room or text is models.BadUserInput.
+func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64, text, key string) (*models.Message, error) {
 	room, err := s.db.RoomFor(ctx, roomID, me.ID)
 	if err != nil {
 		return nil, err
-	}
-	if !s.opts.MessageRate.Allow(ctx, me.ID) {
-		return nil, models.Errorf(models.RateLimited, "too many messages; slow down")
 	}
 	text, err = models.MessageText(text)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.db.CreateMessage(ctx, room, me, text, s.opts.Now)
+	once, err := models.NewIdempotency(me, models.OpPostMessage, key, []any{room.ID, text})
 	if err != nil {
 		return nil, err
+	}
+	var first *models.Message
+	if replayed, err := s.db.Replay(ctx, once, s.opts.Now(), &first); replayed || err != nil {
+		return first, err
+	}
+	if !s.opts.MessageRate.Allow(ctx, me.ID) {
+		return nil, models.Errorf(models.RateLimited, "too many messages; slow down")
+	}
+	m, replayed, err := s.db.CreateMessage(ctx, room, me, text, s.opts.Now, once)
+	if err != nil || replayed {
+		return m, err
 	}
 	s.hub.SetTyping(ctx, room.ID, me, false)
 	if err := s.feed.Publish(context.WithoutCancel(ctx), models.RoomStream(room.ID), m); err != nil {

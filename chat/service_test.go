@@ -166,7 +166,7 @@ func (e *env) watchRooms(t *testing.T, u *models.User) <-chan *models.Room {
 // post posts text as u to room id.
 func (e *env) post(t *testing.T, u *models.User, id int64, text string) *models.Message {
 	t.Helper()
-	m, err := e.svc.PostMessage(t.Context(), u, id, text)
+	m, err := e.svc.PostMessage(t.Context(), u, id, text, "")
 	require.NoError(t, err, "post %q", text)
 	return m
 }
@@ -269,7 +269,7 @@ func TestDirectRoomsAreVisibleToTheirMembersOnly(t *testing.T) {
 				_, err := e.svc.Room(ctx, u, room)
 				assert.Equal(t, want, seenByClient(err))
 			}
-			_, err := e.svc.PostMessage(ctx, e.cid, room, "let me in")
+			_, err := e.svc.PostMessage(ctx, e.cid, room, "let me in", "")
 			assert.Equal(t, want, seenByClient(err), "post")
 			assert.Equal(t, want, seenByClient(e.svc.SetTyping(ctx, e.cid, room, true)), "typing")
 			_, err = e.svc.MarkRoomRead(ctx, e.cid, room)
@@ -392,7 +392,7 @@ func TestPostMessageValidates(t *testing.T) {
 			{name: "invalid UTF-8", text: "a\xffb", errPart: "UTF-8"},
 		}
 		for _, tt := range tests {
-			m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, tt.text)
+			m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, tt.text, "")
 			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: %v", tt.name, err)
 			assert.ErrorContains(t, err, tt.errPart, tt.name)
 			assert.Nil(t, m, tt.name)
@@ -401,6 +401,53 @@ func TestPostMessageValidates(t *testing.T) {
 		got := receive(t, live, "message")
 		assert.Equal(t, []any{int64(1), "valid"}, []any{got.Seq, got.Text}, "the first message delivered is the valid one")
 		assert.Equal(t, []string{"valid"}, e.history(t, e.general.ID))
+	})
+}
+
+// TestPostMessageIdempotent: a retry with the key of a message returns
+// the first message and stores and announces nothing, without counting
+// against the rate
+// limit; the key with another text or room is BAD_USER_INPUT; another
+// user's same key is theirs.
+func TestPostMessageIdempotent(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		c := &clock{now: time.Now()}
+		limit := onePerSecond(c)
+		e := newEnv(t, dialect, chat.Options{MessageRate: limit})
+		ctx := t.Context()
+		cid := e.watch(t, e.cid, e.general.ID)
+		lobby, err := e.svc.CreateRoom(ctx, e.ada, "lobby")
+		require.NoError(t, err)
+		receive(t, cid.rooms, "the new room")
+
+		first, err := e.svc.PostMessage(ctx, e.ada, e.general.ID, "hello", "k")
+		require.NoError(t, err)
+		assert.Equal(t, "hello", receive(t, cid.messages, "message").Text)
+		assert.Equal(t, e.general.ID, receive(t, cid.rooms, "room list").ID)
+		for range 3 {
+			again, err := e.svc.PostMessage(ctx, e.ada, e.general.ID, "hello ", "k")
+			require.NoError(t, err)
+			assert.Equal(t, first.ID(), again.ID())
+			assert.Equal(t, first.CreatedAt, again.CreatedAt)
+			assert.Equal(t, first.Author.Name, again.Author.Name)
+		}
+		assert.Zero(t, limit.Refused(), "replays are not rate limited")
+
+		for _, other := range []struct {
+			room int64
+			text string
+		}{{e.general.ID, "hello!"}, {lobby.ID, "hello"}} {
+			_, err = e.svc.PostMessage(ctx, e.ada, other.room, other.text, "k")
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%v", err)
+		}
+		theirs, err := e.svc.PostMessage(ctx, e.bob, e.general.ID, "hello", "k")
+		require.NoError(t, err, "bob's k is not ada's")
+		assert.Equal(t, int64(2), theirs.Seq)
+
+		got := receive(t, cid.messages, "the next message")
+		assert.Equal(t, []any{int64(2), "bob"}, []any{got.Seq, got.Author.Name}, "nothing was announced in between")
+		assert.Equal(t, e.general.ID, receive(t, cid.rooms, "room list").ID)
+		assert.Equal(t, []string{"hello", "hello"}, e.history(t, e.general.ID))
 	})
 }
 
@@ -414,7 +461,7 @@ func TestPostMessageRateLimited(t *testing.T) {
 		e := newEnv(t, dialect, chat.Options{MessageRate: limit})
 		live := e.subscribe(t, e.cid, e.general.ID)
 		e.post(t, e.ada, e.general.ID, "one")
-		m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, "two")
+		m, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, "two", "")
 		assert.Nil(t, m)
 		assert.Equal(t, models.RateLimited, models.ErrorCode(err))
 		assert.EqualError(t, err, "too many messages; slow down")

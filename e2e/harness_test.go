@@ -288,6 +288,17 @@ func (s *testServer) do(tb testing.TB, token, query string, vars map[string]any)
 // TRUSTED_PROXIES=127.0.0.1); it returns the response's headers too.
 func (s *testServer) doFrom(tb testing.TB, from, token, query string, vars map[string]any) (gqlResponse, http.Header) {
 	tb.Helper()
+	header := http.Header{}
+	if from != "" {
+		header.Set("X-Forwarded-For", from)
+	}
+	return s.doWith(tb, token, query, vars, header)
+}
+
+// doWith is do with the fields of header added to the request; it returns
+// the response's headers too.
+func (s *testServer) doWith(tb testing.TB, token, query string, vars map[string]any, header http.Header) (gqlResponse, http.Header) {
+	tb.Helper()
 	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
 	require.NoError(tb, err)
 	req, err := http.NewRequest(http.MethodPost, s.URL+"/graphql", bytes.NewReader(body))
@@ -296,8 +307,8 @@ func (s *testServer) doFrom(tb testing.TB, from, token, query string, vars map[s
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if from != "" {
-		req.Header.Set("X-Forwarded-For", from)
+	for name, values := range header {
+		req.Header[name] = values
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(tb, err)

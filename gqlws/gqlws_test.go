@@ -81,7 +81,7 @@ func newHarnessBehind(t testing.TB, opts gqlws.Options, wrap func(http.Handler) 
 // post posts a status, as postStatus does.
 func (h *harness) post(t *testing.T, text string) *models.Status {
 	t.Helper()
-	st, err := h.statuses.Post(context.Background(), h.author, text)
+	st, err := h.statuses.Post(context.Background(), h.author, text, "")
 	require.NoError(t, err)
 	return st
 }

@@ -98,11 +98,11 @@ type ComplexityRoot struct {
 		MarkNotificationRead     func(childComplexity int, id string) int
 		MarkRoomRead             func(childComplexity int, roomID string) int
 		OpenDirectRoom           func(childComplexity int, userID string) int
-		PostMessage              func(childComplexity int, roomID string, text string) int
-		PostStatus               func(childComplexity int, text string) int
-		RecordKPIs               func(childComplexity int, inputs []*models.KPIInput) int
+		PostMessage              func(childComplexity int, roomID string, text string, idempotencyKey *string) int
+		PostStatus               func(childComplexity int, text string, idempotencyKey *string) int
+		RecordKPIs               func(childComplexity int, inputs []*models.KPIInput, idempotencyKey *string) int
 		RefreshSession           func(childComplexity int) int
-		SendNotification         func(childComplexity int, input models.NotificationInput) int
+		SendNotification         func(childComplexity int, input models.NotificationInput, idempotencyKey *string) int
 		SetTyping                func(childComplexity int, roomID string, typing bool) int
 		SignIn                   func(childComplexity int, name string) int
 		SignOut                  func(childComplexity int) int
@@ -234,16 +234,16 @@ type ComplexityRoot struct {
 
 type MutationResolver interface {
 	SignIn(ctx context.Context, name string) (*models.Session, error)
-	PostStatus(ctx context.Context, text string) (*models.Status, error)
+	PostStatus(ctx context.Context, text string, idempotencyKey *string) (*models.Status, error)
 	RefreshSession(ctx context.Context) (*models.Session, error)
 	SignOut(ctx context.Context) (bool, error)
 	CreateRoom(ctx context.Context, name string) (*models.Room, error)
 	OpenDirectRoom(ctx context.Context, userID string) (*models.Room, error)
-	PostMessage(ctx context.Context, roomID string, text string) (*models.Message, error)
+	PostMessage(ctx context.Context, roomID string, text string, idempotencyKey *string) (*models.Message, error)
 	SetTyping(ctx context.Context, roomID string, typing bool) (bool, error)
 	MarkRoomRead(ctx context.Context, roomID string) (*models.Room, error)
-	RecordKPIs(ctx context.Context, inputs []*models.KPIInput) ([]*models.KPI, error)
-	SendNotification(ctx context.Context, input models.NotificationInput) (*models.Notification, error)
+	RecordKPIs(ctx context.Context, inputs []*models.KPIInput, idempotencyKey *string) ([]*models.KPI, error)
+	SendNotification(ctx context.Context, input models.NotificationInput, idempotencyKey *string) (*models.Notification, error)
 	MarkNotificationRead(ctx context.Context, id string) (*models.Notification, error)
 	MarkAllNotificationsRead(ctx context.Context) (int, error)
 }
@@ -537,7 +537,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.PostMessage(childComplexity, args["roomId"].(string), args["text"].(string)), true
+		return e.ComplexityRoot.Mutation.PostMessage(childComplexity, args["roomId"].(string), args["text"].(string), args["idempotencyKey"].(*string)), true
 	case "Mutation.postStatus":
 		if e.ComplexityRoot.Mutation.PostStatus == nil {
 			break
@@ -548,7 +548,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.PostStatus(childComplexity, args["text"].(string)), true
+		return e.ComplexityRoot.Mutation.PostStatus(childComplexity, args["text"].(string), args["idempotencyKey"].(*string)), true
 	case "Mutation.recordKPIs":
 		if e.ComplexityRoot.Mutation.RecordKPIs == nil {
 			break
@@ -559,7 +559,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.RecordKPIs(childComplexity, args["inputs"].([]*models.KPIInput)), true
+		return e.ComplexityRoot.Mutation.RecordKPIs(childComplexity, args["inputs"].([]*models.KPIInput), args["idempotencyKey"].(*string)), true
 	case "Mutation.refreshSession":
 		if e.ComplexityRoot.Mutation.RefreshSession == nil {
 			break
@@ -576,7 +576,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.SendNotification(childComplexity, args["input"].(models.NotificationInput)), true
+		return e.ComplexityRoot.Mutation.SendNotification(childComplexity, args["input"].(models.NotificationInput), args["idempotencyKey"].(*string)), true
 	case "Mutation.setTyping":
 		if e.ComplexityRoot.Mutation.SetTyping == nil {
 			break
@@ -1347,6 +1347,20 @@ type Query {
 
 """
 Operations that change state. Every mutation but ` + "`" + `signIn` + "`" + ` needs a token.
+
+Idempotency keys: ` + "`" + `postStatus` + "`" + `, ` + "`" + `postMessage` + "`" + `, ` + "`" + `sendNotification` + "`" + ` and
+` + "`" + `recordKPIs` + "`" + ` take a key of the client's choosing, so that a client that got
+no answer can send the write again safely: as the ` + "`" + `idempotencyKey` + "`" + `
+argument, or over HTTP as the ` + "`" + `Idempotency-Key` + "`" + ` header of a request whose
+operation is that one mutation (over WebSocket, only the argument). A key
+is 1..128 visible ASCII characters (` + "`" + `!` + "`" + ` to ` + "`" + `~` + "`" + `, such as a UUID), else
+` + "`" + `BAD_USER_INPUT` + "`" + `; given both ways, the two must be equal. A write with a
+key that its user already used for the same mutation within 24 hours is
+not done again, on any replica: it returns the first write's result, the
+same ids included, and nothing new is stored or announced; the same key
+with other arguments is ` + "`" + `BAD_USER_INPUT` + "`" + `. A write that failed stored
+nothing and leaves its key unused; a retry sent while the first is still
+running waits for it. Other mutations ignore the header.
 """
 type Mutation {
   """
@@ -1365,7 +1379,15 @@ type Mutation {
   and tab, else ` + "`" + `BAD_USER_INPUT` + "`" + ` and nothing is stored.
   Every ` + "`" + `statusPosted` + "`" + ` subscriber receives it.
   """
-  postStatus(text: String!): Status!
+  postStatus(
+    "The text to post."
+    text: String!
+    """
+    Makes retrying safe (see ` + "`" + `Mutation` + "`" + `): a retry with this key returns
+    the first status; the key with another text is ` + "`" + `BAD_USER_INPUT` + "`" + `.
+    """
+    idempotencyKey: String
+  ): Status!
 
   """
   A fresh token of the caller's session, before the old one expires: with
@@ -1406,7 +1428,18 @@ type Mutation {
   the caller's typing indicator in the room and marks the room read for the
   caller up to this message.
   """
-  postMessage(roomId: ID!, text: String!): Message!
+  postMessage(
+    "The room to post to."
+    roomId: ID!
+    "The text to post."
+    text: String!
+    """
+    Makes retrying safe (see ` + "`" + `Mutation` + "`" + `): a retry with this key returns
+    the first message; the key with another room or text is
+    ` + "`" + `BAD_USER_INPUT` + "`" + `.
+    """
+    idempotencyKey: String
+  ): Message!
 
   """
   Tells the room's members that the caller is typing (true) or stopped
@@ -1431,14 +1464,32 @@ type Mutation {
   ` + "`" + `admin` + "`" + ` or ` + "`" + `publisher` + "`" + ` role (` + "`" + `FORBIDDEN` + "`" + ` otherwise). Returns the KPIs as
   they now are.
   """
-  recordKPIs(inputs: [KPIInput!]!): [KPI!]!
+  recordKPIs(
+    "The values to record."
+    inputs: [KPIInput!]!
+    """
+    Makes retrying safe (see ` + "`" + `Mutation` + "`" + `): a retry with this key returns the
+    KPIs as the first call returned them and records nothing; the key with
+    other inputs is ` + "`" + `BAD_USER_INPUT` + "`" + `.
+    """
+    idempotencyKey: String
+  ): [KPI!]!
 
   """
   Sends a notification to one user (` + "`" + `userId` + "`" + `) or, without it, to everyone.
   Title 1..200 and body up to 2000 characters; a link must be http(s) or a
   path starting with ` + "`" + `/` + "`" + `. Needs the ` + "`" + `admin` + "`" + ` role.
   """
-  sendNotification(input: NotificationInput!): Notification!
+  sendNotification(
+    "The notification to send."
+    input: NotificationInput!
+    """
+    Makes retrying safe (see ` + "`" + `Mutation` + "`" + `): a retry with this key returns the
+    first notification and sends nothing; the key with another input is
+    ` + "`" + `BAD_USER_INPUT` + "`" + `.
+    """
+    idempotencyKey: String
+  ): Notification!
 
   """
   Marks one of the caller's notifications read; someone else's is
@@ -2373,6 +2424,14 @@ func (ec *executionContext) field_Mutation_postMessage_args(ctx context.Context,
 		return nil, err
 	}
 	args["text"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "idempotencyKey",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["idempotencyKey"] = arg2
 	return args, nil
 }
 
@@ -2387,6 +2446,14 @@ func (ec *executionContext) field_Mutation_postStatus_args(ctx context.Context, 
 		return nil, err
 	}
 	args["text"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "idempotencyKey",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["idempotencyKey"] = arg1
 	return args, nil
 }
 
@@ -2401,6 +2468,14 @@ func (ec *executionContext) field_Mutation_recordKPIs_args(ctx context.Context, 
 		return nil, err
 	}
 	args["inputs"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "idempotencyKey",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["idempotencyKey"] = arg1
 	return args, nil
 }
 
@@ -2415,6 +2490,14 @@ func (ec *executionContext) field_Mutation_sendNotification_args(ctx context.Con
 		return nil, err
 	}
 	args["input"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "idempotencyKey",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["idempotencyKey"] = arg1
 	return args, nil
 }
 
@@ -3668,7 +3751,7 @@ func (ec *executionContext) _Mutation_postStatus(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().PostStatus(ctx, fc.Args["text"].(string))
+			return ec.Resolvers.Mutation().PostStatus(ctx, fc.Args["text"].(string), fc.Args["idempotencyKey"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *models.Status) graphql.Marshaler {
@@ -3855,7 +3938,7 @@ func (ec *executionContext) _Mutation_postMessage(ctx context.Context, field gra
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().PostMessage(ctx, fc.Args["roomId"].(string), fc.Args["text"].(string))
+			return ec.Resolvers.Mutation().PostMessage(ctx, fc.Args["roomId"].(string), fc.Args["text"].(string), fc.Args["idempotencyKey"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *models.Message) graphql.Marshaler {
@@ -3987,7 +4070,7 @@ func (ec *executionContext) _Mutation_recordKPIs(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().RecordKPIs(ctx, fc.Args["inputs"].([]*models.KPIInput))
+			return ec.Resolvers.Mutation().RecordKPIs(ctx, fc.Args["inputs"].([]*models.KPIInput), fc.Args["idempotencyKey"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*models.KPI) graphql.Marshaler {
@@ -4031,7 +4114,7 @@ func (ec *executionContext) _Mutation_sendNotification(ctx context.Context, fiel
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().SendNotification(ctx, fc.Args["input"].(models.NotificationInput))
+			return ec.Resolvers.Mutation().SendNotification(ctx, fc.Args["input"].(models.NotificationInput), fc.Args["idempotencyKey"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *models.Notification) graphql.Marshaler {

@@ -81,7 +81,7 @@ func (s *Service) runDemo(ctx context.Context, interval time.Duration) {
 	defer retry.Stop()
 	for {
 		if lead != nil && lead.Held(ctx) {
-			if _, err := s.Record(ctx, demoStep(values)); err != nil && ctx.Err() == nil {
+			if _, err := s.Record(ctx, nil, demoStep(values), ""); err != nil && ctx.Err() == nil {
 				s.opts.Log.WarnContext(ctx, "demo feed: record failed", "err", err)
 			}
 		}

@@ -92,13 +92,28 @@ func (s *Service) Close() {
 
 // Record validates and records a batch (see store.RecordKPIs), then
 // announces the modules it changed.
-func (s *Service) Record(ctx context.Context, in []*models.KPIInput) ([]*models.KPI, error) {
+//
+// key ("": none) is by's idempotency key (checked by
+// models.IdempotencyKey): a Record with a key by already used for a batch
+// within models.IdempotencyWindow returns the KPIs that batch returned and
+// records and announces nothing, on every replica; the same key with
+// another batch is models.BadUserInput. by may be nil only without a key
+// (the demo feed).
+func (s *Service) Record(ctx context.Context, by *models.User, in []*models.KPIInput, key string) ([]*models.KPI, error) {
 	if err := models.ValidateKPIInputs(in); err != nil {
 		return nil, err
 	}
-	kpis, err := s.db.RecordKPIs(ctx, in, s.opts.Now())
+	once, err := models.NewIdempotency(by, models.OpRecordKPIs, key, in)
 	if err != nil {
 		return nil, err
+	}
+	var first []*models.KPI
+	if replayed, err := s.db.Replay(ctx, once, s.opts.Now(), &first); replayed || err != nil {
+		return first, err
+	}
+	kpis, replayed, err := s.db.RecordKPIs(ctx, in, s.opts.Now(), once)
+	if err != nil || replayed {
+		return kpis, err
 	}
 	seen := map[string]bool{}
 	for _, k := range kpis {

@@ -62,7 +62,7 @@ func value(module, key string, v float64) *models.KPIInput {
 // announcement reach every watcher.
 func record(t *testing.T, s *Service, in ...*models.KPIInput) {
 	t.Helper()
-	_, err := s.Record(t.Context(), in)
+	_, err := s.Record(t.Context(), nil, in, "")
 	require.NoError(t, err)
 	synctest.Wait()
 }
@@ -191,7 +191,7 @@ func TestRecordRefusesBadInput(t *testing.T) {
 			{name: "one too many", in: many, errPart: "limit is 500"},
 		}
 		for _, tt := range tests { // no t.Run in a bubble
-			got, err := s.Record(t.Context(), tt.in)
+			got, err := s.Record(t.Context(), nil, tt.in, "")
 			require.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: error %v", tt.name, err)
 			assert.ErrorContains(t, err, tt.errPart, tt.name)
 			assert.Nil(t, got, tt.name)
@@ -271,6 +271,50 @@ func TestWatchModule(t *testing.T) {
 			assert.False(t, ok, "the channel is open after its context ended")
 		}
 		assert.Empty(t, s.modules.Keys(), "watchers left registered")
+	})
+}
+
+// TestRecordIdempotent: a retry with the key of a batch returns the KPIs
+// as the first call returned them, records nothing and announces nothing;
+// the key with another batch is BAD_USER_INPUT; another publisher's same
+// key is theirs.
+func TestRecordIdempotent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newService(t, Options{})
+		ctx := t.Context()
+		ops, feeder := &models.User{ID: 1, Name: "ops"}, &models.User{ID: 2, Name: "feeder"}
+		sales, err := s.WatchModule(ctx, "sales")
+		require.NoError(t, err)
+		next(t, sales)
+
+		batch := []*models.KPIInput{value("sales", "revenue", 1), value("sales", "orders", 2)}
+		first, err := s.Record(ctx, ops, batch, "k")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"sales/orders=2", "sales/revenue=1"}, values(next(t, sales).KPIs))
+		record(t, s, value("sales", "revenue", 10)) // a change since
+		next(t, sales)
+
+		again, err := s.Record(ctx, ops, []*models.KPIInput{value("sales", "revenue", 1), value("sales", "orders", 2)}, "k")
+		require.NoError(t, err)
+		assert.Equal(t, values(first), values(again), "the first result, not the values now")
+		assert.Nil(t, again[0].Previous)
+		assert.Empty(t, livetest.Received(t, sales), "nothing announced")
+		history, err := s.History(ctx, "sales", "revenue", time.Time{}, 10)
+		require.NoError(t, err)
+		assert.Len(t, history, 2, "nothing recorded")
+
+		for name, other := range map[string][]*models.KPIInput{
+			"another value": {value("sales", "revenue", 1.5), value("sales", "orders", 2)},
+			"another order": {value("sales", "orders", 2), value("sales", "revenue", 1)},
+			"fewer values":  {value("sales", "revenue", 1)},
+		} {
+			_, err := s.Record(ctx, ops, other, "k")
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: %v", name, err)
+		}
+		theirs, err := s.Record(ctx, feeder, batch, "k")
+		require.NoError(t, err, "another publisher's k")
+		assert.Equal(t, 10.0, *theirs[0].Previous, "recorded anew")
+		assert.Len(t, livetest.Received(t, sales), 1)
 	})
 }
 
@@ -358,7 +402,7 @@ func TestRetention(t *testing.T) {
 		const retention = 7 * 24 * time.Hour
 		now := time.Now()
 		for _, age := range []time.Duration{retention + time.Hour, retention + time.Millisecond, retention - 30*time.Minute, time.Hour, 0} {
-			_, err := db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", age.Hours())}, now.Add(-age))
+			_, _, err := db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", age.Hours())}, now.Add(-age), nil)
 			require.NoError(t, err)
 		}
 		history := func() []float64 {
@@ -392,9 +436,9 @@ func TestRetentionClock(t *testing.T) {
 		// An hour from now, the clock says 23 hours ago: value 1 is then 3
 		// hours old and goes, value 2 half an hour old and stays (by the real
 		// clock, both would go).
-		_, err := s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 1)}, time.Now().Add(-26*time.Hour))
+		_, _, err := s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 1)}, time.Now().Add(-26*time.Hour), nil)
 		require.NoError(t, err)
-		_, err = s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 2)}, time.Now().Add(-23*time.Hour-30*time.Minute))
+		_, _, err = s.db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 2)}, time.Now().Add(-23*time.Hour-30*time.Minute), nil)
 		require.NoError(t, err)
 		time.Sleep(time.Hour)
 		synctest.Wait()
@@ -539,7 +583,7 @@ func TestWatchersCatchUpAfterABrokerOutage(t *testing.T) {
 		assert.Equal(t, []string{"sales/revenue=2"}, cards(next(t, dashboard)))
 
 		// Another replica records meanwhile: committed, never announced.
-		_, err = db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 3)}, time.Now())
+		_, _, err = db.RecordKPIs(t.Context(), []*models.KPIInput{value("sales", "revenue", 3)}, time.Now(), nil)
 		require.NoError(t, err)
 		broker.SetDown(false)
 		time.Sleep(2 * time.Second) // Follow resubscribes within a second

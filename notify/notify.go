@@ -96,7 +96,14 @@ func (s *Service) Close() {
 
 // Send validates, stores and delivers a notification: to user in.UserID, or
 // to everyone when it is nil.
-func (s *Service) Send(ctx context.Context, in *models.NotificationInput) (*models.Notification, error) {
+//
+// key ("": none) is sender's idempotency key (checked by
+// models.IdempotencyKey): a Send with a key sender already used for a
+// notification within models.IdempotencyWindow returns that notification
+// and stores and delivers nothing, on every replica; the same key with
+// another input is models.BadUserInput. sender may be nil only without a
+// key.
+func (s *Service) Send(ctx context.Context, sender *models.User, in *models.NotificationInput, key string) (*models.Notification, error) {
 	n, err := models.ValidNotification(in)
 	if err != nil {
 		return nil, err
@@ -107,14 +114,28 @@ func (s *Service) Send(ctx context.Context, in *models.NotificationInput) (*mode
 		if err != nil || id <= 0 {
 			return nil, models.Errorf(models.NotFound, "user %q not found", *in.UserID)
 		}
-		if _, err := s.db.User(ctx, id); err != nil {
-			return nil, err
-		}
 		n.RecipientID = &id
 		to = strconv.FormatInt(id, 10)
 	}
-	if err := s.db.CreateNotification(ctx, n, s.now()); err != nil {
+	once, err := models.NewIdempotency(sender, models.OpSendNotification, key, []any{n.RecipientID, n.Title, n.Body, n.Level, n.Link})
+	if err != nil {
 		return nil, err
+	}
+	var first models.Notification
+	if replayed, err := s.db.Replay(ctx, once, s.now(), &first); err != nil {
+		return nil, err
+	} else if replayed {
+		return &first, nil
+	}
+	if n.RecipientID != nil {
+		if _, err := s.db.User(ctx, *n.RecipientID); err != nil {
+			return nil, err
+		}
+	}
+	if replayed, err := s.db.CreateNotification(ctx, n, s.now(), once); err != nil {
+		return nil, err
+	} else if replayed {
+		return n, nil
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err := s.feed.Publish(ctx, models.NotificationStream, n); err != nil {

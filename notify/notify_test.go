@@ -63,7 +63,7 @@ func (e *env) send(t *testing.T, u *models.User, title string) *models.Notificat
 	if u != nil {
 		in.UserID = ptr(idOf(u))
 	}
-	n, err := e.svc.Send(t.Context(), in)
+	n, err := e.svc.Send(t.Context(), nil, in, "")
 	require.NoError(t, err, "send %q", title)
 	synctest.Wait()
 	return n
@@ -111,7 +111,7 @@ func TestSend(t *testing.T) {
 			{name: "malformed user", in: models.NotificationInput{Title: "t", UserID: ptr("ada")}, code: models.NotFound},
 		}
 		for _, tt := range tests { // no t.Run in a bubble
-			n, err := e.svc.Send(ctx, &tt.in)
+			n, err := e.svc.Send(ctx, nil, &tt.in, "")
 			assert.Equal(t, tt.code, models.ErrorCode(err), "%s: error %v", tt.name, err)
 			assert.Nil(t, n, tt.name)
 		}
@@ -119,7 +119,7 @@ func TestSend(t *testing.T) {
 		require.NoError(t, err)
 		assert.Zero(t, head, "a refused notification was stored")
 
-		n, err := e.svc.Send(ctx, &models.NotificationInput{UserID: ptr(idOf(e.ada)), Title: " Report ready ", Body: "42 pages", Link: ptr("/reports/1")})
+		n, err := e.svc.Send(ctx, nil, &models.NotificationInput{UserID: ptr(idOf(e.ada)), Title: " Report ready ", Body: "42 pages", Link: ptr("/reports/1")}, "")
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), n.ID)
 		assert.Equal(t, &e.ada.ID, n.RecipientID)
@@ -127,7 +127,7 @@ func TestSend(t *testing.T) {
 		assert.Equal(t, models.LevelInfo, n.Level)
 		assert.Equal(t, time.Now().UTC(), n.CreatedAt)
 
-		b, err := e.svc.Send(ctx, &models.NotificationInput{Title: "Maintenance", Level: ptr(models.LevelWarning)})
+		b, err := e.svc.Send(ctx, nil, &models.NotificationInput{Title: "Maintenance", Level: ptr(models.LevelWarning)}, "")
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), b.ID)
 		assert.True(t, b.Broadcast())
@@ -287,9 +287,49 @@ func TestUnreadCountsDuringABrokerOutage(t *testing.T) {
 		assert.Equal(t, []int{1}, livetest.Received(t, c), "this replica's watchers are told")
 
 		// Another replica sends to everyone: committed, never announced.
-		require.NoError(t, e.db.CreateNotification(t.Context(), &models.Notification{Title: "from elsewhere", Level: models.LevelInfo}, time.Now()))
+		_, err = e.db.CreateNotification(t.Context(), &models.Notification{Title: "from elsewhere", Level: models.LevelInfo}, time.Now(), nil)
+		require.NoError(t, err)
 		e.broker.SetDown(false)
 		time.Sleep(2 * time.Second) // Follow resubscribes within a second
 		assert.Equal(t, []int{2}, livetest.Received(t, c), "recounted once the broker is back")
+	})
+}
+
+// TestSendIdempotent: a retry with the key of a notification returns the
+// first one and stores and delivers nothing; the key with another input
+// is BAD_USER_INPUT; another sender's same key is theirs.
+func TestSendIdempotent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		ctx := t.Context()
+		ops, other := newUser(t, e.db, "ops"), newUser(t, e.db, "other ops")
+		live := e.subscribe(t, e.ada, nil)
+		in := &models.NotificationInput{UserID: ptr(idOf(e.ada)), Title: "Report ready", Link: ptr("/reports/1")}
+
+		first, err := e.svc.Send(ctx, ops, in, "k")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"Report ready"}, titles(livetest.Received(t, live)))
+		again, err := e.svc.Send(ctx, ops, &models.NotificationInput{UserID: ptr(idOf(e.ada)), Title: " Report ready ", Link: ptr("/reports/1")}, "k")
+		require.NoError(t, err, "the same input, trimmed")
+		assert.Equal(t, first, again)
+		assert.Empty(t, livetest.Received(t, live), "delivered once")
+		head, err := e.db.NotificationLog().Head(ctx, models.NotificationStream)
+		require.NoError(t, err)
+		assert.Equal(t, first.ID, head, "stored once")
+
+		for name, changed := range map[string]*models.NotificationInput{
+			"title":     {UserID: in.UserID, Title: "Report late", Link: in.Link},
+			"recipient": {UserID: ptr(idOf(e.bob)), Title: in.Title, Link: in.Link},
+			"broadcast": {Title: in.Title, Link: in.Link},
+			"level":     {UserID: in.UserID, Title: in.Title, Link: in.Link, Level: ptr(models.LevelError)},
+		} {
+			_, err := e.svc.Send(ctx, ops, changed, "k")
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: %v", name, err)
+		}
+
+		theirs, err := e.svc.Send(ctx, other, in, "k")
+		require.NoError(t, err, "another sender's k")
+		assert.Equal(t, first.ID+1, theirs.ID)
+		assert.Equal(t, []string{"Report ready"}, titles(livetest.Received(t, live)))
 	})
 }

@@ -21,12 +21,16 @@ func (r *mutationResolver) SignIn(ctx context.Context, name string) (*models.Ses
 }
 
 // PostStatus is the resolver for the postStatus field.
-func (r *mutationResolver) PostStatus(ctx context.Context, text string) (*models.Status, error) {
+func (r *mutationResolver) PostStatus(ctx context.Context, text string, idempotencyKey *string) (*models.Status, error) {
 	author, err := r.currentUser(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return r.Statuses.Post(ctx, author, text)
+	key, err := callerKey(ctx, idempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	return r.Statuses.Post(ctx, author, text, key)
 }
 
 // RefreshSession is the resolver for the refreshSession field.
@@ -73,12 +77,16 @@ func (r *mutationResolver) OpenDirectRoom(ctx context.Context, userID string) (*
 }
 
 // PostMessage is the resolver for the postMessage field.
-func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text string) (*models.Message, error) {
+func (r *mutationResolver) PostMessage(ctx context.Context, roomID string, text string, idempotencyKey *string) (*models.Message, error) {
 	me, id, err := r.callerIn(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.PostMessage(ctx, me, id, text)
+	key, err := callerKey(ctx, idempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	return r.Chat.PostMessage(ctx, me, id, text, key)
 }
 
 // SetTyping is the resolver for the setTyping field.
@@ -103,19 +111,29 @@ func (r *mutationResolver) MarkRoomRead(ctx context.Context, roomID string) (*mo
 }
 
 // RecordKPIs is the resolver for the recordKPIs field.
-func (r *mutationResolver) RecordKPIs(ctx context.Context, inputs []*models.KPIInput) ([]*models.KPI, error) {
-	if _, err := r.requireRole(ctx, models.RoleAdmin, models.RolePublisher); err != nil {
+func (r *mutationResolver) RecordKPIs(ctx context.Context, inputs []*models.KPIInput, idempotencyKey *string) ([]*models.KPI, error) {
+	p, err := r.requireRole(ctx, models.RoleAdmin, models.RolePublisher)
+	if err != nil {
 		return nil, err
 	}
-	return r.KPIs.Record(ctx, inputs)
+	key, err := callerKey(ctx, idempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	return r.KPIs.Record(ctx, &p.User, inputs, key)
 }
 
 // SendNotification is the resolver for the sendNotification field.
-func (r *mutationResolver) SendNotification(ctx context.Context, input models.NotificationInput) (*models.Notification, error) {
-	if _, err := r.requireRole(ctx, models.RoleAdmin); err != nil {
+func (r *mutationResolver) SendNotification(ctx context.Context, input models.NotificationInput, idempotencyKey *string) (*models.Notification, error) {
+	p, err := r.requireRole(ctx, models.RoleAdmin)
+	if err != nil {
 		return nil, err
 	}
-	return r.Notifications.Send(ctx, &input)
+	key, err := callerKey(ctx, idempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	return r.Notifications.Send(ctx, &p.User, &input, key)
 }
 
 // MarkNotificationRead is the resolver for the markNotificationRead field.

@@ -60,21 +60,35 @@ func (s *Service) Close() {
 }
 
 // Post posts text (trimmed, see models.StatusText) as author and announces
-// it to every subscriber. A refusal of the rate limit is models.RateLimited
-// and invalid text models.BadUserInput; neither stores anything. Once the
-// status is committed, Post succeeds: a broker that fails to announce it
-// only delays delivery (subscribers find it in the database).
-func (s *Service) Post(ctx context.Context, author *models.User, text string) (*models.Status, error) {
-	if !s.opts.RateLimit.Allow(ctx, author.ID) {
-		return nil, models.Errorf(models.RateLimited, "too many statuses; slow down")
-	}
+// it to every subscriber. Invalid text is models.BadUserInput and a
+// refusal of the rate limit models.RateLimited; neither stores anything.
+// Once the status is committed, Post succeeds: a broker that fails to
+// announce it only delays delivery (subscribers find it in the database).
+//
+// key ("": none) is author's idempotency key (checked by
+// models.IdempotencyKey): a Post with a key author already used for a
+// status within models.IdempotencyWindow returns that status, stores and
+// announces nothing and is not rate limited, on every replica; the same
+// key with another text is models.BadUserInput.
+func (s *Service) Post(ctx context.Context, author *models.User, text, key string) (*models.Status, error) {
 	text, err := models.StatusText(text)
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.db.CreateStatus(ctx, author, text, s.opts.Now())
+	once, err := models.NewIdempotency(author, models.OpPostStatus, key, text)
 	if err != nil {
 		return nil, err
+	}
+	var first *models.Status
+	if replayed, err := s.db.Replay(ctx, once, s.opts.Now(), &first); replayed || err != nil {
+		return first, err
+	}
+	if !s.opts.RateLimit.Allow(ctx, author.ID) {
+		return nil, models.Errorf(models.RateLimited, "too many statuses; slow down")
+	}
+	st, replayed, err := s.db.CreateStatus(ctx, author, text, s.opts.Now(), once)
+	if err != nil || replayed {
+		return st, err
 	}
 	if err := s.feed.Publish(context.WithoutCancel(ctx), models.StatusStream, st); err != nil {
 		// Committed already: subscribers get it from the database instead.

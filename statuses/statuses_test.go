@@ -96,7 +96,7 @@ func TestPost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, statuses.Options{})
 		live := e.subscribe(t)
-		st, err := e.svc.Post(t.Context(), e.ada, "  hello \n")
+		st, err := e.svc.Post(t.Context(), e.ada, "  hello \n", "")
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), st.ID)
 		assert.Equal(t, "hello", st.Text, "trimmed")
@@ -104,7 +104,7 @@ func TestPost(t *testing.T) {
 		assert.Equal(t, time.Now().UTC(), st.CreatedAt)
 		assert.Equal(t, []string{"hello"}, texts(livetest.Received(t, live)))
 
-		_, err = e.svc.Post(t.Context(), e.ada, "again")
+		_, err = e.svc.Post(t.Context(), e.ada, "again", "")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"again"}, texts(livetest.Received(t, live)))
 		assert.Equal(t, []string{"again", "hello"}, e.stored(t), "newest first")
@@ -132,7 +132,7 @@ func TestPostValidates(t *testing.T) {
 			{name: "invalid UTF-8", text: "a\xffb", errPart: "UTF-8"},
 		}
 		for _, tt := range tests { // no t.Run in a bubble
-			st, err := e.svc.Post(t.Context(), e.ada, tt.text)
+			st, err := e.svc.Post(t.Context(), e.ada, tt.text, "")
 			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%s: %v", tt.name, err)
 			assert.ErrorContains(t, err, tt.errPart, tt.name)
 			assert.Nil(t, st, tt.name)
@@ -153,21 +153,21 @@ func TestPostRateLimited(t *testing.T) {
 		require.NoError(t, err)
 		live := e.subscribe(t)
 		for _, text := range []string{"one", "two"} {
-			_, err := e.svc.Post(t.Context(), e.ada, text)
+			_, err := e.svc.Post(t.Context(), e.ada, text, "")
 			require.NoError(t, err)
 		}
-		st, err := e.svc.Post(t.Context(), e.ada, "three")
+		st, err := e.svc.Post(t.Context(), e.ada, "three", "")
 		assert.Nil(t, st)
 		assert.Equal(t, models.RateLimited, models.ErrorCode(err))
 		assert.EqualError(t, err, "too many statuses; slow down")
 		assert.Equal(t, uint64(1), limit.Refused())
-		_, err = e.svc.Post(t.Context(), bob, "bob's")
+		_, err = e.svc.Post(t.Context(), bob, "bob's", "")
 		require.NoError(t, err, "another author's limit")
 		assert.Equal(t, []string{"bob's", "two", "one"}, e.stored(t), "the refused one was not stored")
 		assert.Equal(t, []string{"one", "two", "bob's"}, texts(livetest.Received(t, live)), "nor announced")
 
 		time.Sleep(time.Second)
-		_, err = e.svc.Post(t.Context(), e.ada, "later")
+		_, err = e.svc.Post(t.Context(), e.ada, "later", "")
 		require.NoError(t, err, "the bucket refilled")
 	})
 }
@@ -204,7 +204,7 @@ func TestPostPublishesAfterCommit(t *testing.T) {
 		e := newEnvOn(t, db, broker, statuses.Options{})
 		live := e.subscribe(t)
 		for _, text := range []string{"one", "two"} {
-			_, err := e.svc.Post(t.Context(), e.ada, text)
+			_, err := e.svc.Post(t.Context(), e.ada, text, "")
 			require.NoError(t, err)
 		}
 		assert.Equal(t, []string{"one", "two"}, texts(livetest.Received(t, live)))
@@ -223,12 +223,58 @@ func TestPostWhileTheBrokerIsDown(t *testing.T) {
 		live := e.subscribe(t)
 		synctest.Wait()
 		e.broker.SetDown(true)
-		st, err := e.svc.Post(t.Context(), e.ada, "during the outage")
+		st, err := e.svc.Post(t.Context(), e.ada, "during the outage", "")
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), st.ID)
 		assert.Equal(t, []string{"during the outage"}, e.stored(t), "committed")
 		time.Sleep(pollInterval)
 		assert.Equal(t, []string{"during the outage"}, texts(livetest.Received(t, live)), "delivered from the database")
 		e.broker.SetDown(false)
+	})
+}
+
+// TestPostIdempotent: a retry with the key of a post returns the first
+// status and stores and announces nothing, without counting against the
+// rate limit; the key with another text is BAD_USER_INPUT; another user's
+// same key is theirs; after the window the key is new again.
+func TestPostIdempotent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		limit := ratelimit.NewKeyed(ratelimit.Limit{PerSecond: 0.001, Burst: 3}, nil)
+		var later time.Duration // how far the service's clock is ahead
+		clock := func() time.Time { return time.Now().Add(later) }
+		e := newEnv(t, statuses.Options{RateLimit: limit, Now: clock})
+		bob, err := e.db.CreateUser(t.Context(), "bob")
+		require.NoError(t, err)
+		live := e.subscribe(t)
+
+		first, err := e.svc.Post(t.Context(), e.ada, "hello", "key-1")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"hello"}, texts(livetest.Received(t, live)))
+		for range 3 { // more retries than the rate limit's burst
+			again, err := e.svc.Post(t.Context(), e.ada, " hello\n", "key-1")
+			require.NoError(t, err, "the same text, trimmed")
+			assert.Equal(t, first.ID, again.ID)
+			assert.Equal(t, first.Text, again.Text)
+			assert.Equal(t, first.CreatedAt, again.CreatedAt)
+			assert.Equal(t, first.Author.ID, again.Author.ID)
+		}
+		assert.Equal(t, []string{"hello"}, e.stored(t), "stored once")
+		assert.Empty(t, livetest.Received(t, live), "announced once")
+		assert.Zero(t, limit.Refused(), "replays are not rate limited")
+
+		_, err = e.svc.Post(t.Context(), e.ada, "hello again", "key-1")
+		assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%v", err)
+		assert.ErrorContains(t, err, `idempotencyKey "key-1" was used for another postStatus with other arguments`)
+
+		theirs, err := e.svc.Post(t.Context(), bob, "hello", "key-1")
+		require.NoError(t, err, "bob's key-1 is not ada's")
+		assert.NotEqual(t, first.ID, theirs.ID)
+
+		later = models.IdempotencyWindow + time.Millisecond
+		fresh, err := e.svc.Post(t.Context(), e.ada, "hello", "key-1")
+		require.NoError(t, err)
+		assert.NotEqual(t, first.ID, fresh.ID, "a new status once the window is over")
+		assert.Equal(t, []string{"hello", "hello", "hello"}, e.stored(t))
+		assert.Len(t, livetest.Received(t, live), 2, "bob's and the new one announced")
 	})
 }

@@ -160,14 +160,17 @@ func (db *DB) RoomMembers(ctx context.Context, roomIDs []int64) (map[int64][]*mo
 // room's stream, marks the room read for the author up to it and makes it
 // the room's latest activity. The message's time is read from now once its
 // position is taken, so that within a room times follow positions (on one
-// clock) and a message is committed moments after its time.
-func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *models.User, text string, now func() time.Time) (*models.Message, error) {
+// clock) and a message is committed moments after its time. With a key
+// (nil: none), the message and the key are committed together; a key that
+// a concurrent request committed first rolls this message back, and the
+// message returned is that request's: replayed is true (see once).
+func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *models.User, text string, now func() time.Time, key *models.Idempotency) (m *models.Message, replayed bool, err error) {
 	name := models.RoomStream(room.ID)
 	if err := db.ensureStream(ctx, name); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	m := &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID}
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	m = &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID, Author: author}
+	replayed, err = once(ctx, db, key, now(), &m, func(tx *gorm.DB) error {
 		pos, err := appendPosition(tx, name)
 		if err != nil {
 			return err
@@ -182,10 +185,9 @@ func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *mode
 		return markRead(tx, author.ID, room.ID, pos, m.CreatedAt)
 	})
 	if err != nil {
-		return nil, translate(err, "create message")
+		return nil, false, translate(err, "create message")
 	}
-	m.Author = author
-	return m, nil
+	return m, replayed, nil
 }
 
 // markRead records that userID has read room up to seq (never backwards);

@@ -47,7 +47,7 @@ func openDirect(tb testing.TB, db *store.DB, a, b *models.User) *models.Room {
 // say posts text by author to room at now.
 func say(tb testing.TB, db *store.DB, room *models.Room, author *models.User, text string, now time.Time) *models.Message {
 	tb.Helper()
-	m, err := db.CreateMessage(context.Background(), room, author, text, at(now))
+	m, _, err := db.CreateMessage(context.Background(), room, author, text, at(now), nil)
 	require.NoError(tb, err, "post %q", text)
 	return m
 }
@@ -372,7 +372,7 @@ func TestCreateMessage(t *testing.T) {
 		}
 		live := make(map[int64][]*models.Message)
 		for _, tt := range tests {
-			m, err := db.CreateMessage(ctx, tt.room, tt.author, tt.text, at(tt.now))
+			m, _, err := db.CreateMessage(ctx, tt.room, tt.author, tt.text, at(tt.now), nil)
 			require.NoError(t, err, tt.name)
 			assert.Equal(t, tt.wantSeq, m.Seq, "%s: Seq", tt.name)
 			assert.Equal(t, tt.room.ID, m.RoomID, tt.name)
@@ -414,7 +414,7 @@ func TestCreateMessageFailureLeavesNoGap(t *testing.T) {
 		room := newRoom(t, db, "random")
 		chatter(t, db, room, ada, 2)
 
-		_, err := db.CreateMessage(ctx, room, &models.User{ID: ada.ID + 1000, Name: "ghost"}, "from nobody", time.Now)
+		_, _, err := db.CreateMessage(ctx, room, &models.User{ID: ada.ID + 1000, Name: "ghost"}, "from nobody", time.Now, nil)
 		require.Error(t, err, "a message by a user that does not exist was stored")
 
 		head, err := db.Head(ctx, models.RoomStream(room.ID))
@@ -491,7 +491,7 @@ func TestCreateMessageConcurrently(t *testing.T) {
 			for i := range perWriter {
 				room := rooms[(w+i)%len(rooms)]
 				text := fmt.Sprintf("writer %d post %d", w, i)
-				m, err := db.CreateMessage(t.Context(), room, authors[w], text, time.Now)
+				m, _, err := db.CreateMessage(t.Context(), room, authors[w], text, time.Now, nil)
 				if !assert.NoError(t, err, text) {
 					return
 				}
@@ -754,7 +754,7 @@ func TestLastMessages(t *testing.T) {
 		ada, bob := newUser(t, db, "ada"), newUser(t, db, "bob")
 		busy, quiet, empty := newRoom(t, db, "busy"), newRoom(t, db, "quiet"), newRoom(t, db, "empty")
 		post := func(room *models.Room, author *models.User, text string) {
-			_, err := db.CreateMessage(t.Context(), room, author, text, time.Now)
+			_, _, err := db.CreateMessage(t.Context(), room, author, text, time.Now, nil)
 			require.NoError(t, err)
 		}
 		post(busy, ada, "one")

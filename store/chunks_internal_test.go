@@ -80,7 +80,7 @@ func TestMigrateRecordsActivity(t *testing.T) {
 	quiet, err := db.CreateRoom(ctx, "quiet", 0, t0.Add(time.Minute))
 	require.NoError(t, err)
 	for i := range 3 {
-		_, err := db.CreateMessage(ctx, busy, ada, "hi", func() time.Time { return t0.Add(time.Duration(10+i) * time.Minute) })
+		_, _, err := db.CreateMessage(ctx, busy, ada, "hi", func() time.Time { return t0.Add(time.Duration(10+i) * time.Minute) }, nil)
 		require.NoError(t, err)
 	}
 	require.NoError(t, db.gorm.Exec("UPDATE rooms SET active_at = '1970-01-01 00:00:00'").Error, "as an old database")

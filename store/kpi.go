@@ -17,8 +17,11 @@ import (
 // RecordKPIs records a validated batch of values at now: every KPI's value
 // becomes current (the one before it its previous value) and a sample is
 // kept. The batch is one transaction: all of it is stored or none. It
-// returns the KPIs as they now are, in input order.
-func (db *DB) RecordKPIs(ctx context.Context, in []*models.KPIInput, now time.Time) ([]*models.KPI, error) {
+// returns the KPIs as they now are, in input order. With a key (nil:
+// none), the batch and the key are committed together; a key that a
+// concurrent request committed first rolls this batch back, and the KPIs
+// returned are that request's: replayed is true (see once).
+func (db *DB) RecordKPIs(ctx context.Context, in []*models.KPIInput, now time.Time, key *models.Idempotency) (out []*models.KPI, replayed bool, err error) {
 	now = now.UTC().Truncate(time.Millisecond)
 	// The rows are locked in one order whatever the input order, so that
 	// concurrent batches wait for each other instead of deadlocking.
@@ -30,15 +33,17 @@ func (db *DB) RecordKPIs(ctx context.Context, in []*models.KPIInput, now time.Ti
 	// Batches creating the same KPI at once can still collide on MySQL
 	// (each locks the gap the new row goes into); the loser is rolled back
 	// whole and runs again.
-	var out []*models.KPI
-	err := retryConflicts(func() (err error) {
-		out, err = db.recordKPIs(ctx, in, order, now)
+	err = retryConflicts(func() (err error) {
+		replayed, err = once(ctx, db, key, now, &out, func(tx *gorm.DB) (err error) {
+			out, err = recordKPIs(tx, in, order, now)
+			return err
+		})
 		return err
 	})
 	if err != nil {
-		return nil, translate(err, "record KPIs")
+		return nil, false, translate(err, "record KPIs")
 	}
-	return out, nil
+	return out, replayed, nil
 }
 
 // compareKPINames orders KPIs by module, then key, byte by byte (not as
@@ -47,49 +52,47 @@ func compareKPINames(moduleA, keyA, moduleB, keyB string) int {
 	return cmp.Or(strings.Compare(moduleA, moduleB), strings.Compare(keyA, keyB))
 }
 
-// recordKPIs runs one attempt of RecordKPIs, taking the inputs in order.
-func (db *DB) recordKPIs(ctx context.Context, in []*models.KPIInput, order []int, now time.Time) ([]*models.KPI, error) {
+// recordKPIs runs one attempt of RecordKPIs in tx, taking the inputs in
+// order.
+func recordKPIs(tx *gorm.DB, in []*models.KPIInput, order []int, now time.Time) ([]*models.KPI, error) {
 	out := make([]*models.KPI, len(in))
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		for _, i := range order {
-			v := in[i]
-			var cur models.KPI
-			err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).
-				Take(&cur, "module = ? AND `key` = ?", v.Module, v.Key).Error
-			exists := err == nil
-			if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
-				return err
-			}
-			k := &models.KPI{Module: v.Module, Key: v.Key, Label: cur.Label, Unit: cur.Unit, Value: v.Value, UpdatedAt: now}
-			if exists {
-				prev := cur.Value
-				k.Previous = &prev
-			} else {
-				k.Label = v.Key
-			}
-			if v.Label != nil && *v.Label != "" {
-				k.Label = *v.Label
-			}
-			if v.Unit != nil {
-				k.Unit = *v.Unit
-			}
-			if exists {
-				err = tx.Model(&models.KPI{}).Where("module = ? AND `key` = ?", v.Module, v.Key).
-					Updates(map[string]any{"label": k.Label, "unit": k.Unit, "value": k.Value, "previous": k.Previous, "updated_at": now}).Error
-			} else {
-				err = tx.Create(k).Error
-			}
-			if err != nil {
-				return err
-			}
-			if err := tx.Create(&models.KPISample{Module: v.Module, Key: v.Key, Value: v.Value, At: now}).Error; err != nil {
-				return err
-			}
-			out[i] = k
+	for _, i := range order {
+		v := in[i]
+		var cur models.KPI
+		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).
+			Take(&cur, "module = ? AND `key` = ?", v.Module, v.Key).Error
+		exists := err == nil
+		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, err
 		}
-		return nil
-	})
-	return out, err
+		k := &models.KPI{Module: v.Module, Key: v.Key, Label: cur.Label, Unit: cur.Unit, Value: v.Value, UpdatedAt: now}
+		if exists {
+			prev := cur.Value
+			k.Previous = &prev
+		} else {
+			k.Label = v.Key
+		}
+		if v.Label != nil && *v.Label != "" {
+			k.Label = *v.Label
+		}
+		if v.Unit != nil {
+			k.Unit = *v.Unit
+		}
+		if exists {
+			err = tx.Model(&models.KPI{}).Where("module = ? AND `key` = ?", v.Module, v.Key).
+				Updates(map[string]any{"label": k.Label, "unit": k.Unit, "value": k.Value, "previous": k.Previous, "updated_at": now}).Error
+		} else {
+			err = tx.Create(k).Error
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.Create(&models.KPISample{Module: v.Module, Key: v.Key, Value: v.Value, At: now}).Error; err != nil {
+			return nil, err
+		}
+		out[i] = k
+	}
+	return out, nil
 }
 
 // KPIs returns the current KPIs of module ("" for every module), by module

@@ -31,7 +31,7 @@ func kpiIn(module, key string, v float64) *models.KPIInput {
 // recordKPIs records in at now and returns the KPIs as they now are.
 func recordKPIs(tb testing.TB, db *store.DB, now time.Time, in ...*models.KPIInput) []*models.KPI {
 	tb.Helper()
-	out, err := db.RecordKPIs(context.Background(), in, now)
+	out, _, err := db.RecordKPIs(context.Background(), in, now, nil)
 	require.NoError(tb, err, "record %d values", len(in))
 	return out
 }
@@ -146,7 +146,7 @@ func TestRecordKPIsIsAtomic(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				got, err := db.RecordKPIs(ctx, tt.in, kpiT0.Add(time.Hour))
+				got, _, err := db.RecordKPIs(ctx, tt.in, kpiT0.Add(time.Hour), nil)
 				require.Error(t, err, "a batch with a NaN was stored")
 				assert.Nil(t, got)
 				assert.Equal(t, before, allKPIs(t, db), "KPIs changed by a failed batch")
@@ -303,7 +303,7 @@ func TestRecordKPIsConcurrently(t *testing.T) {
 				if w%2 == 1 {
 					slices.Reverse(in)
 				}
-				ks, err := db.RecordKPIs(context.Background(), in, time.Now())
+				ks, _, err := db.RecordKPIs(context.Background(), in, time.Now(), nil)
 				if !assert.NoError(t, err, "writer %d value %d", w, i) {
 					return
 				}

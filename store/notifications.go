@@ -12,13 +12,16 @@ import (
 )
 
 // CreateNotification appends n (validated) to the notification stream at
-// now; its ID becomes its position.
-func (db *DB) CreateNotification(ctx context.Context, n *models.Notification, now time.Time) error {
+// now; its ID becomes its position. With a key (nil: none), the
+// notification and the key are committed together; a key that a
+// concurrent request committed first rolls this one back, and n becomes
+// that request's notification: replayed is true (see once).
+func (db *DB) CreateNotification(ctx context.Context, n *models.Notification, now time.Time, key *models.Idempotency) (replayed bool, err error) {
 	if err := db.ensureStream(ctx, models.NotificationStream); err != nil {
-		return err
+		return false, err
 	}
 	n.CreatedAt = now.UTC().Truncate(time.Millisecond)
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	replayed, err = once(ctx, db, key, now, n, func(tx *gorm.DB) error {
 		pos, err := appendPosition(tx, models.NotificationStream)
 		if err != nil {
 			return err
@@ -26,7 +29,7 @@ func (db *DB) CreateNotification(ctx context.Context, n *models.Notification, no
 		n.ID = pos
 		return tx.Create(n).Error
 	})
-	return translate(err, "create notification")
+	return replayed, translate(err, "create notification")
 }
 
 // inbox restricts a query on notifications to user's inbox: the rule of

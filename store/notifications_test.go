@@ -27,7 +27,8 @@ func notify(tb testing.TB, db *store.DB, u *models.User, title string, now time.
 	if u != nil {
 		n.RecipientID = &u.ID
 	}
-	require.NoError(tb, db.CreateNotification(context.Background(), n, now), "create notification %q", title)
+	_, err := db.CreateNotification(context.Background(), n, now, nil)
+	require.NoError(tb, err, "create notification %q", title)
 	return n
 }
 
@@ -72,7 +73,8 @@ func TestCreateNotification(t *testing.T) {
 			{RecipientID: &ada.ID, Title: "it's \"100%\" _done_", Body: "b", Level: models.LevelError},
 		}
 		for i, n := range sent {
-			require.NoError(t, db.CreateNotification(ctx, n, now.Add(time.Duration(i)*time.Second)))
+			_, err := db.CreateNotification(ctx, n, now.Add(time.Duration(i)*time.Second), nil)
+			require.NoError(t, err)
 			assert.Equal(t, int64(i+1), n.ID, "the ID is the position in the stream")
 			assert.Equal(t, now.Add(time.Duration(i)*time.Second).UTC().Truncate(time.Millisecond), n.CreatedAt)
 		}
@@ -99,7 +101,7 @@ func TestCreateNotificationConcurrently(t *testing.T) {
 		together(writers, func(w int) {
 			for i := range perWriter {
 				n := &models.Notification{Title: fmt.Sprintf("writer %d #%d", w, i), Level: models.LevelInfo}
-				if !assert.NoError(t, replicas[w%2].CreateNotification(context.Background(), n, time.Now())) {
+				if _, err := replicas[w%2].CreateNotification(context.Background(), n, time.Now(), nil); !assert.NoError(t, err) {
 					return
 				}
 				got[w] = append(got[w], n)

@@ -30,7 +30,7 @@ var tables = []any{
 	&stream{}, &setting{}, &models.User{}, &models.Status{},
 	&models.Room{}, &models.RoomMember{}, &models.RoomRead{}, &models.Message{},
 	&models.KPI{}, &models.KPISample{}, &models.Notification{}, &models.NotificationRead{},
-	&models.SessionRecord{},
+	&models.SessionRecord{}, &idempotencyKey{},
 }
 
 // migrationLock names the MySQL advisory lock that serialises migrations of

@@ -11,13 +11,16 @@ import (
 
 // CreateStatus appends a status by author (text already validated) to the
 // status stream, at now truncated to the millisecond, and returns it with its
-// author. The status's ID is its position in the stream.
-func (db *DB) CreateStatus(ctx context.Context, author *models.User, text string, now time.Time) (*models.Status, error) {
+// author. The status's ID is its position in the stream. With a key (nil:
+// none), the status and the key are committed together; a key that a
+// concurrent request committed first rolls this status back, and the
+// status returned is that request's: replayed is true (see once).
+func (db *DB) CreateStatus(ctx context.Context, author *models.User, text string, now time.Time, key *models.Idempotency) (st *models.Status, replayed bool, err error) {
 	if err := db.ensureStream(ctx, models.StatusStream); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	st := &models.Status{Text: text, AuthorID: author.ID, CreatedAt: now.UTC().Truncate(time.Millisecond)}
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	st = &models.Status{Text: text, AuthorID: author.ID, Author: author, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+	replayed, err = once(ctx, db, key, now, &st, func(tx *gorm.DB) error {
 		pos, err := appendPosition(tx, models.StatusStream)
 		if err != nil {
 			return err
@@ -26,10 +29,9 @@ func (db *DB) CreateStatus(ctx context.Context, author *models.User, text string
 		return tx.Omit("Author").Create(st).Error
 	})
 	if err != nil {
-		return nil, translate(err, "create status")
+		return nil, false, translate(err, "create status")
 	}
-	st.Author = author
-	return st, nil
+	return st, replayed, nil
 }
 
 // StatusesAfter returns up to limit statuses with an ID greater than after,

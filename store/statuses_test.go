@@ -41,7 +41,7 @@ func post(tb testing.TB, db *store.DB, author *models.User, n int) []*models.Sta
 	tb.Helper()
 	out := make([]*models.Status, n)
 	for i := range n {
-		st, err := db.CreateStatus(tb.Context(), author, fmt.Sprintf("status %d", i+1), time.Now())
+		st, _, err := db.CreateStatus(tb.Context(), author, fmt.Sprintf("status %d", i+1), time.Now(), nil)
 		require.NoError(tb, err)
 		out[i] = st
 	}
@@ -111,7 +111,7 @@ func TestCreateStatusReadsBackTheSame(t *testing.T) {
 		}
 		var live []*models.Status
 		for i, tt := range tests {
-			st, err := db.CreateStatus(ctx, author, tt.text, tt.now)
+			st, _, err := db.CreateStatus(ctx, author, tt.text, tt.now, nil)
 			require.NoError(t, err, tt.name)
 			want := tt.now.UTC().Truncate(time.Millisecond)
 			assert.Equal(t, int64(i+1), st.ID, "%s: ID", tt.name)
@@ -148,13 +148,13 @@ func TestCreateStatusFailureLeavesNoGap(t *testing.T) {
 		author := newUser(t, db, "ada")
 		post(t, db, author, 2)
 
-		_, err := db.CreateStatus(ctx, &models.User{ID: author.ID + 1000, Name: "ghost"}, "from nobody", time.Now())
+		_, _, err := db.CreateStatus(ctx, &models.User{ID: author.ID + 1000, Name: "ghost"}, "from nobody", time.Now(), nil)
 		require.Error(t, err, "a status by a user that does not exist was stored")
 
 		head, err := db.Head(ctx, models.StatusStream)
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), head, "the failed append moved the head")
-		st, err := db.CreateStatus(ctx, author, "next", time.Now())
+		st, _, err := db.CreateStatus(ctx, author, "next", time.Now(), nil)
 		require.NoError(t, err)
 		assert.Equal(t, int64(3), st.ID)
 		all, err := db.StatusesAfter(ctx, 0, 10)
@@ -292,7 +292,7 @@ func TestCreateStatusConcurrently(t *testing.T) {
 		for w := range writers {
 			wg.Go(func() {
 				for i := range perWriter {
-					st, err := db.CreateStatus(t.Context(), author, fmt.Sprintf("writer %d post %d", w, i), time.Now())
+					st, _, err := db.CreateStatus(t.Context(), author, fmt.Sprintf("writer %d post %d", w, i), time.Now(), nil)
 					if !assert.NoError(t, err, "writer %d post %d", w, i) {
 						return
 					}
@@ -343,7 +343,7 @@ func TestCommitOrder(t *testing.T) {
 		for w := range writers {
 			wg.Go(func() {
 				for i := range perWriter {
-					_, err := db.CreateStatus(t.Context(), author, fmt.Sprintf("writer %d post %d", w, i), time.Now())
+					_, _, err := db.CreateStatus(t.Context(), author, fmt.Sprintf("writer %d post %d", w, i), time.Now(), nil)
 					if !assert.NoError(t, err) {
 						return
 					}

@@ -343,7 +343,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		author := newUser(t, db, "ada")
 		var posted []*models.Status
 		for _, text := range []string{"one", "two"} {
-			st, err := db.CreateStatus(ctx, author, text, time.Now())
+			st, _, err := db.CreateStatus(ctx, author, text, time.Now(), nil)
 			require.NoError(t, err)
 			posted = append(posted, st)
 		}
@@ -365,7 +365,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, secret, again)
 		}
-		next, err := restarted.CreateStatus(ctx, author, "three", time.Now())
+		next, _, err := restarted.CreateStatus(ctx, author, "three", time.Now(), nil)
 		require.NoError(t, err)
 		assert.Equal(t, int64(3), next.ID, "numbering continues after a migration")
 	})
@@ -398,7 +398,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			return
 		}
 		author := newUser(t, dbs[0], "ada")
-		st, err := dbs[1].CreateStatus(t.Context(), author, "hello", time.Now())
+		st, _, err := dbs[1].CreateStatus(t.Context(), author, "hello", time.Now(), nil)
 		require.NoError(t, err)
 		assert.Equal(t, int64(1), st.ID)
 		head, err := dbs[2].Head(t.Context(), models.StatusStream)

@@ -91,7 +91,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, dialect store.Dialect)
 // commit stores a status without announcing it.
 func (e *env) commit(tb testing.TB, text string) *models.Status {
 	tb.Helper()
-	st, err := e.db.CreateStatus(context.Background(), e.author, text, time.Now())
+	st, _, err := e.db.CreateStatus(context.Background(), e.author, text, time.Now(), nil)
 	require.NoError(tb, err)
 	return st
 }
@@ -544,7 +544,7 @@ func TestSlowSubscriber(t *testing.T) {
 		go func() {
 			var out []*models.Status
 			for i := range n {
-				st, err := e.db.CreateStatus(context.Background(), e.author, fmt.Sprintf("status %d", i+1), time.Now())
+				st, _, err := e.db.CreateStatus(context.Background(), e.author, fmt.Sprintf("status %d", i+1), time.Now(), nil)
 				if err == nil {
 					err = e.feed.Publish(context.Background(), models.StatusStream, st)
 				}
@@ -725,7 +725,7 @@ func TestResubscribeProperty(t *testing.T) {
 		for p := range posters {
 			wg.Go(func() {
 				for i := range perPoster {
-					st, err := e.db.CreateStatus(ctx, e.author, fmt.Sprintf("poster %d post %d", p, i), time.Now())
+					st, _, err := e.db.CreateStatus(ctx, e.author, fmt.Sprintf("poster %d post %d", p, i), time.Now(), nil)
 					if err != nil {
 						assert.NoError(t, err, "poster %d post %d", p, i)
 						return

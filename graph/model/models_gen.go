@@ -3,6 +3,20 @@
 package model
 
 // Operations that change state. Every mutation but `signIn` needs a token.
+//
+// Idempotency keys: `postStatus`, `postMessage`, `sendNotification` and
+// `recordKPIs` take a key of the client's choosing, so that a client that got
+// no answer can send the write again safely: as the `idempotencyKey`
+// argument, or over HTTP as the `Idempotency-Key` header of a request whose
+// operation is that one mutation (over WebSocket, only the argument). A key
+// is 1..128 visible ASCII characters (`!` to `~`, such as a UUID), else
+// `BAD_USER_INPUT`; given both ways, the two must be equal. A write with a
+// key that its user already used for the same mutation within 24 hours is
+// not done again, on any replica: it returns the first write's result, the
+// same ids included, and nothing new is stored or announced; the same key
+// with other arguments is `BAD_USER_INPUT`. A write that failed stored
+// nothing and leaves its key unused; a retry sent while the first is still
+// running waits for it. Other mutations ignore the header.
 type Mutation struct {
 }
 

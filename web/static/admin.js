@@ -90,7 +90,7 @@ export function createAdmin({ client, getSession, onKPIsRecorded = () => {}, onU
     const link = optional(el.notifyLink);
     if (userId !== null) input.userId = userId;
     if (link !== null) input.link = link;
-    const data = await client.query(SEND_NOTIFICATION_MUTATION, { input });
+    const data = await client.write(SEND_NOTIFICATION_MUTATION, { input });
     const sent = data.sendNotification;
     el.notifyTitle.value = '';
     el.notifyBody.value = '';
@@ -107,7 +107,7 @@ export function createAdmin({ client, getSession, onKPIsRecorded = () => {}, onU
     const unit = optional(el.kpiUnit);
     if (label !== null) input.label = label;
     if (unit !== null) input.unit = unit;
-    const data = await client.query(RECORD_KPIS_MUTATION, { inputs: [input] });
+    const data = await client.write(RECORD_KPIS_MUTATION, { inputs: [input] });
     onKPIsRecorded(data.recordKPIs);
     el.kpiValue.value = '';
     const kpi = data.recordKPIs[0];

@@ -454,7 +454,7 @@ el.postForm.addEventListener('submit', async (event) => {
   el.post.disabled = true;
   showMessage(el.postError, '');
   try {
-    await client.query(POST_STATUS_MUTATION, { text: el.statusText.value });
+    await client.write(POST_STATUS_MUTATION, { text: el.statusText.value });
     // The status itself arrives through the subscription.
     el.statusText.value = '';
     updateCounter();

@@ -825,7 +825,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
     renderCompose();
     showMessage(el.messageError, '');
     try {
-      const data = await client.query(POST_MESSAGE_MUTATION, { roomId: v.roomId, text });
+      const data = await client.write(POST_MESSAGE_MUTATION, { roomId: v.roomId, text });
       stopTyping({ notify: false }); // postMessage ended it
       // Keep anything typed while the message was on its way (a stray
       // line break does not count).

@@ -1,6 +1,8 @@
 // A small GraphQL client for Switchboard's browser UI.
 //
-// Queries and mutations go over HTTP POST to /graphql. Subscriptions go over
+// Queries and mutations go over HTTP POST to /graphql; writes that create
+// something go through write(), which sends them with an Idempotency-Key
+// and retries them safely. Subscriptions go over
 // one WebSocket speaking the graphql-transport-ws protocol, which reconnects
 // by itself (jittered exponential backoff) and resubscribes every active
 // subscription once the server has acknowledged the new connection. Each
@@ -15,6 +17,7 @@
 //     onStateChange: ({ state, retryAt }) => render(state, retryAt),
 //   });
 //   const data = await client.query('query { me { id } }');
+//   const posted = await client.write('mutation ($t: String!) { postStatus(text: $t) { id } }', { t });
 //   const stop = client.subscribe('subscription ($after: ID) { ... }', {
 //     variables: () => ({ after: lastId }),
 //     next: (data) => ..., error: (err) => ..., complete: () => ...,
@@ -69,6 +72,30 @@ export function errorFromList(errors, status = null) {
   return new GraphQLError(message, { code, errors: list, status });
 }
 
+/**
+ * A fresh idempotency key: 128 random bits as 32 hex digits. (Not
+ * crypto.randomUUID, which pages served over plain HTTP from another host
+ * than localhost do not have.)
+ */
+export function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Whether a failed write may be sent again: its outcome is unknown, or the
+ * server is briefly unavailable.
+ */
+function retryable(err) {
+  return (
+    err instanceof GraphQLError &&
+    (err.code === 'NETWORK_ERROR' ||
+      err.code === 'TIMEOUT' ||
+      err.code === 'UNAVAILABLE' ||
+      [502, 503, 504].includes(err.status))
+  );
+}
+
 /** The WebSocket URL of /graphql on the page's own origin. */
 export function defaultWebSocketURL() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -97,6 +124,10 @@ export function defaultWebSocketURL() {
  * @param {number} [options.keepAlive=20000] send a ping after this long without
  *   traffic and drop the connection if nothing comes back within ackTimeout;
  *   0 disables it
+ * @param {number} [options.writeTimeout=10000] how long write() waits for an
+ *   answer before it sends the write again, in ms
+ * @param {number} [options.writeAttempts=3] how many times write() sends one
+ *   write at most
  */
 export function createClient(options = {}) {
   const {
@@ -109,6 +140,8 @@ export function createClient(options = {}) {
     maxDelay = 10000,
     ackTimeout = 10000,
     keepAlive = 20000,
+    writeTimeout = 10000,
+    writeAttempts = 3,
   } = options;
 
   // ---- HTTP ----------------------------------------------------------------
@@ -118,36 +151,63 @@ export function createClient(options = {}) {
    * GraphQLError carrying the server's message and `code`
    * (errors[0].extensions.code), or with the network error. `token`
    * overrides the current token for this request (to check one before
-   * using it).
+   * using it); `idempotencyKey` is sent as the Idempotency-Key header;
+   * after `timeout` ms without an answer (0: none) it rejects with the
+   * code TIMEOUT.
    */
-  async function query(queryText, variables = {}, { signal, token = getToken() } = {}) {
+  async function query(
+    queryText,
+    variables = {},
+    { signal, token = getToken(), idempotencyKey = null, timeout = 0 } = {},
+  ) {
     const headers = {
       'Content-Type': 'application/json',
       Accept: 'application/graphql-response+json, application/json',
     };
     if (token) headers.Authorization = 'Bearer ' + token;
+    if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
 
+    // One controller ends the request, on the caller's signal or the timeout.
+    const abort = new AbortController();
+    let timedOut = false;
+    const timeoutId =
+      timeout > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            abort.abort();
+          }, timeout)
+        : null;
+    const forward = () => abort.abort();
+    if (signal) {
+      if (signal.aborted) abort.abort();
+      signal.addEventListener('abort', forward, { once: true });
+    }
     let response;
+    let body = null;
     try {
       response = await fetch(httpURL, {
         method: 'POST',
         headers,
         body: JSON.stringify({ query: queryText, variables }),
         credentials: 'same-origin',
-        signal,
+        signal: abort.signal,
       });
+      try {
+        body = await response.json();
+      } catch (err) {
+        if (abort.signal.aborted) throw err;
+        body = null;
+      }
     } catch (err) {
-      if (err && err.name === 'AbortError') throw err;
-      const error = new GraphQLError('Could not reach the server.', { code: 'NETWORK_ERROR' });
+      if (!timedOut && abort.signal.aborted) throw err; // the caller's abort
+      const error = timedOut
+        ? new GraphQLError('The server did not answer in time.', { code: 'TIMEOUT' })
+        : new GraphQLError('Could not reach the server.', { code: 'NETWORK_ERROR' });
       error.cause = err;
       throw error;
-    }
-
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
+    } finally {
+      clearTimeout(timeoutId);
+      if (signal) signal.removeEventListener('abort', forward);
     }
     if (body && Array.isArray(body.errors) && body.errors.length > 0) {
       throw errorFromList(body.errors, response.status);
@@ -159,6 +219,43 @@ export function createClient(options = {}) {
       );
     }
     return body.data;
+  }
+
+  /** Keys of the writes whose last attempt failed, by document and variables. */
+  const failedWrites = new Map();
+  const MAX_FAILED_WRITES = 20;
+
+  /**
+   * Runs a write that creates something (postStatus, postMessage,
+   * sendNotification, recordKPIs) so that sending it again never stores it
+   * twice: with an Idempotency-Key header, a fresh key unless the last
+   * attempt of the same write (the same document and variables) failed,
+   * whose key it reuses, so that sending it again by hand after an error
+   * is safe too. An attempt that gets no answer within writeTimeout,
+   * cannot reach the server, or is answered UNAVAILABLE (or 502, 503, 504)
+   * is sent again with the same key, up to writeAttempts in all, after a
+   * short back-off: a server that did the write answers with its result.
+   * Resolves and rejects as query does.
+   */
+  async function write(queryText, variables = {}) {
+    const id = queryText + '\n' + JSON.stringify(variables);
+    const key = failedWrites.get(id) || newIdempotencyKey();
+    failedWrites.delete(id);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await query(queryText, variables, { idempotencyKey: key, timeout: writeTimeout });
+      } catch (err) {
+        if (!retryable(err) || attempt >= writeAttempts) {
+          failedWrites.set(id, key);
+          if (failedWrites.size > MAX_FAILED_WRITES) {
+            failedWrites.delete(failedWrites.keys().next().value);
+          }
+          throw err;
+        }
+        const ceiling = initialDelay * 2 ** (attempt - 1);
+        await new Promise((resolve) => setTimeout(resolve, ceiling / 2 + (Math.random() * ceiling) / 2));
+      }
+    }
   }
 
   // ---- WebSocket -----------------------------------------------------------
@@ -543,6 +640,7 @@ export function createClient(options = {}) {
 
   return {
     query,
+    write,
     subscribe,
     restart,
     dispose,

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,6 +71,9 @@ type Broker struct {
 
 	mu     sync.Mutex
 	closed bool
+	// shut mirrors closed for Publish and Ping, which must not wait for mu:
+	// Subscribe holds it while it dials a Redis that may not answer.
+	shut   atomic.Bool
 	ps     *redis.PubSub // the subscription connection; nil until needed and after a failure
 	topics map[string]*topic
 	done   chan struct{}
@@ -126,11 +130,7 @@ func (b *Broker) Ping(ctx context.Context) error {
 	}
 }
 
-func (b *Broker) isClosed() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.closed
-}
+func (b *Broker) isClosed() bool { return b.shut.Load() }
 
 // Publish sends payload to the subscribers of topic on every replica.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
@@ -335,6 +335,7 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.shut.Store(true)
 	ps := b.ps
 	b.mu.Unlock()
 	close(b.done)

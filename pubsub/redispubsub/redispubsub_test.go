@@ -1,6 +1,7 @@
 package redispubsub_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboardhq/switchboard/internal/faultproxy"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
@@ -97,4 +99,34 @@ func TestRedisOutage(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("not delivered after the outage")
 	}
+}
+
+// TestPublishDoesNotWaitForAStuckSubscribe: a Subscribe that waits on a
+// Redis that stopped answering (it holds the broker's lock while it dials
+// the subscription connection) delays no Publish beyond the publisher's
+// own deadline, on a client that heeds deadlines (as the server's does).
+func TestPublishDoesNotWaitForAStuckSubscribe(t *testing.T) {
+	opts, err := redis.ParseURL(redistest.URL(t))
+	require.NoError(t, err)
+	proxy := faultproxy.Start(t, opts.Addr)
+	opts.Addr, opts.ContextTimeoutEnabled = proxy.Addr(), true
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	b := newBroker(t, client, redispubsub.Options{Prefix: prefix()})
+
+	proxy.Stall()
+	subscribed := make(chan error, 1)
+	go func() {
+		_, err := b.Subscribe(t.Context(), "stuck")
+		subscribed <- err
+	}()
+	for range 5 {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		start := time.Now()
+		assert.Error(t, b.Publish(ctx, "t", []byte("x")), "Redis does not answer")
+		assert.Less(t, time.Since(start), 500*time.Millisecond, "the publisher's deadline, not the subscribe, decides")
+		cancel()
+	}
+	proxy.Forward()
+	<-subscribed
 }

@@ -35,8 +35,8 @@ func (s *stuckStore) Take(context.Context, string, ratelimit.Limit) (bool, time.
 // TestSharedLimitsDoNotWaitWhileRedisIsDown: with the shared store hung,
 // one decision waits the breaker's timeout and opens the circuit; the
 // next ones are taken locally at once (without asking the store), under
-// the same limit, and counted as skipped; the circuit closes once the
-// store answers a probe again.
+// the same limit, and counted as skipped; the circuit closes once Redis
+// answers a probe again.
 func TestSharedLimitsDoNotWaitWhileRedisIsDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		br := pubsub.NewBreaker(mempubsub.New(0), pubsub.BreakerOptions{})
@@ -70,8 +70,10 @@ func TestSharedLimitsDoNotWaitWhileRedisIsDown(t *testing.T) {
 
 		store.stuck.Store(false)
 		time.Sleep(time.Second)
-		assert.True(t, k.Allow(t.Context(), 2), "the probe")
+		assert.True(t, k.Allow(t.Context(), 2), "local, and starts the probe")
+		synctest.Wait()
 		require.False(t, br.Down())
+		assert.True(t, k.Allow(t.Context(), 2), "shared again")
 		assert.EqualValues(t, 3, store.asked.Load())
 	})
 }

@@ -48,13 +48,14 @@ type BreakerOptions struct {
 // hangs costs its callers a short timeout once, not on every call.
 //
 // Publish and Ping run under Timeout. After one of them fails or times out,
-// the circuit opens: for a back-off (MinBackoff, doubling up to MaxBackoff
-// while it keeps failing), every Publish and Ping returns ErrBrokerDown at
-// once. The first call after the back-off is the probe; the others keep
-// being skipped until it answers: success closes the circuit, failure opens
-// it for the next back-off. A call whose own ctx is cancelled counts as
-// neither. Do runs other calls to what the broker relies on (the shared
-// rate limits on the same Redis) under the same circuit.
+// the circuit opens: every Publish and Ping returns ErrBrokerDown at once.
+// The first call after a back-off (MinBackoff, doubling up to MaxBackoff
+// while the broker stays down) starts a probe, a Ping on a goroutine of the
+// Breaker's own, so no caller waits for it; the calls keep being skipped
+// until it answers: success closes the circuit, failure opens it for the
+// next back-off. A call whose own ctx is cancelled counts as no failure. Do
+// runs other calls to what the broker relies on (the shared rate limits on
+// the same Redis) under the same circuit.
 //
 // A skipped or failed Publish loses an announcement, on every replica.
 // Durable streams find their events in the database at their next poll;
@@ -73,22 +74,24 @@ type Breaker struct {
 	mu      sync.Mutex
 	closed  bool
 	open    bool
-	until   time.Time     // while open: when the next probe may go
+	until   time.Time     // while open: when the next probe may start
 	backoff time.Duration // while open: the current back-off
-	probing bool          // a probe is under way
+	probing bool          // a probe is requested or under way
 	lost    bool          // announcements were lost since the last resync
 	subs    map[*Subscription]struct{}
 	pruned  int // len(subs) after the last prune
 
-	stop context.CancelFunc
-	done chan struct{}
+	probes chan struct{} // a probe request for the prober
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 var _ Broker = (*Breaker)(nil)
 
-// NewBreaker returns b behind a circuit breaker. It subscribes to
-// ResyncTopic on b (waiting at most Timeout for that; a refusal is retried
-// as Follower does) until Close. Close the Breaker, not b: it closes b.
+// NewBreaker returns b behind a circuit breaker. Until Close it runs a
+// prober and follows ResyncTopic on b (subscribing at once and waiting at
+// most Timeout for that; a refusal is retried as Follower does). Close the
+// Breaker, not b: it closes b.
 func NewBreaker(b Broker, opts BreakerOptions) *Breaker {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 250 * time.Millisecond
@@ -100,14 +103,23 @@ func NewBreaker(b Broker, opts BreakerOptions) *Breaker {
 		opts.MaxBackoff = max(opts.MinBackoff, 5*time.Second)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	br := &Breaker{b: b, opts: opts, subs: make(map[*Subscription]struct{}), stop: stop, done: make(chan struct{})}
+	br := &Breaker{b: b, opts: opts, subs: make(map[*Subscription]struct{}), probes: make(chan struct{}, 1), stop: stop}
+	br.wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-br.probes:
+				br.probe(ctx)
+			}
+		}
+	})
 	subscribed := make(chan struct{})
-	go func() {
-		defer close(br.done)
+	br.wg.Go(func() {
 		sub, _ := b.Subscribe(ctx, ResyncTopic) // nil on failure: Run retries
 		close(subscribed)
 		Follower{Broker: b, Topic: ResyncTopic, Apply: func([]byte) { br.resync() }}.Run(ctx, sub, nil)
-	}()
+	})
 	t := time.NewTimer(opts.Timeout)
 	defer t.Stop()
 	select {
@@ -117,8 +129,7 @@ func NewBreaker(b Broker, opts BreakerOptions) *Breaker {
 	return br
 }
 
-// Down reports whether the circuit is open: calls are skipped, or only a
-// probe goes through.
+// Down reports whether the circuit is open: calls are skipped.
 func (br *Breaker) Down() bool {
 	br.mu.Lock()
 	defer br.mu.Unlock()
@@ -131,7 +142,7 @@ func (br *Breaker) Down() bool {
 // catch up (see Breaker).
 func (br *Breaker) Publish(ctx context.Context, topic string, payload []byte) error {
 	err := br.Do(ctx, func(ctx context.Context) error { return br.b.Publish(ctx, topic, payload) })
-	if err != nil && br.resyncs(topic) {
+	if err != nil && !cancelled(ctx, err) && br.resyncs(topic) {
 		br.mu.Lock()
 		br.lost = true
 		br.mu.Unlock()
@@ -146,44 +157,48 @@ func (br *Breaker) Ping(ctx context.Context) error {
 }
 
 // Do runs f, a call to what the broker relies on, under the circuit: it
-// returns ErrBrokerDown without running f while the circuit is open (unless
-// this call is the probe), ErrClosed after Close, ctx's error when ctx has
-// ended, and otherwise f's error, or a timeout error (wrapping
-// context.DeadlineExceeded) once Timeout or ctx's deadline has passed,
-// whether or not f has returned (f's ctx ends then). A failure or a timeout
-// opens the circuit; ctx's cancellation does not count.
+// returns ErrBrokerDown without running f while the circuit is open,
+// ErrClosed after Close, ctx's error when ctx has ended, and otherwise f's
+// error, or a timeout error (wrapping context.DeadlineExceeded) once
+// Timeout or ctx's deadline has passed, whether or not f has returned (f's
+// ctx ends then). A failure or a timeout opens the circuit; ctx's
+// cancellation does not count.
 func (br *Breaker) Do(ctx context.Context, f func(ctx context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	probe, err := br.admit()
-	if err != nil {
+	if err := br.admit(); err != nil {
 		return err
 	}
-	err = br.call(ctx, f)
-	closed := br.settle(ctx, probe, err)
-	if closed && err == nil {
-		br.announceResync(ctx)
-	}
+	err := br.call(ctx, f)
+	br.settle(ctx, false, err)
 	return err
 }
 
-// admit lets a call through while the circuit is closed, and one probe at a
-// time once the back-off has ended; it refuses the others, and every call
-// after Close.
-func (br *Breaker) admit() (probe bool, err error) {
+// admit lets a call through while the circuit is closed. It refuses the
+// others, and every call after Close; the first refused once the back-off
+// has ended requests a probe.
+func (br *Breaker) admit() error {
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	switch {
 	case br.closed:
-		return false, ErrClosed
+		return ErrClosed
 	case !br.open:
-		return false, nil
-	case br.probing || time.Now().Before(br.until):
-		return false, ErrBrokerDown
-	default:
+		return nil
+	case !br.probing && !time.Now().Before(br.until):
 		br.probing = true
-		return true, nil
+		br.probes <- struct{}{} // never blocks: one request at a time, and the prober took the last
+	}
+	return ErrBrokerDown
+}
+
+// probe pings the broker for an open circuit, and announces a resync when
+// that closes it.
+func (br *Breaker) probe(ctx context.Context) {
+	err := br.call(ctx, br.b.Ping)
+	if br.settle(ctx, true, err) && err == nil {
+		br.announceResync(ctx)
 	}
 }
 
@@ -205,8 +220,13 @@ func (br *Breaker) call(ctx context.Context, f func(context.Context) error) erro
 	}
 }
 
-// settle records a call's outcome and reports whether the circuit is
-// closed afterwards.
+// cancelled reports whether err is ctx's cancellation: the caller gave up.
+func cancelled(ctx context.Context, err error) bool {
+	return errors.Is(err, context.Canceled) && ctx.Err() != nil
+}
+
+// settle records the outcome of a call (or of the probe) and reports
+// whether the circuit is closed afterwards.
 func (br *Breaker) settle(ctx context.Context, probe bool, err error) (closed bool) {
 	var changed func()
 	defer func() {
@@ -221,12 +241,12 @@ func (br *Breaker) settle(ctx context.Context, probe bool, err error) (closed bo
 	}
 	switch {
 	case err == nil:
-		if probe {
+		if probe && br.open {
 			br.open, br.backoff = false, 0
 			changed = func() { br.opts.Changed(false, nil) }
 		}
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		// The caller gave up: nothing learned; the next call probes.
+	case cancelled(ctx, err):
+		// The caller gave up (or the Breaker closed): nothing learned.
 	case !br.open:
 		br.open, br.backoff = true, br.opts.MinBackoff
 		br.until = time.Now().Add(br.backoff)
@@ -292,13 +312,13 @@ func (br *Breaker) resync() {
 	}
 }
 
-// Close stops following ResyncTopic and closes the broker; later calls
-// answer ErrClosed.
+// Close stops the prober and following ResyncTopic, and closes the broker;
+// later calls answer ErrClosed.
 func (br *Breaker) Close() error {
 	br.mu.Lock()
 	br.closed = true
 	br.mu.Unlock()
 	br.stop()
-	<-br.done
+	br.wg.Wait()
 	return br.b.Close()
 }

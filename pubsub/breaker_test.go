@@ -27,12 +27,13 @@ func TestBreakerConformance(t *testing.T) {
 
 // hanging is a broker whose publishes and pings, while hang is set, never
 // answer, whatever their context says, until the test releases them; it
-// counts the publishes that reached it.
+// counts the publishes and pings that reached it.
 type hanging struct {
 	*pubsubtest.Outage
 	hang      atomic.Bool
 	release   chan struct{}
 	publishes atomic.Int64
+	pings     atomic.Int64
 }
 
 func newHanging() *hanging {
@@ -48,6 +49,7 @@ func (h *hanging) Publish(ctx context.Context, topic string, payload []byte) err
 }
 
 func (h *hanging) Ping(ctx context.Context) error {
+	h.pings.Add(1)
 	if h.hang.Load() {
 		<-h.release
 	}
@@ -79,9 +81,10 @@ func breakerOn(t *testing.T, b pubsub.Broker) (*pubsub.Breaker, func() []bool) {
 }
 
 // TestBreakerSkipsWhileDown: after a failed publish, publishes and pings
-// are skipped at once (without reaching the broker) for a back-off of 1 s
-// that doubles while probes fail, up to 5 s; once the broker is back, the
-// next probe closes the circuit and publishes reach subscribers again.
+// are skipped at once (without reaching the broker); the first call after a
+// back-off of 1 s, doubling to 5 s while the broker stays down, starts a
+// probe (a ping no caller waits for); once the broker is back, the probe
+// closes the circuit and publishes reach subscribers again.
 func TestBreakerSkipsWhileDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHanging()
@@ -94,50 +97,57 @@ func TestBreakerSkipsWhileDown(t *testing.T) {
 		h.SetDown(true)
 		assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("b")), pubsubtest.ErrDown, "the failure itself")
 		assert.True(t, br.Down())
-		reached := h.publishes.Load()
 		start := time.Now()
 		for range 100 {
 			assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("c")), pubsub.ErrBrokerDown)
 		}
 		assert.ErrorIs(t, br.Ping(t.Context()), pubsub.ErrBrokerDown, "readiness does not wait either")
 		assert.Zero(t, time.Since(start), "skipped at once")
-		assert.Equal(t, reached, h.publishes.Load(), "skipped publishes do not reach the broker")
+		assert.EqualValues(t, 2, h.publishes.Load(), "skipped publishes do not reach the broker")
+		assert.Zero(t, h.pings.Load())
 
-		// Probes after 1 s, then 2 s, 4 s, 5 s, 5 s: each reaches the broker
-		// once, and the calls between them are skipped.
-		for _, backoff := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
+		// Probes after 1 s, then 2 s, 4 s, 5 s, 5 s: one ping each; the
+		// calls before, and the one that starts it, are skipped.
+		for i, backoff := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
 			time.Sleep(backoff - time.Millisecond)
 			assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("early")), pubsub.ErrBrokerDown, "before %s", backoff)
+			synctest.Wait()
+			assert.EqualValues(t, i, h.pings.Load(), "no probe before %s", backoff)
 			time.Sleep(time.Millisecond)
-			assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("probe")), pubsubtest.ErrDown, "the probe after %s", backoff)
-			reached++
-			assert.Equal(t, reached, h.publishes.Load())
+			assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("skipped")), pubsub.ErrBrokerDown, "after %s", backoff)
+			synctest.Wait()
+			assert.EqualValues(t, i+1, h.pings.Load(), "the probe after %s", backoff)
+			assert.True(t, br.Down())
 		}
+		assert.EqualValues(t, 2, h.publishes.Load())
 
 		h.SetDown(false)
 		sub, err = br.Subscribe(t.Context(), "t")
 		require.NoError(t, err)
 		time.Sleep(5 * time.Second)
-		require.NoError(t, br.Publish(t.Context(), "t", []byte("back")), "the probe closes the circuit")
-		assert.False(t, br.Down())
-		require.NoError(t, br.Publish(t.Context(), "t", []byte("again")))
+		assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("starts the probe")), pubsub.ErrBrokerDown)
+		synctest.Wait()
+		assert.False(t, br.Down(), "the probe closed the circuit")
+		require.NoError(t, br.Publish(t.Context(), "t", []byte("back")))
 		require.NoError(t, br.Ping(t.Context()))
 		assert.Equal(t, "back", string(<-sub.C()))
-		assert.Equal(t, "again", string(<-sub.C()))
 		assert.Equal(t, []bool{true, false}, changes(), "opened once, closed once")
 
 		// A new outage starts again from 1 s.
 		h.SetDown(true)
 		assert.Error(t, br.Publish(t.Context(), "t", []byte("x")))
+		pings := h.pings.Load()
 		time.Sleep(time.Second)
-		assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("probe")), pubsubtest.ErrDown)
+		assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("skipped")), pubsub.ErrBrokerDown)
+		synctest.Wait()
+		assert.Equal(t, pings+1, h.pings.Load())
 	})
 }
 
 // TestBreakerBoundsAHangingBroker: a publish the broker never answers
 // returns after the timeout (250 ms) and opens the circuit; what follows is
-// skipped at once; one probe at a time reaches the broker, the others are
-// skipped while it waits.
+// skipped at once, also while the probe waits on the broker: one probe at a
+// time, cut off at the timeout too.
 func TestBreakerBoundsAHangingBroker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHanging()
@@ -151,29 +161,27 @@ func TestBreakerBoundsAHangingBroker(t *testing.T) {
 		assert.Equal(t, 250*time.Millisecond, time.Since(start), "the timeout, not the broker, decides")
 		assert.True(t, br.Down())
 
+		time.Sleep(time.Second)
 		start = time.Now()
 		for range 100 {
 			assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("b")), pubsub.ErrBrokerDown)
-		}
-		assert.Zero(t, time.Since(start))
-		assert.EqualValues(t, 1, h.publishes.Load())
-
-		time.Sleep(time.Second)
-		probe := make(chan error)
-		go func() { probe <- br.Publish(t.Context(), "t", []byte("probe")) }()
-		synctest.Wait() // the probe is waiting on the broker
-		for range 10 {
-			assert.ErrorIs(t, br.Publish(t.Context(), "t", []byte("c")), pubsub.ErrBrokerDown, "one probe at a time")
 			assert.ErrorIs(t, br.Ping(t.Context()), pubsub.ErrBrokerDown)
 		}
-		assert.EqualValues(t, 2, h.publishes.Load(), "only the probe reached the broker")
-		assert.ErrorIs(t, <-probe, context.DeadlineExceeded)
+		assert.Zero(t, time.Since(start), "no caller waits for the probe")
+		synctest.Wait() // the probe waits on the broker
+		assert.EqualValues(t, 1, h.publishes.Load())
+		assert.EqualValues(t, 1, h.pings.Load(), "one probe at a time")
+		time.Sleep(250 * time.Millisecond)
+		synctest.Wait()
+		assert.True(t, br.Down(), "the probe timed out")
 
 		// The next probe, 2 s later, finds the broker answering again.
 		h.hang.Store(false)
 		time.Sleep(2 * time.Second)
-		require.NoError(t, br.Ping(t.Context()), "a ping probes too")
+		assert.ErrorIs(t, br.Ping(t.Context()), pubsub.ErrBrokerDown, "a ping starts a probe too")
+		synctest.Wait()
 		assert.False(t, br.Down())
+		require.NoError(t, br.Ping(t.Context()))
 	})
 }
 
@@ -215,8 +223,11 @@ func TestBreakerGuardsOtherCalls(t *testing.T) {
 		assert.ErrorIs(t, br.Publish(t.Context(), "t", nil), pubsub.ErrBrokerDown, "one circuit for the broker and the other calls")
 
 		time.Sleep(time.Second)
+		assert.ErrorIs(t, br.Do(t.Context(), hung), pubsub.ErrBrokerDown, "starts the probe")
+		synctest.Wait()
+		assert.False(t, br.Down(), "the broker answers the probe")
 		require.NoError(t, br.Do(t.Context(), func(context.Context) error { return nil }))
-		assert.False(t, br.Down())
+		assert.EqualValues(t, 1, calls.Load())
 	})
 }
 
@@ -275,9 +286,10 @@ func TestBreakerResyncsEveryReplicaAfterLostAnnouncements(t *testing.T) {
 		assert.ErrorIs(t, a.br.Publish(t.Context(), "kpi", []byte("hr")), pubsub.ErrBrokerDown)
 		a.out.SetDown(false)
 		time.Sleep(time.Second)
-		require.NoError(t, a.br.Publish(t.Context(), "kpi", []byte("reports")), "the probe closes the circuit")
+		assert.ErrorIs(t, a.br.Publish(t.Context(), "kpi", []byte("reports")), pubsub.ErrBrokerDown, "starts the probe")
 		time.Sleep(time.Second)
 		synctest.Wait()
+		assert.False(t, a.br.Down())
 		assert.Equal(t, 1, b.catchUps(), "the other replica caught up")
 		assert.GreaterOrEqual(t, a.catchUps(), 1, "and this one (its subscriptions were cut off too)")
 		select {
@@ -292,9 +304,10 @@ func TestBreakerResyncsEveryReplicaAfterLostAnnouncements(t *testing.T) {
 		assert.Error(t, a.br.Ping(t.Context()))
 		a.out.SetDown(false)
 		time.Sleep(time.Second)
-		require.NoError(t, a.br.Ping(t.Context()))
+		assert.ErrorIs(t, a.br.Ping(t.Context()), pubsub.ErrBrokerDown, "starts the probe")
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
+		assert.False(t, a.br.Down())
 		assert.Equal(t, 1, b.catchUps())
 		assert.Equal(t, aBefore+1, a.catchUps(), "only the catch-up of its own outage (its subscription was dropped)")
 	})

@@ -130,3 +130,50 @@ func TestPublishDoesNotWaitForAStuckSubscribe(t *testing.T) {
 	proxy.Forward()
 	<-subscribed
 }
+
+// TestBreakerOnAFrozenRedis: behind a pubsub.Breaker, a redis-server
+// stopped with SIGSTOP costs one publish the breaker's timeout; the next
+// ones are skipped at once; once it runs again, a probe closes the circuit,
+// the subscribers are told to catch up (a publish was lost), and publishes
+// are delivered.
+func TestBreakerOnAFrozenRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	opts, err := redis.ParseURL(srv.URL())
+	require.NoError(t, err)
+	opts.ContextTimeoutEnabled = true
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	br := pubsub.NewBreaker(redispubsub.New(client, redispubsub.Options{Prefix: prefix()}), pubsub.BreakerOptions{})
+	t.Cleanup(func() { _ = br.Close() })
+	sub, err := br.Subscribe(t.Context(), "statuses")
+	require.NoError(t, err)
+
+	srv.Freeze()
+	start := time.Now()
+	assert.ErrorIs(t, br.Publish(t.Context(), "statuses", []byte("lost")), context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "the breaker's timeout")
+	start = time.Now()
+	for range 100 {
+		assert.ErrorIs(t, br.Publish(t.Context(), "statuses", []byte("skipped")), pubsub.ErrBrokerDown)
+	}
+	assert.Less(t, time.Since(start), 50*time.Millisecond, "skipped at once")
+
+	srv.Thaw()
+	require.Eventually(t, func() bool { return br.Ping(t.Context()) == nil },
+		10*time.Second, 50*time.Millisecond, "a probe closes the circuit once Redis answers")
+	select {
+	case <-sub.Done():
+		assert.ErrorIs(t, sub.Err(), pubsub.ErrResync, "announcements were lost: the subscriber catches up")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscription outlived the lost announcements")
+	}
+	again, err := br.Subscribe(t.Context(), "statuses")
+	require.NoError(t, err)
+	require.NoError(t, br.Publish(t.Context(), "statuses", []byte("back")))
+	select {
+	case m := <-again.C():
+		assert.Equal(t, "back", string(m))
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered after the fault")
+	}
+}

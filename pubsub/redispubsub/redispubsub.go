@@ -107,7 +107,8 @@ func New(client *redis.Client, opts Options) *Broker {
 }
 
 // Ping checks that Redis answers a PING; see pubsub.Broker. go-redis
-// heeds ctx's deadline but not its cancellation, so the PING runs on a
+// heeds ctx's deadline only on a client with ContextTimeoutEnabled (the
+// server's is), and never its cancellation, so the PING runs on a
 // goroutine of its own, which ends within the client's dial and read
 // timeouts even when Ping has returned for ctx.
 func (b *Broker) Ping(ctx context.Context) error {

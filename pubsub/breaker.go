@@ -10,8 +10,8 @@ import (
 
 var (
 	// ErrBrokerDown is what a Breaker answers at once, without trying, while
-	// its circuit is open: the broker failed or timed out recently and its
-	// back-off has not ended (or another call is probing it).
+	// its circuit is open: the broker failed or timed out recently, and no
+	// probe has found it answering since.
 	ErrBrokerDown = errors.New("pubsub: broker down, skipped")
 	// ErrResync ends the subscriptions a Breaker handed out when some
 	// replica's announcements were lost to an outage: their followers
@@ -36,7 +36,8 @@ type BreakerOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Changed, if not nil, hears the circuit open (down true, with the
 	// failure) and close again (down false, err nil), for the log. It runs
-	// on the caller's goroutine and must not block.
+	// on the goroutine of the call or the probe that changed it, and must
+	// not block.
 	Changed func(down bool, err error)
 	// Resync, if not nil, reports whether the subscribers of topic must
 	// catch up when announcements were lost (see ErrResync); nil means all

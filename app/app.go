@@ -9,6 +9,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -256,8 +257,14 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 	}
 	if rc != nil {
 		// With Redis, the per-user limits are shared by every replica.
-		shared := redisrate.New(rc.client, rc.prefix)
+		// Under the broker's circuit: while Redis is known to be down, each
+		// decision is local at once instead of waiting for Redis.
+		shared := guardedShared{rc.breaker, redisrate.New(rc.client, rc.prefix)}
 		failed := func(err error) {
+			if errors.Is(err, pubsub.ErrBrokerDown) {
+				s.metrics.brokerSkipped.WithLabelValues("rate_limit").Inc()
+				return
+			}
 			s.metrics.brokerErrors.WithLabelValues("rate_limit").Inc()
 			log.Debug("shared rate limit unavailable; limiting locally", "err", err)
 		}
@@ -273,7 +280,8 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 
 // openBroker returns the broker, counted for the metrics, and its name for
 // the log: with REDIS_URL set, the Redis broker on the process's one Redis
-// client, which it also returns for the other users of that Redis; else the
+// client behind a circuit breaker (see newBreaker), with the client and the
+// breaker also returned for the other users of that Redis; else the
 // in-process broker and a nil connection. The client closes after the
 // broker.
 func (s *Server) openBroker(ctx context.Context, db *store.DB) (pubsub.Broker, *redisConn, string, error) {
@@ -286,11 +294,12 @@ func (s *Server) openBroker(ctx context.Context, db *store.DB) (pubsub.Broker, *
 	if err != nil {
 		return nil, nil, "", err
 	}
-	s.closers = append(s.closers, func() { _ = rc.client.Close() }, func() { _ = b.Close() }) // closers run newest first
-	if err := b.Ping(ctx); err != nil {
+	rc.breaker = s.newBreaker(b)
+	s.closers = append(s.closers, func() { _ = rc.client.Close() }, func() { _ = rc.breaker.Close() }) // closers run newest first
+	if err := rc.breaker.Ping(ctx); err != nil {
 		s.log.Warn("redis is not reachable; running degraded until it is", "err", err)
 	}
-	return countingBroker{b, s.metrics}, rc, "redis", nil
+	return countingBroker{rc.breaker, s.metrics}, rc, "redis", nil
 }
 
 // listen opens the listener on ADDR, with TLS when a certificate is

@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ type metrics struct {
 	errorsByCode *prometheus.CounterVec
 	// brokerErrors counts failed broker operations (Redis unreachable).
 	brokerErrors *prometheus.CounterVec
+	// brokerSkipped counts the broker operations skipped without trying
+	// while the circuit breaker is open.
+	brokerSkipped *prometheus.CounterVec
 	// eventsPublished counts the events announced on the broker, by topic
 	// kind.
 	eventsPublished *prometheus.CounterVec
@@ -63,6 +67,10 @@ func newMetrics() *metrics {
 			Name: "switchboard_broker_errors_total",
 			Help: "Broker publishes, subscribes and shared rate-limit checks that failed; live delivery falls back to the database meanwhile.",
 		}, []string{"op"}),
+		brokerSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_broker_skipped_total",
+			Help: "Broker publishes and shared rate-limit checks skipped at once, by op, while the broker's circuit breaker is open after a failure or a timeout; subscribers get the events from the database, rate limits are kept locally.",
+		}, []string{"op"}),
 		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_events_published_total",
 			Help: "Events announced to subscribers through the broker, by topic (room:N counts as room).",
@@ -74,7 +82,7 @@ func newMetrics() *metrics {
 		}, []string{"type"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.eventsPublished, m.operations)
+	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.brokerSkipped, m.eventsPublished, m.operations)
 	return m
 }
 
@@ -97,21 +105,25 @@ func (m *metrics) countErrors(present graphql.ErrorPresenterFunc) graphql.ErrorP
 	}
 }
 
-// countingBroker counts a broker's events and its failed publishes and
-// subscribes. Ping and Close pass through uncounted: readiness probes call
-// Ping at the prober's pace, so its failures would count the probes rather
-// than the outage, which /readyz reports as "degraded" anyway.
+// countingBroker counts a broker's events, its failed publishes and
+// subscribes, and the publishes its circuit breaker skipped. Ping and Close
+// pass through uncounted: readiness probes call Ping at the prober's pace,
+// so its failures would count the probes rather than the outage, which
+// /readyz reports as "degraded" anyway.
 type countingBroker struct {
 	pubsub.Broker
 	m *metrics
 }
 
-// Publish publishes and counts the event, or the failure.
+// Publish publishes and counts the event, the skip, or the failure.
 func (b countingBroker) Publish(ctx context.Context, topic string, payload []byte) error {
 	err := b.Broker.Publish(ctx, topic, payload)
-	if err != nil {
+	switch {
+	case errors.Is(err, pubsub.ErrBrokerDown):
+		b.m.brokerSkipped.WithLabelValues("publish").Inc()
+	case err != nil:
 		b.m.brokerErrors.WithLabelValues("publish").Inc()
-	} else {
+	default:
 		b.m.eventsPublished.WithLabelValues(topicKind(topic)).Inc()
 	}
 	return err

@@ -7,7 +7,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
+	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/store"
 )
 
@@ -21,12 +24,14 @@ const redisPoolSize = 8
 const redisTimeout = 2 * time.Second
 
 // redisConn is the process's one Redis client, shared by the broker and the
-// shared rate limits, and the prefix that keeps this deployment's channels
-// and keys apart from others on the same Redis. openBroker opens it; it
-// closes after the broker and the services that use it.
+// shared rate limits, the prefix that keeps this deployment's channels and
+// keys apart from others on the same Redis, and the circuit breaker that
+// both go through. openBroker opens it; it closes after the broker and the
+// services that use it.
 type redisConn struct {
-	client *redis.Client
-	prefix string
+	client  *redis.Client
+	prefix  string
+	breaker *pubsub.Breaker
 }
 
 // openRedis returns a client of the Redis at url ("redis://host:6379/0", or
@@ -49,6 +54,9 @@ func openRedis(url string) (*redis.Client, error) {
 	opts.DialTimeout = redisTimeout
 	opts.ReadTimeout = redisTimeout
 	opts.WriteTimeout = redisTimeout
+	// Heed the callers' deadlines (the breaker's 250 ms, a rate-limit
+	// decision's), which go-redis ignores by default.
+	opts.ContextTimeoutEnabled = true
 	redis.SetLogger(quietRedis{})
 	return redis.NewClient(opts), nil
 }
@@ -68,6 +76,59 @@ func openRedisBroker(ctx context.Context, url string, db *store.DB) (*redispubsu
 	}
 	rc := &redisConn{client: client, prefix: "switchboard:" + id + ":"}
 	return redispubsub.New(client, redispubsub.Options{Prefix: rc.prefix}), rc, nil
+}
+
+// newBreaker puts b behind the circuit breaker that the whole process's
+// use of Redis goes through, logging when it opens and closes. Resyncs
+// (pubsub.ErrResync) end the followers of latest-value topics only: the
+// durable streams' hubs poll the database every second anyway.
+func (s *Server) newBreaker(b pubsub.Broker) *pubsub.Breaker {
+	return pubsub.NewBreaker(b, pubsub.BreakerOptions{
+		Changed: func(down bool, err error) {
+			if down {
+				s.log.Warn("broker down: publishes skipped, subscribers served from the database, until a probe succeeds", "err", err)
+			} else {
+				s.log.Info("broker back: publishing through it again")
+			}
+		},
+		Resync: func(topic string) bool { return !durableTopic(topic) },
+	})
+}
+
+// durableTopic reports whether topic is a durable stream's (see package
+// stream).
+func durableTopic(topic string) bool {
+	_, room := models.RoomOfStream(topic)
+	return room || topic == models.StatusStream || topic == models.NotificationStream
+}
+
+// guardedShared is a shared rate-limit store under the broker's circuit:
+// while Redis is known to be down, Take answers pubsub.ErrBrokerDown at
+// once (the caller limits locally), and a Take that hangs opens the
+// circuit.
+type guardedShared struct {
+	breaker *pubsub.Breaker
+	store   ratelimit.Shared
+}
+
+// Take takes a token from key's shared bucket under the circuit.
+func (g guardedShared) Take(ctx context.Context, key string, l ratelimit.Limit) (bool, time.Duration, error) {
+	type decision struct {
+		ok   bool
+		wait time.Duration
+	}
+	// Buffered: a Take cut off by the timeout still answers, to no one.
+	answer := make(chan decision, 1)
+	err := g.breaker.Do(ctx, func(ctx context.Context) error {
+		ok, wait, err := g.store.Take(ctx, key, l)
+		answer <- decision{ok, wait}
+		return err
+	})
+	if err != nil {
+		return false, 0, err
+	}
+	d := <-answer // Do returned f's own nil: f has answered
+	return d.ok, d.wait, nil
 }
 
 // quietRedis drops go-redis's own log lines.

@@ -16,7 +16,9 @@
 //     several subscribers is the same slice: receivers must not modify it.
 //
 // Backends live in subpackages (mempubsub, in process; redispubsub, across
-// replicas) and all pass the suite in pubsubtest.
+// replicas) and all pass the suite in pubsubtest. Breaker puts any of them
+// behind a circuit breaker, so that one that hangs costs publishers no
+// more than a short timeout, once.
 package pubsub
 
 import (

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,6 +71,9 @@ type Broker struct {
 
 	mu     sync.Mutex
 	closed bool
+	// shut mirrors closed for Publish and Ping, which must not wait for mu:
+	// Subscribe holds it while it dials a Redis that may not answer.
+	shut   atomic.Bool
 	ps     *redis.PubSub // the subscription connection; nil until needed and after a failure
 	topics map[string]*topic
 	done   chan struct{}
@@ -103,7 +107,8 @@ func New(client *redis.Client, opts Options) *Broker {
 }
 
 // Ping checks that Redis answers a PING; see pubsub.Broker. go-redis
-// heeds ctx's deadline but not its cancellation, so the PING runs on a
+// heeds ctx's deadline only on a client with ContextTimeoutEnabled (the
+// server's is), and never its cancellation, so the PING runs on a
 // goroutine of its own, which ends within the client's dial and read
 // timeouts even when Ping has returned for ctx.
 func (b *Broker) Ping(ctx context.Context) error {
@@ -126,11 +131,7 @@ func (b *Broker) Ping(ctx context.Context) error {
 	}
 }
 
-func (b *Broker) isClosed() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.closed
-}
+func (b *Broker) isClosed() bool { return b.shut.Load() }
 
 // Publish sends payload to the subscribers of topic on every replica.
 func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) error {
@@ -335,6 +336,7 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.shut.Store(true)
 	ps := b.ps
 	b.mu.Unlock()
 	close(b.done)

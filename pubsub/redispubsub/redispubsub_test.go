@@ -1,6 +1,7 @@
 package redispubsub_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboardhq/switchboard/internal/faultproxy"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
@@ -96,5 +98,82 @@ func TestRedisOutage(t *testing.T) {
 		assert.Equal(t, "back", string(m))
 	case <-time.After(5 * time.Second):
 		t.Fatal("not delivered after the outage")
+	}
+}
+
+// TestPublishDoesNotWaitForAStuckSubscribe: a Subscribe that waits on a
+// Redis that stopped answering (it holds the broker's lock while it dials
+// the subscription connection) delays no Publish beyond the publisher's
+// own deadline, on a client that heeds deadlines (as the server's does).
+func TestPublishDoesNotWaitForAStuckSubscribe(t *testing.T) {
+	opts, err := redis.ParseURL(redistest.URL(t))
+	require.NoError(t, err)
+	proxy := faultproxy.Start(t, opts.Addr)
+	opts.Addr, opts.ContextTimeoutEnabled = proxy.Addr(), true
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	b := newBroker(t, client, redispubsub.Options{Prefix: prefix()})
+
+	proxy.Stall()
+	subscribed := make(chan error, 1)
+	go func() {
+		_, err := b.Subscribe(t.Context(), "stuck")
+		subscribed <- err
+	}()
+	for range 5 {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		start := time.Now()
+		assert.Error(t, b.Publish(ctx, "t", []byte("x")), "Redis does not answer")
+		assert.Less(t, time.Since(start), 500*time.Millisecond, "the publisher's deadline, not the subscribe, decides")
+		cancel()
+	}
+	proxy.Forward()
+	<-subscribed
+}
+
+// TestBreakerOnAFrozenRedis: behind a pubsub.Breaker, a redis-server
+// stopped with SIGSTOP costs one publish the breaker's timeout; the next
+// ones are skipped at once; once it runs again, a probe closes the circuit,
+// the subscribers are told to catch up (a publish was lost), and publishes
+// are delivered.
+func TestBreakerOnAFrozenRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	opts, err := redis.ParseURL(srv.URL())
+	require.NoError(t, err)
+	opts.ContextTimeoutEnabled = true
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	br := pubsub.NewBreaker(redispubsub.New(client, redispubsub.Options{Prefix: prefix()}), pubsub.BreakerOptions{})
+	t.Cleanup(func() { _ = br.Close() })
+	sub, err := br.Subscribe(t.Context(), "statuses")
+	require.NoError(t, err)
+
+	srv.Freeze()
+	start := time.Now()
+	assert.ErrorIs(t, br.Publish(t.Context(), "statuses", []byte("lost")), context.DeadlineExceeded)
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "the breaker's timeout")
+	start = time.Now()
+	for range 100 {
+		assert.ErrorIs(t, br.Publish(t.Context(), "statuses", []byte("skipped")), pubsub.ErrBrokerDown)
+	}
+	assert.Less(t, time.Since(start), 50*time.Millisecond, "skipped at once")
+
+	srv.Thaw()
+	require.Eventually(t, func() bool { return br.Ping(t.Context()) == nil },
+		10*time.Second, 50*time.Millisecond, "a probe closes the circuit once Redis answers")
+	select {
+	case <-sub.Done():
+		assert.ErrorIs(t, sub.Err(), pubsub.ErrResync, "announcements were lost: the subscriber catches up")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscription outlived the lost announcements")
+	}
+	again, err := br.Subscribe(t.Context(), "statuses")
+	require.NoError(t, err)
+	require.NoError(t, br.Publish(t.Context(), "statuses", []byte("back")))
+	select {
+	case m := <-again.C():
+		assert.Equal(t, "back", string(m))
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered after the fault")
 	}
 }

@@ -178,7 +178,7 @@ func (h *hub) SetTyping(ctx context.Context, roomID int64, u *models.User, typin
 	ev := h.Typing.Event(roomID, u, typing)
 	payload, _ := json.Marshal(ev)
 	if err := h.broker.Publish(context.WithoutCancel(ctx), typingTopic, payload); err != nil {
-		h.log.WarnContext(ctx, "typing not announced to other replicas", "room", roomID, "err", err)
+		h.log.Log(ctx, pubsub.AnnouncementLevel(err), "typing not announced to other replicas", "room", roomID, "err", err)
 		h.Typing.Apply(ev) // at least this replica's watchers
 	}
 }
@@ -188,7 +188,7 @@ func (h *hub) SetTyping(ctx context.Context, roomID int64, u *models.User, typin
 func (h *hub) RoomChanged(ctx context.Context, roomID int64, only ...int64) {
 	payload, _ := json.Marshal(roomChange{Room: roomID, Only: only})
 	if err := h.broker.Publish(context.WithoutCancel(ctx), roomsTopic, payload); err != nil {
-		h.log.WarnContext(ctx, "room change not announced to other replicas", "room", roomID, "err", err)
+		h.log.Log(ctx, pubsub.AnnouncementLevel(err), "room change not announced to other replicas", "room", roomID, "err", err)
 		h.Rooms.Changed(roomID, only...)
 	}
 }

@@ -247,7 +247,7 @@ func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64
 	s.hub.SetTyping(ctx, room.ID, me, false)
 	if err := s.feed.Publish(context.WithoutCancel(ctx), models.RoomStream(room.ID), m); err != nil {
 		// Committed already: subscribers get it from the database instead.
-		s.opts.Log.WarnContext(ctx, "message not announced", "room", room.ID, "seq", m.Seq, "err", err)
+		s.opts.Log.Log(ctx, pubsub.AnnouncementLevel(err), "message not announced", "room", room.ID, "seq", m.Seq, "err", err)
 	}
 	s.roomChanged(ctx, room)
 	return m, nil
@@ -261,7 +261,7 @@ func (s *Service) roomChanged(ctx context.Context, room *models.Room) {
 	}
 	members, err := s.db.RoomMembers(ctx, []int64{room.ID})
 	if err != nil {
-		s.opts.Log.WarnContext(ctx, "room list change not announced", "room", room.ID, "err", err)
+		s.opts.Log.Log(ctx, pubsub.AnnouncementLevel(err), "room list change not announced", "room", room.ID, "err", err)
 		return
 	}
 	ids := make([]int64, len(members[room.ID]))

@@ -124,7 +124,7 @@ func (s *Service) Record(ctx context.Context, by *models.User, in []*models.KPII
 		if err := s.broker.Publish(context.WithoutCancel(ctx), topic, []byte(k.Module)); err != nil {
 			// Committed already: this replica's watchers get it now, the
 			// others' when their broker subscription comes back.
-			s.opts.Log.WarnContext(ctx, "KPI change not announced", "module", k.Module, "err", err)
+			s.opts.Log.Log(ctx, pubsub.AnnouncementLevel(err), "KPI change not announced", "module", k.Module, "err", err)
 			s.refresh(context.WithoutCancel(ctx), k.Module)
 		}
 	}

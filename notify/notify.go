@@ -140,7 +140,7 @@ func (s *Service) Send(ctx context.Context, sender *models.User, in *models.Noti
 	ctx = context.WithoutCancel(ctx)
 	if err := s.feed.Publish(ctx, models.NotificationStream, n); err != nil {
 		// Committed already: subscribers get it from the database instead.
-		s.log.WarnContext(ctx, "notification not announced", "id", n.ID, "err", err)
+		s.log.Log(ctx, pubsub.AnnouncementLevel(err), "notification not announced", "id", n.ID, "err", err)
 	}
 	s.announce(ctx, to)
 	return n, nil
@@ -192,7 +192,7 @@ func (s *Service) MarkAllRead(ctx context.Context, u *models.User) (int, error) 
 // the broker fails, at least this replica's watchers are told.
 func (s *Service) announce(ctx context.Context, to string) {
 	if err := s.broker.Publish(ctx, unreadTopic, []byte(to)); err != nil {
-		s.log.WarnContext(ctx, "unread count change not announced", "to", to, "err", err)
+		s.log.Log(ctx, pubsub.AnnouncementLevel(err), "unread count change not announced", "to", to, "err", err)
 		s.recount(ctx, to)
 	}
 }

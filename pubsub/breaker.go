@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -322,4 +323,14 @@ func (br *Breaker) Close() error {
 	br.stop()
 	br.wg.Wait()
 	return br.b.Close()
+}
+
+// AnnouncementLevel is the log level of an announcement that failed with
+// err: debug when the breaker skipped it (the breaker logs the outage once,
+// and the database carries the events meanwhile), warn otherwise.
+func AnnouncementLevel(err error) slog.Level {
+	if errors.Is(err, ErrBrokerDown) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }

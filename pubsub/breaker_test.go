@@ -2,6 +2,9 @@ package pubsub_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -311,4 +314,11 @@ func TestBreakerResyncsEveryReplicaAfterLostAnnouncements(t *testing.T) {
 		assert.Equal(t, 1, b.catchUps())
 		assert.Equal(t, aBefore+1, a.catchUps(), "only the catch-up of its own outage (its subscription was dropped)")
 	})
+}
+
+// TestAnnouncementLevel: a publish the breaker skipped is logged at debug
+// (the breaker logged the outage once); any other failure at warn.
+func TestAnnouncementLevel(t *testing.T) {
+	assert.Equal(t, slog.LevelDebug, pubsub.AnnouncementLevel(fmt.Errorf("publish: %w", pubsub.ErrBrokerDown)))
+	assert.Equal(t, slog.LevelWarn, pubsub.AnnouncementLevel(errors.New("redis: connection refused")))
 }

@@ -92,7 +92,7 @@ func (s *Service) Post(ctx context.Context, author *models.User, text, key strin
 	}
 	if err := s.feed.Publish(context.WithoutCancel(ctx), models.StatusStream, st); err != nil {
 		// Committed already: subscribers get it from the database instead.
-		s.opts.Log.WarnContext(ctx, "status not announced", "id", st.ID, "err", err)
+		s.opts.Log.Log(ctx, pubsub.AnnouncementLevel(err), "status not announced", "id", st.ID, "err", err)
 	}
 	return st, nil
 }

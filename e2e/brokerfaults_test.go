@@ -147,8 +147,14 @@ func startFrozenScenario(t *testing.T, redisURL string) *frozenScenario {
 
 // skipped returns how many broker calls of op both replicas skipped.
 func (sc *frozenScenario) skipped(t *testing.T, op string) float64 {
+	return brokerSkipped(t, sc.replicas, op)
+}
+
+// brokerSkipped returns how many broker calls of op the replicas' breakers
+// skipped.
+func brokerSkipped(t *testing.T, replicas []*testServer, op string) float64 {
 	n := 0.0
-	for _, s := range sc.replicas {
+	for _, s := range replicas {
 		n += s.metric(t, `switchboard_broker_skipped_total{op="`+op+`"}`)
 	}
 	return n

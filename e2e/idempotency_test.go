@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/faultproxy"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub/redistest"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
@@ -520,4 +521,74 @@ func keyHeader(key string) http.Header {
 		return nil
 	}
 	return http.Header{"Idempotency-Key": {key}}
+}
+
+// TestRetriedWritesThroughBothFaults: the two faults that hang instead of
+// failing, at once. Two replicas share a MySQL database behind a proxy and
+// a private Redis; the database stops answering and Redis is frozen with
+// SIGSTOP, for 6 s; then the database answers again while Redis stays
+// frozen until every write is answered. A client that waits 500 ms for an
+// answer retries every write with its key, to each replica in turn, over
+// HTTP and over WebSocket, leaving the attempts it gave up on running.
+// When both answer again, each
+// write was stored exactly once, and subscribers of the status feed and of
+// the room on both replicas, resuming from the start, received every
+// status and message once, in order.
+func TestRetriedWritesThroughBothFaults(t *testing.T) {
+	const bothFaultsFor = 6 * time.Second
+	dbURL, err := url.Parse(storetest.MySQLURL(t))
+	require.NoError(t, err)
+	db := faultproxy.Start(t, dbURL.Host)
+	dbURL.Host = db.Addr()
+	redis := redistest.Start(t)
+	env := map[string]string{"DATABASE_URL": dbURL.String(), "REDIS_URL": redis.URL(),
+		"LIMIT_REQUESTS": "0", "LIMIT_STATUSES": "0", "LIMIT_MESSAGES": "0", "LIMIT_CONNS_PER_USER": "0"}
+	replicas := []*testServer{startServer(t, env), startServer(t, env)}
+	for _, s := range replicas {
+		s.logsOnFailure(t)
+	}
+	first := replicas[0]
+	admin := first.mintToken(t, "ops", time.Hour, models.RoleAdmin)
+	guest := first.chatUser(t, "retrier")
+	room := first.generalRoom(t).ID
+	var subs []*collector
+	for _, s := range replicas {
+		for _, feed := range []durableFeed{statusFeed, messageFeed(room)} {
+			subs = append(subs, collect(t, s, guest.token, feed, true))
+		}
+	}
+	client := newRetryingClient(t, 500*time.Millisecond, false, first.URL, replicas[1].URL)
+
+	var all []intendedWrite
+	var answered []string
+	for _, transport := range []string{"HTTP", "WebSocket"} {
+		overHTTP := transport == "HTTP"
+		writes := writesOf("both-"+transport, 2, overHTTP, guest, admin, room)
+		skipped := -brokerSkipped(t, replicas, "publish")
+		redis.Freeze()
+		db.Stall()
+		faultAt := time.Now()
+		answers, attempts := client.sendAll(writes, overHTTP, func() {
+			waitFor(bothFaultsFor - time.Since(faultAt))
+			db.Forward()
+		})
+		skipped += brokerSkipped(t, replicas, "publish")
+		redis.Thaw()
+		assert.Positive(t, skipped, "with the database back and Redis still frozen, the writes went through without Redis")
+		t.Logf("%s: both faults for %s, then Redis alone until every write was answered; attempts per write %v; %.0f publishes skipped",
+			transport, bothFaultsFor, attempts, skipped)
+		all, answered = append(all, writes...), append(answered, answers...)
+		checkStoredOnce(t, replicas[1], all, answered, guest, admin, room)
+	}
+	posted := map[string][]string{}
+	for i, w := range all {
+		posted[w.op] = append(posted[w.op], answered[i])
+	}
+	for _, c := range subs {
+		op := map[string]string{statusFeed.field: models.OpPostStatus}[c.feed.field]
+		if op == "" {
+			op = models.OpPostMessage
+		}
+		c.check(t, posted[op])
+	}
 }

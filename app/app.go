@@ -86,7 +86,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 			s.close()
 		}
 	}()
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Timeout: cfg.DBTimeout})
 	if err != nil {
 		return nil, err
 	}

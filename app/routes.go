@@ -36,6 +36,12 @@ import (
 // initTimeout is how long a WebSocket may go without connection_init.
 const initTimeout = 3 * time.Second
 
+// readyTimeout bounds /readyz's check of the database (under DB_TIMEOUT
+// when that is shorter): a load balancer's probe gets its answer, 503 for
+// a database that hangs, before it gives up by itself (commonly after 1 to
+// 5 s).
+const readyTimeout = time.Second
+
 // newWebsocket builds the WebSocket transport: tokens from connection_init,
 // the allowed origins, the limits above and svc's limits per caller.
 func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *services, m *metrics) *gqlws.Transport {
@@ -156,7 +162,9 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 			return
 		}
-		if err := svc.db.Ping(r.Context()); err != nil {
+		ping, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := svc.db.Ping(ping); err != nil {
 			log.WarnContext(r.Context(), "not ready", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
 			return

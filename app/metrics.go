@@ -171,6 +171,10 @@ func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
 			Name: "switchboard_database_statements_total",
 			Help: "SQL statements run (queries and writes).",
 		}, func() float64 { return float64(svc.db.Statements()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_database_connections",
+			Help: "Open database connections, in use or idle: at most the pool's size (32 on MySQL, 8 on SQLite), however long the database hangs.",
+		}, func() float64 { return float64(svc.db.OpenConnections()) }),
 		&transportCollector{ws: ws, svc: svc},
 	)
 }
@@ -186,7 +190,7 @@ var (
 		"Subscriptions running, by root field.",
 		[]string{"field"}, nil)
 	dbErrorsDesc = prometheus.NewDesc("switchboard_database_errors_total",
-		"Failed database statements, by kind: connection (unreachable), conflict (unique key or deadlock, retried or answered), other.",
+		"Failed database statements, by kind: connection (unreachable, or no answer within DB_TIMEOUT), conflict (unique key or deadlock, retried or answered), other.",
 		[]string{"kind"}, nil)
 )
 

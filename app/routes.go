@@ -25,6 +25,7 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/request"
@@ -42,6 +43,18 @@ const initTimeout = 3 * time.Second
 // 5 s).
 const readyTimeout = time.Second
 
+// initRefusal is how connection_init refuses a token ConnectionInit did
+// not accept: a session that cannot be checked now (the database did not
+// answer) is a *gqlws.TryAgainLater, 1013, which clients retry with
+// backoff; 4403 would tell them that the token is no good, and the web page
+// would forget its session.
+func initRefusal(err error) error {
+	if e, ok := models.CodedError(err); ok && e.Code == models.Unavailable {
+		return &gqlws.TryAgainLater{Reason: e.Message}
+	}
+	return err
+}
+
 // newWebsocket builds the WebSocket transport: tokens from connection_init,
 // the allowed origins, the limits above and svc's limits per caller.
 func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *services, m *metrics) *gqlws.Transport {
@@ -50,7 +63,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 			ctx, p, err := tokens.ConnectionInit(ctx, payload)
 			if err != nil {
 				wsLog{log}.authRefused(ctx, err)
-				return gqlws.InitResult{}, err
+				return gqlws.InitResult{}, initRefusal(err)
 			}
 			release, err := svc.userConns.hold(p) // LIMIT_CONNS_PER_USER
 			if err != nil {

@@ -226,6 +226,10 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
+// OpenConnections returns how many connections to the database are open,
+// in use or idle: at most the pool's size.
+func (db *DB) OpenConnections() int { return db.sql.Stats().OpenConnections }
+
 // Close closes the database connections.
 func (db *DB) Close() error { return db.sql.Close() }
 

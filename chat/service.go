@@ -47,7 +47,8 @@ type Options struct {
 	LeaveGrace time.Duration
 	// Stream tunes the rooms' message streams (its Log defaults to Log).
 	Stream stream.Options
-	// Now is the clock of rooms and messages; default time.Now.
+	// Now is the clock of rooms, messages and typing indicators (their
+	// expiry, and TypingEvery); default time.Now.
 	Now func() time.Time
 	// Log receives warnings.
 	Log *slog.Logger
@@ -77,10 +78,12 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 		opts.LeaveGrace = 0
 	}
 	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
+	h := newHub(broker, opts.TypingTTL, opts.LeaveGrace, opts.Log)
+	h.Typing.now = opts.Now
 	return &Service{
 		db:   db,
 		feed: stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, opts.Stream),
-		hub:  newHub(broker, opts.TypingTTL, opts.LeaveGrace, opts.Log),
+		hub:  h,
 		opts: opts,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // DefaultTypingTTL is how long a typing indicator lasts unless renewed.
@@ -37,8 +38,9 @@ const TypingEvery = time.Second
 // events beyond its buffer (each event carries expiresAt, so a client can
 // still end a stale indicator itself).
 type Typing struct {
-	ttl time.Duration
-	now func() time.Time // the clock of expiries and of TypingEvery
+	ttl    time.Duration
+	now    func() time.Time // the clock of expiries and of TypingEvery
+	panics *panics.Guard    // recovers the panics of its timers
 
 	mu    sync.Mutex
 	rooms map[int64]*typingRoom
@@ -72,6 +74,9 @@ type typingWatcher struct {
 	viewer int64 // their own indicator is not sent back to them
 	c      chan *models.TypingEvent
 }
+
+// whereTyping names the panics of the typing timers.
+const whereTyping = "chat.typing"
 
 // typingBuffer is how many events a watcher may fall behind.
 const typingBuffer = 64
@@ -149,14 +154,16 @@ func (t *Typing) Apply(ev *models.TypingEvent) {
 		return
 	}
 	ty := &typist{user: ev.User, expires: ev.ExpiresAt}
-	ty.timer = time.AfterFunc(ev.ExpiresAt.Sub(now), func() { t.expire(ev.RoomID, ty) })
+	ty.timer = time.AfterFunc(ev.ExpiresAt.Sub(now), func() { t.panics.Do(context.Background(), whereTyping, func() { t.expire(ev.RoomID, ty) }) })
 	r.active[ev.User.ID] = ty
 	switch last, recent := r.sent[ev.User.ID]; {
 	case recent && cur != nil && cur.shown:
 		ty.shown = true // a renewal, coalesced: extended, not sent
 	case recent:
 		// A start soon after a stop: shown once the interval is over.
-		ty.reveal = time.AfterFunc(last.Add(TypingEvery).Sub(made), func() { t.show(ev.RoomID, ty, last.Add(TypingEvery)) })
+		ty.reveal = time.AfterFunc(last.Add(TypingEvery).Sub(made), func() {
+			t.panics.Do(context.Background(), whereTyping, func() { t.show(ev.RoomID, ty, last.Add(TypingEvery)) })
+		})
 	default:
 		ty.shown = true
 		r.sent[ev.User.ID] = made
@@ -224,11 +231,13 @@ func (t *Typing) Watch(ctx context.Context, roomID, viewer int64) <-chan *models
 	}
 	t.mu.Unlock()
 	context.AfterFunc(ctx, func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		delete(r.watchers, w)
-		close(w.c)
-		t.forget(roomID, r)
+		t.panics.Do(ctx, whereTyping, func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			delete(r.watchers, w)
+			close(w.c)
+			t.forget(roomID, r)
+		})
 	})
 	return w.c
 }

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 )
 
@@ -68,6 +69,11 @@ type Options struct {
 	PageSize int
 	// Log receives warnings about database and broker failures.
 	Log *slog.Logger
+	// Panics recovers the panics of the feed's goroutines: a hub's that
+	// follows the broker (it subscribes again after a back-off and catches
+	// up from the database) and a subscription's (its channel closes). Nil
+	// logs them to slog.Default.
+	Panics *panics.Guard
 }
 
 // Feed delivers the streams of one kind of event T, positioned by pos.
@@ -150,7 +156,7 @@ func (f *Feed[T]) SubscribeWhere(ctx context.Context, stream string, after *int6
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
 	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
-	go f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, keep: keep, at: at})
+	f.opts.Panics.Go(ctx, "stream.subscription", func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, keep: keep, at: at}) })
 	return out, nil
 }
 

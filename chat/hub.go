@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,7 +176,8 @@ func (h *hub) applyPresence(payload []byte) {
 // presence is re-announced in full every HeartbeatInterval.
 func (h *hub) follow(ctx context.Context, topic string, sub *pubsub.Subscription, apply func([]byte)) {
 	defer h.wg.Done()
-	pubsub.Follower{Broker: h.broker, Topic: topic, Apply: apply, Panics: h.panics, Where: "chat.follower"}.Run(ctx, sub, h.done)
+	where := "chat.follower." + strings.TrimPrefix(topic, "chat.") // typing, rooms, presence
+	pubsub.Follower{Broker: h.broker, Topic: topic, Apply: apply, Panics: h.panics, Where: where}.Run(ctx, sub, h.done)
 }
 
 // SetTyping starts, renews or ends u's typing indicator in room on every

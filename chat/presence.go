@@ -317,13 +317,11 @@ func (p *Presence) Watch(ctx context.Context, roomID int64) <-chan *models.Prese
 	r.watchers[w] = struct{}{}
 	w.Set(&models.Presence{RoomID: roomID, Online: r.list()})
 	p.mu.Unlock()
-	p.panics.Go(ctx, wherePresence, func() {
-		w.Run(ctx, func() {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			delete(r.watchers, w)
-			p.forget(roomID, r)
-		})
-	})
+	go w.RunGuarded(ctx, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(r.watchers, w)
+		p.forget(roomID, r)
+	}, p.panics, wherePresence)
 	return w.C()
 }

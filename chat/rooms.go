@@ -79,6 +79,7 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 			delete(e.watchers, w)
 			e.mu.Unlock()
 		}()
+		e.panics.Point("chat.rooms")
 		for {
 			select {
 			case <-ctx.Done():

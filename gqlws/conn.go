@@ -89,11 +89,9 @@ func (c *conn) setup(base context.Context) context.Context {
 	c.stateMu.Lock()
 	c.base, c.cancel = ctx, cancel
 	c.initTimer = time.AfterFunc(c.transport.opts.InitTimeout, func() {
-		c.transport.opts.Panics.Do(ctx, whereClose, func() {
-			if !c.acked.Load() {
-				c.close(CloseInitTimeout, "Connection initialisation timeout")
-			}
-		})
+		if !c.acked.Load() {
+			c.closeGuarded(CloseInitTimeout, "Connection initialisation timeout")
+		}
 	})
 	c.stateMu.Unlock()
 	return ctx

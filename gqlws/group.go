@@ -205,7 +205,6 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 	failed := false
 	defer func() { g.end(failed) }()
 	defer g.transport.opts.Panics.Recover(ctx, whereGroup, func() { failed = true })
-	g.transport.opts.Panics.Point(whereGroup)
 	responses, rctx := exec.DispatchOperation(ctx, rc)
 	var batch []*operation
 	for {
@@ -213,6 +212,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		if resp == nil {
 			return
 		}
+		g.transport.opts.Panics.Point(whereGroup)
 		pos, at, ok := g.pos.popAt()
 		payload, err := json.Marshal(resp)
 		if !ok || err != nil {

@@ -23,7 +23,8 @@ import (
 //     member gets an INTERNAL error (its client subscribes again with
 //     after and loses nothing);
 //   - the keepalive (whereKeepalive): its round, the next tick runs;
-//   - a deferred close (whereClose): that close.
+//   - a deferred close (whereClose): that close (the socket is closed
+//     under it, so its reader ends).
 //
 // The same names are the injection points tests use (panics.Guard.Point).
 const (
@@ -53,8 +54,14 @@ func (c *conn) logContext() context.Context {
 
 // closeLater closes the connection on a goroutine of its own, for callers
 // that hold a lock close needs.
-func (c *conn) closeLater(code int, reason string) {
-	c.transport.opts.Panics.Go(c.logContext(), whereClose, func() { c.close(code, reason) })
+func (c *conn) closeLater(code int, reason string) { go c.closeGuarded(code, reason) }
+
+// closeGuarded closes the connection as the injection point whereClose. A
+// panic there closes the socket under it at least: its reader then ends.
+func (c *conn) closeGuarded(code int, reason string) {
+	defer c.transport.opts.Panics.Recover(c.logContext(), whereClose, func() { _ = c.socket.Conn.Close() })
+	c.transport.opts.Panics.Point(whereClose)
+	c.close(code, reason)
 }
 
 // guarded runs handle, which handles one client message and returns the

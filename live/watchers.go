@@ -56,7 +56,7 @@ func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, erro
 		forget()
 		return nil, err
 	}
-	ws.Panics.Go(ctx, "live.watcher", func() { w.Run(ctx, forget) })
+	go w.RunGuarded(ctx, forget, ws.Panics, "live.watcher")
 	return w.C(), nil
 }
 

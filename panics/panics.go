@@ -33,8 +33,8 @@ type Guard struct {
 }
 
 // Point is an injection point named where: it calls Inject, if set. Every
-// Do (and so Go) is one; a loop guarded otherwise calls it where a panic
-// would be caught.
+// Do is one; a goroutine guarded otherwise (Go, Recover) calls it where a
+// panic would find what it must undo in place.
 func (g *Guard) Point(where string) {
 	if g != nil && g.Inject != nil {
 		g.Inject(where)
@@ -82,9 +82,15 @@ func (g *Guard) Do(ctx context.Context, where string, fn func()) (panicked bool)
 	return false
 }
 
-// Go runs fn on a goroutine of its own, as Do does: a panic ends fn only.
+// Go runs fn on a goroutine of its own, recovering a panic as Recover
+// does: it ends fn only. Unlike Do, Go is no injection point by itself: fn
+// calls Point(where) where what it must undo is in place (its deferred
+// closes), as a real panic would find it.
 func (g *Guard) Go(ctx context.Context, where string, fn func()) {
-	go g.Do(ctx, where, fn)
+	go func() {
+		defer g.Recover(ctx, where, nil)
+		fn()
+	}()
 }
 
 // The waits of a loop that panicked, before its next iteration.

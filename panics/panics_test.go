@@ -103,6 +103,7 @@ func TestGoEndsOnlyItsGoroutine(t *testing.T) {
 	done := make(chan struct{})
 	g.Go(context.Background(), "test.go", func() {
 		defer close(done)
+		g.Point("test.go") // nothing armed
 		panic("in a goroutine")
 	})
 	select {

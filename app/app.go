@@ -149,7 +149,7 @@ func (s *Server) serveMetrics() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: recoverHTTP(s.panics, mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	s.closers = append(s.closers, func() { _ = srv.Close() }) // a scrape has nothing to finish
 	s.log.Info("serving metrics", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr())+"/metrics")
 	go func() {

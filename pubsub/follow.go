@@ -80,6 +80,9 @@ func (f Follower) Run(ctx context.Context, sub *Subscription, done <-chan struct
 			sub.Close()
 		}
 	}()
+	// The callbacks' panics restart the subscription (see call); one in
+	// the loop itself, which would be a bug of its own, ends Run.
+	defer f.Panics.Recover(ctx, f.Where, nil)
 	if f.Poll != nil {
 		t := time.NewTicker(f.PollInterval)
 		defer t.Stop()

@@ -84,6 +84,11 @@ type Config struct {
 	// Version is the server's version, reported by /healthz, the WebSocket
 	// connection_ack and the log; ParseConfig leaves it to the caller.
 	Version string
+	// InjectPanic is for tests only, and no setting: when not nil, it is
+	// called with the name of every place the server recovers panics at
+	// (its where label), on that place's goroutine, so that a test can
+	// panic there (see panics.Guard.Inject and e2e/panics_test.go).
+	InjectPanic func(where string)
 }
 
 // Production reports whether ENV=production tightened the defaults.

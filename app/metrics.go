@@ -46,6 +46,8 @@ type metrics struct {
 	eventsPublished *prometheus.CounterVec
 	// operations times queries and mutations.
 	operations *prometheus.HistogramVec
+	// panics counts the panics recovered, by where they happened.
+	panics *prometheus.CounterVec
 }
 
 // newMetrics returns a server's metrics with the Go and process collectors
@@ -80,11 +82,18 @@ func newMetrics() *metrics {
 			Help:    "Time to answer queries and mutations, from parsed request to response.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"type"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_panics_total",
+			Help: "Panics recovered, by where they happened (resolver, ws.*, a service's follower or loop); each ended only its own operation, connection or iteration, and was logged with its stack (alert on any).",
+		}, []string{"where"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.brokerSkipped, m.eventsPublished, m.operations)
+	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.brokerSkipped, m.eventsPublished, m.operations, m.panics)
 	return m
 }
+
+// countPanic counts a panic recovered at where (see panics.Guard).
+func (m *metrics) countPanic(where string) { m.panics.WithLabelValues(where).Inc() }
 
 // handler serves the metrics in Prometheus's format.
 func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }

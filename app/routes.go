@@ -26,6 +26,7 @@ import (
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/request"
@@ -59,6 +60,7 @@ func initRefusal(err error) error {
 // the allowed origins, the limits above and svc's limits per caller.
 func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *services, m *metrics) *gqlws.Transport {
 	return gqlws.New(gqlws.Options{
+		Panics: svc.panics,
 		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
 			ctx, p, err := tokens.ConnectionInit(ctx, payload)
 			if err != nil {
@@ -151,7 +153,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	gql.Use(complexityLimit{cfg.QueryLimits.Complexity})
 	gql.Use(errorCap{})
 	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
-	gql.SetRecoverFunc(resolvers.Recover(log))
+	gql.SetRecoverFunc(resolvers.Recover(svc.panics))
 
 	gql.Use(&operationTimer{m.operations})
 	m.observe(ws, svc)
@@ -196,7 +198,29 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 		mux.Handle("GET /metrics", m.handler())
 	}
 	mux.Handle("/", web.Handler(web.Options{AllowedOrigins: cfg.AllowedOrigins}))
-	return request.ResolveClient(cfg.TrustedProxies, request.AssignID(mux))
+	return request.ResolveClient(cfg.TrustedProxies, request.AssignID(recoverHTTP(svc.panics, mux)))
+}
+
+// recoverHTTP recovers a panic of an HTTP request's handling outside the
+// resolvers (whose panics gqlgen recovers): it is reported by guard
+// (where="http") and the request answered 500, if nothing was written yet.
+// http.ErrAbortHandler goes on up, as net/http means it to.
+func recoverHTTP(guard *panics.Guard, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			guard.Report(r.Context(), "http", p)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}()
+		guard.Point("http")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // schemaSource is the SDL the schema was generated from, verbatim (with its

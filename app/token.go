@@ -221,7 +221,7 @@ func announcer(ctx context.Context, cfg *Config, db *store.DB) (_ pubsub.Broker,
 	if cfg.RedisURL == "" {
 		return nil, func() {}, nil
 	}
-	b, rc, err := openRedisBroker(ctx, cfg.RedisURL, db)
+	b, rc, err := openRedisBroker(ctx, cfg.RedisURL, db, nil)
 	if err != nil {
 		return nil, nil, err
 	}

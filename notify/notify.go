@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
@@ -36,6 +37,11 @@ type Options struct {
 	Now func() time.Time
 	// Log receives warnings.
 	Log *slog.Logger
+	// Panics recovers the panics of the service's goroutines: following the
+	// broker (it subscribes again after a back-off and recounts for every
+	// watcher) and the unread-count watchers; its Stream defaults to it.
+	// Nil logs them to slog.Default.
+	Panics *panics.Guard
 }
 
 // Service sends notifications and serves inboxes.
@@ -45,6 +51,7 @@ type Service struct {
 	broker pubsub.Broker
 	now    func() time.Time
 	log    *slog.Logger
+	panics *panics.Guard
 
 	unread live.Watchers[inbox, int]
 
@@ -75,8 +82,11 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
+	opts.Stream.Panics = cmp.Or(opts.Stream.Panics, opts.Panics)
 	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, opts.Stream)
-	return &Service{db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, done: make(chan struct{})}
+	s := &Service{db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, panics: opts.Panics, done: make(chan struct{})}
+	s.unread.Panics = opts.Panics
+	return s
 }
 
 // Start follows unread-count announcements until Close.
@@ -213,9 +223,12 @@ func (s *Service) count(ctx context.Context, in inbox) func() (int, error) {
 // after the broker dropped the subscription.
 func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 	defer s.wg.Done()
-	live.Follow(ctx, s.broker, unreadTopic, sub, s.done,
-		func(payload []byte) { s.recount(ctx, string(payload)) },
-		func() { s.recount(ctx, "*") })
+	pubsub.Follower{
+		Broker: s.broker, Topic: unreadTopic,
+		Apply:  func(payload []byte) { s.recount(ctx, string(payload)) },
+		Missed: func() { s.recount(ctx, "*") },
+		Panics: s.panics, Where: "notify.follower",
+	}.Run(ctx, sub, s.done)
 }
 
 // recount sends fresh counts to the watchers of user to ("*": everyone).

@@ -92,6 +92,7 @@ func checkFrozenRedis(t *testing.T, redisURL string, freeze, thaw func()) {
 	for _, c := range sc.subs {
 		c.check(t, w.posted(c.feed))
 	}
+	checkDelivery(t, w, sc.subs)
 	skipped, local := sc.skipped(t, "publish"), sc.skipped(t, "rate_limit")
 	assert.Positive(t, local, "the shared rate limits were kept locally, without asking Redis")
 	t.Logf("Redis frozen %s: first skipped publish after %s, degraded at once; recovered (both replicas publishing through Redis, ready) %s after it answered again; %.0f publishes and %.0f shared rate-limit checks skipped",
@@ -229,7 +230,8 @@ type writes struct {
 	mu      sync.Mutex
 	since   map[string]time.Time // when each phase began
 	results []writeResult
-	ids     map[string][]string // by feed field
+	ids     map[string][]string  // by feed field
+	started map[string]time.Time // by id: when the write that created it started
 }
 
 type writeResult struct {
@@ -241,7 +243,8 @@ type writeResult struct {
 // status or a message (in turn) to one replica or the other (in turn), as a
 // user of its own. The "before" phase starts now; mark starts the others.
 func startWriters(t *testing.T, replicas []*testServer, roomID string, feeds []durableFeed) *writes {
-	w := &writes{stopped: make(chan struct{}), since: map[string]time.Time{"before": time.Now()}, ids: map[string][]string{}}
+	w := &writes{stopped: make(chan struct{}), since: map[string]time.Time{"before": time.Now()},
+		ids: map[string][]string{}, started: map[string]time.Time{}}
 	for i := range writers {
 		u := replicas[0].chatUser(t, fmt.Sprintf("writer%d", i))
 		w.wg.Go(func() {
@@ -279,6 +282,7 @@ func (w *writes) do(s *testServer, token string, feed durableFeed, roomID, text 
 	w.results = append(w.results, writeResult{start: start, end: end, err: err})
 	if err == nil {
 		w.ids[feed.field] = append(w.ids[feed.field], id)
+		w.started[id] = start
 	}
 }
 
@@ -386,6 +390,46 @@ func (w *writes) stats(phase string) phaseStats {
 	return st
 }
 
+// checkDelivery prints, for each phase, how long the writers' events took
+// from the start of their write to each subscriber, and checks that while
+// Redis was frozen they still arrived within the database poll's reach.
+// (The last events before the fault may already be in Redis when it
+// freezes: they come by the poll too, so "before" has a tail of a second.)
+func checkDelivery(t *testing.T, w *writes, subs []*collector) {
+	t.Helper()
+	delays := map[string][]time.Duration{}
+	w.mu.Lock()
+	during, after := w.since["during"], w.since["after"]
+	for _, c := range subs {
+		c.mu.Lock()
+		for id, at := range c.at {
+			start, ok := w.started[id]
+			if !ok {
+				continue
+			}
+			phase := "during"
+			switch {
+			case start.Before(during):
+				phase = "before"
+			case !start.Before(after):
+				phase = "after"
+			}
+			delays[phase] = append(delays[phase], at.Sub(start))
+		}
+		c.mu.Unlock()
+	}
+	w.mu.Unlock()
+	for _, phase := range []string{"before", "during", "after"} {
+		d := delays[phase]
+		require.NotEmpty(t, d, phase)
+		slices.Sort(d)
+		p := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))].Round(time.Millisecond) }
+		t.Logf("delivery %-6s: %5d deliveries, write start to subscriber p50 %s p99 %s max %s", phase, len(d), p(0.5), p(0.99), p(1))
+	}
+	frozen := delays["during"]
+	assert.Less(t, frozen[len(frozen)*99/100], 2*time.Second, "while Redis is frozen, the database poll delivers within a second or so")
+}
+
 // ---- Subscribers ----
 
 // collector is one subscriber of a durable feed on one replica, reading on
@@ -398,6 +442,7 @@ type collector struct {
 
 	mu   sync.Mutex
 	ids  []string
+	at   map[string]time.Time // when each event arrived
 	err  error
 	more chan struct{} // signalled at each event
 }
@@ -406,7 +451,7 @@ type collector struct {
 // resumed (every event of the feed) or without after (the events committed
 // once it runs).
 func collect(t *testing.T, s *testServer, token string, feed durableFeed, resumed bool) *collector {
-	c := &collector{feed: feed, resumed: resumed, ws: s.chatWS(t, token), more: make(chan struct{}, 1)}
+	c := &collector{feed: feed, resumed: resumed, ws: s.chatWS(t, token), at: map[string]time.Time{}, more: make(chan struct{}, 1)}
 	c.where = fmt.Sprintf("%s on %s (after: %v)", feed.field, s.URL, resumed)
 	query := feed.subscription
 	vars := map[string]any{}
@@ -439,8 +484,12 @@ func (c *collector) read() {
 			c.mu.Unlock()
 			continue
 		}
+		id := p.Data[c.feed.field].ID
 		c.mu.Lock()
-		c.ids = append(c.ids, p.Data[c.feed.field].ID)
+		c.ids = append(c.ids, id)
+		if _, seen := c.at[id]; !seen {
+			c.at[id] = time.Now()
+		}
 		c.mu.Unlock()
 		select {
 		case c.more <- struct{}{}:

@@ -162,11 +162,10 @@ func TestREADMEMapsTheRepository(t *testing.T) {
 	assert.Greater(t, rows, 10, "the map has its rows")
 }
 
-// TestSecurityReviewNamesRealTests: every test docs/security.md cites as
-// the proof of a bound exists.
-func TestSecurityReviewNamesRealTests(t *testing.T) {
-	review, err := os.ReadFile("../docs/security.md")
-	require.NoError(t, err)
+// TestReviewsNameRealTests: every test docs/security.md cites as the
+// proof of a bound, and every test docs/faults.md cites as the proof of
+// what a fault does, exists.
+func TestReviewsNameRealTests(t *testing.T) {
 	defined := map[string]bool{}
 	decl := regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)\w+)\(`)
 	require.NoError(t, filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
@@ -184,9 +183,13 @@ func TestSecurityReviewNamesRealTests(t *testing.T) {
 		}
 		return err
 	}))
-	cited := regexp.MustCompile("`((?:Test|Fuzz)\\w+)`").FindAllStringSubmatch(string(review), -1)
-	require.NotEmpty(t, cited)
-	for _, m := range cited {
-		assert.True(t, defined[m[1]], "docs/security.md cites %s, which no test defines", m[1])
+	for _, doc := range []string{"../docs/security.md", "../docs/faults.md"} {
+		review, err := os.ReadFile(doc)
+		require.NoError(t, err)
+		cited := regexp.MustCompile("`((?:Test|Fuzz)\\w+)`").FindAllStringSubmatch(string(review), -1)
+		require.NotEmpty(t, cited, doc)
+		for _, m := range cited {
+			assert.True(t, defined[m[1]], "%s cites %s, which no test defines", doc, m[1])
+		}
 	}
 }

@@ -147,10 +147,15 @@ func (s *Service) Send(ctx context.Context, sender *models.User, in *models.Noti
 }
 
 // Subscribe returns the notifications of u's inbox (see
-// stream.Feed.Subscribe for after).
+// stream.Feed.Subscribe for after). A replay reads u's inbox only, through
+// its index, not everyone's notifications.
 func (s *Service) Subscribe(ctx context.Context, u *models.User, after *int64) (<-chan *models.Notification, error) {
-	return s.feed.SubscribeWhere(ctx, models.NotificationStream, after, func(n *models.Notification) bool {
-		return n.InInbox(u)
+	log := s.db.NotificationLog()
+	return s.feed.SubscribePart(ctx, models.NotificationStream, after, stream.Part[*models.Notification]{
+		Keep: func(n *models.Notification) bool { return n.InInbox(u) },
+		After: func(ctx context.Context, after int64, limit int) ([]*models.Notification, int64, error) {
+			return log.InboxAfter(ctx, u, after, limit)
+		},
 	})
 }
 

@@ -5,14 +5,16 @@
 // Every notification is one event of a single durable stream; a user's
 // inbox is the part addressed to them or to everyone
 // (models.Notification.InInbox), and each subscription keeps only its own.
-// Unread counts change on new notifications and on reads in any tab: the
-// change is announced on the broker (payload: a user id, or "*" for
-// everyone) and every replica recounts for its watchers.
+// Each replica keeps the unread counts of the inboxes watched through it
+// (see unreadCounts): a new notification adds to them as it arrives on the
+// stream, and a read in any tab is announced on the broker (payload: the
+// user id) for every replica to count that inbox again.
 package notify
 
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -46,23 +48,11 @@ type Service struct {
 	now    func() time.Time
 	log    *slog.Logger
 
-	unread live.Watchers[inbox, int]
+	unread *unreadCounts
 
 	done chan struct{}
+	stop context.CancelFunc // ends the subscription to the stream
 	wg   sync.WaitGroup
-}
-
-// inbox identifies a user's inbox: what counting it needs (see
-// models.Notification.InInbox), in a comparable key.
-type inbox struct {
-	userID      int64
-	createdNano int64
-}
-
-func inboxOf(u *models.User) inbox { return inbox{u.ID, u.CreatedAt.UnixNano()} }
-
-func (in inbox) user() *models.User {
-	return &models.User{ID: in.userID, CreatedAt: time.Unix(0, in.createdNano).UTC()}
 }
 
 // New returns a Service over the notification stream of db, announced on
@@ -76,22 +66,68 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 	}
 	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
 	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, opts.Stream)
-	return &Service{db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, done: make(chan struct{})}
+	return &Service{
+		db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, done: make(chan struct{}),
+		unread: newUnreadCounts(db.UnreadNotificationCounts, opts.Log),
+	}
 }
 
-// Start follows unread-count announcements until Close.
+// Start follows the notification stream and unread-count announcements,
+// and reads the counts they call for, until Close.
 func (s *Service) Start(ctx context.Context) {
+	ctx, s.stop = context.WithCancel(ctx)
 	// A broker down at start is not fatal: Follow keeps trying.
 	sub, _ := s.broker.Subscribe(ctx, unreadTopic)
-	s.wg.Add(1)
+	// Subscribed before any watcher's first count, so that every
+	// notification after that count is applied.
+	notes, err := s.feed.Subscribe(ctx, models.NotificationStream, nil)
+	if err != nil {
+		s.log.WarnContext(ctx, "unread counts do not follow the notifications yet", "err", err)
+	}
+	s.wg.Add(3)
 	go s.follow(ctx, sub)
+	go func() {
+		defer s.wg.Done()
+		s.unread.run(ctx, s.done)
+	}()
+	go s.applyStream(ctx, notes)
 }
 
 // Close stops the background work and ends every subscription.
 func (s *Service) Close() {
 	close(s.done)
+	if s.stop != nil {
+		s.stop()
+	}
 	s.wg.Wait()
 	_ = s.feed.Close() // never fails
+}
+
+// applyStream hands every notification of c, a subscription to the
+// stream, to the unread counts until ctx ends or the feed closes. c is nil
+// when Start could not subscribe (the database was down): applyStream then
+// tries again, and recounts every inbox once subscribed, since the
+// notifications committed meanwhile were not applied.
+func (s *Service) applyStream(ctx context.Context, c <-chan *models.Notification) {
+	defer s.wg.Done()
+	var backoff pubsub.Backoff
+	for c == nil {
+		if !backoff.Wait(ctx) {
+			return
+		}
+		var err error
+		if c, err = s.feed.Subscribe(ctx, models.NotificationStream, nil); err != nil {
+			if errors.Is(err, stream.ErrClosed) {
+				return
+			}
+			s.log.WarnContext(ctx, "unread counts do not follow the notifications yet", "err", err)
+			continue
+		}
+		s.unread.recountAll()
+	}
+	for n := range c { // ends only with ctx or the feed
+		s.unread.apply(n)
+	}
 }
 
 // Send validates, stores and delivers a notification: to user in.UserID, or
@@ -115,7 +151,7 @@ func (s *Service) Send(ctx context.Context, sender *models.User, in *models.Noti
 			return nil, models.Errorf(models.NotFound, "user %q not found", *in.UserID)
 		}
 		n.RecipientID = &id
-		to = strconv.FormatInt(id, 10)
+		to = *in.UserID
 	}
 	once, err := models.NewIdempotency(sender, models.OpSendNotification, key, []any{n.RecipientID, n.Title, n.Body, n.Level, n.Link})
 	if err != nil {
@@ -139,10 +175,11 @@ func (s *Service) Send(ctx context.Context, sender *models.User, in *models.Noti
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err := s.feed.Publish(ctx, models.NotificationStream, n); err != nil {
-		// Committed already: subscribers get it from the database instead.
+		// Committed already: subscribers get it from the database instead,
+		// and this replica's unread counts at once.
 		s.log.Log(ctx, pubsub.AnnouncementLevel(err), "notification not announced", "id", n.ID, "err", err)
+		s.recount(to)
 	}
-	s.announce(ctx, to)
 	return n, nil
 }
 
@@ -177,7 +214,7 @@ func (s *Service) MarkRead(ctx context.Context, u *models.User, id int64) (*mode
 	if err != nil {
 		return nil, err
 	}
-	s.announce(context.WithoutCancel(ctx), strconv.FormatInt(u.ID, 10))
+	s.announce(context.WithoutCancel(ctx), u)
 	return n, nil
 }
 
@@ -188,30 +225,25 @@ func (s *Service) MarkAllRead(ctx context.Context, u *models.User) (int, error) 
 		return 0, err
 	}
 	if n > 0 {
-		s.announce(context.WithoutCancel(ctx), strconv.FormatInt(u.ID, 10))
+		s.announce(context.WithoutCancel(ctx), u)
 	}
 	return n, nil
 }
 
-// announce tells every replica that the unread counts of to changed; when
-// the broker fails, at least this replica's watchers are told.
-func (s *Service) announce(ctx context.Context, to string) {
+// announce tells every replica that u's unread count changed; when the
+// broker fails, at least this replica's watchers are told.
+func (s *Service) announce(ctx context.Context, u *models.User) {
+	to := strconv.FormatInt(u.ID, 10)
 	if err := s.broker.Publish(ctx, unreadTopic, []byte(to)); err != nil {
 		s.log.Log(ctx, pubsub.AnnouncementLevel(err), "unread count change not announced", "to", to, "err", err)
-		s.recount(ctx, to)
+		s.recount(to)
 	}
 }
 
 // WatchUnread returns u's unread count: the current one at once, then the
 // new one after every change, until ctx ends.
 func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, error) {
-	in := inboxOf(u)
-	return s.unread.Watch(ctx, in, s.count(ctx, in))
-}
-
-// count counts the unread notifications of an inbox.
-func (s *Service) count(ctx context.Context, in inbox) func() (int, error) {
-	return func() (int, error) { return s.db.UnreadNotifications(ctx, in.user()) }
+	return s.unread.watch(ctx, u)
 }
 
 // follow recounts for the watchers of each announced user, and for all
@@ -219,22 +251,18 @@ func (s *Service) count(ctx context.Context, in inbox) func() (int, error) {
 func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 	defer s.wg.Done()
 	live.Follow(ctx, s.broker, unreadTopic, sub, s.done,
-		func(payload []byte) { s.recount(ctx, string(payload)) },
-		func() { s.recount(ctx, "*") })
+		func(payload []byte) { s.recount(string(payload)) },
+		s.unread.recountAll)
 }
 
-// recount sends fresh counts to the watchers of user to ("*": everyone).
-func (s *Service) recount(ctx context.Context, to string) {
-	id, err := strconv.ParseInt(to, 10, 64)
-	if to != "*" && err != nil {
+// recount counts again the unread notifications of user to ("*": every
+// watched inbox; replicas of earlier versions announce broadcasts so).
+func (s *Service) recount(to string) {
+	if to == "*" {
+		s.unread.recountAll()
 		return
 	}
-	for _, in := range s.unread.Keys() {
-		if to != "*" && in.userID != id {
-			continue
-		}
-		if err := s.unread.Refresh(in, s.count(ctx, in)); err != nil {
-			s.log.WarnContext(ctx, "unread recount failed", "user", in.userID, "err", err)
-		}
+	if id, err := strconv.ParseInt(to, 10, 64); err == nil {
+		s.unread.recount(id)
 	}
 }

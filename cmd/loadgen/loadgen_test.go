@@ -321,7 +321,8 @@ func TestNotificationsWorkload(t *testing.T) {
 		assert.Positive(t, d.Latency.P99Ms, name)
 	}
 	require.NotNil(t, rep.StatementsPerBroadcast)
-	t.Logf("statements per broadcast to 20 users: %v", *rep.StatementsPerBroadcast)
+	require.NotNil(t, rep.StatementsFirstBroadcast)
+	t.Logf("statements per broadcast to 20 users: %v (the first: %v)", *rep.StatementsPerBroadcast, *rep.StatementsFirstBroadcast)
 	assert.LessOrEqual(t, *rep.StatementsPerBroadcast, 10.0)
 	require.NotNil(t, rep.SlowConsumerDisconnects)
 	assert.Zero(t, *rep.SlowConsumerDisconnects)

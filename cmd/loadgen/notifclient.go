@@ -263,20 +263,20 @@ func writeNotifTable(out io.Writer, r *NotificationsReport) {
 	fmt.Fprintf(w, "notifications workload\t%s, %d users (%d connected, %d errors), %d broadcasts at %g/s (%d failed)\n",
 		r.Target, r.Users, r.Connected, r.ConnectErrors, r.Broadcasts, r.Rate, r.BroadcastErrors)
 	d := func(name string, x DeliveryReport) {
-		fmt.Fprintf(w, "%s\tp50 %s, p99 %s, max %s ms; %d/%d received, %d missing, %d duplicates\n", name,
+		fmt.Fprintf(w, "%s\tp50 %s, p99 %s, max %s; %d/%d received, %d missing, %d duplicates\n", name,
 			msStr(x.Latency.P50Ms), msStr(x.Latency.P99Ms), msStr(x.Latency.MaxMs), x.Received, x.Expected, x.Missing, x.Duplicates)
 	}
 	d("notificationAdded publish→receive", r.NotificationAdded)
 	d("unreadCount publish→new value", r.UnreadCount)
 	if ref := r.Reference; ref != nil {
-		fmt.Fprintf(w, "statusPosted reference (same size, rate)\tp50 %s, p99 %s ms; %d missing, server CPU %s\n",
-			msStr(ref.Latency.P50Ms), msStr(ref.Latency.P99Ms), ref.Missing, pct(ref.Server.CPUPercent))
+		fmt.Fprintf(w, "statusPosted reference (same size, rate)\tp50 %s, p99 %s; %d/%d connected, %d missing, server CPU %s\n",
+			msStr(ref.Latency.P50Ms), msStr(ref.Latency.P99Ms), ref.Connected, ref.Conns, ref.Missing, pct(ref.Server.CPUPercent))
 		fmt.Fprintf(w, "p99 ratios to the status feed\tnotificationAdded %s, unreadCount %s\n", num(r.NotificationAddedP99Ratio), num(r.UnreadCountP99Ratio))
 	}
 	fmt.Fprintf(w, "server CPU while broadcasting\t%s\n", pct(r.Server.CPUPercent))
 	fmt.Fprintf(w, "server RSS before / subscribed / after events\t%s / %s / %s\n", kib(r.Server.RSSBeforeKiB), kib(r.Server.RSSSubscribedKiB), kib(r.Server.RSSEndKiB))
 	fmt.Fprintf(w, "server goroutines before / subscribed / after\t%s / %s / %s\n", intStr(r.Server.GoroutinesBefore), intStr(r.Server.GoroutinesSubscribed), intStr(r.Server.GoroutinesEnd))
-	fmt.Fprintf(w, "database statements per broadcast\t%s\n", num(r.StatementsPerBroadcast))
+	fmt.Fprintf(w, "database statements per broadcast (after the first)\t%s (the first: %s)\n", num(r.StatementsPerBroadcast), num(r.StatementsFirstBroadcast))
 	fmt.Fprintf(w, "slow-consumer disconnects / connections lost\t%s / %d\n", intStr(r.SlowConsumerDisconnects), r.Disconnects)
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error\t%s\n", e)

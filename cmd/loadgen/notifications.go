@@ -109,11 +109,12 @@ type NotificationsReport struct {
 	// showing it; Missing counts users whose last count falls short.
 	UnreadCount DeliveryReport `json:"unreadCount"`
 
-	Server                  ServerReport `json:"server"`
-	StatementsPerBroadcast  *float64     `json:"statementsPerBroadcast"` // switchboard_database_statements_total over the window ÷ broadcasts
-	SlowConsumerDisconnects *int64       `json:"slowConsumerDisconnects"`
-	Disconnects             int64        `json:"disconnects"`
-	Errors                  []string     `json:"errors"`
+	Server                   ServerReport `json:"server"`
+	StatementsFirstBroadcast *float64     `json:"statementsFirstBroadcast"` // switchboard_database_statements_total until every user has the first broadcast
+	StatementsPerBroadcast   *float64     `json:"statementsPerBroadcast"`   // the same from then on, ÷ the broadcasts after the first
+	SlowConsumerDisconnects  *int64       `json:"slowConsumerDisconnects"`
+	Disconnects              int64        `json:"disconnects"`
+	Errors                   []string     `json:"errors"`
 
 	// Reference is the status feed measured at the same size and rate.
 	Reference *Report `json:"reference,omitempty"`
@@ -231,8 +232,8 @@ func measureNotifications(ctx context.Context, cfg *notifConfig, progress io.Wri
 	}
 	rep.Server.RSSSubscribedKiB = opt(pr.rssKiB())
 	rep.Server.GoroutinesSubscribed = opt(pr.goroutines(ctx))
-	stmts0, okS := pr.metric(ctx, "switchboard_database_statements_total")
 	slow0, okC := pr.metric(ctx, "switchboard_slow_consumer_disconnects_total")
+	stmts := r.countStatements(ctx, pr)
 	window := startCPU(pr)
 	r.broadcast(ctx)
 	r.waitDrain(ctx)
@@ -241,16 +242,51 @@ func measureNotifications(ctx context.Context, cfg *notifConfig, progress io.Wri
 	rep.Server.RSSEndKiB = opt(pr.rssKiB())
 	rep.Server.GoroutinesEnd = opt(pr.goroutines(ctx))
 	r.fill(rep)
-	if stmts1, ok := pr.metric(ctx, "switchboard_database_statements_total"); ok && okS && rep.Broadcasts > 0 {
-		v := round2((stmts1 - stmts0) / float64(rep.Broadcasts))
-		rep.StatementsPerBroadcast = &v
-	}
+	rep.StatementsFirstBroadcast, rep.StatementsPerBroadcast = stmts(rep.Broadcasts)
 	if slow1, ok := pr.metric(ctx, "switchboard_slow_consumer_disconnects_total"); ok && okC {
 		v := int64(slow1 - slow0)
 		rep.SlowConsumerDisconnects = &v
 	}
 	rep.Errors = r.errs.list()
 	return rep, ctx.Err()
+}
+
+// countStatements reads switchboard_database_statements_total now, once
+// every user has received the first broadcast, and when the returned
+// function is called after the run: it then reports the statements from
+// the start to the first broadcast's delivery, and per broadcast after it.
+// The first live event of a subscription without after costs a statement
+// or two of its own (it starts its shared delivery, which looks the user
+// up), once per subscriber rather than per broadcast.
+func (r *notifRun) countStatements(ctx context.Context, pr *probe) func(broadcasts int64) (first, per *float64) {
+	start, okStart := pr.metric(ctx, "switchboard_database_statements_total")
+	var (
+		afterFirst float64
+		okFirst    bool
+		done       = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		deadline := time.Now().Add(r.cfg.duration + r.cfg.drain)
+		for r.added.Load() < int64(len(r.users)) && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(2 * time.Millisecond)
+		}
+		afterFirst, okFirst = pr.metric(ctx, "switchboard_database_statements_total")
+	}()
+	return func(broadcasts int64) (first, per *float64) {
+		<-done
+		end, okEnd := pr.metric(ctx, "switchboard_database_statements_total")
+		if !okStart || !okFirst || !okEnd || broadcasts < 1 {
+			return nil, nil
+		}
+		f := afterFirst - start
+		first = &f
+		if broadcasts > 1 {
+			v := round2((end - afterFirst) / float64(broadcasts-1))
+			per = &v
+		}
+		return first, per
+	}
 }
 
 // notifUser is one signed-in user's connection. Its fields are owned by its

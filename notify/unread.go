@@ -41,7 +41,7 @@ type unreadCounts struct {
 	mu         sync.Mutex
 	inboxes    map[int64]*unreadInbox // by user ID
 	applied    int64                  // position of the last notification applied
-	recent     []*models.Notification // the last ones applied, oldest first
+	recent     []models.Notification  // the last ones applied, oldest first: what InInbox reads
 	from       int64                  // recent holds every notification after from
 	pending    map[int64]struct{}     // inboxes to count again
 	pendingAll bool                   // count every inbox again
@@ -118,11 +118,11 @@ func (uc *unreadCounts) apply(n *models.Notification) {
 		uc.from = n.ID - 1 // the first one since this replica follows the stream
 	}
 	uc.applied = n.ID
-	uc.recent = append(uc.recent, n)
+	uc.recent = append(uc.recent, models.Notification{ID: n.ID, RecipientID: n.RecipientID, CreatedAt: n.CreatedAt})
 	if len(uc.recent) > 2*recentSize {
 		drop := len(uc.recent) - recentSize
 		uc.from = uc.recent[drop-1].ID
-		uc.recent = append([]*models.Notification(nil), uc.recent[drop:]...)
+		uc.recent = append([]models.Notification(nil), uc.recent[drop:]...)
 	}
 	if !n.Broadcast() {
 		if in := uc.inboxes[*n.RecipientID]; in != nil {

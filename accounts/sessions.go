@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/store"
 )
@@ -61,6 +62,10 @@ type SessionsOptions struct {
 	Now func() time.Time
 	// Log receives failures to recheck or announce; nil discards them.
 	Log *slog.Logger
+	// Panics recovers a panic of the follower of announcements and
+	// rechecks: it subscribes again after a back-off and rechecks. Nil logs
+	// to slog.Default.
+	Panics *panics.Guard
 }
 
 // Sessions knows which sessions stand: it checks tokens' sessions (see
@@ -134,6 +139,7 @@ func (s *Sessions) Start(ctx context.Context) {
 		Apply:  s.applyAnnouncement,
 		Missed: recheck, Poll: recheck, PollInterval: s.opts.Recheck,
 		Failed: func(err error) { s.opts.Log.Debug("sessions: announcements interrupted", "err", err) },
+		Panics: s.opts.Panics, Where: "sessions.follower",
 	}
 	s.running.Go(func() { f.Run(ctx, sub, s.done) })
 }

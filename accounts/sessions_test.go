@@ -21,7 +21,7 @@ import (
 // ends.
 func openStore(t *testing.T, url string) *store.DB {
 	t.Helper()
-	db, err := store.Open(t.Context(), url)
+	db, err := store.Open(t.Context(), url, store.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	require.NoError(t, db.Migrate(t.Context()))

@@ -25,6 +25,7 @@ import (
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/notify"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
@@ -32,6 +33,7 @@ import (
 	"github.com/switchboardhq/switchboard/resolvers"
 	"github.com/switchboardhq/switchboard/statuses"
 	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
 )
 
 // guestTokenTTL is how long a guest sign-in lasts.
@@ -47,6 +49,7 @@ type Server struct {
 	cfg      *Config
 	log      *slog.Logger
 	metrics  *metrics
+	panics   *panics.Guard // recovers the panics of every goroutine the server starts
 	url      string
 	http     *http.Server
 	ws       *gqlws.Transport
@@ -81,12 +84,13 @@ func Run(ctx context.Context, cfg *Config, logOutput io.Writer) error {
 // (live delivery from the database) until it is back.
 func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: newLogger(cfg, logOutput), metrics: newMetrics(), served: make(chan error, 2)}
+	s.panics = &panics.Guard{Log: s.log, Count: s.metrics.countPanic, Inject: cfg.InjectPanic}
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Timeout: cfg.DBTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +105,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	// Every token's session is checked; sessions that end close their
 	// WebSockets here, wherever they were ended.
 	sessions := accounts.NewSessions(db, broker, accounts.SessionsOptions{
-		Ended: func(ids []string) { s.ws.EndSessions(ids...) }, Log: s.log,
+		Ended: func(ids []string) { s.ws.EndSessions(ids...) }, Log: s.log, Panics: s.panics,
 	})
 	tokens, err := newTokens(ctx, cfg, db)
 	if err != nil {
@@ -145,7 +149,7 @@ func (s *Server) serveMetrics() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metrics.handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: recoverHTTP(s.panics, mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	s.closers = append(s.closers, func() { _ = srv.Close() }) // a scrape has nothing to finish
 	s.log.Info("serving metrics", "addr", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr())+"/metrics")
 	go func() {
@@ -204,6 +208,7 @@ type services struct {
 	messageRate, typingRate, statusRate, roomRate *ratelimit.Keyed
 	requestRate, signInRate                       *ratelimit.Keyed // LIMIT_REQUESTS, LIMIT_SIGNINS
 	userConns                                     *userConns       // LIMIT_CONNS_PER_USER
+	panics                                        *panics.Guard    // the server's (Server.panics)
 }
 
 // startServices starts sessions (the check of every token's session and
@@ -218,6 +223,7 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 	s.stop = stop
 	svc := &services{
 		db:          db,
+		panics:      s.panics,
 		messageRate: ratelimit.NewKeyed(burstOf(cfg.MessagesPerSec), nil),
 		typingRate:  ratelimit.NewKeyed(burstOf(cfg.TypingPerSecond), nil),
 		statusRate:  ratelimit.NewKeyed(burstOf(cfg.StatusesPerSec), nil),
@@ -230,15 +236,16 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 
 	sessions.Start(ctx)
 	s.closers = append(s.closers, sessions.Close)
-	statusFeed := statuses.New(db, broker, statuses.Options{RateLimit: svc.statusRate, Log: log})
+	guard := s.panics
+	statusFeed := statuses.New(db, broker, statuses.Options{RateLimit: svc.statusRate, Log: log, Stream: stream.Options{Panics: guard}})
 	s.closers = append(s.closers, statusFeed.Close)
-	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, RoomRate: svc.roomRate, Log: log})
+	rooms := chat.New(db, broker, chat.Options{MessageRate: svc.messageRate, TypingRate: svc.typingRate, RoomRate: svc.roomRate, Log: log, Panics: guard})
 	rooms.Start(ctx)
 	s.closers = append(s.closers, rooms.Close)
-	inbox := notify.New(db, broker, notify.Options{Log: log})
+	inbox := notify.New(db, broker, notify.Options{Log: log, Panics: guard})
 	inbox.Start(ctx)
 	s.closers = append(s.closers, inbox.Close)
-	kpis := kpi.New(db, broker, kpi.Options{DashboardInterval: cfg.DashboardInterval, Retention: cfg.KPIRetention, Log: log})
+	kpis := kpi.New(db, broker, kpi.Options{DashboardInterval: cfg.DashboardInterval, Retention: cfg.KPIRetention, Log: log, Panics: guard})
 	kpis.Start(ctx)
 	s.closers = append(s.closers, kpis.Close)
 	if cfg.DemoFeed {
@@ -247,13 +254,13 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 	pruned := make(chan struct{})
 	go func() {
 		defer close(pruned)
-		pruneIdempotencyKeys(ctx, db, log, time.Now, pruneKeysEvery)
+		pruneIdempotencyKeys(ctx, db, log, guard, time.Now, pruneKeysEvery)
 	}()
 	s.closers = append(s.closers, func() { <-pruned })
 	svc.res = &resolvers.Resolver{
 		Accounts: accounts.New(db, tokens, sessions, accounts.Options{GuestSignIn: cfg.GuestSignIn, TokenTTL: guestTokenTTL, SessionMaxAge: cfg.SessionMaxAge, SignInRate: svc.signInRate}),
 		Statuses: statusFeed, Chat: rooms, KPIs: kpis, Notifications: inbox,
-		KPIPublic: cfg.KPIPublic,
+		KPIPublic: cfg.KPIPublic, Panics: guard,
 	}
 	if rc != nil {
 		// With Redis, the per-user limits are shared by every replica.
@@ -290,7 +297,7 @@ func (s *Server) openBroker(ctx context.Context, db *store.DB) (pubsub.Broker, *
 		s.closers = append(s.closers, func() { _ = b.Close() })
 		return countingBroker{b, s.metrics}, nil, "in-process", nil
 	}
-	b, rc, err := openRedisBroker(ctx, s.cfg.RedisURL, db)
+	b, rc, err := openRedisBroker(ctx, s.cfg.RedisURL, db, s.panics)
 	if err != nil {
 		return nil, nil, "", err
 	}

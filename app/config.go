@@ -25,9 +25,12 @@ import (
 // configuration table lists every setting with its default. A Config built
 // by hand must be complete: Start uses it as it is.
 type Config struct {
-	Addr           string
-	DataDir        string
-	DatabaseURL    string
+	Addr        string
+	DataDir     string
+	DatabaseURL string
+	// DBTimeout is the longest wait for one database statement (one
+	// transaction) before the operation fails with UNAVAILABLE.
+	DBTimeout      time.Duration
 	RedisURL       string
 	AuthSecret     []byte
 	AllowedOrigins []string
@@ -81,6 +84,11 @@ type Config struct {
 	// Version is the server's version, reported by /healthz, the WebSocket
 	// connection_ack and the log; ParseConfig leaves it to the caller.
 	Version string
+	// InjectPanic is for tests only, and no setting: when not nil, it is
+	// called with the name of every place the server recovers panics at
+	// (its where label), on that place's goroutine, so that a test can
+	// panic there (see panics.Guard.Inject and e2e/panics_test.go).
+	InjectPanic func(where string)
 }
 
 // Production reports whether ENV=production tightened the defaults.
@@ -156,6 +164,7 @@ func (c *Config) settings() []setting {
 		{env: "ENV", flag: "env", def: "development", usage: "development or production", set: c.setEnv},
 		{env: "DATA_DIR", flag: "data-dir", def: "./data", usage: "directory of the embedded database", set: func(v string) error { c.DataDir = v; return nil }},
 		{env: "DATABASE_URL", flag: "database-url", usage: "sqlite:PATH or mysql://user:password@host:3306/dbname; default sqlite:<data-dir>/switchboard.db", set: c.setDatabaseURL},
+		duration("DB_TIMEOUT", "db-timeout", "5s", "longest wait for one database statement before UNAVAILABLE", 100*time.Millisecond, 10*time.Minute, &c.DBTimeout),
 		{env: "ADDR", flag: "addr", def: ":8080", usage: "listen address", set: c.setAddr},
 		{env: "REDIS_URL", flag: "redis-url", usage: "redis://host:6379/0; unset means the in-process broker", set: c.setRedisURL},
 		{env: "ALLOWED_ORIGINS", flag: "allowed-origins", usage: "comma-separated origins allowed for WebSocket upgrades and CORS; default the server's own", set: c.setAllowedOrigins},

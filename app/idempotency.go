@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/store"
 )
 
@@ -20,12 +21,13 @@ const (
 
 // pruneIdempotencyKeys deletes the keys of db remembered for longer than
 // models.IdempotencyWindow (as of now()), every interval, until ctx ends.
-// A failed pass is logged and tried again at the next.
-func pruneIdempotencyKeys(ctx context.Context, db *store.DB, log *slog.Logger, now func() time.Time, every time.Duration) {
+// A failed pass is logged and tried again at the next; a pass that panics
+// is reported by guard, and the next runs as usual.
+func pruneIdempotencyKeys(ctx context.Context, db *store.DB, log *slog.Logger, guard *panics.Guard, now func() time.Time, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		pruneKeysOnce(ctx, db, log, now())
+		guard.Do(ctx, "app.prune", func() { pruneKeysOnce(ctx, db, log, now()) })
 		select {
 		case <-ctx.Done():
 			return

@@ -46,6 +46,8 @@ type metrics struct {
 	eventsPublished *prometheus.CounterVec
 	// operations times queries and mutations.
 	operations *prometheus.HistogramVec
+	// panics counts the panics recovered, by where they happened.
+	panics *prometheus.CounterVec
 }
 
 // newMetrics returns a server's metrics with the Go and process collectors
@@ -80,11 +82,18 @@ func newMetrics() *metrics {
 			Help:    "Time to answer queries and mutations, from parsed request to response.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"type"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_panics_total",
+			Help: "Panics recovered, by where they happened (resolver, ws.*, a service's follower or loop); each ended only its own operation, connection or iteration, and was logged with its stack (alert on any).",
+		}, []string{"where"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.brokerSkipped, m.eventsPublished, m.operations)
+	m.register(m.deliveryLatency, m.errorsByCode, m.brokerErrors, m.brokerSkipped, m.eventsPublished, m.operations, m.panics)
 	return m
 }
+
+// countPanic counts a panic recovered at where (see panics.Guard).
+func (m *metrics) countPanic(where string) { m.panics.WithLabelValues(where).Inc() }
 
 // handler serves the metrics in Prometheus's format.
 func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
@@ -171,6 +180,10 @@ func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
 			Name: "switchboard_database_statements_total",
 			Help: "SQL statements run (queries and writes).",
 		}, func() float64 { return float64(svc.db.Statements()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_database_connections",
+			Help: "Open database connections, in use or idle: at most the pool's size (32 on MySQL, 8 on SQLite), however long the database hangs.",
+		}, func() float64 { return float64(svc.db.OpenConnections()) }),
 		&transportCollector{ws: ws, svc: svc},
 	)
 }
@@ -186,7 +199,7 @@ var (
 		"Subscriptions running, by root field.",
 		[]string{"field"}, nil)
 	dbErrorsDesc = prometheus.NewDesc("switchboard_database_errors_total",
-		"Failed database statements, by kind: connection (unreachable), conflict (unique key or deadlock, retried or answered), other.",
+		"Failed database statements, by kind: connection (unreachable, or no answer within DB_TIMEOUT), conflict (unique key or deadlock, retried or answered), other.",
 		[]string{"kind"}, nil)
 )
 

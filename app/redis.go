@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
@@ -64,8 +65,9 @@ func openRedis(url string) (*redis.Client, error) {
 // openRedisBroker opens a client of the Redis at url and the broker on it
 // for db's deployment: channels and keys are named after the database's
 // identity, so the replicas of one deployment meet and other deployments
-// on the same Redis stay apart. Close the broker, then the client.
-func openRedisBroker(ctx context.Context, url string, db *store.DB) (*redispubsub.Broker, *redisConn, error) {
+// on the same Redis stay apart. Close the broker, then the client. guard
+// recovers the panics of the broker's goroutines (nil: slog.Default).
+func openRedisBroker(ctx context.Context, url string, db *store.DB, guard *panics.Guard) (*redispubsub.Broker, *redisConn, error) {
 	id, err := db.DeploymentID(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -75,7 +77,7 @@ func openRedisBroker(ctx context.Context, url string, db *store.DB) (*redispubsu
 		return nil, nil, err
 	}
 	rc := &redisConn{client: client, prefix: "switchboard:" + id + ":"}
-	return redispubsub.New(client, redispubsub.Options{Prefix: rc.prefix}), rc, nil
+	return redispubsub.New(client, redispubsub.Options{Prefix: rc.prefix, Panics: guard}), rc, nil
 }
 
 // newBreaker puts b behind the circuit breaker that the whole process's
@@ -92,6 +94,7 @@ func (s *Server) newBreaker(b pubsub.Broker) *pubsub.Breaker {
 			}
 		},
 		Resync: func(topic string) bool { return !durableTopic(topic) },
+		Panics: s.panics,
 	})
 }
 

@@ -25,6 +25,8 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/request"
@@ -36,15 +38,34 @@ import (
 // initTimeout is how long a WebSocket may go without connection_init.
 const initTimeout = 3 * time.Second
 
+// readyTimeout bounds /readyz's check of the database (under DB_TIMEOUT
+// when that is shorter): a load balancer's probe gets its answer, 503 for
+// a database that hangs, before it gives up by itself (commonly after 1 to
+// 5 s).
+const readyTimeout = time.Second
+
+// initRefusal is how connection_init refuses a token ConnectionInit did
+// not accept: a session that cannot be checked now (the database did not
+// answer) is a *gqlws.TryAgainLater, 1013, which clients retry with
+// backoff; 4403 would tell them that the token is no good, and the web page
+// would forget its session.
+func initRefusal(err error) error {
+	if e, ok := models.CodedError(err); ok && e.Code == models.Unavailable {
+		return &gqlws.TryAgainLater{Reason: e.Message}
+	}
+	return err
+}
+
 // newWebsocket builds the WebSocket transport: tokens from connection_init,
 // the allowed origins, the limits above and svc's limits per caller.
 func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *services, m *metrics) *gqlws.Transport {
 	return gqlws.New(gqlws.Options{
+		Panics: svc.panics,
 		Init: func(ctx context.Context, payload map[string]any) (gqlws.InitResult, error) {
 			ctx, p, err := tokens.ConnectionInit(ctx, payload)
 			if err != nil {
 				wsLog{log}.authRefused(ctx, err)
-				return gqlws.InitResult{}, err
+				return gqlws.InitResult{}, initRefusal(err)
 			}
 			release, err := svc.userConns.hold(p) // LIMIT_CONNS_PER_USER
 			if err != nil {
@@ -132,7 +153,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	gql.Use(complexityLimit{cfg.QueryLimits.Complexity})
 	gql.Use(errorCap{})
 	gql.SetErrorPresenter(m.countErrors(resolvers.ErrorPresenter(log)))
-	gql.SetRecoverFunc(resolvers.Recover(log))
+	gql.SetRecoverFunc(resolvers.Recover(svc.panics))
 
 	gql.Use(&operationTimer{m.operations})
 	m.observe(ws, svc)
@@ -156,7 +177,9 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 			return
 		}
-		if err := svc.db.Ping(r.Context()); err != nil {
+		ping, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := svc.db.Ping(ping); err != nil {
 			log.WarnContext(r.Context(), "not ready", "err", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
 			return
@@ -175,7 +198,29 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 		mux.Handle("GET /metrics", m.handler())
 	}
 	mux.Handle("/", web.Handler(web.Options{AllowedOrigins: cfg.AllowedOrigins}))
-	return request.ResolveClient(cfg.TrustedProxies, request.AssignID(mux))
+	return request.ResolveClient(cfg.TrustedProxies, request.AssignID(recoverHTTP(svc.panics, mux)))
+}
+
+// recoverHTTP recovers a panic of an HTTP request's handling outside the
+// resolvers (whose panics gqlgen recovers): it is reported by guard
+// (where="http") and the request answered 500, if nothing was written yet.
+// http.ErrAbortHandler goes on up, as net/http means it to.
+func recoverHTTP(guard *panics.Guard, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			guard.Report(r.Context(), "http", p)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}()
+		guard.Point("http")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // schemaSource is the SDL the schema was generated from, verbatim (with its

@@ -147,7 +147,7 @@ func MintToken(ctx context.Context, cfg *Config, name string, roles []models.Rol
 
 // openStore opens and migrates cfg's database.
 func openStore(ctx context.Context, cfg *Config) (*store.DB, error) {
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Timeout: cfg.DBTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +221,7 @@ func announcer(ctx context.Context, cfg *Config, db *store.DB) (_ pubsub.Broker,
 	if cfg.RedisURL == "" {
 		return nil, func() {}, nil
 	}
-	b, rc, err := openRedisBroker(ctx, cfg.RedisURL, db)
+	b, rc, err := openRedisBroker(ctx, cfg.RedisURL, db, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -52,7 +52,7 @@ func TestTokenCommandSessions(t *testing.T) {
 	require.NoError(t, err)
 	assert.WithinDuration(t, before.Add(time.Hour), ends, 2*time.Second, "the --ttl")
 
-	db, err := store.Open(t.Context(), cfg.DatabaseURL)
+	db, err := store.Open(t.Context(), cfg.DatabaseURL, store.Options{})
 	require.NoError(t, err)
 	defer db.Close()
 	key, err := db.AuthSecret(t.Context())

@@ -70,7 +70,7 @@ func writeRefusal(w http.ResponseWriter, err error) {
 // anonymous and p is nil. An invalid or expired token, or one whose session
 // ended, is a models.Unauthenticated error with a short reason (a session
 // that cannot be checked now, models.Unavailable); the WebSocket layer
-// refuses the connection with 4403.
+// refuses the connection with 4403 (1013 for models.Unavailable).
 func (t *Tokens) ConnectionInit(ctx context.Context, payload map[string]any) (_ context.Context, p *models.Principal, _ error) {
 	value, _ := payload["authorization"].(string)
 	if value == "" {

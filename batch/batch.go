@@ -12,12 +12,19 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // Loader batches loads of V by key.
 type Loader[K comparable, V any] struct {
+	// Panics recovers a panic of a fetch: every load it was to answer gets
+	// ErrPanicked. Set it before the first Load; nil logs to slog.Default.
+	Panics *panics.Guard
+
 	wait    time.Duration
 	timeout time.Duration
 	fetch   func(ctx context.Context, keys []K) (map[K]V, error)
@@ -61,6 +68,9 @@ func (l *Loader[K, V]) Load(ctx context.Context, key K) (v V, ok bool, err error
 	}
 }
 
+// ErrPanicked answers the loads of a fetch that panicked.
+var ErrPanicked = errors.New("batch: fetch panicked")
+
 // run closes the batch to new keys and fetches it.
 func (l *Loader[K, V]) run(c *call[K, V]) {
 	l.mu.Lock()
@@ -72,6 +82,7 @@ func (l *Loader[K, V]) run(c *call[K, V]) {
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	c.vals, c.err = l.fetch(ctx, keys)
+	c.err = ErrPanicked
+	l.Panics.Do(ctx, "batch", func() { c.vals, c.err = l.fetch(ctx, keys) })
 	close(c.done)
 }

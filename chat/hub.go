@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 )
 
@@ -34,6 +35,7 @@ type hub struct {
 
 	broker  pubsub.Broker
 	log     *slog.Logger
+	panics  *panics.Guard
 	replica string // this replica's id in presence announcements
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -113,23 +115,28 @@ func (h *hub) Close() {
 
 // announce publishes this replica's presence changes as they happen, all of
 // it every HeartbeatInterval (or when another replica says hello), and
-// forgets replicas that went silent.
+// forgets replicas that went silent. A panic ends only the announcement
+// it happened in.
 func (h *hub) announce(ctx context.Context) {
 	defer h.wg.Done()
 	tick := time.NewTicker(HeartbeatInterval)
 	defer tick.Stop()
 	for {
+		var do func()
 		select {
 		case <-h.done:
 			return
 		case <-h.Presence.Dirty():
-			h.publishPresence(ctx, presenceMsg{Rooms: h.Presence.TakeDirty()})
+			do = func() { h.publishPresence(ctx, presenceMsg{Rooms: h.Presence.TakeDirty()}) }
 		case <-h.answer:
-			h.publishPresence(ctx, presenceMsg{Full: true, Rooms: h.Presence.Local()})
+			do = func() { h.publishPresence(ctx, presenceMsg{Full: true, Rooms: h.Presence.Local()}) }
 		case now := <-tick.C:
-			h.publishPresence(ctx, presenceMsg{Full: true, Rooms: h.Presence.Local()})
-			h.Presence.ForgetRemote(now, "")
+			do = func() {
+				h.publishPresence(ctx, presenceMsg{Full: true, Rooms: h.Presence.Local()})
+				h.Presence.ForgetRemote(now, "")
+			}
 		}
+		h.panics.Do(ctx, "chat.announce", do)
 	}
 }
 
@@ -169,7 +176,8 @@ func (h *hub) applyPresence(payload []byte) {
 // presence is re-announced in full every HeartbeatInterval.
 func (h *hub) follow(ctx context.Context, topic string, sub *pubsub.Subscription, apply func([]byte)) {
 	defer h.wg.Done()
-	live.Follow(ctx, h.broker, topic, sub, h.done, apply, nil)
+	where := "chat.follower." + strings.TrimPrefix(topic, "chat.") // typing, rooms, presence
+	pubsub.Follower{Broker: h.broker, Topic: topic, Apply: apply, Panics: h.panics, Where: where}.Run(ctx, sub, h.done)
 }
 
 // SetTyping starts, renews or ends u's typing indicator in room on every

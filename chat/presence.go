@@ -8,7 +8,11 @@ import (
 
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 )
+
+// wherePresence names the panics of presence's timers and watchers.
+const wherePresence = "chat.presence"
 
 // Presence tracks who is online in each room. A user is online in a room
 // while at least one Join for them is not yet left: every subscription of a
@@ -32,6 +36,7 @@ type Presence struct {
 	replicas map[string]time.Time // other replicas heard from → when their state expires
 	dirty    map[int64]bool       // rooms whose local list changed since TakeDirty
 	signal   chan struct{}        // a room became dirty
+	panics   *panics.Guard        // recovers the panics of its timers and watchers
 }
 
 type presenceRoom struct {
@@ -96,7 +101,7 @@ func (p *Presence) Join(ctx context.Context, roomID int64, u *models.User) {
 		p.changed(roomID, r)
 	}
 	p.mu.Unlock()
-	context.AfterFunc(ctx, func() { p.leave(roomID, u.ID) })
+	context.AfterFunc(ctx, func() { p.panics.Do(ctx, wherePresence, func() { p.leave(roomID, u.ID) }) })
 }
 
 func (p *Presence) leave(roomID, userID int64) {
@@ -117,13 +122,15 @@ func (p *Presence) leave(roomID, userID int64) {
 	}
 	var t *time.Timer
 	t = time.AfterFunc(p.grace, func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if r.leaving[userID] == t {
-			delete(r.leaving, userID)
-			p.offline(roomID, r, userID)
-			p.forget(roomID, r)
-		}
+		p.panics.Do(context.Background(), wherePresence, func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if r.leaving[userID] == t {
+				delete(r.leaving, userID)
+				p.offline(roomID, r, userID)
+				p.forget(roomID, r)
+			}
+		})
 	})
 	r.leaving[userID] = t
 	p.forget(roomID, r)
@@ -181,10 +188,12 @@ func (p *Presence) changed(roomID int64, r *presenceRoom) {
 	}
 	if wait := p.interval - time.Since(r.sentAt); wait > 0 {
 		r.flush = time.AfterFunc(wait, func() {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			r.flush = nil
-			p.send(roomID, r)
+			p.panics.Do(context.Background(), wherePresence, func() {
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				r.flush = nil
+				p.send(roomID, r)
+			})
 		})
 		return
 	}
@@ -308,11 +317,11 @@ func (p *Presence) Watch(ctx context.Context, roomID int64) <-chan *models.Prese
 	r.watchers[w] = struct{}{}
 	w.Set(&models.Presence{RoomID: roomID, Online: r.list()})
 	p.mu.Unlock()
-	go w.Run(ctx, func() {
+	go w.RunGuarded(ctx, func() {
 		p.mu.Lock()
+		defer p.mu.Unlock()
 		delete(r.watchers, w)
 		p.forget(roomID, r)
-		p.mu.Unlock()
-	})
+	}, p.panics, wherePresence)
 	return w.C()
 }

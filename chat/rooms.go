@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // RoomEvents tells users that an entry of their room list changed: a room
@@ -17,6 +18,7 @@ import (
 type RoomEvents struct {
 	mu       sync.Mutex
 	watchers map[*roomWatcher]struct{}
+	panics   *panics.Guard // recovers the panics of its watchers
 }
 
 type roomWatcher struct {
@@ -63,20 +65,21 @@ const roomRetry = time.Second
 // A room load answers models.NotFound for (not visible to the user) is
 // skipped; one whose load failed otherwise is loaded again roomRetry later,
 // so that a database hiccup does not leave the entry stale. The channel
-// closes when ctx ends.
+// closes when ctx ends, or when a panic ends the watcher.
 func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx context.Context, roomID int64) (*models.Room, error)) <-chan *models.Room {
 	w := &roomWatcher{userID: userID, signal: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.watchers[w] = struct{}{}
 	e.mu.Unlock()
 	out := make(chan *models.Room)
-	go func() {
+	e.panics.Go(ctx, "chat.rooms", func() {
 		defer close(out)
 		defer func() {
 			e.mu.Lock()
 			delete(e.watchers, w)
 			e.mu.Unlock()
 		}()
+		e.panics.Point("chat.rooms")
 		for {
 			select {
 			case <-ctx.Done():
@@ -113,6 +116,6 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 				time.AfterFunc(roomRetry, w.wake)
 			}
 		}
-	}()
+	})
 	return out
 }

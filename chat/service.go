@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/store"
@@ -47,10 +48,15 @@ type Options struct {
 	LeaveGrace time.Duration
 	// Stream tunes the rooms' message streams (its Log defaults to Log).
 	Stream stream.Options
-	// Now is the clock of rooms and messages; default time.Now.
+	// Now is the clock of rooms, messages and typing indicators (their
+	// expiry, and TypingEvery); default time.Now.
 	Now func() time.Time
 	// Log receives warnings.
 	Log *slog.Logger
+	// Panics recovers the panics of the service's goroutines (following the
+	// broker, announcing presence, room-list watchers, presence and typing
+	// timers); its Stream defaults to it. Nil logs them to slog.Default.
+	Panics *panics.Guard
 }
 
 // Service runs the chat: rooms, messages, presence, typing and room lists.
@@ -77,10 +83,14 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 		opts.LeaveGrace = 0
 	}
 	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
+	opts.Stream.Panics = cmp.Or(opts.Stream.Panics, opts.Panics)
+	h := newHub(broker, opts.TypingTTL, opts.LeaveGrace, opts.Log)
+	h.Typing.now = opts.Now
+	h.panics, h.Typing.panics, h.Presence.panics, h.Rooms.panics = opts.Panics, opts.Panics, opts.Panics, opts.Panics
 	return &Service{
 		db:   db,
 		feed: stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, opts.Stream),
-		hub:  newHub(broker, opts.TypingTTL, opts.LeaveGrace, opts.Log),
+		hub:  h,
 		opts: opts,
 	}
 }

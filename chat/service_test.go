@@ -482,8 +482,12 @@ func TestPostMessageRateLimited(t *testing.T) {
 // watchers see everyone's indicators but their own.
 func TestSetTyping(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
-		c := &clock{now: time.Now()}
-		e := newEnv(t, dialect, chat.Options{TypingRate: onePerSecond(c)})
+		start := time.Now()
+		c := &clock{now: start}
+		// Typing indicators go by the service's clock: real time, moved on
+		// by what c is advanced.
+		running := func() time.Time { return time.Now().Add(c.Now().Sub(start)) }
+		e := newEnv(t, dialect, chat.Options{TypingRate: onePerSecond(c), Now: running})
 		ctx := t.Context()
 		bob := e.svc.WatchTyping(ctx, e.view(t, e.bob, e.general.ID))
 		require.NoError(t, e.svc.SetTyping(ctx, e.ada, e.general.ID, true))

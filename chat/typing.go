@@ -6,10 +6,17 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // DefaultTypingTTL is how long a typing indicator lasts unless renewed.
 const DefaultTypingTTL = 6 * time.Second
+
+// TypingEvery is the shortest time between two typing (start or renewal)
+// events of one user in one room: a renewal that comes sooner is coalesced
+// (it still extends the indicator, but nothing goes out). Stops are never
+// held back.
+const TypingEvery = time.Second
 
 // Typing keeps the typing indicators of every room. An indicator starts
 // with Set(typing true), is renewed by repeating it, and ends when Set
@@ -17,11 +24,23 @@ const DefaultTypingTTL = 6 * time.Second
 // last renewal: the server sends the end, so a client that vanished does
 // not leave "typing…" behind.
 //
+// Whatever a client sends, a user's typing events in one room go out at
+// most once per TypingEvery: a renewal sooner than that after the last one
+// that went out is coalesced. It still extends the indicator, so it does
+// not vanish while they keep typing, and the next one after TypingEvery
+// goes out with the later expiresAt. A start that comes sooner than that
+// after a stop is held back until the interval is over (and then goes out
+// if the user still types). A stop goes out at once, unless the user was
+// not shown as typing. Each replica decides by the times the events were
+// made, so every replica decides alike.
+//
 // Typing events are best-effort: a watcher that does not keep up loses
 // events beyond its buffer (each event carries expiresAt, so a client can
 // still end a stale indicator itself).
 type Typing struct {
-	ttl time.Duration
+	ttl    time.Duration
+	now    func() time.Time // the clock of expiries and of TypingEvery
+	panics *panics.Guard    // recovers the panics of its timers
 
 	mu    sync.Mutex
 	rooms map[int64]*typingRoom
@@ -30,18 +49,34 @@ type Typing struct {
 type typingRoom struct {
 	active   map[int64]*typist
 	watchers map[*typingWatcher]struct{}
+	// sent is when each user's last typing event went out, kept for
+	// TypingEvery (a stop ends the typist, not the interval).
+	sent map[int64]time.Time
 }
 
 type typist struct {
 	user    *models.User
 	timer   *time.Timer
 	expires time.Time
+	reveal  *time.Timer // shows a start held back (see Typing.show); nil when none is
+	shown   bool        // a typing event of it went out: its end goes out too
+}
+
+// stopTimers stops the typist's expiry and its reveal.
+func (ty *typist) stopTimers() {
+	ty.timer.Stop()
+	if ty.reveal != nil {
+		ty.reveal.Stop()
+	}
 }
 
 type typingWatcher struct {
 	viewer int64 // their own indicator is not sent back to them
 	c      chan *models.TypingEvent
 }
+
+// whereTyping names the panics of the typing timers.
+const whereTyping = "chat.typing"
 
 // typingBuffer is how many events a watcher may fall behind.
 const typingBuffer = 64
@@ -52,13 +87,13 @@ func NewTyping(ttl time.Duration) *Typing {
 	if ttl <= 0 {
 		ttl = DefaultTypingTTL
 	}
-	return &Typing{ttl: ttl, rooms: make(map[int64]*typingRoom)}
+	return &Typing{ttl: ttl, now: time.Now, rooms: make(map[int64]*typingRoom)}
 }
 
 func (t *Typing) room(id int64) *typingRoom {
 	r := t.rooms[id]
 	if r == nil {
-		r = &typingRoom{active: make(map[int64]*typist), watchers: make(map[*typingWatcher]struct{})}
+		r = &typingRoom{active: make(map[int64]*typist), watchers: make(map[*typingWatcher]struct{}), sent: make(map[int64]time.Time)}
 		t.rooms[id] = r
 	}
 	return r
@@ -78,7 +113,7 @@ func (t *Typing) Set(roomID int64, u *models.User, typing bool) {
 
 // Event is the event Set would apply now: it ends TTL from now when typing.
 func (t *Typing) Event(roomID int64, u *models.User, typing bool) *models.TypingEvent {
-	now := time.Now().UTC()
+	now := t.now().UTC()
 	if typing {
 		now = now.Add(t.ttl)
 	}
@@ -88,30 +123,71 @@ func (t *Typing) Event(roomID int64, u *models.User, typing bool) *models.Typing
 // Apply applies an event made by Event, here or on another replica: a
 // typing event starts or renews the indicator until its ExpiresAt (each
 // replica ends it then by itself, so a replica that dies leaves nothing
-// behind), a stop event ends it.
+// behind), a stop event ends it. Typing events go out at most once per
+// TypingEvery per user and room (see Typing).
 func (t *Typing) Apply(ev *models.TypingEvent) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
+	// When the event was made (on whichever replica): every replica decides
+	// by it alike, however late the broker brings the event.
+	made := ev.ExpiresAt
+	if ev.Typing {
+		made = made.Add(-t.ttl)
+	}
 	r := t.room(ev.RoomID)
+	for id, at := range r.sent {
+		if made.Sub(at) >= TypingEvery {
+			delete(r.sent, id)
+		}
+	}
 	cur := r.active[ev.User.ID]
 	if cur != nil {
-		cur.timer.Stop()
+		cur.stopTimers()
 		delete(r.active, ev.User.ID)
 	}
 	if !ev.Typing {
-		if cur != nil {
+		if cur != nil && cur.shown {
 			t.emit(r, ev)
 		}
 		t.forget(ev.RoomID, r)
 		return
 	}
 	ty := &typist{user: ev.User, expires: ev.ExpiresAt}
-	ty.timer = time.AfterFunc(time.Until(ev.ExpiresAt), func() { t.expire(ev.RoomID, ty) })
+	ty.timer = time.AfterFunc(ev.ExpiresAt.Sub(now), func() { t.panics.Do(context.Background(), whereTyping, func() { t.expire(ev.RoomID, ty) }) })
 	r.active[ev.User.ID] = ty
-	t.emit(r, ev)
+	switch last, recent := r.sent[ev.User.ID]; {
+	case recent && cur != nil && cur.shown:
+		ty.shown = true // a renewal, coalesced: extended, not sent
+	case recent:
+		// A start soon after a stop: shown once the interval is over.
+		ty.reveal = time.AfterFunc(last.Add(TypingEvery).Sub(made), func() {
+			t.panics.Do(context.Background(), whereTyping, func() { t.show(ev.RoomID, ty, last.Add(TypingEvery)) })
+		})
+	default:
+		ty.shown = true
+		r.sent[ev.User.ID] = made
+		t.emit(r, ev)
+	}
 }
 
-// expire ends ty's indicator unless it was renewed or ended meanwhile.
+// show sends the start of ty, held back since it came within TypingEvery of
+// the last one that went out, unless it was renewed or ended meanwhile; at
+// is the end of that interval.
+func (t *Typing) show(roomID int64, ty *typist, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.rooms[roomID]
+	if r == nil || r.active[ty.user.ID] != ty || ty.shown {
+		return
+	}
+	ty.shown = true
+	r.sent[ty.user.ID] = at
+	t.emit(r, &models.TypingEvent{RoomID: roomID, User: ty.user, Typing: true, ExpiresAt: ty.expires.UTC()})
+}
+
+// expire ends ty's indicator unless it was renewed or ended meanwhile; the
+// end goes out if ty was shown.
 func (t *Typing) expire(roomID int64, ty *typist) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -120,7 +196,10 @@ func (t *Typing) expire(roomID int64, ty *typist) {
 		return
 	}
 	delete(r.active, ty.user.ID)
-	t.emit(r, &models.TypingEvent{RoomID: roomID, User: ty.user, Typing: false, ExpiresAt: ty.expires.UTC()})
+	ty.stopTimers()
+	if ty.shown {
+		t.emit(r, &models.TypingEvent{RoomID: roomID, User: ty.user, Typing: false, ExpiresAt: ty.expires.UTC()})
+	}
 	t.forget(roomID, r)
 }
 
@@ -146,17 +225,19 @@ func (t *Typing) Watch(ctx context.Context, roomID, viewer int64) <-chan *models
 	r := t.room(roomID)
 	r.watchers[w] = struct{}{}
 	for _, ty := range r.active {
-		if ty.user.ID != viewer && len(w.c) < cap(w.c) {
+		if ty.shown && ty.user.ID != viewer && len(w.c) < cap(w.c) {
 			w.c <- &models.TypingEvent{RoomID: roomID, User: ty.user, Typing: true, ExpiresAt: ty.expires.UTC()}
 		}
 	}
 	t.mu.Unlock()
 	context.AfterFunc(ctx, func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		delete(r.watchers, w)
-		close(w.c)
-		t.forget(roomID, r)
+		t.panics.Do(ctx, whereTyping, func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			delete(r.watchers, w)
+			close(w.c)
+			t.forget(roomID, r)
+		})
 	})
 	return w.c
 }
@@ -167,7 +248,7 @@ func (t *Typing) Stop() {
 	defer t.mu.Unlock()
 	for _, r := range t.rooms {
 		for _, ty := range r.active {
-			ty.timer.Stop()
+			ty.stopTimers()
 		}
 	}
 }

@@ -50,16 +50,32 @@ func typingTest(t *testing.T, test func(t *testing.T, ty *chat.Typing, start tim
 	synctest.Test(t, func(t *testing.T) { test(t, chat.NewTyping(5*time.Second), time.Now()) })
 }
 
+// typingStep is one step of a typing test: at at (from the start of the
+// bubble), do, and then a watcher of room 1 has received want.
+type typingStep struct {
+	at   time.Duration
+	name string
+	do   func()
+	want []typed
+}
+
+// runTypingSteps runs steps in order, checking what w receives.
+func runTypingSteps(t *testing.T, w <-chan *models.TypingEvent, start time.Time, steps []typingStep) {
+	t.Helper()
+	for _, s := range steps {
+		sleepUntil(start, s.at)
+		if s.do != nil {
+			s.do()
+		}
+		assert.Equal(t, s.want, typingEvents(t, w, 1, start), "at %v: %s", s.at, s.name)
+	}
+}
+
 func TestTypingLifecycle(t *testing.T) {
 	typingTest(t, func(t *testing.T, ty *chat.Typing, start time.Time) {
 		w := ty.Watch(t.Context(), 1, cid.ID)
 		set := func(u *models.User, typing bool) func() { return func() { ty.Set(1, u, typing) } }
-		steps := []struct {
-			at   time.Duration
-			name string
-			do   func()
-			want []typed
-		}{
+		steps := []typingStep{
 			{at: 0, name: "ada starts", do: set(ada, true), want: []typed{{"ada", true, 5 * time.Second}}},
 			{at: 3 * time.Second, name: "ada renews", do: set(ada, true), want: []typed{{"ada", true, 8 * time.Second}}},
 			{at: 5 * time.Second, name: "the first expiry is called off"},
@@ -73,13 +89,48 @@ func TestTypingLifecycle(t *testing.T) {
 			{at: 32 * time.Second, name: "ada starts again", do: set(ada, true), want: []typed{{"ada", true, 37 * time.Second}}},
 			{at: 37 * time.Second, name: "and it ends again", want: []typed{{"ada", false, 37 * time.Second}}},
 		}
-		for _, s := range steps {
-			sleepUntil(start, s.at)
-			if s.do != nil {
-				s.do()
+		runTypingSteps(t, w, start, steps)
+	})
+}
+
+// TestTypingCoalesced: a user's typing events in a room go out at most once
+// per TypingEvery, however often they are set; the coalesced ones still
+// extend the indicator, and a stop goes out at once.
+func TestTypingCoalesced(t *testing.T) {
+	typingTest(t, func(t *testing.T, ty *chat.Typing, start time.Time) {
+		w := ty.Watch(t.Context(), 1, cid.ID)
+		set := func(u *models.User, typing bool) func() { return func() { ty.Set(1, u, typing) } }
+		burst := func() { // 50 in the next 950 ms
+			for range 50 {
+				ty.Set(1, ada, true)
+				time.Sleep(19 * time.Millisecond)
 			}
-			assert.Equal(t, s.want, typingEvents(t, w, 1, start), "at %v: %s", s.at, s.name)
 		}
+		ms := time.Millisecond
+		steps := []typingStep{
+			{at: 0, name: "ada starts", do: set(ada, true), want: []typed{{"ada", true, 5 * time.Second}}},
+			{at: 10 * ms, name: "a burst within the second goes nowhere", do: burst},
+			{at: 1000 * ms, name: "the second is over", do: set(ada, true), want: []typed{{"ada", true, 6 * time.Second}}},
+			{at: 1500 * ms, name: "bob is not held back by ada", do: set(bob, true), want: []typed{{"bob", true, 6500 * ms}}},
+			{at: 1600 * ms, name: "coalesced, but extended", do: set(ada, true)},
+			{at: 6 * time.Second, name: "so it does not end at the last sent expiry"},
+			{at: 6500 * ms, name: "bob's ends", want: []typed{{"bob", false, 6500 * ms}}},
+			{at: 6600 * ms, name: "ada's ends when the coalesced one says", want: []typed{{"ada", false, 6600 * ms}}},
+			{at: 7 * time.Second, name: "ada starts again", do: set(ada, true), want: []typed{{"ada", true, 12 * time.Second}}},
+			{at: 7100 * ms, name: "a stop goes out at once", do: set(ada, false), want: []typed{{"ada", false, 7100 * ms}}},
+			{at: 7200 * ms, name: "a start right after it is held back", do: set(ada, true)},
+			{at: 7300 * ms, name: "and so is its stop, never shown", do: set(ada, false)},
+			{at: 7400 * ms, name: "held back again", do: set(ada, true)},
+			{at: 7999 * ms, name: "until the second is over"},
+			{at: 8 * time.Second, name: "then it goes out", want: []typed{{"ada", true, 12400 * ms}}},
+			{at: 12400 * ms, name: "and ends", want: []typed{{"ada", false, 12400 * ms}}},
+			{at: 14 * time.Second, name: "start, stop, start at once", do: func() { set(ada, true)(); set(ada, false)(); set(ada, true)() },
+				want: []typed{{"ada", true, 19 * time.Second}, {"ada", false, 14 * time.Second}}},
+			{at: 15 * time.Second, name: "the last start a second later", want: []typed{{"ada", true, 19 * time.Second}}},
+			{at: 19 * time.Second, name: "and its end", want: []typed{{"ada", false, 19 * time.Second}}},
+			{at: 20 * time.Second, name: "nothing more"},
+		}
+		runTypingSteps(t, w, start, steps)
 	})
 }
 

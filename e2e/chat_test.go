@@ -235,6 +235,45 @@ func TestTypingIndicator(t *testing.T) {
 	assert.InDelta(t, 6, time.Since(start).Seconds(), 1.5)
 }
 
+// TestTypingCoalesced: a client that sends setTyping 50 times in a second
+// makes the other members hear of it at most twice, and its stop at once.
+func TestTypingCoalesced(t *testing.T) {
+	s := startServer(t, map[string]string{"LIMIT_TYPING": "0", "LIMIT_REQUESTS": "0"}) // the flood is the point
+	general := s.generalRoom(t)
+	alice, bob, carol := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol")
+	ws := s.chatWS(t, bob.token)
+	ws.subscribe("t", `subscription($r: ID!) { typing(roomId: $r) { user { name } typing } }`, map[string]any{"r": general.ID})
+	setTyping := func(who chatUser, on bool) {
+		s.mustDo(t, who.token, `mutation($r: ID!, $on: Boolean!) { setTyping(roomId: $r, typing: $on) }`, map[string]any{"r": general.ID, "on": on}, nil)
+	}
+	// The subscription runs once carol's typing reaches it; her stop clears the way.
+	primed[typingEvent](ws, "t", "typing", func() { setTyping(carol, true) })
+	setTyping(carol, false)
+	until(ws, "t", "typing", 5*time.Second, func(e typingEvent) bool { return e.User.Name == "carol" && !e.Typing })
+
+	start := time.Now()
+	for i := range 50 {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * 20 * time.Millisecond)))
+		setTyping(alice, true)
+	}
+	sent := time.Since(start)
+	setTyping(alice, false)
+	var starts []typingEvent
+	stop := until(ws, "t", "typing", 5*time.Second, func(e typingEvent) bool {
+		if e.Typing {
+			starts = append(starts, e)
+		}
+		return !e.Typing
+	})
+	t.Logf("50 setTyping(true) in %s reached a subscriber as %d typing events", sent.Round(time.Millisecond), len(starts))
+	assert.Equal(t, typingEvent{User: user{Name: "alice"}, Typing: false}, stop, "the stop is delivered")
+	assert.NotEmpty(t, starts, "she was shown typing")
+	assert.LessOrEqual(t, len(starts), 2, "at most once a second")
+	for _, e := range starts {
+		assert.Equal(t, "alice", e.User.Name)
+	}
+}
+
 // TestUnreadCountsAndRoomsChanged: the room list follows new rooms, new
 // direct rooms, new messages and reads in other tabs, live.
 func TestUnreadCountsAndRoomsChanged(t *testing.T) {

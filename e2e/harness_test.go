@@ -187,11 +187,22 @@ func scanLogs(r io.Reader, logs *syncBuffer) <-chan string {
 // when the test ends, or when stop is called.
 func startServer(tb testing.TB, env map[string]string) *testServer {
 	tb.Helper()
+	return startServerWith(tb, env, nil)
+}
+
+// startServerWith is startServer, with configure (if not nil) changing the
+// parsed configuration before the server starts (for what only tests set,
+// such as app.Config.InjectPanic).
+func startServerWith(tb testing.TB, env map[string]string, configure func(*app.Config)) *testServer {
+	tb.Helper()
 	vars := map[string]string{"ADDR": "127.0.0.1:0", "DATA_DIR": tb.TempDir(), "LOG_LEVEL": "debug"}
 	maps.Copy(vars, env)
 	withProductionSecret(vars)
 	cfg, err := app.ParseConfig(nil, func(k string) string { return vars[k] }, io.Discard)
 	require.NoError(tb, err)
+	if configure != nil {
+		configure(cfg)
+	}
 	logs := &syncBuffer{}
 	srv, err := app.Start(tb.Context(), cfg, logs)
 	require.NoError(tb, err, "server did not start\n%s", logs)

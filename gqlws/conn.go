@@ -90,7 +90,7 @@ func (c *conn) setup(base context.Context) context.Context {
 	c.base, c.cancel = ctx, cancel
 	c.initTimer = time.AfterFunc(c.transport.opts.InitTimeout, func() {
 		if !c.acked.Load() {
-			c.close(CloseInitTimeout, "Connection initialisation timeout")
+			c.closeGuarded(CloseInitTimeout, "Connection initialisation timeout")
 		}
 	})
 	c.stateMu.Unlock()
@@ -109,15 +109,22 @@ func (c *conn) setup(base context.Context) context.Context {
 // Messages are rare (init, subscribe, pong), so the extra goroutine costs
 // nothing that matters. Where the socket cannot be watched, serve reads
 // itself and only the handling moves.
+//
+// A panic, here or in the handling of a message, closes the connection with
+// 4500 (see panics.go).
 func (c *conn) serve(ctx context.Context) {
 	defer c.close(CloseNormal, "")
+	defer c.transport.opts.Panics.Recover(ctx, whereConnection, func() { c.close(CloseInternalError, reasonInternal) })
+	c.transport.opts.Panics.Point(whereConnection)
 	next := make(chan context.Context, 1)
 	for {
 		if c.socket.waitReadable() {
-			go func() { next <- c.receive(ctx) }()
+			go func() { next <- c.guarded(ctx, whereMessage, func() context.Context { return c.receive(ctx) }) }()
 		} else {
 			typ, data, err := c.readMessage()
-			go func() { next <- c.received(ctx, typ, data, err) }()
+			go func() {
+				next <- c.guarded(ctx, whereMessage, func() context.Context { return c.received(ctx, typ, data, err) })
+			}()
 		}
 		if ctx = <-next; ctx == nil || c.closed.Load() {
 			return
@@ -189,13 +196,22 @@ func (c *conn) handle(ctx context.Context, typ int, data []byte) context.Context
 
 // handleInit answers connection_init: once accepted by Options.Init, with
 // the ack, and returns the context the connection's operations run under;
-// a second one, or one Init refuses, is refused.
+// a second one, or one Init refuses, is refused. A panic in Init closes the
+// connection with 4500 (then it returns nil).
 func (c *conn) handleInit(ctx context.Context, m *clientMessage) context.Context {
 	if c.initReceived() {
 		c.proto.refuse(c, refusal{reason: repeatedInit})
 		return ctx
 	}
-	opsCtx, ack, err := c.runInit(ctx, m.Payload)
+	var opsCtx context.Context
+	var ack map[string]any
+	var err error
+	if c.guarded(ctx, whereInit, func() context.Context {
+		opsCtx, ack, err = c.runInit(ctx, m.Payload)
+		return ctx
+	}) == nil {
+		return nil // closed with 4500
+	}
 	if err != nil {
 		c.proto.refuse(c, refusal{reason: initRefused, err: err})
 		return ctx

@@ -36,6 +36,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
 
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/ratelimit"
 	"github.com/switchboardhq/switchboard/request"
 )
@@ -100,6 +101,11 @@ func (e *TryAgainLater) Error() string { return e.Reason }
 
 // Options configure a Transport. Zero values take the defaults.
 type Options struct {
+	// Panics recovers the panics of the transport's goroutines (see
+	// panics.go): a panic ends only the operation it happened in (which
+	// gets an INTERNAL error), or the connection (closed with 4500), or the
+	// keepalive's round. Nil logs them to slog.Default.
+	Panics *panics.Guard
 	// Init authenticates connection_init; nil accepts every connection.
 	Init InitFunc
 	// CheckOrigin decides whether a browser's Origin may connect. Nil allows
@@ -528,7 +534,7 @@ func (t *Transport) EndSessions(sessions ...string) int {
 	}
 	t.connsMu.Unlock()
 	for _, c := range doomed {
-		go c.close(CloseForbidden, "Session ended")
+		c.closeLater(CloseForbidden, "Session ended")
 	}
 	return len(doomed)
 }

@@ -8,10 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // Shared live delivery.
@@ -196,14 +199,12 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 }
 
 // run is the leader: it executes the operation once per event, encodes the
-// result once and queues it for every member.
+// result once and queues it for every member. A panic ends the group: its
+// members get an INTERNAL error (see panics.go).
 func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) {
-	defer g.end()
-	defer func() {
-		if r := recover(); r != nil {
-			g.transport.opts.OnError(ctx, rc.Recover(ctx, r))
-		}
-	}()
+	failed := false
+	defer func() { g.end(failed) }()
+	defer g.transport.opts.Panics.Recover(ctx, whereGroup, func() { failed = true })
 	responses, rctx := exec.DispatchOperation(ctx, rc)
 	var batch []*operation
 	for {
@@ -211,6 +212,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		if resp == nil {
 			return
 		}
+		g.transport.opts.Panics.Point(whereGroup)
 		pos, at, ok := g.pos.popAt()
 		payload, err := json.Marshal(resp)
 		if !ok || err != nil {
@@ -237,7 +239,10 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		fanOut(batch, result)
+		if !fanOut(ctx, g.transport.opts.Panics, batch, result) {
+			failed = true // a part of the members missed the result: they start again
+			return
+		}
 		g.transport.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
 		if !at.IsZero() && g.transport.opts.OnDelivered != nil && len(batch) > 0 {
 			g.transport.opts.OnDelivered(time.Since(at))
@@ -252,20 +257,28 @@ const fanOutChunk = 512
 // fanOut hands one result to every member's connection. The writes are
 // made there and then when the socket takes them (see write.go), so a large
 // group is split over one goroutine per processor, and fanOut returns when
-// every member has its frame written or queued.
-func fanOut(members []*operation, result *sharedResult) {
+// every member has its frame written or queued. It reports false when one
+// of those goroutines panicked (recovered by guard): then some members
+// missed the result.
+func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, result *sharedResult) bool {
 	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
 	if n <= 1 {
 		deliver(members, result)
-		return
+		return true
 	}
 	var wg sync.WaitGroup
+	var failed atomic.Bool
 	size := (len(members) + n - 1) / n
 	for part := range slices.Chunk(members[size:], size) {
-		wg.Go(func() { deliver(part, result) })
+		wg.Go(func() {
+			if guard.Do(ctx, whereGroup, func() { deliver(part, result) }) {
+				failed.Store(true)
+			}
+		})
 	}
 	deliver(members[:size], result)
 	wg.Wait()
+	return !failed.Load()
 }
 
 // deliver hands result to each member's connection, without waiting for
@@ -325,8 +338,9 @@ func (g *group) isClosed() bool {
 }
 
 // end runs when the leader's stream is over: the members' operations
-// complete, as a private subscription's would.
-func (g *group) end() {
+// complete, as a private subscription's would, or, when the leader failed
+// (a panic), get an INTERNAL error.
+func (g *group) end(failed bool) {
 	g.mu.Lock()
 	g.closed = true
 	members := g.members
@@ -335,7 +349,7 @@ func (g *group) end() {
 	g.cancel()
 	g.transport.forgetGroup(g)
 	for m := range members {
-		m.conn.enqueue(queuedFrame{op: m, complete: true})
+		m.conn.enqueue(queuedFrame{op: m, complete: !failed, failed: failed})
 	}
 }
 

@@ -1,6 +1,7 @@
 package gqlws
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -31,7 +32,7 @@ func newKeepalive(t *Transport, interval time.Duration) *keepalive {
 }
 
 // run is the keepalive's goroutine: it sends the keepalives and runs the
-// watchdog until stop.
+// watchdog until stop. A panic ends only its round (the next tick runs).
 func (k *keepalive) run() {
 	defer k.running.Done()
 	tick := time.NewTicker(k.interval)
@@ -44,9 +45,9 @@ func (k *keepalive) run() {
 		case <-k.done:
 			return
 		case <-tick.C:
-			k.round()
+			k.transport.opts.Panics.Do(context.Background(), whereKeepalive, k.round)
 		case now := <-watch.C:
-			k.watch(now, timeout)
+			k.transport.opts.Panics.Do(context.Background(), whereKeepalive, func() { k.watch(now, timeout) })
 		}
 	}
 }
@@ -61,7 +62,7 @@ const silentIntervals = 1.4
 func (k *keepalive) watch(now time.Time, timeout time.Duration) {
 	for _, c := range k.transport.snapshot() {
 		if code, reason, ok := k.verdict(c, now, timeout); ok {
-			go c.close(code, reason)
+			c.closeLater(code, reason)
 		}
 	}
 }

@@ -121,8 +121,11 @@ func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) 
 // It runs on the operation's goroutine, not the connection's reader:
 // parsing and validation need a deep stack, and a goroutine keeps the
 // largest stack it ever needed, so the reader that every idle connection
-// keeps stays small.
+// keeps stays small. A panic on that goroutine (outside the resolvers,
+// whose panics run answers) ends the operation with an INTERNAL error.
 func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawParams) {
+	defer c.transport.opts.Panics.Recover(ctx, whereOperation, func() { c.fail(ctx, op) })
+	c.transport.opts.Panics.Point(whereOperation)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
@@ -287,6 +290,16 @@ func (c *conn) presentPanic(ctx context.Context, err error) *gqlerror.Error {
 		return resp.Errors[0]
 	}
 	return &gqlerror.Error{Message: "internal error"}
+}
+
+// fail ends op after a panic: with an INTERNAL error, unless the client
+// stopped it meanwhile.
+func (c *conn) fail(ctx context.Context, op *operation) {
+	stopped := op.ended.Load()
+	c.finish(op)
+	if !stopped {
+		c.writeErrors(op.id, gqlerror.List{internalError(ctx)})
+	}
 }
 
 // running reports whether an operation with id is running.

@@ -105,7 +105,7 @@ func (c *conn) sendLocked(frame []byte) bool {
 		n, err := c.socket.trySend(frame)
 		if err != nil {
 			c.broken = true
-			go c.close(CloseTryAgainLater, reasonSlowConsumer) // the caller may hold a group's lock
+			c.closeLater(CloseTryAgainLater, reasonSlowConsumer) // the caller may hold a group's lock
 			return false
 		}
 		frame = frame[n:]
@@ -132,7 +132,7 @@ func (c *conn) drainLocked() bool {
 	c.pending = nil
 	if err != nil {
 		c.broken = true
-		go c.close(CloseTryAgainLater, reasonSlowConsumer) // writeMu is held
+		c.closeLater(CloseTryAgainLater, reasonSlowConsumer) // writeMu is held
 		return false
 	}
 	return true
@@ -165,11 +165,13 @@ func (c *conn) writeResult(ctx context.Context, op *operation, payload []byte) b
 }
 
 // queuedFrame is a frame waiting in a connection's queue: one of an
-// operation's results, or its complete.
+// operation's results, its complete, or its INTERNAL error (its group
+// panicked).
 type queuedFrame struct {
 	op       *operation
-	result   *sharedResult // the result, unless complete
+	result   *sharedResult // the result, unless complete or failed
 	complete bool
+	failed   bool
 }
 
 // flushIfPending starts the flusher when bytes are pending and none runs.
@@ -212,7 +214,7 @@ func (c *conn) enqueue(f queuedFrame) {
 	}
 	if len(c.queue) >= c.transport.opts.MaxQueue {
 		c.queueMu.Unlock()
-		go c.close(CloseTryAgainLater, reasonSlowConsumer) // the caller holds a group's lock
+		c.closeLater(CloseTryAgainLater, reasonSlowConsumer) // the caller holds a group's lock
 		return
 	}
 	c.queue = append(c.queue, f)
@@ -226,39 +228,46 @@ func (c *conn) enqueue(f queuedFrame) {
 
 // flush is the connection's flusher: it writes the pending bytes and the
 // queued frames, blocking as long as the client needs, until nothing is
-// left.
+// left. A panic closes the connection with 4500.
 func (c *conn) flush() {
-	for {
-		c.writeMu.Lock()
-		if !c.drainLocked() {
-			c.writeMu.Unlock()
-			c.stopFlushing()
-			return
-		}
-		c.queueMu.Lock()
-		batch := c.queue
-		if len(batch) == 0 {
-			c.flushing = false
-			c.queueMu.Unlock()
-			c.writeMu.Unlock()
-			return
-		}
-		c.queue, c.spareQueue = c.spareQueue[:0], nil
-		c.queueMu.Unlock()
-		for _, f := range batch {
-			if c.closed.Load() {
-				break
-			}
-			if !c.writeQueued(f) || !c.drainLocked() {
-				break
-			}
-		}
-		c.writeMu.Unlock()
-		clear(batch)
-		c.queueMu.Lock()
-		c.spareQueue = batch[:0]
-		c.queueMu.Unlock()
+	defer c.transport.opts.Panics.Recover(c.logContext(), whereWriter, func() {
+		c.stopFlushing()
+		c.close(CloseInternalError, reasonInternal)
+	})
+	c.transport.opts.Panics.Point(whereWriter)
+	for c.flushBatch() {
 	}
+}
+
+// flushBatch writes the pending bytes and one batch of queued frames. It
+// reports false when nothing is left (or nothing more can be written): the
+// flusher is then done.
+func (c *conn) flushBatch() bool {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if !c.drainLocked() {
+		c.stopFlushing()
+		return false
+	}
+	c.queueMu.Lock()
+	batch := c.queue
+	if len(batch) == 0 {
+		c.flushing = false
+		c.queueMu.Unlock()
+		return false
+	}
+	c.queue, c.spareQueue = c.spareQueue[:0], nil
+	c.queueMu.Unlock()
+	for _, f := range batch {
+		if c.closed.Load() || !c.writeQueued(f) || !c.drainLocked() {
+			break
+		}
+	}
+	clear(batch)
+	c.queueMu.Lock()
+	c.spareQueue = batch[:0]
+	c.queueMu.Unlock()
+	return true
 }
 
 // stopFlushing drops the queue of a connection that can no longer be
@@ -278,8 +287,11 @@ func (c *conn) writeQueued(f queuedFrame) bool {
 	if f.op.ended.Load() {
 		return true
 	}
-	if f.complete {
+	switch {
+	case f.complete:
 		return c.sendFramed(completeFrame(f.op.id))
+	case f.failed:
+		return c.sendFramed(c.internalErrorFrame(f.op.id))
 	}
 	fr := newFramer()
 	defer fr.release()

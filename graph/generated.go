@@ -1445,7 +1445,10 @@ type Mutation {
   Tells the room's members that the caller is typing (true) or stopped
   (false). A typing indicator ends by itself after a few seconds unless it
   is set again: clients repeat ` + "`" + `setTyping(typing: true)` + "`" + ` while the user
-  types. Returns true.
+  types. The members hear of one user's typing at most once a second: a
+  repeat within a second of the last one they heard of only extends the
+  indicator, and a start that soon after a stop reaches them when the
+  second is over. Stopping reaches them at once. Returns true.
   """
   setTyping(roomId: ID!, typing: Boolean!): Boolean!
 

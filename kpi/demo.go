@@ -44,6 +44,9 @@ var demoSet = []demoKPI{
 	{"rehab", "wait_days", "Waiting time", "d", 9, 0.4, 0, 365, 1},
 }
 
+// whereDemo names the demo feed's panics.
+const whereDemo = "kpi.demo"
+
 // demoLock names the lead that runs the demo feed.
 const demoLock = "switchboard.kpi-demo"
 
@@ -55,6 +58,7 @@ func (s *Service) StartDemo(ctx context.Context, interval time.Duration) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.opts.Panics.Recover(ctx, whereDemo, nil) // outside a step (see runDemo): the feed stops
 		s.runDemo(ctx, interval)
 	}()
 }
@@ -81,9 +85,11 @@ func (s *Service) runDemo(ctx context.Context, interval time.Duration) {
 	defer retry.Stop()
 	for {
 		if lead != nil && lead.Held(ctx) {
-			if _, err := s.Record(ctx, nil, demoStep(values), ""); err != nil && ctx.Err() == nil {
-				s.opts.Log.WarnContext(ctx, "demo feed: record failed", "err", err)
-			}
+			s.opts.Panics.Do(ctx, whereDemo, func() { // a panic costs one step
+				if _, err := s.Record(ctx, nil, demoStep(values), ""); err != nil && ctx.Err() == nil {
+					s.opts.Log.WarnContext(ctx, "demo feed: record failed", "err", err)
+				}
+			})
 		}
 		select {
 		case <-ctx.Done():

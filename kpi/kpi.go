@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/store"
 )
@@ -38,6 +39,11 @@ type Options struct {
 	Now func() time.Time
 	// Log receives warnings.
 	Log *slog.Logger
+	// Panics recovers the panics of the service's goroutines: following the
+	// broker (it subscribes again after a back-off and refreshes every
+	// watcher), a dashboard or pruning round, a demo feed step, a watcher.
+	// Nil logs them to slog.Default.
+	Panics *panics.Guard
 }
 
 // Service records KPIs and serves their live views.
@@ -68,10 +74,12 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
+	s := &Service{
 		db: db, broker: broker, opts: opts,
 		done: make(chan struct{}),
 	}
+	s.modules.Panics, s.dashboards.Panics = opts.Panics, opts.Panics
+	return s
 }
 
 // Start follows the broker's change announcements, sends the dashboards
@@ -135,9 +143,12 @@ func (s *Service) Record(ctx context.Context, by *models.User, in []*models.KPII
 // modules after the broker dropped the subscription.
 func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 	defer s.wg.Done()
-	live.Follow(ctx, s.broker, topic, sub, s.done,
-		func(payload []byte) { s.refresh(ctx, string(payload)) },
-		func() { s.refreshAll(ctx) })
+	pubsub.Follower{
+		Broker: s.broker, Topic: topic,
+		Apply:  func(payload []byte) { s.refresh(ctx, string(payload)) },
+		Missed: func() { s.refreshAll(ctx) },
+		Panics: s.opts.Panics, Where: "kpi.follower",
+	}.Run(ctx, sub, s.done)
 }
 
 // refresh sends module's current set to its watchers and marks the
@@ -210,6 +221,10 @@ func (s *Service) WatchDashboard(ctx context.Context, topN int) (<-chan *models.
 	return s.dashboards.Watch(ctx, topN, func() (*models.Dashboard, error) { return s.Dashboard(ctx, topN) })
 }
 
+// whereTick names the panics of the dashboard and pruning rounds: a panic
+// ends only its round.
+const whereTick = "kpi.tick"
+
 // tick sends fresh dashboards each interval when something changed, and
 // prunes samples every hour.
 func (s *Service) tick(ctx context.Context) {
@@ -218,15 +233,15 @@ func (s *Service) tick(ctx context.Context) {
 	defer round.Stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
-	s.prune(ctx)
+	s.opts.Panics.Do(ctx, whereTick, func() { s.prune(ctx) })
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-round.C:
-			s.sendDashboards(ctx)
+			s.opts.Panics.Do(ctx, whereTick, func() { s.sendDashboards(ctx) })
 		case <-prune.C:
-			s.prune(ctx)
+			s.opts.Panics.Do(ctx, whereTick, func() { s.prune(ctx) })
 		}
 	}
 }

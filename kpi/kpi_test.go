@@ -531,7 +531,7 @@ func ptr[T any](v T) *T { return &v }
 func TestOnlyOneReplicaFeedsTheDemo(t *testing.T) {
 	url := storetest.MySQLURL(t)
 	replica := func() *Service {
-		db, err := store.Open(t.Context(), url)
+		db, err := store.Open(t.Context(), url, store.Options{})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = db.Close() })
 		require.NoError(t, db.Migrate(t.Context()))

@@ -7,6 +7,8 @@ package live
 import (
 	"context"
 	"sync"
+
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // Latest is one watcher's latest-value stream: Set replaces a value the
@@ -47,7 +49,18 @@ func (l *Latest[T]) take() (T, bool) {
 
 // Run hands values to the channel C returns until ctx ends, then calls done
 // (if not nil) and closes the channel. Start it on a goroutine of its own.
-func (l *Latest[T]) Run(ctx context.Context, done func()) {
+func (l *Latest[T]) Run(ctx context.Context, done func()) { l.run(ctx, done, nil) }
+
+// RunGuarded is Run, with a panic recovered by guard (reported under where)
+// after done has run and the channel is closed: the watcher's stream ends.
+// Each value handed out is the injection point where.
+func (l *Latest[T]) RunGuarded(ctx context.Context, done func(), guard *panics.Guard, where string) {
+	defer guard.Recover(ctx, where, nil)
+	l.run(ctx, done, func() { guard.Point(where) })
+}
+
+// run is Run, calling point (if not nil) before handing out each value.
+func (l *Latest[T]) run(ctx context.Context, done, point func()) {
 	defer close(l.out)
 	if done != nil {
 		defer done()
@@ -61,6 +74,9 @@ func (l *Latest[T]) Run(ctx context.Context, done func()) {
 		v, ok := l.take()
 		if !ok {
 			continue
+		}
+		if point != nil {
+			point()
 		}
 		select {
 		case l.out <- v:

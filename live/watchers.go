@@ -3,6 +3,8 @@ package live
 import (
 	"context"
 	"sync"
+
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // Watchers are latest-value watchers grouped by key (a module, a user, a
@@ -14,6 +16,10 @@ import (
 // last. A new watcher is registered before its first read, so a change
 // committed meanwhile is not lost (at worst it is sent twice).
 type Watchers[K comparable, T any] struct {
+	// Panics recovers a panic of a watcher's goroutine (its channel then
+	// closes); set it before the first Watch. Nil logs to slog.Default.
+	Panics *panics.Guard
+
 	mu     sync.Mutex
 	byKey  map[K]map[*Latest[T]]struct{}
 	readMu sync.Mutex
@@ -50,7 +56,7 @@ func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, erro
 		forget()
 		return nil, err
 	}
-	go w.Run(ctx, forget)
+	go w.RunGuarded(ctx, forget, ws.Panics, "live.watcher")
 	return w.C(), nil
 }
 

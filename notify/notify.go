@@ -20,8 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/stream"
@@ -38,6 +38,13 @@ type Options struct {
 	Now func() time.Time
 	// Log receives warnings.
 	Log *slog.Logger
+	// Panics recovers the panics of the service's goroutines: following the
+	// broker (it subscribes again after a back-off and recounts for every
+	// watcher), applying the stream and reading counts (each recounts every
+	// watched inbox after a back-off) and the unread-count watchers (whose
+	// stream ends); its Stream defaults to it. Nil logs them to
+	// slog.Default.
+	Panics *panics.Guard
 }
 
 // Service sends notifications and serves inboxes.
@@ -47,6 +54,7 @@ type Service struct {
 	broker pubsub.Broker
 	now    func() time.Time
 	log    *slog.Logger
+	panics *panics.Guard
 
 	unread *unreadCounts
 
@@ -65,10 +73,11 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
+	opts.Stream.Panics = cmp.Or(opts.Stream.Panics, opts.Panics)
 	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, opts.Stream)
 	return &Service{
-		db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, done: make(chan struct{}),
-		unread: newUnreadCounts(db.UnreadNotificationCounts, opts.Log),
+		db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, panics: opts.Panics, done: make(chan struct{}),
+		unread: newUnreadCounts(db.UnreadNotificationCounts, opts.Log, opts.Panics),
 	}
 }
 
@@ -126,9 +135,19 @@ func (s *Service) applyStream(ctx context.Context, c <-chan *models.Notification
 		s.unread.recountAll()
 	}
 	for n := range c { // ends only with ctx or the feed
-		s.unread.apply(n)
+		if s.panics.Do(ctx, whereApply, func() { s.unread.apply(n) }) {
+			// n may be half applied: count every inbox again.
+			if !s.unread.backoff(ctx, s.done) {
+				return
+			}
+			s.unread.recountAll()
+		}
 	}
 }
+
+// whereApply names the panics of applying a notification to the unread
+// counts.
+const whereApply = "notify.apply"
 
 // Send validates, stores and delivers a notification: to user in.UserID, or
 // to everyone when it is nil.
@@ -250,9 +269,12 @@ func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, 
 // after the broker dropped the subscription.
 func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 	defer s.wg.Done()
-	live.Follow(ctx, s.broker, unreadTopic, sub, s.done,
-		func(payload []byte) { s.recount(string(payload)) },
-		s.unread.recountAll)
+	pubsub.Follower{
+		Broker: s.broker, Topic: unreadTopic,
+		Apply:  func(payload []byte) { s.recount(string(payload)) },
+		Missed: s.unread.recountAll,
+		Panics: s.panics, Where: "notify.follower",
+	}.Run(ctx, sub, s.done)
 }
 
 // recount counts again the unread notifications of user to ("*": every

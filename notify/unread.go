@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/store"
 )
@@ -34,9 +36,11 @@ const recentSize = 4096
 // its commit, so the count that follows the announcement sees both: the
 // last value every watcher gets is right.
 type unreadCounts struct {
-	count func(ctx context.Context, users []*models.User) ([]store.UnreadCount, error)
-	log   *slog.Logger
-	wake  chan struct{} // holds a token while recounts are pending
+	count  func(ctx context.Context, users []*models.User) ([]store.UnreadCount, error)
+	log    *slog.Logger
+	panics *panics.Guard
+	wake   chan struct{} // holds a token while recounts are pending
+	pause  panics.Backoff
 
 	mu         sync.Mutex
 	inboxes    map[int64]*unreadInbox // by user ID
@@ -58,9 +62,9 @@ type unreadInbox struct {
 	watchers map[*live.Latest[int]]struct{}
 }
 
-func newUnreadCounts(count func(context.Context, []*models.User) ([]store.UnreadCount, error), log *slog.Logger) *unreadCounts {
+func newUnreadCounts(count func(context.Context, []*models.User) ([]store.UnreadCount, error), log *slog.Logger, guard *panics.Guard) *unreadCounts {
 	return &unreadCounts{
-		count: count, log: log, wake: make(chan struct{}, 1),
+		count: count, log: log, panics: guard, wake: make(chan struct{}, 1),
 		inboxes: make(map[int64]*unreadInbox), pending: make(map[int64]struct{}),
 	}
 }
@@ -102,7 +106,7 @@ func (uc *unreadCounts) watch(ctx context.Context, u *models.User) (<-chan int, 
 		forget()
 		return nil, in.err
 	}
-	go w.Run(ctx, forget)
+	go w.RunGuarded(ctx, forget, uc.panics, "live.watcher")
 	return w.C(), nil
 }
 
@@ -197,7 +201,16 @@ func (uc *unreadCounts) run(ctx context.Context, done <-chan struct{}) {
 			return
 		case <-uc.wake:
 		}
-		if err := uc.readPending(ctx); err != nil {
+		var err error
+		if uc.panics.Do(ctx, whereRead, func() { err = uc.readPending(ctx) }) {
+			// What was queued may be lost: count every inbox again.
+			if !uc.backoff(ctx, done) {
+				return
+			}
+			uc.recountAll()
+			continue
+		}
+		if err != nil {
 			uc.log.WarnContext(ctx, "unread count failed, retrying", "err", err)
 			if !backoff.Wait(ctx) {
 				return
@@ -208,19 +221,30 @@ func (uc *unreadCounts) run(ctx context.Context, done <-chan struct{}) {
 	}
 }
 
+// whereRead names the panics of reading counts.
+const whereRead = "notify.unread"
+
+// backoff waits before going on after a panic (see panics.Backoff), and
+// reports false if ctx ended or done closed meanwhile.
+func (uc *unreadCounts) backoff(ctx context.Context, done <-chan struct{}) bool {
+	uc.mu.Lock()
+	d := uc.pause.Next(time.Now())
+	uc.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-done:
+	}
+	return false
+}
+
 // readPending reads the counts of the queued inboxes and applies them. When
 // the read fails, first watchers get the error and the others stay queued.
 func (uc *unreadCounts) readPending(ctx context.Context) error {
-	uc.mu.Lock()
-	var users []*models.User
-	for id, in := range uc.inboxes {
-		if _, ok := uc.pending[id]; ok || uc.pendingAll {
-			users = append(users, in.user)
-		}
-	}
-	clear(uc.pending)
-	uc.pendingAll = false
-	uc.mu.Unlock()
+	users := uc.takePending()
 	if len(users) == 0 {
 		return nil
 	}
@@ -237,6 +261,22 @@ func (uc *unreadCounts) readPending(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// takePending empties the queue and returns the users of the queued
+// inboxes.
+func (uc *unreadCounts) takePending() []*models.User {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	var users []*models.User
+	for id, in := range uc.inboxes {
+		if _, ok := uc.pending[id]; ok || uc.pendingAll {
+			users = append(users, in.user)
+		}
+	}
+	clear(uc.pending)
+	uc.pendingAll = false
+	return users
 }
 
 // failed hands err to the first watchers of users' inboxes and queues the

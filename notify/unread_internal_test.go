@@ -46,7 +46,7 @@ func testCountsMeetTheStream(t *testing.T) {
 			during = nil
 		}
 		return []store.UnreadCount{{UserID: users[0].ID, Unread: result, Head: head}}, nil
-	}, slog.New(slog.DiscardHandler))
+	}, slog.New(slog.DiscardHandler), nil)
 	ctx := t.Context()
 
 	uc.apply(to(4, 0)) // this replica follows the stream from position 3

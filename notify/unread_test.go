@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/switchboardhq/switchboard/live/livetest"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/notify"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
@@ -89,7 +91,7 @@ func TestUnreadCountsStayRight(t *testing.T) {
 			t.Cleanup(func() { assert.NoError(t, broker.Close()) })
 			var replicas []replica
 			for range 2 {
-				db, err := store.Open(t.Context(), url)
+				db, err := store.Open(t.Context(), url, store.Options{})
 				require.NoError(t, err)
 				t.Cleanup(func() { assert.NoError(t, db.Close()) })
 				require.NoError(t, db.Migrate(t.Context()))
@@ -189,5 +191,47 @@ func testUnreadCountsStayRight(t *testing.T, replicas []replica) {
 		for i, tb := range tabs {
 			t.Logf("tab %d of user %d: %d, want %d", i, tb.u.ID, tb.value(), want[tb.u.ID])
 		}
+	}
+}
+
+// TestUnreadCountsRecoverFromPanics: a panic while a notification is applied
+// to the counts, or while counts are read, ends only that: after a back-off
+// every watched inbox is counted again, and the watchers end right.
+func TestUnreadCountsRecoverFromPanics(t *testing.T) {
+	for _, where := range []string{"notify.apply", "notify.unread"} {
+		t.Run(where, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var armed atomic.Bool
+				guard := &panics.Guard{Log: slog.New(slog.DiscardHandler), Inject: func(w string) {
+					if w == where && armed.CompareAndSwap(true, false) {
+						panic("injected at " + w)
+					}
+				}}
+				db := storetest.Open(t, store.SQLite)
+				broker := mempubsub.New(0)
+				t.Cleanup(func() { assert.NoError(t, broker.Close()) })
+				svc := notify.New(db, broker, notify.Options{Log: slog.New(slog.DiscardHandler), Panics: guard})
+				svc.Start(t.Context())
+				t.Cleanup(svc.Close)
+				ada := newUser(t, db, "ada")
+				c, err := svc.WatchUnread(t.Context(), ada)
+				require.NoError(t, err)
+				assert.Equal(t, []int{0}, livetest.Received(t, c))
+
+				armed.Store(true)
+				_, err = svc.Send(t.Context(), nil, &models.NotificationInput{Title: "to everyone"}, "")
+				require.NoError(t, err)
+				if where == "notify.unread" { // a read in a tab makes the next count
+					_, err = svc.MarkAllRead(t.Context(), ada)
+					require.NoError(t, err)
+				}
+				time.Sleep(2 * time.Second) // the back-off after a panic is 1 s
+				want := map[string]int{"notify.apply": 1, "notify.unread": 0}[where]
+				got := livetest.Received(t, c)
+				require.NotEmpty(t, got)
+				assert.Equal(t, want, got[len(got)-1])
+				assert.False(t, armed.Load(), "the panic was injected")
+			})
+		})
 	}
 }

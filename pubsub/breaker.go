@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 var (
@@ -44,7 +46,15 @@ type BreakerOptions struct {
 	// catch up when announcements were lost (see ErrResync); nil means all
 	// of them. Durable streams, which poll the database anyway, need not.
 	Resync func(topic string) bool
+	// Panics recovers the panics of the Breaker's goroutines: a call's (it
+	// fails, as an error would), the prober's (the probe fails), the
+	// resync follower's (it subscribes again after a back-off). Nil logs
+	// them to slog.Default.
+	Panics *panics.Guard
 }
+
+// errPanicked is the failure of a call or a probe that panicked.
+var errPanicked = errors.New("pubsub: broker call panicked")
 
 // Breaker is a circuit breaker around a broker, so that a broker that
 // hangs costs its callers a short timeout once, not on every call.
@@ -112,7 +122,9 @@ func NewBreaker(b Broker, opts BreakerOptions) *Breaker {
 			case <-ctx.Done():
 				return
 			case <-br.probes:
-				br.probe(ctx)
+				if opts.Panics.Do(ctx, "broker.probe", func() { br.probe(ctx) }) {
+					br.settle(ctx, true, errPanicked) // the next refused call asks for another
+				}
 			}
 		}
 	})
@@ -120,7 +132,7 @@ func NewBreaker(b Broker, opts BreakerOptions) *Breaker {
 	br.wg.Go(func() {
 		sub, _ := b.Subscribe(ctx, ResyncTopic) // nil on failure: Run retries
 		close(subscribed)
-		Follower{Broker: b, Topic: ResyncTopic, Apply: func([]byte) { br.resync() }}.Run(ctx, sub, nil)
+		Follower{Broker: b, Topic: ResyncTopic, Apply: func([]byte) { br.resync() }, Panics: opts.Panics, Where: "broker.resync"}.Run(ctx, sub, nil)
 	})
 	t := time.NewTimer(opts.Timeout)
 	defer t.Stop()
@@ -210,7 +222,11 @@ func (br *Breaker) call(ctx context.Context, f func(context.Context) error) erro
 	cctx, cancel := context.WithTimeout(ctx, br.opts.Timeout)
 	defer cancel()
 	answer := make(chan error, 1)
-	go func() { answer <- f(cctx) }()
+	go func() {
+		err := errPanicked
+		br.opts.Panics.Do(ctx, "broker.call", func() { err = f(cctx) })
+		answer <- err
+	}()
 	select {
 	case err := <-answer:
 		return err

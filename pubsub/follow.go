@@ -3,6 +3,8 @@ package pubsub
 import (
 	"context"
 	"time"
+
+	"github.com/switchboardhq/switchboard/panics"
 )
 
 // Subscriber is the part of a Broker that a Follower needs.
@@ -13,7 +15,7 @@ type Subscriber interface {
 // Follower keeps one goroutine subscribed to a topic through everything
 // that ends a subscription (a slow reader, a Redis outage): it is the one
 // resubscribe policy of everything that follows a broker (the stream hubs;
-// the chat, KPI and notification services through live.Follow).
+// the chat, KPI and notification services and the sessions).
 //
 // The policy: after a drop or a refused Subscribe, the next attempt waits
 // as Backoff says (50 ms, then twice as long each time, up to 5 s). The
@@ -44,6 +46,13 @@ type Follower struct {
 	// for what no announcement brought.
 	Poll         func()
 	PollInterval time.Duration
+	// Panics recovers a panic of Apply, Missed or Poll, reported under
+	// Where: the follower then drops its subscription and, after a
+	// panics.Backoff (1 s, doubling up to 30 s), subscribes again and calls
+	// Missed, as after a drop. Nil logs to slog.Default. Each call is an
+	// injection point named Where.
+	Panics *panics.Guard
+	Where  string
 }
 
 // Run follows the topic until ctx ends or done closes (a nil done never
@@ -53,15 +62,27 @@ type Follower struct {
 func (f Follower) Run(ctx context.Context, sub *Subscription, done <-chan struct{}) {
 	var (
 		backoff Backoff
+		after   panics.Backoff   // restarts after a panic
 		since   time.Time        // when sub was taken
 		retry   <-chan time.Time // fires for the next attempt while sub is nil
 		poll    <-chan time.Time
 	)
+	// restart drops the subscription after a panic: the next one is taken
+	// after the panic's back-off, and Missed catches up.
+	restart := func() {
+		if sub != nil {
+			sub.Close()
+		}
+		sub, retry = nil, time.After(after.Next(time.Now()))
+	}
 	defer func() {
 		if sub != nil {
 			sub.Close()
 		}
 	}()
+	// The callbacks' panics restart the subscription (see call); one in
+	// the loop itself, which would be a bug of its own, ends Run.
+	defer f.Panics.Recover(ctx, f.Where, nil)
 	if f.Poll != nil {
 		t := time.NewTicker(f.PollInterval)
 		defer t.Stop()
@@ -84,7 +105,9 @@ func (f Follower) Run(ctx context.Context, sub *Subscription, done <-chan struct
 			return
 		case payload, ok := <-msgs:
 			if ok {
-				f.Apply(payload)
+				if f.call(ctx, func() { f.Apply(payload) }) {
+					restart()
+				}
 				continue
 			}
 			if ctx.Err() != nil {
@@ -104,13 +127,21 @@ func (f Follower) Run(ctx context.Context, sub *Subscription, done <-chan struct
 				continue
 			}
 			since, retry = time.Now(), nil
-			if f.Missed != nil {
-				f.Missed()
+			if f.Missed != nil && f.call(ctx, f.Missed) {
+				restart()
 			}
 		case <-poll:
-			f.Poll()
+			if f.call(ctx, f.Poll) {
+				restart()
+			}
 		}
 	}
+}
+
+// call runs one of the follower's callbacks, as the injection point Where,
+// and reports whether it panicked (see Panics).
+func (f Follower) call(ctx context.Context, fn func()) bool {
+	return f.Panics.Do(ctx, f.Where, fn)
 }
 
 // subscribe makes one attempt to subscribe, and returns nil when it fails.

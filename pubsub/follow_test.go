@@ -3,6 +3,7 @@ package pubsub_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 )
@@ -95,8 +97,9 @@ type following struct {
 }
 
 // follow runs a Follower of topic "t" on a broker that takes the first
-// subscription, or refuses it when refused.
-func follow(t *testing.T, refused bool, poll time.Duration) *following {
+// subscription, or refuses it when refused; configure, if any, changes the
+// Follower first.
+func follow(t *testing.T, refused bool, poll time.Duration, configure ...func(*pubsub.Follower)) *following {
 	t.Helper()
 	f := &following{broker: &flaky{Broker: mempubsub.New(0)}, done: make(chan struct{}), finished: make(chan struct{})}
 	sub, err := f.broker.Subscribe(t.Context(), "t")
@@ -114,6 +117,9 @@ func follow(t *testing.T, refused bool, poll time.Duration) *following {
 	}
 	if poll > 0 {
 		fw.Poll, fw.PollInterval = func() { f.mu.Lock(); f.polls++; f.mu.Unlock() }, poll
+	}
+	for _, c := range configure {
+		c(&fw)
 	}
 	go func() {
 		defer close(f.finished)
@@ -273,4 +279,49 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, []time.Duration{50 * ms, 100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 5000 * ms, 5000 * ms}, got)
 	b.Reset()
 	assert.Equal(t, 50*ms, b.Next())
+}
+
+// TestFollowerRestartsAfterAPanic: a payload whose handling panics is
+// reported once under the Follower's Where; the follower drops its
+// subscription, subscribes again after 1 s (2 s after a second panic in a
+// row), catches up with Missed, and applies payloads again.
+func TestFollowerRestartsAfterAPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		counted := map[string]int{}
+		guard := &panics.Guard{
+			Log:   slog.New(slog.DiscardHandler),
+			Count: func(where string) { mu.Lock(); counted[where]++; mu.Unlock() },
+		}
+		f := follow(t, false, 0, func(fw *pubsub.Follower) {
+			apply := fw.Apply
+			fw.Apply = func(p []byte) {
+				if string(p) == "boom" {
+					panic("bad payload")
+				}
+				apply(p)
+			}
+			fw.Panics, fw.Where = guard, "test.follower"
+		})
+		f.publish(t, "a")
+		start := time.Now()
+		f.publish(t, "boom")
+		f.publish(t, "while away") // not subscribed: Missed is what catches up
+		time.Sleep(time.Second)
+		synctest.Wait()
+		f.publish(t, "b")
+		f.publish(t, "boom")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		f.publish(t, "c")
+
+		applied, missed, _ := f.state()
+		assert.Equal(t, []string{"a", "b", "c"}, applied)
+		assert.Equal(t, 2, missed, "a catch-up after each restart")
+		assert.Equal(t, []time.Duration{time.Second, 2 * time.Second}, f.broker.waits(start), "back-offs of 1 s, then 2 s")
+		mu.Lock()
+		assert.Equal(t, map[string]int{"test.follower": 2}, counted)
+		mu.Unlock()
+		f.stop(t)
+	})
 }

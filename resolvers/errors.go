@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/request"
 )
 
@@ -56,10 +56,11 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 }
 
 // Recover turns a panic in a resolver into an internal error for that
-// operation alone, logging the panic and its stack.
-func Recover(log *slog.Logger) graphql.RecoverFunc {
+// operation alone, reported by guard (logged with its stack and counted,
+// where="resolver").
+func Recover(guard *panics.Guard) graphql.RecoverFunc {
 	return func(ctx context.Context, p any) error {
-		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		guard.Report(ctx, "resolver", p)
 		return fmt.Errorf("panic: %v", p)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/graph"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/request"
 	"github.com/switchboardhq/switchboard/resolvers"
 )
@@ -34,7 +35,7 @@ func TestPanicEndsOnlyItsOperation(t *testing.T) {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{}})) // no services
 	srv.AddTransport(transport.POST{})
 	srv.SetErrorPresenter(resolvers.ErrorPresenter(log))
-	srv.SetRecoverFunc(resolvers.Recover(log))
+	srv.SetRecoverFunc(resolvers.Recover(&panics.Guard{Log: log}))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		srv.ServeHTTP(w, r.WithContext(request.WithID(r.Context(), "req-42")))
 	})
@@ -63,7 +64,7 @@ func TestPanicEndsOnlyItsOperation(t *testing.T) {
 	assert.NotContains(t, rec.Body.String(), "nil pointer", "no internals reach the client")
 	assert.NotContains(t, rec.Body.String(), ".go:", "no stack reaches the client")
 
-	assert.Contains(t, logs.String(), "panic in resolver")
+	assert.Contains(t, logs.String(), `msg="panic recovered" where=resolver`)
 	assert.Contains(t, logs.String(), "request_id=req-42")
 	assert.Contains(t, logs.String(), "nil pointer")
 	assert.Contains(t, logs.String(), "goroutine", "the stack is logged")

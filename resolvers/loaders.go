@@ -45,6 +45,8 @@ func (r *Resolver) loaders() *loaders {
 			unread:  batch.New(batchWait, batchTimeout, r.Chat.UnreadCounts),
 			joined:  batch.New(batchWait, batchTimeout, r.Chat.Joined),
 		}
+		b := r.batch
+		b.rooms.Panics, b.members.Panics, b.last.Panics, b.unread.Panics, b.joined.Panics = r.Panics, r.Panics, r.Panics, r.Panics, r.Panics
 	})
 	return r.batch
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/kpi"
 	"github.com/switchboardhq/switchboard/notify"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/statuses"
 )
 
@@ -29,6 +30,11 @@ type Resolver struct {
 	// KPIPublic lets anonymous callers read the KPIs and the dashboard
 	// (KPI_PUBLIC); without it, they need a token.
 	KPIPublic bool
+
+	// Panics recovers the panics of the batch fetches the room-list
+	// watchers share (their loads fail); nil logs them to slog.Default.
+	// (A resolver's own panic is gqlgen's to recover: see Recover.)
+	Panics *panics.Guard
 
 	loadersOnce sync.Once
 	batch       *loaders

@@ -35,7 +35,7 @@ func backfillActivity(g *gorm.DB) error {
 func (db *DB) CreateRoom(ctx context.Context, name string, creatorID int64, now time.Time) (*models.Room, error) {
 	now = now.UTC().Truncate(time.Millisecond)
 	room := &models.Room{Name: name, Key: models.PublicRoomKey(name), CreatedAt: now, ActiveAt: now}
-	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transaction(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(room).Error; err != nil {
 			return err
 		}
@@ -112,7 +112,7 @@ func (db *DB) OpenDirectRoom(ctx context.Context, a, b *models.User, now time.Ti
 	}
 	now = now.UTC().Truncate(time.Millisecond)
 	room = &models.Room{Name: "", Direct: true, Key: models.DirectRoomKey(a.ID, b.ID), CreatedAt: now, ActiveAt: now}
-	err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = db.transaction(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(room).Error; err != nil {
 			return err
 		}

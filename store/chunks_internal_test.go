@@ -68,7 +68,7 @@ func TestPairGroups(t *testing.T) {
 // message's time, else their creation.
 func TestMigrateRecordsActivity(t *testing.T) {
 	ctx := t.Context()
-	db, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "old.db"))
+	db, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "old.db"), Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	require.NoError(t, db.Migrate(ctx))

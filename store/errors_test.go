@@ -51,7 +51,7 @@ func TestRefusedConnectionKeepsTheDriverError(t *testing.T) {
 	require.NoError(t, err)
 	p := startProxy(t, u.Host)
 	u.Host = p.addr
-	db, err := store.Open(t.Context(), u.String())
+	db, err := store.Open(t.Context(), u.String(), store.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	require.NoError(t, db.Migrate(t.Context()))

@@ -75,7 +75,7 @@ func (db *DB) Replay(ctx context.Context, key *models.Idempotency, now time.Time
 // Replay's.
 func once[T any](ctx context.Context, db *DB, key *models.Idempotency, now time.Time, result *T, write func(tx *gorm.DB) error) (replayed bool, err error) {
 	for range maxConflictAttempts {
-		err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err = db.transaction(ctx, func(tx *gorm.DB) error {
 			if err := claim(tx, key, now); err != nil {
 				return &claimError{err}
 			}

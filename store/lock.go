@@ -5,13 +5,15 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"time"
 )
 
 // Lead is the right to run a job that one process of all those sharing the
 // database must run (the KPI demo feed).
 type Lead struct {
-	name string
-	conn *sql.Conn // nil on SQLite
+	name    string
+	conn    *sql.Conn     // nil on SQLite
+	timeout time.Duration // of each statement on conn
 }
 
 // TryLead tries to become the process that runs the job name. On MySQL it
@@ -20,10 +22,13 @@ type Lead struct {
 // until Release or until the process dies (the server drops the lock with
 // the connection); it returns nil when another process holds it. An
 // embedded SQLite database belongs to one process, which always leads.
+// Like every statement, it gives up after the store's timeout.
 func (db *DB) TryLead(ctx context.Context, name string) (*Lead, error) {
 	if db.dialect != MySQL {
 		return &Lead{name: name}, nil
 	}
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	conn, err := db.sql.Conn(ctx)
 	if err != nil {
 		return nil, translate(err, "take lock "+name)
@@ -43,7 +48,7 @@ func (db *DB) TryLead(ctx context.Context, name string) (*Lead, error) {
 		_ = conn.Close()
 		return nil, nil
 	}
-	return &Lead{name: lock, conn: conn}, nil
+	return &Lead{name: lock, conn: conn, timeout: db.timeout}, nil
 }
 
 // lockName names the advisory lock of job name in database: MySQL allows
@@ -58,21 +63,27 @@ func lockName(database, name string) string {
 }
 
 // Held reports whether the lead is still this process's: its connection
-// may have been lost, and the lock with it.
+// may have been lost, and the lock with it. A database that does not answer
+// within the store's timeout has it lost.
 func (l *Lead) Held(ctx context.Context) bool {
 	if l.conn == nil {
 		return true
 	}
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
 	var mine sql.NullInt64
 	err := l.conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l.name).Scan(&mine)
 	return err == nil && mine.Int64 == 1
 }
 
-// Release gives the lead up.
+// Release gives the lead up (when the database does not answer within the
+// store's timeout, by closing the connection, which drops the lock).
 func (l *Lead) Release() {
 	if l.conn == nil {
 		return
 	}
-	_, _ = l.conn.ExecContext(context.Background(), "SELECT RELEASE_LOCK(?)", l.name)
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	_, _ = l.conn.ExecContext(ctx, "SELECT RELEASE_LOCK(?)", l.name)
 	_ = l.conn.Close()
 }

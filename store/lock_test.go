@@ -99,7 +99,7 @@ func TestLeadLostWithItsConnection(t *testing.T) {
 // its own, as a network failure or a server restart would.
 func killConnections(tb testing.TB, url string) {
 	tb.Helper()
-	dsn, err := store.MySQLDSN(url)
+	dsn, err := store.MySQLDSN(url, store.DefaultTimeout)
 	require.NoError(tb, err)
 	admin, err := sql.Open("mysql", dsn)
 	require.NoError(tb, err)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -37,25 +38,64 @@ var tables = []any{
 // replicas starting together.
 const migrationLock = "switchboard.migrate"
 
+// How long Migrate waits for another replica's migration, asking every
+// migrationPoll (each ask is one statement under the store's timeout).
+const (
+	migrationWait = time.Minute
+	migrationPoll = 200 * time.Millisecond
+)
+
 // Migrate creates or updates the schema. On MySQL it holds an advisory lock
 // meanwhile, so replicas starting together migrate one after the other.
+// Each statement runs under the store's timeout, the schema changes too: a
+// change to a large table that needs longer needs a longer timeout for that
+// start.
 func (db *DB) Migrate(ctx context.Context) error {
 	if db.dialect != MySQL {
 		return db.migrate(db.gorm.WithContext(ctx))
 	}
-	conn, err := db.sql.Conn(ctx)
+	connCtx, cancel := db.bound(ctx)
+	conn, err := db.sql.Conn(connCtx)
+	cancel()
 	if err != nil {
 		return translate(err, "migrate")
 	}
 	defer conn.Close()
-	var got int
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 60)", migrationLock).Scan(&got); err != nil || got != 1 {
-		return fmt.Errorf("migrate: take lock %s (got %d): %w", migrationLock, got, err)
+	if err := db.waitLock(ctx, conn, migrationLock, migrationWait); err != nil {
+		return err
 	}
 	defer func() {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT RELEASE_LOCK(?)", migrationLock)
+		release, cancel := db.bound(context.WithoutCancel(ctx))
+		defer cancel()
+		_, _ = conn.ExecContext(release, "SELECT RELEASE_LOCK(?)", migrationLock)
 	}()
 	return db.migrate(db.gorm.WithContext(ctx))
+}
+
+// waitLock takes the advisory lock name on conn, asking every
+// migrationPoll until wait has passed: a server-side wait as long as that
+// would outlast the driver's read timeout.
+func (db *DB) waitLock(ctx context.Context, conn *sql.Conn, name string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		ask, cancel := db.bound(ctx)
+		var got sql.NullInt64
+		err := conn.QueryRowContext(ask, "SELECT GET_LOCK(?, 0)", name).Scan(&got)
+		cancel()
+		switch {
+		case err != nil:
+			return translate(err, "migrate: take lock "+name)
+		case got.Int64 == 1:
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("migrate: lock %s still held by another process after %s", name, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate: take lock %s: %w", name, ctx.Err())
+		case <-time.After(migrationPoll):
+		}
+	}
 }
 
 func (db *DB) migrate(g *gorm.DB) error {

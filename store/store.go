@@ -27,10 +27,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	sqlitedriver "github.com/glebarez/go-sqlite"
 	"github.com/glebarez/sqlite"
 	mysqldriver "github.com/go-sql-driver/mysql"
 	"gorm.io/driver/mysql"
@@ -56,16 +58,22 @@ type DB struct {
 	sql     *sql.DB
 	dialect Dialect
 
+	timeout time.Duration // of every statement (see Options)
+
 	streams sync.Map // stream names known to have a row
 	errs    errorCounts
 }
 
 // Open connects to the database named by rawURL: "sqlite:PATH" for the
 // embedded database (its directory is created when missing) or
-// "mysql://user:password@host:3306/dbname?param=value". It does not migrate;
-// call Migrate.
-func Open(ctx context.Context, rawURL string) (*DB, error) {
-	dialector, dialect, err := dialectorFor(rawURL)
+// "mysql://user:password@host:3306/dbname?param=value". Every statement
+// then runs under opts.Timeout (see Options). It does not migrate; call
+// Migrate.
+func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	dialector, dialect, err := dialectorFor(rawURL, opts.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -88,8 +96,8 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	switch dialect {
 	case SQLite:
 		// One writer at a time is SQLite's rule; _txlock=immediate makes
-		// writers queue on the busy timeout instead of failing, and WAL lets
-		// readers proceed meanwhile.
+		// writers queue on the busy timeout (the store's timeout) instead of
+		// failing at once, and WAL lets readers proceed meanwhile.
 		sqlDB.SetMaxOpenConns(8)
 		sqlDB.SetMaxIdleConns(8)
 	case MySQL:
@@ -97,22 +105,21 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		sqlDB.SetMaxIdleConns(16)
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	}
-	db := &DB{gorm: g, sql: sqlDB, dialect: dialect}
-	if err := db.countErrors(); err != nil {
+	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, timeout: opts.Timeout}
+	if err := errors.Join(db.boundStatements(), db.countErrors()); err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := db.Ping(pingCtx); err != nil {
+	if err := db.Ping(ctx); err != nil {
 		_ = sqlDB.Close()
 		return nil, err
 	}
 	return db, nil
 }
 
-// dialectorFor translates a DATABASE_URL into a GORM dialector.
-func dialectorFor(rawURL string) (gorm.Dialector, Dialect, error) {
+// dialectorFor translates a DATABASE_URL into a GORM dialector whose
+// driver waits for the database no longer than timeout.
+func dialectorFor(rawURL string, timeout time.Duration) (gorm.Dialector, Dialect, error) {
 	switch {
 	case strings.HasPrefix(rawURL, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
@@ -125,11 +132,11 @@ func dialectorFor(rawURL string) (gorm.Dialector, Dialect, error) {
 			}
 		}
 		dsn := "file:" + path + "?_txlock=immediate" +
-			"&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+			fmt.Sprintf("&_pragma=busy_timeout(%d)", max(1, timeout.Milliseconds())) + "&_pragma=journal_mode(WAL)" +
 			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
 		return sqlite.Open(dsn), SQLite, nil
 	case strings.HasPrefix(rawURL, "mysql://"):
-		dsn, err := MySQLDSN(rawURL)
+		dsn, err := MySQLDSN(rawURL, timeout)
 		if err != nil {
 			return nil, "", err
 		}
@@ -140,10 +147,16 @@ func dialectorFor(rawURL string) (gorm.Dialector, Dialect, error) {
 }
 
 // MySQLDSN translates mysql://user:password@host:port/dbname?param=value into
-// the MySQL driver's DSN, always with parseTime, utf8mb4 and UTC. Query
-// parameters are passed to the driver unchanged, except parseTime and loc,
-// which are ignored.
-func MySQLDSN(rawURL string) (string, error) {
+// the MySQL driver's DSN, always with parseTime, utf8mb4 and UTC, and with
+// timeout as the driver's dial, read and write timeouts unless the URL sets
+// them (timeout, readTimeout, writeTimeout). Query parameters are passed to
+// the driver unchanged, except parseTime and loc, which are ignored.
+//
+// The read and write timeouts bound what the driver does without a
+// context (COMMIT, ROLLBACK, the handshake of a connection the pool opens
+// by itself): without them, a database that stops answering would hold
+// those forever.
+func MySQLDSN(rawURL string, timeout time.Duration) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "", fmt.Errorf("DATABASE_URL is not a valid URL: %w", errors.Unwrap(err))
@@ -168,11 +181,15 @@ func MySQLDSN(rawURL string) (string, error) {
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
 	cfg.Collation = "utf8mb4_unicode_ci"
-	cfg.Timeout = 10 * time.Second
 	params := map[string]string{"charset": "utf8mb4"}
 	for k, vs := range u.Query() {
 		if len(vs) > 0 {
 			params[k] = vs[len(vs)-1]
+		}
+	}
+	for k, d := range map[string]*time.Duration{"timeout": &cfg.Timeout, "readTimeout": &cfg.ReadTimeout, "writeTimeout": &cfg.WriteTimeout} {
+		if _, set := params[k]; !set {
+			*d = timeout
 		}
 	}
 	if err := cfg.Apply(mysqldriver.Charset(params["charset"], cfg.Collation)); err != nil {
@@ -198,13 +215,20 @@ func redact(rawURL string) string {
 // Dialect reports which database the store talks to.
 func (db *DB) Dialect() Dialect { return db.dialect }
 
-// Ping checks that the database answers; it fails with models.Unavailable.
+// Ping checks that the database answers, within the store's timeout; it
+// fails with models.Unavailable.
 func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if err := db.sql.PingContext(ctx); err != nil {
 		return unavailable(fmt.Sprintf("ping %s", db.dialect), err)
 	}
 	return nil
 }
+
+// OpenConnections returns how many connections to the database are open,
+// in use or idle: at most the pool's size.
+func (db *DB) OpenConnections() int { return db.sql.Stats().OpenConnections }
 
 // Close closes the database connections.
 func (db *DB) Close() error { return db.sql.Close() }
@@ -212,7 +236,8 @@ func (db *DB) Close() error { return db.sql.Close() }
 // translate turns err, a failure of the store operation op (lowercase
 // words: "create message"), into a *models.Error of op that wraps err, so
 // that errors.Is still finds the driver's error and models.ErrorCode the
-// domain code: a lost connection is models.Unavailable, a missing row
+// domain code: a lost connection or one that did not answer in time is
+// models.Unavailable, a missing row
 // models.NotFound, anything else has no code (internal, unless err's chain
 // carries one). A nil err stays nil.
 func translate(err error, op string) error {
@@ -244,11 +269,25 @@ func unavailable(op string, err error) error {
 	return models.E(op, models.Unavailable, err, "the database is unavailable, try again later")
 }
 
+// isConnectionError reports whether err says that the database could not
+// be reached, or did not answer in time: a lost or refused connection, a
+// deadline that passed (the statement's, or the wait for a connection of
+// the pool), SQLite's busy timeout or a statement it interrupted at the
+// deadline.
 func isConnectionError(err error) bool {
 	var netErr net.Error
+	var liteErr *sqlitedriver.Error
 	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysqldriver.ErrInvalidConn) ||
-		errors.Is(err, sql.ErrConnDone) || errors.As(err, &netErr)
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) ||
+		(errors.As(err, &liteErr) && slices.Contains([]int{sqliteBusy, sqliteInterrupt}, liteErr.Code()&0xff))
 }
+
+// SQLite's primary result codes for a database locked past the busy
+// timeout and a statement interrupted (at its context's end).
+const (
+	sqliteBusy      = 5
+	sqliteInterrupt = 9
+)
 
 // ensureStream creates the streams row of name unless it is known to exist.
 func (db *DB) ensureStream(ctx context.Context, name string) error {

@@ -40,7 +40,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, dialect store.Dialect)
 // Unlike storetest.Open it lets a test open one database more than once.
 func openURL(tb testing.TB, rawURL string) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), rawURL)
+	db, err := store.Open(context.Background(), rawURL, store.Options{})
 	require.NoError(tb, err, "open store")
 	tb.Cleanup(func() { assert.NoError(tb, db.Close(), "close store") })
 	require.NoError(tb, db.Migrate(context.Background()), "migrate")
@@ -177,6 +177,12 @@ func TestMySQLDSN(t *testing.T) {
 			name:     "default port",
 			url:      "mysql://root@127.0.0.1/switchboard",
 			wantUser: "root", wantAddr: "127.0.0.1:3306", wantDB: "switchboard",
+			check: func(t *testing.T, cfg *mysqldriver.Config) {
+				// A database that stops answering fails COMMIT too, in time.
+				assert.Equal(t, store.DefaultTimeout, cfg.Timeout, "timeout")
+				assert.Equal(t, store.DefaultTimeout, cfg.ReadTimeout, "readTimeout")
+				assert.Equal(t, store.DefaultTimeout, cfg.WriteTimeout, "writeTimeout")
+			},
 		},
 		{
 			name:     "explicit port and password",
@@ -205,6 +211,7 @@ func TestMySQLDSN(t *testing.T) {
 			check: func(t *testing.T, cfg *mysqldriver.Config) {
 				assert.Equal(t, 5*time.Second, cfg.ReadTimeout, "readTimeout")
 				assert.Equal(t, 2*time.Second, cfg.Timeout, "timeout")
+				assert.Equal(t, store.DefaultTimeout, cfg.WriteTimeout, "writeTimeout, not in the URL")
 				assert.Equal(t, map[string]string{"time_zone": "'+00:00'"}, cfg.Params, "system variables")
 			},
 		},
@@ -219,7 +226,7 @@ func TestMySQLDSN(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dsn, err := store.MySQLDSN(tt.url)
+			dsn, err := store.MySQLDSN(tt.url, store.DefaultTimeout)
 			require.NoError(t, err)
 			cfg, err := mysqldriver.ParseDSN(dsn)
 			require.NoError(t, err, "the driver cannot parse %q", dsn)
@@ -255,7 +262,7 @@ func TestMySQLDSNErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dsn, err := store.MySQLDSN(tt.url)
+			dsn, err := store.MySQLDSN(tt.url, store.DefaultTimeout)
 			require.Error(t, err, "got DSN %q", dsn)
 			assert.Contains(t, err.Error(), tt.wantMsg)
 		})
@@ -282,7 +289,7 @@ func TestOpenErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			db, err := store.Open(t.Context(), tt.url)
+			db, err := store.Open(t.Context(), tt.url, store.Options{})
 			if db != nil {
 				_ = db.Close()
 			}
@@ -298,7 +305,7 @@ func TestOpenErrors(t *testing.T) {
 func TestOpenUnreachableMySQL(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1: the connection is refused at once.
-	db, err := store.Open(t.Context(), "mysql://app:hunter2@127.0.0.1:1/sb")
+	db, err := store.Open(t.Context(), "mysql://app:hunter2@127.0.0.1:1/sb", store.Options{})
 	if db != nil {
 		_ = db.Close()
 	}
@@ -384,7 +391,7 @@ func TestMigrateConcurrently(t *testing.T) {
 		const replicas = 3
 		dbs := make([]*store.DB, replicas)
 		for i := range dbs {
-			db, err := store.Open(t.Context(), url)
+			db, err := store.Open(t.Context(), url, store.Options{})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = db.Close() })
 			dbs[i] = db
@@ -419,7 +426,7 @@ func TestDialect(t *testing.T) {
 func TestPingClosed(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
-		db, err := store.Open(t.Context(), storetest.URL(t, dialect))
+		db, err := store.Open(t.Context(), storetest.URL(t, dialect), store.Options{})
 		require.NoError(t, err)
 		require.NoError(t, db.Close())
 		err = db.Ping(t.Context())

@@ -99,6 +99,8 @@ func (h *hub[T]) run(ctx context.Context, sub *pubsub.Subscription) {
 		},
 		Poll:         func() { h.poll(ctx) },
 		PollInterval: h.f.opts.PollInterval,
+		Panics:       h.f.opts.Panics,
+		Where:        "stream.follower",
 	}.Run(ctx, sub, nil)
 }
 

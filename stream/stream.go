@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 )
 
@@ -68,6 +69,11 @@ type Options struct {
 	PageSize int
 	// Log receives warnings about database and broker failures.
 	Log *slog.Logger
+	// Panics recovers the panics of the feed's goroutines: a hub's that
+	// follows the broker (it subscribes again after a back-off and catches
+	// up from the database) and a subscription's (its channel closes). Nil
+	// logs them to slog.Default.
+	Panics *panics.Guard
 }
 
 // Feed delivers the streams of one kind of event T, positioned by pos.
@@ -161,7 +167,7 @@ func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
 	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
-	go f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, part: part, at: at})
+	f.opts.Panics.Go(ctx, whereSubscription, func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, part: part, at: at}) })
 	return out, nil
 }
 
@@ -183,11 +189,16 @@ func (f *Feed[T]) checkCursor(ctx context.Context, stream string, after, hubHead
 	return nil
 }
 
+// whereSubscription names the panics of a subscription's goroutine (serve):
+// its channel closes.
+const whereSubscription = "stream.subscription"
+
 // serve feeds one subscription until ctx ends or the feed closes.
 func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64, replay bool, out outlet[T]) {
 	defer close(out.c)
 	defer f.release(h)
 	defer func() { h.detach(m) }()
+	f.opts.Panics.Point(whereSubscription)
 	for {
 		if replay && !f.catchUp(ctx, h.name, &last, -1, out) {
 			return

@@ -427,7 +427,7 @@ func TestTwoProcesses(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				url := storetest.URL(t, dialect)
 				replica := func(broker *mempubsub.Broker) *env {
-					db, err := store.Open(context.Background(), url)
+					db, err := store.Open(context.Background(), url, store.Options{})
 					require.NoError(t, err)
 					t.Cleanup(func() { assert.NoError(t, db.Close()) })
 					require.NoError(t, db.Migrate(context.Background()))

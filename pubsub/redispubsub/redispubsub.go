@@ -35,6 +35,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 )
 
@@ -58,6 +59,12 @@ type Options struct {
 	// last local subscriber left, so that a quick return costs nothing.
 	// Default 30s.
 	IdleTopic time.Duration
+	// Panics recovers the panics of the broker's goroutines: the
+	// subscription connection's reader (a panic ends its subscriptions, as
+	// a failed connection does, and their owners subscribe again), the
+	// idle-channel sweep (one round), a Ping's call. Nil logs them to
+	// slog.Default.
+	Panics *panics.Guard
 }
 
 // healthInterval is how long the subscription connection may be quiet
@@ -119,7 +126,11 @@ func (b *Broker) Ping(ctx context.Context) error {
 		return pubsub.ErrClosed
 	}
 	answer := make(chan error, 1)
-	go func() { answer <- b.client.Ping(ctx).Err() }()
+	go func() {
+		err := errPanicked
+		b.opts.Panics.Do(ctx, "redis.ping", func() { err = b.client.Ping(ctx).Err() })
+		answer <- err
+	}()
 	select {
 	case err := <-answer:
 		if err != nil {
@@ -211,10 +222,14 @@ func (b *Broker) remove(name string, t *topic, sub *pubsub.Subscription) {
 	}
 }
 
+// errPanicked is the failure of a Ping whose call panicked.
+var errPanicked = errors.New("redis ping panicked")
+
 // receive reads the subscription connection until it fails or the broker
-// closes.
+// closes. A panic ends the connection's subscriptions as a failure does.
 func (b *Broker) receive(ps *redis.PubSub) {
 	defer b.wg.Done()
+	defer b.opts.Panics.Recover(context.Background(), "redis.receive", func() { b.fail(ps) })
 	for {
 		msg, err := ps.ReceiveTimeout(context.Background(), healthInterval)
 		var ne net.Error
@@ -229,29 +244,34 @@ func (b *Broker) receive(ps *redis.PubSub) {
 			b.fail(ps)
 			return
 		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
+		b.handle(ps, msg)
+	}
+}
+
+// handle acts on one message of the subscription connection ps: a
+// subscription's confirmation, or a message for the topic's subscribers.
+func (b *Broker) handle(ps *redis.PubSub, msg any) {
+	b.opts.Panics.Point("redis.receive")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch m := msg.(type) {
+	case *redis.Subscription:
+		if m.Kind != "subscribe" {
+			return
+		}
+		if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && b.ps == ps {
+			select {
+			case <-t.ready:
+			default:
+				close(t.ready)
 			}
-			b.mu.Lock()
-			if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && b.ps == ps {
-				select {
-				case <-t.ready:
-				default:
-					close(t.ready)
-				}
+		}
+	case *redis.Message:
+		if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && b.ps == ps {
+			payload := []byte(m.Payload)
+			for sub := range t.subs {
+				sub.Deliver(payload)
 			}
-			b.mu.Unlock()
-		case *redis.Message:
-			b.mu.Lock()
-			if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && b.ps == ps {
-				payload := []byte(m.Payload)
-				for sub := range t.subs {
-					sub.Deliver(payload)
-				}
-			}
-			b.mu.Unlock()
 		}
 	}
 }
@@ -306,24 +326,29 @@ func (b *Broker) sweep() {
 		case <-b.done:
 			return
 		case now := <-tick.C:
-			b.mu.Lock()
-			var idle []string
-			for name, t := range b.topics {
-				select {
-				case <-t.ready: // only confirmed ones, so no confirmation is outstanding
-				default:
-					continue
-				}
-				if len(t.subs) == 0 && now.Sub(t.idle) >= b.opts.IdleTopic {
-					idle = append(idle, b.opts.Prefix+name)
-					delete(b.topics, name)
-				}
-			}
-			if len(idle) > 0 && b.ps != nil {
-				_ = b.ps.Unsubscribe(context.Background(), idle...)
-			}
-			b.mu.Unlock()
+			b.opts.Panics.Do(context.Background(), "redis.sweep", func() { b.sweepIdle(now) })
 		}
+	}
+}
+
+// sweepIdle unsubscribes the channels idle for IdleTopic at now.
+func (b *Broker) sweepIdle(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var idle []string
+	for name, t := range b.topics {
+		select {
+		case <-t.ready: // only confirmed ones, so no confirmation is outstanding
+		default:
+			continue
+		}
+		if len(t.subs) == 0 && now.Sub(t.idle) >= b.opts.IdleTopic {
+			idle = append(idle, b.opts.Prefix+name)
+			delete(b.topics, name)
+		}
+	}
+	if len(idle) > 0 && b.ps != nil {
+		_ = b.ps.Unsubscribe(context.Background(), idle...)
 	}
 }
 

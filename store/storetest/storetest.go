@@ -44,7 +44,7 @@ func URL(tb testing.TB, dialect store.Dialect) string {
 // closed when the test ends.
 func Open(tb testing.TB, dialect store.Dialect) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), URL(tb, dialect))
+	db, err := store.Open(context.Background(), URL(tb, dialect), store.Options{})
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}
@@ -65,7 +65,7 @@ func MySQLURL(tb testing.TB) string {
 		testenv.RequireService(tb, "TEST_MYSQL_URL is not set (e.g. mysql://root@127.0.0.1:3306/test); skipping the MySQL variant")
 		return ""
 	}
-	dsn, err := store.MySQLDSN(base)
+	dsn, err := store.MySQLDSN(base, store.DefaultTimeout)
 	if err != nil {
 		tb.Fatalf("TEST_MYSQL_URL: %v", err)
 	}

@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/app"
+)
+
+// injector makes the server panic once at each place armed, through
+// app.Config.InjectPanic.
+type injector struct {
+	mu    sync.Mutex
+	armed map[string]bool
+}
+
+func (in *injector) arm(where string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.armed[where] = true
+}
+
+// inject is the server's hook: it panics at where if where is armed, once.
+func (in *injector) inject(where string) {
+	in.mu.Lock()
+	fire := in.armed[where]
+	delete(in.armed, where)
+	in.mu.Unlock()
+	if fire {
+		panic("injected panic at " + where)
+	}
+}
+
+// panicCase is one place a panic is injected at: how the test makes the
+// server get there, and what the client who got there sees.
+type panicCase struct {
+	where string
+	// requestID: the place serves one request or connection, whose id the
+	// log line carries; the others are the server's own loops.
+	requestID bool
+	trigger   func(t *testing.T)
+}
+
+// TestPanicsContained injects a panic at each place the server recovers
+// one, and checks that it ends only its own operation, connection or
+// iteration: the client concerned sees INTERNAL or 4500 (or its stream
+// ends), the panic is counted under its where label and logged once with
+// its stack (and the request id, where there is one), a follower that
+// panicked delivers events again after its back-off, and the server keeps
+// serving a query and a subscription on another connection.
+func TestPanicsContained(t *testing.T) {
+	in := &injector{armed: map[string]bool{}}
+	s := startServerWith(t, map[string]string{
+		"WS_KEEPALIVE": "2s", "DASHBOARD_INTERVAL": "100ms", "DEMO_FEED": "false",
+		"LIMIT_REQUESTS": "0", "LIMIT_TYPING": "0", "LIMIT_STATUSES": "0", "LIMIT_OPERATIONS": "0",
+	}, func(c *app.Config) { c.InjectPanic = in.inject })
+	s.logsOnFailure(t)
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	general := s.generalRoom(t)
+	last := s.post(t, alice.token, "first")
+
+	for _, c := range []panicCase{
+		{where: "ws.connection", requestID: true, trigger: func(t *testing.T) {
+			code, _ := dialWS(t, s, "graphql-transport-ws", nil).closeCode(5 * time.Second)
+			assert.Equal(t, 4500, code, "the connection is closed as an internal error")
+		}},
+		{where: "ws.message", requestID: true, trigger: func(t *testing.T) { initClosesWith4500(t, s) }},
+		{where: "ws.init", requestID: true, trigger: func(t *testing.T) { initClosesWith4500(t, s) }},
+		{where: "ws.operation", requestID: true, trigger: func(t *testing.T) {
+			c := s.chatWS(t, "")
+			c.subscribe("q", `{ statuses(first: 1) { edges { cursor } } }`, nil)
+			e := c.operationError("q")
+			assert.Equal(t, "INTERNAL", e.Code())
+			assert.NotEmpty(t, e.Extensions["requestId"], "the id the log line has")
+			c.subscribe("q2", `{ statuses(first: 1) { edges { cursor } } }`, nil)
+			assert.Equal(t, "next", c.read(5*time.Second).Type, "the connection carries on")
+		}},
+		{where: "ws.group", requestID: false, trigger: func(t *testing.T) {
+			c := s.chatWS(t, "")
+			c.subscribe("g", `subscription($a: ID) { statusPosted(after: $a) { id } }`, map[string]any{"a": last.ID})
+			waitMetric(t, s, "switchboard_shared_subscriptions", 1) // caught up, it joined its group
+			last = s.post(t, alice.token, "to the group")
+			e := c.operationError("g")
+			assert.Equal(t, "INTERNAL", e.Code(), "every member of the group hears of it")
+		}},
+		{where: "ws.keepalive", trigger: func(*testing.T) {}}, // its next round
+		{where: "ws.close", requestID: true, trigger: func(t *testing.T) {
+			c := dialWS(t, s, "graphql-transport-ws", nil) // no connection_init: closed after 3 s
+			_, err := c.tryRead(10 * time.Second)
+			require.Error(t, err, "the socket is closed even so")
+		}},
+		{where: "http", requestID: true, trigger: func(t *testing.T) {
+			resp, err := http.Get(s.URL + "/healthz")
+			require.NoError(t, err)
+			_ = resp.Body.Close()
+			assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+			assert.NotEmpty(t, resp.Header.Get("X-Request-ID"))
+		}},
+		{where: "stream.subscription", requestID: true, trigger: func(t *testing.T) {
+			c := s.chatWS(t, "")
+			c.subscribe("s", `subscription { statusPosted { id } }`, nil)
+			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the stream ends")
+		}},
+		{where: "stream.follower", trigger: func(t *testing.T) {
+			// A hub runs while a subscription reads its stream; its next poll panics.
+			c := s.chatWS(t, "")
+			c.subscribe("f", `subscription($a: ID) { statusPosted(after: $a) { text } }`, map[string]any{"a": last.ID})
+			waitMetric(t, s, `switchboard_panics_total{where="stream.follower"}`, 1)
+			last = s.post(t, alice.token, "after the hub's panic")
+			until(c, "f", "statusPosted", 10*time.Second, func(st status) bool { return st.Text == last.Text })
+		}},
+		{where: "chat.follower.typing", trigger: func(t *testing.T) {
+			c := s.chatWS(t, bob.token)
+			c.subscribe("t", `subscription($r: ID!) { typing(roomId: $r) { typing } }`, map[string]any{"r": general.ID})
+			setTyping := func() {
+				s.mustDo(t, alice.token, `mutation($r: ID!) { setTyping(roomId: $r, typing: true) }`, map[string]any{"r": general.ID}, nil)
+			}
+			setTyping() // lost with the panic: typing is best effort
+			waitMetric(t, s, `switchboard_panics_total{where="chat.follower.typing"}`, 1)
+			start := time.Now()
+			primed[typingEvent](c, "t", "typing", setTyping)
+			resumed := time.Since(start)
+			t.Logf("the typing follower delivered again %s after its panic", resumed.Round(10*time.Millisecond))
+			assert.Greater(t, resumed, 800*time.Millisecond, "after its back-off (1 s)")
+		}},
+		{where: "chat.announce", trigger: func(t *testing.T) {
+			c := s.chatWS(t, bob.token) // joining a room changes presence: announced at once
+			c.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { users { name } } }`, map[string]any{"r": general.ID})
+		}},
+		{where: "chat.presence", requestID: true, trigger: func(t *testing.T) {
+			c := s.chatWS(t, bob.token)
+			c.subscribe("p", `subscription($r: ID!) { presence(roomId: $r) { users { name } } }`, map[string]any{"r": general.ID})
+			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the watcher's stream ends")
+		}},
+		{where: "chat.rooms", requestID: true, trigger: func(t *testing.T) {
+			c := s.chatWS(t, bob.token)
+			c.subscribe("r", `subscription { roomsChanged { id } }`, nil)
+			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the watcher's stream ends")
+		}},
+		{where: "live.watcher", requestID: true, trigger: func(t *testing.T) {
+			c := s.chatWS(t, "")
+			c.subscribe("k", `subscription { kpiUpdated(module: "finance") { module } }`, nil)
+			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the watcher's stream ends")
+		}},
+		{where: "kpi.tick", trigger: func(*testing.T) {}}, // its next dashboard round, every 100 ms
+	} {
+		t.Run(c.where, func(t *testing.T) {
+			sample := fmt.Sprintf(`switchboard_panics_total{where=%q}`, c.where)
+			require.Zero(t, s.metric(t, sample))
+			in.arm(c.where)
+			c.trigger(t)
+			waitMetric(t, s, sample, 1)
+			lines := panicLines(s.logs.String(), c.where)
+			require.Len(t, lines, 1, "logged once")
+			assert.Contains(t, lines[0], "level=ERROR")
+			assert.Contains(t, lines[0], `stack="goroutine `, "with its stack")
+			if c.requestID {
+				assert.Regexp(t, `request_id=\S+`, lines[0])
+			}
+			last = keepsServing(t, s, alice.token, last)
+		})
+	}
+}
+
+// initClosesWith4500 opens a connection whose connection_init is answered
+// by a close with 4500.
+func initClosesWith4500(t *testing.T, s *testServer) {
+	t.Helper()
+	c := dialWS(t, s, "graphql-transport-ws", nil)
+	c.send("connection_init", "", map[string]any{})
+	code, reason := c.closeCode(5 * time.Second)
+	assert.Equal(t, 4500, code)
+	assert.Equal(t, "Internal server error", reason)
+}
+
+// panicLines returns the log lines of the panics recovered at where.
+func panicLines(logs, where string) []string {
+	var out []string
+	re := regexp.MustCompile(`msg="panic recovered" where=` + regexp.QuoteMeta(where) + ` `)
+	for line := range strings.SplitSeq(logs, "\n") {
+		if re.MatchString(line) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// keepsServing checks that s answers a query and a mutation over HTTP and
+// delivers a new status to a subscription on a new connection, which it
+// then closes; it returns the status posted.
+func keepsServing(t *testing.T, s *testServer, token string, last status) status {
+	t.Helper()
+	assert.NotEmpty(t, s.statusTexts(t), "a query")
+	c := s.chatWS(t, "")
+	c.subscribe("live", `subscription($a: ID) { statusPosted(after: $a) { id text } }`, map[string]any{"a": last.ID})
+	posted := s.post(t, token, "still serving")
+	got := until(c, "live", "statusPosted", 10*time.Second, func(st status) bool { return st.ID == posted.ID })
+	assert.Equal(t, posted.Text, got.Text, "a subscription")
+	_ = c.conn.Close()
+	waitMetric(t, s, "switchboard_shared_subscriptions", 0) // no group left to catch the next case's panic
+	return posted
+}

@@ -150,6 +150,11 @@ func TestPanicsContained(t *testing.T) {
 			c.subscribe("k", `subscription { kpiUpdated(module: "finance") { module } }`, nil)
 			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the watcher's stream ends")
 		}},
+		{where: "notify.unread", trigger: func(t *testing.T) {
+			c := s.chatWS(t, bob.token) // a first watcher's count is read by the unread counts' loop
+			c.subscribe("u", `subscription { unreadCount }`, nil)
+			assert.Zero(t, until(c, "u", "unreadCount", 10*time.Second, func(int) bool { return true }), "counted again after the back-off")
+		}},
 		{where: "kpi.tick", trigger: func(*testing.T) {}}, // its next dashboard round, every 100 ms
 	} {
 		t.Run(c.where, func(t *testing.T) {

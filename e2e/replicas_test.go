@@ -310,3 +310,68 @@ func TestServerStartsAndServesWhileRedisIsDown(t *testing.T) {
 	m := kpis.read(5 * time.Second)
 	assert.Contains(t, string(m.Payload), `"value":2`, "a change announced through Redis reaches the watcher")
 }
+
+// TestUnreadCountsStayRightAcrossReplicas: users watch their unread count
+// in a tab on each of two replicas while an admin broadcasts and sends to
+// each of them through both, and they read one or all through either, all
+// at once. When it settles, every tab shows the count the database has.
+func TestUnreadCountsStayRightAcrossReplicas(t *testing.T) {
+	a, replicas := startReplicas(t, 2, redistest.URL(t))
+	var users []chatUser
+	var tabs []*wsClient
+	for i := range 4 {
+		u := a.chatUser(t, fmt.Sprint("reader ", i))
+		users = append(users, u)
+		for _, r := range replicas {
+			c := r.chatWS(t, u.token)
+			c.subscribe("u", `subscription { unreadCount }`, nil)
+			until(c, "u", "unreadCount", 5*time.Second, func(int) bool { return true })
+			tabs = append(tabs, c)
+		}
+	}
+	const (
+		send     = `mutation($in: NotificationInput!) { sendNotification(input: $in) { id } }`
+		markOne  = `mutation($id: ID!) { markNotificationRead(id: $id) { id } }`
+		markAll  = `mutation { markAllNotificationsRead }`
+		newest   = `{ notifications(first: 3, unreadOnly: true) { edges { node { id } } } }`
+		rounds   = 25
+		inFlight = 4
+	)
+	var wg sync.WaitGroup
+	for w := range inFlight {
+		wg.Go(func() {
+			for i := range rounds {
+				r, u := replicas[(w+i)%2], users[(w*7+i)%len(users)]
+				var res gqlResponse
+				switch w {
+				case 0:
+					res = r.do(t, a.admin, send, map[string]any{"in": map[string]any{"title": fmt.Sprint("everyone ", i)}})
+				case 1:
+					res = r.do(t, a.admin, send, map[string]any{"in": map[string]any{"title": fmt.Sprint("one ", i), "userId": u.ID}})
+				case 2:
+					var d struct {
+						Notifications struct {
+							Edges []struct{ Node struct{ ID string } }
+						}
+					}
+					if res = r.do(t, u.token, newest, nil); len(res.Errors) == 0 && json.Unmarshal(res.Data, &d) == nil && len(d.Notifications.Edges) > 0 {
+						res = r.do(t, u.token, markOne, map[string]any{"id": d.Notifications.Edges[0].Node.ID})
+					}
+				case 3:
+					if i%5 == 0 {
+						res = r.do(t, u.token, markAll, nil)
+					}
+				}
+				assert.Empty(t, res.Errors, "writer %d, round %d", w, i)
+			}
+		})
+	}
+	wg.Wait()
+	for i, c := range tabs {
+		u := users[i/len(replicas)]
+		var d struct{ UnreadCount int }
+		a.mustDo(t, u.token, `{ unreadCount }`, nil, &d)
+		got := until(c, "u", "unreadCount", 10*time.Second, func(n int) bool { return n == d.UnreadCount })
+		assert.Equal(t, d.UnreadCount, got, "%s's tab on replica %d", u.Name, i%len(replicas))
+	}
+}

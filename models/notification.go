@@ -24,9 +24,11 @@ const (
 
 // Notification is one notification, to one user (RecipientID) or to
 // everyone (RecipientID nil). Its ID is its position in NotificationStream.
+// The index on (RecipientID, ID) serves the reads of one inbox in stream
+// order: replays and unread counts.
 type Notification struct {
-	ID          int64     `json:"id" gorm:"primaryKey;autoIncrement:false"`
-	RecipientID *int64    `json:"recipientId" gorm:"index"`
+	ID          int64     `json:"id" gorm:"primaryKey;autoIncrement:false;index:idx_notifications_inbox,priority:2"`
+	RecipientID *int64    `json:"recipientId" gorm:"index:idx_notifications_inbox,priority:1"`
 	Title       string    `json:"title" gorm:"size:200;not null"`
 	Body        string    `json:"body" gorm:"size:2000;not null"`
 	Level       Level     `json:"level" gorm:"size:16;not null"`

@@ -5,20 +5,21 @@
 // Every notification is one event of a single durable stream; a user's
 // inbox is the part addressed to them or to everyone
 // (models.Notification.InInbox), and each subscription keeps only its own.
-// Unread counts change on new notifications and on reads in any tab: the
-// change is announced on the broker (payload: a user id, or "*" for
-// everyone) and every replica recounts for its watchers.
+// Each replica keeps the unread counts of the inboxes watched through it
+// (see unreadCounts): a new notification adds to them as it arrives on the
+// stream, and a read in any tab is announced on the broker (payload: the
+// user id) for every replica to count that inbox again.
 package notify
 
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
@@ -39,8 +40,10 @@ type Options struct {
 	Log *slog.Logger
 	// Panics recovers the panics of the service's goroutines: following the
 	// broker (it subscribes again after a back-off and recounts for every
-	// watcher) and the unread-count watchers; its Stream defaults to it.
-	// Nil logs them to slog.Default.
+	// watcher), applying the stream and reading counts (each recounts every
+	// watched inbox after a back-off) and the unread-count watchers (whose
+	// stream ends); its Stream defaults to it. Nil logs them to
+	// slog.Default.
 	Panics *panics.Guard
 }
 
@@ -53,23 +56,11 @@ type Service struct {
 	log    *slog.Logger
 	panics *panics.Guard
 
-	unread live.Watchers[inbox, int]
+	unread *unreadCounts
 
 	done chan struct{}
+	stop context.CancelFunc // ends the subscription to the stream
 	wg   sync.WaitGroup
-}
-
-// inbox identifies a user's inbox: what counting it needs (see
-// models.Notification.InInbox), in a comparable key.
-type inbox struct {
-	userID      int64
-	createdNano int64
-}
-
-func inboxOf(u *models.User) inbox { return inbox{u.ID, u.CreatedAt.UnixNano()} }
-
-func (in inbox) user() *models.User {
-	return &models.User{ID: in.userID, CreatedAt: time.Unix(0, in.createdNano).UTC()}
 }
 
 // New returns a Service over the notification stream of db, announced on
@@ -84,25 +75,79 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 	opts.Stream.Log = cmp.Or(opts.Stream.Log, opts.Log)
 	opts.Stream.Panics = cmp.Or(opts.Stream.Panics, opts.Panics)
 	feed := stream.New(db.NotificationLog(), broker, func(n *models.Notification) int64 { return n.ID }, opts.Stream)
-	s := &Service{db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, panics: opts.Panics, done: make(chan struct{})}
-	s.unread.Panics = opts.Panics
-	return s
+	return &Service{
+		db: db, feed: feed, broker: broker, now: opts.Now, log: opts.Log, panics: opts.Panics, done: make(chan struct{}),
+		unread: newUnreadCounts(db.UnreadNotificationCounts, opts.Log, opts.Panics),
+	}
 }
 
-// Start follows unread-count announcements until Close.
+// Start follows the notification stream and unread-count announcements,
+// and reads the counts they call for, until Close.
 func (s *Service) Start(ctx context.Context) {
+	ctx, s.stop = context.WithCancel(ctx)
 	// A broker down at start is not fatal: Follow keeps trying.
 	sub, _ := s.broker.Subscribe(ctx, unreadTopic)
-	s.wg.Add(1)
+	// Subscribed before any watcher's first count, so that every
+	// notification after that count is applied.
+	notes, err := s.feed.Subscribe(ctx, models.NotificationStream, nil)
+	if err != nil {
+		s.log.WarnContext(ctx, "unread counts do not follow the notifications yet", "err", err)
+	}
+	s.wg.Add(3)
 	go s.follow(ctx, sub)
+	go func() {
+		defer s.wg.Done()
+		s.unread.run(ctx, s.done)
+	}()
+	go s.applyStream(ctx, notes)
 }
 
 // Close stops the background work and ends every subscription.
 func (s *Service) Close() {
 	close(s.done)
+	if s.stop != nil {
+		s.stop()
+	}
 	s.wg.Wait()
 	_ = s.feed.Close() // never fails
 }
+
+// applyStream hands every notification of c, a subscription to the
+// stream, to the unread counts until ctx ends or the feed closes. c is nil
+// when Start could not subscribe (the database was down): applyStream then
+// tries again, and recounts every inbox once subscribed, since the
+// notifications committed meanwhile were not applied.
+func (s *Service) applyStream(ctx context.Context, c <-chan *models.Notification) {
+	defer s.wg.Done()
+	var backoff pubsub.Backoff
+	for c == nil {
+		if !backoff.Wait(ctx) {
+			return
+		}
+		var err error
+		if c, err = s.feed.Subscribe(ctx, models.NotificationStream, nil); err != nil {
+			if errors.Is(err, stream.ErrClosed) {
+				return
+			}
+			s.log.WarnContext(ctx, "unread counts do not follow the notifications yet", "err", err)
+			continue
+		}
+		s.unread.recountAll()
+	}
+	for n := range c { // ends only with ctx or the feed
+		if s.panics.Do(ctx, whereApply, func() { s.unread.apply(n) }) {
+			// n may be half applied: count every inbox again.
+			if !s.unread.backoff(ctx, s.done) {
+				return
+			}
+			s.unread.recountAll()
+		}
+	}
+}
+
+// whereApply names the panics of applying a notification to the unread
+// counts.
+const whereApply = "notify.apply"
 
 // Send validates, stores and delivers a notification: to user in.UserID, or
 // to everyone when it is nil.
@@ -125,7 +170,7 @@ func (s *Service) Send(ctx context.Context, sender *models.User, in *models.Noti
 			return nil, models.Errorf(models.NotFound, "user %q not found", *in.UserID)
 		}
 		n.RecipientID = &id
-		to = strconv.FormatInt(id, 10)
+		to = *in.UserID
 	}
 	once, err := models.NewIdempotency(sender, models.OpSendNotification, key, []any{n.RecipientID, n.Title, n.Body, n.Level, n.Link})
 	if err != nil {
@@ -149,18 +194,24 @@ func (s *Service) Send(ctx context.Context, sender *models.User, in *models.Noti
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err := s.feed.Publish(ctx, models.NotificationStream, n); err != nil {
-		// Committed already: subscribers get it from the database instead.
+		// Committed already: subscribers get it from the database instead,
+		// and this replica's unread counts at once.
 		s.log.Log(ctx, pubsub.AnnouncementLevel(err), "notification not announced", "id", n.ID, "err", err)
+		s.recount(to)
 	}
-	s.announce(ctx, to)
 	return n, nil
 }
 
 // Subscribe returns the notifications of u's inbox (see
-// stream.Feed.Subscribe for after).
+// stream.Feed.Subscribe for after). A replay reads u's inbox only, through
+// its index, not everyone's notifications.
 func (s *Service) Subscribe(ctx context.Context, u *models.User, after *int64) (<-chan *models.Notification, error) {
-	return s.feed.SubscribeWhere(ctx, models.NotificationStream, after, func(n *models.Notification) bool {
-		return n.InInbox(u)
+	log := s.db.NotificationLog()
+	return s.feed.SubscribePart(ctx, models.NotificationStream, after, stream.Part[*models.Notification]{
+		Keep: func(n *models.Notification) bool { return n.InInbox(u) },
+		After: func(ctx context.Context, after int64, limit int) ([]*models.Notification, int64, error) {
+			return log.InboxAfter(ctx, u, after, limit)
+		},
 	})
 }
 
@@ -182,7 +233,7 @@ func (s *Service) MarkRead(ctx context.Context, u *models.User, id int64) (*mode
 	if err != nil {
 		return nil, err
 	}
-	s.announce(context.WithoutCancel(ctx), strconv.FormatInt(u.ID, 10))
+	s.announce(context.WithoutCancel(ctx), u)
 	return n, nil
 }
 
@@ -193,30 +244,25 @@ func (s *Service) MarkAllRead(ctx context.Context, u *models.User) (int, error) 
 		return 0, err
 	}
 	if n > 0 {
-		s.announce(context.WithoutCancel(ctx), strconv.FormatInt(u.ID, 10))
+		s.announce(context.WithoutCancel(ctx), u)
 	}
 	return n, nil
 }
 
-// announce tells every replica that the unread counts of to changed; when
-// the broker fails, at least this replica's watchers are told.
-func (s *Service) announce(ctx context.Context, to string) {
+// announce tells every replica that u's unread count changed; when the
+// broker fails, at least this replica's watchers are told.
+func (s *Service) announce(ctx context.Context, u *models.User) {
+	to := strconv.FormatInt(u.ID, 10)
 	if err := s.broker.Publish(ctx, unreadTopic, []byte(to)); err != nil {
 		s.log.Log(ctx, pubsub.AnnouncementLevel(err), "unread count change not announced", "to", to, "err", err)
-		s.recount(ctx, to)
+		s.recount(to)
 	}
 }
 
 // WatchUnread returns u's unread count: the current one at once, then the
 // new one after every change, until ctx ends.
 func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, error) {
-	in := inboxOf(u)
-	return s.unread.Watch(ctx, in, s.count(ctx, in))
-}
-
-// count counts the unread notifications of an inbox.
-func (s *Service) count(ctx context.Context, in inbox) func() (int, error) {
-	return func() (int, error) { return s.db.UnreadNotifications(ctx, in.user()) }
+	return s.unread.watch(ctx, u)
 }
 
 // follow recounts for the watchers of each announced user, and for all
@@ -225,24 +271,20 @@ func (s *Service) follow(ctx context.Context, sub *pubsub.Subscription) {
 	defer s.wg.Done()
 	pubsub.Follower{
 		Broker: s.broker, Topic: unreadTopic,
-		Apply:  func(payload []byte) { s.recount(ctx, string(payload)) },
-		Missed: func() { s.recount(ctx, "*") },
+		Apply:  func(payload []byte) { s.recount(string(payload)) },
+		Missed: s.unread.recountAll,
 		Panics: s.panics, Where: "notify.follower",
 	}.Run(ctx, sub, s.done)
 }
 
-// recount sends fresh counts to the watchers of user to ("*": everyone).
-func (s *Service) recount(ctx context.Context, to string) {
-	id, err := strconv.ParseInt(to, 10, 64)
-	if to != "*" && err != nil {
+// recount counts again the unread notifications of user to ("*": every
+// watched inbox; replicas of earlier versions announce broadcasts so).
+func (s *Service) recount(to string) {
+	if to == "*" {
+		s.unread.recountAll()
 		return
 	}
-	for _, in := range s.unread.Keys() {
-		if to != "*" && in.userID != id {
-			continue
-		}
-		if err := s.unread.Refresh(in, s.count(ctx, in)); err != nil {
-			s.log.WarnContext(ctx, "unread recount failed", "user", in.userID, "err", err)
-		}
+	if id, err := strconv.ParseInt(to, 10, 64); err == nil {
+		s.unread.recount(id)
 	}
 }

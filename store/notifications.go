@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -153,6 +155,58 @@ func (db *DB) UnreadNotifications(ctx context.Context, u *models.User) (int, err
 	return int(n), nil
 }
 
+// unreadCountsChunk is how many users one UnreadNotificationCounts
+// statement counts for (SQLite allows 500 terms in a compound SELECT).
+const unreadCountsChunk = 200
+
+// unreadCountsQuery counts the unread notifications of several inboxes in
+// one statement: the part addressed to each user and the part addressed to
+// everyone since their second (each an index range of
+// idx_notifications_inbox), less what they have read. It also reads the
+// notification stream's head: one statement sees one snapshot, so the
+// counts hold exactly the notifications up to that position.
+const unreadCountsQuery = `SELECT w.user_id,
+ (SELECT COUNT(*) FROM notifications n
+   LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = w.user_id
+   WHERE n.recipient_id = w.user_id AND r.user_id IS NULL)
+ + (SELECT COUNT(*) FROM notifications n
+   LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = w.user_id
+   WHERE n.recipient_id IS NULL AND n.created_at >= w.since AND r.user_id IS NULL) AS unread,
+ (SELECT head FROM streams WHERE name = ?) AS head
+FROM (%s) w`
+
+// UnreadNotificationCounts counts the unread notifications of the inboxes
+// of users, in one statement per 200 users whatever the number of
+// notifications, and returns one count per user with the position of the
+// notification stream it is exact at.
+func (db *DB) UnreadNotificationCounts(ctx context.Context, users []*models.User) ([]UnreadCount, error) {
+	out := make([]UnreadCount, 0, len(users))
+	for chunk := range slices.Chunk(users, unreadCountsChunk) {
+		args := []any{models.NotificationStream}
+		terms := make([]string, len(chunk))
+		for i, u := range chunk {
+			terms[i] = "SELECT ? AS user_id, ? AS since"
+			args = append(args, u.ID, u.CreatedAt.UTC().Truncate(time.Second))
+		}
+		var rows []UnreadCount
+		q := fmt.Sprintf(unreadCountsQuery, strings.Join(terms, " UNION ALL "))
+		if err := db.gorm.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+			return nil, translate(err, "count unread notifications")
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// UnreadCount is a user's unread count, exact at position Head of the
+// notification stream: it counts every notification up to Head and none
+// after it.
+type UnreadCount struct {
+	UserID int64
+	Unread int
+	Head   int64
+}
+
 // NotificationLog reads the notification stream for stream.Feed.
 type NotificationLog struct{ db *DB }
 
@@ -176,4 +230,41 @@ func (l NotificationLog) After(ctx context.Context, _ string, after int64, limit
 		n.CreatedAt = n.CreatedAt.UTC()
 	}
 	return out, nil
+}
+
+// inboxAfterQuery reads a page of one inbox in stream order: the
+// notifications addressed to the user and those addressed to everyone since
+// their second, each an index range of idx_notifications_inbox, merged.
+const inboxAfterQuery = `SELECT * FROM (SELECT * FROM notifications WHERE recipient_id = ? AND id > ? ORDER BY id LIMIT ?) direct
+UNION ALL
+SELECT * FROM (SELECT * FROM notifications WHERE recipient_id IS NULL AND id > ? AND created_at >= ? ORDER BY id LIMIT ?) everyone
+ORDER BY id LIMIT ?`
+
+// InboxAfter returns up to limit notifications of u's inbox after position
+// after, oldest first, reading only that inbox (not everyone's), and the
+// position through which the inbox has been read: when fewer than limit
+// came back, every notification of u's up to the stream's head as the read
+// saw it; otherwise the last one returned.
+func (l NotificationLog) InboxAfter(ctx context.Context, u *models.User, after int64, limit int) ([]*models.Notification, int64, error) {
+	// Everything up to a head read first is committed, hence in the
+	// snapshot of the read that follows.
+	head, err := l.db.Head(ctx, models.NotificationStream)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []*models.Notification
+	since := u.CreatedAt.UTC().Truncate(time.Second)
+	err = l.db.gorm.WithContext(ctx).Raw(inboxAfterQuery, u.ID, after, limit, after, since, limit, limit).Scan(&out).Error
+	if err != nil {
+		return nil, 0, translate(err, "list notifications of an inbox")
+	}
+	through := max(after, head)
+	for _, n := range out {
+		n.CreatedAt = n.CreatedAt.UTC()
+		through = max(through, n.ID)
+	}
+	if len(out) == limit {
+		through = out[len(out)-1].ID
+	}
+	return out, through, nil
 }

@@ -364,3 +364,105 @@ func TestNotificationLog(t *testing.T) {
 		assert.Empty(t, got)
 	})
 }
+
+// TestInboxAfter: a replay reads one inbox in stream order, page by page,
+// and says how far it has read it; other users' notifications are not
+// returned (nor read: see TestNotificationQueryPlans).
+func TestInboxAfter(t *testing.T) {
+	forEachInbox(t, func(t *testing.T, db *store.DB, ada, bob *models.User) {
+		ctx := t.Context()
+		log := db.NotificationLog()
+		got, through, err := log.InboxAfter(ctx, ada, 0, 10)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		assert.Zero(t, through, "an empty stream")
+
+		old := notify(t, db, nil, "before ada existed", ada.CreatedAt.Truncate(time.Second).Add(-time.Millisecond))
+		var mine []int64
+		for i, to := range []*models.User{ada, bob, nil, bob, ada, bob, nil, bob} {
+			n := notify(t, db, to, fmt.Sprint("n", i), time.Now())
+			if n.InInbox(ada) {
+				mine = append(mine, n.ID)
+			}
+		}
+		require.False(t, old.InInbox(ada))
+		got, through, err = log.InboxAfter(ctx, ada, 0, 10)
+		require.NoError(t, err)
+		assert.Equal(t, mine, notificationIDs(got), "ada's, oldest first")
+		assert.Equal(t, int64(9), through, "read through the head")
+
+		got, through, err = log.InboxAfter(ctx, ada, mine[0], 2)
+		require.NoError(t, err)
+		assert.Equal(t, mine[1:3], notificationIDs(got), "a full page")
+		assert.Equal(t, mine[2], through, "a full page is read through its last")
+		got, through, err = log.InboxAfter(ctx, ada, mine[3], 2)
+		require.NoError(t, err)
+		assert.Empty(t, got)
+		assert.Equal(t, int64(9), through)
+	})
+}
+
+// TestUnreadNotificationCounts: the grouped count agrees with each user's
+// own count, for any number of users (in several statements of 200), and
+// says at which position of the stream it is exact.
+func TestUnreadNotificationCounts(t *testing.T) {
+	forEachInbox(t, func(t *testing.T, db *store.DB, ada, bob *models.User) {
+		ctx := t.Context()
+		users := []*models.User{ada, bob}
+		for i := range 250 {
+			users = append(users, newUser(t, db, fmt.Sprint("user ", i)))
+		}
+		notify(t, db, nil, "to everyone", time.Now())
+		notify(t, db, ada, "to ada", time.Now())
+		notify(t, db, bob, "to bob", time.Now())
+		last := notify(t, db, users[200], "to user 198", time.Now())
+		_, err := db.MarkAllNotificationsRead(ctx, bob)
+		require.NoError(t, err)
+
+		before := db.Statements()
+		counts, err := db.UnreadNotificationCounts(ctx, users)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(2), db.Statements()-before, "one statement per 200 users")
+		require.Len(t, counts, len(users))
+		for i, c := range counts {
+			assert.Equal(t, users[i].ID, c.UserID)
+			assert.Equal(t, unread(t, db, users[i]), c.Unread, "user %d", i)
+			assert.Equal(t, last.ID, c.Head)
+		}
+		assert.Equal(t, 2, counts[0].Unread, "ada")
+		assert.Equal(t, 0, counts[1].Unread, "bob read all")
+	})
+}
+
+// TestNotificationQueryPlans: a replay and the unread counts read one
+// inbox's notifications through idx_notifications_inbox, never by scanning
+// the notifications table.
+func TestNotificationQueryPlans(t *testing.T) {
+	forEachInbox(t, func(t *testing.T, db *store.DB, ada, bob *models.User) {
+		ctx := t.Context()
+		// Mostly other users' notifications, as on a server with many: the
+		// plans must not read them.
+		to := []*models.User{nil, ada, bob}
+		for i := range 17 {
+			to = append(to, newUser(t, db, fmt.Sprint("user ", i)))
+		}
+		for i := range 400 {
+			notify(t, db, to[i%len(to)], "n", time.Now())
+		}
+		since := ada.CreatedAt.Truncate(time.Second)
+		plans := map[string]struct {
+			query string
+			args  []any
+		}{
+			"replay":        {store.InboxAfterQuery, []any{ada.ID, 3, 100, 3, since, 100, 100}},
+			"unread counts": {fmt.Sprintf(store.UnreadCountsQuery, "SELECT ? AS user_id, ? AS since UNION ALL SELECT ?, ?"), []any{models.NotificationStream, ada.ID, since, bob.ID, since}},
+		}
+		for name, p := range plans {
+			plan, err := db.QueryPlan(ctx, p.query, p.args...)
+			require.NoError(t, err, name)
+			t.Logf("%s:\n%s", name, plan)
+			assert.Contains(t, plan, "idx_notifications_inbox", "%s uses the inbox index", name)
+			assert.NotRegexp(t, `SCAN notifications|SCAN n\b|table=n type=ALL|table=notifications type=ALL`, plan, "%s scans the table", name)
+		}
+	})
+}

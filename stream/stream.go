@@ -127,14 +127,25 @@ func (f *Feed[T]) Publish(ctx context.Context, stream string, ev T) error {
 // feed closes. An after below 0 or beyond the stream's head is a
 // models.BadUserInput error.
 func (f *Feed[T]) Subscribe(ctx context.Context, stream string, after *int64) (<-chan T, error) {
-	return f.SubscribeWhere(ctx, stream, after, nil)
+	return f.SubscribePart(ctx, stream, after, Part[T]{})
 }
 
-// SubscribeWhere is Subscribe for the events keep accepts (all when keep
-// is nil): one reader's part of a shared stream, such as a user's
-// notifications among everyone's. keep runs on the subscription's goroutine
-// and must not block.
-func (f *Feed[T]) SubscribeWhere(ctx context.Context, stream string, after *int64, keep func(T) bool) (<-chan T, error) {
+// A Part is one reader's share of a stream, such as a user's notifications
+// among everyone's.
+type Part[T any] struct {
+	// Keep reports whether a live event belongs to the part (nil: all do).
+	// It runs on the subscription's goroutine and must not block.
+	Keep func(T) bool
+	// After, if not nil, reads the part from the database for replays
+	// instead of the whole stream: up to limit events of the part positioned
+	// after after, in ascending order, and the position through which the
+	// part has been read completely (at least the last event returned).
+	After func(ctx context.Context, after int64, limit int) (evs []T, through int64, err error)
+}
+
+// SubscribePart is Subscribe for one reader's part of a shared stream: the
+// events part.Keep accepts, replayed through part.After when it is set.
+func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64, part Part[T]) (<-chan T, error) {
 	h, err := f.acquire(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -156,7 +167,7 @@ func (f *Feed[T]) SubscribeWhere(ctx context.Context, stream string, after *int6
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
 	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
-	f.opts.Panics.Go(ctx, whereSubscription, func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, keep: keep, at: at}) })
+	f.opts.Panics.Go(ctx, whereSubscription, func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, part: part, at: at}) })
 	return out, nil
 }
 
@@ -240,7 +251,7 @@ func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last 
 func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo int64, out outlet[T]) bool {
 	var backoff pubsub.Backoff
 	for upTo < 0 || *last < upTo {
-		evs, err := f.src.After(ctx, stream, *last, f.opts.PageSize)
+		evs, through, err := f.read(ctx, stream, *last, out.part)
 		if err != nil {
 			if ctx.Err() != nil {
 				return false
@@ -262,11 +273,29 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 			}
 			*last = p
 		}
+		// A part is read through positions none of its events hold.
+		if upTo >= 0 {
+			through = min(through, upTo)
+		}
+		*last = max(*last, through)
 		if len(evs) < f.opts.PageSize {
 			return true
 		}
 	}
 	return true
+}
+
+// read returns a page of the events after after: of the part when it has
+// its own reader, else of the whole stream; and how far it has read.
+func (f *Feed[T]) read(ctx context.Context, stream string, after int64, part Part[T]) ([]T, int64, error) {
+	if part.After != nil {
+		return part.After(ctx, after, f.opts.PageSize)
+	}
+	evs, err := f.src.After(ctx, stream, after, f.opts.PageSize)
+	if err != nil || len(evs) == 0 {
+		return evs, after, err
+	}
+	return evs, f.pos(evs[len(evs)-1]), nil
 }
 
 // outlet is where a subscription's events go: the channel its reader
@@ -275,7 +304,7 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 type outlet[T any] struct {
 	c    chan<- T
 	rec  *recorder
-	keep func(T) bool
+	part Part[T]
 	at   func(time.Time) // event time recorder, if any
 }
 
@@ -286,7 +315,7 @@ func (f *Feed[T]) send(ctx context.Context, out outlet[T], ev T) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	if out.keep != nil && !out.keep(ev) {
+	if out.part.Keep != nil && !out.part.Keep(ev) {
 		return true // not this reader's: passed over, as if sent
 	}
 	if out.at != nil {

@@ -778,3 +778,61 @@ func TestResubscribeProperty(t *testing.T) {
 		verify()
 	})
 }
+
+// TestPartReplay: a subscription to a part of a stream with its own reader
+// replays through that reader only, page by page, resumes exactly after the
+// part's last event even when the stream's newer events are others', and
+// then continues live with the part's events without reading again.
+func TestPartReplay(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		e := newEnv(t, dialect, stream.Options{PollInterval: fastPoll, PageSize: 2})
+		bob, err := e.db.CreateUser(context.Background(), "bob")
+		require.NoError(t, err)
+		by := func(u *models.User, text string) *models.Status {
+			st, _, err := e.db.CreateStatus(context.Background(), u, text, time.Now(), nil)
+			require.NoError(t, err)
+			e.publish(t, st)
+			return st
+		}
+		var adas []*models.Status
+		for i := range 7 {
+			adas = append(adas, by(e.author, fmt.Sprint("ada ", i)))
+			by(bob, fmt.Sprint("bob ", i)) // the stream ends with bob's
+		}
+		mine := func(st *models.Status) bool { return st.AuthorID == e.author.ID }
+		var reads atomic.Int32
+		part := stream.Part[*models.Status]{
+			Keep: mine,
+			// ada's statuses only, as an index would read them, and how far.
+			After: func(ctx context.Context, after int64, limit int) ([]*models.Status, int64, error) {
+				reads.Add(1)
+				head, err := e.db.Head(ctx, models.StatusStream)
+				if err != nil {
+					return nil, 0, err
+				}
+				all, err := e.db.StatusLog().After(ctx, models.StatusStream, after, 1000)
+				var out []*models.Status
+				for _, st := range all {
+					if mine(st) && len(out) < limit {
+						out = append(out, st)
+					}
+				}
+				through := head
+				if len(out) == limit {
+					through = out[limit-1].ID
+				}
+				return out, through, err
+			},
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		c, err := e.feed.SubscribePart(ctx, models.StatusStream, ptr(adas[1].ID), part)
+		require.NoError(t, err)
+		assert.Equal(t, ids(adas[2:]), ids(receive(t, c, 5)), "ada's after her second, oldest first")
+		live := by(e.author, "ada, live")
+		by(bob, "bob, live")
+		again := by(e.author, "ada, live again")
+		assert.Equal(t, []int64{live.ID, again.ID}, ids(receive(t, c, 2)))
+		assert.Equal(t, int32(3), reads.Load(), "five of hers in pages of two, then none while live")
+	})
+}

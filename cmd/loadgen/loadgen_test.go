@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/switchboardhq/switchboard/app"
+	"github.com/switchboardhq/switchboard/models"
 )
 
 // startBaseline serves the baseline in-process on a loopback port and
@@ -264,4 +268,76 @@ func TestTooManyConns(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err := run(context.Background(), []string{"run", "-conns", "10000000"}, &stdout, &stderr)
 	assert.ErrorContains(t, err, "RLIMIT_NOFILE")
+}
+
+// startSwitchboard runs a Switchboard server in-process on a loopback port
+// with the limits loadgen's clients would trip switched off, and returns
+// its base URL and an admin's token.
+func startSwitchboard(t *testing.T) (url, adminToken string) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs after the server's cleanup
+	env := map[string]string{
+		"ADDR": "127.0.0.1:0", "DATA_DIR": t.TempDir(), "DEMO_FEED": "false",
+		"LIMIT_REQUESTS": "0", "LIMIT_SIGNINS": "0",
+	}
+	cfg, err := app.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	srv, err := app.Start(t.Context(), cfg, io.Discard)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		assert.NoError(t, srv.Shutdown(ctx))
+	})
+	token, err := app.MintToken(t.Context(), cfg, "ops", []models.Role{models.RoleAdmin}, time.Hour)
+	require.NoError(t, err)
+	return srv.URL(), token
+}
+
+// TestNotificationsWorkload runs the notifications workload and its status
+// feed reference at a tiny size against a real server: every broadcast
+// reaches every user once, on notificationAdded and in the unread count,
+// and the report has the figures docs/performance.md quotes.
+func TestNotificationsWorkload(t *testing.T) {
+	url, token := startSwitchboard(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{"notifications", "-url", url, "-admin-token", token, "-users", "20", "-rate", "5",
+		"-duration", "1s", "-drain", "5s", "-settle", "100ms", "-sources", "2", "-pid", strconv.Itoa(os.Getpid()), "-json"}, &stdout, &stderr)
+	require.NoError(t, err, "stderr:\n%s", stderr.String())
+	var rep NotificationsReport
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), stdout.String())
+
+	assert.Equal(t, 20, rep.Connected)
+	assert.EqualValues(t, 5, rep.Broadcasts)
+	assert.Empty(t, rep.Errors)
+	for name, d := range map[string]DeliveryReport{"notificationAdded": rep.NotificationAdded, "unreadCount": rep.UnreadCount} {
+		assert.EqualValues(t, 100, d.Expected, name)
+		assert.EqualValues(t, 100, d.Received, name)
+		assert.Zero(t, d.Missing, name)
+		assert.Zero(t, d.Duplicates, name)
+		assert.Positive(t, d.Latency.P99Ms, name)
+	}
+	require.NotNil(t, rep.StatementsPerBroadcast)
+	require.NotNil(t, rep.StatementsFirstBroadcast)
+	t.Logf("statements per broadcast to 20 users: %v (the first: %v)", *rep.StatementsPerBroadcast, *rep.StatementsFirstBroadcast)
+	assert.LessOrEqual(t, *rep.StatementsPerBroadcast, 10.0)
+	require.NotNil(t, rep.SlowConsumerDisconnects)
+	assert.Zero(t, *rep.SlowConsumerDisconnects)
+	require.NotNil(t, rep.Reference, "the status feed reference")
+	assert.Equal(t, 20, rep.Reference.Connected)
+	assert.Zero(t, rep.Reference.Missing)
+	require.NotNil(t, rep.NotificationAddedP99Ratio)
+	require.NotNil(t, rep.UnreadCountP99Ratio)
+	require.NotNil(t, rep.Server.CPUPercent)
+	require.NotNil(t, rep.Server.RSSEndKiB)
+	require.NotNil(t, rep.Server.GoroutinesEnd)
+
+	var table bytes.Buffer
+	writeNotifTable(&table, &rep)
+	for _, want := range []string{"notificationAdded publish→receive", "unreadCount publish→new value", "statusPosted reference", "p99 ratios", "database statements per broadcast"} {
+		assert.Contains(t, table.String(), want)
+	}
 }

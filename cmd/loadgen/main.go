@@ -6,6 +6,7 @@
 // Usage:
 //
 //	loadgen run [flags]              measure a server (the default subcommand)
+//	loadgen notifications [flags]    measure notification broadcasts, then the status feed at the same size
 //	loadgen baseline -addr HOST:PORT serve the minimal fan-out to compare with
 //
 // Start the server, with the limits per client address off (loadgen's
@@ -37,6 +38,18 @@
 // encode-once gorilla/websocket fan-out, started as a child process on
 // 127.0.0.1) the same way, for the upper bound on the same machine. -json
 // prints one JSON object instead of the table.
+//
+// What `notifications` does: it signs in -users guests and opens one
+// connection for each, subscribed to notificationAdded (half of them with
+// after: "0", half without) and to unreadCount; once every first count has
+// arrived and -settle has passed, an admin (-admin-token) broadcasts
+// "lg:<run>:<seq>:<send unix nanos>" at -rate for -duration. It reports the
+// publish→receive latency of notificationAdded, the time from a broadcast
+// to the first unreadCount that shows it, what is missing or duplicated,
+// the server's CPU, RSS and goroutines, switchboard_database_statements_total
+// per broadcast and slow-consumer disconnects; then (unless -reference=false)
+// it measures statusPosted with as many connections at the same rate, as
+// `run` does, and prints the ratios of the p99s.
 //
 // loadgen shares the machine with the server it measures: its own CPU is in
 // the report, and a latency histogram with 100 µs buckets keeps its memory
@@ -76,7 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLoad(ctx, args, stdout, stderr)
 	case "baseline":
 		return runBaseline(ctx, args, stdout, stderr)
+	case "notifications":
+		return runNotifications(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown subcommand %q: want run or baseline", cmd)
+		return fmt.Errorf("unknown subcommand %q: want run, notifications or baseline", cmd)
 	}
 }

@@ -127,6 +127,13 @@ func (p *probe) maxOpenFiles() (int64, bool) {
 
 // goroutines scrapes go_goroutines from the server's /metrics.
 func (p *probe) goroutines(ctx context.Context) (int64, bool) {
+	n, ok := p.metric(ctx, "go_goroutines")
+	return int64(n), ok
+}
+
+// metric scrapes the value of an unlabelled metric from the server's
+// /metrics.
+func (p *probe) metric(ctx context.Context, name string) (float64, bool) {
 	if p.metricsURL == "" {
 		return 0, false
 	}
@@ -148,9 +155,9 @@ func (p *probe) goroutines(ctx context.Context) (int64, bool) {
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int64(n), err == nil
+			return n, err == nil
 		}
 	}
 	return 0, false

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// connect signs user i in as a guest, opens its connection
+// (graphql-transport-ws) with its token, subscribes to notificationAdded
+// (with after: "0" for even i, without after for odd i) and unreadCount,
+// waits for the first count and starts the read loop.
+func (r *notifRun) connect(ctx context.Context, d *websocket.Dialer, i int) (*notifUser, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.timeout)
+	defer cancel()
+	a := &api{client: r.client, endpoint: r.ep.graphql}
+	token, err := a.signIn(ctx, fmt.Sprintf("lg-%s-%d", r.runID, i))
+	if err != nil {
+		return nil, err
+	}
+	dd := *d
+	dd.Subprotocols = []string{transportWS.subprotocol()}
+	ws, _, err := dd.DialContext(ctx, r.ep.ws, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	u := &notifUser{ws: ws, got: newBitset(r.total), done: make(chan struct{})}
+	deadline, _ := ctx.Deadline()
+	_ = ws.SetReadDeadline(deadline)
+	added := map[string]any{"query": notificationAddedLive}
+	if i%2 == 0 {
+		added = map[string]any{"query": notificationAddedAfter, "variables": map[string]any{"a": "0"}}
+	}
+	for _, m := range []any{
+		map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + token}},
+		map[string]any{"type": "subscribe", "id": "n", "payload": added},
+		map[string]any{"type": "subscribe", "id": "u", "payload": map[string]any{"query": unreadCountSubscribe}},
+	} {
+		if err := ws.WriteJSON(m); err != nil {
+			_ = ws.Close()
+			return nil, fmt.Errorf("write: %w", err)
+		}
+	}
+	for first := false; !first; {
+		_, msg, err := ws.ReadMessage()
+		if err != nil {
+			_ = ws.Close()
+			return nil, fmt.Errorf("wait for the first unread count: %w", err)
+		}
+		first = r.handle(u, msg, time.Now()) == "u"
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	go r.readLoop(u)
+	return u, nil
+}
+
+// readLoop reads u's messages until the connection fails or is closed.
+func (r *notifRun) readLoop(u *notifUser) {
+	defer close(u.done)
+	for {
+		_, msg, err := u.ws.ReadMessage()
+		if err != nil {
+			if !websocket.IsCloseError(err, websocket.CloseNormalClosure) && !strings.Contains(err.Error(), "use of closed") {
+				u.lost = true
+				r.errs.add("connection lost: " + err.Error())
+			}
+			return
+		}
+		r.handle(u, msg, time.Now())
+	}
+}
+
+// nextMessage is the part of a next message loadgen reads.
+type nextMessage struct {
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	Payload struct {
+		Data struct {
+			NotificationAdded *struct {
+				Title string `json:"title"`
+			} `json:"notificationAdded"`
+			UnreadCount *int `json:"unreadCount"`
+		} `json:"data"`
+		Errors json.RawMessage `json:"errors"`
+	} `json:"payload"`
+}
+
+// handle records one message received at now and returns the id of the
+// operation it was a result of ("" for anything else).
+func (r *notifRun) handle(u *notifUser, msg []byte, now time.Time) string {
+	var m nextMessage
+	if json.Unmarshal(msg, &m) != nil {
+		return ""
+	}
+	switch {
+	case m.Type == "ping":
+		_ = u.ws.WriteMessage(websocket.TextMessage, pongMessage)
+	case m.Type == "error" || len(m.Payload.Errors) > 0:
+		r.errs.add(fmt.Sprintf("subscription %s: %.200s", m.ID, msg))
+	case m.Type != "next":
+	case m.ID == "n" && m.Payload.Data.NotificationAdded != nil:
+		seq, sent, ok := r.parseTitle(m.Payload.Data.NotificationAdded.Title)
+		if !ok {
+			return m.ID // someone else's, or from before loadgen started
+		}
+		if u.got.has(seq) {
+			u.duplicates++
+			return m.ID
+		}
+		u.got.set(seq)
+		u.latencies = append(u.latencies, now.UnixNano()-sent)
+		r.added.Add(1)
+	case m.ID == "u" && m.Payload.Data.UnreadCount != nil:
+		n := *m.Payload.Data.UnreadCount
+		if u.counts == nil {
+			u.initial, u.counts = n, make([]int64, 0, r.total)
+		}
+		for len(u.counts) < n-u.initial && len(u.counts) < r.total {
+			u.counts = append(u.counts, now.UnixNano())
+			r.shown.Add(1)
+		}
+		u.last = n
+	}
+	return m.ID
+}
+
+// parseTitle reads the broadcast number and send time from a title
+// "lg:<runID>:<seq>:<unix nanos>".
+func (r *notifRun) parseTitle(title string) (seq int, sent int64, ok bool) {
+	rest, found := strings.CutPrefix(title, "lg:"+r.runID+":")
+	if !found {
+		return 0, 0, false
+	}
+	s, n, _ := strings.Cut(rest, ":")
+	q, err1 := strconv.Atoi(s)
+	sent, err2 := strconv.ParseInt(n, 10, 64)
+	return q, sent, err1 == nil && err2 == nil && q >= 0 && q < r.total
+}
+
+// broadcast sends the planned broadcasts at the configured rate, each on
+// its own goroutine so that a slow answer does not delay the next.
+func (r *notifRun) broadcast(ctx context.Context) {
+	admin := &api{client: r.client, endpoint: r.ep.graphql, token: r.cfg.adminToken}
+	interval := time.Duration(float64(time.Second) / r.cfg.rate)
+	fmt.Fprintf(r.progress, "broadcasting %d at %g/s\n", r.total, r.cfg.rate)
+	t0 := time.Now()
+	done := make(chan struct{}, r.total)
+	for seq := range r.total {
+		if sleepCtx(ctx, time.Until(t0.Add(time.Duration(seq)*interval))) != nil {
+			break
+		}
+		go func() {
+			defer func() { done <- struct{}{} }()
+			sent := time.Now()
+			var out struct {
+				SendNotification struct {
+					ID string `json:"id"`
+				} `json:"sendNotification"`
+			}
+			err := admin.do(ctx, broadcastMutation, map[string]any{"t": fmt.Sprintf("lg:%s:%d:%d", r.runID, seq, sent.UnixNano())}, &out)
+			id, _ := strconv.ParseInt(out.SendNotification.ID, 10, 64)
+			if err != nil || id == 0 {
+				r.errs.add(fmt.Sprintf("sendNotification: %v", err))
+				return
+			}
+			r.mu.Lock()
+			r.sent[seq], r.ids[seq] = sent.UnixNano(), id
+			r.mu.Unlock()
+		}()
+	}
+	for range r.total {
+		<-done
+	}
+}
+
+// waitDrain waits until every user has received every broadcast and a
+// count showing them all, or -drain has passed.
+func (r *notifRun) waitDrain(ctx context.Context) {
+	var ok int64
+	for _, id := range r.ids {
+		if id != 0 {
+			ok++
+		}
+	}
+	want := ok * int64(len(r.users))
+	deadline := time.Now().Add(r.cfg.drain)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for (r.added.Load() < want || r.shown.Load() < want) && time.Now().Before(deadline) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// closeAll closes every connection and waits for the read loops.
+func (r *notifRun) closeAll() {
+	for _, u := range r.users {
+		_ = u.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		_ = u.ws.Close()
+	}
+	for _, u := range r.users {
+		<-u.done
+	}
+	r.users = nil
+}
+
+// fill closes the connections and computes the report's deliveries.
+func (r *notifRun) fill(rep *NotificationsReport) {
+	users := r.users
+	r.closeAll()
+	// The unread count goes up by one per broadcast, in the order of their
+	// ids: the k-th broadcast by id shows as initial+k.
+	var order []int
+	for seq, id := range r.ids {
+		if id != 0 {
+			order = append(order, seq)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int { return int(r.ids[a] - r.ids[b]) })
+	rep.Broadcasts, rep.BroadcastErrors = int64(len(order)), int64(r.total-len(order))
+	added, unread := newHistogram(), newHistogram()
+	for _, u := range users {
+		for _, l := range u.latencies {
+			added.record(time.Duration(l))
+		}
+		rep.NotificationAdded.Received += int64(len(u.latencies))
+		rep.NotificationAdded.Duplicates += u.duplicates
+		for k, seq := range order {
+			if k < len(u.counts) {
+				unread.record(time.Duration(u.counts[k] - r.sent[seq]))
+			}
+		}
+		rep.UnreadCount.Received += int64(min(len(u.counts), len(order)))
+		if u.last < u.initial+len(order) {
+			rep.UnreadCount.Missing++
+		}
+		if u.lost {
+			rep.Disconnects++
+		}
+	}
+	n := int64(len(users))
+	rep.NotificationAdded.Expected = rep.Broadcasts * n
+	rep.NotificationAdded.Missing = max(0, rep.NotificationAdded.Expected-rep.NotificationAdded.Received)
+	rep.NotificationAdded.Latency = added.summary()
+	rep.UnreadCount.Expected = rep.Broadcasts * n
+	rep.UnreadCount.Latency = unread.summary()
+}
+
+// writeNotifTable prints the report as a table, with the reference beside.
+func writeNotifTable(out io.Writer, r *NotificationsReport) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "notifications workload\t%s, %d users (%d connected, %d errors), %d broadcasts at %g/s (%d failed)\n",
+		r.Target, r.Users, r.Connected, r.ConnectErrors, r.Broadcasts, r.Rate, r.BroadcastErrors)
+	d := func(name string, x DeliveryReport) {
+		fmt.Fprintf(w, "%s\tp50 %s, p99 %s, max %s; %d/%d received, %d missing, %d duplicates\n", name,
+			msStr(x.Latency.P50Ms), msStr(x.Latency.P99Ms), msStr(x.Latency.MaxMs), x.Received, x.Expected, x.Missing, x.Duplicates)
+	}
+	d("notificationAdded publish→receive", r.NotificationAdded)
+	d("unreadCount publish→new value", r.UnreadCount)
+	if ref := r.Reference; ref != nil {
+		fmt.Fprintf(w, "statusPosted reference (same size, rate)\tp50 %s, p99 %s; %d/%d connected, %d missing, server CPU %s\n",
+			msStr(ref.Latency.P50Ms), msStr(ref.Latency.P99Ms), ref.Connected, ref.Conns, ref.Missing, pct(ref.Server.CPUPercent))
+		fmt.Fprintf(w, "p99 ratios to the status feed\tnotificationAdded %s, unreadCount %s\n", num(r.NotificationAddedP99Ratio), num(r.UnreadCountP99Ratio))
+	}
+	fmt.Fprintf(w, "server CPU while broadcasting\t%s\n", pct(r.Server.CPUPercent))
+	fmt.Fprintf(w, "server RSS before / subscribed / after events\t%s / %s / %s\n", kib(r.Server.RSSBeforeKiB), kib(r.Server.RSSSubscribedKiB), kib(r.Server.RSSEndKiB))
+	fmt.Fprintf(w, "server goroutines before / subscribed / after\t%s / %s / %s\n", intStr(r.Server.GoroutinesBefore), intStr(r.Server.GoroutinesSubscribed), intStr(r.Server.GoroutinesEnd))
+	fmt.Fprintf(w, "database statements per broadcast (after the first)\t%s (the first: %s)\n", num(r.StatementsPerBroadcast), num(r.StatementsFirstBroadcast))
+	fmt.Fprintf(w, "slow-consumer disconnects / connections lost\t%s / %d\n", intStr(r.SlowConsumerDisconnects), r.Disconnects)
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "error\t%s\n", e)
+	}
+	_ = w.Flush()
+}

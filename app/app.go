@@ -90,7 +90,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 			s.close()
 		}
 	}()
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Timeout: cfg.DBTimeout})
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Timeout: cfg.DBTimeout, Log: s.log})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"gorm.io/gorm"
@@ -22,6 +23,10 @@ type Options struct {
 	// then the operation fails with models.Unavailable. 0 means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// Log receives, at debug level, what the database driver says by
+	// itself (a connection that timed out or was closed under it); nil
+	// discards it.
+	Log *slog.Logger
 }
 
 // How the store keeps a database that stops answering from holding up its

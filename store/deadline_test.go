@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"sync"
@@ -130,4 +132,43 @@ func openBehindProxy(tb testing.TB, opts store.Options) (*store.DB, *faultproxy.
 	proxy := faultproxy.Start(tb, u.Host)
 	u.Host = proxy.Addr()
 	return openWith(tb, u.String(), opts), proxy
+}
+
+// TestDriverTalksToTheStoreLog: what the MySQL driver logs by itself (here
+// a read that timed out on a database that stopped answering) goes to the
+// store's logger at debug level, not to standard error.
+func TestDriverTalksToTheStoreLog(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(storetest.MySQLURL(t))
+	require.NoError(t, err)
+	proxy := faultproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
+	u.RawQuery = "readTimeout=200ms" // the driver's own timeout ends the read, and says so
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	db := openWith(t, u.String(), store.Options{Timeout: 5 * time.Second, Log: log})
+
+	proxy.Stall()
+	defer proxy.Forward()
+	err = db.Ping(t.Context())
+	assert.Equal(t, models.Unavailable, models.ErrorCode(err), "%v", err)
+	assert.Regexp(t, `level=DEBUG msg="mysql driver" said=".*i/o timeout"`, logs.String())
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -23,6 +23,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -73,7 +74,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	dialector, dialect, err := dialectorFor(rawURL, opts.Timeout)
+	dialector, dialect, err := dialectorFor(rawURL, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +85,9 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		TranslateError:         true,
 	})
 	if err != nil {
+		if d, ok := dialector.(*mysql.Dialector); ok {
+			_ = d.Conn.(*sql.DB).Close()
+		}
 		if isConnectionError(err) { // the MySQL dialector connects before Ping does
 			return nil, unavailable(fmt.Sprintf("open %s database", dialect), err)
 		}
@@ -118,8 +122,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 }
 
 // dialectorFor translates a DATABASE_URL into a GORM dialector whose
-// driver waits for the database no longer than timeout.
-func dialectorFor(rawURL string, timeout time.Duration) (gorm.Dialector, Dialect, error) {
+// driver waits for the database no longer than opts.Timeout and says what
+// it has to say in opts.Log.
+func dialectorFor(rawURL string, opts Options) (gorm.Dialector, Dialect, error) {
+	timeout := opts.Timeout
 	switch {
 	case strings.HasPrefix(rawURL, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
@@ -140,7 +146,16 @@ func dialectorFor(rawURL string, timeout time.Duration) (gorm.Dialector, Dialect
 		if err != nil {
 			return nil, "", err
 		}
-		return mysql.New(mysql.Config{DSN: dsn, DefaultStringSize: 191}), MySQL, nil
+		cfg, err := mysqldriver.ParseDSN(dsn)
+		if err != nil {
+			return nil, "", err
+		}
+		cfg.Logger = driverLog{opts.Log}
+		connector, err := mysqldriver.NewConnector(cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		return mysql.New(mysql.Config{Conn: sql.OpenDB(connector), DefaultStringSize: 191}), MySQL, nil
 	default:
 		return nil, "", fmt.Errorf("DATABASE_URL must start with sqlite: or mysql:// (got %q)", redact(rawURL))
 	}
@@ -201,6 +216,18 @@ func MySQLDSN(rawURL string, timeout time.Duration) (string, error) {
 	delete(params, "loc")
 	cfg.Params = params
 	return cfg.FormatDSN(), nil
+}
+
+// driverLog passes what the MySQL driver logs by itself (a connection that
+// timed out or that the server closed, whose statement's own error reaches
+// its caller anyway) to the store's logger at debug level, instead of the
+// driver's default: standard error, unstructured.
+type driverLog struct{ log *slog.Logger }
+
+func (l driverLog) Print(v ...any) {
+	if l.log != nil {
+		l.log.Debug("mysql driver", "said", strings.TrimSpace(fmt.Sprint(v...)))
+	}
 }
 
 // redact hides a URL's password.

@@ -163,7 +163,7 @@ func (f *redisPanics) followerCases() []redisCase {
 			start := time.Now()
 			tab := a.chatWS(t, f.alice.token)
 			tab.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id } }`, map[string]any{"r": f.general.ID})
-			until(w, "p", "presence", 10*time.Second, onlineAre("alice", "bob"))
+			until(w, "p", "presence", 15*time.Second, onlineAre("alice", "bob")) // after the back-off, at A's next heartbeat (5 s)
 			t.Logf("alice, online through A, was online on B %s later", time.Since(start).Round(time.Millisecond))
 		}}},
 		{b, panicCase{where: "chat.follower.rooms", trigger: func(t *testing.T) {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"strings"
@@ -20,6 +21,16 @@ import (
 type injector struct {
 	mu    sync.Mutex
 	armed map[string]bool
+}
+
+// newInjector returns an injector with the places where armed already:
+// places a server reaches as it starts.
+func newInjector(where ...string) *injector {
+	in := &injector{armed: map[string]bool{}}
+	for _, w := range where {
+		in.armed[w] = true
+	}
+	return in
 }
 
 func (in *injector) arm(where string) {
@@ -46,7 +57,10 @@ type panicCase struct {
 	// requestID: the place serves one request or connection, whose id the
 	// log line carries; the others are the server's own loops.
 	requestID bool
-	trigger   func(t *testing.T)
+	// atStart: the place was armed before the server started, which
+	// reached it then (see newInjector).
+	atStart bool
+	trigger func(t *testing.T)
 }
 
 // TestPanicsContained injects a panic at each place the server recovers
@@ -57,15 +71,8 @@ type panicCase struct {
 // panicked delivers events again after its back-off, and the server keeps
 // serving a query and a subscription on another connection.
 func TestPanicsContained(t *testing.T) {
-	in := &injector{armed: map[string]bool{}}
-	s := startServerWith(t, map[string]string{
-		"WS_KEEPALIVE": "2s", "DASHBOARD_INTERVAL": "100ms", "DEMO_FEED": "false",
-		"LIMIT_REQUESTS": "0", "LIMIT_TYPING": "0", "LIMIT_STATUSES": "0", "LIMIT_OPERATIONS": "0",
-	}, func(c *app.Config) { c.InjectPanic = in.inject })
-	s.logsOnFailure(t)
-	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
-	general := s.generalRoom(t)
-	last := s.post(t, alice.token, "first")
+	in := newInjector()
+	s, alice, bob, general, last := startPanicServer(t, in, map[string]string{"WS_KEEPALIVE": "2s", "DASHBOARD_INTERVAL": "100ms", "DEMO_FEED": "false"})
 
 	for _, c := range []panicCase{
 		{where: "ws.connection", requestID: true, trigger: func(t *testing.T) {
@@ -157,22 +164,45 @@ func TestPanicsContained(t *testing.T) {
 		}},
 		{where: "kpi.tick", trigger: func(*testing.T) {}}, // its next dashboard round, every 100 ms
 	} {
-		t.Run(c.where, func(t *testing.T) {
-			sample := fmt.Sprintf(`switchboard_panics_total{where=%q}`, c.where)
-			require.Zero(t, s.metric(t, sample))
-			in.arm(c.where)
-			c.trigger(t)
-			waitMetric(t, s, sample, 1)
-			lines := panicLines(s.logs.String(), c.where)
-			require.Len(t, lines, 1, "logged once")
-			assert.Contains(t, lines[0], "level=ERROR")
-			assert.Contains(t, lines[0], `stack="goroutine `, "with its stack")
-			if c.requestID {
-				assert.Regexp(t, `request_id=\S+`, lines[0])
-			}
-			last = keepsServing(t, s, alice.token, last)
-		})
+		t.Run(c.where, func(t *testing.T) { checkContained(t, s, in, c, alice.token, &last) })
 	}
+}
+
+// checkContained arms c's place on in (unless c.atStart) and triggers it,
+// then checks that s counted the panic under its where label and logged it
+// once, with its stack (and its request id, where there is one), and that
+// s keeps serving (see keepsServing, which posts with token after *last,
+// and then sets *last to what it posted).
+func checkContained(t *testing.T, s *testServer, in *injector, c panicCase, token string, last *status) {
+	t.Helper()
+	sample := fmt.Sprintf(`switchboard_panics_total{where=%q}`, c.where)
+	if !c.atStart {
+		require.Zero(t, s.metric(t, sample))
+		in.arm(c.where)
+	}
+	c.trigger(t)
+	waitMetric(t, s, sample, 1)
+	lines := panicLines(s.logs.String(), c.where)
+	require.Len(t, lines, 1, "logged once")
+	assert.Contains(t, lines[0], "level=ERROR")
+	assert.Contains(t, lines[0], `stack="goroutine `, "with its stack")
+	if c.requestID {
+		assert.Regexp(t, `request_id=\S+`, lines[0])
+	}
+	*last = keepsServing(t, s, token, *last)
+}
+
+// startPanicServer starts a server with env whose panics in injects, its
+// limits on requests, typing, statuses and operations off, and returns it
+// with two signed-in users, the general room and a first status.
+func startPanicServer(t *testing.T, in *injector, env map[string]string) (s *testServer, alice, bob chatUser, general room, first status) {
+	t.Helper()
+	env = maps.Clone(env)
+	maps.Copy(env, map[string]string{"LIMIT_REQUESTS": "0", "LIMIT_TYPING": "0", "LIMIT_STATUSES": "0", "LIMIT_OPERATIONS": "0"})
+	s = startServerWith(t, env, func(c *app.Config) { c.InjectPanic = in.inject })
+	s.logsOnFailure(t)
+	alice, bob = s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	return s, alice, bob, s.generalRoom(t), s.post(t, alice.token, "first")
 }
 
 // initClosesWith4500 opens a connection whose connection_init is answered

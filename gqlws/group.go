@@ -290,8 +290,19 @@ func deliver(members []*operation, result *sharedResult) {
 }
 
 // join adds op, which has seen every result up to pos, if the group can
-// continue from there without a gap.
+// continue from there without a gap. An operation that ended meanwhile
+// (its private execution was on its way here) leaves again at once, as if
+// it had ended just after joining.
 func (g *group) join(op *operation, pos int64) bool {
+	if !g.add(op, pos) {
+		return false
+	}
+	op.setLeave(func() { g.leave(op) }) // outside g.mu: leave takes it
+	return true
+}
+
+// add makes op a member; see join.
+func (g *group) add(op *operation, pos int64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -311,7 +322,6 @@ func (g *group) join(op *operation, pos int64) bool {
 	}
 	op.lastPos = pos
 	g.members[op] = struct{}{}
-	op.setLeave(func() { g.leave(op) })
 	return true
 }
 

@@ -365,11 +365,17 @@ func (op *operation) count(rc *graphql.OperationContext) {
 }
 
 // setLeave records how the operation leaves the group it has joined; end
-// calls it.
+// calls it. If the operation has ended already (end marks it before it
+// looks for leave), setLeave calls it at once.
 func (op *operation) setLeave(leave func()) {
 	op.stateMu.Lock()
-	op.leave = leave
+	if !op.ended.Load() {
+		op.leave, leave = leave, nil
+	}
 	op.stateMu.Unlock()
+	if leave != nil {
+		leave() // end has run already, and found no group to leave
+	}
 }
 
 // end marks the operation over (its queued frames are dropped), cancels

@@ -72,3 +72,21 @@ func TestShareKey(t *testing.T) {
 	_, ok = key(scoped, "ann", `query { statuses { edges { cursor } } }`, nil)
 	assert.False(t, ok, "only subscriptions are shared")
 }
+
+// TestJoinAfterTheEnd: an operation that ended (its connection closed, its
+// client stopped it) while its private execution was on its way into its
+// group leaves the group at once: a group started for it ends, and no
+// group keeps a member nobody will remove.
+func TestJoinAfterTheEnd(t *testing.T) {
+	tr := New(Options{})
+	t.Cleanup(tr.Shutdown)
+	stopped := false
+	g := &group{transport: tr, key: "k", cancel: func() { stopped = true }, pos: &positions{}, members: make(map[*operation]struct{})}
+	tr.groups["k"] = g
+	op := &operation{}
+	op.end()
+	g.join(op, 0)
+	assert.Empty(t, g.members, "it left at once")
+	assert.True(t, stopped, "its group, empty, stopped its leader")
+	assert.Zero(t, tr.Groups())
+}

@@ -48,7 +48,8 @@ type BreakerOptions struct {
 	Resync func(topic string) bool
 	// Panics recovers the panics of the Breaker's goroutines: a call's (it
 	// fails, as an error would), the prober's (the probe fails), the
-	// resync follower's (it subscribes again after a back-off). Nil logs
+	// resync follower's (it subscribes again after a back-off, and then
+	// resyncs, since the panic may have cost it a resync). Nil logs
 	// them to slog.Default.
 	Panics *panics.Guard
 }
@@ -132,7 +133,7 @@ func NewBreaker(b Broker, opts BreakerOptions) *Breaker {
 	br.wg.Go(func() {
 		sub, _ := b.Subscribe(ctx, ResyncTopic) // nil on failure: Run retries
 		close(subscribed)
-		Follower{Broker: b, Topic: ResyncTopic, Apply: func([]byte) { br.resync() }, Panics: opts.Panics, Where: "broker.resync"}.Run(ctx, sub, nil)
+		br.followResync(ctx, sub)
 	})
 	t := time.NewTimer(opts.Timeout)
 	defer t.Stop()
@@ -141,6 +142,31 @@ func NewBreaker(b Broker, opts BreakerOptions) *Breaker {
 	case <-t.C:
 	}
 	return br
+}
+
+// followResync follows ResyncTopic from sub (nil: not subscribed yet)
+// until ctx ends, ending the subscriptions handed out at each resync.
+//
+// A resync lost to a panic (the follower drops its subscription and takes
+// another after a back-off) is made up for once subscribed again: the
+// announcements it stood for would leave latest values stale. One missed
+// while the broker dropped the subscription, or refused it from the start,
+// is not: the other subscriptions went with it, and their followers catch
+// up by themselves.
+func (br *Breaker) followResync(ctx context.Context, sub *Subscription) {
+	dropped := sub == nil // not subscribed for a reason of the broker's (Failed), rather than a panic
+	Follower{
+		Broker: br.b, Topic: ResyncTopic,
+		Apply:  func([]byte) { br.resync() },
+		Failed: func(error) { dropped = true },
+		Missed: func() {
+			if !dropped {
+				br.resync()
+			}
+			dropped = false
+		},
+		Panics: br.opts.Panics, Where: "broker.resync",
+	}.Run(ctx, sub, nil)
 }
 
 // Down reports whether the circuit is open: calls are skipped.

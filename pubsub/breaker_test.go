@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
 	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
@@ -245,9 +246,9 @@ type replica struct {
 	dur    *pubsub.Subscription // a durable stream's subscription, which Resync leaves alone
 }
 
-func startReplica(t *testing.T, shared pubsub.Broker) *replica {
+func startReplica(t *testing.T, shared pubsub.Broker, guard *panics.Guard) *replica {
 	r := &replica{out: pubsubtest.NewOutage(shared)}
-	r.br = pubsub.NewBreaker(r.out, pubsub.BreakerOptions{Resync: func(topic string) bool { return topic != "statuses" }})
+	r.br = pubsub.NewBreaker(r.out, pubsub.BreakerOptions{Resync: func(topic string) bool { return topic != "statuses" }, Panics: guard})
 	sub, err := r.br.Subscribe(t.Context(), "kpi")
 	require.NoError(t, err)
 	done := make(chan struct{})
@@ -281,7 +282,7 @@ func (r *replica) catchUps() int {
 func TestBreakerResyncsEveryReplicaAfterLostAnnouncements(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		shared := mempubsub.New(0)
-		a, b := startReplica(t, shared), startReplica(t, shared)
+		a, b := startReplica(t, shared, nil), startReplica(t, shared, nil)
 		synctest.Wait()
 
 		a.out.SetDown(true)
@@ -313,6 +314,38 @@ func TestBreakerResyncsEveryReplicaAfterLostAnnouncements(t *testing.T) {
 		assert.False(t, a.br.Down())
 		assert.Equal(t, 1, b.catchUps())
 		assert.Equal(t, aBefore+1, a.catchUps(), "only the catch-up of its own outage (its subscription was dropped)")
+	})
+}
+
+// TestBreakerResyncsAfterAPanicLostOne: a replica whose resync follower
+// panics on a resync subscribes again after the panic's back-off (1 s) and
+// then has its latest-value followers catch up all the same: the resync is
+// not lost.
+func TestBreakerResyncsAfterAPanicLostOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		guard, counted := countingGuard()
+		var once sync.Once
+		guard.Inject = func(where string) {
+			if where == "broker.resync" {
+				once.Do(func() { panic("injected") })
+			}
+		}
+		shared := mempubsub.New(0)
+		a, b := startReplica(t, shared, nil), startReplica(t, shared, guard)
+		synctest.Wait()
+
+		a.out.SetDown(true)
+		assert.Error(t, a.br.Publish(t.Context(), "kpi", []byte("finance")), "an announcement lost")
+		a.out.SetDown(false)
+		time.Sleep(time.Second)
+		assert.ErrorIs(t, a.br.Ping(t.Context()), pubsub.ErrBrokerDown, "starts the probe")
+		synctest.Wait()
+		require.False(t, a.br.Down())
+		assert.Zero(t, b.catchUps(), "the resync panicked on the other replica")
+		assert.Equal(t, map[string]int{"broker.resync": 1}, counted())
+		time.Sleep(time.Second + 100*time.Millisecond) // the back-off, and the kpi follower's 50 ms
+		synctest.Wait()
+		assert.Equal(t, 1, b.catchUps(), "caught up after the back-off")
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -287,12 +288,7 @@ func TestBackoff(t *testing.T) {
 // row), catches up with Missed, and applies payloads again.
 func TestFollowerRestartsAfterAPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		counted := map[string]int{}
-		guard := &panics.Guard{
-			Log:   slog.New(slog.DiscardHandler),
-			Count: func(where string) { mu.Lock(); counted[where]++; mu.Unlock() },
-		}
+		guard, counted := countingGuard()
 		f := follow(t, false, 0, func(fw *pubsub.Follower) {
 			apply := fw.Apply
 			fw.Apply = func(p []byte) {
@@ -319,9 +315,19 @@ func TestFollowerRestartsAfterAPanic(t *testing.T) {
 		assert.Equal(t, []string{"a", "b", "c"}, applied)
 		assert.Equal(t, 2, missed, "a catch-up after each restart")
 		assert.Equal(t, []time.Duration{time.Second, 2 * time.Second}, f.broker.waits(start), "back-offs of 1 s, then 2 s")
-		mu.Lock()
-		assert.Equal(t, map[string]int{"test.follower": 2}, counted)
-		mu.Unlock()
+		assert.Equal(t, map[string]int{"test.follower": 2}, counted())
 		f.stop(t)
 	})
+}
+
+// countingGuard returns a Guard that logs nowhere and counts the panics it
+// recovers, and a function that returns the counts by where.
+func countingGuard() (*panics.Guard, func() map[string]int) {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	guard := &panics.Guard{
+		Log:   slog.New(slog.DiscardHandler),
+		Count: func(where string) { mu.Lock(); counts[where]++; mu.Unlock() },
+	}
+	return guard, func() map[string]int { mu.Lock(); defer mu.Unlock(); return maps.Clone(counts) }
 }

@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/internal/faultproxy"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub"
@@ -55,12 +59,7 @@ func TestAcrossReplicas(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, a.Publish(t.Context(), "room:1", []byte("hello")))
 	for _, sub := range []*pubsub.Subscription{subA, subB} {
-		select {
-		case m := <-sub.C():
-			assert.Equal(t, "hello", string(m))
-		case <-time.After(5 * time.Second):
-			t.Fatal("not delivered")
-		}
+		assertReceives(t, sub, "hello", "not delivered")
 	}
 }
 
@@ -93,12 +92,7 @@ func TestRedisOutage(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 100*time.Millisecond, "subscribing works again once Redis is back")
 	require.NoError(t, b.Publish(t.Context(), "statuses", []byte("back")))
-	select {
-	case m := <-again.C():
-		assert.Equal(t, "back", string(m))
-	case <-time.After(5 * time.Second):
-		t.Fatal("not delivered after the outage")
-	}
+	assertReceives(t, again, "back", "not delivered after the outage")
 }
 
 // TestPublishDoesNotWaitForAStuckSubscribe: a Subscribe that waits on a
@@ -170,10 +164,54 @@ func TestBreakerOnAFrozenRedis(t *testing.T) {
 	again, err := br.Subscribe(t.Context(), "statuses")
 	require.NoError(t, err)
 	require.NoError(t, br.Publish(t.Context(), "statuses", []byte("back")))
+	assertReceives(t, again, "back", "not delivered after the fault")
+}
+
+// TestSweepSurvivesAPanic: a round of the idle-channel sweep that panics
+// is reported once and costs that round only: a later round unsubscribes
+// the idle channel in Redis, and the broker keeps delivering.
+func TestSweepSurvivesAPanic(t *testing.T) {
+	client := redistest.Client(t, redistest.URL(t))
+	var panicked atomic.Int32
+	var once sync.Once
+	guard := &panics.Guard{
+		Log:   slog.New(slog.DiscardHandler),
+		Count: func(where string) { panicked.Add(1) },
+		Inject: func(where string) {
+			if where == "redis.sweep" {
+				once.Do(func() { panic("injected") })
+			}
+		},
+	}
+	p := prefix()
+	b := newBroker(t, client, redispubsub.Options{Prefix: p, IdleTopic: 200 * time.Millisecond, Panics: guard})
+	subscribers := func() int64 {
+		n, err := client.PubSubNumSub(t.Context(), p+"idle").Result()
+		require.NoError(t, err)
+		return n[p+"idle"]
+	}
+	sub, err := b.Subscribe(t.Context(), "idle")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, subscribers())
+	sub.Close()
+	require.Eventually(t, func() bool { return panicked.Load() == 1 }, 5*time.Second, 10*time.Millisecond, "the first round panics")
+	require.Eventually(t, func() bool { return subscribers() == 0 }, 5*time.Second, 10*time.Millisecond,
+		"a later round unsubscribes the idle channel")
+	assert.EqualValues(t, 1, panicked.Load(), "once")
+
+	live, err := b.Subscribe(t.Context(), "live")
+	require.NoError(t, err)
+	require.NoError(t, b.Publish(t.Context(), "live", []byte("still")))
+	assertReceives(t, live, "still", "not delivered after the sweep's panic")
+}
+
+// assertReceives asserts that sub's next message, within 5 s, is want.
+func assertReceives(t *testing.T, sub *pubsub.Subscription, want, what string) {
+	t.Helper()
 	select {
-	case m := <-again.C():
-		assert.Equal(t, "back", string(m))
+	case m := <-sub.C():
+		assert.Equal(t, want, string(m), what)
 	case <-time.After(5 * time.Second):
-		t.Fatal("not delivered after the fault")
+		t.Fatal(what)
 	}
 }

@@ -330,11 +330,32 @@ func (s *Service) Subscribe(ctx context.Context, v *View, after *int64) (<-chan 
 	return ch, nil
 }
 
-// join counts a signed-in viewer online in v's room while ctx lasts.
+// join counts a signed-in viewer online in v's room while ctx lasts, or
+// while the context OnlineWhile gave ctx does.
 func (s *Service) join(ctx context.Context, v *View) {
-	if v.viewer != nil {
+	if online, set := ctx.Value(onlineKey{}).(onlineWhile); set {
+		ctx = online.ctx
+	}
+	if v.viewer != nil && ctx != nil {
 		s.hub.Presence.Join(ctx, v.room.ID, v.viewer)
 	}
+}
+
+// onlineKey holds an onlineWhile in a context.
+type onlineKey struct{}
+
+// onlineWhile is the context a subscriber counts online while (nil: not
+// counted).
+type onlineWhile struct{ ctx context.Context }
+
+// OnlineWhile returns ctx under which Subscribe and WatchPresence count the
+// viewer online while online lasts, rather than while their own ctx does:
+// a transport that stops a subscription's own execution when it joins a
+// shared one passes the subscription's whole lifetime. A nil online counts
+// nobody: an execution shared on behalf of subscribers who were each
+// counted by their own.
+func OnlineWhile(ctx, online context.Context) context.Context {
+	return context.WithValue(ctx, onlineKey{}, onlineWhile{online})
 }
 
 // Online returns who is online in v's room now, in the order they came

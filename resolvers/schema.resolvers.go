@@ -437,7 +437,7 @@ func (r *subscriptionResolver) MessageAdded(ctx context.Context, roomID string, 
 		}
 		pos = &n
 	}
-	return r.Chat.Subscribe(ctx, v, pos)
+	return r.Chat.Subscribe(subscriber(ctx), v, pos)
 }
 
 // Presence is the resolver for the presence field.
@@ -446,7 +446,7 @@ func (r *subscriptionResolver) Presence(ctx context.Context, roomID string) (<-c
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.WatchPresence(ctx, v), nil
+	return r.Chat.WatchPresence(subscriber(ctx), v), nil
 }
 
 // Typing is the resolver for the typing field.

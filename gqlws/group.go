@@ -232,7 +232,10 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		result := newSharedResult(payload, g.transport.opts.Compression)
 		g.mu.Lock()
 		g.head = pos
-		if len(g.ring) == ringSize || (g.latest && len(g.ring) == 1) {
+		switch {
+		case g.latest:
+			g.ring = g.ring[:0] // only the last result is kept
+		case len(g.ring) == ringSize:
 			copy(g.ring, g.ring[1:])
 			g.ring = g.ring[:ringSize-1]
 		}

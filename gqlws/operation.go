@@ -264,7 +264,9 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 			continue
 		}
 		if op.share.latest {
-			if c.transport.tryJoin(ctx, op, 0) {
+			// A result with errors (a refused resolver) ends the stream:
+			// only a result that is a state joins.
+			if len(resp.Errors) == 0 && c.transport.tryJoin(ctx, op, 0) {
 				return joinedGroup, 0
 			}
 			op.share = nil // no group for it: it runs on its own

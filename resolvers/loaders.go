@@ -11,9 +11,8 @@ import (
 // The fields of a room that depend on who asks or on other rows (the
 // members of a direct room, which also name it, the unread count and the
 // last message) are read through these batch loaders: the rooms query
-// resolves the fields of its rooms concurrently, and a message in a public
-// room has every roomsChanged watcher re-read the room, its unread count and
-// its last message at about the same moment. Loads asked within batchWait
+// resolves the fields of its rooms concurrently. (A roomsChanged entry comes
+// with them already read, for all its watchers at once: models.RoomSeen.) Loads asked within batchWait
 // share one query, so a list costs a few queries, not a few per room, and a
 // message a few, not a few per watcher (see package batch: each answer is
 // read after it was asked for, never from a cache). A batch has no bound of

@@ -87,12 +87,16 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// A connection keeps only its request id and client address from the
 		// upgrade request.
 		ConnContext: func(r *http.Request) context.Context { return request.Detached(r.Context()) },
-		// Live delivery of durable streams is shared between subscribers of
-		// the same document and scope; statusPosted is public.
+		// Live delivery of durable streams, and of presence, is shared
+		// between subscribers of the same document and scope. The public
+		// fields' results reach no field that depends on the caller (a
+		// message and its author, a presence list); each subscriber's own
+		// resolver checks that it may see the room before it joins.
 		Positions:    stream.WithPositionRecorder,
 		EventTimes:   stream.WithEventTimeRecorder,
 		OnDelivered:  func(d time.Duration) { m.deliveryLatency.Observe(d.Seconds()) },
-		PublicFields: []string{"statusPosted"},
+		PublicFields: []string{"statusPosted", "messageAdded", "presence"},
+		LatestFields: []string{"presence"},
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {
 				return strconv.FormatInt(p.User.ID, 10)

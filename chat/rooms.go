@@ -19,6 +19,9 @@ type RoomEvents struct {
 	mu       sync.Mutex
 	watchers map[*roomWatcher]struct{}
 	panics   *panics.Guard // recovers the panics of its watchers
+	// onChange, when set, hears of each change first, with the users of
+	// the watchers it concerns (each once).
+	onChange func(roomID int64, users []int64)
 }
 
 type roomWatcher struct {
@@ -44,10 +47,21 @@ func NewRoomEvents() *RoomEvents { return &RoomEvents{watchers: make(map[*roomWa
 func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var woken []*roomWatcher
 	for w := range e.watchers {
-		if len(only) > 0 && !slices.Contains(only, w.userID) {
-			continue
+		if len(only) == 0 || slices.Contains(only, w.userID) {
+			woken = append(woken, w)
 		}
+	}
+	if e.onChange != nil {
+		users := make([]int64, 0, len(woken))
+		for _, w := range woken {
+			users = append(users, w.userID)
+		}
+		slices.Sort(users)
+		e.onChange(roomID, slices.Compact(users))
+	}
+	for _, w := range woken {
 		w.mu.Lock()
 		if !slices.Contains(w.pending, roomID) {
 			w.pending = append(w.pending, roomID)

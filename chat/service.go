@@ -22,6 +22,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
@@ -61,10 +62,11 @@ type Options struct {
 
 // Service runs the chat: rooms, messages, presence, typing and room lists.
 type Service struct {
-	db   *store.DB
-	feed *stream.Feed[*models.Message]
-	hub  *hub
-	opts Options
+	db    *store.DB
+	feed  *stream.Feed[*models.Message]
+	hub   *hub
+	reads *roomReads // room-list changes, read once for their watchers
+	opts  Options
 }
 
 // New returns a Service over the rooms of db, with the live state shared on
@@ -87,12 +89,15 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 	h := newHub(broker, opts.TypingTTL, opts.LeaveGrace, opts.Log)
 	h.Typing.now = opts.Now
 	h.panics, h.Typing.panics, h.Presence.panics, h.Rooms.panics = opts.Panics, opts.Panics, opts.Panics, opts.Panics
-	return &Service{
+	s := &Service{
 		db:   db,
 		feed: stream.New(db.MessageLog(), broker, func(m *models.Message) int64 { return m.Seq }, opts.Stream),
 		hub:  h,
 		opts: opts,
 	}
+	s.reads = newRoomReads(s.readRoom)
+	h.Rooms.onChange = s.reads.changed
+	return s
 }
 
 // Start follows the other replicas' presence, typing and room-list changes
@@ -330,11 +335,32 @@ func (s *Service) Subscribe(ctx context.Context, v *View, after *int64) (<-chan 
 	return ch, nil
 }
 
-// join counts a signed-in viewer online in v's room while ctx lasts.
+// join counts a signed-in viewer online in v's room while ctx lasts, or
+// while the context OnlineWhile gave ctx does.
 func (s *Service) join(ctx context.Context, v *View) {
-	if v.viewer != nil {
+	if online, set := ctx.Value(onlineKey{}).(onlineWhile); set {
+		ctx = online.ctx
+	}
+	if v.viewer != nil && ctx != nil {
 		s.hub.Presence.Join(ctx, v.room.ID, v.viewer)
 	}
+}
+
+// onlineKey holds an onlineWhile in a context.
+type onlineKey struct{}
+
+// onlineWhile is the context a subscriber counts online while (nil: not
+// counted).
+type onlineWhile struct{ ctx context.Context }
+
+// OnlineWhile returns ctx under which Subscribe and WatchPresence count the
+// viewer online while online lasts, rather than while their own ctx does:
+// a transport that stops a subscription's own execution when it joins a
+// shared one passes the subscription's whole lifetime. A nil online counts
+// nobody: an execution shared on behalf of subscribers who were each
+// counted by their own.
+func OnlineWhile(ctx, online context.Context) context.Context {
+	return context.WithValue(ctx, onlineKey{}, onlineWhile{online})
 }
 
 // Online returns who is online in v's room now, in the order they came
@@ -356,9 +382,62 @@ func (s *Service) WatchTyping(ctx context.Context, v *View) <-chan *models.Typin
 }
 
 // WatchRooms returns the entries of me's room list as they change, each
-// as load returns it for me (see RoomEvents.Watch), until ctx ends.
-func (s *Service) WatchRooms(ctx context.Context, me *models.User, load func(ctx context.Context, roomID int64) (*models.Room, error)) <-chan *models.Room {
-	return s.hub.Rooms.Watch(ctx, me.ID, load)
+// as me sees it, with its models.RoomSeen (see RoomEvents.Watch), until ctx
+// ends. A change is read once for all the watchers it concerns (see
+// roomReads), in a few statements whatever their number.
+func (s *Service) WatchRooms(ctx context.Context, me *models.User) <-chan *models.Room {
+	return s.hub.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
+		return s.reads.get(ctx, roomID, me.ID)
+	})
+}
+
+// readRoom reads room roomID as each of users sees it, with its
+// models.RoomSeen; users who may not see it (a direct room of others) are
+// left out. The parts everyone sees alike (the row, the last message, a
+// direct room's members) are read once; the unread counts and joined flags
+// of all the users in grouped queries (see store.DB.UnreadCounts).
+func (s *Service) readRoom(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error) {
+	rooms, err := s.db.Rooms(ctx, []int64{roomID})
+	if err != nil || rooms[roomID] == nil {
+		return nil, err
+	}
+	room := rooms[roomID]
+	var members []*models.User
+	if room.Direct {
+		all, err := s.db.RoomMembers(ctx, []int64{roomID})
+		if err != nil {
+			return nil, err
+		}
+		members = all[roomID]
+		users = slices.DeleteFunc(users, func(u int64) bool {
+			return !slices.ContainsFunc(members, func(m *models.User) bool { return m.ID == u })
+		})
+	}
+	last, err := s.db.LastMessages(ctx, []int64{roomID})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]models.RoomUser, len(users))
+	for i, u := range users {
+		keys[i] = models.RoomUser{Room: roomID, User: u}
+	}
+	unread, err := s.db.UnreadCounts(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	joined := map[models.RoomUser]bool{}
+	if !room.Direct {
+		if joined, err = s.db.Joined(ctx, keys); err != nil {
+			return nil, err
+		}
+	}
+	out := make(map[int64]*models.Room, len(users))
+	for _, k := range keys {
+		r := *room
+		r.Seen = &models.RoomSeen{Members: members, UnreadCount: unread[k], LastMessage: last[roomID], Joined: room.Direct || joined[k]}
+		out[k.User] = &r
+	}
+	return out, nil
 }
 
 // The batch reads below serve the fields of many rooms at once, each in one

@@ -476,3 +476,53 @@ func TestRoomListReadsAreBatched(t *testing.T) {
 	t.Logf("rooms query: %d rooms (4 direct), %.0f statements; %d rooms (20 direct), %.0f statements", n1, small, n2, large)
 	assert.Less(t, large, 20.0, "fewer statements than direct rooms: no read per room")
 }
+
+// TestPresenceIsComputedOncePerSelection: watchers of a room's presence
+// that ask for the same selection share one execution and one encoding per
+// change (one shared subscription for all of them, whoever they are);
+// another selection gets its own. Sharing keeps each watcher online for as
+// long as its own subscription lasts, and its messageAdded subscription too.
+func TestPresenceIsComputedOncePerSelection(t *testing.T) {
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_SIGNINS": "0", "LIMIT_CONNS_PER_USER": "0"})
+	general := s.generalRoom(t)
+	type counted struct {
+		Count int `json:"count"`
+	}
+	const watchers = 12
+	clients := make([]*wsClient, watchers)
+	for i := range clients {
+		u := s.chatUser(t, fmt.Sprintf("watcher %d", i))
+		clients[i] = s.chatWS(t, u.token)
+		query := `subscription($r: ID!) { presence(roomId: $r) { count } }`
+		if i%4 == 3 {
+			query = `subscription($r: ID!) { presence(roomId: $r) { count users(first: 3) { name } } }`
+		}
+		clients[i].subscribe("p", query, map[string]any{"r": general.ID})
+		until(clients[i], "p", "presence", 5*time.Second, func(counted) bool { return true })
+	}
+	for _, c := range clients {
+		until(c, "p", "presence", 5*time.Second, func(p counted) bool { return p.Count == watchers })
+	}
+	waitMetric(t, s, "switchboard_shared_subscriptions", 2)
+
+	// A member who subscribes to the room's messages comes online for
+	// every watcher, and stays online once that subscription is shared.
+	alice := s.chatUser(t, "alice")
+	tab := s.chatWS(t, alice.token)
+	tab.subscribe("m", `subscription($r: ID!) { messageAdded(roomId: $r) { id text } }`, map[string]any{"r": general.ID})
+	for _, c := range clients {
+		until(c, "p", "presence", 5*time.Second, func(p counted) bool { return p.Count == watchers+1 })
+	}
+	s.postMessage(t, alice.token, general.ID, "shared now")
+	until(tab, "m", "messageAdded", 5*time.Second, func(m struct{ Text string }) bool { return m.Text == "shared now" })
+	waitMetric(t, s, "switchboard_shared_subscriptions", 3)
+	time.Sleep(3 * time.Second) // longer than the leave grace: a private execution that ended would have taken alice offline
+	var d struct{ Online []user }
+	s.mustDo(t, "", `query($r: ID!) { online(roomId: $r) { id name } }`, map[string]any{"r": general.ID}, &d)
+	assert.Len(t, d.Online, watchers+1, "every subscriber is still online")
+
+	_ = tab.conn.Close()
+	for _, c := range clients {
+		until(c, "p", "presence", 10*time.Second, func(p counted) bool { return p.Count == watchers })
+	}
+}

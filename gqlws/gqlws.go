@@ -164,6 +164,12 @@ type Options struct {
 	// PublicFields names the subscription fields whose results are the same
 	// for every caller, and may be shared between all of them.
 	PublicFields []string
+	// LatestFields names the subscription fields that are latest-value
+	// streams: each result is the whole current state, so a subscriber
+	// shares its group's results (by PublicFields or Scope, as the durable
+	// streams do) from its own first result on, and joins with the group's
+	// last result. Positions must be set too.
+	LatestFields []string
 	// Scope names the caller of ctx for sharing the other subscription
 	// fields: results are shared only between operations of one scope. Nil
 	// shares nothing but PublicFields.

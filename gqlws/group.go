@@ -43,6 +43,7 @@ type group struct {
 	key       string
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
+	latest    bool               // a latest-value stream: results are numbered here, and only the last is kept
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
@@ -105,18 +106,19 @@ func (p *positions) popAt() (int64, time.Time, bool) {
 // shared, and the name of the variable that holds its resume cursor (the
 // root field's after argument). ok is false for operations that must run on
 // their own.
-func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) (key, afterVar string, ok bool) {
+func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) (key, afterVar string, latest, ok bool) {
 	if t.opts.Positions == nil || rc.Operation == nil || rc.Operation.Operation != ast.Subscription ||
 		len(rc.Operation.SelectionSet) != 1 {
-		return "", "", false
+		return "", "", false, false
 	}
 	field, isField := rc.Operation.SelectionSet[0].(*ast.Field)
 	if !isField {
-		return "", "", false
+		return "", "", false, false
 	}
-	if arg := field.Arguments.ForName("after"); arg != nil {
+	latest = slices.Contains(t.opts.LatestFields, field.Name)
+	if arg := field.Arguments.ForName("after"); arg != nil && !latest {
 		if arg.Value.Kind != ast.Variable {
-			return "", "", false // a literal cursor is part of the document
+			return "", "", false, false // a literal cursor is part of the document
 		}
 		afterVar = arg.Value.Raw
 	}
@@ -127,15 +129,15 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 	case t.opts.Scope != nil:
 		scope = "caller:" + t.opts.Scope(ctx)
 	default:
-		return "", "", false
+		return "", "", false, false
 	}
 	vars := maps.Clone(rc.Variables)
 	delete(vars, afterVar)
 	varsJSON, err := json.Marshal(vars) // map keys are sorted
 	if err != nil {
-		return "", "", false
+		return "", "", false, false
 	}
-	return scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON), afterVar, true
+	return scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON), afterVar, latest, true
 }
 
 // tryJoin moves op, whose private execution has just delivered the result
@@ -183,11 +185,15 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	if op.share.afterVar != "" {
 		params = op.paramsAt(pos)
 	}
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
-	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push, func(int64) {})
-	if t.opts.EventTimes != nil {
-		lctx = t.opts.EventTimes(lctx, g.pos.at)
+	lctx, cancel := context.WithCancel(asLeader(context.WithoutCancel(ctx)))
+	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, latest: op.share.latest,
+		members: make(map[*operation]struct{})}
+	lctx = graphql.StartOperationTrace(lctx)
+	if !g.latest {
+		lctx = t.opts.Positions(lctx, g.pos.push, func(int64) {})
+		if t.opts.EventTimes != nil {
+			lctx = t.opts.EventTimes(lctx, g.pos.at)
+		}
 	}
 	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {
@@ -214,6 +220,9 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		}
 		g.transport.opts.Panics.Point(whereGroup)
 		pos, at, ok := g.pos.popAt()
+		if g.latest {
+			pos, ok = g.nextLatest(), true
+		}
 		payload, err := json.Marshal(resp)
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below
@@ -223,7 +232,10 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		result := newSharedResult(payload, g.transport.opts.Compression)
 		g.mu.Lock()
 		g.head = pos
-		if len(g.ring) == ringSize {
+		switch {
+		case g.latest:
+			g.ring = g.ring[:0] // only the last result is kept
+		case len(g.ring) == ringSize:
 			copy(g.ring, g.ring[1:])
 			g.ring = g.ring[:ringSize-1]
 		}
@@ -289,6 +301,14 @@ func deliver(members []*operation, result *sharedResult) {
 	}
 }
 
+// nextLatest numbers the next result of a latest-value group: one more
+// than the last (only the leader's goroutine calls it).
+func (g *group) nextLatest() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.head + 1
+}
+
 // join adds op, which has seen every result up to pos, if the group can
 // continue from there without a gap. An operation that ended meanwhile
 // (its private execution was on its way here) leaves again at once, as if
@@ -308,7 +328,14 @@ func (g *group) add(op *operation, pos int64) bool {
 	if g.closed {
 		return false
 	}
-	if g.head > pos {
+	if g.latest {
+		// Every result is the whole state: the last one, if any, brings the
+		// member up to date (the leader's next result is newer).
+		for _, e := range g.ring {
+			op.conn.enqueue(queuedFrame{op: op, result: e.result})
+		}
+		pos = g.head
+	} else if g.head > pos {
 		// The group is ahead: join only if its recent results cover the
 		// difference, and queue those first.
 		i := slices.IndexFunc(g.ring, func(e ringEntry) bool { return e.pos == pos+1 })

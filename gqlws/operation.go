@@ -42,6 +42,8 @@ type operation struct {
 	stateMu      sync.Mutex         // guards the fields below
 	cancel       context.CancelFunc // cancels the operation's context; nil once released
 	leave        func()             // leaves the operation's group, once it is a member
+	life         context.Context    // ends when the operation ends (see SubscriberContext); nil until asked for
+	endLife      context.CancelFunc // ends life
 	countedField string             // the subscription's root field while it is counted in Stats
 }
 
@@ -49,6 +51,7 @@ type operation struct {
 type shareInfo struct {
 	key      string             // the group's key (Transport.shareKey)
 	afterVar string             // the variable holding the resume cursor, "" for none
+	latest   bool               // a latest-value stream (Options.LatestFields): joins at its first result
 	params   *graphql.RawParams // the operation's parameters, to start the group or resume privately
 }
 
@@ -109,6 +112,7 @@ func (c *conn) start(ctx context.Context, id string, params *graphql.RawParams) 
 	params.ReadTime = graphql.TraceTiming{Start: now, End: now}
 	opCtx, cancel := context.WithCancel(graphql.StartOperationTrace(ctx))
 	op := &operation{conn: c, id: id, idJSON: appendJSONString(nil, id), cancel: cancel}
+	opCtx = withOperation(opCtx, op)
 	c.stateMu.Lock()
 	c.ops = append(c.ops, op)
 	c.stateMu.Unlock()
@@ -139,8 +143,8 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 	if rc.Operation.Operation == ast.Subscription {
 		op.count(rc)
 	}
-	if key, afterVar, ok := c.transport.shareKey(ctx, rc); ok {
-		op.share = &shareInfo{key: key, afterVar: afterVar, params: params}
+	if key, afterVar, latest, ok := c.transport.shareKey(ctx, rc); ok {
+		op.share = &shareInfo{key: key, afterVar: afterVar, latest: latest, params: params}
 	}
 	c.run(graphql.WithOperationContext(ctx, rc), op, rc)
 }
@@ -228,7 +232,7 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 	var pos *positions
 	var idleMu sync.Mutex
 	idleAt := int64(-1) // set by the stream's goroutine
-	if op.share != nil {
+	if op.share != nil && !op.share.latest {
 		pos = &positions{}
 		caughtUp := func(int64) {}
 		if op.share.afterVar != "" {
@@ -259,7 +263,14 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 		if op.share == nil {
 			continue
 		}
-		if p, ok := pos.pop(); !ok {
+		if op.share.latest {
+			// A result with errors (a refused resolver) ends the stream:
+			// only a result that is a state joins.
+			if len(resp.Errors) == 0 && c.transport.tryJoin(ctx, op, 0) {
+				return joinedGroup, 0
+			}
+			op.share = nil // no group for it: it runs on its own
+		} else if p, ok := pos.pop(); !ok {
 			op.share = nil // results without positions: not a durable stream
 		} else if c.transport.tryJoin(ctx, op, p) {
 			return joinedGroup, 0
@@ -387,6 +398,9 @@ func (op *operation) end() {
 	op.stateMu.Lock()
 	leave := op.leave
 	op.leave = nil
+	if op.endLife != nil {
+		op.endLife()
+	}
 	if op.countedField != "" {
 		op.conn.transport.countSubscription(op.countedField, -1)
 		op.countedField = ""

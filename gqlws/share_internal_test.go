@@ -42,7 +42,7 @@ func TestShareKey(t *testing.T) {
 		return context.WithValue(context.Background(), callerKey{}, caller)
 	}
 	key := func(tr *Transport, caller, query string, vars map[string]any) (string, bool) {
-		k, afterVar, ok := tr.shareKey(as(caller), rc(query, vars))
+		k, afterVar, _, ok := tr.shareKey(as(caller), rc(query, vars))
 		if ok {
 			assert.Equal(t, "a", afterVar, "the variable holding the cursor is found")
 		}

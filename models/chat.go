@@ -21,6 +21,20 @@ type Room struct {
 	// ActiveAt is when the room was last active: the time of its newest
 	// message, or its creation before the first. Room lists sort by it.
 	ActiveAt time.Time `json:"activeAt" gorm:"not null;default:'1970-01-01 00:00:00';index:idx_rooms_listing,priority:2"`
+	// Seen, when set, holds what the room's other fields were for one
+	// viewer when the room was read for them (by a roomsChanged watcher,
+	// with every other watcher's in a few queries); nil: they are read
+	// when asked. It is never stored, nor kept beyond one delivery.
+	Seen *RoomSeen `json:"-" gorm:"-"`
+}
+
+// RoomSeen is a room's fields that depend on other rows or on the viewer,
+// as one viewer saw them at one moment.
+type RoomSeen struct {
+	Members     []*User  // a direct room's two members; nil for a public room
+	UnreadCount int      // the viewer's unread messages
+	LastMessage *Message // the newest message; nil when none
+	Joined      bool     // whether the viewer is in the room
 }
 
 // RoomMember is one member of a direct room.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/chat"
+	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/models"
 )
 
@@ -36,6 +37,18 @@ func viewer(ctx context.Context) *models.User {
 		return &u
 	}
 	return nil
+}
+
+// subscriber is ctx, a chat subscription resolver's, set to count the
+// caller online for as long as their subscription lasts, also once it has
+// joined a shared execution, and not at all in the shared execution itself
+// (see gqlws.SubscriberContext).
+func subscriber(ctx context.Context) context.Context {
+	online, ok := gqlws.SubscriberContext(ctx)
+	if !ok {
+		online = nil
+	}
+	return chat.OnlineWhile(ctx, online)
 }
 
 // parseID reads a numeric object id. An id that cannot be one names no

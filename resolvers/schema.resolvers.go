@@ -365,7 +365,7 @@ func (r *roomResolver) Name(ctx context.Context, obj *models.Room) (string, erro
 	if !obj.Direct {
 		return obj.Name, nil
 	}
-	members, _, err := r.loaders().members.Load(ctx, obj.ID)
+	members, err := r.members(ctx, obj)
 	if err != nil {
 		return "", err
 	}
@@ -383,14 +383,16 @@ func (r *roomResolver) Members(ctx context.Context, obj *models.Room) ([]*models
 	if !obj.Direct {
 		return []*models.User{}, nil
 	}
-	members, _, err := r.loaders().members.Load(ctx, obj.ID)
-	return members, err
+	return r.members(ctx, obj)
 }
 
 // UnreadCount is the resolver for the unreadCount field.
 func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, error) {
-	if callerID(ctx) == 0 {
+	switch {
+	case callerID(ctx) == 0:
 		return 0, nil
+	case obj.Seen != nil:
+		return obj.Seen.UnreadCount, nil
 	}
 	n, _, err := r.loaders().unread.Load(ctx, models.RoomUser{Room: obj.ID, User: callerID(ctx)})
 	return n, err
@@ -398,6 +400,9 @@ func (r *roomResolver) UnreadCount(ctx context.Context, obj *models.Room) (int, 
 
 // LastMessage is the resolver for the lastMessage field.
 func (r *roomResolver) LastMessage(ctx context.Context, obj *models.Room) (*models.Message, error) {
+	if obj.Seen != nil {
+		return obj.Seen.LastMessage, nil
+	}
 	m, _, err := r.loaders().last.Load(ctx, obj.ID)
 	return m, err
 }
@@ -409,6 +414,8 @@ func (r *roomResolver) Joined(ctx context.Context, obj *models.Room) (bool, erro
 		return false, nil
 	case obj.Direct: // handed only to its members
 		return true, nil
+	case obj.Seen != nil:
+		return obj.Seen.Joined, nil
 	}
 	joined, _, err := r.loaders().joined.Load(ctx, models.RoomUser{Room: obj.ID, User: callerID(ctx)})
 	return joined, err
@@ -437,7 +444,7 @@ func (r *subscriptionResolver) MessageAdded(ctx context.Context, roomID string, 
 		}
 		pos = &n
 	}
-	return r.Chat.Subscribe(ctx, v, pos)
+	return r.Chat.Subscribe(subscriber(ctx), v, pos)
 }
 
 // Presence is the resolver for the presence field.
@@ -446,7 +453,7 @@ func (r *subscriptionResolver) Presence(ctx context.Context, roomID string) (<-c
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.WatchPresence(ctx, v), nil
+	return r.Chat.WatchPresence(subscriber(ctx), v), nil
 }
 
 // Typing is the resolver for the typing field.
@@ -464,9 +471,7 @@ func (r *subscriptionResolver) RoomsChanged(ctx context.Context) (<-chan *models
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.WatchRooms(ctx, me, func(ctx context.Context, roomID int64) (*models.Room, error) {
-		return r.watchedRoom(ctx, roomID, me)
-	}), nil
+	return r.Chat.WatchRooms(ctx, me), nil
 }
 
 // KpiUpdated is the resolver for the kpiUpdated field.

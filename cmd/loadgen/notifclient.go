@@ -35,21 +35,18 @@ func (r *notifRun) connect(ctx context.Context, d *websocket.Dialer, i int) (*no
 	u := &notifUser{ws: ws, got: newBitset(r.total), done: make(chan struct{})}
 	deadline, _ := ctx.Deadline()
 	_ = ws.SetReadDeadline(deadline)
-	added := map[string]any{"query": notificationAddedLive}
-	if i%2 == 0 {
-		added = map[string]any{"query": notificationAddedAfter, "variables": map[string]any{"a": "0"}}
-	}
+	added, counted := r.subscriptions(i)
 	for _, m := range []any{
 		map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + token}},
 		map[string]any{"type": "subscribe", "id": "n", "payload": added},
-		map[string]any{"type": "subscribe", "id": "u", "payload": map[string]any{"query": unreadCountSubscribe}},
+		map[string]any{"type": "subscribe", "id": "u", "payload": counted},
 	} {
 		if err := ws.WriteJSON(m); err != nil {
 			_ = ws.Close()
 			return nil, fmt.Errorf("write: %w", err)
 		}
 	}
-	for first := false; !first; {
+	for first := r.room != nil; !first; { // a room's subscriptions send nothing first: primeRoom waits for them
 		_, msg, err := ws.ReadMessage()
 		if err != nil {
 			_ = ws.Close()
@@ -87,7 +84,11 @@ type nextMessage struct {
 			NotificationAdded *struct {
 				Title string `json:"title"`
 			} `json:"notificationAdded"`
-			UnreadCount *int `json:"unreadCount"`
+			UnreadCount  *int `json:"unreadCount"`
+			MessageAdded *struct {
+				Text string `json:"text"`
+			} `json:"messageAdded"`
+			RoomsChanged *roomsChangedEvent `json:"roomsChanged"`
 		} `json:"data"`
 		Errors json.RawMessage `json:"errors"`
 	} `json:"payload"`
@@ -106,8 +107,15 @@ func (r *notifRun) handle(u *notifUser, msg []byte, now time.Time) string {
 	case m.Type == "error" || len(m.Payload.Errors) > 0:
 		r.errs.add(fmt.Sprintf("subscription %s: %.200s", m.ID, msg))
 	case m.Type != "next":
-	case m.ID == "n" && m.Payload.Data.NotificationAdded != nil:
-		seq, sent, ok := r.parseTitle(m.Payload.Data.NotificationAdded.Title)
+	case m.ID == "n" && (m.Payload.Data.NotificationAdded != nil || m.Payload.Data.MessageAdded != nil):
+		title := ""
+		if n := m.Payload.Data.NotificationAdded; n != nil {
+			title = n.Title
+		} else {
+			title = m.Payload.Data.MessageAdded.Text
+			r.primed(u, title, &u.primedAdded, &r.room.primedAdded)
+		}
+		seq, sent, ok := r.parseTitle(title)
 		if !ok {
 			return m.ID // someone else's, or from before loadgen started
 		}
@@ -128,6 +136,8 @@ func (r *notifRun) handle(u *notifUser, msg []byte, now time.Time) string {
 			r.shown.Add(1)
 		}
 		u.last = n
+	case m.ID == "u" && m.Payload.Data.RoomsChanged != nil:
+		r.roomShown(u, m.Payload.Data.RoomsChanged, now)
 	}
 	return m.ID
 }
@@ -149,6 +159,9 @@ func (r *notifRun) parseTitle(title string) (seq int, sent int64, ok bool) {
 // its own goroutine so that a slow answer does not delay the next.
 func (r *notifRun) broadcast(ctx context.Context) {
 	admin := &api{client: r.client, endpoint: r.ep.graphql, token: r.cfg.adminToken}
+	if r.room != nil {
+		admin.token = r.room.posterToken
+	}
 	interval := time.Duration(float64(time.Second) / r.cfg.rate)
 	fmt.Fprintf(r.progress, "broadcasting %d at %g/s\n", r.total, r.cfg.rate)
 	t0 := time.Now()
@@ -160,15 +173,9 @@ func (r *notifRun) broadcast(ctx context.Context) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			sent := time.Now()
-			var out struct {
-				SendNotification struct {
-					ID string `json:"id"`
-				} `json:"sendNotification"`
-			}
-			err := admin.do(ctx, broadcastMutation, map[string]any{"t": fmt.Sprintf("lg:%s:%d:%d", r.runID, seq, sent.UnixNano())}, &out)
-			id, _ := strconv.ParseInt(out.SendNotification.ID, 10, 64)
+			id, err := r.post(ctx, admin, fmt.Sprintf("lg:%s:%d:%d", r.runID, seq, sent.UnixNano()))
 			if err != nil || id == 0 {
-				r.errs.add(fmt.Sprintf("sendNotification: %v", err))
+				r.errs.add(fmt.Sprintf("%s: %v", r.mutationName(), err))
 				return
 			}
 			r.mu.Lock()

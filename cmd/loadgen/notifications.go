@@ -46,11 +46,22 @@ type notifConfig struct {
 	adminToken      string
 	reference       bool
 	json            bool
+	room            string // the room workload: the room's id ("" looks up general)
+	roomMode        bool   // the room workload, not notifications
 }
 
 func parseNotifFlags(args []string, stderr io.Writer) (*notifConfig, error) {
-	c := &notifConfig{}
-	fs := flag.NewFlagSet("loadgen notifications", flag.ContinueOnError)
+	return parseWorkloadFlags("notifications", args, stderr)
+}
+
+// parseWorkloadFlags parses the flags of the notifications workload, or of
+// the room workload (which has -room, and posts as a guest).
+func parseWorkloadFlags(name string, args []string, stderr io.Writer) (*notifConfig, error) {
+	c := &notifConfig{roomMode: name == "room"}
+	fs := flag.NewFlagSet("loadgen "+name, flag.ContinueOnError)
+	if c.roomMode {
+		fs.StringVar(&c.room, "room", "", "the public room's id (default: the general room)")
+	}
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "the server's base URL")
 	fs.IntVar(&c.users, "users", 1000, "guests, each on one connection subscribed to notificationAdded and unreadCount")
@@ -78,7 +89,7 @@ func parseNotifFlags(args []string, stderr io.Writer) (*notifConfig, error) {
 	if c.rate <= 0 || c.duration <= 0 {
 		problems = append(problems, "-rate and -duration must be positive")
 	}
-	if c.adminToken == "" {
+	if c.adminToken == "" && !c.roomMode {
 		problems = append(problems, "-admin-token is required (switchboard token --name ops --role admin)")
 	}
 	if c.dialConcurrency < 1 || c.sources < 1 || c.sources > 254 {
@@ -185,6 +196,7 @@ func addReference(ctx context.Context, cfg *notifConfig, rep *NotificationsRepor
 // notifRun is one notifications measurement's shared state.
 type notifRun struct {
 	cfg      *notifConfig
+	room     *roomWorkload // set for the room workload
 	ep       endpoints
 	client   *http.Client
 	runID    string
@@ -221,9 +233,17 @@ func measureNotifications(ctx context.Context, cfg *notifConfig, progress io.Wri
 	rep.Server.PID = cfg.pid
 	rep.Server.RSSBeforeKiB = opt(pr.rssKiB())
 	rep.Server.GoroutinesBefore = opt(pr.goroutines(ctx))
-	fmt.Fprintf(progress, "loadgen notifications %s: %d users (run %s)\n", cfg.url, cfg.users, r.runID)
+	if cfg.roomMode {
+		if r.room, err = r.setUpRoom(ctx); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "loadgen %s %s: %d users (run %s)\n", r.workload(), cfg.url, cfg.users, r.runID)
 	defer r.closeAll()
 	if err := r.connectAll(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.primeRoom(ctx); err != nil {
 		return nil, err
 	}
 	rep.Connected, rep.ConnectErrors = len(r.users), cfg.users-len(r.users)
@@ -301,6 +321,8 @@ type notifUser struct {
 	last       int     // the last unread count
 	lost       bool    // the connection failed
 	done       chan struct{}
+
+	primedAdded, primedChanged bool // the room workload: a message arrived on messageAdded, roomsChanged
 }
 
 // connectAll signs in and connects -users users, -dial-concurrency at a

@@ -43,6 +43,7 @@ type group struct {
 	key       string
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
+	started   chan struct{}      // closed once the leader runs, or failed to start (then closed is set)
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
@@ -155,9 +156,11 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 		t.groups[op.share.key] = g
 	}
 	t.groupsMu.Unlock()
+	<-g.started
 	if !g.join(op, pos) {
 		return false
 	}
+	op.setLeave(func() { g.leave(op) })
 	// A member needs neither its parameters nor its own context any more:
 	// let them go (an idle subscription should cost as little as possible).
 	op.share = nil
@@ -183,29 +186,39 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	if op.share.afterVar != "" {
 		params = op.paramsAt(pos)
 	}
-	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
+	g, lctx := t.newGroup(ctx, op.share.key)
+	close(g.started)
+	g.head = pos
 	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push, func(int64) {})
 	if t.opts.EventTimes != nil {
 		lctx = t.opts.EventTimes(lctx, g.pos.at)
 	}
 	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {
-		cancel()
+		g.cancel()
 		return nil, errs
 	}
-	go g.run(graphql.WithOperationContext(lctx, rc), op.conn.exec, rc)
+	lctx = graphql.WithOperationContext(lctx, rc)
+	go g.run(lctx, func() (graphql.ResponseHandler, context.Context) { return op.conn.exec.DispatchOperation(lctx, rc) })
 	return g, nil
 }
 
-// run is the leader: it executes the operation once per event, encodes the
-// result once and queues it for every member. A panic ends the group: its
-// members get an INTERNAL error (see panics.go).
-func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) {
+// newGroup returns a group under key, not started, and the context its
+// leader runs under: ctx's values, cancelled by the group's cancel.
+func (t *Transport) newGroup(ctx context.Context, key string) (*group, context.Context) {
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &group{transport: t, key: key, cancel: cancel, pos: &positions{}, members: make(map[*operation]struct{}), started: make(chan struct{})}, lctx
+}
+
+// run is the leader: it executes the operation (dispatch starts it, or
+// returns it started) once per event, encodes the result once and queues
+// it for every member. A panic ends the group: its members get an INTERNAL
+// error (see panics.go).
+func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandler, context.Context)) {
 	failed := false
 	defer func() { g.end(failed) }()
 	defer g.transport.opts.Panics.Recover(ctx, whereGroup, func() { failed = true })
-	responses, rctx := exec.DispatchOperation(ctx, rc)
+	responses, rctx := dispatch()
 	var batch []*operation
 	for {
 		resp := responses(rctx)
@@ -290,7 +303,8 @@ func deliver(members []*operation, result *sharedResult) {
 }
 
 // join adds op, which has seen every result up to pos, if the group can
-// continue from there without a gap.
+// continue from there without a gap. The caller then records how op
+// leaves (operation.setLeave).
 func (g *group) join(op *operation, pos int64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -311,7 +325,6 @@ func (g *group) join(op *operation, pos int64) bool {
 	}
 	op.lastPos = pos
 	g.members[op] = struct{}{}
-	op.setLeave(func() { g.leave(op) })
 	return true
 }
 

@@ -141,6 +141,9 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 	}
 	if key, afterVar, ok := c.transport.shareKey(ctx, rc); ok {
 		op.share = &shareInfo{key: key, afterVar: afterVar, params: params}
+		if c.transport.joinsAtHead(rc, afterVar) && c.transport.joinAtHead(ctx, op) {
+			return // a member: this goroutine ends, the group delivers
+		}
 	}
 	c.run(graphql.WithOperationContext(ctx, rc), op, rc)
 }
@@ -365,9 +368,15 @@ func (op *operation) count(rc *graphql.OperationContext) {
 }
 
 // setLeave records how the operation leaves the group it has joined; end
-// calls it.
+// calls it. When the operation has ended already (the client stopped it
+// while it joined), it leaves at once.
 func (op *operation) setLeave(leave func()) {
 	op.stateMu.Lock()
+	if op.ended.Load() {
+		op.stateMu.Unlock()
+		leave()
+		return
+	}
 	op.leave = leave
 	op.stateMu.Unlock()
 }

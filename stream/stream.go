@@ -167,6 +167,11 @@ func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
 	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
+	if rec != nil && !replay {
+		// Nothing to replay: it is caught up already, and says so before
+		// it is returned (see WithPositionRecorder).
+		rec.caughtUp(last)
+	}
 	f.opts.Panics.Go(ctx, whereSubscription, func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, part: part, at: at}) })
 	return out, nil
 }
@@ -341,7 +346,8 @@ type recorder struct{ sent, caughtUp func(pos int64) }
 // WithPositionRecorder returns ctx under which a subscription reports where
 // it stands: sent(pos) just before it hands over the event at pos, in order,
 // and caughtUp(pos) when it has handed over every event up to pos and waits
-// for new ones. A reader that turns each event into exactly one result (as a
+// for new ones; a subscription without a cursor reports caughtUp before
+// Subscribe returns it. A reader that turns each event into exactly one result (as a
 // GraphQL subscription does) thus learns the position of each result; the
 // WebSocket layer uses it to share live delivery between subscribers that
 // resumed from different positions.

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -189,7 +190,7 @@ func measureStorm(ctx context.Context, cfg *stormConfig, progress io.Writer) (*S
 	if after, ok := pr.metric(ctx, "switchboard_database_statements_total"); ok && okBefore {
 		n := after - before
 		rep.Statements = &n
-		per := round2(n / float64(max(rep.Resumed, 1)))
+		per := math.Round(n/float64(max(rep.Resumed, 1))*1e4) / 1e4
 		rep.StatementsPerConn = &per
 	}
 	if !caught {
@@ -489,7 +490,9 @@ func writeStorm(w io.Writer, r *StormReport) {
 	fmt.Fprintf(w, "reconnect storm\t%d subscribers, %d resumed after the restart (%s to restart), %d statuses posted while away\n", r.Conns, r.Resumed, msStr(r.RestartMs), r.Backlog)
 	fmt.Fprintf(w, "all caught up\t%s after reconnecting began (%d of %d caught up; each: p50 %s, p99 %s); server CPU %s\n", msStr(r.CaughtUpMs), r.CaughtUp, r.Resumed, msStr(r.CaughtUpP50Ms), msStr(r.CaughtUpP99Ms), pct(r.ServerCPUPercent))
 	fmt.Fprintf(w, "missing / out of sequence\t%d / %d; subscription errors %d\n", r.Missing, r.Duplicates, r.SubscriptionErrors)
-	fmt.Fprintf(w, "database statements during the storm\t%s (%s per subscriber)\n", num(r.Statements), num(r.StatementsPerConn))
+	if r.Statements != nil {
+		fmt.Fprintf(w, "database statements during the storm\t%.0f (%.4f per subscriber)\n", *r.Statements, *r.StatementsPerConn)
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error\t%s\n", e)
 	}

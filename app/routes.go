@@ -88,11 +88,13 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// upgrade request.
 		ConnContext: func(r *http.Request) context.Context { return request.Detached(r.Context()) },
 		// Live delivery of durable streams is shared between subscribers of
-		// the same document and scope; statusPosted is public.
+		// the same document and scope; statusPosted is public, and open: a
+		// plain subscription to it joins its group without running its resolver.
 		Positions:    stream.WithPositionRecorder,
 		EventTimes:   stream.WithEventTimeRecorder,
 		OnDelivered:  func(d time.Duration) { m.deliveryLatency.Observe(d.Seconds()) },
 		PublicFields: []string{"statusPosted"},
+		OpenFields:   []string{"statusPosted"},
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {
 				return strconv.FormatInt(p.User.ID, 10)

@@ -164,6 +164,11 @@ type Options struct {
 	// PublicFields names the subscription fields whose results are the same
 	// for every caller, and may be shared between all of them.
 	PublicFields []string
+	// OpenFields names the public fields whose resolver authorizes nothing
+	// (anyone may subscribe with any arguments): a plain subscription to one
+	// (without its resume cursor) joins its group at once, without running
+	// its resolver (see joinhead.go).
+	OpenFields []string
 	// Scope names the caller of ctx for sharing the other subscription
 	// fields: results are shared only between operations of one scope. Nil
 	// shares nothing but PublicFields.

@@ -12,12 +12,13 @@ import (
 // Plain subscriptions join at the head.
 //
 // A subscription without a resume cursor asks for the events from now on.
-// When its results are the same for every caller (a public field), it needs
+// When its results are the same for every caller and its resolver
+// authorizes nothing (a public field named in Options.OpenFields), it needs
 // no execution of its own: it becomes a member of its group at once, from
 // the last result the group handed out, on the goroutine that prepared it,
 // and costs no goroutine from then on. With no group yet, it starts one
 // whose leader subscribes from the stream's head. Other plain
-// subscriptions run their resolver first (it authorizes the caller) and
+// subscriptions run their resolver first (it may refuse the caller) and
 // join as resumers do.
 
 // joinsAtHead reports whether op, prepared as rc with the resume cursor in
@@ -27,10 +28,10 @@ func (t *Transport) joinsAtHead(rc *graphql.OperationContext, afterVar string) b
 		return false // it resumes
 	}
 	field, ok := rc.Operation.SelectionSet[0].(*ast.Field) // shareKey checked the shape
-	return ok && slices.Contains(t.opts.PublicFields, field.Name)
+	return ok && slices.Contains(t.opts.PublicFields, field.Name) && slices.Contains(t.opts.OpenFields, field.Name)
 }
 
-// joinAtHead makes op, a plain subscription to a public field, a member of
+// joinAtHead makes op, a plain subscription to an open field, a member of
 // its group from the group's head on, starting the group if there is none.
 // It reports false when op must run privately instead: the group could not
 // start, or its stream reports no positions.

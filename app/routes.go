@@ -91,12 +91,15 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// between subscribers of the same document and scope. The public
 		// fields' results reach no field that depends on the caller (a
 		// message and its author, a presence list); each subscriber's own
-		// resolver checks that it may see the room before it joins.
+		// resolver checks that it may see the room before it joins, except
+		// for the open statusPosted, whose plain subscriptions join their
+		// group without running their resolver.
 		Positions:    stream.WithPositionRecorder,
 		EventTimes:   stream.WithEventTimeRecorder,
 		OnDelivered:  func(d time.Duration) { m.deliveryLatency.Observe(d.Seconds()) },
 		PublicFields: []string{"statusPosted", "messageAdded", "presence"},
 		LatestFields: []string{"presence"},
+		OpenFields:   []string{"statusPosted"},
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {
 				return strconv.FormatInt(p.User.ID, 10)

@@ -170,6 +170,11 @@ type Options struct {
 	// streams do) from its own first result on, and joins with the group's
 	// last result. Positions must be set too.
 	LatestFields []string
+	// OpenFields names the public fields whose resolver authorizes nothing
+	// (anyone may subscribe with any arguments): a plain subscription to one
+	// (without its resume cursor) joins its group at once, without running
+	// its resolver (see joinhead.go).
+	OpenFields []string
 	// Scope names the caller of ctx for sharing the other subscription
 	// fields: results are shared only between operations of one scope. Nil
 	// shares nothing but PublicFields.

@@ -44,6 +44,7 @@ type group struct {
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
 	latest    bool               // a latest-value stream: results are numbered here, and only the last is kept
+	started   chan struct{}      // closed once the leader runs, or failed to start (then closed is set)
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
@@ -157,6 +158,7 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 		t.groups[op.share.key] = g
 	}
 	t.groupsMu.Unlock()
+	<-g.started
 	if !g.join(op, pos) {
 		return false
 	}
@@ -185,9 +187,9 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	if op.share.afterVar != "" {
 		params = op.paramsAt(pos)
 	}
-	lctx, cancel := context.WithCancel(asLeader(context.WithoutCancel(ctx)))
-	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, latest: op.share.latest,
-		members: make(map[*operation]struct{})}
+	g, lctx := t.newGroup(ctx, op.share.key)
+	close(g.started)
+	g.head, g.latest = pos, op.share.latest
 	lctx = graphql.StartOperationTrace(lctx)
 	if !g.latest {
 		lctx = t.opts.Positions(lctx, g.pos.push, func(int64) {})
@@ -197,21 +199,30 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	}
 	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {
-		cancel()
+		g.cancel()
 		return nil, errs
 	}
-	go g.run(graphql.WithOperationContext(lctx, rc), op.conn.exec, rc)
+	lctx = graphql.WithOperationContext(lctx, rc)
+	go g.run(lctx, func() (graphql.ResponseHandler, context.Context) { return op.conn.exec.DispatchOperation(lctx, rc) })
 	return g, nil
 }
 
-// run is the leader: it executes the operation once per event, encodes the
-// result once and queues it for every member. A panic ends the group: its
-// members get an INTERNAL error (see panics.go).
-func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) {
+// newGroup returns a group under key, not started, and the context its
+// leader runs under: ctx's values, cancelled by the group's cancel.
+func (t *Transport) newGroup(ctx context.Context, key string) (*group, context.Context) {
+	lctx, cancel := context.WithCancel(asLeader(context.WithoutCancel(ctx)))
+	return &group{transport: t, key: key, cancel: cancel, pos: &positions{}, members: make(map[*operation]struct{}), started: make(chan struct{})}, lctx
+}
+
+// run is the leader: it executes the operation (dispatch starts it, or
+// returns it started) once per event, encodes the result once and queues
+// it for every member. A panic ends the group: its members get an INTERNAL
+// error (see panics.go).
+func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandler, context.Context)) {
 	failed := false
 	defer func() { g.end(failed) }()
 	defer g.transport.opts.Panics.Recover(ctx, whereGroup, func() { failed = true })
-	responses, rctx := exec.DispatchOperation(ctx, rc)
+	responses, rctx := dispatch()
 	var batch []*operation
 	for {
 		resp := responses(rctx)

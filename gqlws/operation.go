@@ -145,6 +145,9 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 	}
 	if key, afterVar, latest, ok := c.transport.shareKey(ctx, rc); ok {
 		op.share = &shareInfo{key: key, afterVar: afterVar, latest: latest, params: params}
+		if !latest && c.transport.joinsAtHead(rc, afterVar) && c.transport.joinAtHead(ctx, op) {
+			return // a member: this goroutine ends, the group delivers
+		}
 	}
 	c.run(graphql.WithOperationContext(ctx, rc), op, rc)
 }

@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strconv"
 	"sync"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/switchboardhq/switchboard/pubsub"
 )
@@ -22,6 +26,11 @@ type hub[T any] struct {
 	stopped bool
 	head    int64 // position of the last event emitted
 	members map[*member[T]]struct{}
+	// recent are the stream's latest events, in order and without a gap,
+	// the last one at head when there are any (see recentAfter): at most
+	// Options.Recent of them.
+	recent []T
+	reads  singleflight.Group // database reads of the whole stream in flight, by the position they read after
 }
 
 // member is one subscription's live queue.
@@ -174,6 +183,7 @@ func (h *hub[T]) fill(ctx context.Context, upTo int64) bool {
 func (h *hub[T]) emit(ev T) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.remember([]T{ev}, h.head)
 	h.head = h.f.pos(ev)
 	for m := range h.members {
 		select {
@@ -193,5 +203,105 @@ func (h *hub[T]) stop() {
 	for m := range h.members {
 		delete(h.members, m)
 		close(m.c)
+	}
+}
+
+// Resumers share their reads through the hub's recent events.
+//
+// When many subscribers resume at once (every client of a restarted
+// server), most ask for the same few events after the same cursor. The hub
+// keeps the stream's latest events in memory (Options.Recent of them): the
+// ones it emitted, and those a replay read from the database just before
+// them. A replay after a position they cover reads nothing from the
+// database; the first resumer at an older cursor reads once, and the ones
+// after it find those events in memory.
+
+// recentAfter returns the events after pos that the hub holds in memory,
+// ok false when it does not hold the one right after pos. Events beyond
+// the last returned come through the member's channel (it is attached
+// before it replays) or, when it was already past, from the database.
+func (h *hub[T]) recentAfter(pos int64) (evs []T, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.recent) == 0 || pos >= h.head {
+		return nil, pos == h.head
+	}
+	first := h.f.pos(h.recent[0])
+	if pos+1 < first {
+		return nil, false
+	}
+	return slices.Clone(h.recent[pos+1-first:]), true
+}
+
+// read returns a page of the whole stream after position after from the
+// database, and offers it to the recent events (see share). Concurrent
+// reads after the same position are one statement: the first caller's,
+// run without its cancellation (the store bounds each statement), so that
+// a caller that leaves does not fail the others.
+func (h *hub[T]) read(ctx context.Context, after int64) ([]T, error) {
+	v, err, _ := h.reads.Do(strconv.FormatInt(after, 10), func() (any, error) {
+		evs, err := h.f.src.After(context.WithoutCancel(ctx), h.name, after, h.f.opts.PageSize)
+		if err == nil {
+			h.share(evs, after)
+		}
+		return evs, err
+	})
+	evs, _ := v.([]T)
+	return evs, err
+}
+
+// share offers the hub the events a replay read from the database after
+// position after: when they lead without a gap into the events it holds
+// (or into its head, when it holds none), it keeps them too.
+func (h *hub[T]) share(evs []T, after int64) {
+	if len(evs) == 0 || h.f.opts.Recent == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	first := h.head + 1
+	if len(h.recent) > 0 {
+		first = h.f.pos(h.recent[0])
+	}
+	if after >= first-1 || h.f.pos(evs[len(evs)-1]) < first-1 {
+		return // nothing older than what it holds, or not joining it
+	}
+	var older []T
+	for i, ev := range evs {
+		if p := h.f.pos(ev); p != after+int64(i)+1 {
+			return // not contiguous: a part's events, or a gap
+		} else if p < first {
+			older = append(older, ev)
+		}
+	}
+	// Keep the newest: what it holds, then as many older ones as fit.
+	room := h.f.opts.Recent - len(h.recent)
+	if room <= 0 {
+		return
+	}
+	older = older[max(0, len(older)-room):]
+	h.recent = append(older, h.recent...)
+}
+
+// remember appends evs, which follow position prev, to the recent events,
+// dropping the oldest beyond Options.Recent; events that do not follow the
+// recent ones without a gap replace them. Called with h.mu held.
+func (h *hub[T]) remember(evs []T, prev int64) {
+	n := h.f.opts.Recent
+	if n == 0 {
+		return
+	}
+	if len(h.recent) > 0 && h.f.pos(h.recent[len(h.recent)-1]) != prev {
+		h.recent = h.recent[:0]
+	}
+	for _, ev := range evs {
+		if len(h.recent) > 0 && h.f.pos(ev) != h.f.pos(h.recent[len(h.recent)-1])+1 {
+			h.recent = h.recent[:0]
+		}
+		if len(h.recent) == n {
+			copy(h.recent, h.recent[1:])
+			h.recent = h.recent[:n-1]
+		}
+		h.recent = append(h.recent, ev)
 	}
 }

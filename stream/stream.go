@@ -67,6 +67,10 @@ type Options struct {
 	Buffer int
 	// PageSize is how many events one database read returns. Default 500.
 	PageSize int
+	// Recent is how many of a stream's latest events its hub keeps in
+	// memory, for subscribers that resume among them to replay without a
+	// database read (see hub.recentAfter). Default 128; negative: none.
+	Recent int
 	// Log receives warnings about database and broker failures.
 	Log *slog.Logger
 	// Panics recovers the panics of the feed's goroutines: a hub's that
@@ -100,6 +104,12 @@ func New[T any](src Source[T], broker Broker, pos func(T) int64, opts Options) *
 	}
 	if opts.PageSize <= 0 {
 		opts.PageSize = 500
+	}
+	switch {
+	case opts.Recent == 0:
+		opts.Recent = 128
+	case opts.Recent < 0:
+		opts.Recent = 0
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -167,6 +177,11 @@ func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
 	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
+	if rec != nil && !replay {
+		// Nothing to replay: it is caught up already, and says so before
+		// it is returned (see WithPositionRecorder).
+		rec.caughtUp(last)
+	}
 	f.opts.Panics.Go(ctx, whereSubscription, func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, part: part, at: at}) })
 	return out, nil
 }
@@ -200,10 +215,10 @@ func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64
 	defer func() { h.detach(m) }()
 	f.opts.Panics.Point(whereSubscription)
 	for {
-		if replay && !f.catchUp(ctx, h.name, &last, -1, out) {
+		if replay && !f.catchUp(ctx, h, &last, -1, out) {
 			return
 		}
-		if !f.follow(ctx, h.name, m, &last, out) {
+		if !f.follow(ctx, h, m, &last, out) {
 			return
 		}
 		// The hub detached us for falling behind: join again, then re-read
@@ -218,7 +233,7 @@ func (f *Feed[T]) serve(ctx context.Context, h *hub[T], m *member[T], last int64
 
 // follow relays the hub's events after *last until the member is detached
 // (true) or ctx ends (false).
-func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last *int64, out outlet[T]) bool {
+func (f *Feed[T]) follow(ctx context.Context, h *hub[T], m *member[T], last *int64, out outlet[T]) bool {
 	if out.rec != nil {
 		out.rec.caughtUp(*last)
 	}
@@ -234,7 +249,7 @@ func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last 
 			if p <= *last {
 				continue
 			}
-			if p > *last+1 && !f.catchUp(ctx, stream, last, p-1, out) {
+			if p > *last+1 && !f.catchUp(ctx, h, last, p-1, out) {
 				return false
 			}
 			if !f.send(ctx, out, ev) {
@@ -248,15 +263,15 @@ func (f *Feed[T]) follow(ctx context.Context, stream string, m *member[T], last 
 // catchUp sends the committed events after *last, up to upTo (or to the end
 // when upTo < 0), retrying database failures until ctx ends. It returns false
 // when ctx ended.
-func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo int64, out outlet[T]) bool {
+func (f *Feed[T]) catchUp(ctx context.Context, h *hub[T], last *int64, upTo int64, out outlet[T]) bool {
 	var backoff pubsub.Backoff
 	for upTo < 0 || *last < upTo {
-		evs, through, err := f.read(ctx, stream, *last, out.part)
+		evs, through, more, err := f.page(ctx, h, *last, out.part)
 		if err != nil {
 			if ctx.Err() != nil {
 				return false
 			}
-			f.opts.Log.WarnContext(ctx, "stream replay failed, retrying", "stream", stream, "after", *last, "err", err)
+			f.opts.Log.WarnContext(ctx, "stream replay failed, retrying", "stream", h.name, "after", *last, "err", err)
 			if !backoff.Wait(ctx) {
 				return false
 			}
@@ -278,24 +293,34 @@ func (f *Feed[T]) catchUp(ctx context.Context, stream string, last *int64, upTo 
 			through = min(through, upTo)
 		}
 		*last = max(*last, through)
-		if len(evs) < f.opts.PageSize {
+		if !more {
 			return true
 		}
 	}
 	return true
 }
 
-// read returns a page of the events after after: of the part when it has
-// its own reader, else of the whole stream; and how far it has read.
-func (f *Feed[T]) read(ctx context.Context, stream string, after int64, part Part[T]) ([]T, int64, error) {
+// page returns the events after after: those the hub holds in memory, or
+// else a page from the database (of the part when it has its own reader,
+// else of the whole stream, through the hub: see hub.read); how far it has
+// read; and whether more may follow in the database.
+func (f *Feed[T]) page(ctx context.Context, h *hub[T], after int64, part Part[T]) (evs []T, through int64, more bool, err error) {
+	if evs, ok := h.recentAfter(after); ok {
+		through = after
+		if len(evs) > 0 {
+			through = f.pos(evs[len(evs)-1])
+		}
+		return evs, through, false, nil // what follows comes from the hub
+	}
 	if part.After != nil {
-		return part.After(ctx, after, f.opts.PageSize)
+		evs, through, err = part.After(ctx, after, f.opts.PageSize)
+		return evs, through, len(evs) == f.opts.PageSize, err
 	}
-	evs, err := f.src.After(ctx, stream, after, f.opts.PageSize)
+	evs, err = h.read(ctx, after)
 	if err != nil || len(evs) == 0 {
-		return evs, after, err
+		return evs, after, false, err
 	}
-	return evs, f.pos(evs[len(evs)-1]), nil
+	return evs, f.pos(evs[len(evs)-1]), len(evs) == f.opts.PageSize, nil
 }
 
 // outlet is where a subscription's events go: the channel its reader
@@ -341,7 +366,8 @@ type recorder struct{ sent, caughtUp func(pos int64) }
 // WithPositionRecorder returns ctx under which a subscription reports where
 // it stands: sent(pos) just before it hands over the event at pos, in order,
 // and caughtUp(pos) when it has handed over every event up to pos and waits
-// for new ones. A reader that turns each event into exactly one result (as a
+// for new ones; a subscription without a cursor reports caughtUp before
+// Subscribe returns it. A reader that turns each event into exactly one result (as a
 // GraphQL subscription does) thus learns the position of each result; the
 // WebSocket layer uses it to share live delivery between subscribers that
 // resumed from different positions.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -834,5 +835,37 @@ func TestPartReplay(t *testing.T) {
 		again := by(e.author, "ada, live again")
 		assert.Equal(t, []int64{live.ID, again.ID}, ids(receive(t, c, 2)))
 		assert.Equal(t, int32(3), reads.Load(), "five of hers in pages of two, then none while live")
+	})
+}
+
+// TestResumersShareReads resumes many subscribers at the same cursor at
+// once, as the clients of a restarted server do: they share their
+// database reads (one page for all, then the hub's recent events), so the
+// statements they cost do not grow with their number; and each gets
+// exactly the events after its cursor, then the live ones.
+func TestResumersShareReads(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		e := newEnv(t, dialect, stream.Options{PollInterval: time.Hour}) // no poll statements during the count
+		history := e.postN(t, 30)
+		const resumers = 60
+		count := func(name string, after int64, want []*models.Status) {
+			t.Helper()
+			before := e.db.Statements()
+			cs := make([]<-chan *models.Status, resumers)
+			for i := range cs { // each replays on a goroutine of its own, all at once
+				cs[i] = e.subscribe(t, &after)
+			}
+			for _, c := range cs {
+				assertSameStatuses(t, want, receive(t, c, len(want)))
+			}
+			n := e.db.Statements() - before
+			t.Logf("%s: %d resumers at %d cost %d statements", name, resumers, after, n)
+			assert.LessOrEqual(t, n, uint64(resumers/10), name)
+		}
+		count("behind the hub's first event", 20, history[20:])
+		count("again, from memory", 20, history[20:])
+		count("at the head", 30, nil)
+		live := e.post(t, "live")
+		count("after a live event", 25, append(slices.Clone(history[25:]), live))
 	})
 }

@@ -80,6 +80,16 @@ func newTally(runID string, plan []stepPlan, errs *errorLog) *tally {
 	return t
 }
 
+// receivedAll is how many first deliveries the subscribers have had, over
+// every step.
+func (t *tally) receivedAll() int64 {
+	var n int64
+	for _, st := range t.steps {
+		n += st.received.Load()
+	}
+	return n
+}
+
 // total is the number of posts planned.
 func (t *tally) total() int { return t.stepStart[len(t.stepStart)-1] }
 
@@ -173,14 +183,13 @@ type connector struct {
 	tally   *tally
 }
 
-func newConnector(wsURL string, dialers []*websocket.Dialer, proto, token, after string, timeout time.Duration, t *tally) *connector {
+func newConnector(wsURL string, dialers []*websocket.Dialer, proto, token string, payload map[string]any, timeout time.Duration, t *tally) *connector {
 	c := &connector{wsURL: wsURL, dialers: dialers, proto: proto, timeout: timeout, tally: t}
 	initPayload := map[string]any{}
 	if token != "" {
 		initPayload["authorization"] = "Bearer " + token
 	}
 	c.init = mustJSON(map[string]any{"type": "connection_init", "payload": initPayload})
-	payload := map[string]any{"query": subscriptionQuery, "variables": map[string]any{"a": after}}
 	c.sub[transportWS] = mustJSON(map[string]any{"type": "subscribe", "id": "1", "payload": payload})
 	c.sub[legacyWS] = mustJSON(map[string]any{"type": "start", "id": "1", "payload": payload})
 	return c

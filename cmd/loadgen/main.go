@@ -8,6 +8,7 @@
 //	loadgen run [flags]              measure a server (the default subcommand)
 //	loadgen notifications [flags]    measure notification broadcasts, then the status feed at the same size
 //	loadgen room [flags]             measure one busy public room, then the status feed at the same size
+//	loadgen storm -server BINARY     restart a server under N resuming subscribers (see storm.go)
 //	loadgen baseline -addr HOST:PORT serve the minimal fan-out to compare with
 //
 // Start the server, with the limits per client address off (loadgen's
@@ -94,7 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runNotifications(ctx, args, stdout, stderr)
 	case "room":
 		return runRoom(ctx, args, stdout, stderr)
+	case "storm":
+		return runStorm(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown subcommand %q: want run, notifications, room or baseline", cmd)
+		return fmt.Errorf("unknown subcommand %q: want run, notifications, room, storm or baseline", cmd)
 	}
 }

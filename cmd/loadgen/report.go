@@ -71,6 +71,16 @@ type ServerReport struct {
 	GoroutinesSubscribed *int64   `json:"goroutinesSubscribed"`
 	GoroutinesEnd        *int64   `json:"goroutinesEnd"`
 	GoroutinesPerConn    *float64 `json:"goroutinesPerConn"`
+
+	// RSSAfterEventsKiB is read once every subscriber has received
+	// -rss-after posts; per connection it is that minus RSSBeforeKiB.
+	RSSAfterEventsKiB        *int64   `json:"rssAfterEventsKiB"`
+	RSSPerConnAfterEventsKiB *float64 `json:"rssPerConnAfterEventsKiB"`
+	// GoroutinesMax is the most goroutines sampled (every 200 ms) from
+	// before connecting to the end of posting; per connection it is that
+	// minus GoroutinesBefore.
+	GoroutinesMax        *int64   `json:"goroutinesMax"`
+	GoroutinesMaxPerConn *float64 `json:"goroutinesMaxPerConn"`
 }
 
 // LoadgenReport is loadgen's own cost, which shares the machine.
@@ -156,11 +166,15 @@ func writeTable(out io.Writer, r *Report) {
 	if s.PID > 0 {
 		row(fmt.Sprintf("server pid %d RSS", s.PID), "%s before, %s subscribed, %s end; %s KiB per connection",
 			kib(s.RSSBeforeKiB), kib(s.RSSSubscribedKiB), kib(s.RSSEndKiB), num(s.RSSPerConnKiB))
+		if s.RSSAfterEventsKiB != nil {
+			row("server RSS after events", "%s once every subscriber had the first posts; %s KiB per connection", kib(s.RSSAfterEventsKiB), num(s.RSSPerConnAfterEventsKiB))
+		}
 		row("server CPU", "%s of a core while posting", pct(s.CPUPercent))
 	}
 	if s.GoroutinesBefore != nil {
 		row("server goroutines", "%s before, %s subscribed, %s end; %s per connection",
 			intStr(s.GoroutinesBefore), intStr(s.GoroutinesSubscribed), intStr(s.GoroutinesEnd), num(s.GoroutinesPerConn))
+		row("", "at most %s sampled throughout; %s per connection", intStr(s.GoroutinesMax), num(s.GoroutinesMaxPerConn))
 	}
 	row("loadgen", "CPU %.1f%% of a core while posting, RSS %s", r.Loadgen.CPUPercent, kib(r.Loadgen.RSSKiB))
 	if i := r.Idle; i != nil {
@@ -205,11 +219,21 @@ func writeComparison(out io.Writer, r, b *Report) {
 	line("missing / duplicates", fmt.Sprintf("%d / %d", r.Missing, r.Duplicates), fmt.Sprintf("%d / %d", b.Missing, b.Duplicates))
 	line("RSS per connection", num(r.Server.RSSPerConnKiB)+" KiB", num(b.Server.RSSPerConnKiB)+" KiB")
 	line("goroutines per connection", num(r.Server.GoroutinesPerConn), num(b.Server.GoroutinesPerConn))
+	line("RSS per connection after events", num(r.Server.RSSPerConnAfterEventsKiB)+" KiB", num(b.Server.RSSPerConnAfterEventsKiB)+" KiB"+ratio(r.Server.RSSPerConnAfterEventsKiB, b.Server.RSSPerConnAfterEventsKiB))
+	line("goroutines per connection, most sampled", num(r.Server.GoroutinesMaxPerConn), num(b.Server.GoroutinesMaxPerConn))
 	line("server CPU while posting", pct(r.Server.CPUPercent), pct(b.Server.CPUPercent))
 	if r.Ramp != nil && b.Ramp != nil {
 		line("highest sustained deliveries/s", fmt.Sprintf("%.0f", r.Ramp.HighestSustainedDeliveriesPerSec), fmt.Sprintf("%.0f", b.Ramp.HighestSustainedDeliveriesPerSec))
 	}
 	_ = w.Flush()
+}
+
+// ratio is "  (a÷b = x)" when both are known and b is positive, else "".
+func ratio(a, b *float64) string {
+	if a == nil || b == nil || *b <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("  (ratio %.2f)", *a / *b)
 }
 
 func msStr(v float64) string {

@@ -47,6 +47,8 @@ type config struct {
 	compress        bool
 	textSize        int
 	posters         int
+	plain           bool
+	rssAfter        int
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
@@ -75,6 +77,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.compress, "compress", false, "offer permessage-deflate on every connection, as browsers do")
 	fs.IntVar(&c.textSize, "text-size", 0, "pad each status text with words to about this many bytes (at most 480), for a realistic payload size")
 	fs.IntVar(&c.posters, "posters", 0, "guests posting in turn (default: one per 2 posts/s of the highest rate, within the server's default LIMIT_STATUSES); ignored with -token")
+	fs.BoolVar(&c.plain, "plain", false, "subscribe without after (subscription { statusPosted { id text createdAt } }), as most clients do")
+	fs.IntVar(&c.rssAfter, "rss-after", 10, "read the server's RSS once every subscriber has received this many posts (0: not read)")
 	fs.BoolVar(&c.compare, "compare", false, "then measure a baseline server (loadgen baseline, started as a child process on 127.0.0.1) the same way and report both")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -107,6 +111,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.duration < 0 || c.drain < 0 || c.settle < 0 || c.idle < 0 {
 		problems = append(problems, "durations must not be negative")
+	}
+	if c.rssAfter < 0 {
+		problems = append(problems, "-rss-after must not be negative")
 	}
 	if c.sources < 1 || c.sources > 254 {
 		problems = append(problems, "-sources must be 1..254")
@@ -276,13 +283,18 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 	}
 	m.rep.Server.RSSBeforeKiB = opt(pr.rssKiB())
 	m.rep.Server.GoroutinesBefore = opt(pr.goroutines(ctx))
+	m.goroutines = sampleGoroutines(ctx, pr, 200*time.Millisecond)
+	defer m.goroutines.finish()
+	if cfg.plain {
+		m.rep.After = "" // not sent
+	}
 
 	fmt.Fprintf(progress, "loadgen %s: %d %s connections to %s (run %s, after %s)\n", cfg.url, cfg.conns, cfg.proto, ep.ws, runID, after)
 	subToken := ""
 	if cfg.initAuth {
 		subToken = a.token
 	}
-	err = m.connect(ctx, newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout, cfg.compress), cfg.proto, subToken, after, cfg.timeout, m.t))
+	err = m.connect(ctx, newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout, cfg.compress), cfg.proto, subToken, subscribePayload(cfg.plain, after), cfg.timeout, m.t))
 	closed := false
 	defer func() {
 		if !closed {
@@ -389,6 +401,8 @@ type measurement struct {
 	t        *tally
 	fl       *fleet
 	rep      *Report
+
+	goroutines *goroutineSampler // from before connecting to the end of posting
 }
 
 // connect opens, initialises and subscribes every connection (m.fl, which
@@ -444,6 +458,13 @@ func (m *measurement) settleAndIdle(ctx context.Context) error {
 func (m *measurement) post(ctx context.Context, pub *publisher) (steps []StepReport, stopReason string, _ error) {
 	window := startCPU(m.pr)
 	subscribers := int64(len(m.fl.subs))
+	rssAfter := func() (int64, bool) { return 0, false }
+	if n := int64(min(m.cfg.rssAfter, m.t.total())); n > 0 {
+		rctx, cancel := context.WithCancel(ctx)
+		defer cancel() // a reading still waiting when posting ends is given up
+		rssAfter = rssAfterEvents(rctx, m.pr, m.t.receivedAll, n, subscribers)
+		defer func() { cancel(); m.rep.Server.RSSAfterEventsKiB = opt(rssAfter()) }()
+	}
 	for k, sp := range m.plan {
 		st := m.t.steps[k]
 		w := startCPU(m.pr)
@@ -470,6 +491,7 @@ func (m *measurement) post(ctx context.Context, pub *publisher) (steps []StepRep
 	window.stop()
 	m.rep.Server.RSSEndKiB = opt(m.pr.rssKiB())
 	m.rep.Server.GoroutinesEnd = opt(m.pr.goroutines(ctx))
+	m.rep.Server.GoroutinesMax = opt(m.goroutines.finish())
 	if len(steps) > 0 {
 		m.rep.Server.CPUPercent = window.serverPercent
 		m.rep.Loadgen.CPUPercent = window.selfPercent
@@ -528,6 +550,15 @@ func (m *measurement) count(steps []StepReport, pub *publisher) {
 		v := round2(float64(*s.GoroutinesSubscribed-*s.GoroutinesBefore) / float64(rep.Connected))
 		s.GoroutinesPerConn = &v
 	}
+	perConn := func(v, before *int64) *float64 {
+		if v == nil || before == nil || rep.Connected == 0 {
+			return nil
+		}
+		r := round2(float64(*v-*before) / float64(rep.Connected))
+		return &r
+	}
+	s.RSSPerConnAfterEventsKiB = perConn(s.RSSAfterEventsKiB, s.RSSBeforeKiB)
+	s.GoroutinesMaxPerConn = perConn(s.GoroutinesMax, s.GoroutinesBefore)
 }
 
 // rampReport summarises a ramp: its steps and the highest rate it

@@ -25,6 +25,7 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
@@ -87,12 +88,17 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// A connection keeps only its request id and client address from the
 		// upgrade request.
 		ConnContext: func(r *http.Request) context.Context { return request.Detached(r.Context()) },
-		// Live delivery of durable streams is shared between subscribers of
-		// the same document and scope; statusPosted is public.
+		// Live delivery of durable streams, and of the KPI sets and the
+		// dashboard (latest-value streams), is shared between subscribers of
+		// the same document and scope; statusPosted and the KPI views are
+		// public (the same for every caller allowed to subscribe: each
+		// subscriber's own first result is authorized before it joins).
 		Positions:    stream.WithPositionRecorder,
 		EventTimes:   stream.WithEventTimeRecorder,
 		OnDelivered:  func(d time.Duration) { m.deliveryLatency.Observe(d.Seconds()) },
-		PublicFields: []string{"statusPosted"},
+		PublicFields: []string{"statusPosted", "kpiUpdated", "dashboard"},
+		LatestFields: []string{"kpiUpdated", "dashboard"},
+		Versions:     live.WithVersionRecorder,
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {
 				return strconv.FormatInt(p.User.ID, 10)

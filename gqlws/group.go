@@ -28,6 +28,12 @@ import (
 // from the database) and joins the group as soon as it has caught up with
 // it; from then on it costs no goroutine and no execution of its own.
 //
+// Latest-value streams (Options.LatestFields) share the same way, with the
+// versions of their values for positions: the leader executes and encodes
+// each new value once; a member that joins gets the group's newest result
+// if it is newer than its own first one, and a result still queued for a
+// slow member is replaced by the next (see conn.enqueue).
+//
 // Results are never shared across scopes: a subscription field is shared
 // between all callers only when Options.PublicFields names it; otherwise the
 // scope is the caller's identity (Options.Scope), and without one nothing is
@@ -43,6 +49,7 @@ type group struct {
 	key       string
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
+	latest    bool               // a latest-value stream: only the newest result counts
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
@@ -106,12 +113,18 @@ func (p *positions) popAt() (int64, time.Time, bool) {
 // root field's after argument). ok is false for operations that must run on
 // their own.
 func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) (key, afterVar string, ok bool) {
-	if t.opts.Positions == nil || rc.Operation == nil || rc.Operation.Operation != ast.Subscription ||
-		len(rc.Operation.SelectionSet) != 1 {
+	if rc.Operation == nil || rc.Operation.Operation != ast.Subscription || len(rc.Operation.SelectionSet) != 1 {
 		return "", "", false
 	}
 	field, isField := rc.Operation.SelectionSet[0].(*ast.Field)
 	if !isField {
+		return "", "", false
+	}
+	if t.isLatest(field.Name) {
+		if t.opts.Versions == nil {
+			return "", "", false
+		}
+	} else if t.opts.Positions == nil {
 		return "", "", false
 	}
 	if arg := field.Arguments.ForName("after"); arg != nil {
@@ -136,6 +149,20 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 		return "", "", false
 	}
 	return scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON), afterVar, true
+}
+
+// isLatest reports whether the subscription field named field is a
+// latest-value stream (Options.LatestFields).
+func (t *Transport) isLatest(field string) bool { return slices.Contains(t.opts.LatestFields, field) }
+
+// recorder returns ctx under which the operation's stream reports the
+// positions (or, for a latest-value stream, the versions) of its results to
+// sent, and where it is caught up to caughtUp (durable streams only).
+func (t *Transport) recorder(ctx context.Context, latest bool, sent, caughtUp func(int64)) context.Context {
+	if latest {
+		return t.opts.Versions(ctx, sent)
+	}
+	return t.opts.Positions(ctx, sent, caughtUp)
 }
 
 // tryJoin moves op, whose private execution has just delivered the result
@@ -184,8 +211,9 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 		params = op.paramsAt(pos)
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, members: make(map[*operation]struct{})}
-	lctx = t.opts.Positions(graphql.StartOperationTrace(lctx), g.pos.push, func(int64) {})
+	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, latest: op.share.latest,
+		members: make(map[*operation]struct{})}
+	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
 	if t.opts.EventTimes != nil {
 		lctx = t.opts.EventTimes(lctx, g.pos.at)
 	}
@@ -223,6 +251,10 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		result := newSharedResult(payload, g.transport.opts.Compression)
 		g.mu.Lock()
 		g.head = pos
+		if g.latest {
+			clear(g.ring)
+			g.ring = g.ring[:0] // only the newest result is ever sent to a joining member
+		}
 		if len(g.ring) == ringSize {
 			copy(g.ring, g.ring[1:])
 			g.ring = g.ring[:ringSize-1]
@@ -239,7 +271,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		if !fanOut(ctx, g.transport.opts.Panics, batch, result) {
+		if !fanOut(ctx, g.transport.opts.Panics, batch, queuedFrame{result: result, latest: g.latest}) {
 			failed = true // a part of the members missed the result: they start again
 			return
 		}
@@ -260,7 +292,7 @@ const fanOutChunk = 512
 // every member has its frame written or queued. It reports false when one
 // of those goroutines panicked (recovered by guard): then some members
 // missed the result.
-func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, result *sharedResult) bool {
+func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, result queuedFrame) bool {
 	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
 	if n <= 1 {
 		deliver(members, result)
@@ -281,11 +313,12 @@ func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, resu
 	return !failed.Load()
 }
 
-// deliver hands result to each member's connection, without waiting for
-// any (see conn.enqueue).
-func deliver(members []*operation, result *sharedResult) {
+// deliver hands result (a frame for no operation yet) to each member's
+// connection, without waiting for any (see conn.enqueue).
+func deliver(members []*operation, result queuedFrame) {
 	for _, m := range members {
-		m.conn.enqueue(queuedFrame{op: m, result: result})
+		result.op = m
+		m.conn.enqueue(result)
 	}
 }
 
@@ -297,7 +330,16 @@ func (g *group) join(op *operation, pos int64) bool {
 	if g.closed {
 		return false
 	}
-	if g.head > pos {
+	switch {
+	case g.latest:
+		// A newer result of the group's is all the member needs; without
+		// one yet, the leader's first (as new as the member's, or newer)
+		// comes to it.
+		if n := len(g.ring); n > 0 && g.ring[n-1].pos > pos {
+			op.conn.enqueue(queuedFrame{op: op, result: g.ring[n-1].result, latest: true})
+			pos = g.ring[n-1].pos
+		}
+	case g.head > pos:
 		// The group is ahead: join only if its recent results cover the
 		// difference, and queue those first.
 		i := slices.IndexFunc(g.ring, func(e ringEntry) bool { return e.pos == pos+1 })

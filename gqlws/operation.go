@@ -49,6 +49,7 @@ type operation struct {
 type shareInfo struct {
 	key      string             // the group's key (Transport.shareKey)
 	afterVar string             // the variable holding the resume cursor, "" for none
+	latest   bool               // a latest-value stream (Options.LatestFields): versions for positions
 	params   *graphql.RawParams // the operation's parameters, to start the group or resume privately
 }
 
@@ -140,7 +141,8 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 		op.count(rc)
 	}
 	if key, afterVar, ok := c.transport.shareKey(ctx, rc); ok {
-		op.share = &shareInfo{key: key, afterVar: afterVar, params: params}
+		latest := c.transport.isLatest(rc.Operation.SelectionSet[0].(*ast.Field).Name) // shareKey checked it is a field
+		op.share = &shareInfo{key: key, afterVar: afterVar, params: params, latest: latest}
 	}
 	c.run(graphql.WithOperationContext(ctx, rc), op, rc)
 }
@@ -239,7 +241,7 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 				stopExec() // runs in the stream's goroutine: nothing is sent after p
 			}
 		}
-		execCtx = c.transport.opts.Positions(execCtx, pos.push, caughtUp)
+		execCtx = c.transport.recorder(execCtx, op.share.latest, pos.push, caughtUp)
 	}
 	responses, rctx := c.exec.DispatchOperation(execCtx, rc)
 	for {

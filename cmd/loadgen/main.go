@@ -8,6 +8,7 @@
 //	loadgen run [flags]              measure a server (the default subcommand)
 //	loadgen notifications [flags]    measure notification broadcasts, then the status feed at the same size
 //	loadgen dashboard [flags]        measure dashboard and kpiUpdated subscribers, then the status feed at the same size
+//	loadgen writes [flags]           measure postStatus and postMessage against plain INSERTs on the server's MySQL
 //	loadgen baseline -addr HOST:PORT serve the minimal fan-out to compare with
 //
 // Start the server, with the limits per client address off (loadgen's
@@ -94,7 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runNotifications(ctx, args, stdout, stderr)
 	case "dashboard":
 		return runDashboard(ctx, args, stdout, stderr)
+	case "writes":
+		return runWrites(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown subcommand %q: want run, notifications, dashboard or baseline", cmd)
+		return fmt.Errorf("unknown subcommand %q: want run, notifications, dashboard, writes or baseline", cmd)
 	}
 }

@@ -158,7 +158,8 @@ func (db *DB) RoomMembers(ctx context.Context, roomIDs []int64) (map[int64][]*mo
 
 // CreateMessage appends a message by author (text already validated) to
 // room's stream, marks the room read for the author up to it and makes it
-// the room's latest activity. The message's time is read from now once its
+// the room's latest activity; concurrent posts to a room are committed
+// together (see appendOnce). The message's time is read from now once its
 // position is taken, so that within a room times follow positions (on one
 // clock) and a message is committed moments after its time. With a key
 // (nil: none), the message and the key are committed together; a key that
@@ -170,20 +171,19 @@ func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *mode
 		return nil, false, err
 	}
 	m = &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID, Author: author}
-	replayed, err = once(ctx, db, key, now(), &m, func(tx *gorm.DB) error {
-		pos, err := appendPosition(tx, name)
-		if err != nil {
-			return err
-		}
+	write := func(tx *gorm.DB, pos int64) error {
 		m.Seq, m.CreatedAt = pos, now().UTC().Truncate(time.Millisecond)
-		if err := tx.Omit("Author").Create(m).Error; err != nil {
-			return err
-		}
-		if err := tx.Model(&models.Room{}).Where("id = ?", room.ID).Update("active_at", m.CreatedAt).Error; err != nil {
-			return err
-		}
-		return markRead(tx, author.ID, room.ID, pos, m.CreatedAt)
-	})
+		return tx.Omit("Author").Create(m).Error
+	}
+	// The room's activity and the author's read mark are the last message's
+	// of a batch (see appendTail).
+	active := appendTail{key: "active", run: func(tx *gorm.DB) error {
+		return tx.Model(&models.Room{}).Where("id = ?", room.ID).Update("active_at", m.CreatedAt).Error
+	}}
+	read := appendTail{key: fmt.Sprintf("read %d", author.ID), run: func(tx *gorm.DB) error {
+		return markRead(tx, author.ID, room.ID, m.Seq, m.CreatedAt)
+	}}
+	replayed, err = appendOnce(ctx, db, name, key, now(), &m, write, active, read)
 	if err != nil {
 		return nil, false, translate(err, "create message")
 	}

@@ -39,42 +39,57 @@ const maxAppendBatch = 64
 
 // appendReq is one append waiting for its stream.
 type appendReq struct {
-	deadline time.Time                          // the caller's, bounded by the store's timeout
-	claim    func(tx *gorm.DB) error            // claims its idempotency key, if any
-	write    func(tx *gorm.DB, pos int64) error // writes the event at pos
-	tails    []appendTail                       // run after the batch's writes
-	remember func(tx *gorm.DB) error            // stores the result under its key, if any
-	done     chan appendOutcome                 // receives the outcome, once
+	deadline time.Time               // the caller's, bounded by the store's timeout
+	claim    func(tx *gorm.DB) error // claims its idempotency key, if any
+	place    func(pos int64)         // gives the event its position
+	writes   []appendWrite           // written once the batch's events have their positions
+	remember func(tx *gorm.DB) error // stores the result under its key, if any
+	done     chan appendOutcome      // receives the outcome, once
 }
 
-// appendTail is a write that follows an append and that a later append's
-// tail of the same key makes redundant (a room's latest activity, how far
-// an author has read): of a batch's tails with one key, only the last
-// runs, after every event is written.
-type appendTail struct {
-	key string
-	run func(tx *gorm.DB) error
+// appendWrite is a write of an append, made together with the same write
+// of the other appends of its batch: of a batch's writes with one key, the
+// last one's run is called once with the items of them all, in the order
+// of their positions. So a batch's events go in one multi-row INSERT, and
+// a room's latest activity or an author's read mark, of which the last is
+// all that counts, is written once.
+type appendWrite struct {
+	key  string
+	item any
+	run  func(tx *gorm.DB, items []any) error
 }
 
-// runTails runs, of each key's tails in batch, the last, in the order the
+// writeAll makes the writes of batch (see appendWrite), in the order their
 // keys first came.
-func runTails(tx *gorm.DB, batch []*appendReq) error {
+func writeAll(tx *gorm.DB, batch []*appendReq) error {
 	var order []string
-	last := make(map[string]func(tx *gorm.DB) error)
+	items := make(map[string][]any)
+	last := make(map[string]func(tx *gorm.DB, items []any) error)
 	for _, r := range batch {
-		for _, t := range r.tails {
-			if _, seen := last[t.key]; !seen {
-				order = append(order, t.key)
+		for _, w := range r.writes {
+			if _, seen := last[w.key]; !seen {
+				order = append(order, w.key)
 			}
-			last[t.key] = t.run
+			items[w.key] = append(items[w.key], w.item)
+			last[w.key] = w.run
 		}
 	}
 	for _, k := range order {
-		if err := last[k](tx); err != nil {
+		if err := last[k](tx, items[k]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// insertEvents is the appendWrite run that inserts a batch's events (each
+// a T, without its author) in one statement.
+func insertEvents[T any](tx *gorm.DB, items []any) error {
+	rows := make([]T, len(items))
+	for i, it := range items {
+		rows[i] = it.(T)
+	}
+	return tx.Omit("Author").Create(rows).Error
 }
 
 // appendOutcome is what an append learns once its batch is over: its error,
@@ -94,19 +109,19 @@ type appenders struct {
 
 // appendOnce appends one event to stream, idempotently with key (nil:
 // none), committed in a batch with the appends to stream that wait at the
-// same time (see above). write writes the event at its position and
-// result is what key remembers; tails follow write (see appendTail).
-// replayed reports that a concurrent request
+// same time (see above). place gives the event its position, writes
+// store it (see appendWrite) and result is what key remembers. replayed
+// reports that a concurrent request
 // with key committed first (then result holds its event; see once).
-func appendOnce[T any](ctx context.Context, db *DB, stream string, key *models.Idempotency, now time.Time, result *T, write func(tx *gorm.DB, pos int64) error, tails ...appendTail) (replayed bool, err error) {
+func appendOnce[T any](ctx context.Context, db *DB, stream string, key *models.Idempotency, now time.Time, result *T, place func(pos int64), writes ...appendWrite) (replayed bool, err error) {
 	bounded, cancel := db.bound(ctx)
 	defer cancel()
 	deadline, _ := bounded.Deadline()
 	req := &appendReq{
 		deadline: deadline,
 		claim:    func(tx *gorm.DB) error { return claim(tx, key, now) },
-		write:    write,
-		tails:    tails,
+		place:    place,
+		writes:   writes,
 		remember: func(tx *gorm.DB) error { return remember(tx, key, result) },
 		done:     make(chan appendOutcome, 1),
 	}
@@ -128,10 +143,8 @@ func appendOnce[T any](ctx context.Context, db *DB, stream string, key *models.I
 		if err != nil {
 			return err
 		}
-		if err := write(tx, pos); err != nil {
-			return err
-		}
-		return runTails(tx, []*appendReq{req})
+		place(pos)
+		return writeAll(tx, []*appendReq{req})
 	})
 }
 
@@ -209,8 +222,8 @@ func (db *DB) commitLoop(stream string) {
 }
 
 // commitAppends commits batch in one transaction: the keys claimed, the
-// head moved by len(batch), each event written at its position, the tails
-// run, each result remembered.
+// head moved by len(batch), each event placed at its position, their
+// writes made, each result remembered.
 func (db *DB) commitAppends(ctx context.Context, stream string, batch []*appendReq) error {
 	return db.transaction(ctx, func(tx *gorm.DB) error {
 		for _, r := range batch {
@@ -223,11 +236,9 @@ func (db *DB) commitAppends(ctx context.Context, stream string, batch []*appendR
 			return err
 		}
 		for i, r := range batch {
-			if err := r.write(tx, last-int64(len(batch)-1-i)); err != nil {
-				return err
-			}
+			r.place(last - int64(len(batch)-1-i))
 		}
-		if err := runTails(tx, batch); err != nil {
+		if err := writeAll(tx, batch); err != nil {
 			return err
 		}
 		for _, r := range batch {

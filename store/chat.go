@@ -171,23 +171,50 @@ func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *mode
 		return nil, false, err
 	}
 	m = &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID, Author: author}
-	write := func(tx *gorm.DB, pos int64) error {
-		m.Seq, m.CreatedAt = pos, now().UTC().Truncate(time.Millisecond)
-		return tx.Omit("Author").Create(m).Error
-	}
-	// The room's activity and the author's read mark are the last message's
-	// of a batch (see appendTail).
-	active := appendTail{key: "active", run: func(tx *gorm.DB) error {
+	place := func(pos int64) { m.Seq, m.CreatedAt = pos, now().UTC().Truncate(time.Millisecond) }
+	insert := appendWrite{key: "insert", item: m, run: insertEvents[*models.Message]}
+	// The room's activity is the last message's of a batch; each author has
+	// read up to their last message of it.
+	active := appendWrite{key: "active", run: func(tx *gorm.DB, _ []any) error {
 		return tx.Model(&models.Room{}).Where("id = ?", room.ID).Update("active_at", m.CreatedAt).Error
 	}}
-	read := appendTail{key: fmt.Sprintf("read %d", author.ID), run: func(tx *gorm.DB) error {
-		return markRead(tx, author.ID, room.ID, m.Seq, m.CreatedAt)
+	read := appendWrite{key: "read", item: m, run: func(tx *gorm.DB, items []any) error {
+		return db.markReadBy(tx, items)
 	}}
-	replayed, err = appendOnce(ctx, db, name, key, now(), &m, write, active, read)
+	replayed, err = appendOnce(ctx, db, name, key, now(), &m, place, insert, active, read)
 	if err != nil {
 		return nil, false, translate(err, "create message")
 	}
 	return m, replayed, nil
+}
+
+// markReadBy records that the author of each message (a batch of one
+// room's, by position) has read the room up to it, in one statement: see
+// markRead.
+func (db *DB) markReadBy(tx *gorm.DB, messages []any) error {
+	last := make(map[int64]*models.Message)
+	var authors []int64
+	for _, it := range messages {
+		m := it.(*models.Message)
+		if last[m.AuthorID] == nil {
+			authors = append(authors, m.AuthorID)
+		}
+		last[m.AuthorID] = m
+	}
+	reads := make([]*models.RoomRead, len(authors))
+	for i, a := range authors {
+		m := last[a]
+		at := m.CreatedAt.UTC().Truncate(time.Millisecond)
+		reads[i] = &models.RoomRead{UserID: a, RoomID: m.RoomID, Seq: m.Seq, JoinedAt: &at}
+	}
+	newSeq := "excluded.seq"
+	if db.dialect == MySQL {
+		newSeq = "VALUES(seq)"
+	}
+	return tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "user_id"}, {Name: "room_id"}},
+		DoUpdates: clause.Set{{Column: clause.Column{Name: "seq"}, Value: gorm.Expr("CASE WHEN " + newSeq + " > room_reads.seq THEN " + newSeq + " ELSE room_reads.seq END")}},
+	}).Create(reads).Error
 }
 
 // markRead records that userID has read room up to seq (never backwards);

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/switchboardhq/switchboard/models"
 )
 
@@ -21,10 +19,8 @@ func (db *DB) CreateStatus(ctx context.Context, author *models.User, text string
 		return nil, false, err
 	}
 	st = &models.Status{Text: text, AuthorID: author.ID, Author: author, CreatedAt: now.UTC().Truncate(time.Millisecond)}
-	replayed, err = appendOnce(ctx, db, models.StatusStream, key, now, &st, func(tx *gorm.DB, pos int64) error {
-		st.ID = pos
-		return tx.Omit("Author").Create(st).Error
-	})
+	replayed, err = appendOnce(ctx, db, models.StatusStream, key, now, &st, func(pos int64) { st.ID = pos },
+		appendWrite{key: "insert", item: st, run: insertEvents[*models.Status]})
 	if err != nil {
 		return nil, false, translate(err, "create status")
 	}

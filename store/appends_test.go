@@ -208,3 +208,27 @@ func TestBatchedMessagesMarkEachAuthorRead(t *testing.T) {
 		t.Logf("unread: %v", unread)
 	})
 }
+
+// BenchmarkAppendStatus: statuses appended by 16 writers per processor at
+// once, as postStatus under load does (one writer per processor on SQLite,
+// whose writes queue anyway); each op is one status.
+func BenchmarkAppendStatus(b *testing.B) {
+	for _, dialect := range []store.Dialect{store.SQLite, store.MySQL} {
+		b.Run(string(dialect), func(b *testing.B) {
+			db := storetest.Open(b, dialect)
+			ada := newUser(b, db, "ada")
+			if dialect == store.MySQL {
+				b.SetParallelism(16)
+			}
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, _, err := db.CreateStatus(context.Background(), ada, "bench", time.Now(), nil); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -50,6 +50,8 @@ type group struct {
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
 	latest    bool               // a latest-value stream: only the newest result counts
+	ready     chan struct{}      // closed once the leader has its first result, or ended
+	readyOnce sync.Once
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
@@ -185,12 +187,24 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 	if !g.join(op, pos) {
 		return false
 	}
+	if g.latest {
+		// The member's own stream keeps its value read (see live.Watchers)
+		// until the leader's stream has it too: else the leader would read
+		// the same state again, and send it as new.
+		select {
+		case <-g.ready:
+		case <-ctx.Done():
+		}
+	}
 	// A member needs neither its parameters nor its own context any more:
 	// let them go (an idle subscription should cost as little as possible).
 	op.share = nil
 	op.release()
 	return true
 }
+
+// markReady says that the leader has its first result, or has ended.
+func (g *group) markReady() { g.readyOnce.Do(func() { close(g.ready) }) }
 
 // paramsAt returns op's parameters with its resume cursor set to pos.
 func (op *operation) paramsAt(pos int64) *graphql.RawParams {
@@ -212,7 +226,7 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g := &group{transport: t, key: op.share.key, cancel: cancel, head: pos, pos: &positions{}, latest: op.share.latest,
-		members: make(map[*operation]struct{})}
+		ready: make(chan struct{}), members: make(map[*operation]struct{})}
 	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
 	if t.opts.EventTimes != nil {
 		lctx = t.opts.EventTimes(lctx, g.pos.at)
@@ -232,6 +246,7 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql.OperationContext) {
 	failed := false
 	defer func() { g.end(failed) }()
+	defer g.markReady()
 	defer g.transport.opts.Panics.Recover(ctx, whereGroup, func() { failed = true })
 	responses, rctx := exec.DispatchOperation(ctx, rc)
 	var batch []*operation
@@ -240,6 +255,7 @@ func (g *group) run(ctx context.Context, exec graphql.GraphExecutor, rc *graphql
 		if resp == nil {
 			return
 		}
+		g.markReady()
 		g.transport.opts.Panics.Point(whereGroup)
 		pos, at, ok := g.pos.popAt()
 		payload, err := json.Marshal(resp)

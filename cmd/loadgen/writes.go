@@ -126,7 +126,9 @@ func measureWrites(ctx context.Context, cfg *writesConfig, progress io.Writer) (
 	if err := scratchTables(ctx, db); err != nil {
 		return nil, err
 	}
-	defer func() { _, _ = db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS loadgen_writes, loadgen_stream, loadgen_heads") }()
+	defer func() {
+		_, _ = db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS loadgen_writes, loadgen_stream, loadgen_heads")
+	}()
 
 	transport := &http.Transport{MaxIdleConns: cfg.writers + 8, MaxIdleConnsPerHost: cfg.writers + 8}
 	defer transport.CloseIdleConnections()

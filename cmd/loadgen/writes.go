@@ -107,6 +107,14 @@ func runWrites(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return w.run(ctx, args, stdout, stderr, func(c *writesConfig) (bool, bool) { return false, c.json })
 }
 
+// writePhase is one phase of the workload: what each writer does, n its
+// count of writes so far.
+type writePhase struct {
+	name   string
+	server bool // through the server: its statements and CPU are reported
+	write  func(ctx context.Context, i int, n int64) error
+}
+
 func measureWrites(ctx context.Context, cfg *writesConfig, progress io.Writer) (*WritesReport, error) {
 	ep, err := endpointsOf(cfg.url)
 	if err != nil {
@@ -129,7 +137,6 @@ func measureWrites(ctx context.Context, cfg *writesConfig, progress io.Writer) (
 	defer func() {
 		_, _ = db.ExecContext(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS loadgen_writes, loadgen_stream, loadgen_heads")
 	}()
-
 	transport := &http.Transport{MaxIdleConns: cfg.writers + 8, MaxIdleConnsPerHost: cfg.writers + 8}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
@@ -147,13 +154,8 @@ func measureWrites(ctx context.Context, cfg *writesConfig, progress io.Writer) (
 	if err != nil {
 		return nil, err
 	}
-	pr := &probe{pid: cfg.pid, metricsURL: ep.metrics, client: client}
 	text := func(i int, n int64) string { return fmt.Sprintf("lg:%s:%d:%d", runID, i, n) }
-	phases := []struct {
-		name   string
-		server bool
-		write  func(ctx context.Context, i int, n int64) error
-	}{
+	phases := []writePhase{
 		{"plain INSERT (driver)", false, func(ctx context.Context, i int, n int64) error {
 			_, err := db.ExecContext(ctx, "INSERT INTO loadgen_writes (author_id, text, created_at) VALUES (?, ?, ?)", i+1, text(i, n), time.Now().UTC())
 			return err
@@ -175,33 +177,38 @@ func measureWrites(ctx context.Context, cfg *writesConfig, progress io.Writer) (
 		}},
 	}
 	rep := &WritesReport{Target: cfg.url, Writers: cfg.writers}
+	pr := &probe{pid: cfg.pid, metricsURL: ep.metrics, client: client}
 	for _, ph := range phases {
-		fmt.Fprintf(progress, "%s: %d writers for %v\n", ph.name, cfg.writers, cfg.duration)
-		stmt0, ok0 := pr.metric(ctx, "switchboard_database_statements_total")
-		window := startCPU(pr)
-		res := hammer(ctx, cfg.writers, cfg.duration, errs, ph.write)
-		window.stop()
-		res.Name = ph.name
-		if ph.server {
-			res.ServerCPUPercent = window.serverPercent
-			if stmt1, ok1 := pr.metric(ctx, "switchboard_database_statements_total"); ok0 && ok1 && res.Writes > 0 {
-				v := round2((stmt1 - stmt0) / float64(res.Writes))
-				res.StatementsPerWrite = &v
-			}
-		}
-		if len(rep.Phases) > 0 && rep.Phases[0].PerSec > 0 {
-			res.RatioToPlain = round2(res.PerSec / rep.Phases[0].PerSec)
-		} else {
-			res.RatioToPlain = 1
-		}
-		fmt.Fprintf(progress, "  %.0f/s, p50 %.2f ms, p99 %.2f ms, %d failed\n", res.PerSec, res.Latency.P50Ms, res.Latency.P99Ms, res.Failed)
-		rep.Phases = append(rep.Phases, res)
+		rep.Phases = append(rep.Phases, runPhase(ctx, cfg, pr, errs, ph, rep.Phases, progress))
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 	}
 	rep.Errors = errs.list()
 	return rep, nil
+}
+
+// runPhase measures one phase; the first of before is the reference.
+func runPhase(ctx context.Context, cfg *writesConfig, pr *probe, errs *errorLog, ph writePhase, before []PhaseReport, progress io.Writer) PhaseReport {
+	fmt.Fprintf(progress, "%s: %d writers for %v\n", ph.name, cfg.writers, cfg.duration)
+	stmt0, ok0 := pr.metric(ctx, "switchboard_database_statements_total")
+	window := startCPU(pr)
+	res := hammer(ctx, cfg.writers, cfg.duration, errs, ph.write)
+	window.stop()
+	res.Name = ph.name
+	if ph.server {
+		res.ServerCPUPercent = window.serverPercent
+		if stmt1, ok1 := pr.metric(ctx, "switchboard_database_statements_total"); ok0 && ok1 && res.Writes > 0 {
+			v := round2((stmt1 - stmt0) / float64(res.Writes))
+			res.StatementsPerWrite = &v
+		}
+	}
+	res.RatioToPlain = 1
+	if len(before) > 0 && before[0].PerSec > 0 {
+		res.RatioToPlain = round2(res.PerSec / before[0].PerSec)
+	}
+	fmt.Fprintf(progress, "  %.0f/s, p50 %.2f ms, p99 %.2f ms, %d failed\n", res.PerSec, res.Latency.P50Ms, res.Latency.P99Ms, res.Failed)
+	return res
 }
 
 // scratchTables creates the plain phases' tables: a row like a status's,

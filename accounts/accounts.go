@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"math"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -58,7 +59,14 @@ type Service struct {
 	tokens   *auth.Tokens
 	sessions *Sessions
 	opts     Options
+
+	usersMu sync.Mutex
+	users   map[int64]*models.User // found by Current: a user record never changes
 }
+
+// maxKnownUsers bounds the users Current keeps (about 100 bytes each);
+// past it, it forgets them all and starts again.
+const maxKnownUsers = 10000
 
 // New returns a Service storing users and sessions in db, issuing tokens
 // with tokens and ending sessions through sessions.
@@ -175,13 +183,32 @@ func (s *Service) SignOut(ctx context.Context, p *models.Principal) error {
 }
 
 // Current returns the user record of the caller p; a token whose user no
-// longer exists is models.Unauthenticated.
+// longer exists is models.Unauthenticated. A user's record never changes
+// once created, so the records found are kept (up to maxKnownUsers) and a
+// caller's next request reads none: every mutation needs its caller.
 func (s *Service) Current(ctx context.Context, p *models.Principal) (*models.User, error) {
+	s.usersMu.Lock()
+	known := s.users[p.User.ID]
+	s.usersMu.Unlock()
+	if known != nil {
+		u := *known
+		return &u, nil
+	}
 	u, err := s.db.User(ctx, p.User.ID)
 	if models.ErrorCode(err) == models.NotFound {
 		return nil, models.Errorf(models.Unauthenticated, "the user of this token no longer exists; sign in again")
 	}
-	return u, err
+	if err != nil {
+		return nil, err
+	}
+	s.usersMu.Lock()
+	if len(s.users) >= maxKnownUsers || s.users == nil {
+		s.users = make(map[int64]*models.User)
+	}
+	kept := *u
+	s.users[u.ID] = &kept
+	s.usersMu.Unlock()
+	return u, nil
 }
 
 // Search returns up to limit users whose name contains search (trimmed,

@@ -159,6 +159,25 @@ func TestRefreshAndCurrent(t *testing.T) {
 	assert.Equal(t, models.Unauthenticated, models.ErrorCode(err), "a session of another user")
 }
 
+// TestCurrentReadsAUserOnce: a caller's user record is read once, not on
+// each of its requests (every mutation asks for it).
+func TestCurrentReadsAUserOnce(t *testing.T) {
+	f := newService(t, accounts.Options{GuestSignIn: true})
+	s, err := f.svc.SignIn(t.Context(), "ada")
+	require.NoError(t, err)
+	p := f.principal(t, s.Token)
+	first, err := f.svc.Current(t.Context(), p)
+	require.NoError(t, err)
+	before := f.db.Statements()
+	for range 10 {
+		me, err := f.svc.Current(t.Context(), p)
+		require.NoError(t, err)
+		assert.Equal(t, first, me)
+		assert.NotSame(t, first, me, "each caller gets a record of its own")
+	}
+	assert.Zero(t, f.db.Statements()-before, "statements for 10 more requests of one caller")
+}
+
 // TestRefreshStaysWithinTheSession: each refresh gives a token TokenTTL
 // from now until that would pass the session's end, then one that ends with
 // the session; after the end, or once signed out, refreshing is refused.

@@ -39,9 +39,6 @@ import (
 // guestTokenTTL is how long a guest sign-in lasts.
 const guestTokenTTL = 30 * 24 * time.Hour
 
-// demoFeedInterval is how often the KPI demo feed moves its values.
-const demoFeedInterval = 5 * time.Second
-
 // Server is one running Switchboard: its database, broker, live services and
 // HTTP listener (and /metrics' own with METRICS_ADDR), wired together. Start
 // returns one that serves; Shutdown stops it.
@@ -249,7 +246,7 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 	kpis.Start(ctx)
 	s.closers = append(s.closers, kpis.Close)
 	if cfg.DemoFeed {
-		kpis.StartDemo(ctx, demoFeedInterval)
+		kpis.StartDemo(ctx, cfg.DemoFeedInterval)
 	}
 	pruned := make(chan struct{})
 	go func() {

@@ -52,6 +52,8 @@ type Config struct {
 	// DashboardInterval is the shortest time between two dashboard events
 	// to one subscriber.
 	DashboardInterval time.Duration
+	// DemoFeedInterval is how often the KPI demo feed moves its values.
+	DemoFeedInterval time.Duration
 	// KPIRetention is how long KPI samples are kept.
 	KPIRetention time.Duration
 	// TLSCertFile and TLSKeyFile, when set, make the server speak HTTPS and
@@ -181,6 +183,7 @@ func (c *Config) settings() []setting {
 		boolean("KPI_PUBLIC", "kpi-public", "anonymous callers may read the KPIs and the dashboard; default true, false in production", &c.KPIPublic, c.development),
 		boolean("PLAYGROUND", "playground", "serve the GraphiQL playground at /playground; default true, false in production", &c.Playground, c.development),
 		boolean("WS_COMPRESSION", "ws-compression", "offer permessage-deflate to WebSocket clients; default true", &c.WSCompression, func() bool { return true }),
+		duration("DEMO_FEED_INTERVAL", "demo-feed-interval", "5s", "how often the KPI demo feed moves its values", 10*time.Millisecond, time.Hour, &c.DemoFeedInterval),
 		duration("DASHBOARD_INTERVAL", "dashboard-interval", "10s", "shortest time between two dashboard events to a subscriber", 100*time.Millisecond, time.Hour, &c.DashboardInterval),
 		duration("KPI_RETENTION", "kpi-retention", "168h", "how long KPI samples are kept for history", time.Minute, 8760*time.Hour, &c.KPIRetention),
 		duration("SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown may wait for requests in flight", time.Second, 5*time.Minute, &c.ShutdownTimeout),

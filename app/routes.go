@@ -25,6 +25,7 @@ import (
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/graph"
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
@@ -87,18 +88,20 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// A connection keeps only its request id and client address from the
 		// upgrade request.
 		ConnContext: func(r *http.Request) context.Context { return request.Detached(r.Context()) },
-		// Live delivery of durable streams, and of presence, is shared
-		// between subscribers of the same document and scope. The public
-		// fields' results reach no field that depends on the caller (a
-		// message and its author, a presence list); each subscriber's own
-		// resolver checks that it may see the room before it joins, except
-		// for the open statusPosted, whose plain subscriptions join their
-		// group without running their resolver.
+		// Live delivery of durable streams, and of the latest-value streams
+		// (presence, the KPI sets, the dashboard), is shared between
+		// subscribers of the same document and scope. The public fields'
+		// results reach no field that depends on the caller (a message and
+		// its author, a presence list, a KPI set); each subscriber's own
+		// resolver checks that it may see them before it joins, except for
+		// the open statusPosted, whose plain subscriptions join their group
+		// without running their resolver.
 		Positions:    stream.WithPositionRecorder,
 		EventTimes:   stream.WithEventTimeRecorder,
+		Versions:     live.WithVersionRecorder,
 		OnDelivered:  func(d time.Duration) { m.deliveryLatency.Observe(d.Seconds()) },
-		PublicFields: []string{"statusPosted", "messageAdded", "presence"},
-		LatestFields: []string{"presence"},
+		PublicFields: []string{"statusPosted", "messageAdded", "presence", "kpiUpdated", "dashboard"},
+		LatestFields: []string{"presence", "kpiUpdated", "dashboard"},
 		OpenFields:   []string{"statusPosted"},
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {

@@ -46,6 +46,7 @@ type presenceRoom struct {
 	leaving  map[int64]*time.Timer     // users with no join left, until grace ends
 	watchers map[*live.Latest[*models.Presence]]struct{}
 	last     []*models.User // the list last sent to watchers
+	version  int64          // last's version: one more at each list sent (see live.WithVersionRecorder)
 	sentAt   time.Time      // when it was sent
 	flush    *time.Timer    // a send due at the end of the interval
 }
@@ -208,13 +209,14 @@ func (p *Presence) send(roomID int64, r *presenceRoom) {
 		return
 	}
 	r.last = users
+	r.version++
 	r.sentAt = time.Now()
 	if len(r.watchers) == 0 {
 		return
 	}
 	ev := &models.Presence{RoomID: roomID, Online: users}
 	for w := range r.watchers {
-		w.Set(ev)
+		w.SetVersion(ev, r.version)
 	}
 }
 
@@ -315,7 +317,15 @@ func (p *Presence) Watch(ctx context.Context, roomID int64) <-chan *models.Prese
 	p.mu.Lock()
 	r := p.room(roomID)
 	r.watchers[w] = struct{}{}
-	w.Set(&models.Presence{RoomID: roomID, Online: r.list()})
+	// The list as it is now: the one last sent, under its version, so that
+	// the subscription can share its room's delivery; or, while a newer
+	// one waits for the end of the interval, that one, unversioned (the
+	// subscription then runs on its own).
+	users, version := r.list(), int64(0)
+	if r.version > 0 && slices.EqualFunc(users, r.last, func(a, b *models.User) bool { return a.ID == b.ID }) {
+		version = r.version
+	}
+	w.SetVersion(&models.Presence{RoomID: roomID, Online: users}, version)
 	p.mu.Unlock()
 	go w.RunGuarded(ctx, func() {
 		p.mu.Lock()

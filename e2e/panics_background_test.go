@@ -32,6 +32,7 @@ func TestPanicsContainedInTheBackground(t *testing.T) {
 			// step (every 5 s).
 			c := s.chatWS(t, "")
 			c.subscribe("k", `subscription { kpiUpdated(module: "finance") { kpis { key value } } }`, nil)
+			defer c.conn.Close() // its group must not outlive the case
 			var current kpiSet
 			c.nextData("k", "kpiUpdated", &current, 5*time.Second)
 			moved := until(c, "k", "kpiUpdated", 10*time.Second, func(kpiSet) bool { return true })

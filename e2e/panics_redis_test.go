@@ -94,6 +94,7 @@ func (f *redisPanics) breakerCases() []redisCase {
 		}}},
 		{b, panicCase{where: "broker.resync", trigger: func(t *testing.T) {
 			w := f.watchCash(t, b)
+			defer w.conn.Close() // its group must not outlive the case
 			f.openA(t)
 			cash := f.recordCash(t) // announced nowhere: A's circuit is open
 			f.closedA(t)            // A tells every replica to catch up; B's resync panics
@@ -116,6 +117,7 @@ func (f *redisPanics) followerCases() []redisCase {
 			c := b.chatWS(t, "")
 			c.subscribe("s", statusSub, map[string]any{"a": f.last.ID})
 			w := f.watchCash(t, b)
+			defer w.conn.Close() // its group must not outlive the case
 			posted := a.post(t, f.alice.token, "while B's connection to Redis panics")
 			assert.Equal(t, posted.ID, c.nextStatus("s", 10*time.Second).ID, "B's subscriber gets the status")
 			_ = c.conn.Close() // its group would catch keepsServing's status
@@ -131,6 +133,7 @@ func (f *redisPanics) followerCases() []redisCase {
 		}}},
 		{b, panicCase{where: "kpi.follower", trigger: func(t *testing.T) {
 			w := f.watchCash(t, b)
+			defer w.conn.Close() // its group must not outlive the case
 			start := time.Now()
 			cash := f.recordCash(t) // B's follower panics on its announcement
 			until(w, "k", "kpiUpdated", 10*time.Second, hasCash(cash))

@@ -165,16 +165,23 @@ type Options struct {
 	// for every caller, and may be shared between all of them.
 	PublicFields []string
 	// LatestFields names the subscription fields that are latest-value
-	// streams: each result is the whole current state, so a subscriber
-	// shares its group's results (by PublicFields or Scope, as the durable
-	// streams do) from its own first result on, and joins with the group's
-	// last result. Positions must be set too.
+	// streams (each result a complete new state). Their subscribers share
+	// delivery as well when Versions is set, but a group of them hands a
+	// member that joins only its newest result, and a newer result replaces
+	// one still waiting for a slow member instead of queuing behind it: a
+	// slow client skips intermediate states, never ends with a stale one,
+	// and is never disconnected for a backlog.
 	LatestFields []string
 	// OpenFields names the public fields whose resolver authorizes nothing
 	// (anyone may subscribe with any arguments): a plain subscription to one
 	// (without its resume cursor) joins its group at once, without running
 	// its resolver (see joinhead.go).
 	OpenFields []string
+	// Versions, when set, lets LatestFields subscriptions share delivery:
+	// it returns ctx under which a subscription resolver reports the
+	// version of each value just before yielding it (higher for newer
+	// values); see live.WithVersionRecorder.
+	Versions func(ctx context.Context, sent func(version int64)) context.Context
 	// Scope names the caller of ctx for sharing the other subscription
 	// fields: results are shared only between operations of one scope. Nil
 	// shares nothing but PublicFields.

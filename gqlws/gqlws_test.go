@@ -106,26 +106,35 @@ type frame struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// nextID reads frames until the next event and returns its status id, or
-// an error when the connection ends.
-func nextID(c *websocket.Conn, timeout time.Duration) (int64, error) {
+// nextPayload reads frames until the next event and returns its payload,
+// or an error when the connection ends.
+func nextPayload(c *websocket.Conn, timeout time.Duration) (json.RawMessage, error) {
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(timeout))
 		var f frame
 		if err := c.ReadJSON(&f); err != nil {
-			return 0, err
+			return nil, err
 		}
-		if f.Type != "next" {
-			continue
+		if f.Type == "next" {
+			return f.Payload, nil
 		}
-		var p struct {
-			Data struct{ StatusPosted struct{ ID string } } `json:"data"`
-		}
-		if err := json.Unmarshal(f.Payload, &p); err != nil {
-			return 0, err
-		}
-		return strconv.ParseInt(p.Data.StatusPosted.ID, 10, 64)
 	}
+}
+
+// nextID reads frames until the next event and returns its status id, or
+// an error when the connection ends.
+func nextID(c *websocket.Conn, timeout time.Duration) (int64, error) {
+	payload, err := nextPayload(c, timeout)
+	if err != nil {
+		return 0, err
+	}
+	var p struct {
+		Data struct{ StatusPosted struct{ ID string } } `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(p.Data.StatusPosted.ID, 10, 64)
 }
 
 // tinyReceiveBuffer dials with a 2 KiB socket receive buffer, so that the

@@ -28,6 +28,12 @@ import (
 // from the database) and joins the group as soon as it has caught up with
 // it; from then on it costs no goroutine and no execution of its own.
 //
+// Latest-value streams (Options.LatestFields) share the same way, with the
+// versions of their values for positions: the leader executes and encodes
+// each new value once; a member that joins gets the group's newest result
+// if it is newer than its own first one, and a result still queued for a
+// slow member is replaced by the next (see conn.enqueue).
+//
 // Results are never shared across scopes: a subscription field is shared
 // between all callers only when Options.PublicFields names it; otherwise the
 // scope is the caller's identity (Options.Scope), and without one nothing is
@@ -43,8 +49,10 @@ type group struct {
 	key       string
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
-	latest    bool               // a latest-value stream: results are numbered here, and only the last is kept
+	latest    bool               // a latest-value stream: only the newest result counts
 	started   chan struct{}      // closed once the leader runs, or failed to start (then closed is set)
+	ready     chan struct{}      // closed once the leader has its first result, or ended
+	readyOnce sync.Once
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
@@ -108,15 +116,21 @@ func (p *positions) popAt() (int64, time.Time, bool) {
 // root field's after argument). ok is false for operations that must run on
 // their own.
 func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) (key, afterVar string, latest, ok bool) {
-	if t.opts.Positions == nil || rc.Operation == nil || rc.Operation.Operation != ast.Subscription ||
-		len(rc.Operation.SelectionSet) != 1 {
+	if rc.Operation == nil || rc.Operation.Operation != ast.Subscription || len(rc.Operation.SelectionSet) != 1 {
 		return "", "", false, false
 	}
 	field, isField := rc.Operation.SelectionSet[0].(*ast.Field)
 	if !isField {
 		return "", "", false, false
 	}
-	latest = slices.Contains(t.opts.LatestFields, field.Name)
+	latest = t.isLatest(field.Name)
+	if latest {
+		if t.opts.Versions == nil {
+			return "", "", false, false
+		}
+	} else if t.opts.Positions == nil {
+		return "", "", false, false
+	}
 	if arg := field.Arguments.ForName("after"); arg != nil && !latest {
 		if arg.Value.Kind != ast.Variable {
 			return "", "", false, false // a literal cursor is part of the document
@@ -141,6 +155,20 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 	return scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON), afterVar, latest, true
 }
 
+// isLatest reports whether the subscription field named field is a
+// latest-value stream (Options.LatestFields).
+func (t *Transport) isLatest(field string) bool { return slices.Contains(t.opts.LatestFields, field) }
+
+// recorder returns ctx under which the operation's stream reports the
+// positions (or, for a latest-value stream, the versions) of its results to
+// sent, and where it is caught up to caughtUp (durable streams only).
+func (t *Transport) recorder(ctx context.Context, latest bool, sent, caughtUp func(int64)) context.Context {
+	if latest {
+		return t.opts.Versions(ctx, sent)
+	}
+	return t.opts.Positions(ctx, sent, caughtUp)
+}
+
 // tryJoin moves op, whose private execution has just delivered the result
 // at position pos, into its group, creating the group if there is none. It
 // reports whether op is now a member (its private execution must stop).
@@ -162,12 +190,24 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 	if !g.join(op, pos) {
 		return false
 	}
+	if g.latest {
+		// The member's own stream keeps its value read (see live.Watchers)
+		// until the leader's stream has it too: else the leader would read
+		// the same state again, and send it as new.
+		select {
+		case <-g.ready:
+		case <-ctx.Done():
+		}
+	}
 	// A member needs neither its parameters nor its own context any more:
 	// let them go (an idle subscription should cost as little as possible).
 	op.share = nil
 	op.release()
 	return true
 }
+
+// markReady says that the leader has its first result, or has ended.
+func (g *group) markReady() { g.readyOnce.Do(func() { close(g.ready) }) }
 
 // paramsAt returns op's parameters with its resume cursor set to pos.
 func (op *operation) paramsAt(pos int64) *graphql.RawParams {
@@ -190,12 +230,9 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	g, lctx := t.newGroup(ctx, op.share.key)
 	close(g.started)
 	g.head, g.latest = pos, op.share.latest
-	lctx = graphql.StartOperationTrace(lctx)
-	if !g.latest {
-		lctx = t.opts.Positions(lctx, g.pos.push, func(int64) {})
-		if t.opts.EventTimes != nil {
-			lctx = t.opts.EventTimes(lctx, g.pos.at)
-		}
+	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
+	if t.opts.EventTimes != nil {
+		lctx = t.opts.EventTimes(lctx, g.pos.at)
 	}
 	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {
@@ -211,7 +248,8 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 // leader runs under: ctx's values, cancelled by the group's cancel.
 func (t *Transport) newGroup(ctx context.Context, key string) (*group, context.Context) {
 	lctx, cancel := context.WithCancel(asLeader(context.WithoutCancel(ctx)))
-	return &group{transport: t, key: key, cancel: cancel, pos: &positions{}, members: make(map[*operation]struct{}), started: make(chan struct{})}, lctx
+	return &group{transport: t, key: key, cancel: cancel, pos: &positions{}, members: make(map[*operation]struct{}),
+		started: make(chan struct{}), ready: make(chan struct{})}, lctx
 }
 
 // run is the leader: it executes the operation (dispatch starts it, or
@@ -221,6 +259,7 @@ func (t *Transport) newGroup(ctx context.Context, key string) (*group, context.C
 func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandler, context.Context)) {
 	failed := false
 	defer func() { g.end(failed) }()
+	defer g.markReady()
 	defer g.transport.opts.Panics.Recover(ctx, whereGroup, func() { failed = true })
 	responses, rctx := dispatch()
 	var batch []*operation
@@ -229,11 +268,9 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		if resp == nil {
 			return
 		}
+		g.markReady()
 		g.transport.opts.Panics.Point(whereGroup)
 		pos, at, ok := g.pos.popAt()
-		if g.latest {
-			pos, ok = g.nextLatest(), true
-		}
 		payload, err := json.Marshal(resp)
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below
@@ -243,10 +280,11 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		result := newSharedResult(payload, g.transport.opts.Compression)
 		g.mu.Lock()
 		g.head = pos
-		switch {
-		case g.latest:
-			g.ring = g.ring[:0] // only the last result is kept
-		case len(g.ring) == ringSize:
+		if g.latest {
+			clear(g.ring)
+			g.ring = g.ring[:0] // only the newest result is ever sent to a joining member
+		}
+		if len(g.ring) == ringSize {
 			copy(g.ring, g.ring[1:])
 			g.ring = g.ring[:ringSize-1]
 		}
@@ -262,7 +300,7 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		if !fanOut(ctx, g.transport.opts.Panics, batch, result) {
+		if !fanOut(ctx, g.transport.opts.Panics, batch, queuedFrame{result: result, latest: g.latest}) {
 			failed = true // a part of the members missed the result: they start again
 			return
 		}
@@ -283,7 +321,7 @@ const fanOutChunk = 512
 // every member has its frame written or queued. It reports false when one
 // of those goroutines panicked (recovered by guard): then some members
 // missed the result.
-func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, result *sharedResult) bool {
+func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, result queuedFrame) bool {
 	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
 	if n <= 1 {
 		deliver(members, result)
@@ -304,20 +342,13 @@ func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, resu
 	return !failed.Load()
 }
 
-// deliver hands result to each member's connection, without waiting for
-// any (see conn.enqueue).
-func deliver(members []*operation, result *sharedResult) {
+// deliver hands result (a frame for no operation yet) to each member's
+// connection, without waiting for any (see conn.enqueue).
+func deliver(members []*operation, result queuedFrame) {
 	for _, m := range members {
-		m.conn.enqueue(queuedFrame{op: m, result: result})
+		result.op = m
+		m.conn.enqueue(result)
 	}
-}
-
-// nextLatest numbers the next result of a latest-value group: one more
-// than the last (only the leader's goroutine calls it).
-func (g *group) nextLatest() int64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.head + 1
 }
 
 // join adds op, which has seen every result up to pos, if the group can
@@ -339,14 +370,16 @@ func (g *group) add(op *operation, pos int64) bool {
 	if g.closed {
 		return false
 	}
-	if g.latest {
-		// Every result is the whole state: the last one, if any, brings the
-		// member up to date (the leader's next result is newer).
-		for _, e := range g.ring {
-			op.conn.enqueue(queuedFrame{op: op, result: e.result})
+	switch {
+	case g.latest:
+		// A newer result of the group's is all the member needs; without
+		// one yet, the leader's first (as new as the member's, or newer)
+		// comes to it.
+		if n := len(g.ring); n > 0 && g.ring[n-1].pos > pos {
+			op.conn.enqueue(queuedFrame{op: op, result: g.ring[n-1].result, latest: true})
+			pos = g.ring[n-1].pos
 		}
-		pos = g.head
-	} else if g.head > pos {
+	case g.head > pos:
 		// The group is ahead: join only if its recent results cover the
 		// difference, and queue those first.
 		i := slices.IndexFunc(g.ring, func(e ringEntry) bool { return e.pos == pos+1 })

@@ -51,7 +51,7 @@ type operation struct {
 type shareInfo struct {
 	key      string             // the group's key (Transport.shareKey)
 	afterVar string             // the variable holding the resume cursor, "" for none
-	latest   bool               // a latest-value stream (Options.LatestFields): joins at its first result
+	latest   bool               // a latest-value stream (Options.LatestFields): versions for positions
 	params   *graphql.RawParams // the operation's parameters, to start the group or resume privately
 }
 
@@ -235,7 +235,7 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 	var pos *positions
 	var idleMu sync.Mutex
 	idleAt := int64(-1) // set by the stream's goroutine
-	if op.share != nil && !op.share.latest {
+	if op.share != nil {
 		pos = &positions{}
 		caughtUp := func(int64) {}
 		if op.share.afterVar != "" {
@@ -246,7 +246,7 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 				stopExec() // runs in the stream's goroutine: nothing is sent after p
 			}
 		}
-		execCtx = c.transport.opts.Positions(execCtx, pos.push, caughtUp)
+		execCtx = c.transport.recorder(execCtx, op.share.latest, pos.push, caughtUp)
 	}
 	responses, rctx := c.exec.DispatchOperation(execCtx, rc)
 	for {
@@ -266,15 +266,10 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 		if op.share == nil {
 			continue
 		}
-		if op.share.latest {
-			// A result with errors (a refused resolver) ends the stream:
-			// only a result that is a state joins.
-			if len(resp.Errors) == 0 && c.transport.tryJoin(ctx, op, 0) {
-				return joinedGroup, 0
-			}
-			op.share = nil // no group for it: it runs on its own
-		} else if p, ok := pos.pop(); !ok {
-			op.share = nil // results without positions: not a durable stream
+		if p, ok := pos.pop(); !ok {
+			if !op.share.latest {
+				op.share = nil // results without positions: not a durable stream
+			} // a latest value without a version: the next one may have one
 		} else if c.transport.tryJoin(ctx, op, p) {
 			return joinedGroup, 0
 		}

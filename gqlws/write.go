@@ -172,6 +172,7 @@ type queuedFrame struct {
 	result   *sharedResult // the result, unless complete or failed
 	complete bool
 	failed   bool
+	latest   bool // a latest-value result: a newer one for op replaces it while queued
 }
 
 // flushIfPending starts the flusher when bytes are pending and none runs.
@@ -194,8 +195,9 @@ func (c *conn) flushIfPending() {
 // enqueue delivers a group's frame without waiting for the client. When no
 // flusher runs and no other write is in progress, the frame is written at
 // once (without blocking); otherwise it joins the connection's queue for
-// the flusher. A client that lets MaxQueue frames pile up is disconnected
-// with 1013 (it comes back and resumes with after).
+// the flusher, or replaces the queued result of its operation when both
+// are latest-value results. A client that lets MaxQueue frames pile up is
+// disconnected with 1013 (it comes back and resumes with after).
 func (c *conn) enqueue(f queuedFrame) {
 	c.queueMu.Lock()
 	if c.closed.Load() {
@@ -212,6 +214,10 @@ func (c *conn) enqueue(f queuedFrame) {
 		}
 		return
 	}
+	if f.latest && c.replaceQueued(f) {
+		c.queueMu.Unlock()
+		return
+	}
 	if len(c.queue) >= c.transport.opts.MaxQueue {
 		c.queueMu.Unlock()
 		c.closeLater(CloseTryAgainLater, reasonSlowConsumer) // the caller holds a group's lock
@@ -224,6 +230,20 @@ func (c *conn) enqueue(f queuedFrame) {
 	if start {
 		go c.flush()
 	}
+}
+
+// replaceQueued puts f, a latest-value result, in the place of its
+// operation's result still waiting in the queue, if there is one, and
+// reports whether it did: the client skips the older state. Called with
+// queueMu held.
+func (c *conn) replaceQueued(f queuedFrame) bool {
+	for i := range c.queue {
+		if q := &c.queue[i]; q.op == f.op && q.latest {
+			*q = f
+			return true
+		}
+	}
+	return false
 }
 
 // flush is the connection's flusher: it writes the pending bytes and the

@@ -274,6 +274,61 @@ func TestWatchModule(t *testing.T) {
 	})
 }
 
+// TestWatchersShareTheirReads: however many watch a module or a dashboard
+// size, a change costs one read of the module (and a dashboard round one
+// read of the KPIs), and a watcher that joins a key already watched costs
+// no read at all: it gets the value the others have.
+func TestWatchersShareTheirReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = time.Second
+		s := newService(t, Options{DashboardInterval: interval})
+		record(t, s, value("sales", "revenue", 1), value("hr", "headcount", 3))
+		time.Sleep(interval) // the first pruning and dashboard round are over
+		synctest.Wait()
+		before := s.db.Statements()
+		record(t, s, value("sales", "revenue", 2))
+		recordCost := s.db.Statements() - before // nobody watches yet
+
+		first, err := s.WatchModule(t.Context(), "sales")
+		require.NoError(t, err)
+		next(t, first)
+		board, err := s.WatchDashboard(t.Context(), 4)
+		require.NoError(t, err)
+		next(t, board)
+		before = s.db.Statements()
+		const n = 50
+		var modules []<-chan *models.ModuleKPIs
+		var boards []<-chan *models.Dashboard
+		for range n {
+			c, err := s.WatchModule(t.Context(), "sales")
+			require.NoError(t, err)
+			modules = append(modules, c)
+			d, err := s.WatchDashboard(t.Context(), 4)
+			require.NoError(t, err)
+			boards = append(boards, d)
+		}
+		for i := range n {
+			assert.Equal(t, []string{"sales/revenue=2"}, values(next(t, modules[i]).KPIs))
+			next(t, boards[i])
+		}
+		assert.Zero(t, s.db.Statements()-before, "statements for %d watchers joining watched keys", 2*n)
+
+		before = s.db.Statements()
+		record(t, s, value("sales", "revenue", 3))
+		assert.Equal(t, recordCost+1, s.db.Statements()-before, "statements for a change watched by %d", n+1)
+		for i := range n {
+			assert.Equal(t, []string{"sales/revenue=3"}, values(next(t, modules[i]).KPIs))
+		}
+		before = s.db.Statements()
+		time.Sleep(interval)
+		synctest.Wait()
+		assert.Equal(t, uint64(1), s.db.Statements()-before, "statements for a dashboard round to %d", n+1)
+		for i := range n {
+			assert.Equal(t, []string{"sales/revenue=3"}, values(next(t, boards[i]).TopMovers))
+		}
+	})
+}
+
 // TestRecordIdempotent: a retry with the key of a batch returns the KPIs
 // as the first call returned them, records nothing and announces nothing;
 // the key with another batch is BAD_USER_INPUT; another publisher's same

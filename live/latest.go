@@ -15,11 +15,12 @@ import (
 // reader has not taken yet, so the reader always ends with the newest one
 // and the writer never waits.
 type Latest[T any] struct {
-	mu     sync.Mutex
-	v      T
-	has    bool
-	signal chan struct{}
-	out    chan T
+	mu      sync.Mutex
+	v       T
+	version int64 // v's version (see SetVersion), 0 for none
+	has     bool
+	signal  chan struct{}
+	out     chan T
 }
 
 // NewLatest returns a stream with nothing to read yet.
@@ -28,9 +29,15 @@ func NewLatest[T any]() *Latest[T] {
 }
 
 // Set makes v the value to deliver next, replacing one not yet delivered.
-func (l *Latest[T]) Set(v T) {
+func (l *Latest[T]) Set(v T) { l.SetVersion(v, 0) }
+
+// SetVersion is Set for a value of a versioned source: version (positive,
+// higher for newer values of the same source) is reported to the version
+// recorder of Run's context (see WithVersionRecorder) just before v is
+// handed out.
+func (l *Latest[T]) SetVersion(v T, version int64) {
 	l.mu.Lock()
-	l.v, l.has = v, true
+	l.v, l.version, l.has = v, version, true
 	l.mu.Unlock()
 	select {
 	case l.signal <- struct{}{}:
@@ -38,13 +45,13 @@ func (l *Latest[T]) Set(v T) {
 	}
 }
 
-func (l *Latest[T]) take() (T, bool) {
+func (l *Latest[T]) take() (T, int64, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	v, ok := l.v, l.has
+	v, version, ok := l.v, l.version, l.has
 	var zero T
-	l.v, l.has = zero, false
-	return v, ok
+	l.v, l.version, l.has = zero, 0, false
+	return v, version, ok
 }
 
 // Run hands values to the channel C returns until ctx ends, then calls done
@@ -65,18 +72,22 @@ func (l *Latest[T]) run(ctx context.Context, done, point func()) {
 	if done != nil {
 		defer done()
 	}
+	record, _ := ctx.Value(versionRecorderKey{}).(func(int64))
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.signal:
 		}
-		v, ok := l.take()
+		v, version, ok := l.take()
 		if !ok {
 			continue
 		}
 		if point != nil {
 			point()
+		}
+		if record != nil && version > 0 {
+			record(version)
 		}
 		select {
 		case l.out <- v:
@@ -88,3 +99,17 @@ func (l *Latest[T]) run(ctx context.Context, done, point func()) {
 
 // C is the channel of values.
 func (l *Latest[T]) C() <-chan T { return l.out }
+
+type versionRecorderKey struct{}
+
+// WithVersionRecorder returns ctx under which a latest-value stream started
+// with it (Latest.Run) reports the version of each value it hands out:
+// sent(version) just before handing it over, for values set with
+// SetVersion. A reader that turns each value into exactly one result (a
+// GraphQL subscription) thus learns which version each result shows; the
+// WebSocket layer uses it to share one execution of each new value between
+// all the subscribers of the same selection. Values without a version are
+// not reported.
+func WithVersionRecorder(ctx context.Context, sent func(version int64)) context.Context {
+	return context.WithValue(ctx, versionRecorderKey{}, sent)
+}

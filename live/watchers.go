@@ -15,23 +15,41 @@ import (
 // that starts while a refresh of its key runs gets the newer of the two
 // last. A new watcher is registered before its first read, so a change
 // committed meanwhile is not lost (at worst it is sent twice).
+//
+// A key's value is read once per refresh, whatever its number of watchers,
+// and kept while the key has watchers: a watcher that starts then gets the
+// kept value at once, without a read (it is as new as the last refresh,
+// and every later refresh reaches it). Each value read gets a version,
+// higher for later reads, which the watchers' streams report to a version
+// recorder (WithVersionRecorder), so that the subscribers of one selection
+// can share one execution per new value.
 type Watchers[K comparable, T any] struct {
 	// Panics recovers a panic of a watcher's goroutine (its channel then
 	// closes); set it before the first Watch. Nil logs to slog.Default.
 	Panics *panics.Guard
 
-	mu     sync.Mutex
-	byKey  map[K]map[*Latest[T]]struct{}
-	readMu sync.Mutex
+	mu      sync.Mutex
+	byKey   map[K]map[*Latest[T]]struct{}
+	last    map[K]versioned[T] // each watched key's newest value
+	readMu  sync.Mutex         // serializes reads; guards version
+	version int64              // the version of the newest read
 }
 
-// Watch returns key's values: read's at once, then each one Refresh
-// delivers, until ctx ends.
+// versioned is a value and its version.
+type versioned[T any] struct {
+	v       T
+	version int64
+}
+
+// Watch returns key's values: the current one at once (the value kept for
+// key's watchers, or else read's), then each one Refresh delivers, until
+// ctx ends.
 func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, error)) (<-chan T, error) {
 	w := NewLatest[T]()
 	ws.mu.Lock()
 	if ws.byKey == nil {
 		ws.byKey = make(map[K]map[*Latest[T]]struct{})
+		ws.last = make(map[K]versioned[T])
 	}
 	if ws.byKey[key] == nil {
 		ws.byKey[key] = make(map[*Latest[T]]struct{})
@@ -43,13 +61,20 @@ func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, erro
 		delete(ws.byKey[key], w)
 		if len(ws.byKey[key]) == 0 {
 			delete(ws.byKey, key)
+			delete(ws.last, key)
 		}
 		ws.mu.Unlock()
 	}
 	ws.readMu.Lock()
-	v, err := read()
+	ws.mu.Lock()
+	cur, kept := ws.last[key]
+	ws.mu.Unlock()
+	var err error
+	if !kept {
+		cur, err = ws.readLocked(key, read)
+	}
 	if err == nil {
-		w.Set(v)
+		w.SetVersion(cur.v, cur.version)
 	}
 	ws.readMu.Unlock()
 	if err != nil {
@@ -60,6 +85,29 @@ func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, erro
 	return w.C(), nil
 }
 
+// readLocked reads key's value and keeps it (see keepLocked). Called with
+// readMu held.
+func (ws *Watchers[K, T]) readLocked(key K, read func() (T, error)) (versioned[T], error) {
+	v, err := read()
+	if err != nil {
+		return versioned[T]{}, err
+	}
+	return ws.keepLocked(key, v), nil
+}
+
+// keepLocked gives v, key's value just read, the next version, and keeps
+// it while key has watchers. Called with readMu held.
+func (ws *Watchers[K, T]) keepLocked(key K, v T) versioned[T] {
+	ws.version++
+	cur := versioned[T]{v: v, version: ws.version}
+	ws.mu.Lock()
+	if ws.byKey[key] != nil {
+		ws.last[key] = cur
+	}
+	ws.mu.Unlock()
+	return cur
+}
+
 // Refresh reads key's value and delivers it to its watchers; without
 // watchers it reads nothing.
 func (ws *Watchers[K, T]) Refresh(key K, read func() (T, error)) error {
@@ -68,16 +116,21 @@ func (ws *Watchers[K, T]) Refresh(key K, read func() (T, error)) error {
 	}
 	ws.readMu.Lock()
 	defer ws.readMu.Unlock()
-	v, err := read()
+	cur, err := ws.readLocked(key, read)
 	if err != nil {
 		return err
 	}
+	ws.deliver(key, cur)
+	return nil
+}
+
+// deliver hands cur to key's watchers.
+func (ws *Watchers[K, T]) deliver(key K, cur versioned[T]) {
 	ws.mu.Lock()
 	for w := range ws.byKey[key] {
-		w.Set(v)
+		w.SetVersion(cur.v, cur.version)
 	}
 	ws.mu.Unlock()
-	return nil
 }
 
 // Len reports how many watchers key has.
@@ -111,12 +164,8 @@ func (ws *Watchers[K, T]) RefreshAll(read func(keys []K) (map[K]T, error)) error
 	if err != nil {
 		return err
 	}
-	ws.mu.Lock()
 	for k, v := range values {
-		for w := range ws.byKey[k] {
-			w.Set(v)
-		}
+		ws.deliver(k, ws.keepLocked(k, v))
 	}
-	ws.mu.Unlock()
 	return nil
 }

@@ -158,7 +158,8 @@ func (db *DB) RoomMembers(ctx context.Context, roomIDs []int64) (map[int64][]*mo
 
 // CreateMessage appends a message by author (text already validated) to
 // room's stream, marks the room read for the author up to it and makes it
-// the room's latest activity. The message's time is read from now once its
+// the room's latest activity; concurrent posts to a room are committed
+// together (see appendOnce). The message's time is read from now once its
 // position is taken, so that within a room times follow positions (on one
 // clock) and a message is committed moments after its time. With a key
 // (nil: none), the message and the key are committed together; a key that
@@ -170,24 +171,50 @@ func (db *DB) CreateMessage(ctx context.Context, room *models.Room, author *mode
 		return nil, false, err
 	}
 	m = &models.Message{RoomID: room.ID, Text: text, AuthorID: author.ID, Author: author}
-	replayed, err = once(ctx, db, key, now(), &m, func(tx *gorm.DB) error {
-		pos, err := appendPosition(tx, name)
-		if err != nil {
-			return err
-		}
-		m.Seq, m.CreatedAt = pos, now().UTC().Truncate(time.Millisecond)
-		if err := tx.Omit("Author").Create(m).Error; err != nil {
-			return err
-		}
-		if err := tx.Model(&models.Room{}).Where("id = ?", room.ID).Update("active_at", m.CreatedAt).Error; err != nil {
-			return err
-		}
-		return markRead(tx, author.ID, room.ID, pos, m.CreatedAt)
-	})
+	place := func(pos int64) { m.Seq, m.CreatedAt = pos, now().UTC().Truncate(time.Millisecond) }
+	insert := appendWrite{key: "insert", item: m, run: insertEvents[*models.Message]}
+	// The room's activity is the last message's of a batch; each author has
+	// read up to their last message of it.
+	active := appendWrite{key: "active", run: func(tx *gorm.DB, _ []any) error {
+		return tx.Model(&models.Room{}).Where("id = ?", room.ID).Update("active_at", m.CreatedAt).Error
+	}}
+	read := appendWrite{key: "read", item: m, run: func(tx *gorm.DB, items []any) error {
+		return db.markReadBy(tx, items)
+	}}
+	replayed, err = appendOnce(ctx, db, name, key, now(), &m, place, insert, active, read)
 	if err != nil {
 		return nil, false, translate(err, "create message")
 	}
 	return m, replayed, nil
+}
+
+// markReadBy records that the author of each message (a batch of one
+// room's, by position) has read the room up to it, in one statement: see
+// markRead.
+func (db *DB) markReadBy(tx *gorm.DB, messages []any) error {
+	last := make(map[int64]*models.Message)
+	var authors []int64
+	for _, it := range messages {
+		m := it.(*models.Message)
+		if last[m.AuthorID] == nil {
+			authors = append(authors, m.AuthorID)
+		}
+		last[m.AuthorID] = m
+	}
+	reads := make([]*models.RoomRead, len(authors))
+	for i, a := range authors {
+		m := last[a]
+		at := m.CreatedAt.UTC().Truncate(time.Millisecond)
+		reads[i] = &models.RoomRead{UserID: a, RoomID: m.RoomID, Seq: m.Seq, JoinedAt: &at}
+	}
+	newSeq := "excluded.seq"
+	if db.dialect == MySQL {
+		newSeq = "VALUES(seq)"
+	}
+	return tx.Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "user_id"}, {Name: "room_id"}},
+		DoUpdates: clause.Set{{Column: clause.Column{Name: "seq"}, Value: gorm.Expr("CASE WHEN " + newSeq + " > room_reads.seq THEN " + newSeq + " ELSE room_reads.seq END")}},
+	}).Create(reads).Error
 }
 
 // markRead records that userID has read room up to seq (never backwards);

@@ -49,3 +49,33 @@ func (db *DB) QueryPlan(ctx context.Context, query string, args ...any) (string,
 	}
 	return plan.String(), rows.Err()
 }
+
+// HoldAppends makes the appends to stream queue up, as behind a running
+// batch, until release lets them go: then they commit as batches of up to
+// maxAppendBatch, in the order they came.
+func (db *DB) HoldAppends(stream string) (release func()) {
+	a := &db.appends
+	a.mu.Lock()
+	if a.pending == nil {
+		a.pending = make(map[string][]*appendReq)
+	}
+	a.pending[stream] = a.pending[stream][:0:0] // present: as if a committer ran
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if len(a.pending[stream]) == 0 {
+			delete(a.pending, stream)
+			return
+		}
+		a.running.Add(1)
+		go db.commitLoop(stream)
+	}
+}
+
+// PendingAppends reports how many appends wait for stream.
+func (db *DB) PendingAppends(stream string) int {
+	db.appends.mu.Lock()
+	defer db.appends.mu.Unlock()
+	return len(db.appends.pending[stream])
+}

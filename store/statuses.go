@@ -4,14 +4,13 @@ import (
 	"context"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/switchboardhq/switchboard/models"
 )
 
 // CreateStatus appends a status by author (text already validated) to the
 // status stream, at now truncated to the millisecond, and returns it with its
-// author. The status's ID is its position in the stream. With a key (nil:
+// author. The status's ID is its position in the stream; concurrent posts
+// are committed together (see appendOnce). With a key (nil:
 // none), the status and the key are committed together; a key that a
 // concurrent request committed first rolls this status back, and the
 // status returned is that request's: replayed is true (see once).
@@ -20,14 +19,8 @@ func (db *DB) CreateStatus(ctx context.Context, author *models.User, text string
 		return nil, false, err
 	}
 	st = &models.Status{Text: text, AuthorID: author.ID, Author: author, CreatedAt: now.UTC().Truncate(time.Millisecond)}
-	replayed, err = once(ctx, db, key, now, &st, func(tx *gorm.DB) error {
-		pos, err := appendPosition(tx, models.StatusStream)
-		if err != nil {
-			return err
-		}
-		st.ID = pos
-		return tx.Omit("Author").Create(st).Error
-	})
+	replayed, err = appendOnce(ctx, db, models.StatusStream, key, now, &st, func(pos int64) { st.ID = pos },
+		appendWrite{key: "insert", item: st, run: insertEvents[*models.Status]})
 	if err != nil {
 		return nil, false, translate(err, "create status")
 	}

@@ -62,6 +62,7 @@ type DB struct {
 	timeout time.Duration // of every statement (see Options)
 
 	streams sync.Map // stream names known to have a row
+	appends appenders
 	errs    errorCounts
 }
 
@@ -258,7 +259,11 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) OpenConnections() int { return db.sql.Stats().OpenConnections }
 
 // Close closes the database connections.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	err := db.sql.Close()
+	db.appends.running.Wait() // their batches fail at once on a closed pool
+	return err
+}
 
 // translate turns err, a failure of the store operation op (lowercase
 // words: "create message"), into a *models.Error of op that wraps err, so
@@ -333,9 +338,14 @@ func (db *DB) ensureStream(ctx context.Context, name string) error {
 // appendPosition takes the lock of stream name inside tx and returns the next
 // position. The lock is held until tx ends, so positions are committed in
 // order.
-func appendPosition(tx *gorm.DB, name string) (int64, error) {
+func appendPosition(tx *gorm.DB, name string) (int64, error) { return appendPositions(tx, name, 1) }
+
+// appendPositions takes the lock of stream name inside tx, moves its head
+// by n and returns the last of the n positions taken (the first is n-1
+// before it).
+func appendPositions(tx *gorm.DB, name string, n int) (int64, error) {
 	res := tx.Model(&stream{}).Where("name = ?", name).
-		UpdateColumn("head", gorm.Expr("head + 1"))
+		UpdateColumn("head", gorm.Expr("head + ?", n))
 	if res.Error != nil {
 		return 0, res.Error
 	}

@@ -9,6 +9,8 @@
 //	loadgen notifications [flags]    measure notification broadcasts, then the status feed at the same size
 //	loadgen room [flags]             measure one busy public room, then the status feed at the same size
 //	loadgen storm -server BINARY     restart a server under N resuming subscribers (see storm.go)
+//	loadgen dashboard [flags]        measure dashboard and kpiUpdated subscribers, then the status feed at the same size
+//	loadgen writes [flags]           measure postStatus and postMessage against plain INSERTs on the server's MySQL
 //	loadgen baseline -addr HOST:PORT serve the minimal fan-out to compare with
 //
 // Start the server, with the limits per client address off (loadgen's
@@ -97,7 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRoom(ctx, args, stdout, stderr)
 	case "storm":
 		return runStorm(ctx, args, stdout, stderr)
+	case "dashboard":
+		return runDashboard(ctx, args, stdout, stderr)
+	case "writes":
+		return runWrites(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown subcommand %q: want run, notifications, room, storm or baseline", cmd)
+		return fmt.Errorf("unknown subcommand %q: want run, notifications, room, storm, dashboard, writes or baseline", cmd)
 	}
 }

@@ -62,17 +62,7 @@ func (r *notifRun) connect(ctx context.Context, d *websocket.Dialer, i int) (*no
 // readLoop reads u's messages until the connection fails or is closed.
 func (r *notifRun) readLoop(u *notifUser) {
 	defer close(u.done)
-	for {
-		_, msg, err := u.ws.ReadMessage()
-		if err != nil {
-			if !websocket.IsCloseError(err, websocket.CloseNormalClosure) && !strings.Contains(err.Error(), "use of closed") {
-				u.lost = true
-				r.errs.add("connection lost: " + err.Error())
-			}
-			return
-		}
-		r.handle(u, msg, time.Now())
-	}
+	u.lost = readMessages(u.ws, r.errs, func(msg []byte, now time.Time) { r.handle(u, msg, now) })
 }
 
 // nextMessage is the part of a next message loadgen reads.
@@ -212,13 +202,7 @@ func (r *notifRun) waitDrain(ctx context.Context) {
 
 // closeAll closes every connection and waits for the read loops.
 func (r *notifRun) closeAll() {
-	for _, u := range r.users {
-		_ = u.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-		_ = u.ws.Close()
-	}
-	for _, u := range r.users {
-		<-u.done
-	}
+	closeAll(r.users, func(u *notifUser) (*websocket.Conn, <-chan struct{}) { return u.ws, u.done })
 	r.users = nil
 }
 

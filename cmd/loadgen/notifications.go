@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,9 +77,6 @@ func parseWorkloadFlags(name string, args []string, stderr io.Writer) (*notifCon
 		return nil, err
 	}
 	var problems []string
-	if fs.NArg() > 0 {
-		problems = append(problems, fmt.Sprintf("unexpected arguments: %q", fs.Args()))
-	}
 	if c.users < 1 {
 		problems = append(problems, "-users must be at least 1")
 	}
@@ -92,11 +86,8 @@ func parseWorkloadFlags(name string, args []string, stderr io.Writer) (*notifCon
 	if c.adminToken == "" && !c.roomMode {
 		problems = append(problems, "-admin-token is required (switchboard token --name ops --role admin)")
 	}
-	if c.dialConcurrency < 1 || c.sources < 1 || c.sources > 254 {
-		problems = append(problems, "-dial-concurrency must be at least 1 and -sources 1..254")
-	}
-	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
+	if err := checkFlags(fs, c.dialConcurrency, c.sources, problems...); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -145,29 +136,8 @@ type DeliveryReport struct {
 
 // runNotifications is the `notifications` subcommand.
 func runNotifications(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseNotifFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	rep, err := measureNotifications(ctx, cfg, stderr)
-	if err != nil {
-		return err
-	}
-	if cfg.reference {
-		if err := addReference(ctx, cfg, rep, stderr); err != nil {
-			return fmt.Errorf("status feed reference: %w", err)
-		}
-	}
-	if cfg.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	writeNotifTable(stdout, rep)
-	return nil
+	w := workload[*notifConfig, *NotificationsReport]{parseNotifFlags, measureNotifications, addReference, writeNotifTable}
+	return w.run(ctx, args, stdout, stderr, func(c *notifConfig) (bool, bool) { return c.reference, c.json })
 }
 
 // addReference measures statusPosted with as many connections and the same
@@ -329,32 +299,11 @@ type notifUser struct {
 // time; a user who fails is left out (and counted as a connect error).
 func (r *notifRun) connectAll(ctx context.Context) error {
 	ds := dialers(r.ep.host, r.cfg.sources, r.cfg.timeout, false)
-	sem := make(chan struct{}, r.cfg.dialConcurrency)
-	var wg sync.WaitGroup
 	t0 := time.Now()
-	for i := range r.cfg.users {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			u, err := r.connect(ctx, ds[i%len(ds)], i)
-			if err != nil {
-				r.errs.add("connect: " + err.Error())
-				return
-			}
-			r.mu.Lock()
-			r.users = append(r.users, u)
-			r.mu.Unlock()
-		})
-	}
-	wg.Wait()
+	users, err := connectEach(ctx, r.cfg.users, r.cfg.dialConcurrency, r.errs, func(ctx context.Context, i int) (*notifUser, error) {
+		return r.connect(ctx, ds[i%len(ds)], i)
+	})
+	r.users = users
 	fmt.Fprintf(r.progress, "connected %d/%d users in %v\n", len(r.users), r.cfg.users, time.Since(t0).Round(time.Millisecond))
-	if len(r.users) == 0 {
-		return fmt.Errorf("no user connected: %s", strings.Join(r.errs.list(), "; "))
-	}
-	return ctx.Err()
+	return err
 }

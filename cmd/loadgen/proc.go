@@ -206,4 +206,14 @@ func (w *cpuWindow) stop() *cpuWindow {
 	return w
 }
 
+// serverSeconds is the server's CPU time over the stopped window (nil when
+// unknown).
+func (w *cpuWindow) serverSeconds() *float64 {
+	if w.serverPercent == nil {
+		return nil
+	}
+	v := round2(*w.serverPercent / 100 * w.seconds)
+	return &v
+}
+
 func round2(f float64) float64 { return math.Round(f*100) / 100 }

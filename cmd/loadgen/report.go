@@ -67,6 +67,7 @@ type ServerReport struct {
 	RSSEndKiB            *int64   `json:"rssEndKiB"`
 	RSSPerConnKiB        *float64 `json:"rssPerConnKiB"` // (subscribed − before) / connected
 	CPUPercent           *float64 `json:"cpuPercent"`    // of one core, over the posting window
+	CPUSeconds           *float64 `json:"cpuSeconds"`    // the same window's CPU time
 	GoroutinesBefore     *int64   `json:"goroutinesBefore"`
 	GoroutinesSubscribed *int64   `json:"goroutinesSubscribed"`
 	GoroutinesEnd        *int64   `json:"goroutinesEnd"`

@@ -494,6 +494,7 @@ func (m *measurement) post(ctx context.Context, pub *publisher) (steps []StepRep
 	m.rep.Server.GoroutinesMax = opt(m.goroutines.finish())
 	if len(steps) > 0 {
 		m.rep.Server.CPUPercent = window.serverPercent
+		m.rep.Server.CPUSeconds = window.serverSeconds()
 		m.rep.Loadgen.CPUPercent = window.selfPercent
 	}
 	m.rep.Loadgen.RSSKiB = opt((&probe{pid: os.Getpid()}).rssKiB())

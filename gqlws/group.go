@@ -271,6 +271,11 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		g.markReady()
 		g.transport.opts.Panics.Point(whereGroup)
 		pos, at, ok := g.pos.popAt()
+		if !ok && g.latest && len(resp.Errors) == 0 {
+			// A state its source gave no version (see chat.Presence.Watch):
+			// a newer, versioned one follows; members wait for that.
+			continue
+		}
 		payload, err := json.Marshal(resp)
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below

@@ -62,12 +62,12 @@ type Options struct {
 
 // Service runs the chat: rooms, messages, presence, typing and room lists.
 type Service struct {
-	db    *store.DB
-	feed  *stream.Feed[*models.Message]
-	hub   *hub
+	db     *store.DB
+	feed   *stream.Feed[*models.Message]
+	hub    *hub
 	reads  *roomReads  // room-list changes, read once for their watchers
 	counts *roomCounts // the unread counts of the room lists watched here
-	opts  Options
+	opts   Options
 }
 
 // New returns a Service over the rooms of db, with the live state shared on

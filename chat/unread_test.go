@@ -14,6 +14,7 @@ import (
 	"github.com/switchboardhq/switchboard/chat"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub/mempubsub"
+	"github.com/switchboardhq/switchboard/pubsub/pubsubtest"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 	"github.com/switchboardhq/switchboard/stream"
@@ -222,5 +223,39 @@ func TestRoomUnreadCountsStayRight(t *testing.T) {
 				assert.Equal(t, want.Joined, got.Joined, "joined flag in tab %d of user %d, room %d", i, k.User, k.Room)
 			}
 		}
+	})
+}
+
+// TestRoomUnreadCountsAfterLostAnnouncements: a replica whose broker
+// subscription dropped may have missed reads announced meanwhile; once
+// subscribed again it counts its room lists again, so a tab there does not
+// keep a count read in another tab.
+func TestRoomUnreadCountsAfterLostAnnouncements(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		db := storetest.Open(t, dialect)
+		mem := mempubsub.New(0)
+		t.Cleanup(func() { assert.NoError(t, mem.Close()) })
+		e := startEnv(t, db, pubsubtest.NewOutage(mem), chat.Options{})
+		cut := pubsubtest.NewOutage(mem) // the other replica's way to the broker
+		other := chat.New(db, cut, chat.Options{Stream: stream.Options{PollInterval: 50 * time.Millisecond}, LeaveGrace: -1})
+		ctx, stop := context.WithCancel(context.Background())
+		other.Start(ctx)
+		t.Cleanup(func() {
+			other.Close()
+			stop()
+		})
+
+		tb := openTab(t, other, e.bob)
+		e.post(t, e.ada, e.general.ID, "news")
+		got := tb.await(e.general.ID, models.RoomSeen{UnreadCount: 1})
+		require.Equal(t, 1, got.UnreadCount, "bob's tab on the other replica counts ada's message")
+
+		cut.SetDown(true)
+		_, err := e.svc.MarkRoomRead(t.Context(), e.bob, e.general.ID) // announced while the other replica cannot hear
+		require.NoError(t, err)
+		cut.SetDown(false)
+		got = tb.await(e.general.ID, models.RoomSeen{UnreadCount: 0, Joined: true})
+		assert.Equal(t, 0, got.UnreadCount, "bob's tab after he read in another tab")
+		assert.True(t, got.Joined, "reading joins the room")
 	})
 }

@@ -260,7 +260,7 @@ func (rc *roomCounts) follow(ctx context.Context, roomID int64) (*countedRoom, e
 		}
 		rc.rooms[roomID] = r
 		rc.mu.Unlock()
-		rc.start(ctx, r)
+		rc.start(r)
 	} else {
 		rc.mu.Unlock()
 	}
@@ -274,8 +274,12 @@ func (rc *roomCounts) follow(ctx context.Context, roomID int64) (*countedRoom, e
 
 // start subscribes to r's stream and applies its messages on a goroutine
 // of its own, until r is dropped or the feed closes (which drops it).
-func (rc *roomCounts) start(ctx context.Context, r *countedRoom) {
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+func (rc *roomCounts) start(r *countedRoom) {
+	// Not under the reader's context: the follower serves every watcher of
+	// the room, and must carry none of one request's values (a transport's
+	// position recorder would take the follower's positions for the
+	// request's, and move the request into a group of its own).
+	sctx, stop := context.WithCancel(context.Background())
 	c, err := rc.subscribe(sctx, r.id)
 	rc.mu.Lock()
 	r.stop, r.err = stop, err

@@ -259,3 +259,30 @@ func TestRoomUnreadCountsAfterLostAnnouncements(t *testing.T) {
 		assert.True(t, got.Joined, "reading joins the room")
 	})
 }
+
+// TestRoomCountsFollowOnTheirOwn: the stream follower that keeps a room's
+// counts serves every watcher of the room, so it reports no position to
+// the watcher whose read started it: a transport that records the
+// positions of a subscription's streams (to move it into a shared group)
+// must not take a room-list watcher for a stream subscriber.
+func TestRoomCountsFollowOnTheirOwn(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		e := newEnv(t, dialect, chat.Options{})
+		var recorded sync.Map
+		record := func(what string) func(int64) {
+			return func(pos int64) { recorded.Store(fmt.Sprint(what, " ", pos), true) }
+		}
+		ctx := stream.WithPositionRecorder(t.Context(), record("sent"), record("caught up"))
+		rooms := e.svc.WatchRooms(ctx, e.bob)
+		for _, text := range []string{"one", "two"} {
+			e.post(t, e.ada, e.general.ID, text)
+			awaitEntries(t, []<-chan *models.Room{rooms}, e.general.ID, func(_ int, r *models.Room) bool {
+				return r.Seen.LastMessage != nil && r.Seen.LastMessage.Text == text
+			})
+		}
+		recorded.Range(func(k, _ any) bool {
+			assert.Fail(t, "a position recorded for the room-list watcher", "%v", k)
+			return true
+		})
+	})
+}

@@ -32,6 +32,9 @@ type hub struct {
 	Presence *Presence
 	Typing   *Typing
 	Rooms    *RoomEvents
+	// counts, when set, are the room unread counts kept here: a room change
+	// that is not a message has them read again.
+	counts *roomCounts
 
 	broker  pubsub.Broker
 	log     *slog.Logger
@@ -71,6 +74,11 @@ const (
 type roomChange struct {
 	Room int64   `json:"room"`
 	Only []int64 `json:"only,omitempty"`
+	// Message says the change is a new message, which the unread counts
+	// take from the room's stream. Any other change (a read, a new room,
+	// or a change from a replica that does not say) has the counts of the
+	// users named read again.
+	Message bool `json:"message,omitempty"`
 }
 
 // newHub returns the chat state of this replica: typing indicators last
@@ -91,13 +99,14 @@ func newHub(broker pubsub.Broker, typingTTL, leaveGrace time.Duration, log *slog
 // Start follows the other replicas' changes until Close.
 func (h *hub) Start(ctx context.Context) {
 	for _, f := range []struct {
-		topic string
-		apply func([]byte)
-	}{{typingTopic, h.applyTyping}, {roomsTopic, h.applyRooms}, {presenceTopic, h.applyPresence}} {
+		topic  string
+		apply  func([]byte)
+		missed func()
+	}{{typingTopic, h.applyTyping, nil}, {roomsTopic, h.applyRooms, h.missedRooms}, {presenceTopic, h.applyPresence, nil}} {
 		// A broker down at start is not fatal: Follow keeps trying.
 		sub, _ := h.broker.Subscribe(ctx, f.topic)
 		h.wg.Add(1)
-		go h.follow(ctx, f.topic, sub, f.apply)
+		go h.follow(ctx, f.topic, sub, f.apply, f.missed)
 	}
 	h.publishPresence(ctx, presenceMsg{Hello: true, Full: true, Rooms: h.Presence.Local()})
 	h.wg.Add(1)
@@ -171,13 +180,14 @@ func (h *hub) applyPresence(payload []byte) {
 }
 
 // follow applies a topic's messages, subscribing again when the broker
-// drops the subscription (a Redis outage): what was missed meanwhile is
-// ephemeral (typing) or re-read at the next change (room lists), and
-// presence is re-announced in full every HeartbeatInterval.
-func (h *hub) follow(ctx context.Context, topic string, sub *pubsub.Subscription, apply func([]byte)) {
+// drops the subscription (a Redis outage) and then calling missed (nil:
+// nothing): what was missed meanwhile is ephemeral (typing), re-read
+// (room lists: see missedRooms), or re-announced in full every
+// HeartbeatInterval (presence).
+func (h *hub) follow(ctx context.Context, topic string, sub *pubsub.Subscription, apply func([]byte), missed func()) {
 	defer h.wg.Done()
 	where := "chat.follower." + strings.TrimPrefix(topic, "chat.") // typing, rooms, presence
-	pubsub.Follower{Broker: h.broker, Topic: topic, Apply: apply, Panics: h.panics, Where: where}.Run(ctx, sub, h.done)
+	pubsub.Follower{Broker: h.broker, Topic: topic, Apply: apply, Missed: missed, Panics: h.panics, Where: where}.Run(ctx, sub, h.done)
 }
 
 // SetTyping starts, renews or ends u's typing indicator in room on every
@@ -192,12 +202,45 @@ func (h *hub) SetTyping(ctx context.Context, roomID int64, u *models.User, typin
 }
 
 // RoomChanged tells the watchers of every replica that room changed, for
-// the users only (everyone when empty).
+// the users only (everyone when empty), other than by a message: their
+// unread counts are read again.
 func (h *hub) RoomChanged(ctx context.Context, roomID int64, only ...int64) {
-	payload, _ := json.Marshal(roomChange{Room: roomID, Only: only})
+	h.publishRooms(ctx, roomChange{Room: roomID, Only: only})
+}
+
+// MessageAdded tells the watchers of every replica that a message changed
+// room, for the users only (everyone when empty): their unread counts
+// take it from the room's stream.
+func (h *hub) MessageAdded(ctx context.Context, roomID int64, only ...int64) {
+	h.publishRooms(ctx, roomChange{Room: roomID, Only: only, Message: true})
+}
+
+func (h *hub) publishRooms(ctx context.Context, c roomChange) {
+	payload, _ := json.Marshal(c)
 	if err := h.broker.Publish(context.WithoutCancel(ctx), roomsTopic, payload); err != nil {
-		h.log.Log(ctx, pubsub.AnnouncementLevel(err), "room change not announced to other replicas", "room", roomID, "err", err)
-		h.Rooms.Changed(roomID, only...)
+		h.log.Log(ctx, pubsub.AnnouncementLevel(err), "room change not announced to other replicas", "room", c.Room, "err", err)
+		h.roomChanged(c)
+	}
+}
+
+// roomChanged applies a room change: the counts it makes stale are
+// forgotten before the watchers look.
+func (h *hub) roomChanged(c roomChange) {
+	if !c.Message && h.counts != nil {
+		h.counts.forget(c.Room, c.Only)
+	}
+	h.Rooms.Changed(c.Room, c.Only...)
+}
+
+// missedRooms follows a lost subscription to the room changes: reads may
+// have been missed, so every counted room is counted again, for all its
+// watchers at once.
+func (h *hub) missedRooms() {
+	if h.counts == nil {
+		return
+	}
+	for _, id := range h.counts.forgetAll() {
+		h.Rooms.Changed(id)
 	}
 }
 
@@ -216,5 +259,5 @@ func (h *hub) applyRooms(payload []byte) {
 		h.log.Warn("bad room change on the broker", "err", err)
 		return
 	}
-	h.Rooms.Changed(c.Room, c.Only...)
+	h.roomChanged(c)
 }

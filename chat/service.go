@@ -62,11 +62,12 @@ type Options struct {
 
 // Service runs the chat: rooms, messages, presence, typing and room lists.
 type Service struct {
-	db    *store.DB
-	feed  *stream.Feed[*models.Message]
-	hub   *hub
-	reads *roomReads // room-list changes, read once for their watchers
-	opts  Options
+	db     *store.DB
+	feed   *stream.Feed[*models.Message]
+	hub    *hub
+	reads  *roomReads  // room-list changes, read once for their watchers
+	counts *roomCounts // the unread counts of the room lists watched here
+	opts   Options
 }
 
 // New returns a Service over the rooms of db, with the live state shared on
@@ -97,6 +98,10 @@ func New(db *store.DB, broker pubsub.Broker, opts Options) *Service {
 	}
 	s.reads = newRoomReads(s.readRoom)
 	h.Rooms.onChange = s.reads.changed
+	s.counts = newRoomCounts(func(ctx context.Context, roomID int64) (<-chan *models.Message, error) {
+		return s.feed.Subscribe(ctx, models.RoomStream(roomID), nil)
+	}, db.RoomUnreads, opts.Panics)
+	h.counts = s.counts
 	return s
 }
 
@@ -271,7 +276,7 @@ func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64
 // roomChanged tells everyone who sees room that its list entry changed.
 func (s *Service) roomChanged(ctx context.Context, room *models.Room) {
 	if !room.Direct {
-		s.hub.RoomChanged(ctx, room.ID)
+		s.hub.MessageAdded(ctx, room.ID)
 		return
 	}
 	members, err := s.db.RoomMembers(ctx, []int64{room.ID})
@@ -283,7 +288,7 @@ func (s *Service) roomChanged(ctx context.Context, room *models.Room) {
 	for i, u := range members[room.ID] {
 		ids[i] = u.ID
 	}
-	s.hub.RoomChanged(ctx, room.ID, ids...)
+	s.hub.MessageAdded(ctx, room.ID, ids...)
 }
 
 // SetTyping starts (or renews) or ends me's typing indicator in room
@@ -384,8 +389,10 @@ func (s *Service) WatchTyping(ctx context.Context, v *View) <-chan *models.Typin
 // WatchRooms returns the entries of me's room list as they change, each
 // as me sees it, with its models.RoomSeen (see RoomEvents.Watch), until ctx
 // ends. A change is read once for all the watchers it concerns (see
-// roomReads), in a few statements whatever their number.
+// roomReads), in a few statements whatever their number: the unread counts
+// and joined flags are kept here while me watches (see roomCounts).
 func (s *Service) WatchRooms(ctx context.Context, me *models.User) <-chan *models.Room {
+	context.AfterFunc(ctx, s.counts.watch(me.ID))
 	return s.hub.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
 		return s.reads.get(ctx, roomID, me.ID)
 	})
@@ -395,7 +402,8 @@ func (s *Service) WatchRooms(ctx context.Context, me *models.User) <-chan *model
 // models.RoomSeen; users who may not see it (a direct room of others) are
 // left out. The parts everyone sees alike (the row, the last message, a
 // direct room's members) are read once; the unread counts and joined flags
-// of all the users in grouped queries (see store.DB.UnreadCounts).
+// are those kept here, brought up to the last message read, and the ones
+// not kept yet are counted in grouped statements (see roomCounts.get).
 func (s *Service) readRoom(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error) {
 	rooms, err := s.db.Rooms(ctx, []int64{roomID})
 	if err != nil || rooms[roomID] == nil {
@@ -417,25 +425,20 @@ func (s *Service) readRoom(ctx context.Context, roomID int64, users []int64) (ma
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]models.RoomUser, len(users))
-	for i, u := range users {
-		keys[i] = models.RoomUser{Room: roomID, User: u}
+	var upTo int64
+	if m := last[roomID]; m != nil {
+		upTo = m.Seq
 	}
-	unread, err := s.db.UnreadCounts(ctx, keys)
+	counts, err := s.counts.get(ctx, roomID, users, upTo)
 	if err != nil {
 		return nil, err
 	}
-	joined := map[models.RoomUser]bool{}
-	if !room.Direct {
-		if joined, err = s.db.Joined(ctx, keys); err != nil {
-			return nil, err
-		}
-	}
 	out := make(map[int64]*models.Room, len(users))
-	for _, k := range keys {
+	for _, u := range users {
 		r := *room
-		r.Seen = &models.RoomSeen{Members: members, UnreadCount: unread[k], LastMessage: last[roomID], Joined: room.Direct || joined[k]}
-		out[k.User] = &r
+		c := counts[u]
+		r.Seen = &models.RoomSeen{Members: members, UnreadCount: c.unread, LastMessage: last[roomID], Joined: room.Direct || c.joined}
+		out[u] = &r
 	}
 	return out, nil
 }

@@ -152,6 +152,20 @@ func TestPanicsContained(t *testing.T) {
 			c.subscribe("r", `subscription { roomsChanged { id } }`, nil)
 			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the watcher's stream ends")
 		}},
+		{where: "chat.unread", trigger: func(t *testing.T) {
+			// The first change a room-list watcher reads has the replica
+			// follow the room's stream for its unread counts: that follower
+			// panics, and the room is counted again at its next change.
+			c := s.chatWS(t, bob.token)
+			c.subscribe("r", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+			primed[room](c, "r", "roomsChanged", func() {
+				s.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
+			})
+			waitMetric(t, s, `switchboard_panics_total{where="chat.unread"}`, 1)
+			s.postMessage(t, alice.token, general.ID, "after the counts' panic")
+			got := until(c, "r", "roomsChanged", 10*time.Second, func(r room) bool { return r.ID == general.ID && r.UnreadCount > 0 })
+			assert.Equal(t, 1, got.UnreadCount, "bob's count of general after alice's message")
+		}},
 		{where: "live.watcher", requestID: true, trigger: func(t *testing.T) {
 			c := s.chatWS(t, "")
 			c.subscribe("k", `subscription { kpiUpdated(module: "finance") { module } }`, nil)

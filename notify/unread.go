@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
 	"github.com/switchboardhq/switchboard/store"
+	"github.com/switchboardhq/switchboard/stream"
 )
 
 // recentSize is how many of the last notifications applied unreadCounts
@@ -43,12 +43,10 @@ type unreadCounts struct {
 	pause  panics.Backoff
 
 	mu         sync.Mutex
-	inboxes    map[int64]*unreadInbox // by user ID
-	applied    int64                  // position of the last notification applied
-	recent     []models.Notification  // the last ones applied, oldest first: what InInbox reads
-	from       int64                  // recent holds every notification after from
-	pending    map[int64]struct{}     // inboxes to count again
-	pendingAll bool                   // count every inbox again
+	inboxes    map[int64]*unreadInbox              // by user ID
+	recent     *stream.Recent[models.Notification] // the last ones applied: what InInbox reads
+	pending    map[int64]struct{}                  // inboxes to count again
+	pendingAll bool                                // count every inbox again
 }
 
 // unreadInbox is one watched inbox.
@@ -66,6 +64,7 @@ func newUnreadCounts(count func(context.Context, []*models.User) ([]store.Unread
 	return &unreadCounts{
 		count: count, log: log, panics: guard, wake: make(chan struct{}, 1),
 		inboxes: make(map[int64]*unreadInbox), pending: make(map[int64]struct{}),
+		recent: stream.NewRecent(recentSize, func(n models.Notification) int64 { return n.ID }),
 	}
 }
 
@@ -115,18 +114,8 @@ func (uc *unreadCounts) watch(ctx context.Context, u *models.User) (<-chan int, 
 func (uc *unreadCounts) apply(n *models.Notification) {
 	uc.mu.Lock()
 	defer uc.mu.Unlock()
-	if n.ID <= uc.applied {
+	if !uc.recent.Apply(models.Notification{ID: n.ID, RecipientID: n.RecipientID, CreatedAt: n.CreatedAt}) {
 		return
-	}
-	if uc.applied == 0 {
-		uc.from = n.ID - 1 // the first one since this replica follows the stream
-	}
-	uc.applied = n.ID
-	uc.recent = append(uc.recent, models.Notification{ID: n.ID, RecipientID: n.RecipientID, CreatedAt: n.CreatedAt})
-	if len(uc.recent) > 2*recentSize {
-		drop := len(uc.recent) - recentSize
-		uc.from = uc.recent[drop-1].ID
-		uc.recent = append([]models.Notification(nil), uc.recent[drop:]...)
 	}
 	if !n.Broadcast() {
 		if in := uc.inboxes[*n.RecipientID]; in != nil {
@@ -301,20 +290,18 @@ func (uc *unreadCounts) failed(users []*models.User, err error) {
 // the notifications applied since the position it is exact at. Called with
 // mu held.
 func (uc *unreadCounts) counted(in *unreadInbox, c store.UnreadCount) {
+	since, at, ok := uc.recent.After(c.Head)
+	if !ok {
+		// Too long ago to bring up to date: read again.
+		uc.pending[c.UserID] = struct{}{}
+		uc.signal()
+		return
+	}
 	n := c.Unread
-	if c.Head < uc.applied {
-		if c.Head < uc.from {
-			// Too long ago to bring up to date: read again.
-			uc.pending[c.UserID] = struct{}{}
-			uc.signal()
-			return
-		}
-		i := sort.Search(len(uc.recent), func(i int) bool { return uc.recent[i].ID > c.Head })
-		for _, ev := range uc.recent[i:] {
-			if ev.InInbox(in.user) {
-				n++
-			}
+	for _, ev := range since {
+		if ev.InInbox(in.user) {
+			n++
 		}
 	}
-	in.set(n, max(c.Head, uc.applied))
+	in.set(n, at)
 }

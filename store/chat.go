@@ -272,6 +272,51 @@ func (db *DB) UnreadCounts(ctx context.Context, keys []models.RoomUser) (map[mod
 	return out, err
 }
 
+// RoomUnread is what a user has of a room, exact at position Head of the
+// room's stream: how many of its messages up to Head the user has not read
+// and did not post (of those posted since Since, the user's creation), and
+// whether the user has joined it (created, posted to or read it).
+type RoomUnread struct {
+	UserID int64
+	Unread int
+	Joined bool
+	Since  time.Time
+	Head   int64
+}
+
+// roomUnreadQuery counts the unread messages of one room for several users
+// and reads whether each joined it, with the room stream's head: one
+// statement sees one snapshot, so the counts hold exactly the messages up
+// to that position.
+const roomUnreadQuery = `SELECT users.id AS user_id, users.created_at AS since,
+ (SELECT COUNT(*) FROM messages m WHERE m.room_id = ? AND m.author_id <> users.id
+   AND m.created_at >= users.created_at AND m.seq > COALESCE(r.seq, 0)) AS unread,
+ CASE WHEN r.user_id IS NULL THEN 0 ELSE 1 END AS joined,
+ COALESCE((SELECT head FROM streams WHERE name = ?), 0) AS head
+FROM users LEFT JOIN room_reads r ON r.room_id = ? AND r.user_id = users.id
+WHERE users.id IN ?`
+
+// RoomUnreads returns what each of users (those that exist) has of room
+// roomID, in one statement per maxInList users, each exact at the position
+// of the room's stream it names (see RoomUnread): the reads that chat's
+// incremental unread counts start from.
+func (db *DB) RoomUnreads(ctx context.Context, roomID int64, users []int64) ([]RoomUnread, error) {
+	out := make([]RoomUnread, 0, len(users))
+	err := chunked(users, func(ids []int64) error {
+		var rows []RoomUnread
+		err := db.gorm.WithContext(ctx).Raw(roomUnreadQuery, roomID, models.RoomStream(roomID), roomID, ids).Scan(&rows).Error
+		if err != nil {
+			return translate(err, "count unread messages of a room")
+		}
+		for i := range rows {
+			rows[i].Since = rows[i].Since.UTC()
+		}
+		out = append(out, rows...)
+		return nil
+	})
+	return out, err
+}
+
 // Joined returns which keys' users have joined their public room (created,
 // posted to or read it), in groups as UnreadCounts; the others are left
 // out. A direct room's members are in it from the start: ask RoomFor.

@@ -657,6 +657,23 @@ func (s *unreadStory) check(t *testing.T, step unreadStep) {
 		assert.Equal(t, step.ada[id], got[models.RoomUser{Room: id, User: ada.ID}], "%s: ada's unread count of room %d, counted with bob's", step.name, id)
 		assert.Equal(t, step.bob[id], got[models.RoomUser{Room: id, User: bob.ID}], "%s: bob's unread count of room %d, counted with ada's", step.name, id)
 	}
+	// The same counts as chat keeps them: with the joined flags and the
+	// head of the room's stream they are exact at.
+	for _, id := range rooms {
+		got, err := s.db.RoomUnreads(ctx, id, []int64{ada.ID, bob.ID})
+		require.NoError(t, err, step.name)
+		head, err := s.db.Head(ctx, models.RoomStream(id))
+		require.NoError(t, err)
+		joined, err := s.db.Joined(ctx, pairs([]int64{id}, []int64{ada.ID, bob.ID}))
+		require.NoError(t, err)
+		want := map[int64]int{ada.ID: step.ada[id], bob.ID: step.bob[id]}
+		require.Len(t, got, 2, step.name)
+		for _, c := range got {
+			assert.Equal(t, want[c.UserID], c.Unread, "%s: user %d's unread count of room %d, with its head", step.name, c.UserID, id)
+			assert.Equal(t, joined[models.RoomUser{Room: id, User: c.UserID}], c.Joined, "%s: whether user %d joined room %d", step.name, c.UserID, id)
+			assert.Equal(t, head, c.Head, "%s: the head of room %d", step.name, id)
+		}
+	}
 }
 
 func TestSearchUsers(t *testing.T) {

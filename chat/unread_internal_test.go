@@ -1,0 +1,98 @@
+package chat
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/store"
+)
+
+// TestRoomCountsMeetTheStream: a count read from the database is exact at
+// a position of the room's stream; the messages applied while it was read
+// are added to it if they came after that position (the user's own
+// zeroing it), and not again if they did not. A count that started before
+// a read was announced is served but not kept.
+func TestRoomCountsMeetTheStream(t *testing.T) {
+	const room, ada, bob = 7, 1, 2
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	msg := func(seq, author int64) *models.Message {
+		return &models.Message{RoomID: room, Seq: seq, AuthorID: author, CreatedAt: created.Add(time.Hour)}
+	}
+	messages := make(chan *models.Message)
+	var (
+		during func() // runs while the count is read
+		result int    // what the read finds
+		head   int64  // the position it is exact at
+		reads  int    // how many reads ran
+	)
+	rc := newRoomCounts(func(context.Context, int64) (<-chan *models.Message, error) { return messages, nil },
+		func(_ context.Context, _ int64, users []int64) ([]store.RoomUnread, error) {
+			reads++
+			if during != nil {
+				during()
+				during = nil
+			}
+			var out []store.RoomUnread
+			for _, u := range users {
+				out = append(out, store.RoomUnread{UserID: u, Unread: result, Since: created, Head: head})
+			}
+			return out, nil
+		}, nil)
+	defer close(messages)
+	defer rc.watch(ada)()
+	defer rc.watch(bob)()
+	ctx := t.Context()
+	// apply hands m to the room's follower and waits until it is applied.
+	apply := func(m *models.Message) {
+		rc.mu.Lock()
+		moved := rc.rooms[room].moved
+		rc.mu.Unlock()
+		messages <- m
+		<-moved
+	}
+	get := func(upTo int64) map[int64]roomPair {
+		t.Helper()
+		got, err := rc.get(ctx, room, []int64{ada, bob}, upTo)
+		require.NoError(t, err)
+		return got
+	}
+
+	_, err := rc.follow(ctx, room) // this replica follows the room from position 3
+	require.NoError(t, err)
+	// The read sees the stream up to 5; 5 (bob's), 6 (ada's) and 7 (bob's)
+	// are applied while it runs.
+	result, head = 2, 5
+	during = func() { apply(msg(4, bob)); apply(msg(5, bob)); apply(msg(6, ada)); apply(msg(7, bob)) }
+	got := get(7)
+	assert.Equal(t, 1, got[ada].unread, "ada: her 6 read the room, then 7")
+	assert.True(t, got[ada].joined, "posting joins the room")
+	assert.Equal(t, 0, got[bob].unread, "bob: his 7 read the room")
+	assert.Equal(t, 1, reads)
+
+	apply(msg(8, ada))
+	got = get(8)
+	assert.Equal(t, 0, got[ada].unread)
+	assert.Equal(t, 1, got[bob].unread, "8 applied")
+	assert.Equal(t, 1, reads, "kept: no read")
+
+	// bob reads; a count that started before the announcement is served
+	// but not kept, the next one is.
+	result, head = 0, 8
+	rc.forget(room, []int64{bob})
+	during = func() { rc.forget(room, []int64{bob}) } // read again, during the count
+	got = get(8)
+	assert.Equal(t, 0, got[bob].unread)
+	assert.Equal(t, 2, reads)
+	get(8)
+	assert.Equal(t, 3, reads, "not kept: read again")
+	got = get(8)
+	assert.Equal(t, 3, reads, "kept")
+	assert.Equal(t, 0, got[bob].unread)
+	apply(msg(9, ada))
+	assert.Equal(t, 1, get(9)[bob].unread)
+}

@@ -205,7 +205,7 @@ func (p *Presence) changed(roomID int64, r *presenceRoom) {
 // one sent. Called with p.mu held.
 func (p *Presence) send(roomID int64, r *presenceRoom) {
 	users := r.list()
-	if slices.EqualFunc(users, r.last, func(a, b *models.User) bool { return a.ID == b.ID }) {
+	if sameUsers(users, r.last) {
 		return
 	}
 	r.last = users
@@ -218,6 +218,12 @@ func (p *Presence) send(roomID int64, r *presenceRoom) {
 	for w := range r.watchers {
 		w.SetVersion(ev, r.version)
 	}
+}
+
+// sameUsers reports whether two online lists name the same users in the
+// same order.
+func sameUsers(a, b []*models.User) bool {
+	return slices.EqualFunc(a, b, func(x, y *models.User) bool { return x.ID == y.ID })
 }
 
 // TakeDirty returns the rooms whose local list changed since the last call,
@@ -322,7 +328,7 @@ func (p *Presence) Watch(ctx context.Context, roomID int64) <-chan *models.Prese
 	// one waits for the end of the interval, that one, unversioned (the
 	// subscription then runs on its own).
 	users, version := r.list(), int64(0)
-	if r.version > 0 && slices.EqualFunc(users, r.last, func(a, b *models.User) bool { return a.ID == b.ID }) {
+	if r.version > 0 && sameUsers(users, r.last) {
 		version = r.version
 	}
 	w.SetVersion(&models.Presence{RoomID: roomID, Online: users}, version)

@@ -55,6 +55,9 @@ func (db *DB) QueryPlan(ctx context.Context, query string, args ...any) (string,
 // maxAppendBatch, in the order they came.
 func (db *DB) HoldAppends(stream string) (release func()) {
 	a := &db.appends
+	// A committer still finishing an earlier append would find the hold
+	// empty and end it: let it end first.
+	a.running.Wait()
 	a.mu.Lock()
 	if a.pending == nil {
 		a.pending = make(map[string][]*appendReq)

@@ -65,13 +65,16 @@ func runBaseline(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // a writer goroutine exists only while frames are waiting in its queue, so
 // the writes to many connections proceed in parallel on every CPU. Writes
 // take a per-connection mutex and a write deadline; a connection whose write
-// fails, or whose queue reaches maxQueue frames, is closed. Subscriptions get
-// live events only: `after` is accepted and nothing is replayed.
+// fails, or whose queue reaches maxQueue frames, is closed. A subscription
+// with `after` first gets the events after it that are still among the
+// latest maxQueue (as Switchboard's replay from memory would), then live
+// events: posts that race with a subscribe are neither lost nor repeated.
 type baseline struct {
 	upgrader websocket.Upgrader
 
 	postMu sync.Mutex // orders ids and the queueing of their events
 	lastID int64
+	recent [maxQueue][]byte // the payload of id n at n % maxQueue, for the latest maxQueue ids
 
 	subMu sync.Mutex
 	subs  []*bsub
@@ -204,12 +207,43 @@ func (b *baseline) publish(text string) (id int64, ok bool) {
 	if err != nil {
 		return 0, false
 	}
+	b.recent[id%maxQueue] = payload
 	b.subMu.Lock()
 	for _, sub := range b.subs {
 		sub.c.enqueue(outgoing{sub: sub, payload: payload})
 	}
 	b.subMu.Unlock()
 	return id, true
+}
+
+// subscribe queues the remembered events after `after` (none when after is
+// negative) on sub, then adds it to the live subscriptions, both under postMu
+// so that no post falls between the two.
+func (b *baseline) subscribe(sub *bsub, after int64) {
+	b.postMu.Lock()
+	defer b.postMu.Unlock()
+	if after >= 0 {
+		for id := max(after, b.lastID-maxQueue) + 1; id <= b.lastID; id++ {
+			sub.c.enqueue(outgoing{sub: sub, payload: b.recent[id%maxQueue]})
+		}
+	}
+	b.addSub(sub)
+}
+
+// afterOf is the `after` variable of a subscribe payload, or -1.
+func afterOf(payload json.RawMessage) int64 {
+	var p struct {
+		Variables map[string]any `json:"variables"`
+	}
+	if json.Unmarshal(payload, &p) != nil {
+		return -1
+	}
+	s, _ := p.Variables["a"].(string)
+	after, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return after
 }
 
 // bsub is one subscription.
@@ -443,7 +477,7 @@ func (b *baseline) handle(c *bconn, msg []byte, acked *bool) bool {
 		}
 		sub := &bsub{c: c, id: mustJSON(m.ID)}
 		c.subs[m.ID] = sub
-		b.addSub(sub)
+		b.subscribe(sub, afterOf(m.Payload))
 	case "complete", "stop":
 		if sub, ok := c.subs[m.ID]; ok {
 			delete(c.subs, m.ID)

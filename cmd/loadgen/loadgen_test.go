@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -340,4 +342,68 @@ func TestNotificationsWorkload(t *testing.T) {
 	for _, want := range []string{"notificationAdded publish→receive", "unreadCount publish→new value", "statusPosted reference", "p99 ratios", "database statements per broadcast"} {
 		assert.Contains(t, table.String(), want)
 	}
+}
+
+// TestBaselineReplaysAfter: a subscriber with `after` gets the posts after it
+// that were made before its subscribe reached the baseline, then live ones,
+// each once and in order; without `after` it gets live posts only.
+func TestBaselineReplaysAfter(t *testing.T) {
+	url := startBaseline(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := &api{endpoint: url + "/graphql", client: http.DefaultClient}
+	for _, text := range []string{"one", "two"} {
+		_, err := a.post(ctx, text)
+		require.NoError(t, err)
+	}
+	subscribe := func(payload map[string]any) *websocket.Conn {
+		d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}}
+		ws, _, err := d.DialContext(ctx, "ws"+strings.TrimPrefix(url, "http")+"/graphql", nil)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = ws.Close() })
+		require.NoError(t, ws.WriteJSON(map[string]any{"type": "connection_init"}))
+		var ack envelope
+		require.NoError(t, ws.ReadJSON(&ack))
+		require.Equal(t, "connection_ack", ack.Type)
+		require.NoError(t, ws.WriteJSON(map[string]any{"type": "subscribe", "id": "s", "payload": payload}))
+		return ws
+	}
+	// Each reads its messages until the pong that shows its subscribe was
+	// handled; the post comes after both.
+	resumed := subscribe(subscribePayload(false, "1"))
+	plain := subscribe(subscribePayload(true, ""))
+	texts := func(ws *websocket.Conn, until func(typ string, texts []string) bool) []string {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var got []string
+		for {
+			var m struct {
+				Type    string `json:"type"`
+				Payload struct {
+					Data struct {
+						StatusPosted struct{ Text string } `json:"statusPosted"`
+					} `json:"data"`
+				} `json:"payload"`
+			}
+			require.NoError(t, ws.ReadJSON(&m))
+			if m.Type == "next" {
+				got = append(got, m.Payload.Data.StatusPosted.Text)
+			}
+			if until(m.Type, got) {
+				return got
+			}
+		}
+	}
+	pong := func(typ string, _ []string) bool { return typ == "pong" }
+	var before [2][]string
+	for i, ws := range []*websocket.Conn{resumed, plain} {
+		require.NoError(t, ws.WriteJSON(map[string]any{"type": "ping"}))
+		before[i] = texts(ws, pong)
+	}
+	_, err := a.post(ctx, "three")
+	require.NoError(t, err)
+	count := func(n int) func(string, []string) bool {
+		return func(_ string, got []string) bool { return len(got) == n }
+	}
+	assert.Equal(t, []string{"two", "three"}, append(before[0], texts(resumed, count(2-len(before[0])))...))
+	assert.Equal(t, []string{"three"}, append(before[1], texts(plain, count(1))...))
 }

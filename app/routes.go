@@ -103,6 +103,11 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		PublicFields: []string{"statusPosted", "messageAdded", "presence", "kpiUpdated", "dashboard"},
 		LatestFields: []string{"presence", "kpiUpdated", "dashboard"},
 		OpenFields:   []string{"statusPosted"},
+		// One group serves every inbox: a broadcast is executed and encoded
+		// once for all its watchers, a user's own notification for that
+		// user's tabs only.
+		SpanningFields: []string{"notificationAdded"},
+		Audiences:      stream.WithAudienceRecorder,
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {
 				return strconv.FormatInt(p.User.ID, 10)

@@ -654,12 +654,12 @@ func (s *testServer) chatWS(tb testing.TB, token string) *wsClient {
 	return c
 }
 
-// nextData reads the next event of operation id and decodes its field into
-// v; it fails on errors.
+// nextData reads the next event of operation id (next, or data in the
+// legacy protocol) and decodes its field into v; it fails on errors.
 func (c *wsClient) nextData(id, field string, v any, timeout time.Duration) {
 	c.tb.Helper()
 	m := c.read(timeout)
-	require.Equal(c.tb, "next", m.Type, "message %s %s", m.Type, m.Payload)
+	require.Contains(c.tb, []string{"next", "data"}, m.Type, "message %s %s", m.Type, m.Payload)
 	require.Equal(c.tb, id, m.ID)
 	var p struct {
 		Data   map[string]json.RawMessage `json:"data"`

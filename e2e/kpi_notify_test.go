@@ -279,3 +279,81 @@ func TestNotificationResume(t *testing.T) {
 		})
 	}
 }
+
+// TestInboxesShareOneGroup: every user's notificationAdded subscriptions
+// (same document, any cursor, both protocols) are served by one shared
+// group, and each tab still gets exactly its own inbox, in order: the
+// broadcasts and its user's own notifications, never another user's.
+func TestInboxesShareOneGroup(t *testing.T) {
+	s := startOpsServer(t, map[string]string{"LIMIT_REQUESTS": "0"})
+	const doc = `subscription($a: ID) { notificationAdded(after: $a) { id title } }`
+	users := []chatUser{s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol"), s.chatUser(t, "dave")}
+	alice, bob, carol := &users[0], &users[1], &users[2]
+	s.send(t, alice, "a0")
+	s.send(t, nil, "b0")
+
+	type tab struct {
+		c    *wsClient
+		user int
+	}
+	var tabs []tab
+	open := func(user int, proto string) *wsClient {
+		c := dialWS(t, s.testServer, proto, nil)
+		c.init(users[user].token)
+		c.subscribe("n", doc, map[string]any{"a": "0"})
+		tabs = append(tabs, tab{c, user})
+		return c
+	}
+	for i := range users {
+		open(i, "graphql-transport-ws")
+		open(i, "graphql-ws")
+	}
+	titles := func(c *wsClient, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			var v notification
+			c.nextData("n", "notificationAdded", &v, 5*time.Second)
+			out[i] = v.Title
+		}
+		return out
+	}
+	for _, tb := range tabs {
+		want := []string{"b0"}
+		if tb.user == 0 {
+			want = []string{"a0", "b0"}
+		}
+		assert.Equal(t, want, titles(tb.c, len(want)), "%s's replay", users[tb.user].Name)
+	}
+	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 1)
+
+	s.send(t, nil, "b1")
+	s.send(t, alice, "pa")
+	s.send(t, bob, "pb")
+	s.send(t, nil, "b2")
+	s.send(t, carol, "pc")
+	s.send(t, nil, "b3")
+	live := [][]string{
+		{"b1", "pa", "b2", "b3"},
+		{"b1", "pb", "b2", "b3"},
+		{"b1", "b2", "pc", "b3"},
+		{"b1", "b2", "b3"},
+	}
+	for _, tb := range tabs {
+		assert.Equal(t, live[tb.user], titles(tb.c, len(live[tb.user])), "%s's live inbox", users[tb.user].Name)
+	}
+
+	// A tab opened later replays its own inbox, then joins the same group.
+	late := open(3, "graphql-transport-ws")
+	assert.Equal(t, []string{"b0", "b1", "b2", "b3"}, titles(late, 4))
+	s.send(t, &users[3], "pd")
+	for _, tb := range tabs {
+		if tb.user == 3 {
+			assert.Equal(t, []string{"pd"}, titles(tb.c, 1))
+		}
+	}
+	s.send(t, nil, "b4")
+	for _, tb := range tabs {
+		assert.Equal(t, []string{"b4"}, titles(tb.c, 1), "%s got nothing in between", users[tb.user].Name)
+	}
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every inbox")
+}

@@ -186,6 +186,20 @@ type Options struct {
 	// fields: results are shared only between operations of one scope. Nil
 	// shares nothing but PublicFields.
 	Scope func(ctx context.Context) string
+	// SpanningFields names durable subscription fields whose events each
+	// belong to one scope or to all of them, such as an inbox that receives
+	// broadcasts: their subscribers (each with a scope) share one group
+	// whatever their scope, when Audiences is set. Its leader's resolver runs
+	// under the context Audiences returns, and then reports, just before each
+	// event's position, the scope the event is for ("" for every scope); the
+	// group executes and encodes each event once and hands it only to the
+	// members of that scope, or to every member. A result whose scope was not
+	// reported ends the group (its members start again privately), so a
+	// resolver that ignores Audiences never shares one scope's events with
+	// another. A subscriber runs privately, in its own scope, until it has
+	// caught up with the group.
+	SpanningFields []string
+	Audiences      func(ctx context.Context, record func(scope string)) context.Context
 	// MaxQueue is how many frames may wait for a slow client before it is
 	// disconnected with 1013. Default 1024.
 	MaxQueue int

@@ -37,7 +37,9 @@ import (
 // Results are never shared across scopes: a subscription field is shared
 // between all callers only when Options.PublicFields names it; otherwise the
 // scope is the caller's identity (Options.Scope), and without one nothing is
-// shared.
+// shared. A group of a field named in Options.SpanningFields has members of
+// every scope: its leader's stream says which scope each event is for, and
+// an event for one scope is handed to the members of that scope only.
 
 // ringSize is how many recent results a group keeps to let a subscriber that
 // is slightly behind join without a gap.
@@ -50,6 +52,7 @@ type group struct {
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
 	latest    bool               // a latest-value stream: only the newest result counts
+	spanning  bool               // its members are of several scopes (Options.SpanningFields)
 	started   chan struct{}      // closed once the leader runs, or failed to start (then closed is set)
 	ready     chan struct{}      // closed once the leader has its first result, or ended
 	readyOnce sync.Once
@@ -58,22 +61,42 @@ type group struct {
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
 	head    int64      // position of the last result fanned out
 	members map[*operation]struct{}
-	ring    []ringEntry // the last results, oldest first
+	scopes  map[string]map[*operation]struct{} // the members by scope, in a group that spans scopes
+	ring    []ringEntry                        // the last results, oldest first
 }
 
-// ringEntry is one of a group's recent results and its position.
+// ringEntry is one of a group's recent results, its position and, in a
+// group that spans scopes, the scope it is for ("" for all).
 type ringEntry struct {
 	pos    int64
+	scope  string
 	result *sharedResult
 }
+
+// unknownScope stands for a scope the leader's stream did not report; no
+// caller's scope can equal it.
+const unknownScope = "\x00unknown"
+
+// visibleTo reports whether e is for members of scope.
+func (e ringEntry) visibleTo(scope string) bool { return e.scope == "" || e.scope == scope }
 
 // positions is the FIFO of event positions a stream announces before each
 // event it hands to a subscription resolver (see Options.Positions).
 type positions struct {
-	mu     sync.Mutex  // guards the fields below
-	q      []int64     // the positions announced and not yet popped, oldest first
-	ats    []time.Time // when each queued event happened, if the stream says
-	nextAt time.Time   // the time announced for the next position
+	mu        sync.Mutex  // guards the fields below
+	q         []int64     // the positions announced and not yet popped, oldest first
+	ats       []time.Time // when each queued event happened, if the stream says
+	scopes    []string    // the scope each queued event is for, if the stream says
+	nextAt    time.Time   // the time announced for the next position
+	nextScope string      // the scope announced for the next position
+	scopeSet  bool        // whether nextScope was announced
+}
+
+// audience records the scope the next event is for (see Options.Audiences).
+func (p *positions) audience(scope string) {
+	p.mu.Lock()
+	p.nextScope, p.scopeSet = scope, true
+	p.mu.Unlock()
 }
 
 // at records when the next event happened (see Options.EventTimes).
@@ -88,71 +111,95 @@ func (p *positions) push(pos int64) {
 	p.mu.Lock()
 	p.q = append(p.q, pos)
 	p.ats = append(p.ats, p.nextAt)
-	p.nextAt = time.Time{}
+	scope := unknownScope
+	if p.scopeSet {
+		scope = p.nextScope
+	}
+	p.scopes = append(p.scopes, scope)
+	p.nextAt, p.nextScope, p.scopeSet = time.Time{}, "", false
 	p.mu.Unlock()
 }
 
 // pop removes and returns the oldest position; ok is false when none is
 // queued.
 func (p *positions) pop() (pos int64, ok bool) {
-	pos, _, ok = p.popAt()
-	return pos, ok
+	ev, ok := p.popEvent()
+	return ev.pos, ok
 }
 
-// popAt is pop with the event's time (zero when unknown).
-func (p *positions) popAt() (int64, time.Time, bool) {
+// announced is what a stream announced of one event.
+type announced struct {
+	pos   int64
+	at    time.Time // when it happened; zero when unknown
+	scope string    // the scope it is for ("" for all), or unknownScope
+}
+
+// popEvent is pop with all that was announced of the event.
+func (p *positions) popEvent() (announced, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.q) == 0 {
-		return 0, time.Time{}, false
+		return announced{}, false
 	}
-	pos, at := p.q[0], p.ats[0]
-	p.q, p.ats = p.q[1:], p.ats[1:]
-	return pos, at, true
+	ev := announced{pos: p.q[0], at: p.ats[0], scope: p.scopes[0]}
+	p.q, p.ats, p.scopes = p.q[1:], p.ats[1:], p.scopes[1:]
+	return ev, true
 }
 
-// shareKey returns the key under which an operation's live results may be
-// shared, and the name of the variable that holds its resume cursor (the
-// root field's after argument). ok is false for operations that must run on
-// their own.
-func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) (key, afterVar string, latest, ok bool) {
+// shareKey returns how an operation's live results may be shared: the key
+// of its group, the name of the variable that holds its resume cursor (the
+// root field's after argument), and for a group that spans scopes the
+// caller's scope. ok is false for operations that must run on their own.
+func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) (share shareInfo, ok bool) {
 	if rc.Operation == nil || rc.Operation.Operation != ast.Subscription || len(rc.Operation.SelectionSet) != 1 {
-		return "", "", false, false
+		return share, false
 	}
 	field, isField := rc.Operation.SelectionSet[0].(*ast.Field)
 	if !isField {
-		return "", "", false, false
+		return share, false
 	}
-	latest = t.isLatest(field.Name)
-	if latest {
+	share.latest = t.isLatest(field.Name)
+	if share.latest {
 		if t.opts.Versions == nil {
-			return "", "", false, false
+			return share, false
 		}
 	} else if t.opts.Positions == nil {
-		return "", "", false, false
+		return share, false
 	}
-	if arg := field.Arguments.ForName("after"); arg != nil && !latest {
+	if arg := field.Arguments.ForName("after"); arg != nil && !share.latest {
 		if arg.Value.Kind != ast.Variable {
-			return "", "", false, false // a literal cursor is part of the document
+			return share, false // a literal cursor is part of the document
 		}
-		afterVar = arg.Value.Raw
+		share.afterVar = arg.Value.Raw
 	}
 	var scope string
 	switch {
 	case slices.Contains(t.opts.PublicFields, field.Name):
 		scope = "public"
-	case t.opts.Scope != nil:
-		scope = "caller:" + t.opts.Scope(ctx)
+	case t.opts.Scope == nil:
+		return share, false
+	case t.spans(field.Name) && !share.latest:
+		if share.scope = t.opts.Scope(ctx); share.scope == "" {
+			return share, false
+		}
+		share.spanning, scope = true, "spanning"
 	default:
-		return "", "", false, false
+		scope = "caller:" + t.opts.Scope(ctx)
 	}
 	vars := maps.Clone(rc.Variables)
-	delete(vars, afterVar)
+	delete(vars, share.afterVar)
 	varsJSON, err := json.Marshal(vars) // map keys are sorted
 	if err != nil {
-		return "", "", false, false
+		return share, false
 	}
-	return scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON), afterVar, latest, true
+	share.key = scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON)
+	return share, true
+}
+
+// spans reports whether the subscription field named field shares one
+// group across scopes (Options.SpanningFields).
+func (t *Transport) spans(field string) bool {
+	return t.opts.Audiences != nil && slices.Contains(t.opts.SpanningFields, field)
 }
 
 // isLatest reports whether the subscription field named field is a
@@ -229,8 +276,12 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	}
 	g, lctx := t.newGroup(ctx, op.share.key)
 	close(g.started)
-	g.head, g.latest = pos, op.share.latest
+	g.head, g.latest, g.spanning = pos, op.share.latest, op.share.spanning
 	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
+	if g.spanning {
+		g.scopes = make(map[string]map[*operation]struct{})
+		lctx = t.opts.Audiences(lctx, g.pos.audience)
+	}
 	if t.opts.EventTimes != nil {
 		lctx = t.opts.EventTimes(lctx, g.pos.at)
 	}
@@ -270,7 +321,8 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		}
 		g.markReady()
 		g.transport.opts.Panics.Point(whereGroup)
-		pos, at, ok := g.pos.popAt()
+		ev, ok := g.pos.popEvent()
+		pos := ev.pos
 		if !ok && g.latest && len(resp.Errors) == 0 {
 			// A state its source gave no version (see chat.Presence.Watch):
 			// a newer, versioned one follows; members wait for that.
@@ -279,6 +331,10 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		payload, err := json.Marshal(resp)
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below
+		}
+		if g.spanning && ev.scope == unknownScope {
+			failed = true // never guess whose event it is
+			return
 		}
 		// Compressed once for the members that negotiated it, whether any
 		// does or not: one run per event, nothing per member.
@@ -294,13 +350,13 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 			g.ring = g.ring[:ringSize-1]
 		}
 		batch = batch[:0]
-		for m := range g.members {
+		for m := range g.audience(ev.scope) {
 			if pos > m.lastPos {
 				m.lastPos = pos
 				batch = append(batch, m)
 			}
 		}
-		g.ring = append(g.ring, ringEntry{pos: pos, result: result})
+		g.ring = append(g.ring, ringEntry{pos: pos, scope: ev.scope, result: result})
 		g.mu.Unlock()
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
@@ -310,11 +366,21 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 			return
 		}
 		g.transport.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
-		if !at.IsZero() && g.transport.opts.OnDelivered != nil && len(batch) > 0 {
-			g.transport.opts.OnDelivered(time.Since(at))
+		if !ev.at.IsZero() && g.transport.opts.OnDelivered != nil && len(batch) > 0 {
+			g.transport.opts.OnDelivered(time.Since(ev.at))
 		}
 		clear(batch)
 	}
+}
+
+// audience returns the members an event for scope goes to: all of them,
+// unless the group spans scopes and the event is for one. Called with g.mu
+// held.
+func (g *group) audience(scope string) map[*operation]struct{} {
+	if g.spanning && scope != "" {
+		return g.scopes[scope]
+	}
+	return g.members
 }
 
 // fanOutChunk is the fewest members worth a goroutine of their own.
@@ -388,16 +454,30 @@ func (g *group) add(op *operation, pos int64) bool {
 		// The group is ahead: join only if its recent results cover the
 		// difference, and queue those first.
 		i := slices.IndexFunc(g.ring, func(e ringEntry) bool { return e.pos == pos+1 })
-		if i < 0 || len(g.ring)-i > op.conn.transport.opts.MaxQueue/2 {
+		if i < 0 {
 			return false // too far behind: catch up privately first
 		}
-		for _, e := range g.ring[i:] {
+		missed := g.ring[i:]
+		if g.spanning {
+			missed = slices.DeleteFunc(slices.Clone(missed), func(e ringEntry) bool { return !e.visibleTo(op.share.scope) })
+		}
+		if len(missed) > op.conn.transport.opts.MaxQueue/2 {
+			return false
+		}
+		for _, e := range missed {
 			op.conn.enqueue(queuedFrame{op: op, result: e.result})
 		}
 		pos = g.head
 	}
 	op.lastPos = pos
 	g.members[op] = struct{}{}
+	if g.spanning {
+		op.scope = op.share.scope
+		if g.scopes[op.scope] == nil {
+			g.scopes[op.scope] = make(map[*operation]struct{})
+		}
+		g.scopes[op.scope][op] = struct{}{}
+	}
 	return true
 }
 
@@ -405,6 +485,12 @@ func (g *group) add(op *operation, pos int64) bool {
 func (g *group) leave(op *operation) {
 	g.mu.Lock()
 	delete(g.members, op)
+	if g.spanning {
+		delete(g.scopes[op.scope], op)
+		if len(g.scopes[op.scope]) == 0 {
+			delete(g.scopes, op.scope)
+		}
+	}
 	empty := len(g.members) == 0 && !g.closed
 	if empty {
 		g.closed = true

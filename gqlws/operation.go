@@ -38,6 +38,9 @@ type operation struct {
 	// lastPos is the position of the last result queued for the operation
 	// as a group member; guarded by the group's mutex.
 	lastPos int64
+	// scope is the operation's scope as a member of a group that spans
+	// scopes; guarded by the group's mutex.
+	scope string
 
 	stateMu      sync.Mutex         // guards the fields below
 	cancel       context.CancelFunc // cancels the operation's context; nil once released
@@ -52,6 +55,8 @@ type shareInfo struct {
 	key      string             // the group's key (Transport.shareKey)
 	afterVar string             // the variable holding the resume cursor, "" for none
 	latest   bool               // a latest-value stream (Options.LatestFields): versions for positions
+	spanning bool               // its group spans scopes (Options.SpanningFields)
+	scope    string             // the caller's scope, in a group that spans scopes
 	params   *graphql.RawParams // the operation's parameters, to start the group or resume privately
 }
 
@@ -143,9 +148,10 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 	if rc.Operation.Operation == ast.Subscription {
 		op.count(rc)
 	}
-	if key, afterVar, latest, ok := c.transport.shareKey(ctx, rc); ok {
-		op.share = &shareInfo{key: key, afterVar: afterVar, latest: latest, params: params}
-		if !latest && c.transport.joinsAtHead(rc, afterVar) && c.transport.joinAtHead(ctx, op) {
+	if share, ok := c.transport.shareKey(ctx, rc); ok {
+		share.params = params
+		op.share = &share
+		if !share.latest && c.transport.joinsAtHead(rc, share.afterVar) && c.transport.joinAtHead(ctx, op) {
 			return // a member: this goroutine ends, the group delivers
 		}
 	}

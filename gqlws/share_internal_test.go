@@ -42,11 +42,11 @@ func TestShareKey(t *testing.T) {
 		return context.WithValue(context.Background(), callerKey{}, caller)
 	}
 	key := func(tr *Transport, caller, query string, vars map[string]any) (string, bool) {
-		k, afterVar, _, ok := tr.shareKey(as(caller), rc(query, vars))
+		share, ok := tr.shareKey(as(caller), rc(query, vars))
 		if ok {
-			assert.Equal(t, "a", afterVar, "the variable holding the cursor is found")
+			assert.Equal(t, "a", share.afterVar, "the variable holding the cursor is found")
 		}
-		return k, ok
+		return share.key, ok
 	}
 
 	k1, ok1 := key(scoped, "ann", public, map[string]any{"a": "3"})
@@ -63,7 +63,25 @@ func TestShareKey(t *testing.T) {
 	assert.Equal(t, p1, p2, "one caller's subscriptions share")
 	assert.NotEqual(t, p1, p3, "a non-public field is never shared between callers")
 
-	_, ok := key(unscoped, "ann", private, map[string]any{"a": "1"})
+	spanning := newT(Options{
+		Positions:      noRecorder,
+		Audiences:      func(ctx context.Context, _ func(string)) context.Context { return ctx },
+		SpanningFields: []string{"notificationAdded"},
+		Scope:          scoped.opts.Scope,
+	})
+	const inbox = `subscription($a: ID) { notificationAdded(after: $a) { id } }`
+	s1, ok1 := key(spanning, "ann", inbox, map[string]any{"a": "1"})
+	s2, ok2 := key(spanning, "bob", inbox, map[string]any{"a": "9"})
+	require.True(t, ok1 && ok2)
+	assert.Equal(t, s1, s2, "a spanning field's group takes every scope")
+	share, _ := spanning.shareKey(as("bob"), rc(inbox, nil))
+	assert.Equal(t, "bob", share.scope, "each member keeps its own scope")
+	_, ok := key(spanning, "", inbox, map[string]any{"a": "1"})
+	assert.False(t, ok, "a caller without a scope shares nothing")
+	s3, _ := key(spanning, "ann", private, map[string]any{"a": "1"})
+	assert.Equal(t, p1, s3, "other fields keep to their scope")
+
+	_, ok = key(unscoped, "ann", private, map[string]any{"a": "1"})
 	assert.False(t, ok, "without a Scope, only public fields are shared")
 	_, ok = key(scoped, "ann", `subscription { statusPosted(after: "5") { id } }`, nil)
 	assert.False(t, ok, "a literal cursor is part of the document: run alone")

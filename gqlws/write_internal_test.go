@@ -16,13 +16,7 @@ import (
 // peer reads and discards everything, with permessage-deflate when deflate.
 func benchConn(b *testing.B, proto string, deflate bool) *conn {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(b, err)
-	server, err := ln.Accept()
-	require.NoError(b, err)
+	server, client := loopbackPair(b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -38,6 +32,19 @@ func benchConn(b *testing.B, proto string, deflate bool) *conn {
 	fc := newFrameConn(server)
 	fc.deflate = deflate
 	return benchConnOver(t, fc, proto)
+}
+
+// loopbackPair returns the two ends of a loopback TCP connection.
+func loopbackPair(tb testing.TB) (server, client net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(tb, err)
+	server, err = ln.Accept()
+	require.NoError(tb, err)
+	return server, client
 }
 
 // benchPayload is a result of about size bytes.

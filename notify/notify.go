@@ -212,7 +212,22 @@ func (s *Service) Subscribe(ctx context.Context, u *models.User, after *int64) (
 		After: func(ctx context.Context, after int64, limit int) ([]*models.Notification, int64, error) {
 			return log.InboxAfter(ctx, u, after, limit)
 		},
+		Audience: Audience,
 	})
+}
+
+// Audience names the inbox a notification is for, as the WebSocket layer
+// scopes callers (the user id), or "" for a broadcast: under
+// stream.WithAudienceRecorder, one subscription serves every inbox (see
+// gqlws.Options.SpanningFields). A broadcast then goes to every inbox
+// watched live, even that of a user who signed up more than a second after
+// the broadcast was created but before it committed, whose inbox (InInbox)
+// leaves it out.
+func Audience(n *models.Notification) string {
+	if n.RecipientID == nil {
+		return ""
+	}
+	return strconv.FormatInt(*n.RecipientID, 10)
 }
 
 // Inbox returns up to limit notifications of u's inbox with an ID below

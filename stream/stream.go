@@ -151,6 +151,12 @@ type Part[T any] struct {
 	// after after, in ascending order, and the position through which the
 	// part has been read completely (at least the last event returned).
 	After func(ctx context.Context, after int64, limit int) (evs []T, through int64, err error)
+	// Audience, if not nil, names the reader an event is for ("" for every
+	// reader). A subscription whose context carries an audience recorder
+	// (WithAudienceRecorder) then reads the whole stream, not the part, and
+	// reports each event's audience just before its position: it serves
+	// the readers of every part at once.
+	Audience func(T) string
 }
 
 // SubscribePart is Subscribe for one reader's part of a shared stream: the
@@ -177,12 +183,18 @@ func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
 	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
+	aud, _ := ctx.Value(audienceRecorderKey{}).(func(string))
+	if aud != nil && part.Audience != nil {
+		part = Part[T]{Audience: part.Audience} // every part's events
+	} else {
+		aud = nil
+	}
 	if rec != nil && !replay {
 		// Nothing to replay: it is caught up already, and says so before
 		// it is returned (see WithPositionRecorder).
 		rec.caughtUp(last)
 	}
-	f.opts.Panics.Go(ctx, whereSubscription, func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, part: part, at: at}) })
+	f.opts.Panics.Go(ctx, whereSubscription, func() { f.serve(ctx, h, m, last, replay, outlet[T]{c: out, rec: rec, part: part, at: at, aud: aud}) })
 	return out, nil
 }
 
@@ -331,6 +343,7 @@ type outlet[T any] struct {
 	rec  *recorder
 	part Part[T]
 	at   func(time.Time) // event time recorder, if any
+	aud  func(string)    // audience recorder, if the subscription serves every part
 }
 
 // send hands ev to the subscription's reader unless ctx has ended: once a
@@ -347,6 +360,9 @@ func (f *Feed[T]) send(ctx context.Context, out outlet[T], ev T) bool {
 		if e, ok := any(ev).(interface{ EventTime() time.Time }); ok {
 			out.at(e.EventTime())
 		}
+	}
+	if out.aud != nil {
+		out.aud(out.part.Audience(ev))
 	}
 	if out.rec != nil {
 		out.rec.sent(f.pos(ev))
@@ -382,6 +398,16 @@ type timeRecorderKey struct{}
 // record(at) just before the position recorder's sent(pos) for the event.
 func WithEventTimeRecorder(ctx context.Context, record func(at time.Time)) context.Context {
 	return context.WithValue(ctx, timeRecorderKey{}, record)
+}
+
+type audienceRecorderKey struct{}
+
+// WithAudienceRecorder returns ctx under which a subscription to a stream
+// whose parts name their audience (Part.Audience) reads every part and
+// reports each event's audience: record(audience) just before the position
+// recorder's sent(pos) for the event.
+func WithAudienceRecorder(ctx context.Context, record func(audience string)) context.Context {
+	return context.WithValue(ctx, audienceRecorderKey{}, record)
 }
 
 // acquire returns the running hub of stream, starting it if needed, and

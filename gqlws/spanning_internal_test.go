@@ -1,0 +1,105 @@
+package gqlws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// capturedConn is a graphql-transport-ws connection of tr over a loopback
+// socket whose peer keeps every byte it reads; read returns them once the
+// socket has been quiet for a moment.
+func capturedConn(t *testing.T, tr *Transport) (c *conn, read func() string) {
+	t.Helper()
+	server, client := loopbackPair(t)
+	var mu sync.Mutex
+	var got bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := client.Read(buf)
+			mu.Lock()
+			got.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = server.Close()
+		_ = client.Close()
+		<-done
+	})
+	read = func() string {
+		time.Sleep(100 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		return got.String()
+	}
+	return benchConnOver(tr, newFrameConn(server), TransportWS), read
+}
+
+// TestSpanningGroupHandsEachEventToItsScope: in a group that spans scopes, an
+// event for everyone reaches every member, an event for one scope only that
+// scope's members, and an event whose scope the stream did not report ends
+// the group with an error rather than reach anyone.
+func TestSpanningGroupHandsEachEventToItsScope(t *testing.T) {
+	tr := New(Options{})
+	t.Cleanup(tr.Shutdown)
+	g, ctx := tr.newGroup(context.Background(), "k")
+	g.spanning, g.scopes = true, make(map[string]map[*operation]struct{})
+	close(g.started)
+	member := func(scope string) (*operation, func() string) {
+		c, read := capturedConn(t, tr)
+		op := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1"), share: &shareInfo{scope: scope}}
+		require.True(t, g.add(op, 0))
+		return op, read
+	}
+	_, readAnn := member("ann")
+	_, readBob := member("bob")
+
+	type event struct {
+		scope    string
+		reported bool
+	}
+	events := []event{{"", true}, {"ann", true}, {"bob", true}, {"", true}, {"ann", false}}
+	i := 0
+	responses := func(context.Context) *graphql.Response {
+		if i == len(events) {
+			return nil
+		}
+		ev := events[i]
+		i++
+		if ev.reported {
+			g.pos.audience(ev.scope)
+		}
+		g.pos.push(int64(i))
+		return &graphql.Response{Data: json.RawMessage(`{"n":"e` + string(rune('0'+i)) + `"}`)}
+	}
+	g.run(ctx, func() (graphql.ResponseHandler, context.Context) { return responses, ctx })
+
+	ann, bob := readAnn(), readBob()
+	for _, e := range []string{`"e1"`, `"e2"`, `"e4"`} {
+		assert.Contains(t, ann, e)
+	}
+	for _, e := range []string{`"e1"`, `"e3"`, `"e4"`} {
+		assert.Contains(t, bob, e)
+	}
+	assert.NotContains(t, ann, `"e3"`, "bob's event never reaches ann")
+	assert.NotContains(t, bob, `"e2"`, "ann's event never reaches bob")
+	for name, got := range map[string]string{"ann": ann, "bob": bob} {
+		assert.NotContains(t, got, `"e5"`, "an event of no reported scope reaches nobody (%s)", name)
+		assert.Contains(t, got, `"type":"error"`, "%s hears that the group failed", name)
+	}
+	assert.True(t, g.isClosed())
+}

@@ -101,12 +101,12 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		Versions:     live.WithVersionRecorder,
 		OnDelivered:  func(d time.Duration) { m.deliveryLatency.Observe(d.Seconds()) },
 		PublicFields: []string{"statusPosted", "messageAdded", "presence", "kpiUpdated", "dashboard"},
-		LatestFields: []string{"presence", "kpiUpdated", "dashboard"},
+		LatestFields: []string{"presence", "kpiUpdated", "dashboard", "unreadCount"},
 		OpenFields:   []string{"statusPosted"},
 		// One group serves every inbox: a broadcast is executed and encoded
-		// once for all its watchers, a user's own notification for that
-		// user's tabs only.
-		SpanningFields: []string{"notificationAdded"},
+		// once for all its watchers, a user's own notification (or new
+		// unread count) for that user's tabs only.
+		SpanningFields: []string{"notificationAdded", "unreadCount"},
 		Audiences:      stream.WithAudienceRecorder,
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {

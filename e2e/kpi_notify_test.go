@@ -357,3 +357,75 @@ func TestInboxesShareOneGroup(t *testing.T) {
 	}
 	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every inbox")
 }
+
+// TestUnreadCountsShareOneGroup: every user's unreadCount subscriptions are
+// served by one shared group, and each tab still follows its own user's
+// count only: through broadcasts, a user's own notifications and reads in
+// another tab, and after all of a user's tabs closed and one came back.
+func TestUnreadCountsShareOneGroup(t *testing.T) {
+	s := startOpsServer(t, map[string]string{"LIMIT_REQUESTS": "0"})
+	users := []chatUser{s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol")}
+	alice, bob := &users[0], &users[1]
+	s.send(t, alice, "before")
+
+	tabs := make([][]*wsClient, len(users))
+	open := func(user int, proto string) *wsClient {
+		c := dialWS(t, s.testServer, proto, nil)
+		c.init(users[user].token)
+		c.subscribe("u", `subscription { unreadCount }`, nil)
+		tabs[user] = append(tabs[user], c)
+		return c
+	}
+	count := func(c *wsClient) int {
+		var n int
+		c.nextData("u", "unreadCount", &n, 5*time.Second)
+		return n
+	}
+	// expect reads each tab's counts until it shows want[user]; a tab may
+	// skip intermediate counts, never show another user's.
+	expect := func(want ...int) {
+		t.Helper()
+		for u, cs := range tabs {
+			for i, c := range cs {
+				got := until(c, "u", "unreadCount", 5*time.Second, func(n int) bool { return n >= want[u] })
+				assert.Equal(t, want[u], got, "%s's tab %d", users[u].Name, i)
+			}
+		}
+	}
+	for u := range users {
+		open(u, "graphql-transport-ws")
+		open(u, "graphql-ws")
+	}
+	for u, cs := range tabs {
+		for _, c := range cs {
+			assert.Equal(t, map[int]int{0: 1}[u], count(c), "%s starts with the current count", users[u].Name)
+		}
+	}
+	s.send(t, nil, "b1")
+	expect(2, 1, 1)
+	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 1)
+
+	s.send(t, bob, "for bob")
+	s.send(t, nil, "b2")
+	expect(3, 3, 2)
+	var d struct{ MarkAllNotificationsRead int }
+	s.mustDo(t, bob.token, `mutation { markAllNotificationsRead }`, nil, &d)
+	require.Equal(t, 3, d.MarkAllNotificationsRead)
+	for i, c := range tabs[1] {
+		assert.Equal(t, 0, count(c), "bob's tab %d sees his read", i)
+	}
+
+	// Carol leaves; her inbox is counted again when she comes back.
+	for _, c := range tabs[2] {
+		c.conn.Close()
+	}
+	tabs[2] = nil
+	s.send(t, nil, "b3")
+	expect(4, 1)
+	back := open(2, "graphql-transport-ws")
+	assert.Equal(t, 3, count(back), "carol's count, read again")
+	s.send(t, alice, "for alice")
+	s.send(t, nil, "b4")
+	expect(6, 2, 4)
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every count")
+}

@@ -186,18 +186,21 @@ type Options struct {
 	// fields: results are shared only between operations of one scope. Nil
 	// shares nothing but PublicFields.
 	Scope func(ctx context.Context) string
-	// SpanningFields names durable subscription fields whose events each
-	// belong to one scope or to all of them, such as an inbox that receives
-	// broadcasts: their subscribers (each with a scope) share one group
+	// SpanningFields names subscription fields whose events (or, for a
+	// latest-value field, new values) each belong to one scope or to all of
+	// them, such as an inbox that receives broadcasts, or every user's
+	// unread count: their subscribers (each with a scope) share one group
 	// whatever their scope, when Audiences is set. Its leader's resolver runs
 	// under the context Audiences returns, and then reports, just before each
-	// event's position, the scope the event is for ("" for every scope); the
-	// group executes and encodes each event once and hands it only to the
-	// members of that scope, or to every member. A result whose scope was not
-	// reported ends the group (its members start again privately), so a
-	// resolver that ignores Audiences never shares one scope's events with
-	// another. A subscriber runs privately, in its own scope, until it has
-	// caught up with the group.
+	// event's position (or value's version), the scopes the event is for
+	// (one call of record each; "" for every scope); the group executes and
+	// encodes each event once and hands it only to the members of those
+	// scopes, or to every member. A
+	// result whose scope was not reported reaches nobody and ends the group
+	// (its members get an error), so a resolver that ignores Audiences never
+	// shares one scope's events with another. A subscriber runs privately, in
+	// its own scope, until it has caught up with the group; a latest-value
+	// field's versions must then grow over all scopes together.
 	SpanningFields []string
 	Audiences      func(ctx context.Context, record func(scope string)) context.Context
 	// MaxQueue is how many frames may wait for a slow client before it is

@@ -3,6 +3,7 @@ package gqlws
 import (
 	"context"
 	"encoding/json"
+	"iter"
 	"maps"
 	"runtime"
 	"slices"
@@ -38,8 +39,8 @@ import (
 // between all callers only when Options.PublicFields names it; otherwise the
 // scope is the caller's identity (Options.Scope), and without one nothing is
 // shared. A group of a field named in Options.SpanningFields has members of
-// every scope: its leader's stream says which scope each event is for, and
-// an event for one scope is handed to the members of that scope only.
+// every scope: its leader's stream says which scopes each event is for, and
+// an event for some scopes is handed to the members of those scopes only.
 
 // ringSize is how many recent results a group keeps to let a subscriber that
 // is slightly behind join without a gap.
@@ -63,39 +64,37 @@ type group struct {
 	members map[*operation]struct{}
 	scopes  map[string]map[*operation]struct{} // the members by scope, in a group that spans scopes
 	ring    []ringEntry                        // the last results, oldest first
+	newest  map[string]ringEntry               // a latest-value group that spans scopes: the newest result by scope, for the scopes with members
 }
 
 // ringEntry is one of a group's recent results, its position and, in a
-// group that spans scopes, the scope it is for ("" for all).
+// group that spans scopes, the scopes it is for ("" among them: all).
 type ringEntry struct {
 	pos    int64
-	scope  string
+	scopes []string
 	result *sharedResult
 }
 
-// unknownScope stands for a scope the leader's stream did not report; no
-// caller's scope can equal it.
-const unknownScope = "\x00unknown"
-
 // visibleTo reports whether e is for members of scope.
-func (e ringEntry) visibleTo(scope string) bool { return e.scope == "" || e.scope == scope }
+func (e ringEntry) visibleTo(scope string) bool {
+	return slices.Contains(e.scopes, "") || slices.Contains(e.scopes, scope)
+}
 
 // positions is the FIFO of event positions a stream announces before each
 // event it hands to a subscription resolver (see Options.Positions).
 type positions struct {
-	mu        sync.Mutex  // guards the fields below
-	q         []int64     // the positions announced and not yet popped, oldest first
-	ats       []time.Time // when each queued event happened, if the stream says
-	scopes    []string    // the scope each queued event is for, if the stream says
-	nextAt    time.Time   // the time announced for the next position
-	nextScope string      // the scope announced for the next position
-	scopeSet  bool        // whether nextScope was announced
+	mu         sync.Mutex  // guards the fields below
+	q          []int64     // the positions announced and not yet popped, oldest first
+	ats        []time.Time // when each queued event happened, if the stream says
+	scopes     [][]string  // the scopes each queued event is for, if the stream says
+	nextAt     time.Time   // the time announced for the next position
+	nextScopes []string    // the scopes announced for the next position
 }
 
-// audience records the scope the next event is for (see Options.Audiences).
+// audience records a scope the next event is for (see Options.Audiences).
 func (p *positions) audience(scope string) {
 	p.mu.Lock()
-	p.nextScope, p.scopeSet = scope, true
+	p.nextScopes = append(p.nextScopes, scope)
 	p.mu.Unlock()
 }
 
@@ -111,12 +110,8 @@ func (p *positions) push(pos int64) {
 	p.mu.Lock()
 	p.q = append(p.q, pos)
 	p.ats = append(p.ats, p.nextAt)
-	scope := unknownScope
-	if p.scopeSet {
-		scope = p.nextScope
-	}
-	p.scopes = append(p.scopes, scope)
-	p.nextAt, p.nextScope, p.scopeSet = time.Time{}, "", false
+	p.scopes = append(p.scopes, p.nextScopes)
+	p.nextAt, p.nextScopes = time.Time{}, nil
 	p.mu.Unlock()
 }
 
@@ -129,9 +124,9 @@ func (p *positions) pop() (pos int64, ok bool) {
 
 // announced is what a stream announced of one event.
 type announced struct {
-	pos   int64
-	at    time.Time // when it happened; zero when unknown
-	scope string    // the scope it is for ("" for all), or unknownScope
+	pos    int64
+	at     time.Time // when it happened; zero when unknown
+	scopes []string  // the scopes it is for ("" among them: all); none when not reported
 }
 
 // popEvent is pop with all that was announced of the event.
@@ -141,7 +136,7 @@ func (p *positions) popEvent() (announced, bool) {
 	if len(p.q) == 0 {
 		return announced{}, false
 	}
-	ev := announced{pos: p.q[0], at: p.ats[0], scope: p.scopes[0]}
+	ev := announced{pos: p.q[0], at: p.ats[0], scopes: p.scopes[0]}
 	p.q, p.ats, p.scopes = p.q[1:], p.ats[1:], p.scopes[1:]
 	return ev, true
 }
@@ -178,7 +173,7 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 		scope = "public"
 	case t.opts.Scope == nil:
 		return share, false
-	case t.spans(field.Name) && !share.latest:
+	case t.spans(field.Name):
 		if share.scope = t.opts.Scope(ctx); share.scope == "" {
 			return share, false
 		}
@@ -279,7 +274,7 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	g.head, g.latest, g.spanning = pos, op.share.latest, op.share.spanning
 	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
 	if g.spanning {
-		g.scopes = make(map[string]map[*operation]struct{})
+		g.scopes, g.newest = make(map[string]map[*operation]struct{}), make(map[string]ringEntry)
 		lctx = t.opts.Audiences(lctx, g.pos.audience)
 	}
 	if t.opts.EventTimes != nil {
@@ -332,7 +327,7 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		if !ok || err != nil {
 			return // not a positioned stream after all: members fall back below
 		}
-		if g.spanning && ev.scope == unknownScope {
+		if g.spanning && len(ev.scopes) == 0 {
 			failed = true // never guess whose event it is
 			return
 		}
@@ -341,22 +336,16 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		result := newSharedResult(payload, g.transport.opts.Compression)
 		g.mu.Lock()
 		g.head = pos
-		if g.latest {
-			clear(g.ring)
-			g.ring = g.ring[:0] // only the newest result is ever sent to a joining member
-		}
-		if len(g.ring) == ringSize {
-			copy(g.ring, g.ring[1:])
-			g.ring = g.ring[:ringSize-1]
-		}
 		batch = batch[:0]
-		for m := range g.audience(ev.scope) {
-			if pos > m.lastPos {
-				m.lastPos = pos
-				batch = append(batch, m)
+		for members := range g.audience(ev.scopes) {
+			for m := range members {
+				if pos > m.lastPos {
+					m.lastPos = pos
+					batch = append(batch, m)
+				}
 			}
 		}
-		g.ring = append(g.ring, ringEntry{pos: pos, scope: ev.scope, result: result})
+		g.remember(ringEntry{pos: pos, scopes: ev.scopes, result: result})
 		g.mu.Unlock()
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
@@ -373,14 +362,59 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 	}
 }
 
-// audience returns the members an event for scope goes to: all of them,
-// unless the group spans scopes and the event is for one. Called with g.mu
-// held.
-func (g *group) audience(scope string) map[*operation]struct{} {
-	if g.spanning && scope != "" {
-		return g.scopes[scope]
+// remember keeps e for members that join later: the last ringSize results,
+// or in a latest-value group only the newest (by scope, when it spans
+// scopes and the scope has members). Called with g.mu held.
+func (g *group) remember(e ringEntry) {
+	switch {
+	case g.latest && g.spanning:
+		for _, scope := range e.scopes {
+			if scope == "" || len(g.scopes[scope]) > 0 {
+				g.newest[scope] = e
+			}
+		}
+		return
+	case g.latest:
+		clear(g.ring)
+		g.ring = g.ring[:0]
+	case len(g.ring) == ringSize:
+		copy(g.ring, g.ring[1:])
+		g.ring = g.ring[:ringSize-1]
 	}
-	return g.members
+	g.ring = append(g.ring, e)
+}
+
+// newestFor returns the newest result a member of scope may be handed in a
+// latest-value group. Called with g.mu held.
+func (g *group) newestFor(scope string) (ringEntry, bool) {
+	if !g.spanning {
+		if n := len(g.ring); n > 0 {
+			return g.ring[n-1], true
+		}
+		return ringEntry{}, false
+	}
+	own, ok := g.newest[scope]
+	if all, allOK := g.newest[""]; allOK && (!ok || all.pos > own.pos) {
+		return all, true
+	}
+	return own, ok
+}
+
+// audience returns the members an event for scopes goes to: all of them,
+// unless the group spans scopes and the event is for some only. Called with
+// g.mu held.
+func (g *group) audience(scopes []string) iter.Seq[map[*operation]struct{}] {
+	return func(yield func(map[*operation]struct{}) bool) {
+		if !g.spanning || slices.Contains(scopes, "") {
+			yield(g.members)
+			return
+		}
+		for _, scope := range scopes {
+			if members := g.scopes[scope]; len(members) > 0 && !yield(members) {
+				return
+			}
+		}
+	}
 }
 
 // fanOutChunk is the fewest members worth a goroutine of their own.
@@ -446,9 +480,9 @@ func (g *group) add(op *operation, pos int64) bool {
 		// A newer result of the group's is all the member needs; without
 		// one yet, the leader's first (as new as the member's, or newer)
 		// comes to it.
-		if n := len(g.ring); n > 0 && g.ring[n-1].pos > pos {
-			op.conn.enqueue(queuedFrame{op: op, result: g.ring[n-1].result, latest: true})
-			pos = g.ring[n-1].pos
+		if e, ok := g.newestFor(op.share.scope); ok && e.pos > pos {
+			op.conn.enqueue(queuedFrame{op: op, result: e.result, latest: true})
+			pos = e.pos
 		}
 	case g.head > pos:
 		// The group is ahead: join only if its recent results cover the
@@ -489,6 +523,7 @@ func (g *group) leave(op *operation) {
 		delete(g.scopes[op.scope], op)
 		if len(g.scopes[op.scope]) == 0 {
 			delete(g.scopes, op.scope)
+			delete(g.newest, op.scope)
 		}
 	}
 	empty := len(g.members) == 0 && !g.closed

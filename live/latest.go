@@ -72,7 +72,7 @@ func (l *Latest[T]) run(ctx context.Context, done, point func()) {
 	if done != nil {
 		defer done()
 	}
-	record, _ := ctx.Value(versionRecorderKey{}).(func(int64))
+	record := VersionRecorder(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -112,4 +112,11 @@ type versionRecorderKey struct{}
 // not reported.
 func WithVersionRecorder(ctx context.Context, sent func(version int64)) context.Context {
 	return context.WithValue(ctx, versionRecorderKey{}, sent)
+}
+
+// VersionRecorder returns the version recorder of ctx (WithVersionRecorder),
+// or nil, for a latest-value stream that does not run on a Latest.
+func VersionRecorder(ctx context.Context) func(version int64) {
+	record, _ := ctx.Value(versionRecorderKey{}).(func(int64))
+	return record
 }

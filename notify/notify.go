@@ -275,9 +275,16 @@ func (s *Service) announce(ctx context.Context, u *models.User) {
 }
 
 // WatchUnread returns u's unread count: the current one at once, then the
-// new one after every change, until ctx ends.
-func (s *Service) WatchUnread(ctx context.Context, u *models.User) (<-chan int, error) {
-	return s.unread.watch(ctx, u)
+// new one after every change, until ctx ends; u's inbox is counted until
+// life ends too (the subscriber's lifetime, which a shared delivery may
+// extend beyond ctx: see gqlws.SubscriberContext). Under
+// stream.WithAudienceRecorder it returns the counts of every inbox counted
+// here instead, each reported with its user (see unreadFeed).
+func (s *Service) WatchUnread(ctx, life context.Context, u *models.User) (<-chan int, error) {
+	if audience := stream.AudienceRecorder(ctx); audience != nil {
+		return s.unread.watchAll(ctx, audience), nil
+	}
+	return s.unread.watch(ctx, life, u)
 }
 
 // follow recounts for the watchers of each announced user, and for all

@@ -219,7 +219,7 @@ func TestWatchUnread(t *testing.T) {
 		ctx := t.Context()
 		first := e.send(t, e.ada, "before watching")
 		watch := func(ctx context.Context, u *models.User) <-chan int {
-			c, err := e.svc.WatchUnread(ctx, u)
+			c, err := e.svc.WatchUnread(ctx, ctx, u)
 			require.NoError(t, err)
 			return c
 		}
@@ -278,7 +278,7 @@ func TestWatchUnread(t *testing.T) {
 func TestUnreadCountsDuringABrokerOutage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t)
-		c, err := e.svc.WatchUnread(t.Context(), e.ada)
+		c, err := e.svc.WatchUnread(t.Context(), t.Context(), e.ada)
 		require.NoError(t, err)
 		assert.Equal(t, []int{0}, livetest.Received(t, c))
 

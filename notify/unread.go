@@ -43,7 +43,9 @@ type unreadCounts struct {
 	pause  panics.Backoff
 
 	mu         sync.Mutex
+	version    int64                               // of the last count set, over every inbox
 	inboxes    map[int64]*unreadInbox              // by user ID
+	feeds      map[*unreadFeed]struct{}            // the watchers of every inbox (watchAll)
 	recent     *stream.Recent[models.Notification] // the last ones applied: what InInbox reads
 	pending    map[int64]struct{}                  // inboxes to count again
 	pendingAll bool                                // count every inbox again
@@ -55,15 +57,17 @@ type unreadInbox struct {
 	known    bool  // n is its count (false until the first read returns)
 	n        int   // unread notifications up to pos
 	pos      int64 // position of the stream n is exact at
+	version  int64 // of n: unreadCounts.version when n was set
 	ready    chan struct{}
 	err      error // why the first read failed, once ready is closed
 	watchers map[*live.Latest[int]]struct{}
+	holds    int // subscriptions that keep the inbox counted without a watcher of their own (see watch)
 }
 
 func newUnreadCounts(count func(context.Context, []*models.User) ([]store.UnreadCount, error), log *slog.Logger, guard *panics.Guard) *unreadCounts {
 	return &unreadCounts{
 		count: count, log: log, panics: guard, wake: make(chan struct{}, 1),
-		inboxes: make(map[int64]*unreadInbox), pending: make(map[int64]struct{}),
+		inboxes: make(map[int64]*unreadInbox), pending: make(map[int64]struct{}), feeds: make(map[*unreadFeed]struct{}),
 		recent: stream.NewRecent(recentSize, func(n models.Notification) int64 { return n.ID }),
 	}
 }
@@ -71,8 +75,11 @@ func newUnreadCounts(count func(context.Context, []*models.User) ([]store.Unread
 // watch returns u's unread count: the current one at once (read from the
 // database when u has no other watcher here), then each new one, until ctx
 // ends. The channel's values are delivered by a goroutine of the watcher's
-// own, which ends with ctx.
-func (uc *unreadCounts) watch(ctx context.Context, u *models.User) (<-chan int, error) {
+// own, which ends with ctx. Each value carries its version (see
+// live.WithVersionRecorder): versions grow over every inbox. The inbox stays
+// counted until life ends too: a subscription whose values come from a
+// watcher of every inbox (watchAll) once it stops its own keeps it so.
+func (uc *unreadCounts) watch(ctx, life context.Context, u *models.User) (<-chan int, error) {
 	w := live.NewLatest[int]()
 	uc.mu.Lock()
 	in := uc.inboxes[u.ID]
@@ -84,17 +91,12 @@ func (uc *unreadCounts) watch(ctx context.Context, u *models.User) (<-chan int, 
 	}
 	in.watchers[w] = struct{}{}
 	if in.known {
-		w.Set(in.n)
+		w.SetVersion(in.n, in.version)
 	}
+	in.holds++
 	uc.mu.Unlock()
-	forget := func() {
-		uc.mu.Lock()
-		defer uc.mu.Unlock()
-		delete(in.watchers, w)
-		if len(in.watchers) == 0 && uc.inboxes[u.ID] == in {
-			delete(uc.inboxes, u.ID)
-		}
-	}
+	context.AfterFunc(life, func() { uc.drop(in, func() { in.holds-- }) })
+	forget := func() { uc.drop(in, func() { delete(in.watchers, w) }) }
 	select {
 	case <-in.ready:
 	case <-ctx.Done():
@@ -109,6 +111,17 @@ func (uc *unreadCounts) watch(ctx context.Context, u *models.User) (<-chan int, 
 	return w.C(), nil
 }
 
+// drop runs release, which lets go of one of in's watchers or holds, and
+// stops counting in when it was the last.
+func (uc *unreadCounts) drop(in *unreadInbox, release func()) {
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	release()
+	if len(in.watchers) == 0 && in.holds == 0 && uc.inboxes[in.user.ID] == in {
+		delete(uc.inboxes, in.user.ID)
+	}
+}
+
 // apply adds notification n, the next of the stream, to the counts of the
 // watched inboxes it belongs to, and sends them their new count.
 func (uc *unreadCounts) apply(n *models.Notification) {
@@ -117,34 +130,41 @@ func (uc *unreadCounts) apply(n *models.Notification) {
 	if !uc.recent.Apply(models.Notification{ID: n.ID, RecipientID: n.RecipientID, CreatedAt: n.CreatedAt}) {
 		return
 	}
+	uc.version++ // one for every count n changes: the watchers of every inbox share them
 	if !n.Broadcast() {
 		if in := uc.inboxes[*n.RecipientID]; in != nil {
-			in.add(n)
+			uc.add(in, n)
 		}
 		return
 	}
 	for _, in := range uc.inboxes {
-		in.add(n)
+		uc.add(in, n)
 	}
 }
 
-// add counts n if it belongs to the inbox and is not counted yet.
-func (in *unreadInbox) add(n *models.Notification) {
+// add counts n in inbox in if it belongs there and is not counted yet.
+// Called with mu held.
+func (uc *unreadCounts) add(in *unreadInbox, n *models.Notification) {
 	if !in.known || n.ID <= in.pos || !n.InInbox(in.user) {
 		return
 	}
-	in.set(in.n+1, n.ID)
+	uc.set(in, in.n+1, n.ID)
 }
 
-// set makes n, exact at pos, the inbox's count, and sends it to the
-// watchers when it changed.
-func (in *unreadInbox) set(n int, pos int64) {
+// set makes n, exact at pos, the count of inbox in, and sends it to its
+// watchers and to the watchers of every inbox when it changed, with the
+// current version (which the caller has advanced). Called with mu held.
+func (uc *unreadCounts) set(in *unreadInbox, n int, pos int64) {
 	changed := !in.known || in.n != n
 	first := !in.known
 	in.known, in.n, in.pos = true, n, pos
 	if changed {
+		in.version = uc.version
 		for w := range in.watchers {
-			w.Set(n)
+			w.SetVersion(n, in.version)
+		}
+		for f := range uc.feeds {
+			f.set(in.user.ID, n, in.version)
 		}
 	}
 	if first {
@@ -303,5 +323,6 @@ func (uc *unreadCounts) counted(in *unreadInbox, c store.UnreadCount) {
 			n++
 		}
 	}
-	in.set(n, at)
+	uc.version++
+	uc.set(in, n, at)
 }

@@ -56,7 +56,7 @@ func testCountsMeetTheStream(t *testing.T) {
 	}
 	got := make(chan watched)
 	go func() {
-		c, err := uc.watch(ctx, ada)
+		c, err := uc.watch(ctx, ctx, ada)
 		got <- watched{c, err}
 	}()
 	synctest.Wait()

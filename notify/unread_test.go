@@ -37,7 +37,7 @@ func TestBroadcastCostsNoStatementPerInbox(t *testing.T) {
 		}
 		var tabs []<-chan int
 		for _, u := range users {
-			c, err := e.svc.WatchUnread(t.Context(), u)
+			c, err := e.svc.WatchUnread(t.Context(), t.Context(), u)
 			require.NoError(t, err)
 			tabs = append(tabs, c)
 		}
@@ -46,7 +46,7 @@ func TestBroadcastCostsNoStatementPerInbox(t *testing.T) {
 		}
 
 		before := e.db.Statements()
-		again, err := e.svc.WatchUnread(t.Context(), e.ada)
+		again, err := e.svc.WatchUnread(t.Context(), t.Context(), e.ada)
 		require.NoError(t, err)
 		assert.Equal(t, []int{0}, livetest.Received(t, again))
 		assert.Zero(t, e.db.Statements()-before, "statements for a second tab")
@@ -129,7 +129,7 @@ func testUnreadCountsStayRight(t *testing.T, replicas []replica) {
 		u := newUser(t, db, fmt.Sprint("user ", i))
 		users = append(users, u)
 		for j := range 2 + i%2 {
-			c, err := replicas[j%2].svc.WatchUnread(ctx, u)
+			c, err := replicas[j%2].svc.WatchUnread(ctx, ctx, u)
 			require.NoError(t, err)
 			tb := &tab{u: u}
 			tabs = append(tabs, tb)
@@ -214,7 +214,7 @@ func TestUnreadCountsRecoverFromPanics(t *testing.T) {
 				svc.Start(t.Context())
 				t.Cleanup(svc.Close)
 				ada := newUser(t, db, "ada")
-				c, err := svc.WatchUnread(t.Context(), ada)
+				c, err := svc.WatchUnread(t.Context(), t.Context(), ada)
 				require.NoError(t, err)
 				assert.Equal(t, []int{0}, livetest.Received(t, c))
 

@@ -51,6 +51,17 @@ func subscriber(ctx context.Context) context.Context {
 	return chat.OnlineWhile(ctx, online)
 }
 
+// lifetime is the context of the subscriber of ctx, a subscription
+// resolver's: it ends when the subscription ends, also once it has joined a
+// shared execution (see gqlws.SubscriberContext); ctx itself in a shared
+// execution, which is nobody's.
+func lifetime(ctx context.Context) context.Context {
+	if life, ok := gqlws.SubscriberContext(ctx); ok {
+		return life
+	}
+	return ctx
+}
+
 // parseID reads a numeric object id. An id that cannot be one names no
 // object: NOT_FOUND, as for an id that does not exist.
 func parseID(arg, kind, id string) (int64, error) {

@@ -517,7 +517,7 @@ func (r *subscriptionResolver) UnreadCount(ctx context.Context) (<-chan int, err
 	if err != nil {
 		return nil, err
 	}
-	return r.Notifications.WatchUnread(ctx, me)
+	return r.Notifications.WatchUnread(ctx, lifetime(ctx), me)
 }
 
 // Mutation returns graph.MutationResolver implementation.

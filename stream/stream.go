@@ -183,7 +183,7 @@ func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64
 	out := make(chan T)
 	rec, _ := ctx.Value(recorderKey{}).(*recorder)
 	at, _ := ctx.Value(timeRecorderKey{}).(func(time.Time))
-	aud, _ := ctx.Value(audienceRecorderKey{}).(func(string))
+	aud := AudienceRecorder(ctx)
 	if aud != nil && part.Audience != nil {
 		part = Part[T]{Audience: part.Audience} // every part's events
 	} else {
@@ -408,6 +408,13 @@ type audienceRecorderKey struct{}
 // recorder's sent(pos) for the event.
 func WithAudienceRecorder(ctx context.Context, record func(audience string)) context.Context {
 	return context.WithValue(ctx, audienceRecorderKey{}, record)
+}
+
+// AudienceRecorder returns the audience recorder of ctx
+// (WithAudienceRecorder), or nil.
+func AudienceRecorder(ctx context.Context) func(audience string) {
+	record, _ := ctx.Value(audienceRecorderKey{}).(func(string))
+	return record
 }
 
 // acquire returns the running hub of stream, starting it if needed, and

@@ -144,6 +144,7 @@ func (f *redisPanics) followerCases() []redisCase {
 			// read is announced, and B's follower panics on it.
 			c := b.chatWS(t, f.bob.token)
 			c.subscribe("u", `subscription { unreadCount }`, nil)
+			defer c.conn.Close() // its group must not outlive the case
 			before := until(c, "u", "unreadCount", 5*time.Second, func(int) bool { return true })
 			a.sendNotification(t, f.admin, map[string]any{"userId": f.bob.ID, "title": "sent through A"})
 			until(c, "u", "unreadCount", 10*time.Second, func(n int) bool { return n == before+1 })

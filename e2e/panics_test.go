@@ -174,6 +174,7 @@ func TestPanicsContained(t *testing.T) {
 		{where: "notify.unread", trigger: func(t *testing.T) {
 			c := s.chatWS(t, bob.token) // a first watcher's count is read by the unread counts' loop
 			c.subscribe("u", `subscription { unreadCount }`, nil)
+			defer c.conn.Close() // its group must not outlive the case
 			assert.Zero(t, until(c, "u", "unreadCount", 10*time.Second, func(int) bool { return true }), "counted again after the back-off")
 		}},
 		{where: "kpi.tick", trigger: func(*testing.T) {}}, // its next dashboard round, every 100 ms

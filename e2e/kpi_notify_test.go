@@ -282,8 +282,9 @@ func TestNotificationResume(t *testing.T) {
 
 // TestInboxesShareOneGroup: every user's notificationAdded subscriptions
 // (same document, any cursor, both protocols) are served by one shared
-// group, and each tab still gets exactly its own inbox, in order: the
-// broadcasts and its user's own notifications, never another user's.
+// group, plain ones by one more, and each tab still gets exactly its own
+// inbox, in order: the broadcasts and its user's own notifications, never
+// another user's.
 func TestInboxesShareOneGroup(t *testing.T) {
 	s := startOpsServer(t, map[string]string{"LIMIT_REQUESTS": "0"})
 	const doc = `subscription($a: ID) { notificationAdded(after: $a) { id title } }`
@@ -325,6 +326,17 @@ func TestInboxesShareOneGroup(t *testing.T) {
 		assert.Equal(t, want, titles(tb.c, len(want)), "%s's replay", users[tb.user].Name)
 	}
 	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 1)
+	// Plain subscriptions (another document, so another group) join theirs
+	// as soon as their resolver accepts them, before any event of their own.
+	var plain []tab
+	for _, u := range []int{0, 1} {
+		c := dialWS(t, s.testServer, "graphql-transport-ws", nil)
+		c.init(users[u].token)
+		c.subscribe("n", `subscription { notificationAdded { id title } }`, nil)
+		plain = append(plain, tab{c, u})
+	}
+	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 2)
+	tabs = append(tabs, plain...)
 
 	s.send(t, nil, "b1")
 	s.send(t, alice, "pa")
@@ -355,7 +367,7 @@ func TestInboxesShareOneGroup(t *testing.T) {
 	for _, tb := range tabs {
 		assert.Equal(t, []string{"b4"}, titles(tb.c, 1), "%s got nothing in between", users[tb.user].Name)
 	}
-	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every inbox")
+	assert.Equal(t, 2.0, s.metric(t, "switchboard_shared_subscriptions"), "one group per document serves every inbox")
 }
 
 // TestUnreadCountsShareOneGroup: every user's unreadCount subscriptions are

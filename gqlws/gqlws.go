@@ -253,6 +253,7 @@ type Transport struct {
 
 	groupsMu sync.Mutex
 	groups   map[string]*group // the running groups by share key (Transport.shareKey)
+	fanOuts  turns             // one large fan-out at a time (see fanOut)
 
 	tails *tailCache // compressed results written to single connections
 

@@ -14,8 +14,6 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
-
-	"github.com/switchboardhq/switchboard/panics"
 )
 
 // Shared live delivery.
@@ -251,8 +249,12 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 // markReady says that the leader has its first result, or has ended.
 func (g *group) markReady() { g.readyOnce.Do(func() { close(g.ready) }) }
 
-// paramsAt returns op's parameters with its resume cursor set to pos.
+// paramsAt returns op's parameters with its resume cursor set to pos; a
+// plain subscription's, as they are (it starts from the head again).
 func (op *operation) paramsAt(pos int64) *graphql.RawParams {
+	if op.share.afterVar == "" {
+		return op.share.params
+	}
 	params := *op.share.params
 	params.Variables = maps.Clone(params.Variables)
 	if params.Variables == nil {
@@ -350,7 +352,7 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		if !fanOut(ctx, g.transport.opts.Panics, batch, queuedFrame{result: result, latest: g.latest}) {
+		if !g.transport.fanOut(ctx, batch, queuedFrame{result: result, latest: g.latest}) {
 			failed = true // a part of the members missed the result: they start again
 			return
 		}
@@ -424,14 +426,30 @@ const fanOutChunk = 512
 // made there and then when the socket takes them (see write.go), so a large
 // group is split over one goroutine per processor, and fanOut returns when
 // every member has its frame written or queued. It reports false when one
-// of those goroutines panicked (recovered by guard): then some members
-// missed the result.
-func fanOut(ctx context.Context, guard *panics.Guard, members []*operation, result queuedFrame) bool {
+// of those goroutines panicked (recovered by the transport's guard): then
+// some members missed the result.
+//
+// Large fan-outs take turns (Transport.fanOuts), in the order their results
+// were ready, events before latest values (see turns): each already keeps
+// every processor busy, and running two at once would only make both finish
+// late. So when one event feeds several groups (a broadcast's notification
+// to the subscribers of two documents, and the unread counts it moves), the
+// notification reaches every subscriber first, then the counts.
+func (t *Transport) fanOut(ctx context.Context, members []*operation, result queuedFrame) bool {
 	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
 	if n <= 1 {
 		deliver(members, result)
 		return true
 	}
+	class := eventTurn
+	if result.latest {
+		class = latestTurn
+	}
+	if t.fanOuts.acquire(ctx, class) != nil {
+		return true // the group is ending: nobody waits for this result
+	}
+	defer t.fanOuts.release()
+	guard := t.opts.Panics
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	size := (len(members) + n - 1) / n

@@ -244,7 +244,11 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 	if op.share != nil {
 		pos = &positions{}
 		caughtUp := func(int64) {}
-		if op.share.afterVar != "" {
+		// A resumer is caught up once it has replayed its history; a plain
+		// subscription to a field whose group spans scopes, as soon as its
+		// resolver has accepted it: it joins from there, without waiting for
+		// a first event of its own.
+		if op.share.afterVar != "" || (op.share.spanning && !op.share.latest) {
 			caughtUp = func(p int64) {
 				idleMu.Lock()
 				idleAt = p

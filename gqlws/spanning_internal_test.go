@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -102,4 +103,39 @@ func TestSpanningGroupHandsEachEventToItsScope(t *testing.T) {
 		assert.Contains(t, got, `"type":"error"`, "%s hears that the group failed", name)
 	}
 	assert.True(t, g.isClosed())
+}
+
+// TestLargeFanOutsTakeTurns: a fan-out large enough to use every processor
+// waits while another runs, and goes as soon as it ends; a small one never
+// waits.
+func TestLargeFanOutsTakeTurns(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	tr := New(Options{})
+	t.Cleanup(tr.Shutdown)
+	closed := &conn{transport: tr}
+	closed.closed.Store(true) // takes frames and drops them at once
+	members := func(n int) []*operation {
+		ops := make([]*operation, n)
+		for i := range ops {
+			ops[i] = &operation{conn: closed}
+		}
+		return ops
+	}
+	ctx := context.Background()
+	require.NoError(t, tr.fanOuts.acquire(ctx, eventTurn)) // another large fan-out runs
+	done := make(chan bool, 1)
+	go func() { done <- tr.fanOut(ctx, members(2*fanOutChunk), queuedFrame{}) }()
+	assert.True(t, tr.fanOut(ctx, members(fanOutChunk), queuedFrame{}), "a small fan-out goes at once")
+	select {
+	case <-done:
+		t.Fatal("a large fan-out ran beside another")
+	case <-time.After(100 * time.Millisecond):
+	}
+	tr.fanOuts.release()
+	select {
+	case ok := <-done:
+		assert.True(t, ok)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting fan-out did not run once the other ended")
+	}
 }

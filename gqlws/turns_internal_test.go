@@ -29,7 +29,14 @@ func TestTurnsPutEventsFirst(t *testing.T) {
 	wait("count 1", latestTurn)
 	wait("message 1", eventTurn)
 	gone, leave := context.WithCancel(ctx)
-	go func() { order <- map[bool]string{true: "gone", false: "gone: never ran"}[tr.acquire(gone, eventTurn) != nil] }()
+	go func() {
+		if tr.acquire(gone, eventTurn) == nil {
+			order <- "gone, yet it ran"
+			tr.release()
+			return
+		}
+		order <- "gone"
+	}()
 	time.Sleep(20 * time.Millisecond)
 	wait("count 2", latestTurn)
 	wait("message 2", eventTurn)

@@ -105,8 +105,9 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		OpenFields:   []string{"statusPosted"},
 		// One group serves every inbox: a broadcast is executed and encoded
 		// once for all its watchers, a user's own notification (or new
-		// unread count) for that user's tabs only.
-		SpanningFields: []string{"notificationAdded", "unreadCount"},
+		// unread count) for that user's tabs only; and one serves every room
+		// list, a room's change once per distinct view of it.
+		SpanningFields: []string{"notificationAdded", "unreadCount", "roomsChanged"},
 		Audiences:      stream.WithAudienceRecorder,
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -93,11 +94,66 @@ func (rr *roomReads) take(ctx context.Context, roomID, userID int64, g *roomRead
 	g.reading.Lock()
 	defer g.reading.Unlock()
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.done && !g.asked[userID] {
-		g.mu.Unlock()
 		return nil, false, nil
 	}
 	g.waiting[userID] = true
+	if err := rr.readLocked(ctx, roomID, g); err != nil {
+		return nil, true, err
+	}
+	delete(g.waiting, userID)
+	rr.forget(roomID, g)
+	if room = g.seen[userID]; room == nil {
+		return nil, true, models.Errorf(models.NotFound, "room %d not found", roomID)
+	}
+	return room, true, nil
+}
+
+// getMany returns roomID as each of users sees it, read after the latest
+// change, in one read with every other watcher waiting for it; users who
+// may not see it are left out.
+func (rr *roomReads) getMany(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error) {
+	rr.mu.Lock()
+	g := rr.rooms[roomID]
+	rr.mu.Unlock()
+	for {
+		if g == nil {
+			g = &roomRead{waiting: make(map[int64]bool, len(users))}
+		}
+		g.reading.Lock()
+		g.mu.Lock()
+		if !g.done || !slices.ContainsFunc(users, func(u int64) bool { return !g.asked[u] }) {
+			break
+		}
+		g.mu.Unlock() // read without some of them: a read of their own
+		g.reading.Unlock()
+		g = nil
+	}
+	defer g.reading.Unlock()
+	defer g.mu.Unlock()
+	for _, u := range users {
+		g.waiting[u] = true
+	}
+	if err := rr.readLocked(ctx, roomID, g); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]*models.Room, len(users))
+	for _, u := range users {
+		if room := g.seen[u]; room != nil {
+			out[u] = room
+		}
+		delete(g.waiting, u)
+	}
+	rr.forget(roomID, g)
+	return out, nil
+}
+
+// readLocked reads generation g for every user waiting, unless it is read
+// already or its last read failed less than roomRetry ago, and returns the
+// error of its last read. Called with g.reading and g.mu held; g.mu is let
+// go during the read.
+func (rr *roomReads) readLocked(ctx context.Context, roomID int64, g *roomRead) error {
 	if !g.done && (g.err == nil || time.Since(g.failedAt) >= roomRetry) {
 		users := make([]int64, 0, len(g.waiting))
 		asked := make(map[int64]bool, len(g.waiting))
@@ -115,16 +171,7 @@ func (rr *roomReads) take(ctx context.Context, roomID, userID int64, g *roomRead
 			g.failedAt = time.Now()
 		}
 	}
-	defer g.mu.Unlock()
-	if g.err != nil {
-		return nil, true, g.err
-	}
-	delete(g.waiting, userID)
-	rr.forget(roomID, g)
-	if room = g.seen[userID]; room == nil {
-		return nil, true, models.Errorf(models.NotFound, "room %d not found", roomID)
-	}
-	return room, true, nil
+	return g.err
 }
 
 // forget drops g, a generation every watcher has taken, unless a newer

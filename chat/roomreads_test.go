@@ -30,7 +30,7 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 			var err error
 			users[i], err = e.db.CreateUser(t.Context(), fmt.Sprint("watcher ", i))
 			require.NoError(t, err)
-			lists[i] = e.svc.WatchRooms(t.Context(), users[i])
+			lists[i] = e.svc.WatchRooms(t.Context(), t.Context(), users[i])
 		}
 		// settled waits for each watcher's entry of the general room to
 		// show text as its last message with unread(i) messages unread.

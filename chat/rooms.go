@@ -18,6 +18,8 @@ import (
 type RoomEvents struct {
 	mu       sync.Mutex
 	watchers map[*roomWatcher]struct{}
+	holds    map[int64]int          // users whose room lists are watched without a watcher here (see Hold)
+	all      map[*allWatcher]struct{} // the watchers of every user's list (see WatchAll)
 	panics   *panics.Guard // recovers the panics of its watchers
 	// onChange, when set, hears of each change first, with the users of
 	// the watchers it concerns (each once).
@@ -40,7 +42,25 @@ func (w *roomWatcher) wake() {
 }
 
 // NewRoomEvents returns a notifier without watchers.
-func NewRoomEvents() *RoomEvents { return &RoomEvents{watchers: make(map[*roomWatcher]struct{})} }
+func NewRoomEvents() *RoomEvents {
+	return &RoomEvents{watchers: make(map[*roomWatcher]struct{}), holds: make(map[int64]int), all: make(map[*allWatcher]struct{})}
+}
+
+// Hold counts userID's room list as watched until life ends, whether or
+// not a watcher of theirs runs: a subscriber served by a watcher of every
+// list (WatchAll) keeps its list followed so.
+func (e *RoomEvents) Hold(life context.Context, userID int64) {
+	e.mu.Lock()
+	e.holds[userID]++
+	e.mu.Unlock()
+	context.AfterFunc(life, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.holds[userID]--; e.holds[userID] <= 0 {
+			delete(e.holds, userID)
+		}
+	})
+}
 
 // Changed reports that room changed for the users only (everyone who may
 // see it when only is empty).
@@ -48,18 +68,25 @@ func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var woken []*roomWatcher
+	users := make([]int64, 0, len(e.watchers)+len(e.holds))
 	for w := range e.watchers {
 		if len(only) == 0 || slices.Contains(only, w.userID) {
 			woken = append(woken, w)
-		}
-	}
-	if e.onChange != nil {
-		users := make([]int64, 0, len(woken))
-		for _, w := range woken {
 			users = append(users, w.userID)
 		}
-		slices.Sort(users)
-		e.onChange(roomID, slices.Compact(users))
+	}
+	for u := range e.holds {
+		if len(only) == 0 || slices.Contains(only, u) {
+			users = append(users, u)
+		}
+	}
+	slices.Sort(users)
+	users = slices.Compact(users)
+	if e.onChange != nil {
+		e.onChange(roomID, users)
+	}
+	for a := range e.all {
+		a.changed(roomID, users)
 	}
 	for _, w := range woken {
 		w.mu.Lock()
@@ -93,13 +120,13 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 			delete(e.watchers, w)
 			e.mu.Unlock()
 		}()
-		e.panics.Point("chat.rooms")
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-w.signal:
 			}
+			e.panics.Point("chat.rooms")
 			w.mu.Lock()
 			ids := w.pending
 			w.pending = nil

@@ -390,12 +390,29 @@ func (s *Service) WatchTyping(ctx context.Context, v *View) <-chan *models.Typin
 // as me sees it, with its models.RoomSeen (see RoomEvents.Watch), until ctx
 // ends. A change is read once for all the watchers it concerns (see
 // roomReads), in a few statements whatever their number: the unread counts
-// and joined flags are kept here while me watches (see roomCounts).
-func (s *Service) WatchRooms(ctx context.Context, me *models.User) <-chan *models.Room {
-	context.AfterFunc(ctx, s.counts.watch(me.ID))
-	return s.hub.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
+// and joined flags are kept here while me watches (see roomCounts). me's
+// list is followed until life ends too (the subscriber's lifetime, which a
+// shared delivery extends beyond ctx: see gqlws.SubscriberContext).
+//
+// Under stream.WithAudienceRecorder and a position recorder (the context
+// of a shared delivery's leader) it returns the changes of every list
+// followed here instead, each view once with its users (see
+// RoomEvents.WatchAll); the private watcher reports itself caught up at 0
+// at once, so that its subscriber joins such a delivery from its head.
+func (s *Service) WatchRooms(ctx, life context.Context, me *models.User) <-chan *models.Room {
+	sent, caughtUp := stream.PositionRecorder(ctx)
+	if audience := stream.AudienceRecorder(ctx); audience != nil && sent != nil {
+		return s.hub.Rooms.WatchAll(ctx, s.reads.getMany, Positions{Sent: sent, CaughtUp: caughtUp, Audience: audience})
+	}
+	context.AfterFunc(life, s.counts.watch(me.ID))
+	s.hub.Rooms.Hold(life, me.ID)
+	rooms := s.hub.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
 		return s.reads.get(ctx, roomID, me.ID)
 	})
+	if caughtUp != nil {
+		caughtUp(0)
+	}
+	return rooms
 }
 
 // readRoom reads room roomID as each of users sees it, with its
@@ -437,7 +454,7 @@ func (s *Service) readRoom(ctx context.Context, roomID int64, users []int64) (ma
 	for _, u := range users {
 		r := *room
 		c := counts[u]
-		r.Seen = &models.RoomSeen{Members: members, UnreadCount: c.unread, LastMessage: last[roomID], Joined: room.Direct || c.joined}
+		r.Seen = &models.RoomSeen{Members: members, UnreadCount: c.unread, LastMessage: last[roomID], Joined: room.Direct || c.joined, Viewer: u}
 		out[u] = &r
 	}
 	return out, nil

@@ -154,7 +154,7 @@ func (e *env) watch(t *testing.T, u *models.User, id int64) watches {
 // watchRooms watches u's room list until the test ends, each room read as
 // u sees it.
 func (e *env) watchRooms(t *testing.T, u *models.User) <-chan *models.Room {
-	return e.svc.WatchRooms(t.Context(), u)
+	return e.svc.WatchRooms(t.Context(), t.Context(), u)
 }
 
 // post posts text as u to room id.

@@ -526,3 +526,62 @@ func TestPresenceIsComputedOncePerSelection(t *testing.T) {
 		until(c, "p", "presence", 10*time.Second, func(p counted) bool { return p.Count == watchers })
 	}
 }
+
+// TestRoomListsShareOneGroup: every user's roomsChanged subscriptions are
+// served by one shared group from the moment they start, and each tab
+// still sees its own list: its own unread counts, a direct room under the
+// other member's name, and nothing of the direct rooms of others.
+func TestRoomListsShareOneGroup(t *testing.T) {
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0", "LIMIT_SIGNINS": "0"})
+	general := s.generalRoom(t)
+	alice, bob, carol := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol")
+	for _, u := range []chatUser{alice, bob, carol} {
+		s.mustDo(t, u.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
+	}
+	open := func(u chatUser, proto string) *wsClient {
+		c := dialWS(t, s, proto, nil)
+		c.init(u.token)
+		c.subscribe("r", `subscription { roomsChanged { `+roomFields+` lastMessage { text } } }`, nil)
+		return c
+	}
+	aliceTabs := []*wsClient{open(alice, "graphql-transport-ws"), open(alice, "graphql-ws")}
+	bobTab, carolTab := open(bob, "graphql-transport-ws"), open(carol, "graphql-transport-ws")
+	waitMetric(t, s, "switchboard_shared_subscriptions", 1) // before any event
+
+	type entry struct {
+		room
+		LastMessage *struct{ Text string } `json:"lastMessage"`
+	}
+	// showing reads c's entries until one shows the message text in roomID.
+	showing := func(c *wsClient, roomID, text string) entry {
+		return until(c, "r", "roomsChanged", 5*time.Second, func(e entry) bool {
+			return e.ID == roomID && e.LastMessage != nil && e.LastMessage.Text == text
+		})
+	}
+	s.postMessage(t, alice.token, general.ID, "hello")
+	for i, c := range aliceTabs {
+		assert.Zero(t, showing(c, general.ID, "hello").UnreadCount, "alice's tab %d: her own message", i)
+	}
+	for _, c := range []*wsClient{bobTab, carolTab} {
+		assert.Equal(t, 1, showing(c, general.ID, "hello").UnreadCount, "bob's and carol's lists")
+	}
+
+	direct := s.openDirect(t, bob.token, carol.ID)
+	s.postMessage(t, bob.token, direct.ID, "psst")
+	for c, name := range map[*wsClient]string{bobTab: "carol", carolTab: "bob"} {
+		got := showing(c, direct.ID, "psst")
+		assert.Equal(t, name, got.Name, "a direct room is named after the other member")
+		assert.Equal(t, map[string]int{"carol": 0, "bob": 1}[name], got.UnreadCount)
+	}
+	s.postMessage(t, carol.token, general.ID, "again")
+	for i, c := range aliceTabs {
+		var got entry
+		c.nextData("r", "roomsChanged", &got, 5*time.Second)
+		assert.Equal(t, general.ID, got.ID, "alice's tab %d saw nothing of bob and carol's room", i)
+		if got.ID != general.ID || got.LastMessage.Text != "again" {
+			got = showing(c, general.ID, "again")
+		}
+		assert.Equal(t, 1, got.UnreadCount)
+	}
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every room list")
+}

@@ -178,6 +178,7 @@ func (f *redisPanics) followerCases() []redisCase {
 		{b, panicCase{where: "chat.follower.rooms", trigger: func(t *testing.T) {
 			w := b.chatWS(t, f.bob.token)
 			w.subscribe("r", `subscription { roomsChanged { id } }`, nil)
+			defer w.conn.Close() // its group must not outlive the case
 			start := time.Now()
 			got := primed[room](w, "r", "roomsChanged", func() { a.postMessage(t, f.alice.token, f.general.ID, "through A") })
 			assert.Equal(t, f.general.ID, got.ID)

@@ -148,8 +148,11 @@ func TestPanicsContained(t *testing.T) {
 			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the watcher's stream ends")
 		}},
 		{where: "chat.rooms", requestID: true, trigger: func(t *testing.T) {
+			// The room lists' shared watcher panics on the next change.
 			c := s.chatWS(t, bob.token)
 			c.subscribe("r", `subscription { roomsChanged { id } }`, nil)
+			waitMetric(t, s, "switchboard_shared_subscriptions", 1)
+			s.postMessage(t, alice.token, general.ID, "to the room lists")
 			assert.Equal(t, "complete", c.read(5*time.Second).Type, "the watcher's stream ends")
 		}},
 		{where: "chat.unread", trigger: func(t *testing.T) {
@@ -158,6 +161,7 @@ func TestPanicsContained(t *testing.T) {
 			// panics, and the room is counted again at its next change.
 			c := s.chatWS(t, bob.token)
 			c.subscribe("r", `subscription { roomsChanged { `+roomFields+` } }`, nil)
+			defer c.conn.Close() // its group must not outlive the case
 			primed[room](c, "r", "roomsChanged", func() {
 				s.mustDo(t, bob.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
 			})

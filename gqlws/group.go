@@ -493,6 +493,11 @@ func (g *group) add(op *operation, pos int64) bool {
 	if g.closed {
 		return false
 	}
+	if g.spanning && !g.latest && op.share.afterVar == "" {
+		// A plain subscription asks for what happens from now on: the
+		// group's head is its now (its own stream may number differently).
+		pos = max(pos, g.head)
+	}
 	switch {
 	case g.latest:
 		// A newer result of the group's is all the member needs; without

@@ -35,6 +35,7 @@ type RoomSeen struct {
 	UnreadCount int      // the viewer's unread messages
 	LastMessage *Message // the newest message; nil when none
 	Joined      bool     // whether the viewer is in the room
+	Viewer      int64    // the viewer's user id
 }
 
 // RoomMember is one member of a direct room.

@@ -370,6 +370,9 @@ func (r *roomResolver) Name(ctx context.Context, obj *models.Room) (string, erro
 		return "", err
 	}
 	me := callerID(ctx)
+	if obj.Seen != nil && obj.Seen.Viewer != 0 {
+		me = obj.Seen.Viewer // read for its viewer, maybe by a shared delivery
+	}
 	for _, u := range members {
 		if u.ID != me {
 			return u.Name, nil
@@ -471,7 +474,7 @@ func (r *subscriptionResolver) RoomsChanged(ctx context.Context) (<-chan *models
 	if err != nil {
 		return nil, err
 	}
-	return r.Chat.WatchRooms(ctx, me), nil
+	return r.Chat.WatchRooms(ctx, lifetime(ctx), me), nil
 }
 
 // KpiUpdated is the resolver for the kpiUpdated field.

@@ -410,6 +410,16 @@ func WithAudienceRecorder(ctx context.Context, record func(audience string)) con
 	return context.WithValue(ctx, audienceRecorderKey{}, record)
 }
 
+// PositionRecorder returns the position recorder of ctx
+// (WithPositionRecorder), or nils, for a stream that does not run on a
+// Feed.
+func PositionRecorder(ctx context.Context) (sent, caughtUp func(pos int64)) {
+	if rec, ok := ctx.Value(recorderKey{}).(*recorder); ok {
+		return rec.sent, rec.caughtUp
+	}
+	return nil, nil
+}
+
 // AudienceRecorder returns the audience recorder of ctx
 // (WithAudienceRecorder), or nil.
 func AudienceRecorder(ctx context.Context) func(audience string) {

@@ -1,0 +1,152 @@
+package chat
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchboardhq/switchboard/models"
+)
+
+// allWatcher follows every room list watched on this replica at once: it is
+// the leader of the WebSocket group that serves every roomsChanged
+// subscriber (gqlws.Options.SpanningFields). A room's changes that pile up
+// while it is busy are merged, with the users they concern.
+type allWatcher struct {
+	mu      sync.Mutex
+	pending map[int64]map[int64]struct{} // by room: the users the changes concern
+	order   []int64                      // the rooms of pending, in the order they changed
+	signal  chan struct{}
+}
+
+// changed queues roomID for users. Called with RoomEvents.mu held.
+func (a *allWatcher) changed(roomID int64, users []int64) {
+	if len(users) == 0 {
+		return
+	}
+	a.mu.Lock()
+	set := a.pending[roomID]
+	if set == nil {
+		set = make(map[int64]struct{}, len(users))
+		a.pending[roomID] = set
+		a.order = append(a.order, roomID)
+	}
+	for _, u := range users {
+		set[u] = struct{}{}
+	}
+	a.mu.Unlock()
+	select {
+	case a.signal <- struct{}{}:
+	default:
+	}
+}
+
+// take empties the queue and returns it.
+func (a *allWatcher) take() ([]int64, map[int64]map[int64]struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	order, pending := a.order, a.pending
+	a.order, a.pending = nil, make(map[int64]map[int64]struct{})
+	return order, pending
+}
+
+// Positions is where a stream reports what it hands out (see
+// stream.WithPositionRecorder), and Audience whom each result is for (see
+// stream.WithAudienceRecorder).
+type Positions struct {
+	Sent, CaughtUp func(pos int64)
+	Audience       func(user string)
+}
+
+// WatchAll returns the changed entries of every room list watched here
+// (by a watcher or a Hold), until ctx ends. Each change of a room is read
+// once for all the users it concerns (load, which leaves out those who
+// may not see the room), and each distinct view of it (the unread count
+// and joined flag; a direct room's name is its viewer's own) is handed out
+// once, after rec has heard each of its users and its position (1, 2, …;
+// the watcher reports itself caught up at 0 first). A failed read is tried
+// again roomRetry later.
+func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error), rec Positions) <-chan *models.Room {
+	a := &allWatcher{pending: make(map[int64]map[int64]struct{}), signal: make(chan struct{}, 1)}
+	e.mu.Lock()
+	e.all[a] = struct{}{}
+	e.mu.Unlock()
+	rec.CaughtUp(0)
+	out := make(chan *models.Room)
+	e.panics.Go(ctx, "chat.rooms", func() {
+		defer close(out)
+		defer func() {
+			e.mu.Lock()
+			delete(e.all, a)
+			e.mu.Unlock()
+		}()
+		var pos int64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.signal:
+			}
+			e.panics.Point("chat.rooms")
+			order, pending := a.take()
+			for _, roomID := range order {
+				users := slices.Sorted(maps.Keys(pending[roomID]))
+				seen, err := load(ctx, roomID, users)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					time.AfterFunc(roomRetry, func() { a.changed(roomID, users) })
+					continue
+				}
+				for _, view := range views(users, seen) {
+					for _, u := range view {
+						rec.Audience(strconv.FormatInt(u, 10))
+					}
+					pos++
+					rec.Sent(pos)
+					select {
+					case out <- seen[view[0]]:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}
+	})
+	return out
+}
+
+// views groups users by the view of the room they have in seen (those
+// without one may not see it), in the order of their first user.
+func views(users []int64, seen map[int64]*models.Room) [][]int64 {
+	type view struct {
+		unread int
+		joined bool
+		viewer int64 // a direct room's: its name is the other member's
+	}
+	var out [][]int64
+	at := make(map[view]int)
+	for _, u := range users {
+		r := seen[u]
+		if r == nil || r.Seen == nil {
+			continue
+		}
+		v := view{unread: r.Seen.UnreadCount, joined: r.Seen.Joined}
+		if r.Direct {
+			v.viewer = u
+		}
+		i, ok := at[v]
+		if !ok {
+			i = len(out)
+			at[v] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], u)
+	}
+	return out
+}
+

@@ -18,9 +18,9 @@ import (
 type RoomEvents struct {
 	mu       sync.Mutex
 	watchers map[*roomWatcher]struct{}
-	holds    map[int64]int          // users whose room lists are watched without a watcher here (see Hold)
+	holds    map[int64]int            // users whose room lists are watched without a watcher here (see Hold)
 	all      map[*allWatcher]struct{} // the watchers of every user's list (see WatchAll)
-	panics   *panics.Guard // recovers the panics of its watchers
+	panics   *panics.Guard            // recovers the panics of its watchers
 	// onChange, when set, hears of each change first, with the users of
 	// the watchers it concerns (each once).
 	onChange func(roomID int64, users []int64)

@@ -149,4 +149,3 @@ func views(users []int64, seen map[int64]*models.Room) [][]int64 {
 	}
 	return out
 }
-

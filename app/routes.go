@@ -108,7 +108,9 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// unread count) for that user's tabs only; and one serves every room
 		// list, a room's change once per distinct view of it.
 		SpanningFields: []string{"notificationAdded", "unreadCount", "roomsChanged"},
-		Audiences:      stream.WithAudienceRecorder,
+		// A message reaches the room before the room lists it moves.
+		FollowingFields: []string{"roomsChanged"},
+		Audiences:       stream.WithAudienceRecorder,
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {
 				return strconv.FormatInt(p.User.ID, 10)

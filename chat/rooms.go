@@ -20,6 +20,7 @@ type RoomEvents struct {
 	watchers map[*roomWatcher]struct{}
 	holds    map[int64]int            // users whose room lists are watched without a watcher here (see Hold)
 	all      map[*allWatcher]struct{} // the watchers of every user's list (see WatchAll)
+	recent   []recentChange           // the last changes, oldest first (see WatchAll)
 	panics   *panics.Guard            // recovers the panics of its watchers
 	// onChange, when set, hears of each change first, with the users of
 	// the watchers it concerns (each once).
@@ -88,6 +89,11 @@ func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 	for a := range e.all {
 		a.changed(roomID, users)
 	}
+	if len(e.recent) == maxRecent {
+		copy(e.recent, e.recent[1:])
+		e.recent = e.recent[:maxRecent-1]
+	}
+	e.recent = append(e.recent, recentChange{at: time.Now(), roomID: roomID, users: users})
 	for _, w := range woken {
 		w.mu.Lock()
 		if !slices.Contains(w.pending, roomID) {

@@ -22,6 +22,23 @@ type allWatcher struct {
 	signal  chan struct{}
 }
 
+// recentChange is a change RoomEvents remembers for a while.
+type recentChange struct {
+	at     time.Time
+	roomID int64
+	users  []int64
+}
+
+// A watcher of every list starts with the changes of the last recentReplay
+// (at most maxRecent): its subscribers stopped their own watchers, which
+// held their lists (Hold), moments before it started, and what changed in
+// between must reach them. One may get such a change twice (its own watcher
+// had it too): an entry is a room as it is now, so twice is harmless.
+const (
+	recentReplay = 2 * time.Second
+	maxRecent    = 1024
+)
+
 // changed queues roomID for users. Called with RoomEvents.mu held.
 func (a *allWatcher) changed(roomID int64, users []int64) {
 	if len(users) == 0 {
@@ -73,6 +90,12 @@ func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context
 	a := &allWatcher{pending: make(map[int64]map[int64]struct{}), signal: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.all[a] = struct{}{}
+	since := time.Now().Add(-recentReplay)
+	for _, c := range e.recent {
+		if c.at.After(since) {
+			a.changed(c.roomID, c.users)
+		}
+	}
 	e.mu.Unlock()
 	rec.CaughtUp(0)
 	out := make(chan *models.Room)

@@ -202,7 +202,12 @@ type Options struct {
 	// its own scope, until it has caught up with the group; a latest-value
 	// field's versions must then grow over all scopes together.
 	SpanningFields []string
-	Audiences      func(ctx context.Context, record func(scope string)) context.Context
+	// FollowingFields names durable subscription fields whose events follow
+	// from other fields' (a room-list entry that a message moved): when
+	// large fan-outs wait for their turn, theirs go after the other events',
+	// with the latest values (see turns.go).
+	FollowingFields []string
+	Audiences       func(ctx context.Context, record func(scope string)) context.Context
 	// MaxQueue is how many frames may wait for a slow client before it is
 	// disconnected with 1013. Default 1024.
 	MaxQueue int

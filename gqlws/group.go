@@ -52,6 +52,7 @@ type group struct {
 	pos       *positions         // the positions the leader's stream announces
 	latest    bool               // a latest-value stream: only the newest result counts
 	spanning  bool               // its members are of several scopes (Options.SpanningFields)
+	turn      int                // the class of its fan-outs (see turns)
 	started   chan struct{}      // closed once the leader runs, or failed to start (then closed is set)
 	ready     chan struct{}      // closed once the leader has its first result, or ended
 	readyOnce sync.Once
@@ -186,6 +187,9 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 		return share, false
 	}
 	share.key = scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON)
+	if share.latest || slices.Contains(t.opts.FollowingFields, field.Name) {
+		share.turn = latestTurn
+	}
 	return share, true
 }
 
@@ -273,7 +277,7 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	}
 	g, lctx := t.newGroup(ctx, op.share.key)
 	close(g.started)
-	g.head, g.latest, g.spanning = pos, op.share.latest, op.share.spanning
+	g.head, g.latest, g.spanning, g.turn = pos, op.share.latest, op.share.spanning, op.share.turn
 	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
 	if g.spanning {
 		g.scopes, g.newest = make(map[string]map[*operation]struct{}), make(map[string]ringEntry)
@@ -352,7 +356,7 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		if !g.transport.fanOut(ctx, batch, queuedFrame{result: result, latest: g.latest}) {
+		if !g.transport.fanOut(ctx, batch, queuedFrame{result: result, latest: g.latest}, g.turn) {
 			failed = true // a part of the members missed the result: they start again
 			return
 		}
@@ -435,15 +439,11 @@ const fanOutChunk = 512
 // late. So when one event feeds several groups (a broadcast's notification
 // to the subscribers of two documents, and the unread counts it moves), the
 // notification reaches every subscriber first, then the counts.
-func (t *Transport) fanOut(ctx context.Context, members []*operation, result queuedFrame) bool {
+func (t *Transport) fanOut(ctx context.Context, members []*operation, result queuedFrame, class int) bool {
 	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
 	if n <= 1 {
 		deliver(members, result)
 		return true
-	}
-	class := eventTurn
-	if result.latest {
-		class = latestTurn
 	}
 	if t.fanOuts.acquire(ctx, class) != nil {
 		return true // the group is ending: nobody waits for this result

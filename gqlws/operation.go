@@ -56,6 +56,7 @@ type shareInfo struct {
 	afterVar string             // the variable holding the resume cursor, "" for none
 	latest   bool               // a latest-value stream (Options.LatestFields): versions for positions
 	spanning bool               // its group spans scopes (Options.SpanningFields)
+	turn     int                // the class of its group's fan-outs (see turns)
 	scope    string             // the caller's scope, in a group that spans scopes
 	params   *graphql.RawParams // the operation's parameters, to start the group or resume privately
 }

@@ -124,8 +124,8 @@ func TestLargeFanOutsTakeTurns(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, tr.fanOuts.acquire(ctx, eventTurn)) // another large fan-out runs
 	done := make(chan bool, 1)
-	go func() { done <- tr.fanOut(ctx, members(2*fanOutChunk), queuedFrame{}) }()
-	assert.True(t, tr.fanOut(ctx, members(fanOutChunk), queuedFrame{}), "a small fan-out goes at once")
+	go func() { done <- tr.fanOut(ctx, members(2*fanOutChunk), queuedFrame{}, eventTurn) }()
+	assert.True(t, tr.fanOut(ctx, members(fanOutChunk), queuedFrame{}, eventTurn), "a small fan-out goes at once")
 	select {
 	case <-done:
 		t.Fatal("a large fan-out ran beside another")

@@ -8,7 +8,8 @@ import (
 
 // turns lets large fan-outs run one at a time (see Transport.fanOut): in
 // the order they asked, except that a fan-out of events (a durable stream's)
-// goes before one of a latest value waiting with it. A latest value is a
+// goes before one of a latest value, or of an event that follows from
+// others (Options.FollowingFields), waiting with it. A latest value is a
 // state that the next one replaces, such as a count that an event has just
 // moved: the event itself is what its reader waits for first, and a state
 // that waits longer only skips intermediate values.

@@ -199,7 +199,14 @@ export function createChat({ client, getSession, onUnauthenticated }) {
       } while (roomsAgain);
     })().finally(() => {
       roomsLoading = null;
+      // A scroll to the list's end while this page loaded was put off.
+      if (scrolledToRoomsEnd()) loadMoreRooms();
     });
+  }
+
+  function scrolledToRoomsEnd() {
+    const s = el.roomsScroll;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < SCROLL_SLACK;
   }
 
   /** Makes the list show exactly the rooms of this first page, keeping entries that stay. */
@@ -964,8 +971,7 @@ export function createChat({ client, getSession, onUnauthenticated }) {
 
   // Scrolling to the end of the room list loads its next page.
   el.roomsScroll.addEventListener('scroll', () => {
-    const s = el.roomsScroll;
-    if (s.scrollHeight - s.scrollTop - s.clientHeight < SCROLL_SLACK) loadMoreRooms();
+    if (scrolledToRoomsEnd()) loadMoreRooms();
   });
 
   el.loadOlder.addEventListener('click', loadOlder);

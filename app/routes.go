@@ -111,6 +111,7 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// A message reaches the room before the room lists it moves.
 		FollowingFields: []string{"roomsChanged"},
 		Audiences:       stream.WithAudienceRecorder,
+		StartAt:         stream.WithStart,
 		Scope: func(ctx context.Context) string {
 			if p, ok := auth.PrincipalFrom(ctx); ok {
 				return strconv.FormatInt(p.User.ID, 10)

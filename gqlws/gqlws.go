@@ -202,6 +202,11 @@ type Options struct {
 	// its own scope, until it has caught up with the group; a latest-value
 	// field's versions must then grow over all scopes together.
 	SpanningFields []string
+	// StartAt, when set, returns ctx under which a durable stream without a
+	// resume cursor starts after pos (see stream.WithStart): a group that
+	// starts for a plain subscriber of a spanning field, which joined at
+	// pos, then misses nothing committed between that and its start.
+	StartAt func(ctx context.Context, pos int64) context.Context
 	// FollowingFields names durable subscription fields whose events follow
 	// from other fields' (a room-list entry that a message moved): when
 	// large fan-outs wait for their turn, theirs go after the other events',

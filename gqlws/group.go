@@ -286,6 +286,9 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	if t.opts.EventTimes != nil {
 		lctx = t.opts.EventTimes(lctx, g.pos.at)
 	}
+	if op.share.afterVar == "" && g.spanning && !g.latest && t.opts.StartAt != nil {
+		lctx = t.opts.StartAt(lctx, pos) // its members joined at pos
+	}
 	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {
 		g.cancel()

@@ -162,6 +162,9 @@ type Part[T any] struct {
 // SubscribePart is Subscribe for one reader's part of a shared stream: the
 // events part.Keep accepts, replayed through part.After when it is set.
 func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64, part Part[T]) (<-chan T, error) {
+	if start, ok := ctx.Value(startKey{}).(int64); ok && after == nil {
+		after = &start // see WithStart
+	}
 	h, err := f.acquire(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -408,6 +411,16 @@ type audienceRecorderKey struct{}
 // recorder's sent(pos) for the event.
 func WithAudienceRecorder(ctx context.Context, record func(audience string)) context.Context {
 	return context.WithValue(ctx, audienceRecorderKey{}, record)
+}
+
+type startKey struct{}
+
+// WithStart returns ctx under which a subscription without a cursor starts
+// after pos, as if it had asked for after pos: a shared delivery's leader
+// that starts for a subscriber which joined at pos gets what was committed
+// since, which a subscription from the head would miss.
+func WithStart(ctx context.Context, pos int64) context.Context {
+	return context.WithValue(ctx, startKey{}, pos)
 }
 
 // PositionRecorder returns the position recorder of ctx

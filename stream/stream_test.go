@@ -869,3 +869,23 @@ func TestResumersShareReads(t *testing.T) {
 		count("after a live event", 25, append(slices.Clone(history[25:]), live))
 	})
 }
+
+// TestStartWithoutCursor: under WithStart, a subscription without a cursor
+// starts after the given position, as if it had asked for it; a cursor
+// given wins.
+func TestStartWithoutCursor(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		e := newEnv(t, dialect, stream.Options{PollInterval: fastPoll})
+		history := e.postN(t, 3)
+		ctx, cancel := context.WithCancel(stream.WithStart(t.Context(), 1))
+		defer cancel()
+		c, err := e.feed.Subscribe(ctx, models.StatusStream, nil)
+		require.NoError(t, err)
+		assertSameStatuses(t, history[1:], receive(t, c, 2))
+		two := int64(2)
+		given, err := e.feed.Subscribe(ctx, models.StatusStream, &two)
+		require.NoError(t, err)
+		assertSameStatuses(t, history[2:], receive(t, given, 1))
+		e.requireNext(t, c, given)
+	})
+}

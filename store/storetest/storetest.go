@@ -44,7 +44,13 @@ func URL(tb testing.TB, dialect store.Dialect) string {
 // closed when the test ends.
 func Open(tb testing.TB, dialect store.Dialect) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), URL(tb, dialect), store.Options{})
+	return OpenWith(tb, dialect, store.Options{})
+}
+
+// OpenWith is Open with opts.
+func OpenWith(tb testing.TB, dialect store.Dialect, opts store.Options) *store.DB {
+	tb.Helper()
+	db, err := store.Open(context.Background(), URL(tb, dialect), opts)
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}

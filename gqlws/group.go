@@ -373,14 +373,13 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 
 // remember keeps e for members that join later: the last ringSize results,
 // or in a latest-value group only the newest (by scope, when it spans
-// scopes and the scope has members). Called with g.mu held.
+// scopes: a scope's value may come while its subscriber is on its way in,
+// and it is what that subscriber must end with). Called with g.mu held.
 func (g *group) remember(e ringEntry) {
 	switch {
 	case g.latest && g.spanning:
 		for _, scope := range e.scopes {
-			if scope == "" || len(g.scopes[scope]) > 0 {
-				g.newest[scope] = e
-			}
+			g.newest[scope] = e
 		}
 		return
 	case g.latest:
@@ -496,11 +495,6 @@ func (g *group) add(op *operation, pos int64) bool {
 	if g.closed {
 		return false
 	}
-	if g.spanning && !g.latest && op.share.afterVar == "" {
-		// A plain subscription asks for what happens from now on: the
-		// group's head is its now (its own stream may number differently).
-		pos = max(pos, g.head)
-	}
 	switch {
 	case g.latest:
 		// A newer result of the group's is all the member needs; without
@@ -561,6 +555,22 @@ func (g *group) leave(op *operation) {
 		g.cancel()
 		g.transport.forgetGroup(g)
 	}
+}
+
+// headOf returns the head of the running group under key, or -1.
+func (t *Transport) headOf(key string) int64 {
+	t.groupsMu.Lock()
+	defer t.groupsMu.Unlock()
+	g := t.groups[key]
+	if g == nil {
+		return -1
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return -1
+	}
+	return g.head
 }
 
 // isClosed reports whether the group takes no more members.

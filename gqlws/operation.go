@@ -248,9 +248,16 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 		// A resumer is caught up once it has replayed its history; a plain
 		// subscription to a field whose group spans scopes, as soon as its
 		// resolver has accepted it: it joins from there, without waiting for
-		// a first event of its own.
-		if op.share.afterVar != "" || (op.share.spanning && !op.share.latest) {
+		// a first event of its own, at the group's head of that moment if
+		// the group runs (its own stream may number differently, and what
+		// the group hands out between now and the join is then replayed
+		// to it from the group's recent results).
+		plain := op.share.afterVar == "" && op.share.spanning && !op.share.latest
+		if op.share.afterVar != "" || plain {
 			caughtUp = func(p int64) {
+				if plain {
+					p = max(p, c.transport.headOf(op.share.key))
+				}
 				idleMu.Lock()
 				idleAt = p
 				idleMu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -138,4 +139,80 @@ func TestLargeFanOutsTakeTurns(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting fan-out did not run once the other ended")
 	}
+}
+
+// leadEvents starts g's leader over events, each a result for the scopes
+// named, at positions 1, 2, …, and returns once every one is handed out;
+// the leader then waits for more until the test ends.
+func leadEvents(t *testing.T, ctx context.Context, g *group, events ...[]string) {
+	t.Helper()
+	ctx, stop := context.WithCancel(ctx)
+	i := 0
+	responses := func(ctx context.Context) *graphql.Response {
+		if i == len(events) {
+			<-ctx.Done()
+			return nil
+		}
+		for _, scope := range events[i] {
+			g.pos.audience(scope)
+		}
+		i++
+		g.pos.push(int64(i))
+		return &graphql.Response{Data: json.RawMessage(`{"n":"e` + strconv.Itoa(i) + `"}`)}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.run(ctx, func() (graphql.ResponseHandler, context.Context) { return responses, ctx })
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	require.Eventually(t, func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.head == int64(len(events))
+	}, 5*time.Second, time.Millisecond)
+}
+
+// newSpanningGroup returns a started group of tr that spans scopes.
+func newSpanningGroup(tr *Transport, latest bool) (*group, context.Context) {
+	g, ctx := tr.newGroup(context.Background(), "k")
+	g.spanning, g.latest = true, latest
+	g.scopes, g.newest = make(map[string]map[*operation]struct{}), make(map[string]ringEntry)
+	close(g.started)
+	return g, ctx
+}
+
+// TestSpanningLatestKeepsEachScopesNewest: in a latest-value group that
+// spans scopes, a scope's new value that comes while its subscriber is on
+// its way in (no member of that scope yet) is what the subscriber gets
+// when it joins, and another scope's is not.
+func TestSpanningLatestKeepsEachScopesNewest(t *testing.T) {
+	tr := New(Options{})
+	t.Cleanup(tr.Shutdown)
+	g, ctx := newSpanningGroup(tr, true)
+	leadEvents(t, ctx, g, []string{"ann"}, []string{"bob"})
+	c, read := capturedConn(t, tr)
+	op := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1"), share: &shareInfo{scope: "ann"}}
+	require.True(t, g.add(op, 0), "ann's own first value was at version 0")
+	got := read()
+	assert.Contains(t, got, `"e1"`, "ann's newer value")
+	assert.NotContains(t, got, `"e2"`, "bob's value is not ann's")
+}
+
+// TestPlainSpanningMemberGetsWhatCameSinceItsHead: a plain subscriber of a
+// spanning field joins at the group's head of the moment its own stream
+// caught up; what the group handed out since, for its scope or for all, is
+// replayed to it on joining.
+func TestPlainSpanningMemberGetsWhatCameSinceItsHead(t *testing.T) {
+	tr := New(Options{})
+	t.Cleanup(tr.Shutdown)
+	g, ctx := newSpanningGroup(tr, false)
+	leadEvents(t, ctx, g, []string{"ann"}, []string{""}, []string{"bob"})
+	c, read := capturedConn(t, tr)
+	op := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1"), share: &shareInfo{scope: "ann", spanning: true}}
+	require.True(t, g.add(op, 0), "caught up when the group's head was 0")
+	got := read()
+	assert.Contains(t, got, `"e1"`)
+	assert.Contains(t, got, `"e2"`)
+	assert.NotContains(t, got, `"e3"`, "bob's")
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -440,4 +441,29 @@ func TestUnreadCountsShareOneGroup(t *testing.T) {
 	s.send(t, nil, "b4")
 	expect(6, 2, 4)
 	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every count")
+}
+
+// TestMadeUpInboxDocumentsAreBounded: a client that subscribes to its inbox
+// with more distinct documents than gqlws.Options.MaxSpanningGroups (64)
+// gets the extra ones served on their own: every subscription still gets
+// its notification, and no more than 64 groups do every inbox's work.
+func TestMadeUpInboxDocumentsAreBounded(t *testing.T) {
+	s := startOpsServer(t, map[string]string{"LIMIT_REQUESTS": "0", "LIMIT_OPERATIONS": "0"})
+	mallory := s.chatUser(t, "mallory")
+	c := s.chatWS(t, mallory.token)
+	const docs = 70
+	for i := range docs {
+		c.subscribe(fmt.Sprint(i), fmt.Sprintf(`subscription { n%d: notificationAdded { id title } }`, i), nil)
+	}
+	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 64)
+	s.send(t, nil, "for everyone")
+	got := map[string]bool{}
+	for len(got) < docs {
+		m := c.read(5 * time.Second)
+		require.Contains(t, []string{"next", "data"}, m.Type, "%s", m.Payload)
+		assert.Contains(t, string(m.Payload), "for everyone")
+		assert.False(t, got[m.ID], "subscription %s got it once", m.ID)
+		got[m.ID] = true
+	}
+	assert.Equal(t, 64.0, s.metric(t, "switchboard_shared_subscriptions"))
 }

@@ -207,6 +207,13 @@ type Options struct {
 	// starts for a plain subscriber of a spanning field, which joined at
 	// pos, then misses nothing committed between that and its start.
 	StartAt func(ctx context.Context, pos int64) context.Context
+	// MaxSpanningGroups bounds the distinct documents (with their variables)
+	// of SpanningFields that share groups at once: each such group's leader
+	// does the work of every scope, so a client that subscribes with many
+	// made-up documents would otherwise multiply that work. A subscription
+	// with one more runs on its own, as a subscription to a field of one
+	// caller does, until fewer are in use. Default 64.
+	MaxSpanningGroups int
 	// FollowingFields names durable subscription fields whose events follow
 	// from other fields' (a room-list entry that a message moved): when
 	// large fan-outs wait for their turn, theirs go after the other events',
@@ -263,6 +270,7 @@ type Transport struct {
 
 	groupsMu sync.Mutex
 	groups   map[string]*group // the running groups by share key (Transport.shareKey)
+	spanning map[string]int    // the share keys of SpanningFields in use, by the operations using each
 	fanOuts  turns             // one large fan-out at a time (see fanOut)
 
 	tails *tailCache // compressed results written to single connections
@@ -340,6 +348,9 @@ func New(opts Options) *Transport {
 	if opts.CheckOrigin == nil {
 		opts.CheckOrigin = sameOrigin
 	}
+	if opts.MaxSpanningGroups <= 0 {
+		opts.MaxSpanningGroups = 64
+	}
 	if opts.MaxQueue <= 0 {
 		opts.MaxQueue = 1024
 	}
@@ -359,15 +370,16 @@ func New(opts Options) *Transport {
 		opts.OnRefused = func(context.Context, string) {}
 	}
 	t := &Transport{
-		opts:    opts,
-		conns:   make(map[*conn]struct{}),
-		perAddr: make(map[string]int),
-		ended:   make(map[string]time.Time),
-		closes:  make(map[string]uint64),
-		refused: make(map[string]uint64),
-		subs:    make(map[string]int64),
-		groups:  make(map[string]*group),
-		tails:   newTailCache(),
+		opts:     opts,
+		conns:    make(map[*conn]struct{}),
+		perAddr:  make(map[string]int),
+		ended:    make(map[string]time.Time),
+		closes:   make(map[string]uint64),
+		refused:  make(map[string]uint64),
+		subs:     make(map[string]int64),
+		groups:   make(map[string]*group),
+		spanning: make(map[string]int),
+		tails:    newTailCache(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,

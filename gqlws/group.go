@@ -557,6 +557,38 @@ func (g *group) leave(op *operation) {
 	}
 }
 
+// claimSpanning counts op among the users of key, a share key of
+// SpanningFields, until op ends, unless Options.MaxSpanningGroups other keys
+// are in use (then op must run on its own) or op has ended already.
+func (t *Transport) claimSpanning(op *operation, key string) bool {
+	t.groupsMu.Lock()
+	if t.spanning[key] == 0 && len(t.spanning) >= t.opts.MaxSpanningGroups {
+		t.groupsMu.Unlock()
+		return false
+	}
+	t.spanning[key]++
+	t.groupsMu.Unlock()
+	op.stateMu.Lock()
+	ended := op.ended.Load()
+	if !ended {
+		op.spanKey = key
+	}
+	op.stateMu.Unlock()
+	if ended {
+		t.releaseSpanning(key)
+	}
+	return !ended
+}
+
+// releaseSpanning ends one operation's use of key (see claimSpanning).
+func (t *Transport) releaseSpanning(key string) {
+	t.groupsMu.Lock()
+	defer t.groupsMu.Unlock()
+	if t.spanning[key]--; t.spanning[key] <= 0 {
+		delete(t.spanning, key)
+	}
+}
+
 // headOf returns the head of the running group under key, or -1.
 func (t *Transport) headOf(key string) int64 {
 	t.groupsMu.Lock()

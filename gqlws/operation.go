@@ -48,6 +48,7 @@ type operation struct {
 	life         context.Context    // ends when the operation ends (see SubscriberContext); nil until asked for
 	endLife      context.CancelFunc // ends life
 	countedField string             // the subscription's root field while it is counted in Stats
+	spanKey      string             // the key of SpanningFields it holds in use (see claimSpanning)
 }
 
 // shareInfo says how an operation may join a group.
@@ -149,7 +150,7 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 	if rc.Operation.Operation == ast.Subscription {
 		op.count(rc)
 	}
-	if share, ok := c.transport.shareKey(ctx, rc); ok {
+	if share, ok := c.transport.shareKey(ctx, rc); ok && (!share.spanning || c.transport.claimSpanning(op, share.key)) {
 		share.params = params
 		op.share = &share
 		if !share.latest && c.transport.joinsAtHead(rc, share.afterVar) && c.transport.joinAtHead(ctx, op) {
@@ -421,7 +422,12 @@ func (op *operation) end() {
 		op.conn.transport.countSubscription(op.countedField, -1)
 		op.countedField = ""
 	}
+	spanKey := op.spanKey
+	op.spanKey = ""
 	op.stateMu.Unlock()
+	if spanKey != "" {
+		op.conn.transport.releaseSpanning(spanKey)
+	}
 	if leave != nil {
 		leave()
 	}

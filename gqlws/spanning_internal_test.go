@@ -216,3 +216,27 @@ func TestPlainSpanningMemberGetsWhatCameSinceItsHead(t *testing.T) {
 	assert.Contains(t, got, `"e2"`)
 	assert.NotContains(t, got, `"e3"`, "bob's")
 }
+
+// TestSpanningGroupsAreBounded: at most MaxSpanningGroups documents of the
+// spanning fields share groups at once; one more is refused (its
+// subscription runs on its own) until one of those is no longer in use, and
+// a document in use takes any number of subscribers.
+func TestSpanningGroupsAreBounded(t *testing.T) {
+	tr := New(Options{MaxSpanningGroups: 2})
+	t.Cleanup(tr.Shutdown)
+	newOp := func() *operation { return &operation{conn: &conn{transport: tr}} }
+	a1, b, a2 := newOp(), newOp(), newOp()
+	require.True(t, tr.claimSpanning(a1, "a"))
+	require.True(t, tr.claimSpanning(b, "b"))
+	assert.False(t, tr.claimSpanning(newOp(), "c"), "a third document while two are in use")
+	assert.True(t, tr.claimSpanning(a2, "a"), "a document in use takes another subscriber")
+	a1.end()
+	assert.False(t, tr.claimSpanning(newOp(), "c"), "a is still in use by a2")
+	a2.end()
+	assert.True(t, tr.claimSpanning(newOp(), "c"), "a is no longer in use")
+	ended := newOp()
+	ended.end()
+	b.end()
+	assert.False(t, tr.claimSpanning(ended, "d"), "an operation that ended claims nothing")
+	assert.True(t, tr.claimSpanning(newOp(), "d"), "and holds no place")
+}

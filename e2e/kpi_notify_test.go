@@ -444,18 +444,23 @@ func TestUnreadCountsShareOneGroup(t *testing.T) {
 }
 
 // TestMadeUpInboxDocumentsAreBounded: a client that subscribes to its inbox
-// with more distinct documents than gqlws.Options.MaxSpanningGroups (64)
-// gets the extra ones served on their own: every subscription still gets
-// its notification, and no more than 64 groups do every inbox's work.
+// with many distinct documents gets four shared groups of its own (a group
+// of the spanning fields does every inbox's work), the rest served on their
+// own; every subscription still gets its notification, and another user's
+// document still gets a shared group.
 func TestMadeUpInboxDocumentsAreBounded(t *testing.T) {
 	s := startOpsServer(t, map[string]string{"LIMIT_REQUESTS": "0", "LIMIT_OPERATIONS": "0"})
-	mallory := s.chatUser(t, "mallory")
+	mallory, ann := s.chatUser(t, "mallory"), s.chatUser(t, "ann")
 	c := s.chatWS(t, mallory.token)
 	const docs = 70
 	for i := range docs {
 		c.subscribe(fmt.Sprint(i), fmt.Sprintf(`subscription { n%d: notificationAdded { id title } }`, i), nil)
 	}
-	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 64)
+	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 4)
+	annWS := s.chatWS(t, ann.token)
+	annWS.subscribe("n", `subscription { notificationAdded { id title } }`, nil)
+	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 5)
+
 	s.send(t, nil, "for everyone")
 	got := map[string]bool{}
 	for len(got) < docs {
@@ -465,5 +470,8 @@ func TestMadeUpInboxDocumentsAreBounded(t *testing.T) {
 		assert.False(t, got[m.ID], "subscription %s got it once", m.ID)
 		got[m.ID] = true
 	}
-	assert.Equal(t, 64.0, s.metric(t, "switchboard_shared_subscriptions"))
+	var n notification
+	annWS.nextData("n", "notificationAdded", &n, 5*time.Second)
+	assert.Equal(t, "for everyone", n.Title)
+	assert.Equal(t, 5.0, s.metric(t, "switchboard_shared_subscriptions"))
 }

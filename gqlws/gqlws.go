@@ -212,7 +212,8 @@ type Options struct {
 	// does the work of every scope, so a client that subscribes with many
 	// made-up documents would otherwise multiply that work. A subscription
 	// with one more runs on its own, as a subscription to a field of one
-	// caller does, until fewer are in use. Default 64.
+	// caller does, until fewer are in use; and so does one with a new key
+	// from a caller that alone uses 4 keys already. Default 64.
 	MaxSpanningGroups int
 	// FollowingFields names durable subscription fields whose events follow
 	// from other fields' (a room-list entry that a message moved): when
@@ -269,9 +270,9 @@ type Transport struct {
 	keepalive *keepalive
 
 	groupsMu sync.Mutex
-	groups   map[string]*group // the running groups by share key (Transport.shareKey)
-	spanning map[string]int    // the share keys of SpanningFields in use, by the operations using each
-	fanOuts  turns             // one large fan-out at a time (see fanOut)
+	groups   map[string]*group  // the running groups by share key (Transport.shareKey)
+	spanning map[string]spanUse // the share keys of SpanningFields in use, and who uses each
+	fanOuts  turns              // one large fan-out at a time (see fanOut)
 
 	tails *tailCache // compressed results written to single connections
 
@@ -378,7 +379,7 @@ func New(opts Options) *Transport {
 		refused:  make(map[string]uint64),
 		subs:     make(map[string]int64),
 		groups:   make(map[string]*group),
-		spanning: make(map[string]int),
+		spanning: make(map[string]spanUse),
 		tails:    newTailCache(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,

@@ -3,6 +3,7 @@ package gqlws
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"maps"
 	"runtime"
@@ -63,7 +64,9 @@ type group struct {
 	members map[*operation]struct{}
 	scopes  map[string]map[*operation]struct{} // the members by scope, in a group that spans scopes
 	ring    []ringEntry                        // the last results, oldest first
-	newest  map[string]ringEntry               // a latest-value group that spans scopes: the newest result by scope, for the scopes with members
+	newest  map[string]ringEntry               // a latest-value group that spans scopes: the newest result by scope, for the scopes with members and the last strays
+	strays  []string                           // the last scopes without members whose newest result is kept, oldest first
+	strayN  map[string]int                     // how often each scope is among strays
 }
 
 // ringEntry is one of a group's recent results, its position and, in a
@@ -231,6 +234,11 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 	}
 	t.groupsMu.Unlock()
 	<-g.started
+	if g == op.share.joinGroup {
+		// Caught up while this group ran: from its head of that moment
+		// (another group would number from its own start).
+		pos = max(pos, op.share.joinHead)
+	}
 	if !g.join(op, pos) {
 		return false
 	}
@@ -271,10 +279,7 @@ func (op *operation) paramsAt(pos int64) *graphql.RawParams {
 // startGroup starts a group whose leader executes op's document from
 // position pos on. Called with t.groupsMu held.
 func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*group, error) {
-	params := op.share.params
-	if op.share.afterVar != "" {
-		params = op.paramsAt(pos)
-	}
+	params := op.paramsAt(pos)
 	g, lctx := t.newGroup(ctx, op.share.key)
 	close(g.started)
 	g.head, g.latest, g.spanning, g.turn = pos, op.share.latest, op.share.spanning, op.share.turn
@@ -337,7 +342,10 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 			return // not a positioned stream after all: members fall back below
 		}
 		if g.spanning && len(ev.scopes) == 0 {
-			failed = true // never guess whose event it is
+			// Never guess whose event it is: a resolver that ignored its
+			// audience recorder.
+			g.transport.opts.OnError(ctx, fmt.Errorf("gqlws: shared result at %d names no scope: its group ends", pos))
+			failed = true
 			return
 		}
 		// Compressed once for the members that negotiated it, whether any
@@ -363,6 +371,9 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 			failed = true // a part of the members missed the result: they start again
 			return
 		}
+		if ctx.Err() != nil {
+			return // ending: the fan-out may not have had its turn
+		}
 		g.transport.framesWritten.Add(uint64(len(batch))) // once per event, not per frame: no shared counter on the hot path
 		if !ev.at.IsZero() && g.transport.opts.OnDelivered != nil && len(batch) > 0 {
 			g.transport.opts.OnDelivered(time.Since(ev.at))
@@ -380,6 +391,9 @@ func (g *group) remember(e ringEntry) {
 	case g.latest && g.spanning:
 		for _, scope := range e.scopes {
 			g.newest[scope] = e
+			if len(g.scopes[scope]) == 0 {
+				g.keepStray(scope)
+			}
 		}
 		return
 	case g.latest:
@@ -390,6 +404,29 @@ func (g *group) remember(e ringEntry) {
 		g.ring = g.ring[:ringSize-1]
 	}
 	g.ring = append(g.ring, e)
+}
+
+// keepStray notes that the group keeps the newest value of scope, which
+// has no member: the last ringSize such scopes are kept (a subscriber is
+// on its way in for moments), older ones forgotten unless they have
+// members by then. Called with g.mu held.
+func (g *group) keepStray(scope string) {
+	if g.strayN == nil {
+		g.strayN = make(map[string]int)
+	}
+	g.strays = append(g.strays, scope)
+	g.strayN[scope]++
+	if len(g.strays) <= ringSize {
+		return
+	}
+	old := g.strays[0]
+	g.strays = g.strays[1:]
+	if g.strayN[old]--; g.strayN[old] == 0 {
+		delete(g.strayN, old)
+		if len(g.scopes[old]) == 0 {
+			delete(g.newest, old)
+		}
+	}
 }
 
 // newestFor returns the newest result a member of scope may be handed in a
@@ -484,7 +521,11 @@ func (g *group) join(op *operation, pos int64) bool {
 	if !g.add(op, pos) {
 		return false
 	}
-	op.setLeave(func() { g.leave(op) }) // outside g.mu: leave takes it
+	var scope string
+	if g.spanning {
+		scope = op.share.scope
+	}
+	op.setLeave(func() { g.leave(op, scope) }) // outside g.mu: leave takes it
 	return true
 }
 
@@ -512,38 +553,45 @@ func (g *group) add(op *operation, pos int64) bool {
 			return false // too far behind: catch up privately first
 		}
 		missed := g.ring[i:]
-		if g.spanning {
-			missed = slices.DeleteFunc(slices.Clone(missed), func(e ringEntry) bool { return !e.visibleTo(op.share.scope) })
+		visible := func(e ringEntry) bool { return !g.spanning || e.visibleTo(op.share.scope) }
+		n := 0
+		for _, e := range missed {
+			if visible(e) {
+				n++
+			}
 		}
-		if len(missed) > op.conn.transport.opts.MaxQueue/2 {
+		if n > op.conn.transport.opts.MaxQueue/2 {
 			return false
 		}
 		for _, e := range missed {
-			op.conn.enqueue(queuedFrame{op: op, result: e.result})
+			if visible(e) {
+				op.conn.enqueue(queuedFrame{op: op, result: e.result})
+			}
 		}
 		pos = g.head
 	}
 	op.lastPos = pos
 	g.members[op] = struct{}{}
 	if g.spanning {
-		op.scope = op.share.scope
-		if g.scopes[op.scope] == nil {
-			g.scopes[op.scope] = make(map[*operation]struct{})
+		scope := op.share.scope
+		if g.scopes[scope] == nil {
+			g.scopes[scope] = make(map[*operation]struct{})
 		}
-		g.scopes[op.scope][op] = struct{}{}
+		g.scopes[scope][op] = struct{}{}
 	}
 	return true
 }
 
-// leave removes a member; the last one out stops the leader.
-func (g *group) leave(op *operation) {
+// leave removes a member, of scope in a group that spans scopes; the last
+// one out stops the leader.
+func (g *group) leave(op *operation, scope string) {
 	g.mu.Lock()
 	delete(g.members, op)
 	if g.spanning {
-		delete(g.scopes[op.scope], op)
-		if len(g.scopes[op.scope]) == 0 {
-			delete(g.scopes, op.scope)
-			delete(g.newest, op.scope)
+		delete(g.scopes[scope], op)
+		if len(g.scopes[scope]) == 0 {
+			delete(g.scopes, scope)
+			delete(g.newest, scope)
 		}
 	}
 	empty := len(g.members) == 0 && !g.closed
@@ -557,53 +605,89 @@ func (g *group) leave(op *operation) {
 	}
 }
 
-// claimSpanning counts op among the users of key, a share key of
-// SpanningFields, until op ends, unless Options.MaxSpanningGroups other keys
-// are in use (then op must run on its own) or op has ended already.
-func (t *Transport) claimSpanning(op *operation, key string) bool {
+// maxOwnSpanningKeys is how many keys of SpanningFields one scope may be
+// the only user of: a client's made-up documents take few of the
+// transport's MaxSpanningGroups, and cannot push everyone else's
+// subscriptions off their shared groups.
+const maxOwnSpanningKeys = 4
+
+// spanUse is who uses one key of SpanningFields: operations by scope.
+type spanUse map[string]int
+
+// claimSpanning counts op, of scope, among the users of key, a share key of
+// SpanningFields, until op ends. It refuses (op must run on its own) a key
+// not in use when Options.MaxSpanningGroups keys are, or when scope is
+// already the only user of maxOwnSpanningKeys keys; and an op that has
+// ended.
+func (t *Transport) claimSpanning(op *operation, key, scope string) bool {
 	t.groupsMu.Lock()
-	if t.spanning[key] == 0 && len(t.spanning) >= t.opts.MaxSpanningGroups {
-		t.groupsMu.Unlock()
-		return false
+	use := t.spanning[key]
+	if use == nil {
+		if len(t.spanning) >= t.opts.MaxSpanningGroups || t.ownSpanningKeys(scope) >= maxOwnSpanningKeys {
+			t.groupsMu.Unlock()
+			return false
+		}
+		use = spanUse{}
+		t.spanning[key] = use
 	}
-	t.spanning[key]++
+	use[scope]++
 	t.groupsMu.Unlock()
 	op.stateMu.Lock()
 	ended := op.ended.Load()
 	if !ended {
-		op.spanKey = key
+		op.spanKey, op.spanScope = key, scope
 	}
 	op.stateMu.Unlock()
 	if ended {
-		t.releaseSpanning(key)
+		t.releaseSpanning(key, scope)
 	}
 	return !ended
 }
 
+// ownSpanningKeys counts the keys scope is the only user of. Called with
+// groupsMu held; at most MaxSpanningGroups keys are in use.
+func (t *Transport) ownSpanningKeys(scope string) int {
+	n := 0
+	for _, use := range t.spanning {
+		if len(use) == 1 && use[scope] > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // releaseSpanning ends one operation's use of key (see claimSpanning).
-func (t *Transport) releaseSpanning(key string) {
+func (t *Transport) releaseSpanning(key, scope string) {
 	t.groupsMu.Lock()
 	defer t.groupsMu.Unlock()
-	if t.spanning[key]--; t.spanning[key] <= 0 {
+	use := t.spanning[key]
+	if use[scope]--; use[scope] <= 0 {
+		delete(use, scope)
+	}
+	if len(use) == 0 {
 		delete(t.spanning, key)
 	}
 }
 
-// headOf returns the head of the running group under key, or -1.
-func (t *Transport) headOf(key string) int64 {
+// groupHead returns the running group under key and its head, or nil.
+func (t *Transport) groupHead(key string) (*group, int64) {
 	t.groupsMu.Lock()
-	defer t.groupsMu.Unlock()
 	g := t.groups[key]
+	t.groupsMu.Unlock()
 	if g == nil {
-		return -1
+		return nil, 0
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		return -1
+		return nil, 0
 	}
-	return g.head
+	return g, g.head
 }
+
+// plainSpanning reports whether the operation is a plain subscription (no
+// resume cursor) to a durable field whose group spans scopes.
+func (s *shareInfo) plainSpanning() bool { return s.afterVar == "" && s.spanning && !s.latest }
 
 // isClosed reports whether the group takes no more members.
 func (g *group) isClosed() bool {

@@ -42,7 +42,7 @@ func (t *Transport) joinAtHead(ctx context.Context, op *operation) bool {
 			return false
 		}
 		if g.joinAtHead(op) {
-			op.setLeave(func() { g.leave(op) })
+			op.setLeave(func() { g.leave(op, "") })
 			op.share = nil
 			op.release()
 			return true
@@ -62,6 +62,7 @@ func (t *Transport) groupAtHead(ctx context.Context, op *operation) *group {
 		return g
 	}
 	g, lctx := t.newGroup(ctx, op.share.key)
+	g.turn = op.share.turn
 	t.groups[op.share.key] = g
 	t.groupsMu.Unlock()
 	if !t.startAtHead(lctx, g, op) {

@@ -38,9 +38,6 @@ type operation struct {
 	// lastPos is the position of the last result queued for the operation
 	// as a group member; guarded by the group's mutex.
 	lastPos int64
-	// scope is the operation's scope as a member of a group that spans
-	// scopes; guarded by the group's mutex.
-	scope string
 
 	stateMu      sync.Mutex         // guards the fields below
 	cancel       context.CancelFunc // cancels the operation's context; nil once released
@@ -49,17 +46,23 @@ type operation struct {
 	endLife      context.CancelFunc // ends life
 	countedField string             // the subscription's root field while it is counted in Stats
 	spanKey      string             // the key of SpanningFields it holds in use (see claimSpanning)
+	spanScope    string             // and its scope there
 }
 
 // shareInfo says how an operation may join a group.
 type shareInfo struct {
-	key      string             // the group's key (Transport.shareKey)
-	afterVar string             // the variable holding the resume cursor, "" for none
-	latest   bool               // a latest-value stream (Options.LatestFields): versions for positions
-	spanning bool               // its group spans scopes (Options.SpanningFields)
-	turn     int                // the class of its group's fan-outs (see turns)
-	scope    string             // the caller's scope, in a group that spans scopes
-	params   *graphql.RawParams // the operation's parameters, to start the group or resume privately
+	key      string // the group's key (Transport.shareKey)
+	afterVar string // the variable holding the resume cursor, "" for none
+	latest   bool   // a latest-value stream (Options.LatestFields): versions for positions
+	spanning bool   // its group spans scopes (Options.SpanningFields)
+	// joinGroup and joinHead are, for a plain subscriber of a spanning
+	// field, the group that ran when its own stream caught up and that
+	// group's head then: it joins that group from there.
+	joinGroup *group
+	joinHead  int64
+	turn      int                // the class of its group's fan-outs (see turns)
+	scope     string             // the caller's scope, in a group that spans scopes
+	params    *graphql.RawParams // the operation's parameters, to start the group or resume privately
 }
 
 // decodeParams reads a subscribe (start) payload. It reports false unless
@@ -150,7 +153,7 @@ func (c *conn) prepare(ctx context.Context, op *operation, params *graphql.RawPa
 	if rc.Operation.Operation == ast.Subscription {
 		op.count(rc)
 	}
-	if share, ok := c.transport.shareKey(ctx, rc); ok && (!share.spanning || c.transport.claimSpanning(op, share.key)) {
+	if share, ok := c.transport.shareKey(ctx, rc); ok && (!share.spanning || c.transport.claimSpanning(op, share.key, share.scope)) {
 		share.params = params
 		op.share = &share
 		if !share.latest && c.transport.joinsAtHead(rc, share.afterVar) && c.transport.joinAtHead(ctx, op) {
@@ -203,16 +206,18 @@ func (c *conn) run(ctx context.Context, op *operation, rc *graphql.OperationCont
 		case stopped:
 			return
 		}
-		// Idle at idleAt, execution stopped: join the group there.
+		// Idle at idleAt, execution stopped: join the group there, or
+		// else go on privately from where we stopped (on its own from now
+		// on when no group could start: tryJoin dropped op.share).
+		params := op.paramsAt(idleAt)
+		if op.share.plainSpanning() && c.transport.opts.StartAt != nil {
+			ctx = c.transport.opts.StartAt(ctx, idleAt)
+		}
 		if c.transport.tryJoin(ctx, op, idleAt) {
 			finished = true
 			return
 		}
-		if op.share == nil {
-			return
-		}
-		// Not joinable yet: go on privately from where we stopped.
-		next, errs := c.exec.CreateOperationContext(ctx, op.paramsAt(idleAt))
+		next, errs := c.exec.CreateOperationContext(ctx, params)
 		if errs != nil {
 			c.transport.opts.OnError(ctx, errs)
 			c.close(CloseInternalError, "Internal server error")
@@ -243,6 +248,8 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 	var pos *positions
 	var idleMu sync.Mutex
 	idleAt := int64(-1) // set by the stream's goroutine
+	var joinGroup *group
+	var joinHead int64
 	if op.share != nil {
 		pos = &positions{}
 		caughtUp := func(int64) {}
@@ -253,15 +260,18 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 		// the group runs (its own stream may number differently, and what
 		// the group hands out between now and the join is then replayed
 		// to it from the group's recent results).
-		plain := op.share.afterVar == "" && op.share.spanning && !op.share.latest
+		plain := op.share.plainSpanning()
 		if op.share.afterVar != "" || plain {
 			caughtUp = func(p int64) {
-				if plain {
-					p = max(p, c.transport.headOf(op.share.key))
-				}
 				idleMu.Lock()
+				defer idleMu.Unlock()
+				if idleAt >= 0 {
+					return // the first report is the subscriber's now
+				}
+				if plain {
+					joinGroup, joinHead = c.transport.groupHead(op.share.key)
+				}
 				idleAt = p
-				idleMu.Unlock()
 				stopExec() // runs in the stream's goroutine: nothing is sent after p
 			}
 		}
@@ -299,6 +309,7 @@ func (c *conn) execute(ctx context.Context, op *operation, rc *graphql.Operation
 	case ctx.Err() != nil:
 		return stopped, 0
 	case idleAt >= 0 && op.share != nil:
+		op.share.joinGroup, op.share.joinHead = joinGroup, joinHead
 		return idle, idleAt
 	default:
 		return streamEnded, 0
@@ -422,11 +433,11 @@ func (op *operation) end() {
 		op.conn.transport.countSubscription(op.countedField, -1)
 		op.countedField = ""
 	}
-	spanKey := op.spanKey
+	spanKey, spanScope := op.spanKey, op.spanScope
 	op.spanKey = ""
 	op.stateMu.Unlock()
 	if spanKey != "" {
-		op.conn.transport.releaseSpanning(spanKey)
+		op.conn.transport.releaseSpanning(spanKey, spanScope)
 	}
 	if leave != nil {
 		leave()

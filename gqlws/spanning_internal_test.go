@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -218,25 +219,64 @@ func TestPlainSpanningMemberGetsWhatCameSinceItsHead(t *testing.T) {
 }
 
 // TestSpanningGroupsAreBounded: at most MaxSpanningGroups documents of the
-// spanning fields share groups at once; one more is refused (its
-// subscription runs on its own) until one of those is no longer in use, and
-// a document in use takes any number of subscribers.
+// spanning fields share groups at once, and one caller may be the only user
+// of at most four; one more is refused (its subscription runs on its own)
+// until one of those is no longer in use, and a document in use takes any
+// number of subscribers, of any caller.
 func TestSpanningGroupsAreBounded(t *testing.T) {
-	tr := New(Options{MaxSpanningGroups: 2})
+	tr := New(Options{MaxSpanningGroups: 6})
 	t.Cleanup(tr.Shutdown)
 	newOp := func() *operation { return &operation{conn: &conn{transport: tr}} }
-	a1, b, a2 := newOp(), newOp(), newOp()
-	require.True(t, tr.claimSpanning(a1, "a"))
-	require.True(t, tr.claimSpanning(b, "b"))
-	assert.False(t, tr.claimSpanning(newOp(), "c"), "a third document while two are in use")
-	assert.True(t, tr.claimSpanning(a2, "a"), "a document in use takes another subscriber")
+	var mallory []*operation
+	for i := range maxOwnSpanningKeys {
+		op := newOp()
+		require.True(t, tr.claimSpanning(op, fmt.Sprint("made up ", i), "mallory"))
+		mallory = append(mallory, op)
+	}
+	assert.False(t, tr.claimSpanning(newOp(), "made up 4", "mallory"), "a fifth key of her own")
+	ann := newOp()
+	require.True(t, tr.claimSpanning(ann, "made up 0", "ann"), "a key in use takes another caller")
+	require.True(t, tr.claimSpanning(newOp(), "made up 4", "mallory"), "made up 0 is no longer hers alone")
+	a1, a2 := newOp(), newOp()
+	require.True(t, tr.claimSpanning(a1, "inbox", "ann"))
+	assert.False(t, tr.claimSpanning(newOp(), "other", "bob"), "six keys in use")
+	require.True(t, tr.claimSpanning(a2, "inbox", "bob"), "a key in use takes any number")
 	a1.end()
-	assert.False(t, tr.claimSpanning(newOp(), "c"), "a is still in use by a2")
+	assert.False(t, tr.claimSpanning(newOp(), "other", "bob"), "inbox is still in use by bob")
 	a2.end()
-	assert.True(t, tr.claimSpanning(newOp(), "c"), "a is no longer in use")
+	assert.True(t, tr.claimSpanning(newOp(), "other", "bob"), "inbox is no longer in use")
 	ended := newOp()
 	ended.end()
-	b.end()
-	assert.False(t, tr.claimSpanning(ended, "d"), "an operation that ended claims nothing")
-	assert.True(t, tr.claimSpanning(newOp(), "d"), "and holds no place")
+	mallory[1].end()
+	assert.False(t, tr.claimSpanning(ended, "late", "carol"), "an operation that ended claims nothing")
+	assert.True(t, tr.claimSpanning(newOp(), "late", "carol"), "and holds no place")
+}
+
+// TestSpanningLatestForgetsWhatNobodyNeeds: a scope's newest value goes
+// when its last member leaves, and the values kept for scopes without a
+// member are bounded (the last ringSize of them), while a member's value
+// is kept however many others come.
+func TestSpanningLatestForgetsWhatNobodyNeeds(t *testing.T) {
+	tr := New(Options{})
+	t.Cleanup(tr.Shutdown)
+	g, ctx := newSpanningGroup(tr, true)
+	c, _ := capturedConn(t, tr)
+	ann := &operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1"), share: &shareInfo{scope: "ann"}}
+	require.True(t, g.join(ann, 0))
+	events := [][]string{{"ann"}}
+	for i := range 3 * ringSize {
+		events = append(events, []string{fmt.Sprint("stray ", i)})
+	}
+	leadEvents(t, ctx, g, events...)
+	g.mu.Lock()
+	kept := len(g.newest)
+	_, annKept := g.newest["ann"]
+	g.mu.Unlock()
+	assert.True(t, annKept, "a member's newest value stays")
+	assert.LessOrEqual(t, kept, ringSize+1, "the strays' values are bounded")
+	ann.end() // leaves the group
+	g.mu.Lock()
+	_, annKept = g.newest["ann"]
+	g.mu.Unlock()
+	assert.False(t, annKept, "gone with its last member")
 }

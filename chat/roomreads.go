@@ -94,17 +94,22 @@ func (rr *roomReads) take(ctx context.Context, roomID, userID int64, g *roomRead
 	g.reading.Lock()
 	defer g.reading.Unlock()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.done && !g.asked[userID] {
+		g.mu.Unlock()
 		return nil, false, nil
 	}
 	g.waiting[userID] = true
-	if err := rr.readLocked(ctx, roomID, g); err != nil {
+	err = rr.readLocked(ctx, roomID, g)
+	if err == nil {
+		delete(g.waiting, userID)
+		room = g.seen[userID]
+	}
+	g.mu.Unlock()
+	if err != nil {
 		return nil, true, err
 	}
-	delete(g.waiting, userID)
 	rr.forget(roomID, g)
-	if room = g.seen[userID]; room == nil {
+	if room == nil {
 		return nil, true, models.Errorf(models.NotFound, "room %d not found", roomID)
 	}
 	return room, true, nil
@@ -131,21 +136,22 @@ func (rr *roomReads) getMany(ctx context.Context, roomID int64, users []int64) (
 		g = nil
 	}
 	defer g.reading.Unlock()
-	defer g.mu.Unlock()
 	for _, u := range users {
 		g.waiting[u] = true
 	}
-	if err := rr.readLocked(ctx, roomID, g); err != nil {
-		return nil, err
-	}
+	err := rr.readLocked(ctx, roomID, g)
 	out := make(map[int64]*models.Room, len(users))
 	for _, u := range users {
-		if room := g.seen[u]; room != nil {
+		if room := g.seen[u]; room != nil && err == nil {
 			out[u] = room
 		}
-		delete(g.waiting, u)
+		delete(g.waiting, u) // on an error too: the caller asks again for whoever still needs it
 	}
+	g.mu.Unlock()
 	rr.forget(roomID, g)
+	if err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -174,15 +180,19 @@ func (rr *roomReads) readLocked(ctx context.Context, roomID int64, g *roomRead) 
 	return g.err
 }
 
-// forget drops g, a generation every watcher has taken, unless a newer
-// one replaced it. Called with g.mu held.
+// forget drops g once every watcher has taken its part, unless a newer
+// generation replaced it. Called without g.mu: the locks are taken in the
+// order rr.mu, then a generation's mu (as changed does).
 func (rr *roomReads) forget(roomID int64, g *roomRead) {
-	if len(g.waiting) > 0 {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	if rr.rooms[roomID] != g {
 		return
 	}
-	rr.mu.Lock()
-	if rr.rooms[roomID] == g {
+	g.mu.Lock()
+	taken := len(g.waiting) == 0
+	g.mu.Unlock()
+	if taken {
 		delete(rr.rooms, roomID)
 	}
-	rr.mu.Unlock()
 }

@@ -18,6 +18,7 @@ import (
 type RoomEvents struct {
 	mu       sync.Mutex
 	watchers map[*roomWatcher]struct{}
+	watching map[int64]int            // the users of watchers, with how many each has
 	holds    map[int64]int            // users whose room lists are watched without a watcher here (see Hold)
 	all      map[*allWatcher]struct{} // the watchers of every user's list (see WatchAll)
 	recent   []recentChange           // the last changes, oldest first (see WatchAll)
@@ -44,7 +45,7 @@ func (w *roomWatcher) wake() {
 
 // NewRoomEvents returns a notifier without watchers.
 func NewRoomEvents() *RoomEvents {
-	return &RoomEvents{watchers: make(map[*roomWatcher]struct{}), holds: make(map[int64]int), all: make(map[*allWatcher]struct{})}
+	return &RoomEvents{watchers: make(map[*roomWatcher]struct{}), watching: make(map[int64]int), holds: make(map[int64]int), all: make(map[*allWatcher]struct{})}
 }
 
 // Hold counts userID's room list as watched until life ends, whether or
@@ -68,32 +69,23 @@ func (e *RoomEvents) Hold(life context.Context, userID int64) {
 func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var woken []*roomWatcher
-	users := make([]int64, 0, len(e.watchers)+len(e.holds))
-	for w := range e.watchers {
-		if len(only) == 0 || slices.Contains(only, w.userID) {
-			woken = append(woken, w)
-			users = append(users, w.userID)
-		}
-	}
-	for u := range e.holds {
-		if len(only) == 0 || slices.Contains(only, u) {
-			users = append(users, u)
-		}
-	}
-	slices.Sort(users)
-	users = slices.Compact(users)
+	users := e.usersOf(only)
 	if e.onChange != nil {
 		e.onChange(roomID, users)
 	}
 	for a := range e.all {
 		a.changed(roomID, users)
 	}
-	if len(e.recent) == maxRecent {
-		copy(e.recent, e.recent[1:])
-		e.recent = e.recent[:maxRecent-1]
+	e.remember(roomID, only)
+	if len(users) == 0 || len(e.watchers) == 0 {
+		return
 	}
-	e.recent = append(e.recent, recentChange{at: time.Now(), roomID: roomID, users: users})
+	var woken []*roomWatcher
+	for w := range e.watchers {
+		if len(only) == 0 || slices.Contains(only, w.userID) {
+			woken = append(woken, w)
+		}
+	}
 	for _, w := range woken {
 		w.mu.Lock()
 		if !slices.Contains(w.pending, roomID) {
@@ -102,6 +94,32 @@ func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 		w.mu.Unlock()
 		w.wake()
 	}
+}
+
+// usersOf returns the users, each once, whose lists a change for only
+// (everyone when empty) concerns: those with a watcher or a hold here.
+// Called with mu held.
+func (e *RoomEvents) usersOf(only []int64) []int64 {
+	watched := func(u int64) bool { return e.watching[u] > 0 || e.holds[u] > 0 }
+	if len(only) > 0 {
+		users := make([]int64, 0, len(only))
+		for _, u := range only {
+			if watched(u) && !slices.Contains(users, u) {
+				users = append(users, u)
+			}
+		}
+		return users
+	}
+	users := make([]int64, 0, len(e.watching)+len(e.holds))
+	for u := range e.watching {
+		users = append(users, u)
+	}
+	for u := range e.holds {
+		if e.watching[u] == 0 {
+			users = append(users, u)
+		}
+	}
+	return users
 }
 
 // roomRetry is how long a watcher waits before loading again a room whose
@@ -117,6 +135,7 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 	w := &roomWatcher{userID: userID, signal: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.watchers[w] = struct{}{}
+	e.watching[userID]++
 	e.mu.Unlock()
 	out := make(chan *models.Room)
 	e.panics.Go(ctx, "chat.rooms", func() {
@@ -124,6 +143,9 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 		defer func() {
 			e.mu.Lock()
 			delete(e.watchers, w)
+			if e.watching[userID]--; e.watching[userID] <= 0 {
+				delete(e.watching, userID)
+			}
 			e.mu.Unlock()
 		}()
 		for {

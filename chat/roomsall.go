@@ -22,11 +22,35 @@ type allWatcher struct {
 	signal  chan struct{}
 }
 
-// recentChange is a change RoomEvents remembers for a while.
+// recentChange is a change RoomEvents remembers for a while: the room and
+// whom it is for (everyone who may see it when only is empty); the users
+// it concerns are worked out again when it is replayed.
 type recentChange struct {
 	at     time.Time
 	roomID int64
-	users  []int64
+	only   []int64
+}
+
+// remember keeps a change for the watchers of every list that start in the
+// next recentReplay. Called with mu held.
+func (e *RoomEvents) remember(roomID int64, only []int64) {
+	now := time.Now()
+	e.dropOld(now)
+	if len(e.recent) == maxRecent {
+		e.recent[0] = recentChange{}
+		e.recent = e.recent[1:]
+	}
+	e.recent = append(e.recent, recentChange{at: now, roomID: roomID, only: slices.Clone(only)})
+}
+
+// dropOld forgets the changes older than recentReplay. Called with mu held.
+func (e *RoomEvents) dropOld(now time.Time) {
+	i := 0
+	for i < len(e.recent) && now.Sub(e.recent[i].at) > recentReplay {
+		i++
+	}
+	clear(e.recent[:i]) // let their slices go; the array is left behind at the next growth
+	e.recent = e.recent[i:]
 }
 
 // A watcher of every list starts with the changes of the last recentReplay
@@ -39,7 +63,7 @@ const (
 	maxRecent    = 1024
 )
 
-// changed queues roomID for users. Called with RoomEvents.mu held.
+// changed queues roomID for users (RoomEvents.Changed, or a retry).
 func (a *allWatcher) changed(roomID int64, users []int64) {
 	if len(users) == 0 {
 		return
@@ -90,11 +114,9 @@ func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context
 	a := &allWatcher{pending: make(map[int64]map[int64]struct{}), signal: make(chan struct{}, 1)}
 	e.mu.Lock()
 	e.all[a] = struct{}{}
-	since := time.Now().Add(-recentReplay)
+	e.dropOld(time.Now())
 	for _, c := range e.recent {
-		if c.at.After(since) {
-			a.changed(c.roomID, c.users)
-		}
+		a.changed(c.roomID, e.usersOf(c.only))
 	}
 	e.mu.Unlock()
 	rec.CaughtUp(0)

@@ -47,3 +47,40 @@ func TestSharedRoomListWatcherStartsWithTheRecentChanges(t *testing.T) {
 	assert.Equal(t, []string{"7", "8"}, audience, "one view, for both users")
 	assert.Equal(t, []int64{1}, positions)
 }
+
+// TestHeldListIsLetGo: a held list is followed while its subscriber lives,
+// and let go once its life ends: changes then reach no shared watcher.
+func TestHeldListIsLetGo(t *testing.T) {
+	e := chat.NewRoomEvents()
+	load := func(_ context.Context, roomID int64, users []int64) (map[int64]*models.Room, error) {
+		out := map[int64]*models.Room{}
+		for _, u := range users {
+			out[u] = &models.Room{ID: roomID, Seen: &models.RoomSeen{Viewer: u}}
+		}
+		return out, nil
+	}
+	rooms := e.WatchAll(t.Context(), load, chat.Positions{Sent: func(int64) {}, CaughtUp: func(int64) {}, Audience: func(string) {}})
+	life, leave := context.WithCancel(t.Context())
+	e.Hold(life, 7)
+	e.Changed(41)
+	select {
+	case r := <-rooms:
+		assert.Equal(t, int64(41), r.ID, "followed while held")
+	case <-time.After(5 * time.Second):
+		require.Fail(t, "a held list was not followed")
+	}
+	leave() // its hold ends moments later
+	quiet := func() bool {
+		e.Changed(42)
+		select {
+		case <-rooms:
+			return false
+		case <-time.After(50 * time.Millisecond):
+			return true
+		}
+	}
+	require.Eventually(t, quiet, 5*time.Second, time.Millisecond, "let go")
+	for range 5 {
+		assert.True(t, quiet(), "and stays let go")
+	}
+}

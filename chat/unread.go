@@ -205,6 +205,9 @@ func (rc *roomCounts) get(ctx context.Context, roomID int64, users []int64, upTo
 			r.pairs[c.UserID] = p
 		}
 	}
+	if rc.rooms[roomID] == r && len(r.pairs) == 0 {
+		rc.drop(r) // counted for nobody who watches here: not followed either
+	}
 	return out, nil
 }
 

@@ -96,3 +96,38 @@ func TestRoomCountsMeetTheStream(t *testing.T) {
 	apply(msg(9, ada))
 	assert.Equal(t, 1, get(9)[bob].unread)
 }
+
+// TestRoomCountsFollowNoRoomForNobody: counting a room for users none of
+// whom watches here (a shared room-list watcher replaying a change for a
+// list whose subscriber has gone) answers the counts and leaves no
+// follower of the room's stream behind; for a watcher, it stays.
+func TestRoomCountsFollowNoRoomForNobody(t *testing.T) {
+	const room, ada = 7, 1
+	followed := 0
+	rc := newRoomCounts(func(ctx context.Context, _ int64) (<-chan *models.Message, error) {
+		followed++
+		c := make(chan *models.Message)
+		context.AfterFunc(ctx, func() { close(c) })
+		return c, nil
+	}, func(_ context.Context, _ int64, users []int64) ([]store.RoomUnread, error) {
+		out := make([]store.RoomUnread, len(users))
+		for i, u := range users {
+			out[i] = store.RoomUnread{UserID: u, Unread: 3}
+		}
+		return out, nil
+	}, nil)
+	got, err := rc.get(t.Context(), room, []int64{ada}, 0)
+	require.NoError(t, err)
+	assert.Equal(t, 3, got[ada].unread)
+	rc.mu.Lock()
+	assert.Nil(t, rc.rooms[room], "no follower for nobody")
+	rc.mu.Unlock()
+
+	defer rc.watch(ada)()
+	_, err = rc.get(t.Context(), room, []int64{ada}, 0)
+	require.NoError(t, err)
+	rc.mu.Lock()
+	assert.NotNil(t, rc.rooms[room], "followed for ada, who watches")
+	rc.mu.Unlock()
+	assert.Equal(t, 2, followed)
+}

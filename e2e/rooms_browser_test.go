@@ -46,7 +46,10 @@ func TestBrowserRoomList(t *testing.T) {
 	tab.do("scroll the room list to its end", chromedp.Evaluate[chromedp.Void](
 		`document.getElementById('rooms-scroll').scrollTop = document.getElementById('rooms-scroll').scrollHeight`))
 	tab.waitFor("the second page of rooms", roomCountIs(40), browserStepTimeout)
-	tab.do("click More rooms", chromedp.Click(chromedp.CSS("#more-rooms")))
+	// Pressed in the page: chromedp.Click first scrolls the button into
+	// view, which (at the list's end) loads the next page itself, and the
+	// click then lands on a room of that page where the button was.
+	tab.do("press More rooms", chromedp.Evaluate[chromedp.Void](`document.getElementById('more-rooms').click()`))
 	tab.waitFor("every room", roomCountIs(48)+` && document.getElementById('more-rooms').hidden`, browserStepTimeout)
 	listed := tab.listedRoomIDs()
 	assert.Equal(t, srv.roomIDs(t, tab.token(), 100), listed, "every room once, in the server's order")

@@ -166,7 +166,7 @@ func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
 		}, func() float64 { return float64(ws.Compressed()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_shared_subscriptions",
-			Help: "Groups of subscriptions whose live results are executed and encoded once per event.",
+			Help: "Groups of subscriptions whose live results are executed and encoded once per event (once per event and set of users for the fields shared by all users).",
 		}, func() float64 { return float64(ws.Groups()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "switchboard_events_delivered_total",

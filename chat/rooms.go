@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/panics"
 )
@@ -30,17 +31,12 @@ type RoomEvents struct {
 
 type roomWatcher struct {
 	userID  int64
-	mu      sync.Mutex
-	pending []int64
-	signal  chan struct{}
+	pending *live.Pending[int64, struct{}] // the rooms that changed
 }
 
-// wake has the watcher look at its pending rooms.
-func (w *roomWatcher) wake() {
-	select {
-	case w.signal <- struct{}{}:
-	default:
-	}
+// queue has the watcher look at room again.
+func (w *roomWatcher) queue(room int64) {
+	w.pending.Update(room, func(struct{}, bool) struct{} { return struct{}{} })
 }
 
 // NewRoomEvents returns a notifier without watchers.
@@ -87,12 +83,7 @@ func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 		}
 	}
 	for _, w := range woken {
-		w.mu.Lock()
-		if !slices.Contains(w.pending, roomID) {
-			w.pending = append(w.pending, roomID)
-		}
-		w.mu.Unlock()
-		w.wake()
+		w.queue(roomID)
 	}
 }
 
@@ -132,7 +123,7 @@ const roomRetry = time.Second
 // so that a database hiccup does not leave the entry stale. The channel
 // closes when ctx ends, or when a panic ends the watcher.
 func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx context.Context, roomID int64) (*models.Room, error)) <-chan *models.Room {
-	w := &roomWatcher{userID: userID, signal: make(chan struct{}, 1)}
+	w := &roomWatcher{userID: userID, pending: live.NewPending[int64, struct{}]()}
 	e.mu.Lock()
 	e.watchers[w] = struct{}{}
 	e.watching[userID]++
@@ -152,13 +143,10 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 			select {
 			case <-ctx.Done():
 				return
-			case <-w.signal:
+			case <-w.pending.C():
 			}
 			e.panics.Point("chat.rooms")
-			w.mu.Lock()
-			ids := w.pending
-			w.pending = nil
-			w.mu.Unlock()
+			ids, _ := w.pending.Take()
 			var failed []int64
 			for _, id := range ids {
 				room, err := load(ctx, id)
@@ -175,14 +163,11 @@ func (e *RoomEvents) Watch(ctx context.Context, userID int64, load func(ctx cont
 				}
 			}
 			if len(failed) > 0 {
-				w.mu.Lock()
-				for _, id := range failed {
-					if !slices.Contains(w.pending, id) {
-						w.pending = append(w.pending, id)
+				time.AfterFunc(roomRetry, func() {
+					for _, id := range failed {
+						w.queue(id)
 					}
-				}
-				w.mu.Unlock()
-				time.AfterFunc(roomRetry, w.wake)
+				})
 			}
 		}
 	})

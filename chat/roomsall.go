@@ -5,9 +5,9 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 )
 
@@ -16,10 +16,7 @@ import (
 // subscriber (gqlws.Options.SpanningFields). A room's changes that pile up
 // while it is busy are merged, with the users they concern.
 type allWatcher struct {
-	mu      sync.Mutex
-	pending map[int64]map[int64]struct{} // by room: the users the changes concern
-	order   []int64                      // the rooms of pending, in the order they changed
-	signal  chan struct{}
+	pending *live.Pending[int64, map[int64]struct{}] // by room: the users its changes concern
 }
 
 // recentChange is a change RoomEvents remembers for a while: the room and
@@ -68,30 +65,15 @@ func (a *allWatcher) changed(roomID int64, users []int64) {
 	if len(users) == 0 {
 		return
 	}
-	a.mu.Lock()
-	set := a.pending[roomID]
-	if set == nil {
-		set = make(map[int64]struct{}, len(users))
-		a.pending[roomID] = set
-		a.order = append(a.order, roomID)
-	}
-	for _, u := range users {
-		set[u] = struct{}{}
-	}
-	a.mu.Unlock()
-	select {
-	case a.signal <- struct{}{}:
-	default:
-	}
-}
-
-// take empties the queue and returns it.
-func (a *allWatcher) take() ([]int64, map[int64]map[int64]struct{}) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	order, pending := a.order, a.pending
-	a.order, a.pending = nil, make(map[int64]map[int64]struct{})
-	return order, pending
+	a.pending.Update(roomID, func(set map[int64]struct{}, queued bool) map[int64]struct{} {
+		if !queued {
+			set = make(map[int64]struct{}, len(users))
+		}
+		for _, u := range users {
+			set[u] = struct{}{}
+		}
+		return set
+	})
 }
 
 // Positions is where a stream reports what it hands out (see
@@ -111,7 +93,7 @@ type Positions struct {
 // the watcher reports itself caught up at 0 first). A failed read is tried
 // again roomRetry later.
 func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error), rec Positions) <-chan *models.Room {
-	a := &allWatcher{pending: make(map[int64]map[int64]struct{}), signal: make(chan struct{}, 1)}
+	a := &allWatcher{pending: live.NewPending[int64, map[int64]struct{}]()}
 	e.mu.Lock()
 	e.all[a] = struct{}{}
 	e.dropOld(time.Now())
@@ -133,10 +115,10 @@ func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context
 			select {
 			case <-ctx.Done():
 				return
-			case <-a.signal:
+			case <-a.pending.C():
 			}
 			e.panics.Point("chat.rooms")
-			order, pending := a.take()
+			order, pending := a.pending.Take()
 			for _, roomID := range order {
 				users := slices.Sorted(maps.Keys(pending[roomID]))
 				seen, err := load(ctx, roomID, users)
@@ -173,24 +155,15 @@ func views(users []int64, seen map[int64]*models.Room) [][]int64 {
 		joined bool
 		viewer int64 // a direct room's: its name is the other member's
 	}
-	var out [][]int64
-	at := make(map[view]int)
-	for _, u := range users {
+	return live.GroupBy(users, func(u int64) (view, bool) {
 		r := seen[u]
 		if r == nil || r.Seen == nil {
-			continue
+			return view{}, false
 		}
 		v := view{unread: r.Seen.UnreadCount, joined: r.Seen.Joined}
 		if r.Direct {
 			v.viewer = u
 		}
-		i, ok := at[v]
-		if !ok {
-			i = len(out)
-			at[v] = i
-			out = append(out, nil)
-		}
-		out[i] = append(out[i], u)
-	}
-	return out
+		return v, true
+	})
 }

@@ -164,7 +164,7 @@ func (uc *unreadCounts) set(in *unreadInbox, n int, pos int64) {
 			w.SetVersion(n, in.version)
 		}
 		for f := range uc.feeds {
-			f.set(in.user.ID, n, in.version)
+			setFeed(f, in.user.ID, n, in.version)
 		}
 	}
 	if first {

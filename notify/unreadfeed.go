@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"strconv"
-	"sync"
 
 	"github.com/switchboardhq/switchboard/live"
 )
@@ -15,12 +14,7 @@ import (
 // user id, as the WebSocket layer scopes callers). A count not handed out
 // yet is replaced by the inbox's next one: like any latest-value watcher,
 // a slow reader skips intermediate counts but never ends with a stale one.
-type unreadFeed struct {
-	mu      *sync.Mutex // unreadCounts.mu
-	pending map[int64]unreadValue
-	order   []int64 // the users of pending, in the order their counts changed
-	signal  chan struct{}
-}
+type unreadFeed = live.Pending[int64, unreadValue]
 
 // unreadValue is a count and its version.
 type unreadValue struct {
@@ -28,25 +22,9 @@ type unreadValue struct {
 	version int64
 }
 
-// set queues user's new count. Called with mu held.
-func (f *unreadFeed) set(user int64, n int, version int64) {
-	if _, queued := f.pending[user]; !queued {
-		f.order = append(f.order, user)
-	}
-	f.pending[user] = unreadValue{n, version}
-	select {
-	case f.signal <- struct{}{}:
-	default:
-	}
-}
-
-// take returns the queued counts, in order, and empties the queue.
-func (f *unreadFeed) take() ([]int64, map[int64]unreadValue) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	order, pending := f.order, f.pending
-	f.order, f.pending = nil, make(map[int64]unreadValue, len(pending))
-	return order, pending
+// setFeed queues user's new count on f.
+func setFeed(f *unreadFeed, user int64, n int, version int64) {
+	f.Update(user, func(unreadValue, bool) unreadValue { return unreadValue{n, version} })
 }
 
 // watchAll returns the counts of every inbox counted here, starting with
@@ -54,12 +32,12 @@ func (f *unreadFeed) take() ([]int64, map[int64]unreadValue) {
 // audience (the user id) and its version, reported to ctx's recorders
 // (stream.WithAudienceRecorder, live.WithVersionRecorder).
 func (uc *unreadCounts) watchAll(ctx context.Context, audience func(string)) <-chan int {
-	f := &unreadFeed{mu: &uc.mu, pending: make(map[int64]unreadValue), signal: make(chan struct{}, 1)}
+	f := live.NewPending[int64, unreadValue]()
 	uc.mu.Lock()
 	uc.feeds[f] = struct{}{}
 	for id, in := range uc.inboxes {
 		if in.known {
-			f.set(id, in.n, in.version)
+			setFeed(f, id, in.n, in.version)
 		}
 	}
 	uc.mu.Unlock()
@@ -76,48 +54,28 @@ func (uc *unreadCounts) watchAll(ctx context.Context, audience func(string)) <-c
 			select {
 			case <-ctx.Done():
 				return
-			case <-f.signal:
+			case <-f.C():
 			}
-			for _, c := range byCount(f.take()) {
-				for _, user := range c.users {
+			order, values := f.Take()
+			// Every user of one count gets it from one result: a broadcast
+			// that moves every inbox to the same count is one, its version
+			// the newest of theirs.
+			for _, users := range live.GroupBy(order, func(u int64) (int, bool) { return values[u].n, true }) {
+				var version int64
+				for _, user := range users {
 					audience(strconv.FormatInt(user, 10))
+					version = max(version, values[user].version)
 				}
 				if record != nil {
-					record(c.version)
+					record(version)
 				}
 				select {
-				case out <- c.n:
+				case out <- values[users[0]].n:
 				case <-ctx.Done():
 					return
 				}
 			}
 		}
 	})
-	return out
-}
-
-// sameCount is one count handed out once for every user who has it.
-type sameCount struct {
-	n       int
-	version int64 // the newest of the users' versions
-	users   []int64
-}
-
-// byCount groups the queued counts by value, in the order of their first
-// user: a broadcast that moves every inbox to the same count is one result.
-func byCount(order []int64, values map[int64]unreadValue) []sameCount {
-	var out []sameCount
-	at := make(map[int]int) // count -> index in out
-	for _, user := range order {
-		v := values[user]
-		i, ok := at[v.n]
-		if !ok {
-			i = len(out)
-			at[v.n] = i
-			out = append(out, sameCount{n: v.n})
-		}
-		out[i].version = max(out[i].version, v.version)
-		out[i].users = append(out[i].users, user)
-	}
 	return out
 }

@@ -1,0 +1,71 @@
+package live
+
+import "sync"
+
+// Pending is a queue of changes by key for one reader that may be busy:
+// the changes of a key not taken yet are merged into one entry (Update),
+// and the reader takes every entry at once, in the order their keys first
+// changed (Take), after C signals. A slow reader thus gets one entry per
+// key however many changes came, and nothing is lost.
+type Pending[K comparable, V any] struct {
+	mu     sync.Mutex
+	values map[K]V
+	order  []K
+	signal chan struct{}
+}
+
+// NewPending returns an empty queue.
+func NewPending[K comparable, V any]() *Pending[K, V] {
+	return &Pending[K, V]{values: make(map[K]V), signal: make(chan struct{}, 1)}
+}
+
+// Update sets key's entry to merge(the entry not taken yet, whether there is
+// one) and signals the reader.
+func (p *Pending[K, V]) Update(key K, merge func(old V, queued bool) V) {
+	p.mu.Lock()
+	old, queued := p.values[key]
+	if !queued {
+		p.order = append(p.order, key)
+	}
+	p.values[key] = merge(old, queued)
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Take returns the entries, by key in the order keys first changed, and
+// empties the queue.
+func (p *Pending[K, V]) Take() ([]K, map[K]V) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	order, values := p.order, p.values
+	p.order, p.values = nil, make(map[K]V, len(values))
+	return order, values
+}
+
+// C receives a signal after an Update; the reader then Takes.
+func (p *Pending[K, V]) C() <-chan struct{} { return p.signal }
+
+// GroupBy splits keys into groups of equal key(k), in the order of each
+// group's first key, leaving out the keys for which key reports false: the
+// readers of one value, served with one result.
+func GroupBy[K any, G comparable](keys []K, key func(K) (G, bool)) [][]K {
+	var out [][]K
+	at := make(map[G]int)
+	for _, k := range keys {
+		g, ok := key(k)
+		if !ok {
+			continue
+		}
+		i, seen := at[g]
+		if !seen {
+			i = len(out)
+			at[g] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], k)
+	}
+	return out
+}

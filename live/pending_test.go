@@ -1,0 +1,39 @@
+package live_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/switchboardhq/switchboard/live"
+)
+
+// TestPendingMergesByKey: changes of a key not taken yet merge into one
+// entry, keys come out in the order they first changed, a signal waits for
+// the reader, and a take empties the queue.
+func TestPendingMergesByKey(t *testing.T) {
+	p := live.NewPending[string, int]()
+	add := func(k string, n int) { p.Update(k, func(old int, _ bool) int { return old + n }) }
+	add("b", 1)
+	add("a", 2)
+	add("b", 3)
+	select {
+	case <-p.C():
+	default:
+		t.Fatal("no signal after updates")
+	}
+	order, values := p.Take()
+	assert.Equal(t, []string{"b", "a"}, order)
+	assert.Equal(t, map[string]int{"b": 4, "a": 2}, values)
+	order, values = p.Take()
+	assert.Empty(t, order)
+	assert.Empty(t, values)
+}
+
+// TestGroupBy: keys of one group value come together, groups in the order
+// of their first key, and keys the function leaves out are in none.
+func TestGroupBy(t *testing.T) {
+	count := map[int]int{1: 5, 2: 6, 3: 5, 4: -1, 5: 6}
+	got := live.GroupBy([]int{1, 2, 3, 4, 5}, func(u int) (int, bool) { return count[u], count[u] >= 0 })
+	assert.Equal(t, [][]int{{1, 3}, {2, 5}}, got)
+}

@@ -17,7 +17,12 @@ type turns struct {
 	mu      sync.Mutex
 	busy    bool
 	waiting [2][]chan struct{} // by class: events, then latest values; oldest first
+	passed  int                // event turns given while a latest value waited
 }
+
+// maxPassed is how many event turns a waiting latest value lets go first:
+// under a steady flow of events it still has every few turns.
+const maxPassed = 4
 
 // Classes of fan-out, in the order they go.
 const (
@@ -57,12 +62,19 @@ func (t *turns) acquire(ctx context.Context, class int) error {
 func (t *turns) release() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for class := range t.waiting {
-		if q := t.waiting[class]; len(q) > 0 {
-			close(q[0])
-			t.waiting[class] = slices.Delete(q, 0, 1)
-			return
-		}
+	class := eventTurn
+	switch {
+	case len(t.waiting[latestTurn]) == 0:
+		t.passed = 0
+	case len(t.waiting[eventTurn]) == 0 || t.passed >= maxPassed:
+		class, t.passed = latestTurn, 0
+	default:
+		t.passed++
+	}
+	if q := t.waiting[class]; len(q) > 0 {
+		close(q[0])
+		t.waiting[class] = slices.Delete(q, 0, 1)
+		return
 	}
 	t.busy = false
 }

@@ -74,7 +74,10 @@ func appendStoredHeader(dst []byte, n int) []byte {
 	return append(dst, 0, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8))
 }
 
-const maxStored = 1<<16 - 1
+const (
+	maxStored    = 1<<16 - 1
+	storedHeader = 5 // the bytes appendStoredHeader appends
+)
 
 // sharedResult is one result of a group, encoded once and, when some
 // member negotiated compression and it is large enough, compressed once.

@@ -272,7 +272,9 @@ type Transport struct {
 	groupsMu sync.Mutex
 	groups   map[string]*group  // the running groups by share key (Transport.shareKey)
 	spanning map[string]spanUse // the share keys of SpanningFields in use, and who uses each
-	fanOuts  turns              // one large fan-out at a time (see fanOut)
+	fanOuts  turns              // one turn of large fan-outs at a time (see fanOut)
+
+	connSlots atomic.Uint64 // connections accepted so far (see conn.slot)
 
 	tails *tailCache // compressed results written to single connections
 

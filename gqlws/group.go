@@ -1,6 +1,7 @@
 package gqlws
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -472,36 +473,108 @@ const fanOutChunk = 512
 // of those goroutines panicked (recovered by the transport's guard): then
 // some members missed the result.
 //
-// Large fan-outs take turns (Transport.fanOuts), in the order their results
-// were ready, events before latest values (see turns): each already keeps
-// every processor busy, and running two at once would only make both finish
-// late. So when one event feeds several groups (a broadcast's notification
-// to the subscribers of two documents, and the unread counts it moves), the
-// notification reaches every subscriber first, then the counts.
+// Large fan-outs take turns (Transport.fanOuts): each already keeps every
+// processor busy, and running two at once would only make both finish
+// late. The fan-outs that waited share the next turn, which writes each
+// connection's frames of all of them at once (see turns): when one event
+// feeds several groups (a broadcast's notification, and the unread counts
+// it moves), a subscriber of both gets both frames in one write.
 func (t *Transport) fanOut(ctx context.Context, members []*operation, result queuedFrame, class int) bool {
-	n := min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk)
-	if n <= 1 {
+	if min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk) <= 1 {
 		deliver(members, result)
 		return true
 	}
-	if t.fanOuts.acquire(ctx, class) != nil {
-		return true // the group is ending: nobody waits for this result
+	return t.fanOuts.take(ctx, &fanOutJob{members: members, result: result, class: class}, func(batch []*fanOutJob) bool {
+		return t.runTurn(ctx, batch)
+	})
+}
+
+// runTurn runs the fan-outs of one turn, split over one goroutine per
+// processor, and reports false when one of those panicked. A fan-out alone
+// goes member by member; several go connection by connection, each
+// connection's frames (in batch's order) written together.
+func (t *Transport) runTurn(ctx context.Context, batch []*fanOutJob) bool {
+	var parts []func()
+	if len(batch) == 1 {
+		job := batch[0]
+		n := max(1, min(runtime.GOMAXPROCS(0), len(job.members)/fanOutChunk))
+		for part := range slices.Chunk(job.members, (len(job.members)+n-1)/n) {
+			parts = append(parts, func() { deliver(part, job.result) })
+		}
+	} else {
+		for _, part := range byConn(batch) {
+			parts = append(parts, func() { deliverByConn(part) })
+		}
 	}
-	defer t.fanOuts.release()
-	guard := t.opts.Panics
 	var wg sync.WaitGroup
 	var failed atomic.Bool
-	size := (len(members) + n - 1) / n
-	for part := range slices.Chunk(members[size:], size) {
+	for _, part := range parts {
 		wg.Go(func() {
-			if guard.Do(ctx, whereGroup, func() { deliver(part, result) }) {
+			if t.opts.Panics.Do(ctx, whereGroup, part) {
 				failed.Store(true)
 			}
 		})
 	}
-	deliver(members[:size], result)
 	wg.Wait()
 	return !failed.Load()
+}
+
+// connFrame is one frame of a shared turn for one member's connection.
+type connFrame struct {
+	conn  *conn
+	frame queuedFrame
+	class int // of the frame's fan-out
+}
+
+// byConn splits the frames of batch (in class order) over one part per
+// processor, each connection's frames in one part, next to each other, in
+// batch's order.
+func byConn(batch []*fanOutJob) [][]connFrame {
+	total := 0
+	for _, job := range batch {
+		total += len(job.members)
+	}
+	n := max(1, min(runtime.GOMAXPROCS(0), total/fanOutChunk))
+	parts := make([][]connFrame, n)
+	for i := range parts {
+		parts[i] = make([]connFrame, 0, total/n+total/(4*n)+1)
+	}
+	for _, job := range batch {
+		for _, m := range job.members {
+			f := job.result
+			f.op = m
+			i := m.conn.slot % uint64(n)
+			parts[i] = append(parts[i], connFrame{conn: m.conn, frame: f, class: job.class})
+		}
+	}
+	for _, part := range parts {
+		slices.SortStableFunc(part, func(a, b connFrame) int { return cmp.Compare(a.conn.slot, b.conn.slot) })
+	}
+	return parts
+}
+
+// deliverByConn hands each connection its frames of part (see byConn) at
+// once, without waiting for any (see conn.enqueueAll): first the
+// connections with an event among their frames, then the others, so an
+// event waits for no write of a latest value alone.
+func deliverByConn(part []connFrame) {
+	var frames []queuedFrame
+	for _, events := range []bool{true, false} {
+		for i := 0; i < len(part); {
+			c, first := part[i].conn, i
+			for i < len(part) && part[i].conn == c {
+				i++
+			}
+			if (part[first].class == eventTurn) != events {
+				continue
+			}
+			frames = frames[:0]
+			for _, f := range part[first:i] {
+				frames = append(frames, f.frame)
+			}
+			c.enqueueAll(frames)
+		}
+	}
 }
 
 // deliver hands result (a frame for no operation yet) to each member's

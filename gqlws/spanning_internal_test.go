@@ -124,7 +124,7 @@ func TestLargeFanOutsTakeTurns(t *testing.T) {
 		return ops
 	}
 	ctx := context.Background()
-	require.NoError(t, tr.fanOuts.acquire(ctx, eventTurn)) // another large fan-out runs
+	release := holdTurn(t, &tr.fanOuts) // another large fan-out runs
 	done := make(chan bool, 1)
 	go func() { done <- tr.fanOut(ctx, members(2*fanOutChunk), queuedFrame{}, eventTurn) }()
 	assert.True(t, tr.fanOut(ctx, members(fanOutChunk), queuedFrame{}, eventTurn), "a small fan-out goes at once")
@@ -133,7 +133,7 @@ func TestLargeFanOutsTakeTurns(t *testing.T) {
 		t.Fatal("a large fan-out ran beside another")
 	case <-time.After(100 * time.Millisecond):
 	}
-	tr.fanOuts.release()
+	release()
 	select {
 	case ok := <-done:
 		assert.True(t, ok)

@@ -1,80 +1,107 @@
 package gqlws
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
 )
 
-// turns lets large fan-outs run one at a time (see Transport.fanOut): in
-// the order they asked, except that a fan-out of events (a durable stream's)
-// goes before one of a latest value, or of an event that follows from
-// others (Options.FollowingFields), waiting with it. A latest value is a
-// state that the next one replaces, such as a count that an event has just
-// moved: the event itself is what its reader waits for first, and a state
-// that waits longer only skips intermediate values.
+// turns lets large fan-outs run one turn at a time (see Transport.fanOut),
+// and lets the fan-outs that waited for a turn share the next one: one
+// event often feeds several groups whose members sit on the same
+// connections (a broadcast's notification and the unread counts it moved;
+// a message and the room lists it changed). A shared turn writes each
+// connection's frames of all of them together, in one system call, where
+// separate turns would write to every socket once per group: the write
+// itself is most of a fan-out's cost.
+//
+// Within a shared turn a connection gets the frames of events (a durable
+// stream's) before those of latest values and of events that follow from
+// others (Options.FollowingFields): the event is what its reader waits for
+// first. Nothing waits more than one turn.
 type turns struct {
 	mu      sync.Mutex
-	busy    bool
-	waiting [2][]chan struct{} // by class: events, then latest values; oldest first
-	passed  int                // event turns given while a latest value waited
+	busy    bool         // a turn runs
+	waiting []*fanOutJob // fan-outs for the next turn, in the order they asked
 }
 
-// maxPassed is how many event turns a waiting latest value lets go first:
-// under a steady flow of events it still has every few turns.
-const maxPassed = 4
+// fanOutJob is one group's result for its members, waiting for a turn.
+type fanOutJob struct {
+	members []*operation
+	result  queuedFrame
+	class   int // eventTurn or latestTurn
 
-// Classes of fan-out, in the order they go.
+	lead chan []*fanOutJob // hands this job's goroutine a turn to run (this job among its fan-outs)
+	done chan bool         // another's turn ran this job: whether every member got the result
+}
+
+// Classes of fan-out, in the order a connection gets their frames in a
+// shared turn.
 const (
 	eventTurn = iota
 	latestTurn
 )
 
-// acquire waits for a turn of class; it fails only when ctx ends first.
-func (t *turns) acquire(ctx context.Context, class int) error {
+// take runs job in a turn, calling run with the fan-outs of the turn (the
+// first caller of a turn runs it for all), and reports what run reported.
+// A job whose ctx ends while it waits leaves the queue (nobody waits for
+// its result); once in a turn, it runs.
+func (t *turns) take(ctx context.Context, job *fanOutJob, run func([]*fanOutJob) bool) bool {
 	t.mu.Lock()
 	if !t.busy {
 		t.busy = true
 		t.mu.Unlock()
-		return nil
+		return t.lead(job, []*fanOutJob{job}, run)
 	}
-	ready := make(chan struct{})
-	t.waiting[class] = append(t.waiting[class], ready)
+	job.lead, job.done = make(chan []*fanOutJob, 1), make(chan bool, 1)
+	t.waiting = append(t.waiting, job)
 	t.mu.Unlock()
 	select {
-	case <-ready:
-		return nil
+	case batch := <-job.lead:
+		return t.lead(job, batch, run)
+	case ok := <-job.done:
+		return ok
 	case <-ctx.Done():
 	}
 	t.mu.Lock()
-	i := slices.Index(t.waiting[class], ready)
+	i := slices.Index(t.waiting, job)
 	if i >= 0 {
-		t.waiting[class] = slices.Delete(t.waiting[class], i, i+1)
+		t.waiting = slices.Delete(t.waiting, i, i+1)
 	}
 	t.mu.Unlock()
-	if i < 0 {
-		t.release() // it was handed the turn meanwhile: pass it on
+	if i >= 0 {
+		return true // the group is ending: nobody waits for this result
 	}
-	return ctx.Err()
+	select { // a turn has it already
+	case batch := <-job.lead:
+		return t.lead(job, batch, run)
+	case ok := <-job.done:
+		return ok
+	}
 }
 
-// release ends a turn, handing it to the next waiter if there is one.
-func (t *turns) release() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	class := eventTurn
-	switch {
-	case len(t.waiting[latestTurn]) == 0:
-		t.passed = 0
-	case len(t.waiting[eventTurn]) == 0 || t.passed >= maxPassed:
-		class, t.passed = latestTurn, 0
-	default:
-		t.passed++
-	}
-	if q := t.waiting[class]; len(q) > 0 {
-		close(q[0])
-		t.waiting[class] = slices.Delete(q, 0, 1)
-		return
-	}
-	t.busy = false
+// lead runs the turn of batch on own's goroutine, tells the others of
+// batch how it went, and hands the next turn, to all that wait, to the
+// first of them.
+func (t *turns) lead(own *fanOutJob, batch []*fanOutJob, run func([]*fanOutJob) bool) bool {
+	ok := false
+	defer func() {
+		for _, j := range batch {
+			if j != own {
+				j.done <- ok
+			}
+		}
+		t.mu.Lock()
+		next := t.waiting
+		t.waiting = nil
+		t.busy = len(next) > 0
+		t.mu.Unlock()
+		if len(next) > 0 {
+			next[0].lead <- next
+		}
+	}()
+	slices.SortStableFunc(batch, func(a, b *fanOutJob) int { return cmp.Compare(a.class, b.class) })
+	ok = run(batch)
+	return ok
 }

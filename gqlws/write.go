@@ -88,10 +88,8 @@ func (f *framer) frame(opcode byte) []byte {
 // release returns the buffer to the pool (unless it grew past 64 KiB); the
 // framer and its frame must not be used after.
 func (f *framer) release() {
-	if cap(f.buf) <= 64<<10 {
-		*f.pooled = f.buf
-		scratch.Put(f.pooled)
-	}
+	*f.pooled = f.buf
+	releaseScratch(f.pooled)
 }
 
 // sendLocked writes a whole frame as far as the socket takes it without
@@ -198,7 +196,12 @@ func (c *conn) flushIfPending() {
 // the flusher, or replaces the queued result of its operation when both
 // are latest-value results. A client that lets MaxQueue frames pile up is
 // disconnected with 1013 (it comes back and resumes with after).
-func (c *conn) enqueue(f queuedFrame) {
+func (c *conn) enqueue(f queuedFrame) { c.enqueueAll([]queuedFrame{f}) }
+
+// enqueueAll delivers fs, frames of operations on this connection in the
+// order they go, like enqueue: all in one write when they can be written at
+// once, otherwise each joins the queue in turn.
+func (c *conn) enqueueAll(fs []queuedFrame) {
 	c.queueMu.Lock()
 	if c.closed.Load() {
 		c.queueMu.Unlock()
@@ -206,7 +209,11 @@ func (c *conn) enqueue(f queuedFrame) {
 	}
 	if !c.flushing && c.writeMu.TryLock() {
 		c.queueMu.Unlock()
-		c.writeQueued(f)
+		if len(fs) == 1 {
+			c.writeQueued(fs[0])
+		} else {
+			c.writeAllQueued(fs)
+		}
 		pending := len(c.pending) > 0
 		c.writeMu.Unlock()
 		if pending {
@@ -214,16 +221,17 @@ func (c *conn) enqueue(f queuedFrame) {
 		}
 		return
 	}
-	if f.latest && c.replaceQueued(f) {
-		c.queueMu.Unlock()
-		return
+	for _, f := range fs {
+		if f.latest && c.replaceQueued(f) {
+			continue
+		}
+		if len(c.queue) >= c.transport.opts.MaxQueue {
+			c.queueMu.Unlock()
+			c.closeLater(CloseTryAgainLater, reasonSlowConsumer) // the caller holds a group's lock
+			return
+		}
+		c.queue = append(c.queue, f)
 	}
-	if len(c.queue) >= c.transport.opts.MaxQueue {
-		c.queueMu.Unlock()
-		c.closeLater(CloseTryAgainLater, reasonSlowConsumer) // the caller holds a group's lock
-		return
-	}
-	c.queue = append(c.queue, f)
 	start := !c.flushing
 	c.flushing = true
 	c.queueMu.Unlock()
@@ -313,24 +321,57 @@ func (c *conn) writeQueued(f queuedFrame) bool {
 	case f.failed:
 		return c.sendFramed(c.internalErrorFrame(f.op.id))
 	}
-	fr := newFramer()
-	defer fr.release()
+	buf := scratch.Get().(*[]byte)
+	*buf = c.appendResult((*buf)[:0], f)
+	ok := c.sendLocked(*buf)
+	releaseScratch(buf)
+	return ok
+}
+
+// writeAllQueued sends the queued results fs, of operations on this
+// connection, in one write without blocking (what the socket does not take
+// stays pending). Called with writeMu held.
+func (c *conn) writeAllQueued(fs []queuedFrame) bool {
+	buf := scratch.Get().(*[]byte)
+	*buf = (*buf)[:0]
+	for _, f := range fs {
+		if !f.op.ended.Load() {
+			*buf = c.appendResult(*buf, f)
+		}
+	}
+	ok := len(*buf) == 0 || c.sendLocked(*buf)
+	releaseScratch(buf)
+	return ok
+}
+
+// appendResult appends the frame of f, an operation's result, to dst: the
+// group's prepared payload with the operation's id spliced in.
+func (c *conn) appendResult(dst []byte, f queuedFrame) []byte {
+	var header [maxFrameHeader]byte
 	head := c.proto.resultHead()
 	if n := len(head) + len(f.op.idJSON) + len(payloadInfix); c.socket.deflate && f.result.tail != nil && n <= maxStored {
 		// The head, stored as is, then the result compressed once for all.
-		fr.buf = appendStoredHeader(fr.buf, n)
-		fr.append(head)
-		fr.append(f.op.idJSON)
-		fr.append(payloadInfix)
-		fr.append(f.result.tail)
-		return c.sendLocked(fr.frame(opText | rsv1))
+		dst = append(dst, frameHeader(header[:], opText|rsv1, storedHeader+n+len(f.result.tail))...)
+		dst = appendStoredHeader(dst, n)
+		dst = append(dst, head...)
+		dst = append(dst, f.op.idJSON...)
+		dst = append(dst, payloadInfix...)
+		return append(dst, f.result.tail...)
 	}
-	fr.append(head)
-	fr.append(f.op.idJSON)
-	fr.append(payloadInfix)
-	fr.append(f.result.json)
-	fr.append(frameSuffix)
-	return c.sendLocked(fr.frame(opText))
+	n := len(head) + len(f.op.idJSON) + len(payloadInfix) + len(f.result.json) + len(frameSuffix)
+	dst = append(dst, frameHeader(header[:], opText, n)...)
+	dst = append(dst, head...)
+	dst = append(dst, f.op.idJSON...)
+	dst = append(dst, payloadInfix...)
+	dst = append(dst, f.result.json...)
+	return append(dst, frameSuffix...)
+}
+
+// releaseScratch returns a buffer to the pool, unless it grew past 64 KiB.
+func releaseScratch(buf *[]byte) {
+	if cap(*buf) <= 64<<10 {
+		scratch.Put(buf)
+	}
 }
 
 // sendFramed sends a text frame without blocking: what the socket does not

@@ -56,7 +56,11 @@ func (uc *unreadCounts) watchAll(ctx context.Context, audience func(string)) <-c
 				return
 			case <-f.C():
 			}
+			// Under mu, which apply holds for a whole notification: a
+			// broadcast's counts come in one take, not in pieces.
+			uc.mu.Lock()
 			order, values := f.Take()
+			uc.mu.Unlock()
 			// Every user of one count gets it from one result: a broadcast
 			// that moves every inbox to the same count is one, its version
 			// the newest of theirs.

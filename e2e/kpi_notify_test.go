@@ -282,8 +282,8 @@ func TestNotificationResume(t *testing.T) {
 }
 
 // TestInboxesShareOneGroup: every user's notificationAdded subscriptions
-// (same document, any cursor, both protocols) are served by one shared
-// group, plain ones by one more, and each tab still gets exactly its own
+// (same selection, any cursor or none, both protocols) are served by one
+// shared group, and each tab still gets exactly its own
 // inbox, in order: the broadcasts and its user's own notifications, never
 // another user's.
 func TestInboxesShareOneGroup(t *testing.T) {
@@ -327,16 +327,24 @@ func TestInboxesShareOneGroup(t *testing.T) {
 		assert.Equal(t, want, titles(tb.c, len(want)), "%s's replay", users[tb.user].Name)
 	}
 	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 1)
-	// Plain subscriptions (another document, so another group) join theirs
-	// as soon as their resolver accepts them, before any event of their own.
+	// Plain subscriptions, of the same selection without the cursor (and
+	// under a name of their own), join the same group as soon as their
+	// resolver accepts them, before any event of their own: then only
+	// their connections' readers remain.
+	goroutines := s.metric(t, "go_goroutines")
 	var plain []tab
-	for _, u := range []int{0, 1} {
+	for _, u := range []int{0, 1, 0, 1, 2, 3, 2, 3} {
 		c := dialWS(t, s.testServer, "graphql-transport-ws", nil)
 		c.init(users[u].token)
-		c.subscribe("n", `subscription { notificationAdded { id title } }`, nil)
+		c.subscribe("n", "subscription Inbox {\n  notificationAdded { id\n title }\n}", nil)
 		plain = append(plain, tab{c, u})
 	}
-	waitMetric(t, s.testServer, "switchboard_shared_subscriptions", 2)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.metric(t, "go_goroutines") > goroutines+float64(len(plain))+4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.LessOrEqual(t, s.metric(t, "go_goroutines"), goroutines+float64(len(plain))+4, "plain subscriptions run on their own")
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "plain subscriptions join the resumers' group")
 	tabs = append(tabs, plain...)
 
 	s.send(t, nil, "b1")
@@ -368,7 +376,7 @@ func TestInboxesShareOneGroup(t *testing.T) {
 	for _, tb := range tabs {
 		assert.Equal(t, []string{"b4"}, titles(tb.c, 1), "%s got nothing in between", users[tb.user].Name)
 	}
-	assert.Equal(t, 2.0, s.metric(t, "switchboard_shared_subscriptions"), "one group per document serves every inbox")
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every inbox, with a cursor or without")
 }
 
 // TestUnreadCountsShareOneGroup: every user's unreadCount subscriptions are

@@ -204,8 +204,8 @@ type Options struct {
 	SpanningFields []string
 	// StartAt, when set, returns ctx under which a durable stream without a
 	// resume cursor starts after pos (see stream.WithStart): a group that
-	// starts for a plain subscriber of a spanning field, which joined at
-	// pos, then misses nothing committed between that and its start.
+	// starts for a plain subscriber, which joined at pos, then misses
+	// nothing committed between that and its start.
 	StartAt func(ctx context.Context, pos int64) context.Context
 	// MaxSpanningGroups bounds the distinct documents (with their variables)
 	// of SpanningFields that share groups at once: each such group's leader

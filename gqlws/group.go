@@ -10,18 +10,21 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/formatter"
 )
 
 // Shared live delivery.
 //
-// Subscriptions with the same document, the same variables (but for the
-// resume cursor) and the same authorization scope receive the same results.
+// Subscriptions with the same document (the same shape: see shapeOf), the
+// same variables (but for the resume cursor) and the same authorization
+// scope receive the same results.
 // They are served by one group: the group's leader executes the operation
 // once per event and encodes the result once; each member's frame is the
 // prepared payload with the member's operation id spliced in. A subscriber
@@ -184,17 +187,44 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 	default:
 		scope = "caller:" + t.opts.Scope(ctx)
 	}
-	vars := maps.Clone(rc.Variables)
+	vars := map[string]any{} // none and {} alike
+	maps.Copy(vars, rc.Variables)
 	delete(vars, share.afterVar)
 	varsJSON, err := json.Marshal(vars) // map keys are sorted
 	if err != nil {
 		return share, false
 	}
-	share.key = scope + "\x00" + rc.OperationName + "\x00" + rc.RawQuery + "\x00" + string(varsJSON)
+	share.key = scope + "\x00" + shapeOf(rc, field, share.afterVar) + "\x00" + string(varsJSON)
 	if share.latest || slices.Contains(t.opts.FollowingFields, field.Name) {
 		share.turn = latestTurn
 	}
 	return share, true
+}
+
+// shapeOf renders what of rc's document decides its results, field being
+// its root field: the field with its alias, arguments, directives and
+// selections, the operation's variable definitions and directives, and the
+// document's fragments, in one canonical layout; not the operation's name,
+// spacing or comments, nor the resume cursor (the after argument held by
+// afterVar, and that variable's definition). So a subscription with after
+// and one without, or two clients' copies of one document that differ in
+// layout, share a group.
+func shapeOf(rc *graphql.OperationContext, field *ast.Field, afterVar string) string {
+	f := *field
+	op := *rc.Operation
+	if afterVar != "" {
+		f.Arguments = slices.DeleteFunc(slices.Clone(f.Arguments), func(a *ast.Argument) bool { return a.Name == "after" })
+		op.VariableDefinitions = slices.DeleteFunc(slices.Clone(op.VariableDefinitions), func(v *ast.VariableDefinition) bool { return v.Variable == afterVar })
+	}
+	op.Name = ""
+	op.SelectionSet = ast.SelectionSet{&f}
+	doc := &ast.QueryDocument{Operations: ast.OperationList{&op}}
+	if rc.Doc != nil {
+		doc.Fragments = rc.Doc.Fragments
+	}
+	var b strings.Builder
+	formatter.NewFormatter(&b, formatter.WithCompacted()).FormatQueryDocument(doc)
+	return b.String()
 }
 
 // spans reports whether the subscription field named field shares one
@@ -292,8 +322,10 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	if t.opts.EventTimes != nil {
 		lctx = t.opts.EventTimes(lctx, g.pos.at)
 	}
-	if op.share.afterVar == "" && g.spanning && !g.latest && t.opts.StartAt != nil {
-		lctx = t.opts.StartAt(lctx, pos) // its members joined at pos
+	if op.share.afterVar == "" && !g.latest && t.opts.StartAt != nil {
+		// Its members joined at pos, and members that resume may join it
+		// too (one document with after and one without share a group).
+		lctx = t.opts.StartAt(lctx, pos)
 	}
 	rc, errs := op.conn.exec.CreateOperationContext(lctx, params)
 	if errs != nil {

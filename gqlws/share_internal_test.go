@@ -56,6 +56,14 @@ func TestShareKey(t *testing.T) {
 	k3, _ := key(scoped, "ann", public, map[string]any{"a": "3", "n": 2})
 	assert.NotEqual(t, k1, k3, "another variable is another result")
 
+	plain, okPlain := scoped.shareKey(as("ann"), rc("subscription Feed($n: Int) {\n  statusPosted { id\n text @include(if: true) } }", nil))
+	require.True(t, okPlain)
+	assert.Equal(t, k1, plain.key, "the same selection without the cursor, named and laid out otherwise, is the same result")
+	aliased, _ := scoped.shareKey(as("ann"), rc(`subscription { s: statusPosted { id text @include(if: true) } }`, nil))
+	assert.NotEqual(t, k1, aliased.key, "another alias is another result")
+	fewer, _ := scoped.shareKey(as("ann"), rc(`subscription { statusPosted { id } }`, nil))
+	assert.NotEqual(t, k1, fewer.key, "another selection is another result")
+
 	p1, ok1 := key(scoped, "ann", private, map[string]any{"a": "1"})
 	p2, ok2 := key(scoped, "ann", private, map[string]any{"a": "7"})
 	p3, ok3 := key(scoped, "bob", private, map[string]any{"a": "1"})

@@ -516,7 +516,7 @@ func (t *Transport) fanOut(ctx context.Context, members []*operation, result que
 		deliver(members, result)
 		return true
 	}
-	return t.fanOuts.take(ctx, &fanOutJob{members: members, result: result, class: class}, func(batch []*fanOutJob) bool {
+	return t.fanOuts.take(ctx, &fanOutJob{members: members, result: result, class: class}, func(batch []*fanOutJob) (bool, []*fanOutJob) {
 		return t.runTurn(ctx, batch)
 	})
 }
@@ -524,18 +524,31 @@ func (t *Transport) fanOut(ctx context.Context, members []*operation, result que
 // runTurn runs the fan-outs of one turn, split over one goroutine per
 // processor, and reports false when one of those panicked. A fan-out alone
 // goes member by member; several go connection by connection, each
-// connection's frames (in batch's order) written together.
-func (t *Transport) runTurn(ctx context.Context, batch []*fanOutJob) bool {
+// connection's frames (in batch's order) written together. Fan-outs that
+// ask for a turn meanwhile ride along (see riders): it returns them too.
+func (t *Transport) runTurn(ctx context.Context, batch []*fanOutJob) (bool, []*fanOutJob) {
+	r := &riders{turns: &t.fanOuts}
+	ok := t.runPass(ctx, batch, r)
+	if rest := r.rest(); len(rest) > 0 {
+		ok = t.runPass(ctx, rest, nil) && ok
+	}
+	return ok, r.jobs
+}
+
+// runPass hands batch's frames out in parallel, with those of r's riders
+// (nil: none) to the connections not written yet, and reports false when a
+// goroutine panicked.
+func (t *Transport) runPass(ctx context.Context, batch []*fanOutJob, r *riders) bool {
 	var parts []func()
 	if len(batch) == 1 {
 		job := batch[0]
 		n := max(1, min(runtime.GOMAXPROCS(0), len(job.members)/fanOutChunk))
 		for part := range slices.Chunk(job.members, (len(job.members)+n-1)/n) {
-			parts = append(parts, func() { deliver(part, job.result) })
+			parts = append(parts, func() { deliverWith(part, job.result, r) })
 		}
 	} else {
 		for _, part := range byConn(batch) {
-			parts = append(parts, func() { deliverByConn(part) })
+			parts = append(parts, func() { deliverByConn(part, r) })
 		}
 	}
 	var wg sync.WaitGroup
@@ -549,6 +562,104 @@ func (t *Transport) runTurn(ctx context.Context, batch []*fanOutJob) bool {
 	}
 	wg.Wait()
 	return !failed.Load()
+}
+
+// riders are the fan-outs that asked for a turn while one ran, adopted by
+// it (turns.adopt): their frames ride in the same write as the turn's own
+// to each connection the turn has not written yet, and the rest go out
+// right after the turn's own. A broadcast's unread counts are ready a few
+// milliseconds after its notification, while the notification is being
+// written: this way most subscribers of both get both in one write.
+type riders struct {
+	turns *turns
+	mu    sync.Mutex // one adoption at a time
+	jobs  []*fanOutJob
+	rides [][]ride                          // the frames of each of jobs, one per member
+	index atomic.Pointer[map[*conn][]*ride] // the rides by connection; replaced, never changed
+}
+
+// ride is one adopted frame for one member, taken once: along with the
+// turn's frames, or by rest.
+type ride struct {
+	frame queuedFrame
+	taken atomic.Bool
+}
+
+// poll adopts the fan-outs waiting for a turn, if any.
+func (r *riders) poll() {
+	if r == nil || r.turns.queued.Load() == 0 || !r.mu.TryLock() {
+		return
+	}
+	defer r.mu.Unlock()
+	jobs := r.turns.adopt()
+	if len(jobs) == 0 {
+		return
+	}
+	index := map[*conn][]*ride{}
+	if old := r.index.Load(); old != nil {
+		maps.Copy(index, *old)
+	}
+	for _, job := range jobs {
+		rides := make([]ride, len(job.members))
+		for i, m := range job.members {
+			rides[i].frame = job.result
+			rides[i].frame.op = m
+			index[m.conn] = append(slices.Clip(index[m.conn]), &rides[i])
+		}
+		r.jobs, r.rides = append(r.jobs, job), append(r.rides, rides)
+	}
+	r.index.Store(&index)
+}
+
+// along appends to frames, for connection c, the adopted frames for c not
+// taken yet.
+func (r *riders) along(c *conn, frames []queuedFrame) []queuedFrame {
+	if r == nil {
+		return frames
+	}
+	r.poll()
+	index := r.index.Load()
+	if index == nil {
+		return frames
+	}
+	for _, rd := range (*index)[c] {
+		if rd.taken.CompareAndSwap(false, true) {
+			frames = append(frames, rd.frame)
+		}
+	}
+	return frames
+}
+
+// rest returns what is left of the adopted fan-outs, as fan-outs of their
+// own, and takes it.
+func (r *riders) rest() []*fanOutJob {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var rest []*fanOutJob
+	for i, job := range r.jobs {
+		var members []*operation
+		for j := range r.rides[i] {
+			if r.rides[i][j].taken.CompareAndSwap(false, true) {
+				members = append(members, job.members[j])
+			}
+		}
+		if len(members) > 0 {
+			rest = append(rest, &fanOutJob{members: members, result: job.result, class: job.class})
+		}
+	}
+	slices.SortStableFunc(rest, func(a, b *fanOutJob) int { return cmp.Compare(a.class, b.class) })
+	return rest
+}
+
+// deliverWith hands result to each member's connection, with the frames
+// of r's riders for it (see deliver).
+func deliverWith(members []*operation, result queuedFrame, r *riders) {
+	var frames []queuedFrame
+	for _, m := range members {
+		result.op = m
+		frames = r.along(m.conn, append(frames[:0], result))
+		m.conn.enqueueAll(frames)
+	}
 }
 
 // connFrame is one frame of a shared turn for one member's connection.
@@ -586,10 +697,11 @@ func byConn(batch []*fanOutJob) [][]connFrame {
 }
 
 // deliverByConn hands each connection its frames of part (see byConn) at
-// once, without waiting for any (see conn.enqueueAll): first the
-// connections with an event among their frames, then the others, so an
-// event waits for no write of a latest value alone.
-func deliverByConn(part []connFrame) {
+// once, with those of r's riders for it, without waiting for any (see
+// conn.enqueueAll): first the connections with an event among their
+// frames, then the others, so an event waits for no write of a latest
+// value alone.
+func deliverByConn(part []connFrame, r *riders) {
 	var frames []queuedFrame
 	for _, events := range []bool{true, false} {
 		for i := 0; i < len(part); {
@@ -604,7 +716,7 @@ func deliverByConn(part []connFrame) {
 			for _, f := range part[first:i] {
 				frames = append(frames, f.frame)
 			}
-			c.enqueueAll(frames)
+			c.enqueueAll(r.along(c, frames))
 		}
 	}
 }

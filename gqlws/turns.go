@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // turns lets large fan-outs run one turn at a time (see Transport.fanOut),
@@ -24,6 +25,9 @@ type turns struct {
 	mu      sync.Mutex
 	busy    bool         // a turn runs
 	waiting []*fanOutJob // fan-outs for the next turn, in the order they asked
+	// queued is len(waiting), for the running turn to look at without the
+	// lock (see adopt).
+	queued atomic.Int32
 }
 
 // fanOutJob is one group's result for its members, waiting for a turn.
@@ -45,9 +49,11 @@ const (
 
 // take runs job in a turn, calling run with the fan-outs of the turn (the
 // first caller of a turn runs it for all), and reports what run reported.
+// run returns whether all went well and the fan-outs it adopted meanwhile
+// (see adopt), which hear the same.
 // A job whose ctx ends while it waits leaves the queue (nobody waits for
 // its result); once in a turn, it runs.
-func (t *turns) take(ctx context.Context, job *fanOutJob, run func([]*fanOutJob) bool) bool {
+func (t *turns) take(ctx context.Context, job *fanOutJob, run func([]*fanOutJob) (bool, []*fanOutJob)) bool {
 	t.mu.Lock()
 	if !t.busy {
 		t.busy = true
@@ -56,6 +62,7 @@ func (t *turns) take(ctx context.Context, job *fanOutJob, run func([]*fanOutJob)
 	}
 	job.lead, job.done = make(chan []*fanOutJob, 1), make(chan bool, 1)
 	t.waiting = append(t.waiting, job)
+	t.queued.Store(int32(len(t.waiting)))
 	t.mu.Unlock()
 	select {
 	case batch := <-job.lead:
@@ -68,6 +75,7 @@ func (t *turns) take(ctx context.Context, job *fanOutJob, run func([]*fanOutJob)
 	i := slices.Index(t.waiting, job)
 	if i >= 0 {
 		t.waiting = slices.Delete(t.waiting, i, i+1)
+		t.queued.Store(int32(len(t.waiting)))
 	}
 	t.mu.Unlock()
 	if i >= 0 {
@@ -82,12 +90,13 @@ func (t *turns) take(ctx context.Context, job *fanOutJob, run func([]*fanOutJob)
 }
 
 // lead runs the turn of batch on own's goroutine, tells the others of
-// batch how it went, and hands the next turn, to all that wait, to the
-// first of them.
-func (t *turns) lead(own *fanOutJob, batch []*fanOutJob, run func([]*fanOutJob) bool) bool {
+// batch, and the fan-outs the turn adopted, how it went, and hands the next
+// turn, to all that wait, to the first of them.
+func (t *turns) lead(own *fanOutJob, batch []*fanOutJob, run func([]*fanOutJob) (bool, []*fanOutJob)) bool {
 	ok := false
+	var adopted []*fanOutJob
 	defer func() {
-		for _, j := range batch {
+		for _, j := range slices.Concat(batch, adopted) {
 			if j != own {
 				j.done <- ok
 			}
@@ -95,6 +104,7 @@ func (t *turns) lead(own *fanOutJob, batch []*fanOutJob, run func([]*fanOutJob) 
 		t.mu.Lock()
 		next := t.waiting
 		t.waiting = nil
+		t.queued.Store(0)
 		t.busy = len(next) > 0
 		t.mu.Unlock()
 		if len(next) > 0 {
@@ -102,6 +112,20 @@ func (t *turns) lead(own *fanOutJob, batch []*fanOutJob, run func([]*fanOutJob) 
 		}
 	}()
 	slices.SortStableFunc(batch, func(a, b *fanOutJob) int { return cmp.Compare(a.class, b.class) })
-	ok = run(batch)
+	ok, adopted = run(batch)
 	return ok
+}
+
+// adopt takes the fan-outs waiting for the next turn into the running one
+// (whose lead then tells them how it went), when there are any.
+func (t *turns) adopt() []*fanOutJob {
+	if t.queued.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	jobs := t.waiting
+	t.waiting = nil
+	t.queued.Store(0)
+	return jobs
 }

@@ -21,7 +21,7 @@ func holdTurn(t *testing.T, tr *turns) (release func()) {
 	running, hold, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		tr.take(context.Background(), &fanOutJob{}, func([]*fanOutJob) bool { close(running); <-hold; return true })
+		tr.take(context.Background(), &fanOutJob{}, func([]*fanOutJob) (bool, []*fanOutJob) { close(running); <-hold; return true, nil })
 	}()
 	<-running
 	return func() { close(hold); <-done }
@@ -47,7 +47,7 @@ func TestTurnsShareTheNextTurn(t *testing.T) {
 	names := map[*fanOutJob]string{}
 	var mu sync.Mutex
 	var ran [][]string
-	run := func(batch []*fanOutJob) bool {
+	run := func(batch []*fanOutJob) (bool, []*fanOutJob) {
 		mu.Lock()
 		defer mu.Unlock()
 		var got []string
@@ -55,7 +55,7 @@ func TestTurnsShareTheNextTurn(t *testing.T) {
 			got = append(got, names[j])
 		}
 		ran = append(ran, got)
-		return false // a part of the members missed it: every job hears so
+		return false, nil // a part of the members missed it: every job hears so
 	}
 	results := make(chan string, 4)
 	wait := func(ctx context.Context, name string, class int) {
@@ -117,20 +117,12 @@ func writeSyscalls() (int64, bool) {
 	return 0, false
 }
 
-// TestSharedTurnWritesEachConnectionOnce: two large fan-outs that waited
-// for the same turn (an event, and the latest value it moved, for
-// subscribers of both on the same connections, and of the latter alone on
-// others) reach each connection in one write, the event's frame first.
-func TestSharedTurnWritesEachConnectionOnce(t *testing.T) {
-	if _, ok := writeSyscalls(); !ok {
-		t.Skip("needs /proc/self/io to count write system calls")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	tr := New(Options{})
-	t.Cleanup(tr.Shutdown)
-	const n = 3*fanOutChunk + 100
-	var events, counts []*operation
-	received := make(chan string, n)
+// subscribersOfBoth opens n loopback connections of tr, each with a
+// subscriber of the counts (a latest value) and all but every third one
+// with a subscriber of the events too; each client reports what it read
+// once it has all its frames.
+func subscribersOfBoth(t *testing.T, tr *Transport, n int) (events, counts []*operation, received <-chan string) {
+	got := make(chan string, n)
 	for i := range n {
 		server, client := loopbackPair(t)
 		t.Cleanup(func() { _ = server.Close(); _ = client.Close() })
@@ -142,46 +134,110 @@ func TestSharedTurnWritesEachConnectionOnce(t *testing.T) {
 		}
 		counts = append(counts, &operation{conn: c, id: "c", idJSON: appendJSONString(nil, "c")})
 		go func() {
-			var got []byte
+			var read []byte
 			buf := make([]byte, 4096)
-			for strings.Count(string(got), `"payload"`) < frames {
+			for strings.Count(string(read), `"payload"`) < frames {
 				_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 				k, err := client.Read(buf)
 				if err != nil {
-					received <- fmt.Sprintf("connection %d: %v after %q", i, err, got)
+					got <- fmt.Sprintf("connection %d: %v after %q", i, err, read)
 					return
 				}
-				got = append(got, buf[:k]...)
+				read = append(read, buf[:k]...)
 			}
-			received <- string(got)
+			got <- string(read)
 		}()
 	}
-	ctx := context.Background()
-	release := holdTurn(t, &tr.fanOuts)
-	results := make(chan bool, 2)
-	go func() {
-		results <- tr.fanOut(ctx, counts, queuedFrame{result: newSharedResult([]byte(`{"data":{"unreadCount":7}}`), false), latest: true}, latestTurn)
-	}()
-	waitingFor(t, &tr.fanOuts, 1)
-	go func() {
-		results <- tr.fanOut(ctx, events, queuedFrame{result: newSharedResult([]byte(`{"data":{"notificationAdded":{"id":"9"}}}`), false)}, eventTurn)
-	}()
-	waitingFor(t, &tr.fanOuts, 2)
-	before, _ := writeSyscalls()
-	release()
-	assert.True(t, <-results)
-	assert.True(t, <-results)
+	return events, counts, got
+}
+
+var (
+	eventFrame = queuedFrame{result: newSharedResult([]byte(`{"data":{"notificationAdded":{"id":"9"}}}`), false)}
+	countFrame = queuedFrame{result: newSharedResult([]byte(`{"data":{"unreadCount":7}}`), false), latest: true}
+)
+
+// bothFixture is a transport on two processors (so that fan-outs of
+// subscribersOfBoth's n connections are large), and those subscribers;
+// it skips where write system calls cannot be counted.
+func bothFixture(t *testing.T) (tr *Transport, n int, events, counts []*operation, received <-chan string) {
+	if _, ok := writeSyscalls(); !ok {
+		t.Skip("needs /proc/self/io to count write system calls")
+	}
+	procs := runtime.GOMAXPROCS(2)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	tr = New(Options{})
+	t.Cleanup(tr.Shutdown)
+	n = 3*fanOutChunk + 100
+	events, counts, received = subscribersOfBoth(t, tr, n)
+	return tr, n, events, counts, received
+}
+
+// checkBoth checks that about one write per connection was made since
+// before (write system calls), and reads what each of n clients of
+// subscribersOfBoth got: the event if it subscribed to it, then the count.
+func checkBoth(t *testing.T, before int64, n, withEvents int, received <-chan string) {
+	t.Helper()
 	after, _ := writeSyscalls()
 	assert.LessOrEqual(t, after-before, int64(n+n/10), "about one write per connection, not one per frame (%d connections)", n)
-	withEvent := 0
+	seen := 0
 	for range n {
 		got := <-received
 		event := strings.Index(got, `"notificationAdded"`)
 		count := strings.Index(got, `"unreadCount"`)
 		require.True(t, count >= 0 && count > event, "the event if any, then the count: %s", got)
 		if event >= 0 {
-			withEvent++
+			seen++
 		}
 	}
-	assert.Equal(t, len(events), withEvent)
+	assert.Equal(t, withEvents, seen)
+}
+
+// TestSharedTurnWritesEachConnectionOnce: two large fan-outs that waited
+// for the same turn (an event, and the latest value it moved, for
+// subscribers of both on the same connections, and of the latter alone on
+// others) reach each connection in one write, the event's frame first.
+func TestSharedTurnWritesEachConnectionOnce(t *testing.T) {
+	tr, n, events, counts, received := bothFixture(t)
+	ctx := context.Background()
+	release := holdTurn(t, &tr.fanOuts)
+	results := make(chan bool, 2)
+	go func() { results <- tr.fanOut(ctx, counts, countFrame, latestTurn) }()
+	waitingFor(t, &tr.fanOuts, 1)
+	go func() { results <- tr.fanOut(ctx, events, eventFrame, eventTurn) }()
+	waitingFor(t, &tr.fanOuts, 2)
+	before, _ := writeSyscalls()
+	release()
+	assert.True(t, <-results)
+	assert.True(t, <-results)
+	checkBoth(t, before, n, len(events), received)
+}
+
+// TestLateFanOutsRideAlong: a large fan-out that asks for a turn while
+// another runs is adopted by it: its frames go in the same write as the
+// running one's to every connection not written yet, the rest right after,
+// and it hears how the turn went.
+func TestLateFanOutsRideAlong(t *testing.T) {
+	tr, n, events, counts, received := bothFixture(t)
+	ctx := context.Background()
+	late := make(chan bool, 1)
+	var before int64
+	// The events' turn starts once the counts wait, as when the counts
+	// are ready a moment after the event they follow.
+	ok := tr.fanOuts.take(ctx, &fanOutJob{members: events, result: eventFrame, class: eventTurn}, func(batch []*fanOutJob) (bool, []*fanOutJob) {
+		go func() { late <- tr.fanOut(ctx, counts, countFrame, latestTurn) }()
+		waitingFor(t, &tr.fanOuts, 1)
+		before, _ = writeSyscalls()
+		return tr.runTurn(ctx, batch)
+	})
+	assert.True(t, ok)
+	select {
+	case ok := <-late:
+		assert.True(t, ok, "the adopted fan-out hears how it went")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the adopted fan-out never heard")
+	}
+	checkBoth(t, before, n, len(events), received)
+	tr.fanOuts.mu.Lock()
+	assert.False(t, tr.fanOuts.busy, "the turn is free again")
+	tr.fanOuts.mu.Unlock()
 }

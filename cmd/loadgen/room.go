@@ -202,8 +202,14 @@ func (r *notifRun) primeRoom(ctx context.Context) error {
 	deadline := time.Now().Add(r.cfg.timeout)
 	for r.room.primedAdded.Load() < n || r.room.primedRooms.Load() < n {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("after %v, %d/%d users have messageAdded and %d/%d roomsChanged live",
-				r.cfg.timeout, r.room.primedAdded.Load(), n, r.room.primedRooms.Load(), n)
+			// What the clients saw tells a dead subscription (an error, a
+			// lost connection) from a live one that got nothing.
+			seen := strings.Join(r.errs.list(), "; ")
+			if seen == "" {
+				seen = "none"
+			}
+			return fmt.Errorf("after %v, %d/%d users have messageAdded and %d/%d roomsChanged live; errors the clients saw: %s",
+				r.cfg.timeout, r.room.primedAdded.Load(), n, r.room.primedRooms.Load(), n, seen)
 		}
 		if _, err := r.post(ctx, a, "prime "+r.runID); err != nil {
 			return fmt.Errorf("prime the room: %w", err)

@@ -207,8 +207,9 @@ type Options struct {
 	// starts for a plain subscriber, which joined at pos, then misses
 	// nothing committed between that and its start.
 	StartAt func(ctx context.Context, pos int64) context.Context
-	// MaxSpanningGroups bounds the distinct documents (with their variables)
-	// of SpanningFields that share groups at once: each such group's leader
+	// MaxSpanningGroups bounds the distinct documents (by shape, see
+	// shapeOf, with their variables) of SpanningFields that share groups
+	// at once: each such group's leader
 	// does the work of every scope, so a client that subscribes with many
 	// made-up documents would otherwise multiply that work. A subscription
 	// with one more runs on its own, as a subscription to a field of one

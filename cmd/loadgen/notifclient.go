@@ -63,6 +63,9 @@ func (r *notifRun) connect(ctx context.Context, d *websocket.Dialer, i int) (*no
 func (r *notifRun) readLoop(u *notifUser) {
 	defer close(u.done)
 	u.lost = readMessages(u.ws, r.errs, func(msg []byte, now time.Time) { r.handle(u, msg, now) })
+	if u.lost {
+		r.lost.Add(1)
+	}
 }
 
 // nextMessage is the part of a next message loadgen reads.

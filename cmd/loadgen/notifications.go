@@ -178,6 +178,7 @@ type notifRun struct {
 	ids      []int64      // the id each got, by number (0: failed)
 	added    atomic.Int64 // first deliveries of this run's broadcasts
 	shown    atomic.Int64 // broadcasts shown by unread counts, summed over users
+	lost     atomic.Int64 // users whose connection failed
 	progress io.Writer
 }
 

@@ -1167,6 +1167,25 @@ func waitMetric(t *testing.T, s *testServer, name string, want float64) {
 	assert.Equal(t, want, s.metric(t, name), name)
 }
 
+// idleStatements waits until the server's database statements have not
+// moved for 300 ms, at most 5 s, and returns their count: the work that
+// came before a measurement stays out of it.
+func (s *testServer) idleStatements(t *testing.T) float64 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	last := s.metric(t, `switchboard_database_statements_total`)
+	for time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond)
+		now := s.metric(t, `switchboard_database_statements_total`)
+		if now == last {
+			return now
+		}
+		last = now
+	}
+	t.Fatalf("the database never went idle: %.0f statements and counting", last)
+	return last
+}
+
 // logsOnFailure prints the server's log when the test fails.
 func (s *testServer) logsOnFailure(t *testing.T) {
 	t.Cleanup(func() {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -465,10 +466,17 @@ func TestRoomListReadsAreBatched(t *testing.T) {
 			r := s.openDirect(t, alice.token, peer.ID)
 			s.postMessage(t, peer.token, r.ID, "hi alice")
 		}
+		// The fewest of three reads: a batch waits 2 ms for the loads that
+		// join it, and under -race on a busy machine a list's loads may
+		// straddle that and take more batches; a read per room would cost
+		// one per room every time.
 		var d struct{ Rooms roomPage }
-		before := s.idleStatements(t) // the posts' own work stays out
-		s.mustDo(t, alice.token, query, nil, &d)
-		statements = s.metric(t, `switchboard_database_statements_total`) - before
+		statements = math.Inf(1)
+		for range 3 {
+			before := s.idleStatements(t) // the posts' own work stays out
+			s.mustDo(t, alice.token, query, nil, &d)
+			statements = min(statements, s.metric(t, `switchboard_database_statements_total`)-before)
+		}
 		return len(d.Rooms.Edges), statements
 	}
 	n1, small := grow(5, 4)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/chat"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/store"
 )
@@ -61,7 +62,7 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 
 		// The watchers' first reads may still be running: count from
 		// when the database is idle.
-		before := idleStatements(t, e.db.Statements)
+		before := uint64(testenv.Idle(t, func() float64 { return float64(e.db.Statements()) }))
 		_, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, "one", "")
 		require.NoError(t, err)
 		settled("one", func(int) int { return 1 }, func(int) bool { return false })
@@ -99,23 +100,4 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 		}
 		settled("last", func(i int) int { return want[i] }, func(i int) bool { return i < watchers/2 })
 	})
-}
-
-// idleStatements waits until count (a database's statements so far) has
-// not moved for 300 ms, at most 5 s, and returns it: the work that came
-// before a measurement stays out of it.
-func idleStatements(t *testing.T, count func() uint64) uint64 {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	last := count()
-	for time.Now().Before(deadline) {
-		time.Sleep(300 * time.Millisecond)
-		now := count()
-		if now == last {
-			return now
-		}
-		last = now
-	}
-	t.Fatalf("the database never went idle: %d statements and counting", last)
-	return last
 }

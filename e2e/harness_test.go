@@ -31,6 +31,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboardhq/switchboard/app"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
@@ -1167,23 +1168,11 @@ func waitMetric(t *testing.T, s *testServer, name string, want float64) {
 	assert.Equal(t, want, s.metric(t, name), name)
 }
 
-// idleStatements waits until the server's database statements have not
-// moved for 300 ms, at most 5 s, and returns their count: the work that
-// came before a measurement stays out of it.
+// idleStatements waits until the server's database statements are still
+// (see testenv.Idle) and returns their count.
 func (s *testServer) idleStatements(t *testing.T) float64 {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	last := s.metric(t, `switchboard_database_statements_total`)
-	for time.Now().Before(deadline) {
-		time.Sleep(300 * time.Millisecond)
-		now := s.metric(t, `switchboard_database_statements_total`)
-		if now == last {
-			return now
-		}
-		last = now
-	}
-	t.Fatalf("the database never went idle: %.0f statements and counting", last)
-	return last
+	return testenv.Idle(t, func() float64 { return s.metric(t, `switchboard_database_statements_total`) })
 }
 
 // logsOnFailure prints the server's log when the test fails.

@@ -321,11 +321,7 @@ func (c *conn) writeQueued(f queuedFrame) bool {
 	case f.failed:
 		return c.sendFramed(c.internalErrorFrame(f.op.id))
 	}
-	buf := scratch.Get().(*[]byte)
-	*buf = c.appendResult((*buf)[:0], f)
-	ok := c.sendLocked(*buf)
-	releaseScratch(buf)
-	return ok
+	return c.writeAllQueued([]queuedFrame{f})
 }
 
 // writeAllQueued sends the queued results fs, of operations on this

@@ -443,11 +443,9 @@ func TestRoomListWatchersShareTheirReads(t *testing.T) {
 }
 
 // TestRoomListReadsAreBatched: the rooms query reads each of its fields for
-// the whole list at once (the direct rooms' members, the unread counts, the
-// last messages): a handful of statements however long the list, not a few
-// per room. (The loads of one field share a query when they are asked
-// within the batch window of each other; on a busy machine a list may take
-// two batches, hence a bound rather than an exact count.)
+// the whole page at once (the direct rooms' members, the unread counts, the
+// last messages, the joined flags): the same statements however long the
+// list, not a few per room.
 func TestRoomListReadsAreBatched(t *testing.T) {
 	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0", "LIMIT_SIGNINS": "0", "LIMIT_ROOMS": "0"}) // the rooms' members sign in from one address
 	alice := s.chatUser(t, "alice")
@@ -466,10 +464,8 @@ func TestRoomListReadsAreBatched(t *testing.T) {
 			r := s.openDirect(t, alice.token, peer.ID)
 			s.postMessage(t, peer.token, r.ID, "hi alice")
 		}
-		// The fewest of three reads: a batch waits 2 ms for the loads that
-		// join it, and under -race on a busy machine a list's loads may
-		// straddle that and take more batches; a read per room would cost
-		// one per room every time.
+		// The fewest of three reads: a statement of the server's own
+		// (a session check, a poll) may fall in one of them.
 		var d struct{ Rooms roomPage }
 		statements = math.Inf(1)
 		for range 3 {
@@ -482,7 +478,7 @@ func TestRoomListReadsAreBatched(t *testing.T) {
 	n1, small := grow(5, 4)
 	n2, large := grow(4, 16)
 	t.Logf("rooms query: %d rooms (4 direct), %.0f statements; %d rooms (20 direct), %.0f statements", n1, small, n2, large)
-	assert.Less(t, large, 20.0, "fewer statements than direct rooms: no read per room")
+	assert.LessOrEqual(t, large, small, "as many statements for %d rooms as for %d: no read per room", n2, n1)
 }
 
 // TestPresenceIsComputedOncePerSelection: watchers of a room's presence

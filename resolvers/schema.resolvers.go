@@ -210,7 +210,15 @@ func (r *queryResolver) Rooms(ctx context.Context, first *int, after *string, se
 	if err != nil {
 		return nil, err
 	}
-	return roomPage(rooms, n, asOf, after != nil), nil
+	page := roomPage(rooms, n, asOf, after != nil)
+	nodes := make([]*models.Room, len(page.Edges))
+	for i, e := range page.Edges {
+		nodes[i] = e.Node
+	}
+	if err := r.seeRooms(ctx, nodes); err != nil {
+		return nil, err
+	}
+	return page, nil
 }
 
 // Room is the resolver for the room field.

@@ -56,10 +56,16 @@ func connectEach[C any](ctx context.Context, n, concurrency int, errs *errorLog,
 
 // readMessages hands each message of ws to handle until the connection
 // fails or is closed, and reports whether it was lost (rather than closed
-// by loadgen); a loss is logged to errs.
+// by loadgen); a loss is logged to errs. msg is read into one buffer per
+// connection, as the status feed's clients do (readLoop): handle must not
+// keep it.
 func readMessages(ws *websocket.Conn, errs *errorLog, handle func(msg []byte, now time.Time)) (lost bool) {
+	var msg []byte
 	for {
-		_, msg, err := ws.ReadMessage()
+		_, r, err := ws.NextReader()
+		if err == nil {
+			msg, err = readAll(msg[:0], r)
+		}
 		if err != nil {
 			if !websocket.IsCloseError(err, websocket.CloseNormalClosure) && !strings.Contains(err.Error(), "use of closed") {
 				errs.add("connection lost: " + err.Error())

@@ -297,24 +297,33 @@ func startSwitchboard(t *testing.T) (url, adminToken string) {
 	return srv.URL(), token
 }
 
+// runTinyWorkload runs loadgen's workload (notifications or room) with 20
+// users at 5 a second for 1 s against url, with the reference, requires
+// every user connected, every post made and no error seen, and returns
+// the report.
+func runTinyWorkload(t *testing.T, workload, url string, args ...string) *NotificationsReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, append([]string{workload, "-url", url, "-users", "20", "-rate", "5", "-duration", "1s", "-drain", "5s",
+		"-settle", "100ms", "-sources", "2", "-pid", strconv.Itoa(os.Getpid()), "-json"}, args...), &stdout, &stderr)
+	require.NoError(t, err, "stderr:\n%s", stderr.String())
+	var rep NotificationsReport
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), stdout.String())
+	require.Equal(t, 20, rep.Connected)
+	require.EqualValues(t, 5, rep.Broadcasts)
+	require.Empty(t, rep.Errors)
+	return &rep
+}
+
 // TestNotificationsWorkload runs the notifications workload and its status
 // feed reference at a tiny size against a real server: every broadcast
 // reaches every user once, on notificationAdded and in the unread count,
 // and the report has the figures docs/performance.md quotes.
 func TestNotificationsWorkload(t *testing.T) {
 	url, token := startSwitchboard(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"notifications", "-url", url, "-admin-token", token, "-users", "20", "-rate", "5",
-		"-duration", "1s", "-drain", "5s", "-settle", "100ms", "-sources", "2", "-pid", strconv.Itoa(os.Getpid()), "-json"}, &stdout, &stderr)
-	require.NoError(t, err, "stderr:\n%s", stderr.String())
-	var rep NotificationsReport
-	require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep), stdout.String())
-
-	assert.Equal(t, 20, rep.Connected)
-	assert.EqualValues(t, 5, rep.Broadcasts)
-	assert.Empty(t, rep.Errors)
+	rep := runTinyWorkload(t, "notifications", url, "-admin-token", token)
 	for name, d := range map[string]DeliveryReport{"notificationAdded": rep.NotificationAdded, "unreadCount": rep.UnreadCount} {
 		assert.EqualValues(t, 100, d.Expected, name)
 		assert.EqualValues(t, 100, d.Received, name)
@@ -328,6 +337,7 @@ func TestNotificationsWorkload(t *testing.T) {
 	assert.LessOrEqual(t, *rep.StatementsPerBroadcast, 10.0)
 	require.NotNil(t, rep.SlowConsumerDisconnects)
 	assert.Zero(t, *rep.SlowConsumerDisconnects)
+	assert.Zero(t, rep.DecodedResults, "the server's results are scanned, not decoded, as the reference's are")
 	require.NotNil(t, rep.Reference, "the status feed reference")
 	assert.Equal(t, 20, rep.Reference.Connected)
 	assert.Zero(t, rep.Reference.Missing)
@@ -338,10 +348,26 @@ func TestNotificationsWorkload(t *testing.T) {
 	require.NotNil(t, rep.Server.GoroutinesEnd)
 
 	var table bytes.Buffer
-	writeNotifTable(&table, &rep)
+	writeNotifTable(&table, rep)
 	for _, want := range []string{"notificationAdded publish→receive", "unreadCount publish→new value", "statusPosted reference", "p99 ratios", "database statements per broadcast"} {
 		assert.Contains(t, table.String(), want)
 	}
+}
+
+// TestRoomWorkload runs the room workload and its reference at a tiny size
+// against a real server: every message reaches every member once, on
+// messageAdded and in roomsChanged, and every result is scanned.
+func TestRoomWorkload(t *testing.T) {
+	url, _ := startSwitchboard(t)
+	rep := runTinyWorkload(t, "room", url)
+	for name, d := range map[string]DeliveryReport{"messageAdded": rep.NotificationAdded, "roomsChanged": rep.UnreadCount} {
+		assert.EqualValues(t, 100, d.Received, name)
+		assert.Zero(t, d.Missing, name)
+		assert.Zero(t, d.Duplicates, name)
+	}
+	assert.Zero(t, rep.DecodedResults, "the server's results are scanned, not decoded, as the reference's are")
+	require.NotNil(t, rep.Reference, "the status feed reference")
+	assert.Zero(t, rep.Reference.Missing)
 }
 
 // TestBaselineReplaysAfter: a subscriber with `after` gets the posts after it
@@ -406,4 +432,38 @@ func TestBaselineReplaysAfter(t *testing.T) {
 	}
 	assert.Equal(t, []string{"two", "three"}, append(before[0], texts(resumed, count(2-len(before[0])))...))
 	assert.Equal(t, []string{"three"}, append(before[1], texts(plain, count(1))...))
+}
+
+// TestScanNext: the frames the server writes for loadgen's documents are
+// read without decoding, to the same result as decoding them; anything of
+// another shape is left to the decoder.
+func TestScanNext(t *testing.T) {
+	for _, msg := range []string{
+		`{"type":"next","id":"n","payload":{"data":{"notificationAdded":{"id":"17","title":"lg:ab12:3:1733390000000000000"}}}}`,
+		`{"type":"next","id":"u","payload":{"data":{"unreadCount":42}}}`,
+		`{"type":"next","id":"u","payload":{"data":{"unreadCount":0}}}`,
+		`{"type":"next","id":"n","payload":{"data":{"messageAdded":{"id":"1:9","text":"lg:ab12:4:1"}}}}`,
+		`{"type":"next","id":"u","payload":{"data":{"roomsChanged":{"id":"1","unreadCount":3,"lastMessage":{"id":"1:9","text":"hi"}}}}}`,
+		`{"type":"next","id":"u","payload":{"data":{"roomsChanged":{"id":"2","unreadCount":0,"lastMessage":null}}}}`,
+	} {
+		var scanned, decoded nextMessage
+		require.True(t, scanNext([]byte(msg), &scanned), msg)
+		require.NoError(t, json.Unmarshal([]byte(msg), &decoded))
+		assert.Equal(t, decoded, scanned, msg)
+	}
+	for _, msg := range []string{
+		`{"type":"next","id":"n","payload":{"errors":[{"message":"no"}],"data":null}}`,
+		`{"type":"next","id":"n","payload":{"data":{"notificationAdded":{"id":"17","title":"say \"hi\""}}}}`,
+		`{"type":"next","id":"n","payload":{"data":{"notificationAdded":{"title":"t","id":"17"}}}}`,
+		`{"type":"next","id":"n","payload":{"data":{"notificationAdded":{"id":"17","title":"t","body":"b"}}}}`,
+		`{"type":"next","id":"u","payload":{"data":{"unreadCount":42}},"extra":1}`,
+		`{"type":"next","id":"u","payload":{"data":{"unreadCount":-1}}}`,
+		`{"type":"next","id":"u","payload":{"data":{"unreadCount":42}}}}`,
+		`{"type":"ping"}`,
+		`{"type":"next","id":"u","payload":{"data":{"unreadCount":42}`,
+	} {
+		var m nextMessage
+		assert.False(t, scanNext([]byte(msg), &m), msg)
+		assert.Equal(t, nextMessage{}, m, "left empty for the decoder: %s", msg)
+	}
 }

@@ -117,6 +117,9 @@ type NotificationsReport struct {
 	SlowConsumerDisconnects  *int64       `json:"slowConsumerDisconnects"`
 	Disconnects              int64        `json:"disconnects"`
 	Errors                   []string     `json:"errors"`
+	// DecodedResults counts the next messages loadgen decoded as JSON
+	// rather than scanned (scanNext): errors, or a shape it did not expect.
+	DecodedResults int64 `json:"decodedResults"`
 
 	// Reference is the status feed measured at the same size and rate.
 	Reference *Report `json:"reference,omitempty"`
@@ -179,6 +182,7 @@ type notifRun struct {
 	added    atomic.Int64 // first deliveries of this run's broadcasts
 	shown    atomic.Int64 // broadcasts shown by unread counts, summed over users
 	lost     atomic.Int64 // users whose connection failed
+	decoded  atomic.Int64 // next messages scanNext left to json.Unmarshal
 	progress io.Writer
 }
 

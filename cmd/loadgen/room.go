@@ -40,11 +40,9 @@ type roomWorkload struct {
 
 // roomsChangedEvent is the part of a roomsChanged event loadgen reads.
 type roomsChangedEvent struct {
-	ID          string `json:"id"`
-	UnreadCount int    `json:"unreadCount"`
-	LastMessage *struct {
-		Text string `json:"text"`
-	} `json:"lastMessage"`
+	ID          string  `json:"id"`
+	UnreadCount int     `json:"unreadCount"`
+	LastMessage *texted `json:"lastMessage"`
 }
 
 // runRoom is the `room` subcommand.

@@ -41,6 +41,13 @@ type frameConn struct {
 	deflate    bool
 	handshaken bool // the handshake's response has been written
 
+	// trySend's write: writeRaw bound once, and its input and results
+	// (trySend runs under the connection's write lock, one at a time).
+	writeFn func(fd uintptr) bool
+	sending []byte
+	sent    int
+	sendErr error
+
 	header     [14]byte // the frame header read so far
 	headerRead int      // bytes of header filled
 	headerLen  int      // the header's length, once its first two bytes are known
@@ -52,7 +59,7 @@ func newFrameConn(c net.Conn) *frameConn {
 	fc := &frameConn{Conn: c}
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			fc.raw = raw
+			fc.raw, fc.writeFn = raw, fc.writeRaw
 		}
 	}
 	return fc
@@ -117,7 +124,14 @@ func (fc *frameConn) trySend(p []byte) (int, error) {
 	if fc.raw == nil {
 		return 0, nil
 	}
-	return trySendRaw(fc.raw, p)
+	fc.sending = p
+	err := fc.raw.Write(fc.writeFn)
+	n, werr := fc.sent, fc.sendErr
+	fc.sending, fc.sent, fc.sendErr = nil, 0, nil
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // atBoundary reports whether the next byte on the socket starts a frame.

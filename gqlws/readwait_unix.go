@@ -21,19 +21,15 @@ func waitPeek(raw syscall.RawConn) bool {
 	return true
 }
 
-// trySendRaw makes one write(2) on the non-blocking socket: a full send
-// buffer takes nothing (EAGAIN) instead of waiting.
-func trySendRaw(raw syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var werr error
-	if err := raw.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), p)
-		return true
-	}); err != nil {
-		return 0, err
+// writeRaw is fc.raw's write callback for trySend: one write(2) of
+// fc.sending on the non-blocking socket, where a full send buffer takes
+// nothing (EAGAIN) instead of waiting. Bound once per connection
+// (fc.writeFn), it costs a send no closure.
+func (fc *frameConn) writeRaw(fd uintptr) bool {
+	n, err := syscall.Write(int(fd), fc.sending)
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+		n, err = 0, nil
 	}
-	if errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR) {
-		return 0, nil
-	}
-	return max(n, 0), werr
+	fc.sent, fc.sendErr = max(n, 0), err
+	return true
 }

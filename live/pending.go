@@ -12,6 +12,11 @@ type Pending[K comparable, V any] struct {
 	values map[K]V
 	order  []K
 	signal chan struct{}
+	// What the last Take handed out, emptied and filled again by the next
+	// one: a queue that takes a change of every inbox or room list on each
+	// event then makes no garbage per key.
+	takenValues map[K]V
+	takenOrder  []K
 }
 
 // NewPending returns an empty queue.
@@ -36,12 +41,19 @@ func (p *Pending[K, V]) Update(key K, merge func(old V, queued bool) V) {
 }
 
 // Take returns the entries, by key in the order keys first changed, and
-// empties the queue.
+// empties the queue. What it returns is the reader's until its next Take,
+// which reuses the memory.
 func (p *Pending[K, V]) Take() ([]K, map[K]V) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	order, values := p.order, p.values
-	p.order, p.values = nil, make(map[K]V, len(values))
+	if p.takenValues == nil {
+		p.takenValues = make(map[K]V, len(values))
+	}
+	clear(p.takenValues)
+	clear(p.takenOrder) // drop references the keys may hold
+	p.order, p.values = p.takenOrder[:0], p.takenValues
+	p.takenOrder, p.takenValues = order, values
 	return order, values
 }
 

@@ -28,6 +28,34 @@ func TestPendingMergesByKey(t *testing.T) {
 	order, values = p.Take()
 	assert.Empty(t, order)
 	assert.Empty(t, values)
+
+	// The memory of a take is reused two takes later, holding only what
+	// came since.
+	add("c", 5)
+	order, values = p.Take()
+	assert.Equal(t, []string{"c"}, order)
+	assert.Equal(t, map[string]int{"c": 5}, values)
+	add("a", 1)
+	add("c", 1)
+	order, values = p.Take()
+	assert.Equal(t, []string{"a", "c"}, order)
+	assert.Equal(t, map[string]int{"a": 1, "c": 1}, values)
+}
+
+// TestPendingReusesItsMemory: once warm, a round of a change to each of
+// many keys and a take allocates nothing, so a queue that takes a change
+// of every inbox on each broadcast adds no garbage per inbox.
+func TestPendingReusesItsMemory(t *testing.T) {
+	p := live.NewPending[int64, int]()
+	round := func() {
+		for k := range int64(1000) {
+			p.Update(k, func(old int, _ bool) int { return old + 1 })
+		}
+		p.Take()
+	}
+	round()
+	round()
+	assert.Zero(t, testing.AllocsPerRun(20, round))
 }
 
 // TestGroupBy: keys of one group value come together, groups in the order

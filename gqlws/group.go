@@ -571,18 +571,47 @@ func (t *Transport) runPass(ctx context.Context, batch []*fanOutJob, r *riders) 
 // milliseconds after its notification, while the notification is being
 // written: this way most subscribers of both get both in one write.
 type riders struct {
-	turns *turns
-	mu    sync.Mutex // one adoption at a time
-	jobs  []*fanOutJob
-	rides [][]ride                          // the frames of each of jobs, one per member
-	index atomic.Pointer[map[*conn][]*ride] // the rides by connection; replaced, never changed
+	turns   *turns
+	mu      sync.Mutex // one adoption at a time
+	jobs    []*fanOutJob
+	adopted atomic.Pointer[[]*adoption] // one per job of jobs; replaced, never changed
 }
 
-// ride is one adopted frame for one member, taken once: along with the
-// turn's frames, or by rest.
-type ride struct {
-	frame queuedFrame
-	taken atomic.Bool
+// adoption is one adopted fan-out: where each connection's members are,
+// and which members' frames have been taken, along with the turn's frames
+// or by rest. Its memory is a map entry per connection and a flag per
+// member, not a frame per member.
+type adoption struct {
+	job   *fanOutJob
+	first map[*conn]int32   // each connection's first member, by index
+	more  map[*conn][]int32 // further members of a connection, in order (rare: nil until one)
+	taken []atomic.Bool     // by member
+}
+
+// newAdoption indexes job's members by connection.
+func newAdoption(job *fanOutJob) *adoption {
+	a := &adoption{job: job, first: make(map[*conn]int32, len(job.members)), taken: make([]atomic.Bool, len(job.members))}
+	for i, m := range job.members {
+		if _, seen := a.first[m.conn]; !seen {
+			a.first[m.conn] = int32(i)
+			continue
+		}
+		if a.more == nil {
+			a.more = map[*conn][]int32{}
+		}
+		a.more[m.conn] = append(a.more[m.conn], int32(i))
+	}
+	return a
+}
+
+// take appends member i's frame to frames unless it was taken already.
+func (a *adoption) take(i int32, frames []queuedFrame) []queuedFrame {
+	if !a.taken[i].CompareAndSwap(false, true) {
+		return frames
+	}
+	f := a.job.result
+	f.op = a.job.members[i]
+	return append(frames, f)
 }
 
 // poll adopts the fan-outs waiting for a turn, if any.
@@ -595,20 +624,15 @@ func (r *riders) poll() {
 	if len(jobs) == 0 {
 		return
 	}
-	index := map[*conn][]*ride{}
-	if old := r.index.Load(); old != nil {
-		maps.Copy(index, *old)
+	var adopted []*adoption
+	if old := r.adopted.Load(); old != nil {
+		adopted = append(adopted, *old...)
 	}
 	for _, job := range jobs {
-		rides := make([]ride, len(job.members))
-		for i, m := range job.members {
-			rides[i].frame = job.result
-			rides[i].frame.op = m
-			index[m.conn] = append(slices.Clip(index[m.conn]), &rides[i])
-		}
-		r.jobs, r.rides = append(r.jobs, job), append(r.rides, rides)
+		adopted = append(adopted, newAdoption(job))
 	}
-	r.index.Store(&index)
+	r.jobs = append(r.jobs, jobs...)
+	r.adopted.Store(&adopted)
 }
 
 // along appends to frames, for connection c, the adopted frames for c not
@@ -618,13 +642,16 @@ func (r *riders) along(c *conn, frames []queuedFrame) []queuedFrame {
 		return frames
 	}
 	r.poll()
-	index := r.index.Load()
-	if index == nil {
+	adopted := r.adopted.Load()
+	if adopted == nil {
 		return frames
 	}
-	for _, rd := range (*index)[c] {
-		if rd.taken.CompareAndSwap(false, true) {
-			frames = append(frames, rd.frame)
+	for _, a := range *adopted {
+		if i, ok := a.first[c]; ok {
+			frames = a.take(i, frames)
+			for _, j := range a.more[c] {
+				frames = a.take(j, frames)
+			}
 		}
 	}
 	return frames
@@ -635,16 +662,20 @@ func (r *riders) along(c *conn, frames []queuedFrame) []queuedFrame {
 func (r *riders) rest() []*fanOutJob {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	adopted := r.adopted.Load()
+	if adopted == nil {
+		return nil
+	}
 	var rest []*fanOutJob
-	for i, job := range r.jobs {
+	for _, a := range *adopted {
 		var members []*operation
-		for j := range r.rides[i] {
-			if r.rides[i][j].taken.CompareAndSwap(false, true) {
-				members = append(members, job.members[j])
+		for i, m := range a.job.members {
+			if a.taken[i].CompareAndSwap(false, true) {
+				members = append(members, m)
 			}
 		}
 		if len(members) > 0 {
-			rest = append(rest, &fanOutJob{members: members, result: job.result, class: job.class})
+			rest = append(rest, &fanOutJob{members: members, result: a.job.result, class: a.job.class})
 		}
 	}
 	slices.SortStableFunc(rest, func(a, b *fanOutJob) int { return cmp.Compare(a.class, b.class) })

@@ -3,6 +3,7 @@ package gqlws
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -240,4 +241,45 @@ func TestLateFanOutsRideAlong(t *testing.T) {
 	tr.fanOuts.mu.Lock()
 	assert.False(t, tr.fanOuts.busy, "the turn is free again")
 	tr.fanOuts.mu.Unlock()
+}
+
+// TestAdoptionCostsLittlePerMember: adopting a fan-out to many connections
+// (a broadcast's counts riding along its notification) costs a map entry
+// and a flag per member, not a frame each, and still hands each
+// connection its frames once and in order, with the rest left for rest.
+func TestAdoptionCostsLittlePerMember(t *testing.T) {
+	const n = 8000
+	conns := make([]*conn, n)
+	members := make([]*operation, 0, n+1)
+	for i := range conns {
+		conns[i] = &conn{}
+		members = append(members, &operation{conn: conns[i], id: "u"})
+	}
+	twice := &operation{conn: conns[7], id: "v"} // one connection, two operations of the group
+	members = append(members, twice)
+	job := &fanOutJob{members: members, result: countFrame, class: latestTurn}
+
+	var a *adoption
+	perMember := math.Inf(1)
+	for range 3 { // the least of three: another goroutine may allocate meanwhile
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		a = newAdoption(job)
+		runtime.ReadMemStats(&after)
+		perMember = min(perMember, float64(after.TotalAlloc-before.TotalAlloc)/float64(len(members)))
+	}
+	t.Logf("adopting a fan-out to %d members: %.1f bytes a member", len(members), perMember)
+	assert.Less(t, perMember, 48.0) // a frame each (ride, 32 bytes) and a growing map came to about 100
+
+	r := &riders{turns: &turns{}, jobs: []*fanOutJob{job}}
+	r.adopted.Store(&[]*adoption{a})
+	got := r.along(conns[7], nil)
+	require.Len(t, got, 2)
+	assert.Equal(t, []*operation{members[7], twice}, []*operation{got[0].op, got[1].op})
+	assert.Empty(t, r.along(conns[7], nil), "taken once")
+	assert.Len(t, r.along(conns[3], nil), 1)
+	rest := r.rest()
+	require.Len(t, rest, 1)
+	assert.Len(t, rest[0].members, n-2, "every member not taken, once")
+	assert.Empty(t, r.rest())
 }

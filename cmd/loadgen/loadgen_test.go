@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -434,22 +435,28 @@ func TestBaselineReplaysAfter(t *testing.T) {
 	assert.Equal(t, []string{"three"}, append(before[1], texts(plain, count(1))...))
 }
 
-// TestScanNext: the frames the server writes for loadgen's documents are
-// read without decoding, to the same result as decoding them; anything of
+// TestScanFrame: the messages the server writes for loadgen's documents
+// are read without decoding, to the same result as decoding them, and
+// without allocating (as the status feed reference's are); anything of
 // another shape is left to the decoder.
-func TestScanNext(t *testing.T) {
+func TestScanFrame(t *testing.T) {
+	now := time.Now()
+	title := fmt.Sprintf("lg:ab12:3:%d", now.UnixNano())
 	for _, msg := range []string{
-		`{"type":"next","id":"n","payload":{"data":{"notificationAdded":{"id":"17","title":"lg:ab12:3:1733390000000000000"}}}}`,
+		`{"type":"next","id":"n","payload":{"data":{"notificationAdded":{"id":"17","title":"` + title + `"}}}}`,
 		`{"type":"next","id":"u","payload":{"data":{"unreadCount":42}}}`,
 		`{"type":"next","id":"u","payload":{"data":{"unreadCount":0}}}`,
 		`{"type":"next","id":"n","payload":{"data":{"messageAdded":{"id":"1:9","text":"lg:ab12:4:1"}}}}`,
 		`{"type":"next","id":"u","payload":{"data":{"roomsChanged":{"id":"1","unreadCount":3,"lastMessage":{"id":"1:9","text":"hi"}}}}}`,
 		`{"type":"next","id":"u","payload":{"data":{"roomsChanged":{"id":"2","unreadCount":0,"lastMessage":null}}}}`,
 	} {
-		var scanned, decoded nextMessage
-		require.True(t, scanNext([]byte(msg), &scanned), msg)
-		require.NoError(t, json.Unmarshal([]byte(msg), &decoded))
+		scanned, ok := scanFrame([]byte(msg))
+		require.True(t, ok, msg)
+		decoded, ok := decodeFrame([]byte(msg))
+		require.True(t, ok)
 		assert.Equal(t, decoded, scanned, msg)
+		b := []byte(msg)
+		assert.Zero(t, testing.AllocsPerRun(100, func() { scanFrame(b) }), msg)
 	}
 	for _, msg := range []string{
 		`{"type":"next","id":"n","payload":{"errors":[{"message":"no"}],"data":null}}`,
@@ -462,8 +469,21 @@ func TestScanNext(t *testing.T) {
 		`{"type":"ping"}`,
 		`{"type":"next","id":"u","payload":{"data":{"unreadCount":42}`,
 	} {
-		var m nextMessage
-		assert.False(t, scanNext([]byte(msg), &m), msg)
-		assert.Equal(t, nextMessage{}, m, "left empty for the decoder: %s", msg)
+		_, ok := scanFrame([]byte(msg))
+		assert.False(t, ok, msg)
+	}
+	f, ok := decodeFrame([]byte(`{"type":"next","id":"n","payload":{"errors":[{"message":"no"}],"data":null}}`))
+	require.True(t, ok)
+	assert.True(t, f.errors)
+
+	// The title's broadcast number and send time, this run's only.
+	r := &notifRun{titlePrefix: []byte("lg:ab12:"), total: 10}
+	seq, sent, ok := r.parseTitle([]byte(title))
+	require.True(t, ok)
+	assert.Equal(t, 3, seq)
+	assert.Equal(t, now.UnixNano(), sent)
+	for _, other := range []string{"lg:zz99:3:1", "lg:ab12:10:1", "lg:ab12:3:", "lg:ab12:3:12x", "lg:ab12:3:99999999999999999999", "prime ab12"} {
+		_, _, ok := r.parseTitle([]byte(other))
+		assert.False(t, ok, other)
 	}
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -32,7 +32,7 @@ func (r *notifRun) connect(ctx context.Context, d *websocket.Dialer, i int) (*no
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	u := &notifUser{ws: ws, got: newBitset(r.total), done: make(chan struct{})}
+	u := &notifUser{ws: ws, got: newBitset(r.total), latencies: make([]int64, 0, r.total), done: make(chan struct{})}
 	deadline, _ := ctx.Deadline()
 	_ = ws.SetReadDeadline(deadline)
 	added, counted := r.subscriptions(i)
@@ -52,7 +52,7 @@ func (r *notifRun) connect(ctx context.Context, d *websocket.Dialer, i int) (*no
 			_ = ws.Close()
 			return nil, fmt.Errorf("wait for the first unread count: %w", err)
 		}
-		first = r.handle(u, msg, time.Now()) == "u"
+		first = r.handle(u, msg, time.Now())
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 	go r.readLoop(u)
@@ -68,7 +68,8 @@ func (r *notifRun) readLoop(u *notifUser) {
 	}
 }
 
-// nextMessage is the part of a next message loadgen reads.
+// nextMessage is the part of a message loadgen decodes when it cannot
+// scan it (see scanFrame).
 type nextMessage struct {
 	Type    string `json:"type"`
 	ID      string `json:"id"`
@@ -91,108 +92,146 @@ type texted struct {
 	Text string `json:"text"`
 }
 
-// handle records one message received at now and returns the id of the
-// operation it was a result of ("" for anything else).
-func (r *notifRun) handle(u *notifUser, msg []byte, now time.Time) string {
-	var m nextMessage
-	if !scanNext(msg, &m) {
-		if json.Unmarshal(msg, &m) != nil {
-			return ""
+// frame is what loadgen reads of a message: its type and operation id
+// and, of a next message, the one field of its data. A scanned frame's
+// byte slices point into the message read, which the next read reuses.
+type frame struct {
+	typ    string // next, ping, error…
+	id     []byte
+	errors bool // a next message with errors
+	field  int
+	text   []byte // fieldAdded: the title or text; fieldRooms: the last message's text, if any
+	count  int    // fieldCount: the count; fieldRooms: the room's unread count
+	roomID []byte // fieldRooms
+	last   bool   // fieldRooms: the room has a last message
+}
+
+// What a next message of loadgen's documents carries.
+const (
+	fieldNone  = iota
+	fieldAdded // notificationAdded { id title } or messageAdded { id text }
+	fieldCount // unreadCount
+	fieldRooms // roomsChanged { id unreadCount lastMessage { id text } }
+)
+
+// handle records one message received at now and reports whether it was
+// a result of the count or room list ("u").
+func (r *notifRun) handle(u *notifUser, msg []byte, now time.Time) bool {
+	f, ok := scanFrame(msg)
+	if !ok {
+		if f, ok = decodeFrame(msg); !ok {
+			return false
 		}
-		if m.Type == "next" {
+		if f.typ == "next" {
 			r.decoded.Add(1)
 		}
 	}
 	switch {
-	case m.Type == "ping":
+	case f.typ == "ping":
 		_ = u.ws.WriteMessage(websocket.TextMessage, pongMessage)
-	case m.Type == "error" || len(m.Payload.Errors) > 0:
-		r.errs.add(fmt.Sprintf("subscription %s: %.200s", m.ID, msg))
-	case m.Type != "next":
-	case m.ID == "n" && (m.Payload.Data.NotificationAdded != nil || m.Payload.Data.MessageAdded != nil):
-		title := ""
-		if n := m.Payload.Data.NotificationAdded; n != nil {
-			title = n.Title
-		} else {
-			title = m.Payload.Data.MessageAdded.Text
-			r.primed(u, title, &u.primedAdded, &r.room.primedAdded)
+	case f.typ == "error" || f.errors:
+		r.errs.add(fmt.Sprintf("subscription %s: %.200s", f.id, msg))
+	case f.typ != "next":
+	case string(f.id) == "n" && f.field == fieldAdded:
+		if r.room != nil {
+			r.primed(u, f.text, &u.primedAdded, &r.room.primedAdded)
 		}
-		seq, sent, ok := r.parseTitle(title)
+		seq, sent, ok := r.parseTitle(f.text)
 		if !ok {
-			return m.ID // someone else's, or from before loadgen started
+			break // someone else's, or from before loadgen started
 		}
 		if u.got.has(seq) {
 			u.duplicates++
-			return m.ID
+			break
 		}
 		u.got.set(seq)
 		u.latencies = append(u.latencies, now.UnixNano()-sent)
 		r.added.Add(1)
-	case m.ID == "u" && m.Payload.Data.UnreadCount != nil:
-		n := *m.Payload.Data.UnreadCount
+	case string(f.id) == "u" && f.field == fieldCount:
 		if u.counts == nil {
-			u.initial, u.counts = n, make([]int64, 0, r.total)
+			u.initial, u.counts = f.count, make([]int64, 0, r.total)
 		}
-		for len(u.counts) < n-u.initial && len(u.counts) < r.total {
+		for len(u.counts) < f.count-u.initial && len(u.counts) < r.total {
 			u.counts = append(u.counts, now.UnixNano())
 			r.shown.Add(1)
 		}
-		u.last = n
-	case m.ID == "u" && m.Payload.Data.RoomsChanged != nil:
-		r.roomShown(u, m.Payload.Data.RoomsChanged, now)
+		u.last = f.count
+	case string(f.id) == "u" && f.field == fieldRooms:
+		r.roomShown(u, &f, now)
 	}
-	return m.ID
+	return string(f.id) == "u"
 }
 
-// scanNext fills m from msg without decoding JSON when msg is a next
+// scanFrame reads msg without decoding JSON or allocating when it is a next
 // message of the compact shape the server writes for loadgen's documents
 // (no spaces, fields in selection order, strings without escapes), as
-// parseFast does for the status feed's reference, so that a frame costs
-// loadgen's clients the same in the workload as in its reference. Anything
-// else (errors, pings, another shape) returns false, for json.Unmarshal.
-func scanNext(msg []byte, m *nextMessage) bool {
+// parseFast does for the status feed's reference, so that a message costs
+// loadgen's clients the same in the workload as in its reference.
+// Anything else (errors, pings, another shape) returns false, for
+// decodeFrame.
+func scanFrame(msg []byte) (frame, bool) {
 	s := scanner{b: msg, ok: true}
+	f := frame{typ: "next"}
 	s.expect(`{"type":"next","id":`)
-	m.Type, m.ID = "next", s.str()
+	f.id = s.str()
 	s.expect(`,"payload":{"data":{`)
-	d := &m.Payload.Data
 	switch {
 	case s.has(`"notificationAdded":{"id":`):
 		s.str()
 		s.expect(`,"title":`)
-		d.NotificationAdded = &titled{Title: s.str()}
+		f.field, f.text = fieldAdded, s.str()
 		s.expect(`}`)
 	case s.has(`"messageAdded":{"id":`):
 		s.str()
 		s.expect(`,"text":`)
-		d.MessageAdded = &texted{Text: s.str()}
+		f.field, f.text = fieldAdded, s.str()
 		s.expect(`}`)
 	case s.has(`"unreadCount":`):
-		n := s.num()
-		d.UnreadCount = &n
+		f.field, f.count = fieldCount, s.num()
 	case s.has(`"roomsChanged":{"id":`):
-		ev := &roomsChangedEvent{ID: s.str()}
+		f.field, f.roomID = fieldRooms, s.str()
 		s.expect(`,"unreadCount":`)
-		ev.UnreadCount = s.num()
+		f.count = s.num()
 		s.expect(`,"lastMessage":`)
 		if !s.has(`null`) {
 			s.expect(`{"id":`)
 			s.str()
 			s.expect(`,"text":`)
-			ev.LastMessage = &texted{Text: s.str()}
+			f.text, f.last = s.str(), true
 			s.expect(`}`)
 		}
 		s.expect(`}`)
-		d.RoomsChanged = ev
 	default:
 		s.ok = false
 	}
 	s.expect(`}}}`)
 	if !s.ok || len(s.b) > 0 {
-		*m = nextMessage{}
-		return false
+		return frame{}, false
 	}
-	return true
+	return f, true
+}
+
+// decodeFrame decodes msg as JSON: any message, in any valid shape.
+func decodeFrame(msg []byte) (frame, bool) {
+	var m nextMessage
+	if json.Unmarshal(msg, &m) != nil {
+		return frame{}, false
+	}
+	f := frame{typ: m.Type, id: []byte(m.ID), errors: len(m.Payload.Errors) > 0}
+	switch d := m.Payload.Data; {
+	case d.NotificationAdded != nil:
+		f.field, f.text = fieldAdded, []byte(d.NotificationAdded.Title)
+	case d.MessageAdded != nil:
+		f.field, f.text = fieldAdded, []byte(d.MessageAdded.Text)
+	case d.UnreadCount != nil:
+		f.field, f.count = fieldCount, *d.UnreadCount
+	case d.RoomsChanged != nil:
+		f.field, f.roomID, f.count = fieldRooms, []byte(d.RoomsChanged.ID), d.RoomsChanged.UnreadCount
+		if l := d.RoomsChanged.LastMessage; l != nil {
+			f.text, f.last = []byte(l.Text), true
+		}
+	}
+	return f, true
 }
 
 // scanner reads a JSON message of a known shape from the front of b; ok
@@ -218,25 +257,26 @@ func (s *scanner) expect(p string) {
 	}
 }
 
-// str consumes a string without escapes and returns its contents.
-func (s *scanner) str() string {
+// str consumes a string without escapes and returns its contents (part of
+// b, not a copy).
+func (s *scanner) str() []byte {
 	if !s.has(`"`) {
 		s.ok = false
-		return ""
+		return nil
 	}
 	for i, c := range s.b {
 		switch c {
 		case '"':
-			v := string(s.b[:i])
+			v := s.b[:i]
 			s.b = s.b[i+1:]
 			return v
 		case '\\':
 			s.ok = false
-			return ""
+			return nil
 		}
 	}
 	s.ok = false
-	return ""
+	return nil
 }
 
 // num consumes a non-negative integer.
@@ -253,16 +293,33 @@ func (s *scanner) num() int {
 }
 
 // parseTitle reads the broadcast number and send time from a title
-// "lg:<runID>:<seq>:<unix nanos>".
-func (r *notifRun) parseTitle(title string) (seq int, sent int64, ok bool) {
-	rest, found := strings.CutPrefix(title, "lg:"+r.runID+":")
+// "lg:<runID>:<seq>:<unix nanos>"; ok=false for anyone else's.
+func (r *notifRun) parseTitle(title []byte) (seq int, sent int64, ok bool) {
+	rest, found := bytes.CutPrefix(title, r.titlePrefix)
 	if !found {
 		return 0, 0, false
 	}
-	s, n, _ := strings.Cut(rest, ":")
-	q, err1 := strconv.Atoi(s)
-	sent, err2 := strconv.ParseInt(n, 10, 64)
-	return q, sent, err1 == nil && err2 == nil && q >= 0 && q < r.total
+	q, rest, ok := cutInt(rest, ':')
+	if !ok {
+		return 0, 0, false
+	}
+	sent, ok = digits(rest)
+	return int(q), sent, ok && q < int64(r.total)
+}
+
+// digits parses b, decimal digits only, as a non-negative number.
+func digits(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' || n > (math.MaxInt64-9)/10 {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // broadcast sends the planned broadcasts at the configured rate, each on

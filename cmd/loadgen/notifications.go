@@ -168,22 +168,23 @@ func addReference(ctx context.Context, cfg *notifConfig, rep *NotificationsRepor
 
 // notifRun is one notifications measurement's shared state.
 type notifRun struct {
-	cfg      *notifConfig
-	room     *roomWorkload // set for the room workload
-	ep       endpoints
-	client   *http.Client
-	runID    string
-	total    int // broadcasts planned
-	errs     *errorLog
-	users    []*notifUser
-	mu       sync.Mutex
-	sent     []int64      // unix nanos each broadcast was sent, by number
-	ids      []int64      // the id each got, by number (0: failed)
-	added    atomic.Int64 // first deliveries of this run's broadcasts
-	shown    atomic.Int64 // broadcasts shown by unread counts, summed over users
-	lost     atomic.Int64 // users whose connection failed
-	decoded  atomic.Int64 // next messages scanNext left to json.Unmarshal
-	progress io.Writer
+	cfg         *notifConfig
+	room        *roomWorkload // set for the room workload
+	ep          endpoints
+	client      *http.Client
+	runID       string
+	titlePrefix []byte // "lg:<runID>:", which starts the titles of this run's broadcasts
+	total       int    // broadcasts planned
+	errs        *errorLog
+	users       []*notifUser
+	mu          sync.Mutex
+	sent        []int64      // unix nanos each broadcast was sent, by number
+	ids         []int64      // the id each got, by number (0: failed)
+	added       atomic.Int64 // first deliveries of this run's broadcasts
+	shown       atomic.Int64 // broadcasts shown by unread counts, summed over users
+	lost        atomic.Int64 // users whose connection failed
+	decoded     atomic.Int64 // next messages scanNext left to json.Unmarshal
+	progress    io.Writer
 }
 
 func measureNotifications(ctx context.Context, cfg *notifConfig, progress io.Writer) (*NotificationsReport, error) {
@@ -203,6 +204,7 @@ func measureNotifications(ctx context.Context, cfg *notifConfig, progress io.Wri
 		runID: newRunID(), total: max(1, int(cfg.rate*cfg.duration.Seconds())), errs: &errorLog{}, progress: progress,
 	}
 	r.sent, r.ids = make([]int64, r.total), make([]int64, r.total)
+	r.titlePrefix = []byte("lg:" + r.runID + ":")
 	pr := &probe{pid: cfg.pid, metricsURL: ep.metrics, client: r.client}
 	rep := &NotificationsReport{Target: cfg.url, Users: cfg.users, RunID: r.runID, Rate: cfg.rate}
 	rep.Server.PID = cfg.pid

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -159,12 +160,12 @@ func (r *notifRun) post(ctx context.Context, a *api, text string) (int64, error)
 
 // roomShown records a roomsChanged event: the time each of this run's
 // messages up to the one it shows was first shown.
-func (r *notifRun) roomShown(u *notifUser, ev *roomsChangedEvent, now time.Time) {
-	if r.room == nil || ev.ID != r.room.roomID || ev.LastMessage == nil {
+func (r *notifRun) roomShown(u *notifUser, f *frame, now time.Time) {
+	if r.room == nil || string(f.roomID) != r.room.roomID || !f.last {
 		return
 	}
-	r.primed(u, ev.LastMessage.Text, &u.primedChanged, &r.room.primedRooms)
-	seq, _, ok := r.parseTitle(ev.LastMessage.Text)
+	r.primed(u, f.text, &u.primedChanged, &r.room.primedRooms)
+	seq, _, ok := r.parseTitle(f.text)
 	if !ok {
 		return
 	}
@@ -180,8 +181,8 @@ func (r *notifRun) roomShown(u *notifUser, ev *roomsChangedEvent, now time.Time)
 
 // primed marks u live on one subscription (flag, counted in n) once it
 // shows a message of this run.
-func (r *notifRun) primed(u *notifUser, text string, flag *bool, n *atomic.Int64) {
-	if *flag || !strings.Contains(text, r.runID) {
+func (r *notifRun) primed(u *notifUser, text []byte, flag *bool, n *atomic.Int64) {
+	if *flag || !bytes.Contains(text, []byte(r.runID)) {
 		return
 	}
 	*flag = true

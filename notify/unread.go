@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -54,10 +55,11 @@ type unreadCounts struct {
 // unreadInbox is one watched inbox.
 type unreadInbox struct {
 	user     *models.User
-	known    bool  // n is its count (false until the first read returns)
-	n        int   // unread notifications up to pos
-	pos      int64 // position of the stream n is exact at
-	version  int64 // of n: unreadCounts.version when n was set
+	scope    string // the user's id, as the WebSocket layer scopes its events (formatted once, not per broadcast)
+	known    bool   // n is its count (false until the first read returns)
+	n        int    // unread notifications up to pos
+	pos      int64  // position of the stream n is exact at
+	version  int64  // of n: unreadCounts.version when n was set
 	ready    chan struct{}
 	err      error // why the first read failed, once ready is closed
 	watchers map[*live.Latest[int]]struct{}
@@ -84,7 +86,7 @@ func (uc *unreadCounts) watch(ctx, life context.Context, u *models.User) (<-chan
 	uc.mu.Lock()
 	in := uc.inboxes[u.ID]
 	if in == nil {
-		in = &unreadInbox{user: u, ready: make(chan struct{}), watchers: make(map[*live.Latest[int]]struct{})}
+		in = &unreadInbox{user: u, scope: strconv.FormatInt(u.ID, 10), ready: make(chan struct{}), watchers: make(map[*live.Latest[int]]struct{})}
 		uc.inboxes[u.ID] = in
 		uc.pending[u.ID] = struct{}{}
 		uc.signal()
@@ -164,7 +166,7 @@ func (uc *unreadCounts) set(in *unreadInbox, n int, pos int64) {
 			w.SetVersion(n, in.version)
 		}
 		for f := range uc.feeds {
-			setFeed(f, in.user.ID, n, in.version)
+			setFeed(f, in, n, in.version)
 		}
 	}
 	if first {

@@ -2,7 +2,6 @@ package notify
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/switchboardhq/switchboard/live"
 )
@@ -16,15 +15,16 @@ import (
 // a slow reader skips intermediate counts but never ends with a stale one.
 type unreadFeed = live.Pending[int64, unreadValue]
 
-// unreadValue is a count and its version.
+// unreadValue is a count, its version and the scope of its user.
 type unreadValue struct {
 	n       int
 	version int64
+	scope   string
 }
 
-// setFeed queues user's new count on f.
-func setFeed(f *unreadFeed, user int64, n int, version int64) {
-	f.Update(user, func(unreadValue, bool) unreadValue { return unreadValue{n, version} })
+// setFeed queues the new count of inbox in on f.
+func setFeed(f *unreadFeed, in *unreadInbox, n int, version int64) {
+	f.Update(in.user.ID, func(unreadValue, bool) unreadValue { return unreadValue{n, version, in.scope} })
 }
 
 // watchAll returns the counts of every inbox counted here, starting with
@@ -35,9 +35,9 @@ func (uc *unreadCounts) watchAll(ctx context.Context, audience func(string)) <-c
 	f := live.NewPending[int64, unreadValue]()
 	uc.mu.Lock()
 	uc.feeds[f] = struct{}{}
-	for id, in := range uc.inboxes {
+	for _, in := range uc.inboxes {
 		if in.known {
-			setFeed(f, id, in.n, in.version)
+			setFeed(f, in, in.n, in.version)
 		}
 	}
 	uc.mu.Unlock()
@@ -67,7 +67,7 @@ func (uc *unreadCounts) watchAll(ctx context.Context, audience func(string)) <-c
 			for _, users := range live.GroupBy(order, func(u int64) (int, bool) { return values[u].n, true }) {
 				var version int64
 				for _, user := range users {
-					audience(strconv.FormatInt(user, 10))
+					audience(values[user].scope)
 					version = max(version, values[user].version)
 				}
 				if record != nil {

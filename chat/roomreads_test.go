@@ -34,9 +34,11 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 			lists[i] = e.svc.WatchRooms(t.Context(), t.Context(), users[i])
 		}
 		// settled waits for each watcher's entry of the general room to
-		// show text as its last message with unread(i) messages unread.
-		settled := func(text string, unread func(i int) int, joined func(i int) bool) {
+		// show text as its last message with unread(i) messages unread,
+		// and returns the entries.
+		settled := func(text string, unread func(i int) int, joined func(i int) bool) []*models.Room {
 			t.Helper()
+			entries := make([]*models.Room, len(lists))
 			var wg sync.WaitGroup
 			for i, c := range lists {
 				wg.Go(func() {
@@ -48,6 +50,7 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 							if r.ID == e.general.ID && r.Seen.LastMessage != nil && r.Seen.LastMessage.Text == text && r.Seen.UnreadCount == unread(i) {
 								assert.Equal(t, joined(i), r.Seen.Joined, "whether watcher %d joined the room", i)
 								assert.Nil(t, r.Seen.Members, "a public room has no members")
+								entries[i] = r
 								return
 							}
 						case <-deadline:
@@ -58,6 +61,7 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			return entries
 		}
 
 		// The watchers' first reads may still be running: count from
@@ -65,8 +69,13 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 		before := uint64(testenv.Idle(t, func() float64 { return float64(e.db.Statements()) }))
 		_, err := e.svc.PostMessage(t.Context(), e.ada, e.general.ID, "one", "")
 		require.NoError(t, err)
-		settled("one", func(int) int { return 1 }, func(int) bool { return false })
+		entries := settled("one", func(int) int { return 1 }, func(int) bool { return false })
 		statements := e.db.Statements() - before
+		distinct := map[*models.Room]bool{}
+		for _, r := range entries {
+			distinct[r] = true
+		}
+		assert.Len(t, distinct, 1, "watchers who see the room alike share one copy of it, not one each")
 		t.Logf("a message to %d room-list watchers: %d statements, the message's own included", watchers, statements)
 		assert.LessOrEqual(t, statements, uint64(15), "statements for a message to %d watchers", watchers)
 

@@ -150,20 +150,28 @@ func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context
 // views groups users by the view of the room they have in seen (those
 // without one may not see it), in the order of their first user.
 func views(users []int64, seen map[int64]*models.Room) [][]int64 {
-	type view struct {
-		unread int
-		joined bool
-		viewer int64 // a direct room's: its name is the other member's
-	}
-	return live.GroupBy(users, func(u int64) (view, bool) {
+	return live.GroupBy(users, func(u int64) (roomView, bool) {
 		r := seen[u]
 		if r == nil || r.Seen == nil {
-			return view{}, false
+			return roomView{}, false
 		}
-		v := view{unread: r.Seen.UnreadCount, joined: r.Seen.Joined}
-		if r.Direct {
-			v.viewer = u
-		}
-		return v, true
+		return viewOf(r.Direct, r.Seen.UnreadCount, r.Seen.Joined, u), true
 	})
+}
+
+// roomView is how one user sees a room: users of one view are served one
+// copy of it (Service.readRoom) and one result (views).
+type roomView struct {
+	unread int
+	joined bool
+	viewer int64 // a direct room's: its name is the other member's
+}
+
+// viewOf is user's view of a room (direct or not) with unread messages.
+func viewOf(direct bool, unread int, joined bool, user int64) roomView {
+	v := roomView{unread: unread, joined: joined}
+	if direct {
+		v.viewer = user
+	}
+	return v
 }

@@ -450,12 +450,23 @@ func (s *Service) readRoom(ctx context.Context, roomID int64, users []int64) (ma
 	if err != nil {
 		return nil, err
 	}
+	// Users who see the room alike share one copy of it: the members of a
+	// public room differ only in their unread count and whether they
+	// joined, so a message to 8,000 of them makes a handful of copies, not
+	// 8,000.
+	shared := make(map[roomView]*models.Room)
 	out := make(map[int64]*models.Room, len(users))
 	for _, u := range users {
-		r := *room
 		c := counts[u]
-		r.Seen = &models.RoomSeen{Members: members, UnreadCount: c.unread, LastMessage: last[roomID], Joined: room.Direct || c.joined, Viewer: u}
-		out[u] = &r
+		v := viewOf(room.Direct, c.unread, room.Direct || c.joined, u)
+		r := shared[v]
+		if r == nil {
+			copied := *room
+			copied.Seen = &models.RoomSeen{Members: members, UnreadCount: v.unread, LastMessage: last[roomID], Joined: v.joined, Viewer: u}
+			r = &copied
+			shared[v] = r
+		}
+		out[u] = r
 	}
 	return out, nil
 }

@@ -77,7 +77,11 @@ func TestBusyRoomCostsNoStatementPerWatcher(t *testing.T) {
 		}
 		assert.Len(t, distinct, 1, "watchers who see the room alike share one copy of it, not one each")
 		t.Logf("a message to %d room-list watchers: %d statements, the message's own included", watchers, statements)
-		assert.LessOrEqual(t, statements, uint64(15), "statements for a message to %d watchers", watchers)
+		// 12 for the message and its one read for everyone, and the room
+		// stream's head, read once per wake-up of its follower: once on an
+		// idle machine, up to 4 times seen on a loaded one. A statement per
+		// watcher would be 200 more.
+		assert.LessOrEqual(t, statements, uint64(watchers/10), "statements for a message to %d watchers", watchers)
 
 		// Watchers read while messages come: every count ends right.
 		var wg sync.WaitGroup

@@ -149,18 +149,30 @@ func (t *tally) parseText(text string) (seq int, sent int64, ok bool) {
 // cutInt parses the non-negative decimal number at the start of b, which
 // must be followed by end, and returns what follows end.
 func cutInt(b []byte, end byte) (int64, []byte, bool) {
-	var n int64
-	for i, c := range b {
-		switch {
-		case c >= '0' && c <= '9' && n <= (math.MaxInt64-9)/10:
-			n = n*10 + int64(c-'0')
-		case c == end && i > 0:
-			return n, b[i+1:], true
-		default:
-			return 0, nil, false
-		}
+	i := bytes.IndexByte(b, end)
+	if i < 0 {
+		return 0, nil, false
 	}
-	return 0, nil, false
+	n, ok := digits(b[:i])
+	if !ok {
+		return 0, nil, false
+	}
+	return n, b[i+1:], true
+}
+
+// digits parses b, decimal digits only, as a non-negative number.
+func digits(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' || n > (math.MaxInt64-9)/10 {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // envelope is any graphql-transport-ws or legacy message.

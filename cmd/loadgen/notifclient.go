@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -305,21 +304,6 @@ func (r *notifRun) parseTitle(title []byte) (seq int, sent int64, ok bool) {
 	}
 	sent, ok = digits(rest)
 	return int(q), sent, ok && q < int64(r.total)
-}
-
-// digits parses b, decimal digits only, as a non-negative number.
-func digits(b []byte) (int64, bool) {
-	if len(b) == 0 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' || n > (math.MaxInt64-9)/10 {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
 }
 
 // broadcast sends the planned broadcasts at the configured rate, each on

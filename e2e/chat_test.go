@@ -481,6 +481,51 @@ func TestRoomListReadsAreBatched(t *testing.T) {
 	assert.LessOrEqual(t, large, small, "as many statements for %d rooms as for %d: no read per room", n2, n1)
 }
 
+// TestRoomListReadsFollowTheSelection: the rooms query reads a page's
+// fields by what the operation selects on its nodes, so a field selected
+// through a named or inline fragment, or kept by @include, still comes
+// with its value, and one left out by @include(if: false) is not there.
+func TestRoomListReadsFollowTheSelection(t *testing.T) {
+	s := startServer(t, map[string]string{"DEMO_FEED": "false"})
+	alice, bob := s.chatUser(t, "alice"), s.chatUser(t, "bob")
+	direct := s.openDirect(t, alice.token, bob.ID)
+	s.postMessage(t, bob.token, direct.ID, "hi alice")
+	const query = `query($last: Boolean!) { rooms(first: 10) { ...Page } }
+		fragment Page on RoomConnection { edges { node { id unreadCount ... on Room { name } ...Last } } }
+		fragment Last on Room { lastMessage @include(if: $last) { text } }`
+	for _, last := range []bool{true, false} {
+		var d struct {
+			Rooms struct {
+				Edges []struct {
+					Node struct {
+						ID          string
+						Name        string
+						UnreadCount int
+						LastMessage *struct{ Text string }
+					}
+				}
+			}
+		}
+		s.mustDo(t, alice.token, query, map[string]any{"last": last}, &d)
+		found := false
+		for _, e := range d.Rooms.Edges {
+			if e.Node.ID != direct.ID {
+				continue
+			}
+			found = true
+			assert.Equal(t, "bob", e.Node.Name, "a direct room is named after the other member")
+			assert.Equal(t, 1, e.Node.UnreadCount)
+			if last {
+				require.NotNil(t, e.Node.LastMessage, "selected through a fragment and @include")
+				assert.Equal(t, "hi alice", e.Node.LastMessage.Text)
+			} else {
+				assert.Nil(t, e.Node.LastMessage, "left out by @include(if: false)")
+			}
+		}
+		assert.True(t, found, "alice's direct room is on her list")
+	}
+}
+
 // TestPresenceIsComputedOncePerSelection: watchers of a room's presence
 // that ask for the same selection share one execution and one encoding per
 // change (one shared subscription for all of them, whoever they are);

@@ -532,7 +532,7 @@ func (t *Transport) runTurn(ctx context.Context, batch []*fanOutJob) (bool, []*f
 	if rest := r.rest(); len(rest) > 0 {
 		ok = t.runPass(ctx, rest, nil) && ok
 	}
-	return ok, r.jobs
+	return ok, r.jobs()
 }
 
 // runPass hands batch's frames out in parallel, with those of r's riders
@@ -572,9 +572,8 @@ func (t *Transport) runPass(ctx context.Context, batch []*fanOutJob, r *riders) 
 // written: this way most subscribers of both get both in one write.
 type riders struct {
 	turns   *turns
-	mu      sync.Mutex // one adoption at a time
-	jobs    []*fanOutJob
-	adopted atomic.Pointer[[]*adoption] // one per job of jobs; replaced, never changed
+	mu      sync.Mutex                  // one adoption at a time
+	adopted atomic.Pointer[[]*adoption] // one per adopted fan-out; replaced, never changed
 }
 
 // adoption is one adopted fan-out: where each connection's members are,
@@ -631,8 +630,20 @@ func (r *riders) poll() {
 	for _, job := range jobs {
 		adopted = append(adopted, newAdoption(job))
 	}
-	r.jobs = append(r.jobs, jobs...)
 	r.adopted.Store(&adopted)
+}
+
+// jobs returns the adopted fan-outs.
+func (r *riders) jobs() []*fanOutJob {
+	adopted := r.adopted.Load()
+	if adopted == nil {
+		return nil
+	}
+	jobs := make([]*fanOutJob, len(*adopted))
+	for i, a := range *adopted {
+		jobs[i] = a.job
+	}
+	return jobs
 }
 
 // along appends to frames, for connection c, the adopted frames for c not

@@ -271,7 +271,7 @@ func TestAdoptionCostsLittlePerMember(t *testing.T) {
 	t.Logf("adopting a fan-out to %d members: %.1f bytes a member", len(members), perMember)
 	assert.Less(t, perMember, 48.0) // a frame each (ride, 32 bytes) and a growing map came to about 100
 
-	r := &riders{turns: &turns{}, jobs: []*fanOutJob{job}}
+	r := &riders{turns: &turns{}}
 	r.adopted.Store(&[]*adoption{a})
 	got := r.along(conns[7], nil)
 	require.Len(t, got, 2)

@@ -241,7 +241,7 @@ func (s *Service) OpenDirectRoom(ctx context.Context, me *models.User, otherID i
 // announces nothing and is not rate limited, on every replica; the same
 // key with another room or text is models.BadUserInput.
 func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64, text, key string) (*models.Message, error) {
-	room, err := s.db.RoomFor(ctx, roomID, me.ID)
+	room, members, err := s.db.RoomToWrite(ctx, roomID, me.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -269,33 +269,17 @@ func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64
 		// Committed already: subscribers get it from the database instead.
 		s.opts.Log.Log(ctx, pubsub.AnnouncementLevel(err), "message not announced", "room", room.ID, "seq", m.Seq, "err", err)
 	}
-	s.roomChanged(ctx, room)
+	// Everyone who sees the room (a direct room's members) has a changed
+	// list entry.
+	s.hub.MessageAdded(ctx, room.ID, members...)
 	return m, nil
-}
-
-// roomChanged tells everyone who sees room that its list entry changed.
-func (s *Service) roomChanged(ctx context.Context, room *models.Room) {
-	if !room.Direct {
-		s.hub.MessageAdded(ctx, room.ID)
-		return
-	}
-	members, err := s.db.RoomMembers(ctx, []int64{room.ID})
-	if err != nil {
-		s.opts.Log.Log(ctx, pubsub.AnnouncementLevel(err), "room list change not announced", "room", room.ID, "err", err)
-		return
-	}
-	ids := make([]int64, len(members[room.ID]))
-	for i, u := range members[room.ID] {
-		ids[i] = u.ID
-	}
-	s.hub.MessageAdded(ctx, room.ID, ids...)
 }
 
 // SetTyping starts (or renews) or ends me's typing indicator in room
 // roomID, on every replica. A room me may not see is models.NotFound; a
 // start the rate limit refuses is models.RateLimited (an end never is).
 func (s *Service) SetTyping(ctx context.Context, me *models.User, roomID int64, typing bool) error {
-	room, err := s.db.RoomFor(ctx, roomID, me.ID)
+	room, _, err := s.db.RoomToWrite(ctx, roomID, me.ID)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,18 +75,64 @@ func (db *DB) RoomFor(ctx context.Context, id, userID int64) (*models.Room, erro
 	if !r.Direct {
 		return r, nil
 	}
-	if userID != 0 {
-		var n int64
-		err := db.gorm.WithContext(ctx).Model(&models.RoomMember{}).
-			Where("room_id = ? AND user_id = ?", id, userID).Count(&n).Error
-		if err != nil {
-			return nil, translate(err, "check room member")
+	if _, _, err := db.RoomToWrite(ctx, id, userID); err != nil { // its members never change
+		return nil, err
+	}
+	return r, nil
+}
+
+// roomFacts is what never changes of a room once it is created: a room is
+// never renamed or deleted, and a direct room's members are written with
+// it; only its ActiveAt moves, and a copy's is as it was when first read.
+type roomFacts struct {
+	room    models.Room
+	members []int64 // a direct room's members, in id order; nil for a public room
+}
+
+// mayAccess reports whether userID (0: an anonymous caller) may see the room.
+func (f *roomFacts) mayAccess(userID int64) bool {
+	return !f.room.Direct || userID != 0 && slices.Contains(f.members, userID)
+}
+
+// knownRooms caches the facts of rooms by id, so that a write to a room
+// (a message, a typing indicator) checks its access without a statement.
+// Missing rooms are not cached: a later room may take their id.
+const knownRooms = 4096
+
+// RoomToWrite is RoomFor for a write to the room: it answers from the
+// room's facts (roomFacts) when this process has read them before, so its
+// ActiveAt may be older than the database's. members are a direct room's
+// two member ids (nil for a public room), which a write announces to.
+func (db *DB) RoomToWrite(ctx context.Context, id, userID int64) (room *models.Room, members []int64, err error) {
+	f, ok := db.rooms.Get(id)
+	if !ok {
+		if f, err = db.readRoomFacts(ctx, id); err != nil {
+			return nil, nil, err
 		}
-		if n == 1 {
-			return r, nil
+		db.rooms.Add(id, f)
+	}
+	if !f.mayAccess(userID) {
+		return nil, nil, models.Errorf(models.NotFound, "room %d not found", id)
+	}
+	r := f.room
+	return &r, slices.Clone(f.members), nil
+}
+
+// readRoomFacts reads room id and, for a direct room, its members.
+func (db *DB) readRoomFacts(ctx context.Context, id int64) (*roomFacts, error) {
+	r, err := db.Room(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	f := &roomFacts{room: *r}
+	if r.Direct {
+		err := db.gorm.WithContext(ctx).Model(&models.RoomMember{}).
+			Where("room_id = ?", id).Order("user_id").Pluck("user_id", &f.members).Error
+		if err != nil {
+			return nil, translate(err, "read room members")
 		}
 	}
-	return nil, models.Errorf(models.NotFound, "room %d not found", id)
+	return f, nil
 }
 
 // DirectRoom returns the direct room of users a and b, or a

@@ -225,23 +225,79 @@ func TestRoomFor(t *testing.T) {
 			{name: "missing room, signed in", roomID: missing, userID: ada.ID},
 			{name: "room 0", roomID: 0, userID: ada.ID},
 		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				got, err := db.RoomFor(t.Context(), tt.roomID, tt.userID)
-				if tt.want != nil {
-					require.NoError(t, err)
-					assert.Equal(t, tt.want, got)
-					return
+		// RoomToWrite answers the same, the first time from the database
+		// and then from what it kept of the room; members are whom a
+		// write announces to.
+		lookups := map[string]func(ctx context.Context, id, userID int64) (*models.Room, error){
+			"RoomFor": db.RoomFor,
+			"RoomToWrite": func(ctx context.Context, id, userID int64) (*models.Room, error) {
+				room, members, err := db.RoomToWrite(ctx, id, userID)
+				if room != nil && room.Direct {
+					assert.Equal(t, []int64{ada.ID, bob.ID}, members, "a direct room's members")
+				} else {
+					assert.Nil(t, members, "a public room announces to everyone")
 				}
-				requireCode(t, models.NotFound, err)
-				assert.Nil(t, got)
-				// A hidden room must not be told apart from a missing one:
-				// the client sees the same code and message, word for word
-				// (the log's Error text names the cause, a missing row).
-				coded, _ := models.CodedError(err)
-				assert.Equal(t, fmt.Sprintf("room %d not found", tt.roomID), coded.Message)
-			})
+				return room, err
+			},
 		}
+		for _, lookup := range []string{"RoomFor", "RoomToWrite", "RoomToWrite"} {
+			for _, tt := range tests {
+				t.Run(lookup+"/"+tt.name, func(t *testing.T) {
+					got, err := lookups[lookup](t.Context(), tt.roomID, tt.userID)
+					if tt.want != nil {
+						require.NoError(t, err)
+						assert.Equal(t, tt.want, got)
+						return
+					}
+					requireCode(t, models.NotFound, err)
+					assert.Nil(t, got)
+					// A hidden room must not be told apart from a missing one:
+					// the client sees the same code and message, word for word
+					// (the log's Error text names the cause, a missing row).
+					coded, _ := models.CodedError(err)
+					assert.Equal(t, fmt.Sprintf("room %d not found", tt.roomID), coded.Message)
+				})
+			}
+		}
+	})
+}
+
+// A write to a room reads the room once per process: what it checks never
+// changes. A room that was missing is read again, as a later room may take
+// its id.
+func TestRoomToWriteReadsARoomOnce(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		ada, bob, eve := newUser(t, db, "ada"), newUser(t, db, "bob"), newUser(t, db, "eve")
+		public := newRoom(t, db, "random")
+		direct := openDirect(t, db, ada, bob)
+		for _, room := range []*models.Room{public, direct} {
+			_, _, err := db.RoomToWrite(ctx, room.ID, ada.ID)
+			require.NoError(t, err)
+		}
+		before := db.Statements()
+		for range 10 {
+			for _, room := range []*models.Room{public, direct} {
+				_, _, err := db.RoomToWrite(ctx, room.ID, ada.ID)
+				require.NoError(t, err)
+			}
+			_, _, err := db.RoomToWrite(ctx, direct.ID, eve.ID)
+			requireCode(t, models.NotFound, err)
+		}
+		assert.Zero(t, db.Statements()-before, "statements for 30 writes to rooms read before")
+
+		next := newRoom(t, db, "next")
+		before = db.Statements()
+		_, _, err := db.RoomToWrite(ctx, next.ID+1, ada.ID)
+		requireCode(t, models.NotFound, err)
+		_, _, err = db.RoomToWrite(ctx, next.ID+1, ada.ID)
+		requireCode(t, models.NotFound, err)
+		assert.Equal(t, uint64(2), db.Statements()-before, "a missing room is read each time")
+		later := newRoom(t, db, "later")
+		require.Equal(t, next.ID+1, later.ID)
+		got, _, err := db.RoomToWrite(ctx, later.ID, ada.ID)
+		require.NoError(t, err, "a room made after its id was missing")
+		assert.Equal(t, "later", got.Name)
 	})
 }
 

@@ -36,6 +36,7 @@ import (
 	sqlitedriver "github.com/glebarez/go-sqlite"
 	"github.com/glebarez/sqlite"
 	mysqldriver "github.com/go-sql-driver/mysql"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"gorm.io/driver/mysql"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -61,7 +62,8 @@ type DB struct {
 
 	timeout time.Duration // of every statement (see Options)
 
-	streams sync.Map // stream names known to have a row
+	streams sync.Map                      // stream names known to have a row
+	rooms   *lru.Cache[int64, *roomFacts] // see RoomToWrite
 	appends appenders
 	errs    errorCounts
 }
@@ -110,7 +112,12 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		sqlDB.SetMaxIdleConns(16)
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
 	}
-	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, timeout: opts.Timeout}
+	rooms, err := lru.New[int64, *roomFacts](knownRooms)
+	if err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, timeout: opts.Timeout, rooms: rooms}
 	if err := errors.Join(db.boundStatements(), db.countErrors()); err != nil {
 		_ = sqlDB.Close()
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)

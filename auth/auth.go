@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/switchboardhq/switchboard/models"
 )
@@ -36,7 +37,14 @@ type Tokens struct {
 	key      []byte
 	now      func() time.Time
 	sessions Sessions
+	verified *lru.Cache[string, *models.Principal] // see Verify
 }
+
+// leeway is how far the clocks of the signer and the verifier may differ.
+const leeway = 5 * time.Second
+
+// verifiedTokens is how many verified tokens Verify remembers.
+const verifiedTokens = 4096
 
 // NewTokens returns a Tokens signing with key (at least MinKeyLength bytes).
 // now is the clock; nil means time.Now. It checks no session records until
@@ -48,7 +56,11 @@ func NewTokens(key []byte, now func() time.Time) (*Tokens, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Tokens{key: key, now: now}, nil
+	verified, err := lru.New[string, *models.Principal](verifiedTokens)
+	if err != nil {
+		return nil, err
+	}
+	return &Tokens{key: key, now: now, verified: verified}, nil
 }
 
 // Sessions is what authenticating a token asks of the server's session
@@ -120,13 +132,34 @@ var ErrInvalidToken = errors.New("auth: invalid token")
 // message says why in general terms. A token without a session (signed
 // before sessions were recorded) is refused: it could never be revoked.
 func (t *Tokens) Verify(token string) (*models.Principal, error) {
+	// A token is checked once: what it says cannot change, only expire.
+	// The tokens remembered are those that passed, so a client sending
+	// garbage costs a full check each time and takes no place here.
+	if p, ok := t.verified.Get(token); ok {
+		if t.now().Before(p.ExpiresAt.Add(leeway)) {
+			c := *p
+			return &c, nil
+		}
+		t.verified.Remove(token)
+	}
+	p, err := t.verify(token)
+	if err != nil {
+		return nil, err
+	}
+	t.verified.Add(strings.Clone(token), p) // not the request's header memory
+	c := *p
+	return &c, nil
+}
+
+// verify is Verify without remembering.
+func (t *Tokens) verify(token string) (*models.Principal, error) {
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.key, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(Issuer),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(5*time.Second),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(t.now),
 	)
 	if err != nil {

@@ -61,6 +61,27 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	assert.ErrorContains(t, err, "no session")
 }
 
+// A token verified before is remembered, but not past its expiry, and each
+// caller gets a principal of its own.
+func TestVerifiedTokenStillExpires(t *testing.T) {
+	tok, c := newTokens(t)
+	s, exp, err := tok.Issue(&models.User{ID: 7, Name: "Ada"}, nil, sid, c.t.Add(time.Hour))
+	require.NoError(t, err)
+	first, err := tok.Verify(s)
+	require.NoError(t, err)
+	first.User.Name = "changed by a caller"
+	c.t = exp.Add(4 * time.Second) // within the leeway
+	again, err := tok.Verify(s)
+	require.NoError(t, err)
+	assert.Equal(t, "Ada", again.User.Name, "a caller's change reached another caller")
+	c.t = exp.Add(5 * time.Second)
+	_, err = tok.Verify(s)
+	require.Error(t, err, "a remembered token outlived its expiry")
+	var e *models.Error
+	require.ErrorAs(t, err, &e)
+	assert.Equal(t, "token expired", e.Message)
+}
+
 // sign makes a token with arbitrary claims and method.
 func sign(t *testing.T, method jwt.SigningMethod, k any, claims jwt.MapClaims) string {
 	t.Helper()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/pubsub"
+	"github.com/switchboardhq/switchboard/resolvers"
 )
 
 // metrics are one server's Prometheus metrics, served at /metrics: the Go
@@ -63,7 +64,7 @@ func newMetrics() *metrics {
 		}),
 		errorsByCode: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_errors_total",
-			Help: "GraphQL errors answered to clients, by extensions.code (alert on INTERNAL and UNAVAILABLE).",
+			Help: "GraphQL errors answered to clients, by extensions.code (alert on INTERNAL and UNAVAILABLE); an operation whose client went away mid-way is not counted.",
 		}, []string{"code"}),
 		brokerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_broker_errors_total",
@@ -104,10 +105,14 @@ func (m *metrics) register(cs ...prometheus.Collector) {
 	m.own = append(m.own, cs...)
 }
 
-// countErrors counts the errors present presents, by code.
+// countErrors counts the errors present presents, by code, but for those
+// of callers that went away.
 func (m *metrics) countErrors(present graphql.ErrorPresenterFunc) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		e := present(ctx, err)
+		if resolvers.CallerGone(ctx, err) {
+			return e // answered to nobody
+		}
 		code, _ := e.Extensions["code"].(string)
 		m.errorsByCode.WithLabelValues(cmp.Or(code, "UNKNOWN")).Inc()
 		return e

@@ -22,7 +22,8 @@ import (
 // info as "rate limit hit" with the client and the field. gqlgen's own
 // errors (parse, validation, complexity) and the transport's (BAD_REQUEST,
 // PERSISTED_QUERY_NOT_FOUND: every *gqlerror.Error with a code and no
-// cause) keep theirs; the transport logs those. Anything else, an INTERNAL
+// cause) keep theirs; the transport logs those. An operation whose caller
+// went away (CallerGone) is logged at debug level only. Anything else, an INTERNAL
 // *models.Error included, is internal: the client sees "internal error",
 // extensions.code INTERNAL and the request id, and the full error (its
 // operation and cause) is logged at error level under that id. So every
@@ -30,6 +31,15 @@ import (
 func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		presented := graphql.DefaultErrorPresenter(ctx, err)
+		if CallerGone(ctx, err) {
+			log.DebugContext(ctx, "request canceled by the client", "client", request.ClientAddr(ctx), "path", presented.Path.String())
+			return &gqlerror.Error{
+				Message:    "request canceled",
+				Path:       presented.Path,
+				Locations:  presented.Locations,
+				Extensions: map[string]any{"code": string(models.Unavailable)},
+			}
+		}
 		if coded, ok := models.CodedError(err); ok && coded.Code != models.Internal {
 			presented.Message = coded.Message
 			presented.Extensions = map[string]any{"code": string(coded.Code)}
@@ -53,6 +63,15 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			Extensions: map[string]any{"code": string(models.Internal), "requestId": id},
 		}
 	}
+}
+
+// CallerGone reports whether err ended an operation because its caller went
+// away (closed the connection mid-request, or completed the subscription):
+// ctx, the operation's, is canceled and err is that cancellation. Nobody
+// reads the answer, and nothing went wrong in the server, so it is neither
+// an internal error nor counted as an error answered.
+func CallerGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, context.Canceled)
 }
 
 // Recover turns a panic in a resolver into an internal error for that

@@ -2,6 +2,7 @@ package resolvers_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,6 +170,34 @@ func TestInternalErrorsShowNothingAndLogEverything(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCallerGoneIsNoInternalError: an operation that ends because its
+// caller went away (the request's context canceled, the error that
+// cancellation, however wrapped) is not an internal error: nothing is
+// logged above debug level. A cancellation while the caller is still there
+// is one.
+func TestCallerGoneIsNoInternalError(t *testing.T) {
+	for _, err := range []error{
+		context.Canceled,
+		fmt.Errorf("create message: %w", context.Canceled),
+		models.E("create message", models.Unavailable, context.Canceled, "database unavailable"),
+	} {
+		t.Run(err.Error(), func(t *testing.T) {
+			var buf bytes.Buffer
+			log := slog.New(request.LogHandler(slog.NewTextHandler(&buf, nil)))
+			ctx, cancel := context.WithCancel(request.WithID(t.Context(), "req-7"))
+			cancel()
+			presented := resolvers.ErrorPresenter(log)(ctx, gqlerror.WrapPath(ast.Path{ast.PathName("postMessage")}, err))
+			assert.Equal(t, "request canceled", presented.Message)
+			assert.Equal(t, "UNAVAILABLE", presented.Extensions["code"])
+			assert.Empty(t, buf.String(), "logged above debug level")
+			assert.True(t, resolvers.CallerGone(ctx, err))
+		})
+	}
+	client, logs := present(t, fmt.Errorf("create message: %w", context.Canceled))
+	assert.Equal(t, "INTERNAL", client["extensions"].(map[string]any)["code"], "the caller is still there")
+	assert.Contains(t, logs, "internal error")
 }
 
 // TestRateLimitsAreLoggedAtInfo: a RATE_LIMITED refusal reaches the client

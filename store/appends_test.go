@@ -25,7 +25,7 @@ func waitPending(t *testing.T, db *store.DB, stream string, n int) {
 // TestConcurrentAppendsCommitTogether: statuses and messages posted while
 // their stream is busy are committed in one transaction, so that the head
 // row's lock is taken once for all of them, with a handful of statements
-// for the whole batch (head, read back, one INSERT of all the events, the
+// for the whole batch (head, read back but on MySQL, one INSERT of all the events, the
 // room's activity and the author's read mark) instead of three per status
 // and five per message; their positions are still 1..n, each once, in the
 // order they came.
@@ -90,6 +90,36 @@ func TestConcurrentAppendsCommitTogether(t *testing.T) {
 		msgs, err := db.MessagesAfter(t.Context(), room.ID, 0, 100)
 		require.NoError(t, err)
 		assert.Equal(t, seq(1, n+1), seqs(msgs))
+	})
+}
+
+// TestAppendAloneReadsNoHeadOnMySQL: a status appended alone is the head
+// moved, the head read back and the INSERT; on MySQL moving the head
+// answers the new head too (LAST_INSERT_ID), so it is one fewer, under
+// the head row's lock that every writer of the stream waits for.
+func TestAppendAloneReadsNoHeadOnMySQL(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		db := storetest.Open(t, dialect)
+		ada := newUser(t, db, "ada")
+		var ids []int64
+		for i := range 3 {
+			before := db.Statements()
+			st, _, err := db.CreateStatus(t.Context(), ada, fmt.Sprintf("post %d", i), time.Now(), nil)
+			require.NoError(t, err)
+			ids = append(ids, st.ID)
+			if i == 0 {
+				continue // the stream's row is made on first use
+			}
+			want := uint64(3)
+			if dialect == store.MySQL {
+				want = 2
+			}
+			assert.Equal(t, want, db.Statements()-before, "statements of append %d", i)
+		}
+		assert.Equal(t, []int64{1, 2, 3}, ids)
+		head, err := db.Head(t.Context(), models.StatusStream)
+		require.NoError(t, err)
+		assert.Equal(t, int64(3), head)
 	})
 }
 

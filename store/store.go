@@ -351,13 +351,23 @@ func appendPosition(tx *gorm.DB, name string) (int64, error) { return appendPosi
 // by n and returns the last of the n positions taken (the first is n-1
 // before it).
 func appendPositions(tx *gorm.DB, name string, n int) (int64, error) {
-	res := tx.Model(&stream{}).Where("name = ?", name).
-		UpdateColumn("head", gorm.Expr("head + ?", n))
+	// On MySQL the UPDATE also answers the new head, as the insert id that
+	// LAST_INSERT_ID(expr) sets: one statement instead of two, under the
+	// head row's lock, which every append of the stream waits for.
+	mysql := tx.Dialector.Name() == "mysql"
+	moved, result := gorm.Expr("head + ?", n), gorm.WithResult()
+	if mysql {
+		moved = gorm.Expr("LAST_INSERT_ID(head + ?)", n)
+	}
+	res := tx.Model(&stream{}).Clauses(result).Where("name = ?", name).UpdateColumn("head", moved)
 	if res.Error != nil {
 		return 0, res.Error
 	}
 	if res.RowsAffected != 1 {
 		return 0, fmt.Errorf("stream %q has no row", name)
+	}
+	if mysql {
+		return result.Result.LastInsertId()
 	}
 	var s stream
 	if err := tx.Where("name = ?", name).Take(&s).Error; err != nil {

@@ -487,3 +487,22 @@ func TestScanFrame(t *testing.T) {
 		assert.False(t, ok, other)
 	}
 }
+
+// TestMedianRounds: a phase's row is its median round by ratio (the lower
+// middle one of an even count), a whole measurement, with the range of the
+// ratios of all rounds, whatever order the rounds ran in.
+func TestMedianRounds(t *testing.T) {
+	round := func(plain, post float64) []PhaseReport {
+		return []PhaseReport{{Name: "plain", PerSec: plain, RatioToPlain: 1}, {Name: "post", PerSec: post, RatioToPlain: post / plain}}
+	}
+	got := medianRounds([][]PhaseReport{round(100, 70), round(200, 80), round(100, 50)})
+	require.Len(t, got, 2)
+	assert.Equal(t, 200.0, got[0].PerSec, "plain: ratios all 1, the middle round")
+	assert.Equal(t, [2]float64{1, 1}, got[0].RatioRange)
+	assert.Equal(t, 50.0, got[1].PerSec, "post: ratios 0.7, 0.4, 0.5; the median is 0.5's round")
+	assert.InDelta(t, 0.5, got[1].RatioToPlain, 1e-9, "post: the median ratio")
+	assert.Equal(t, [2]float64{0.4, 0.7}, got[1].RatioRange)
+
+	even := medianRounds([][]PhaseReport{round(100, 90), round(100, 60)})
+	assert.Equal(t, 60.0, even[1].PerSec, "of two rounds, the lower")
+}

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -36,7 +39,11 @@ import (
 //
 // It prints each phase's writes per second, its latency, the ratio to the
 // plain INSERTs and, for the server's phases, the database statements per
-// write (switchboard_database_statements_total) and the server's CPU. The
+// write (switchboard_database_statements_total) and the server's CPU. With
+// -rounds N the five phases run N times in turn, each round's ratios are to
+// its own plain INSERTs, and each phase's row is its median round, with the
+// lowest and highest ratio of all rounds: the rate of the plain INSERTs on
+// a shared machine moves by half from one minute to the next. The
 // scratch tables (loadgen_writes, loadgen_stream, loadgen_heads) are
 // dropped at the end.
 const (
@@ -52,6 +59,7 @@ type writesConfig struct {
 	writers  int
 	duration time.Duration
 	pid      int
+	rounds   int
 	json     bool
 }
 
@@ -64,6 +72,7 @@ func parseWritesFlags(args []string, stderr io.Writer) (*writesConfig, error) {
 	fs.IntVar(&c.writers, "writers", 32, "concurrent writers in each phase")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long each phase writes")
 	fs.IntVar(&c.pid, "pid", 0, "the server's PID, to report its CPU from /proc (0: not reported)")
+	fs.IntVar(&c.rounds, "rounds", 1, "how many times the phases run in turn; each phase's row is its median round by ratio")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of the table")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -72,8 +81,8 @@ func parseWritesFlags(args []string, stderr io.Writer) (*writesConfig, error) {
 	if c.mysqlURL == "" {
 		problems = append(problems, "-mysql-url is required (the server's DATABASE_URL)")
 	}
-	if c.writers < 1 || c.duration <= 0 {
-		problems = append(problems, "-writers must be at least 1 and -duration positive")
+	if c.writers < 1 || c.duration <= 0 || c.rounds < 1 {
+		problems = append(problems, "-writers and -rounds must be at least 1 and -duration positive")
 	}
 	if err := checkFlags(fs, 1, 1, problems...); err != nil {
 		return nil, err
@@ -83,22 +92,24 @@ func parseWritesFlags(args []string, stderr io.Writer) (*writesConfig, error) {
 
 // WritesReport is the result of the writes workload.
 type WritesReport struct {
-	Target  string        `json:"target"`
-	Writers int           `json:"writers"`
-	Phases  []PhaseReport `json:"phases"`
-	Errors  []string      `json:"errors"`
+	Target  string          `json:"target"`
+	Writers int             `json:"writers"`
+	Phases  []PhaseReport   `json:"phases"` // each phase's median round
+	Rounds  [][]PhaseReport `json:"rounds"` // every round's phases, in the order they ran
+	Errors  []string        `json:"errors"`
 }
 
 // PhaseReport is one phase of the writes workload.
 type PhaseReport struct {
-	Name               string   `json:"name"`
-	Writes             int64    `json:"writes"`
-	Failed             int64    `json:"failed"`
-	PerSec             float64  `json:"perSec"`
-	RatioToPlain       float64  `json:"ratioToPlain"`
-	Latency            Latency  `json:"latency"`
-	StatementsPerWrite *float64 `json:"statementsPerWrite"` // the server's phases
-	ServerCPUPercent   *float64 `json:"serverCpuPercent"`
+	Name               string     `json:"name"`
+	Writes             int64      `json:"writes"`
+	Failed             int64      `json:"failed"`
+	PerSec             float64    `json:"perSec"`
+	RatioToPlain       float64    `json:"ratioToPlain"` // to the plain INSERTs of its round
+	RatioRange         [2]float64 `json:"ratioRange"`   // lowest and highest over the rounds (in Phases)
+	Latency            Latency    `json:"latency"`
+	StatementsPerWrite *float64   `json:"statementsPerWrite"` // the server's phases
+	ServerCPUPercent   *float64   `json:"serverCpuPercent"`
 }
 
 // runWrites is the `writes` subcommand.
@@ -178,14 +189,40 @@ func measureWrites(ctx context.Context, cfg *writesConfig, progress io.Writer) (
 	}
 	rep := &WritesReport{Target: cfg.url, Writers: cfg.writers}
 	pr := &probe{pid: cfg.pid, metricsURL: ep.metrics, client: client}
-	for _, ph := range phases {
-		rep.Phases = append(rep.Phases, runPhase(ctx, cfg, pr, errs, ph, rep.Phases, progress))
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	for round := range cfg.rounds {
+		if cfg.rounds > 1 {
+			fmt.Fprintf(progress, "round %d of %d\n", round+1, cfg.rounds)
 		}
+		var done []PhaseReport
+		for _, ph := range phases {
+			done = append(done, runPhase(ctx, cfg, pr, errs, ph, done, progress))
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		rep.Rounds = append(rep.Rounds, done)
 	}
+	rep.Phases = medianRounds(rep.Rounds)
 	rep.Errors = errs.list()
 	return rep, nil
+}
+
+// medianRounds returns each phase's median round by its ratio to the plain
+// INSERTs (the lower of the two middle ones for an even count), with the
+// range of its ratios over all rounds.
+func medianRounds(rounds [][]PhaseReport) []PhaseReport {
+	var out []PhaseReport
+	for i := range rounds[0] {
+		runs := make([]PhaseReport, len(rounds))
+		for r := range rounds {
+			runs[r] = rounds[r][i]
+		}
+		slices.SortStableFunc(runs, func(a, b PhaseReport) int { return cmp.Compare(a.RatioToPlain, b.RatioToPlain) })
+		med := runs[(len(runs)-1)/2]
+		med.RatioRange = [2]float64{runs[0].RatioToPlain, runs[len(runs)-1].RatioToPlain}
+		out = append(out, med)
+	}
+	return out
 }
 
 // runPhase measures one phase; the first of before is the reference.
@@ -317,10 +354,14 @@ func hammer(ctx context.Context, writers int, d time.Duration, errs *errorLog, w
 // writeWritesTable prints the report as a table.
 func writeWritesTable(out io.Writer, r *WritesReport) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "writes workload\t%s, %d concurrent writers\n", r.Target, r.Writers)
-	fmt.Fprintf(w, "phase\twrites/s\tratio to plain\tp50 / p99\tfailed\tstatements per write\tserver CPU\n")
-	for _, p := range r.Phases {
-		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s / %s\t%d\t%s\t%s\n", p.Name, p.PerSec, strconv.FormatFloat(p.RatioToPlain, 'f', 2, 64),
+	fmt.Fprintf(w, "writes workload\t%s, %d concurrent writers, %d round(s); each row is the phase's median round\n", r.Target, r.Writers, len(r.Rounds))
+	fmt.Fprintf(w, "phase\twrites/s\tratio to plain\tratios of all rounds\tp50 / p99\tfailed\tstatements per write\tserver CPU\n")
+	for i, p := range r.Phases {
+		all := make([]string, len(r.Rounds))
+		for j, round := range r.Rounds {
+			all[j] = strconv.FormatFloat(round[i].RatioToPlain, 'f', 2, 64)
+		}
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%s / %s\t%d\t%s\t%s\n", p.Name, p.PerSec, strconv.FormatFloat(p.RatioToPlain, 'f', 2, 64), strings.Join(all, " "),
 			msStr(p.Latency.P50Ms), msStr(p.Latency.P99Ms), p.Failed, num(p.StatementsPerWrite), pct(p.ServerCPUPercent))
 	}
 	for _, e := range r.Errors {

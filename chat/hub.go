@@ -201,6 +201,18 @@ func (h *hub) SetTyping(ctx context.Context, roomID int64, u *models.User, typin
 	}
 }
 
+// EndTyping ends u's typing indicator in room on every replica, if it is
+// on: a message ends its author's typing, and most authors were not shown
+// typing (a client that never sends setTyping, or a renewal long expired),
+// so the stop of an indicator this replica does not know of is not sent.
+// An indicator whose start is still on its way from the broker then ends
+// by itself, TTL after it began.
+func (h *hub) EndTyping(ctx context.Context, roomID int64, u *models.User) {
+	if h.Typing.Active(roomID, u.ID) {
+		h.SetTyping(ctx, roomID, u, false)
+	}
+}
+
 // RoomChanged tells the watchers of every replica that room changed, for
 // the users only (everyone when empty), other than by a message: their
 // unread counts are read again.

@@ -264,7 +264,7 @@ func (s *Service) PostMessage(ctx context.Context, me *models.User, roomID int64
 	if err != nil || replayed {
 		return m, err
 	}
-	s.hub.SetTyping(ctx, room.ID, me, false)
+	s.hub.EndTyping(ctx, room.ID, me)
 	if err := s.feed.Publish(context.WithoutCancel(ctx), models.RoomStream(room.ID), m); err != nil {
 		// Committed already: subscribers get it from the database instead.
 		s.opts.Log.Log(ctx, pubsub.AnnouncementLevel(err), "message not announced", "room", room.ID, "seq", m.Seq, "err", err)

@@ -569,6 +569,49 @@ func (c *commitChecker) Publish(ctx context.Context, topic string, payload []byt
 	return c.Broker.Publish(ctx, topic, payload)
 }
 
+// topicCounter is a broker that counts what is published, by topic.
+type topicCounter struct {
+	pubsub.Broker
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *topicCounter) Publish(ctx context.Context, topic string, payload []byte) error {
+	c.mu.Lock()
+	c.n[topic]++
+	c.mu.Unlock()
+	return c.Broker.Publish(ctx, topic, payload)
+}
+
+func (c *topicCounter) count(topic string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[topic]
+}
+
+// TestPostMessageEndsOnlyTypingThatIsOn: a message ends its author's
+// typing indicator on every replica, and sends nothing about typing when
+// its author was not shown typing.
+func TestPostMessageEndsOnlyTypingThatIsOn(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	mem := mempubsub.New(0)
+	t.Cleanup(func() { assert.NoError(t, mem.Close()) })
+	broker := &topicCounter{Broker: mem, n: map[string]int{}}
+	e := startEnv(t, db, broker, chat.Options{})
+	bob := e.watch(t, e.bob, e.general.ID)
+	for i := range 5 {
+		e.post(t, e.ada, e.general.ID, fmt.Sprintf("quiet %d", i))
+	}
+	assert.Zero(t, broker.count("chat.typing"), "typing events for messages of an author who was not typing")
+
+	require.NoError(t, e.svc.SetTyping(t.Context(), e.ada, e.general.ID, true))
+	assert.True(t, receive(t, bob.typing, "typing").Typing)
+	e.post(t, e.ada, e.general.ID, "typed")
+	ev := receive(t, bob.typing, "typing")
+	assert.Equal(t, []any{"ada", false}, []any{ev.User.Name, ev.Typing}, "posting ends the author's typing")
+	assert.Equal(t, 2, broker.count("chat.typing"), "the start and the end")
+}
+
 // TestPostMessagePublishesAfterCommit: a message is announced once it is
 // in the database, never before.
 func TestPostMessagePublishesAfterCommit(t *testing.T) {

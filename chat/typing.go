@@ -120,6 +120,15 @@ func (t *Typing) Event(roomID int64, u *models.User, typing bool) *models.Typing
 	return &models.TypingEvent{RoomID: roomID, User: u, Typing: typing, ExpiresAt: now}
 }
 
+// Active reports whether userID's indicator in room roomID is on, as this
+// replica knows it (every replica applies every replica's events).
+func (t *Typing) Active(roomID, userID int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.rooms[roomID]
+	return r != nil && r.active[userID] != nil
+}
+
 // Apply applies an event made by Event, here or on another replica: a
 // typing event starts or renews the indicator until its ExpiresAt (each
 // replica ends it then by itself, so a replica that dies leaves nothing

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,13 +37,14 @@ type hub struct {
 	// that is not a message has them read again.
 	counts *roomCounts
 
-	broker  pubsub.Broker
-	log     *slog.Logger
-	panics  *panics.Guard
-	replica string // this replica's id in presence announcements
-	done    chan struct{}
-	wg      sync.WaitGroup
-	answer  chan struct{} // another replica said hello
+	broker    pubsub.Broker
+	log       *slog.Logger
+	panics    *panics.Guard
+	replica   string // this replica's id in presence announcements
+	ownPrefix []byte // how its announcements begin (see isOwn)
+	done      chan struct{}
+	wg        sync.WaitGroup
+	answer    chan struct{} // another replica said hello
 }
 
 // Presence replication timing.
@@ -90,9 +92,11 @@ func newHub(broker pubsub.Broker, typingTTL, leaveGrace time.Duration, log *slog
 	}
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)
+	replica := hex.EncodeToString(id)
 	return &hub{
 		Presence: NewPresence(leaveGrace, DefaultPresenceInterval), Typing: NewTyping(typingTTL), Rooms: NewRoomEvents(),
-		broker: broker, log: log, replica: hex.EncodeToString(id), done: make(chan struct{}), answer: make(chan struct{}, 1),
+		broker: broker, log: log, replica: replica, ownPrefix: []byte(`{"replica":"` + replica + `"`),
+		done: make(chan struct{}), answer: make(chan struct{}, 1),
 	}
 }
 
@@ -122,20 +126,30 @@ func (h *hub) Close() {
 	h.Typing.Stop()
 }
 
-// announce publishes this replica's presence changes as they happen, all of
-// it every HeartbeatInterval (or when another replica says hello), and
-// forgets replicas that went silent. A panic ends only the announcement
-// it happened in.
+// announce publishes this replica's presence changes, all of it every
+// HeartbeatInterval (or when another replica says hello), and forgets
+// replicas that went silent. A change goes out at once, and those that
+// follow within the presence interval (DefaultPresenceInterval) together
+// at its end: each announcement carries the whole local list of each room
+// it names, so a join storm of N users announced join by join would be
+// O(N²) bytes on the broker for every replica to decode. A panic ends only
+// the announcement it happened in.
 func (h *hub) announce(ctx context.Context) {
 	defer h.wg.Done()
 	tick := time.NewTicker(HeartbeatInterval)
 	defer tick.Stop()
+	dirty := h.Presence.Dirty()
+	var resume <-chan time.Time // the end of the interval after a change went out
 	for {
 		var do func()
 		select {
 		case <-h.done:
 			return
-		case <-h.Presence.Dirty():
+		case <-resume:
+			dirty, resume = h.Presence.Dirty(), nil
+			continue
+		case <-dirty:
+			dirty, resume = nil, time.After(h.Presence.interval)
 			do = func() { h.publishPresence(ctx, presenceMsg{Rooms: h.Presence.TakeDirty()}) }
 		case <-h.answer:
 			do = func() { h.publishPresence(ctx, presenceMsg{Full: true, Rooms: h.Presence.Local()}) }
@@ -158,6 +172,9 @@ func (h *hub) publishPresence(ctx context.Context, m presenceMsg) {
 }
 
 func (h *hub) applyPresence(payload []byte) {
+	if h.isOwn(payload) {
+		return // not decoded: it may list thousands of users
+	}
 	var m presenceMsg
 	if err := json.Unmarshal(payload, &m); err != nil || m.Replica == "" {
 		h.log.Warn("bad presence announcement on the broker", "err", err)
@@ -177,6 +194,13 @@ func (h *hub) applyPresence(payload []byte) {
 		default:
 		}
 	}
+}
+
+// isOwn reports whether a presence announcement is this replica's own, as
+// publishPresence writes them: the replica's id is the first field.
+func (h *hub) isOwn(payload []byte) bool {
+	rest, ok := bytes.CutPrefix(payload, h.ownPrefix)
+	return ok && len(rest) > 0 && (rest[0] == ',' || rest[0] == '}')
 }
 
 // follow applies a topic's messages, subscribing again when the broker

@@ -612,6 +612,41 @@ func TestPostMessageEndsOnlyTypingThatIsOn(t *testing.T) {
 	assert.Equal(t, 2, broker.count("chat.typing"), "the start and the end")
 }
 
+// TestJoinStormIsAnnouncedInFewLists: when hundreds of users come online
+// on one replica at once (its clients reconnecting), the other replicas
+// learn all of them, from a few announcements: each names the room's whole
+// local list, so one per join would be quadratic in bytes on the broker.
+func TestJoinStormIsAnnouncedInFewLists(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	mem := mempubsub.New(0)
+	t.Cleanup(func() { assert.NoError(t, mem.Close()) })
+	counted := &topicCounter{Broker: mem, n: map[string]int{}}
+	a := startEnv(t, db, counted, chat.Options{})
+	b := chat.New(db, mem, chat.Options{LeaveGrace: -1})
+	ctx, stop := context.WithCancel(context.Background())
+	b.Start(ctx)
+	t.Cleanup(func() {
+		b.Close()
+		stop()
+	})
+	const n = 300
+	started := time.Now()
+	before := counted.count("chat.presence")
+	for i := range n {
+		u, err := db.CreateUser(t.Context(), fmt.Sprintf("storm%d", i))
+		require.NoError(t, err)
+		a.svc.WatchPresence(t.Context(), a.view(t, u, a.general.ID))
+	}
+	storm := time.Since(started)
+	seen, err := b.Room(t.Context(), nil, a.general.ID)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(b.Online(seen)) == n }, waitFor, 10*time.Millisecond, "the other replica sees everyone online")
+	lists := counted.count("chat.presence") - before
+	most := int(storm/chat.DefaultPresenceInterval) + 3
+	t.Logf("%d joins in %s announced in %d lists", n, storm.Round(time.Millisecond), lists)
+	assert.LessOrEqual(t, lists, most, "announcements for %d joins in %s", n, storm)
+}
+
 // TestPostMessagePublishesAfterCommit: a message is announced once it is
 // in the database, never before.
 func TestPostMessagePublishesAfterCommit(t *testing.T) {

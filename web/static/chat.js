@@ -349,12 +349,25 @@ export function createChat({ client, getSession, onUnauthenticated }) {
   }
 
   /**
+   * Whether room, not listed, belongs among the rooms loaded so far: with
+   * more pages to load, one that sorts after the last listed comes with a
+   * later page (listing it now would show it ahead of the rooms between).
+   */
+  function withinLoaded(room) {
+    const last = el.rooms.lastElementChild;
+    if (!list.hasMore || !last) return true;
+    const entry = { dataset: { joined: room.joined ? '1' : '0', activeAt: String(Date.parse(room.activeAt) || 0), roomId: String(room.id) } };
+    return byListOrder(entry, last) < 0;
+  }
+
+  /**
    * A room list entry changed on the server (roomsChanged, or a mutation's
-   * answer): listed in its place, unless a search leaves it out.
+   * answer): listed in its place, unless a search leaves it out or it
+   * belongs to a page not loaded yet.
    */
   function roomChanged(room) {
     const id = String(room.id);
-    if (rooms.has(id) || matchesSearch(room)) upsertRoom(room);
+    if (rooms.has(id) || (matchesSearch(room) && withinLoaded(room))) upsertRoom(room);
     renderRoomsFooter();
     if (view && view.roomId === id) {
       view.room = room;

@@ -361,6 +361,7 @@ func TestNotificationsWorkload(t *testing.T) {
 func TestRoomWorkload(t *testing.T) {
 	url, _ := startSwitchboard(t)
 	rep := runTinyWorkload(t, "room", url)
+	assert.True(t, rep.Lists)
 	for name, d := range map[string]DeliveryReport{"messageAdded": rep.NotificationAdded, "roomsChanged": rep.UnreadCount} {
 		assert.EqualValues(t, 100, d.Received, name)
 		assert.Zero(t, d.Missing, name)
@@ -369,6 +370,20 @@ func TestRoomWorkload(t *testing.T) {
 	assert.Zero(t, rep.DecodedResults, "the server's results are scanned, not decoded, as the reference's are")
 	require.NotNil(t, rep.Reference, "the status feed reference")
 	assert.Zero(t, rep.Reference.Missing)
+}
+
+// TestRoomWorkloadWithoutLists: with -lists=false the members follow the
+// room's messages alone (their room lists are not subscribed, so nothing
+// is reported of them), and every message still reaches every member once.
+func TestRoomWorkloadWithoutLists(t *testing.T) {
+	url, _ := startSwitchboard(t)
+	rep := runTinyWorkload(t, "room", url, "-lists=false", "-reference=false")
+	assert.False(t, rep.Lists)
+	assert.EqualValues(t, 100, rep.NotificationAdded.Received)
+	assert.Zero(t, rep.NotificationAdded.Missing)
+	assert.Zero(t, rep.NotificationAdded.Duplicates)
+	assert.Equal(t, DeliveryReport{}, rep.UnreadCount, "no room list was followed")
+	assert.Nil(t, rep.UnreadCountP99Ratio)
 }
 
 // TestBaselineReplaysAfter: a subscriber with `after` gets the posts after it

@@ -35,11 +35,14 @@ func (r *notifRun) connect(ctx context.Context, d *websocket.Dialer, i int) (*no
 	deadline, _ := ctx.Deadline()
 	_ = ws.SetReadDeadline(deadline)
 	added, counted := r.subscriptions(i)
-	for _, m := range []any{
+	msgs := []any{
 		map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + token}},
 		map[string]any{"type": "subscribe", "id": "n", "payload": added},
-		map[string]any{"type": "subscribe", "id": "u", "payload": counted},
-	} {
+	}
+	if counted != nil {
+		msgs = append(msgs, map[string]any{"type": "subscribe", "id": "u", "payload": counted})
+	}
+	for _, m := range msgs {
 		if err := ws.WriteJSON(m); err != nil {
 			_ = ws.Close()
 			return nil, fmt.Errorf("write: %w", err)
@@ -407,6 +410,10 @@ func (r *notifRun) fill(rep *NotificationsReport) {
 	rep.NotificationAdded.Latency = added.summary()
 	rep.UnreadCount.Expected = rep.Broadcasts * n
 	rep.UnreadCount.Latency = unread.summary()
+	if r.cfg.noLists {
+		rep.UnreadCount = DeliveryReport{}
+	}
+	rep.Lists = r.room != nil && !r.cfg.noLists
 	rep.DecodedResults = r.decoded.Load()
 }
 

@@ -110,7 +110,7 @@ func (r *notifRun) setUpRoom(ctx context.Context) (*roomWorkload, error) {
 }
 
 // subscriptions returns user i's two subscribe payloads: the durable
-// stream ("n") and the count or room list ("u").
+// stream ("n") and the count or room list ("u"; nil with -lists=false).
 func (r *notifRun) subscriptions(i int) (added, counted map[string]any) {
 	if r.room == nil {
 		added = map[string]any{"query": notificationAddedLive}
@@ -123,6 +123,9 @@ func (r *notifRun) subscriptions(i int) (added, counted map[string]any) {
 	if i%2 == 0 {
 		// The whole history first (position 0), as notifications does.
 		added = map[string]any{"query": messageAddedAfter, "variables": map[string]any{"r": r.room.roomID, "a": "0"}}
+	}
+	if r.cfg.noLists {
+		return added, nil
 	}
 	return added, map[string]any{"query": roomsChangedFields}
 }
@@ -202,7 +205,7 @@ func (r *notifRun) primeRoom(ctx context.Context) error {
 	a := &api{client: r.client, endpoint: r.ep.graphql, token: r.room.posterToken}
 	n := int64(len(r.users))
 	deadline := time.Now().Add(r.cfg.timeout)
-	for live := n; r.room.primedAdded.Load() < live || r.room.primedRooms.Load() < live; live = n - r.lost.Load() {
+	for live := n; r.room.primedAdded.Load() < live || !r.cfg.noLists && r.room.primedRooms.Load() < live; live = n - r.lost.Load() {
 		if time.Now().After(deadline) {
 			// What the clients saw tells a dead subscription (an error, a
 			// lost connection) from a live one that got nothing.
@@ -233,7 +236,11 @@ func writeRoomTable(out io.Writer, r *NotificationsReport) {
 			msStr(x.Latency.P50Ms), msStr(x.Latency.P99Ms), msStr(x.Latency.MaxMs), x.Received, x.Expected, x.Missing, x.Duplicates)
 	}
 	d("messageAdded publish→receive", r.NotificationAdded)
-	d("roomsChanged publish→shown", r.UnreadCount)
+	if r.Lists {
+		d("roomsChanged publish→shown", r.UnreadCount)
+	} else {
+		fmt.Fprintf(w, "roomsChanged\tnot followed (-lists=false)\n")
+	}
 	if ref := r.Reference; ref != nil {
 		fmt.Fprintf(w, "statusPosted reference (same size, rate)\tp50 %s, p99 %s; %d/%d connected, %d missing, server CPU %s\n",
 			msStr(ref.Latency.P50Ms), msStr(ref.Latency.P99Ms), ref.Connected, ref.Conns, ref.Missing, pct(ref.Server.CPUPercent))

@@ -3,6 +3,7 @@ package live
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/switchboardhq/switchboard/panics"
 )
@@ -30,16 +31,24 @@ type Watchers[K comparable, T any] struct {
 
 	mu      sync.Mutex
 	byKey   map[K]map[*Latest[T]]struct{}
-	last    map[K]versioned[T] // each watched key's newest value
+	last    map[K]versioned[T] // each watched key's newest value, and for keepFor after its last watcher left
 	readMu  sync.Mutex         // serializes reads; guards version
 	version int64              // the version of the newest read
 }
 
 // versioned is a value and its version.
 type versioned[T any] struct {
-	v       T
-	version int64
+	v         T
+	version   int64
+	unwatched time.Time // when its key's last watcher left; zero while it has watchers
 }
+
+// keepFor is how long a key's value stays kept after its last watcher
+// left, unless the key changes meanwhile: a subscriber that hands over from
+// a watcher of its own to a shared one (a gqlws group's leader) then gets
+// the same value under the same version, instead of the same value read
+// again under a newer version, which would reach it twice.
+const keepFor = time.Second
 
 // Watch returns key's values: the current one at once (the value kept for
 // key's watchers, or else read's), then each one Refresh delivers, until
@@ -55,13 +64,26 @@ func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, erro
 		ws.byKey[key] = make(map[*Latest[T]]struct{})
 	}
 	ws.byKey[key][w] = struct{}{}
+	if cur, ok := ws.last[key]; ok && !cur.unwatched.IsZero() { // watched again
+		if time.Since(cur.unwatched) > keepFor {
+			delete(ws.last, key)
+		} else {
+			cur.unwatched = time.Time{}
+			ws.last[key] = cur
+		}
+	}
 	ws.mu.Unlock()
 	forget := func() {
 		ws.mu.Lock()
 		delete(ws.byKey[key], w)
 		if len(ws.byKey[key]) == 0 {
 			delete(ws.byKey, key)
-			delete(ws.last, key)
+			now := time.Now()
+			if cur, ok := ws.last[key]; ok {
+				cur.unwatched = now
+				ws.last[key] = cur
+			}
+			ws.sweepLocked(now)
 		}
 		ws.mu.Unlock()
 	}
@@ -108,10 +130,38 @@ func (ws *Watchers[K, T]) keepLocked(key K, v T) versioned[T] {
 	return cur
 }
 
+// sweepLocked forgets the values kept longer than keepFor after their
+// key's last watcher left. Called with mu held.
+func (ws *Watchers[K, T]) sweepLocked(now time.Time) {
+	for k, cur := range ws.last {
+		if !cur.unwatched.IsZero() && now.Sub(cur.unwatched) > keepFor {
+			delete(ws.last, k)
+		}
+	}
+}
+
+// dropUnwatchedLocked forgets the values kept for keys without watchers
+// (all of them when all is set, else key's): they changed. Called with mu
+// held.
+func (ws *Watchers[K, T]) dropUnwatchedLocked(key K, all bool) {
+	for k, cur := range ws.last {
+		if !cur.unwatched.IsZero() && (all || k == key) {
+			delete(ws.last, k)
+		}
+	}
+}
+
 // Refresh reads key's value and delivers it to its watchers; without
-// watchers it reads nothing.
+// watchers it reads nothing, and forgets the value kept for a moment
+// after the last one left (it is stale now).
 func (ws *Watchers[K, T]) Refresh(key K, read func() (T, error)) error {
-	if ws.Len(key) == 0 {
+	ws.mu.Lock()
+	watched := len(ws.byKey[key]) > 0
+	if !watched {
+		ws.dropUnwatchedLocked(key, false)
+	}
+	ws.mu.Unlock()
+	if !watched {
 		return nil
 	}
 	ws.readMu.Lock()
@@ -156,6 +206,10 @@ func (ws *Watchers[K, T]) Keys() []K {
 func (ws *Watchers[K, T]) RefreshAll(read func(keys []K) (map[K]T, error)) error {
 	ws.readMu.Lock()
 	defer ws.readMu.Unlock()
+	ws.mu.Lock()
+	var zero K
+	ws.dropUnwatchedLocked(zero, true) // they may have changed too
+	ws.mu.Unlock()
 	keys := ws.Keys()
 	if len(keys) == 0 {
 		return nil

@@ -75,8 +75,12 @@ func (db *DB) RoomFor(ctx context.Context, id, userID int64) (*models.Room, erro
 	if !r.Direct {
 		return r, nil
 	}
-	if _, _, err := db.RoomToWrite(ctx, id, userID); err != nil { // its members never change
+	f, err := db.factsOf(ctx, id, r) // its members never change
+	if err != nil {
 		return nil, err
+	}
+	if !f.mayAccess(userID) {
+		return nil, models.Errorf(models.NotFound, "room %d not found", id)
 	}
 	return r, nil
 }
@@ -104,12 +108,9 @@ const knownRooms = 4096
 // ActiveAt may be older than the database's. members are a direct room's
 // two member ids (nil for a public room), which a write announces to.
 func (db *DB) RoomToWrite(ctx context.Context, id, userID int64) (room *models.Room, members []int64, err error) {
-	f, ok := db.rooms.Get(id)
-	if !ok {
-		if f, err = db.readRoomFacts(ctx, id); err != nil {
-			return nil, nil, err
-		}
-		db.rooms.Add(id, f)
+	f, err := db.factsOf(ctx, id, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	if !f.mayAccess(userID) {
 		return nil, nil, models.Errorf(models.NotFound, "room %d not found", id)
@@ -118,11 +119,19 @@ func (db *DB) RoomToWrite(ctx context.Context, id, userID int64) (room *models.R
 	return &r, slices.Clone(f.members), nil
 }
 
-// readRoomFacts reads room id and, for a direct room, its members.
-func (db *DB) readRoomFacts(ctx context.Context, id int64) (*roomFacts, error) {
-	r, err := db.Room(ctx, id)
-	if err != nil {
-		return nil, err
+// factsOf returns the facts of room id, kept or else read (from read, the
+// room's row when the caller has it, and for a direct room its members)
+// and kept.
+func (db *DB) factsOf(ctx context.Context, id int64, read *models.Room) (*roomFacts, error) {
+	if f, ok := db.rooms.Get(id); ok {
+		return f, nil
+	}
+	r := read
+	if r == nil {
+		var err error
+		if r, err = db.Room(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	f := &roomFacts{room: *r}
 	if r.Direct {
@@ -132,6 +141,7 @@ func (db *DB) readRoomFacts(ctx context.Context, id int64) (*roomFacts, error) {
 			return nil, translate(err, "read room members")
 		}
 	}
+	db.rooms.Add(id, f)
 	return f, nil
 }
 

@@ -286,9 +286,20 @@ func TestRoomToWriteReadsARoomOnce(t *testing.T) {
 		}
 		assert.Zero(t, db.Statements()-before, "statements for 30 writes to rooms read before")
 
+		// A read of a direct room takes its facts from that read: its row
+		// once, its members once, and a write after it reads nothing.
+		fresh := openDirect(t, db, bob, eve)
+		before = db.Statements()
+		_, err := db.RoomFor(ctx, fresh.ID, bob.ID)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(2), db.Statements()-before, "statements of a first read of a direct room")
+		_, _, err = db.RoomToWrite(ctx, fresh.ID, eve.ID)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(2), db.Statements()-before, "a write after a read reads nothing")
+
 		next := newRoom(t, db, "next")
 		before = db.Statements()
-		_, _, err := db.RoomToWrite(ctx, next.ID+1, ada.ID)
+		_, _, err = db.RoomToWrite(ctx, next.ID+1, ada.ID)
 		requireCode(t, models.NotFound, err)
 		_, _, err = db.RoomToWrite(ctx, next.ID+1, ada.ID)
 		requireCode(t, models.NotFound, err)

@@ -140,17 +140,6 @@ func (ws *Watchers[K, T]) sweepLocked(now time.Time) {
 	}
 }
 
-// dropUnwatchedLocked forgets the values kept for keys without watchers
-// (all of them when all is set, else key's): they changed. Called with mu
-// held.
-func (ws *Watchers[K, T]) dropUnwatchedLocked(key K, all bool) {
-	for k, cur := range ws.last {
-		if !cur.unwatched.IsZero() && (all || k == key) {
-			delete(ws.last, k)
-		}
-	}
-}
-
 // Refresh reads key's value and delivers it to its watchers; without
 // watchers it reads nothing, and forgets the value kept for a moment
 // after the last one left (it is stale now).
@@ -158,7 +147,7 @@ func (ws *Watchers[K, T]) Refresh(key K, read func() (T, error)) error {
 	ws.mu.Lock()
 	watched := len(ws.byKey[key]) > 0
 	if !watched {
-		ws.dropUnwatchedLocked(key, false)
+		delete(ws.last, key) // kept after its last watcher left, and stale now
 	}
 	ws.mu.Unlock()
 	if !watched {
@@ -207,8 +196,11 @@ func (ws *Watchers[K, T]) RefreshAll(read func(keys []K) (map[K]T, error)) error
 	ws.readMu.Lock()
 	defer ws.readMu.Unlock()
 	ws.mu.Lock()
-	var zero K
-	ws.dropUnwatchedLocked(zero, true) // they may have changed too
+	for k, cur := range ws.last { // kept after their last watcher left: they may have changed too
+		if !cur.unwatched.IsZero() {
+			delete(ws.last, k)
+		}
+	}
 	ws.mu.Unlock()
 	keys := ws.Keys()
 	if len(keys) == 0 {

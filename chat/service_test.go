@@ -583,6 +583,16 @@ func (c *topicCounter) Publish(ctx context.Context, topic string, payload []byte
 	return c.Broker.Publish(ctx, topic, payload)
 }
 
+// countedBroker returns a fresh SQLite store, the in-process broker, and
+// the broker that counts what goes through it to the other, all closed when
+// the test ends.
+func countedBroker(t *testing.T) (*store.DB, *mempubsub.Broker, *topicCounter) {
+	t.Helper()
+	mem := mempubsub.New(0)
+	t.Cleanup(func() { assert.NoError(t, mem.Close()) })
+	return storetest.Open(t, store.SQLite), mem, &topicCounter{Broker: mem, n: map[string]int{}}
+}
+
 func (c *topicCounter) count(topic string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -593,10 +603,7 @@ func (c *topicCounter) count(topic string) int {
 // typing indicator on every replica, and sends nothing about typing when
 // its author was not shown typing.
 func TestPostMessageEndsOnlyTypingThatIsOn(t *testing.T) {
-	db := storetest.Open(t, store.SQLite)
-	mem := mempubsub.New(0)
-	t.Cleanup(func() { assert.NoError(t, mem.Close()) })
-	broker := &topicCounter{Broker: mem, n: map[string]int{}}
+	db, _, broker := countedBroker(t)
 	e := startEnv(t, db, broker, chat.Options{})
 	bob := e.watch(t, e.bob, e.general.ID)
 	for i := range 5 {
@@ -617,10 +624,7 @@ func TestPostMessageEndsOnlyTypingThatIsOn(t *testing.T) {
 // learn all of them, from a few announcements: each names the room's whole
 // local list, so one per join would be quadratic in bytes on the broker.
 func TestJoinStormIsAnnouncedInFewLists(t *testing.T) {
-	db := storetest.Open(t, store.SQLite)
-	mem := mempubsub.New(0)
-	t.Cleanup(func() { assert.NoError(t, mem.Close()) })
-	counted := &topicCounter{Broker: mem, n: map[string]int{}}
+	db, mem, counted := countedBroker(t)
 	a := startEnv(t, db, counted, chat.Options{})
 	b := chat.New(db, mem, chat.Options{LeaveGrace: -1})
 	ctx, stop := context.WithCancel(context.Background())

@@ -39,20 +39,7 @@ func (db *DB) countErrors() error {
 	db.errs.n = make(map[string]uint64)
 	count := func(tx *gorm.DB) {
 		db.errs.statements.Add(1)
-		err := tx.Error
-		if err == nil || errors.Is(err, gorm.ErrRecordNotFound) || errors.Is(err, context.Canceled) {
-			return
-		}
-		kind := "other"
-		switch {
-		case isConnectionError(err):
-			kind = "connection"
-		case isWriteConflict(err):
-			kind = "conflict"
-		}
-		db.errs.mu.Lock()
-		db.errs.n[kind]++
-		db.errs.mu.Unlock()
+		db.errs.failed(tx.Error)
 	}
 	cb := db.gorm.Callback()
 	return errors.Join(
@@ -63,4 +50,22 @@ func (db *DB) countErrors() error {
 		cb.Row().After("gorm:row").Register("switchboard:count_errors", count),
 		cb.Raw().After("gorm:raw").Register("switchboard:count_errors", count),
 	)
+}
+
+// failed counts err, the failure of a statement, by kind (see errorCounts);
+// nil and the errors that are no failure are not counted.
+func (e *errorCounts) failed(err error) {
+	if err == nil || errors.Is(err, gorm.ErrRecordNotFound) || errors.Is(err, context.Canceled) {
+		return
+	}
+	kind := "other"
+	switch {
+	case isConnectionError(err):
+		kind = "connection"
+	case isWriteConflict(err):
+		kind = "conflict"
+	}
+	e.mu.Lock()
+	e.n[kind]++
+	e.mu.Unlock()
 }

@@ -108,6 +108,13 @@ func TestCreateStatusReadsBackTheSame(t *testing.T) {
 				text: `it's "100%" <b>_fine_</b> \o/`,
 				now:  time.Now(),
 			},
+			{
+				// On MySQL the driver writes arguments into the statement's
+				// text (interpolateParams): what it escapes must come back.
+				name: "escapes, NUL, Ctrl-Z and an injection attempt",
+				text: "a\\'b\\\\'; DROP TABLE statuses; -- \x00 \x1a \n\r\t ? $1 `x` \\\"",
+				now:  time.Now(),
+			},
 		}
 		var live []*models.Status
 		for i, tt := range tests {

@@ -56,9 +56,10 @@ const (
 
 // DB is the store. It is safe for concurrent use; Close releases it.
 type DB struct {
-	gorm    *gorm.DB
-	sql     *sql.DB
-	dialect Dialect
+	gorm      *gorm.DB
+	sql       *sql.DB
+	pipelined *sql.DB // MySQL's append batches (see commitPipelined), or nil
+	dialect   Dialect
 
 	timeout time.Duration // of every statement (see Options)
 
@@ -77,9 +78,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	dialector, dialect, err := dialectorFor(rawURL, opts)
+	dialector, dialect, pipelined, err := dialectorFor(rawURL, opts)
 	if err != nil {
 		return nil, err
+	}
+	closePipelined := func() {
+		if pipelined != nil {
+			_ = pipelined.Close()
+		}
 	}
 	g, err := gorm.Open(dialector, &gorm.Config{
 		Logger:                 logger.Discard,
@@ -91,6 +97,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		if d, ok := dialector.(*mysql.Dialector); ok {
 			_ = d.Conn.(*sql.DB).Close()
 		}
+		closePipelined()
 		if isConnectionError(err) { // the MySQL dialector connects before Ping does
 			return nil, unavailable(fmt.Sprintf("open %s database", dialect), err)
 		}
@@ -98,6 +105,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	}
 	sqlDB, err := g.DB()
 	if err != nil {
+		closePipelined()
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
 	switch dialect {
@@ -115,15 +123,16 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	rooms, err := lru.New[int64, *roomFacts](knownRooms)
 	if err != nil {
 		_ = sqlDB.Close()
+		closePipelined()
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
-	db := &DB{gorm: g, sql: sqlDB, dialect: dialect, timeout: opts.Timeout, rooms: rooms}
+	db := &DB{gorm: g, sql: sqlDB, pipelined: pipelined, dialect: dialect, timeout: opts.Timeout, rooms: rooms}
 	if err := errors.Join(db.boundStatements(), db.countErrors()); err != nil {
-		_ = sqlDB.Close()
+		_ = db.closePools()
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
 	}
 	if err := db.Ping(ctx); err != nil {
-		_ = sqlDB.Close()
+		_ = db.closePools()
 		return nil, err
 	}
 	return db, nil
@@ -131,49 +140,64 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 
 // dialectorFor translates a DATABASE_URL into a GORM dialector whose
 // driver waits for the database no longer than opts.Timeout and says what
-// it has to say in opts.Log.
-func dialectorFor(rawURL string, opts Options) (gorm.Dialector, Dialect, error) {
+// it has to say in opts.Log, and, on MySQL with interpolateParams, the
+// pool that runs append batches (see commitPipelined; nil otherwise).
+func dialectorFor(rawURL string, opts Options) (gorm.Dialector, Dialect, *sql.DB, error) {
 	timeout := opts.Timeout
 	switch {
 	case strings.HasPrefix(rawURL, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "//")
 		if path == "" {
-			return nil, "", errors.New("DATABASE_URL sqlite: needs a file path, e.g. sqlite:./data/switchboard.db")
+			return nil, "", nil, errors.New("DATABASE_URL sqlite: needs a file path, e.g. sqlite:./data/switchboard.db")
 		}
 		if path != ":memory:" {
 			if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-				return nil, "", fmt.Errorf("create database directory: %w", err)
+				return nil, "", nil, fmt.Errorf("create database directory: %w", err)
 			}
 		}
 		dsn := "file:" + path + "?_txlock=immediate" +
 			fmt.Sprintf("&_pragma=busy_timeout(%d)", max(1, timeout.Milliseconds())) + "&_pragma=journal_mode(WAL)" +
 			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
-		return sqlite.Open(dsn), SQLite, nil
+		return sqlite.Open(dsn), SQLite, nil, nil
 	case strings.HasPrefix(rawURL, "mysql://"):
 		dsn, err := MySQLDSN(rawURL, timeout)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		cfg, err := mysqldriver.ParseDSN(dsn)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		cfg.Logger = driverLog{opts.Log}
 		connector, err := mysqldriver.NewConnector(cfg)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
-		return mysql.New(mysql.Config{Conn: sql.OpenDB(connector), DefaultStringSize: 191}), MySQL, nil
+		var pipelined *sql.DB
+		if cfg.InterpolateParams {
+			multi := cfg.Clone()
+			multi.MultiStatements = true
+			c, err := mysqldriver.NewConnector(multi)
+			if err != nil {
+				return nil, "", nil, err
+			}
+			pipelined = sql.OpenDB(c)
+			pipelined.SetMaxOpenConns(pipelinedConns)
+			pipelined.SetMaxIdleConns(pipelinedConns / 4)
+			pipelined.SetConnMaxLifetime(30 * time.Minute)
+		}
+		return mysql.New(mysql.Config{Conn: sql.OpenDB(connector), DefaultStringSize: 191}), MySQL, pipelined, nil
 	default:
-		return nil, "", fmt.Errorf("DATABASE_URL must start with sqlite: or mysql:// (got %q)", redact(rawURL))
+		return nil, "", nil, fmt.Errorf("DATABASE_URL must start with sqlite: or mysql:// (got %q)", redact(rawURL))
 	}
 }
 
 // MySQLDSN translates mysql://user:password@host:port/dbname?param=value into
 // the MySQL driver's DSN, always with parseTime, utf8mb4 and UTC, and with
 // timeout as the driver's dial, read and write timeouts unless the URL sets
-// them (timeout, readTimeout, writeTimeout). Query parameters are passed to
-// the driver unchanged, except parseTime and loc, which are ignored.
+// them (timeout, readTimeout, writeTimeout), and with interpolateParams
+// unless the URL sets it. Query parameters are passed to the driver
+// unchanged, except parseTime and loc, which are ignored.
 //
 // The read and write timeouts bound what the driver does without a
 // context (COMMIT, ROLLBACK, the handshake of a connection the pool opens
@@ -209,6 +233,16 @@ func MySQLDSN(rawURL string, timeout time.Duration) (string, error) {
 		if len(vs) > 0 {
 			params[k] = vs[len(vs)-1]
 		}
+	}
+	// Statements carry their arguments in their text, escaped by the driver
+	// (for utf8mb4, which is safe to escape: the driver refuses this with
+	// the few character sets that are not): one round trip per statement
+	// instead of three (prepare, execute, close). An append batch holds its
+	// stream's head row through each of them, so this is what its rate
+	// comes to (docs/performance.md). interpolateParams=false in the URL
+	// turns it off.
+	if _, set := params["interpolateParams"]; !set {
+		cfg.InterpolateParams = true
 	}
 	for k, d := range map[string]*time.Duration{"timeout": &cfg.Timeout, "readTimeout": &cfg.ReadTimeout, "writeTimeout": &cfg.WriteTimeout} {
 		if _, set := params[k]; !set {
@@ -267,8 +301,17 @@ func (db *DB) OpenConnections() int { return db.sql.Stats().OpenConnections }
 
 // Close closes the database connections.
 func (db *DB) Close() error {
-	err := db.sql.Close()
+	err := db.closePools()
 	db.appends.running.Wait() // their batches fail at once on a closed pool
+	return err
+}
+
+// closePools closes the database's connection pools.
+func (db *DB) closePools() error {
+	err := db.sql.Close()
+	if db.pipelined != nil {
+		err = errors.Join(err, db.pipelined.Close())
+	}
 	return err
 }
 
@@ -351,15 +394,9 @@ func appendPosition(tx *gorm.DB, name string) (int64, error) { return appendPosi
 // by n and returns the last of the n positions taken (the first is n-1
 // before it).
 func appendPositions(tx *gorm.DB, name string, n int) (int64, error) {
-	// On MySQL the UPDATE also answers the new head, as the insert id that
-	// LAST_INSERT_ID(expr) sets: one statement instead of two, under the
-	// head row's lock, which every append of the stream waits for.
 	mysql := tx.Dialector.Name() == "mysql"
-	moved, result := gorm.Expr("head + ?", n), gorm.WithResult()
-	if mysql {
-		moved = gorm.Expr("LAST_INSERT_ID(head + ?)", n)
-	}
-	res := tx.Model(&stream{}).Clauses(result).Where("name = ?", name).UpdateColumn("head", moved)
+	result := gorm.WithResult()
+	res := moveHead(tx.Clauses(result), name, n)
 	if res.Error != nil {
 		return 0, res.Error
 	}
@@ -374,6 +411,18 @@ func appendPositions(tx *gorm.DB, name string, n int) (int64, error) {
 		return 0, err
 	}
 	return s.Head, nil
+}
+
+// moveHead moves stream name's head by n inside tx, taking its lock. On
+// MySQL the UPDATE also answers the new head, as the insert id that
+// LAST_INSERT_ID(expr) sets: one statement instead of two, under the head
+// row's lock, which every append of the stream waits for.
+func moveHead(tx *gorm.DB, name string, n int) *gorm.DB {
+	moved := gorm.Expr("head + ?", n)
+	if tx.Dialector.Name() == "mysql" {
+		moved = gorm.Expr("LAST_INSERT_ID(head + ?)", n)
+	}
+	return tx.Model(&stream{}).Where("name = ?", name).UpdateColumn("head", moved)
 }
 
 // Head returns the position of the newest committed event of the stream

@@ -182,6 +182,16 @@ func TestMySQLDSN(t *testing.T) {
 				assert.Equal(t, store.DefaultTimeout, cfg.Timeout, "timeout")
 				assert.Equal(t, store.DefaultTimeout, cfg.ReadTimeout, "readTimeout")
 				assert.Equal(t, store.DefaultTimeout, cfg.WriteTimeout, "writeTimeout")
+				// One round trip per statement, not a prepared statement each.
+				assert.True(t, cfg.InterpolateParams, "interpolateParams")
+			},
+		},
+		{
+			name:     "interpolateParams can be turned off",
+			url:      "mysql://root@db/sb?interpolateParams=false",
+			wantUser: "root", wantAddr: "db:3306", wantDB: "sb",
+			check: func(t *testing.T, cfg *mysqldriver.Config) {
+				assert.False(t, cfg.InterpolateParams, "interpolateParams")
 			},
 		},
 		{

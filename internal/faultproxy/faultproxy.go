@@ -25,6 +25,7 @@ type Proxy struct {
 	stalled bool          // bytes are held, not forwarded
 	resume  chan struct{} // closed when a stall ends
 	latency time.Duration // added before each chunk is forwarded
+	tap     func(client net.Conn, b []byte)
 	conns   map[net.Conn]struct{}
 	closed  bool
 	wg      sync.WaitGroup
@@ -78,6 +79,14 @@ func (p *Proxy) SetLatency(d time.Duration) {
 	p.mu.Lock()
 	p.latency = d
 	p.mu.Unlock()
+}
+
+// Tap calls f with each chunk of bytes a client sends, in order for each
+// connection (client), before it is forwarded; nil stops.
+func (p *Proxy) Tap(f func(client net.Conn, b []byte)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tap = f
 }
 
 // Reset closes every open connection (the client sees its connections
@@ -142,22 +151,29 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(server)
 	done := make(chan struct{}, 2)
-	go func() { p.pipe(server, client); done <- struct{}{} }()
-	go func() { p.pipe(client, server); done <- struct{}{} }()
+	go func() { p.pipe(server, client, true); done <- struct{}{} }()
+	go func() { p.pipe(client, server, false); done <- struct{}{} }()
 	<-done // one side ended: end both
 	_ = client.Close()
 	_ = server.Close()
 	<-done
 }
 
-// pipe copies src to dst, chunk by chunk, each after any stall and latency.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, chunk by chunk, each after any stall and latency;
+// what a client sends (fromClient) goes past the tap first.
+func (p *Proxy) pipe(dst, src net.Conn, fromClient bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if !p.wait() {
 				return
+			}
+			p.mu.Lock()
+			tap := p.tap
+			p.mu.Unlock()
+			if fromClient && tap != nil {
+				tap(src, buf[:n])
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return

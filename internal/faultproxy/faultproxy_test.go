@@ -3,7 +3,11 @@ package faultproxy_test
 import (
 	"bufio"
 	"io"
+	"maps"
 	"net"
+	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,4 +96,32 @@ func TestProxyFaults(t *testing.T) {
 	got, err = roundTrip(fresh, bufio.NewReader(fresh), "again", time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "again\n", got, "new connections after a reset are forwarded")
+}
+
+// TestProxyTap: the tap sees what each client sends, in order, before it
+// is forwarded, and nothing the server answers.
+func TestProxyTap(t *testing.T) {
+	p := faultproxy.Start(t, echo(t))
+	var mu sync.Mutex
+	seen := map[net.Conn]string{}
+	p.Tap(func(client net.Conn, b []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[client] += string(b)
+	})
+	for _, line := range []string{"a", "b"} {
+		c, err := net.Dial("tcp", p.Addr())
+		require.NoError(t, err)
+		r := bufio.NewReader(c)
+		for i := range 3 {
+			got, err := roundTrip(c, r, line+strconv.Itoa(i), time.Second)
+			require.NoError(t, err)
+			assert.Equal(t, line+strconv.Itoa(i)+"\n", got)
+		}
+		_ = c.Close()
+	}
+	p.Tap(nil)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.ElementsMatch(t, []string{"a0\na1\na2\n", "b0\nb1\nb2\n"}, slices.Collect(maps.Values(seen)))
 }

@@ -187,7 +187,7 @@ func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
 		}, func() float64 { return float64(svc.db.Statements()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_database_connections",
-			Help: "Open database connections, in use or idle: at most the pool's size (32 on MySQL, 8 on SQLite), however long the database hangs.",
+			Help: "Open database connections, in use or idle: at most the pools' sizes (48 on MySQL: 32, and 16 for append batches; 8 on SQLite), however long the database hangs.",
 		}, func() float64 { return float64(svc.db.OpenConnections()) }),
 		&transportCollector{ws: ws, svc: svc},
 	)

@@ -46,8 +46,8 @@ const (
 	// all. Requests that piled up behind the database would pass the bound
 	// within seconds.
 	hangGoroutines = 400
-	// hangPool is the MySQL pool's size.
-	hangPool = 32
+	// hangPool is the MySQL pools' size: 32, and 16 for append batches.
+	hangPool = 48
 )
 
 // TestDatabaseHangsUnderTraffic: the MariaDB behind a server stops

@@ -184,3 +184,32 @@ func TestAppendBatchFailingAfterItsPositionsCommitsNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(5), head, "the failed batch's head moved nowhere")
 }
+
+// TestConnectionsStayWithinThePools: the store opens at most its pools'
+// sizes (on MySQL 32, and 16 for append batches; 8 on SQLite), and the
+// connections it reports open count both pools, however many rooms are
+// written to at once.
+func TestConnectionsStayWithinThePools(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
+		db := storetest.Open(t, dialect)
+		want := map[store.Dialect]int{store.MySQL: 48, store.SQLite: 8}[dialect]
+		assert.Equal(t, want, db.MaxConnections())
+		ada := newUser(t, db, "ada")
+		var wg sync.WaitGroup
+		for i := range 40 {
+			room, err := db.CreateRoom(t.Context(), fmt.Sprintf("room %d", i), ada.ID, time.Now())
+			require.NoError(t, err)
+			for range 3 {
+				wg.Go(func() {
+					_, _, err := db.CreateMessage(t.Context(), room, ada, "hi", time.Now, nil)
+					assert.NoError(t, err)
+				})
+			}
+		}
+		wg.Wait()
+		open := db.OpenConnections()
+		t.Logf("%s: %d connections open after writing to 40 rooms at once", dialect, open)
+		assert.LessOrEqual(t, open, want)
+	})
+}

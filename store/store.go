@@ -296,8 +296,24 @@ func (db *DB) Ping(ctx context.Context) error {
 }
 
 // OpenConnections returns how many connections to the database are open,
-// in use or idle: at most the pool's size.
-func (db *DB) OpenConnections() int { return db.sql.Stats().OpenConnections }
+// in use or idle: at most the pools' sizes (MaxConnections).
+func (db *DB) OpenConnections() int {
+	n := db.sql.Stats().OpenConnections
+	if db.pipelined != nil {
+		n += db.pipelined.Stats().OpenConnections
+	}
+	return n
+}
+
+// MaxConnections is the most connections to the database the store opens:
+// its pool's size, and on MySQL that of the pool for append batches.
+func (db *DB) MaxConnections() int {
+	n := db.sql.Stats().MaxOpenConnections
+	if db.pipelined != nil {
+		n += db.pipelined.Stats().MaxOpenConnections
+	}
+	return n
+}
 
 // Close closes the database connections.
 func (db *DB) Close() error {

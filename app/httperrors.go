@@ -21,7 +21,7 @@ func withBodyLimit(limit int64, log *slog.Logger, next http.Handler) http.Handle
 		if r.ContentLength > limit {
 			refused := bodyTooLarge(limit)
 			logRefusal(log, r, refused.status, refused.errs)
-			writeGraphQL(w, responseMediaType(r.Header.Get("Accept")), refused.status, &graphql.Response{Errors: refused.errs})
+			writeRefusal(w, responseMediaType(r.Header.Get("Accept")), refused.status, &graphql.Response{Errors: refused.errs})
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)

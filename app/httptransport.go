@@ -107,7 +107,7 @@ func (h graphQLOverHTTP) refuse(w http.ResponseWriter, r *http.Request, exec gra
 	if refused.allow != "" {
 		w.Header().Set("Allow", refused.allow)
 	}
-	writeGraphQL(w, media, refused.status, exec.DispatchError(r.Context(), refused.errs))
+	writeRefusal(w, media, refused.status, exec.DispatchError(r.Context(), refused.errs))
 }
 
 // logRefusal logs a refused request at info (debug for a persisted-query
@@ -126,10 +126,28 @@ func logRefusal(log *slog.Logger, r *http.Request, status int, errs gqlerror.Lis
 		"method", r.Method, "status", status, "code", code)
 }
 
+// writeRefusal writes resp, the errors of a request refused before its
+// operation ran, as writeGraphQL does but without a data entry: the
+// GraphQL spec leaves data out when no execution began, and the GraphQL
+// over HTTP spec's clients read its absence as a request error (an
+// operation that ran and failed has "data": null).
+func writeRefusal(w http.ResponseWriter, media string, status int, resp *graphql.Response) {
+	writeMedia(w, media, status, struct {
+		Errors     gqlerror.List  `json:"errors"`
+		Extensions map[string]any `json:"extensions,omitempty"`
+	}{resp.Errors, resp.Extensions})
+}
+
 // writeGraphQL writes resp as the response, of media type media, with
 // status.
 func writeGraphQL(w http.ResponseWriter, media string, status int, resp *graphql.Response) {
-	b, err := json.Marshal(resp)
+	writeMedia(w, media, status, resp)
+}
+
+// writeMedia writes v, in JSON, as the response, of media type media, with
+// status.
+func writeMedia(w http.ResponseWriter, media string, status int, v any) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		// Only a result that is not JSON fails here, a bug: gqlgen's handler
 		// recovers the panic and answers 500, as its own transports do.

@@ -206,17 +206,17 @@ func TestMiddleware(t *testing.T) {
 
 	w = serve("Bearer nope")
 	assert.Equal(t, http.StatusUnauthorized, w.Code)
-	assert.JSONEq(t, `{"data":null,"errors":[{"message":"invalid token","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
+	assert.JSONEq(t, `{"errors":[{"message":"invalid token","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
 
 	w = serve("Bearer " + issue(t, tok, c, &models.User{ID: 3, Name: "Mo"}, ended))
 	assert.Equal(t, http.StatusUnauthorized, w.Code, "a token whose session ended")
 	assert.Nil(t, seen)
-	assert.JSONEq(t, `{"data":null,"errors":[{"message":"session ended: sign in again","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
+	assert.JSONEq(t, `{"errors":[{"message":"session ended: sign in again","extensions":{"code":"UNAUTHENTICATED"}}]}`, w.Body.String())
 
 	w = serve("Bearer " + issue(t, tok, c, &models.User{ID: 3, Name: "Mo"}, down))
 	assert.Equal(t, http.StatusServiceUnavailable, w.Code, "a session that cannot be checked")
 	assert.Equal(t, "1", w.Header().Get("Retry-After"))
-	assert.JSONEq(t, `{"data":null,"errors":[{"message":"the database is unavailable, try again later","extensions":{"code":"UNAVAILABLE"}}]}`, w.Body.String(),
+	assert.JSONEq(t, `{"errors":[{"message":"the database is unavailable, try again later","extensions":{"code":"UNAVAILABLE"}}]}`, w.Body.String(),
 		"the cause stays in the server")
 
 	// Only a WebSocket upgrade passes unchecked (its token comes in

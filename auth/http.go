@@ -60,8 +60,7 @@ func writeRefusal(w http.ResponseWriter, err error) {
 			"message":    e.Message,
 			"extensions": map[string]any{"code": e.Code},
 		}},
-		"data": nil,
-	})
+	}) // no data entry: nothing ran (as the server's other refusals)
 }
 
 // ConnectionInit authenticates a WebSocket connection from the

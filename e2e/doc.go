@@ -1,7 +1,8 @@
 // Package e2e holds Switchboard's end-to-end tests: real servers (started
 // in-process with app.Start, or as processes that the tests kill and
 // restart), real WebSocket and HTTP clients, the real graphql-ws JavaScript
-// client (jsclient/), headless Chromium, nginx, several replicas, and
+// client (jsclient/), the graphql-http server audits (httpaudit/),
+// headless Chromium, nginx, several replicas, and
 // outages of Redis and the database. Unit tests live beside their code.
 //
 // harness_test.go is the one harness the tests share: servers and

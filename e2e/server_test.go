@@ -163,20 +163,31 @@ func TestHTTPRoutes(t *testing.T) {
 		assert.Contains(t, string(body), "GET runs queries only")
 	})
 
+	t.Run("Time says what format it follows", func(t *testing.T) {
+		var d struct {
+			Type struct {
+				SpecifiedByURL string `json:"specifiedByURL"`
+			} `json:"__type"`
+		}
+		s.mustDo(t, "", `{ __type(name: "Time") { specifiedByURL } }`, nil, &d)
+		assert.Equal(t, "https://scalars.graphql.org/andimarek/date-time", d.Type.SpecifiedByURL)
+	})
+
 	t.Run("SDL, health and metrics", func(t *testing.T) {
-		for path, want := range map[string]string{
-			"/schema.graphql": "statusPosted(after: ID): Status!",
-			"/healthz":        `"version":"dev"`,
-			"/readyz":         `"ready"`,
-			"/metrics":        "switchboard_websocket_connections",
-			"/":               "<title>",
+		for _, c := range []struct{ path, want string }{
+			{"/schema.graphql", "statusPosted(after: ID): Status!"},
+			{"/schema.graphql", `scalar Time @specifiedBy(url: "https://scalars.graphql.org/andimarek/date-time")`},
+			{"/healthz", `"version":"dev"`},
+			{"/readyz", `"ready"`},
+			{"/metrics", "switchboard_websocket_connections"},
+			{"/", "<title>"},
 		} {
-			resp, err := http.Get(s.URL + path)
+			resp, err := http.Get(s.URL + c.path)
 			require.NoError(t, err)
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			assert.Equal(t, http.StatusOK, resp.StatusCode, path)
-			assert.Contains(t, string(body), want, path)
+			assert.Equal(t, http.StatusOK, resp.StatusCode, c.path)
+			assert.Contains(t, string(body), c.want, c.path)
 		}
 	})
 }

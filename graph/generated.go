@@ -1246,9 +1246,11 @@ var sources = []*ast.Source{
 	{Name: "../schema.graphqls", Input: `"""
 An instant in time, as an RFC 3339 string in UTC with millisecond precision,
 for example ` + "`" + `2026-11-23T12:49:55.123Z` + "`" + `. Values read back from history are
-identical to the ones delivered live.
+identical to the ones delivered live. The format is the DateTime scalar
+specification's (an RFC 3339 profile), so code generators can map it to
+their date type.
 """
-scalar Time
+scalar Time @specifiedBy(url: "https://scalars.graphql.org/andimarek/date-time")
 
 """
 Read-only entry points. Public data needs no token; ` + "`" + `me` + "`" + ` needs one to be

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
+
 	"github.com/switchboardhq/switchboard/accounts"
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/chat"
@@ -206,6 +208,10 @@ type services struct {
 	requestRate, signInRate                       *ratelimit.Keyed // LIMIT_REQUESTS, LIMIT_SIGNINS
 	userConns                                     *userConns       // LIMIT_CONNS_PER_USER
 	panics                                        *panics.Guard    // the server's (Server.panics)
+	// persisted is the automatic persisted queries' registry: the local
+	// cache (persistedLocal), shared through Redis when there is one.
+	persisted      graphql.Cache[string]
+	persistedLocal *byteLRU[string]
 }
 
 // startServices starts sessions (the check of every token's session and
@@ -230,6 +236,8 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		userConns:  newUserConns(cfg.ConnsPerUser),
 		roomRate:   ratelimit.NewKeyed(perHour(cfg.RoomsPerHour), nil),
 	}
+	svc.persistedLocal = newPersistedCache()
+	svc.persisted = svc.persistedLocal
 
 	sessions.Start(ctx)
 	s.closers = append(s.closers, sessions.Close)
@@ -264,22 +272,31 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		// Under the broker's circuit: while Redis is known to be down, each
 		// decision is local at once instead of waiting for Redis.
 		shared := guardedShared{rc.breaker, redisrate.New(rc.client, rc.prefix)}
-		failed := func(err error) {
-			if errors.Is(err, pubsub.ErrBrokerDown) {
-				s.metrics.brokerSkipped.WithLabelValues("rate_limit").Inc()
-				return
-			}
-			s.metrics.brokerErrors.WithLabelValues("rate_limit").Inc()
-			log.Debug("shared rate limit unavailable; limiting locally", "err", err)
-		}
+		failed := s.redisFailure("rate_limit", "shared rate limit unavailable; limiting locally")
 		svc.messageRate.Share(shared, "messages", failed)
 		svc.typingRate.Share(shared, "typing", failed)
 		svc.statusRate.Share(shared, "statuses", failed)
 		svc.requestRate.Share(shared, "requests", failed)
 		svc.signInRate.Share(shared, "signins", failed)
 		svc.roomRate.Share(shared, "rooms", failed)
+		// Every replica knows the persisted queries any of them learned.
+		svc.persisted = sharedPersisted{local: svc.persistedLocal, client: rc.client, prefix: rc.prefix + "apq:", breaker: rc.breaker,
+			failed: s.redisFailure("persisted_query", "shared persisted queries unavailable; using this replica's")}
 	}
 	return svc
+}
+
+// redisFailure returns what counts a failure of op on Redis (skipped while
+// the circuit is open, else an error, logged at debug with msg).
+func (s *Server) redisFailure(op, msg string) func(err error) {
+	return func(err error) {
+		if errors.Is(err, pubsub.ErrBrokerDown) {
+			s.metrics.brokerSkipped.WithLabelValues(op).Inc()
+			return
+		}
+		s.metrics.brokerErrors.WithLabelValues(op).Inc()
+		s.log.Debug(msg, "err", err)
+	}
 }
 
 // openBroker returns the broker, counted for the metrics, and its name for

@@ -68,11 +68,11 @@ func newMetrics() *metrics {
 		}, []string{"code"}),
 		brokerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_broker_errors_total",
-			Help: "Broker publishes, subscribes and shared rate-limit checks that failed; live delivery falls back to the database meanwhile.",
+			Help: "Broker publishes, subscribes, shared rate-limit checks and shared persisted-query lookups that failed, by op; live delivery falls back to the database meanwhile, rate limits and persisted queries to this replica's own.",
 		}, []string{"op"}),
 		brokerSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_broker_skipped_total",
-			Help: "Broker publishes and shared rate-limit checks skipped at once, by op, while the broker's circuit breaker is open after a failure or a timeout; subscribers get the events from the database, rate limits are kept locally.",
+			Help: "Broker publishes, shared rate-limit checks and shared persisted-query lookups skipped at once, by op, while the broker's circuit breaker is open after a failure or a timeout; subscribers get the events from the database, rate limits and persisted queries are kept locally.",
 		}, []string{"op"}),
 		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_events_published_total",

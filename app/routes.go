@@ -155,7 +155,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	gql.AddTransport(graphQLOverHTTP{log}) // GET and POST, refusing client mistakes with 4xx and a code
 	// Both caches are bounded in bytes; a document enters them only once it
 	// has parsed and validated.
-	parsed, persisted := newParsedCache(), newPersistedCache()
+	parsed := newParsedCache()
 	gql.SetQueryCache(parsed)
 	gql.SetParserTokenLimit(cfg.QueryLimits.Tokens)
 	// "Did you mean …?" suggestions would map the schema for a caller who
@@ -167,7 +167,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	if cfg.Introspection {
 		gql.Use(extension.Introspection{})
 	}
-	gql.Use(persistedQueries{persisted})
+	gql.Use(persistedQueries{svc.persisted})
 	gql.Use(documentBounds{tokens: cfg.QueryLimits.Tokens, parsed: parsed}) // after the document is known
 	gql.Use(complexityLimit{cfg.QueryLimits.Complexity})
 	gql.Use(errorCap{})
@@ -176,7 +176,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 
 	gql.Use(&operationTimer{m.operations})
 	m.observe(ws, svc)
-	m.register(cacheCollector{"parsed": parsed, "persisted": persisted})
+	m.register(cacheCollector{"parsed": parsed, "persisted": svc.persistedLocal})
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", cors(cfg.AllowedOrigins, logRefusals(log, withBodyLimit(cfg.MaxHTTPBody, log, tokens.Middleware(limitRequests(svc.requestRate, log, gql))))))

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -374,4 +377,79 @@ func TestUnreadCountsStayRightAcrossReplicas(t *testing.T) {
 		got := until(c, "u", "unreadCount", 10*time.Second, func(n int) bool { return n == d.UnreadCount })
 		assert.Equal(t, d.UnreadCount, got, "%s's tab on replica %d", u.Name, i%len(replicas))
 	}
+}
+
+// TestPersistedQueriesAreSharedByReplicas: a document registered with its
+// hash (automatic persisted queries) on one replica is known to the
+// others through Redis, so a client's hash-only request that reaches
+// another replica runs without being asked for the document again. With
+// Redis down, each replica answers from its own cache, and a hash it has
+// not seen is PERSISTED_QUERY_NOT_FOUND (the client sends the document),
+// promptly.
+func TestPersistedQueriesAreSharedByReplicas(t *testing.T) {
+	redis := redistest.Start(t)
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "DEMO_FEED": "false"}
+	a := startServer(t, env)
+	b := startServer(t, env)
+	token := a.signIn(t, "Pat")
+	persisted := func(q string) map[string]any {
+		sum := sha256.Sum256([]byte(q))
+		return map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}
+	}
+	// send posts body to s and returns the first error's code ("" for
+	// none) and me's name.
+	send := func(s *testServer, body map[string]any) (code, name string) {
+		var out struct {
+			Data struct {
+				Me struct{ Name string }
+			}
+			Errors []struct {
+				Extensions struct{ Code string }
+			}
+		}
+		raw, err := json.Marshal(body)
+		require.NoError(t, err)
+		req, err := http.NewRequest(http.MethodPost, s.URL+"/graphql", bytes.NewReader(raw))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		if len(out.Errors) > 0 {
+			code = out.Errors[0].Extensions.Code
+		}
+		return code, out.Data.Me.Name
+	}
+
+	q := `query SharedMe { me { name } }`
+	code, _ := send(b, map[string]any{"extensions": persisted(q)})
+	assert.Equal(t, "PERSISTED_QUERY_NOT_FOUND", code, "unknown everywhere at first")
+	code, name := send(a, map[string]any{"query": q, "extensions": persisted(q)})
+	require.Empty(t, code)
+	assert.Equal(t, "Pat", name)
+	code, name = send(b, map[string]any{"extensions": persisted(q)})
+	assert.Empty(t, code, "registered on A, known on B")
+	assert.Equal(t, "Pat", name)
+
+	// A document refused (it does not validate) is registered nowhere.
+	bad := `query Bad { me { nope } }`
+	code, _ = send(a, map[string]any{"query": bad, "extensions": persisted(bad)})
+	assert.Equal(t, "GRAPHQL_VALIDATION_FAILED", code)
+	code, _ = send(b, map[string]any{"extensions": persisted(bad)})
+	assert.Equal(t, "PERSISTED_QUERY_NOT_FOUND", code)
+
+	redis.Stop()
+	start := time.Now()
+	code, name = send(b, map[string]any{"extensions": persisted(q)})
+	assert.Empty(t, code, "B keeps what it learned")
+	assert.Equal(t, "Pat", name)
+	other := `query OtherMe { me { name } }`
+	code, _ = send(b, map[string]any{"extensions": persisted(other)})
+	assert.Equal(t, "PERSISTED_QUERY_NOT_FOUND", code, "Redis down: the client is asked for the document")
+	code, name = send(b, map[string]any{"query": other, "extensions": persisted(other)})
+	assert.Empty(t, code, "and registering it still works")
+	assert.Equal(t, "Pat", name)
+	assert.Less(t, time.Since(start), 3*time.Second, "no stall while Redis is down")
 }

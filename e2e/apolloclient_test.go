@@ -12,6 +12,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/pubsub/redispubsub/redistest"
+	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
 // apolloRequest is one request the page's fetch made (see
@@ -45,11 +48,8 @@ type apolloResult struct {
 // hash alone. A page on an origin that is not listed gets no CORS grant:
 // the browser refuses it the response.
 func TestApolloClientCrossOrigin(t *testing.T) {
-	node, dir := requireNodePackages(t, "apolloclient", "@apollo/client", "esbuild")
+	bundle := buildApolloPage(t)
 	chromium := findChromium(t)
-	bundle := filepath.Join(t.TempDir(), "bundle.js")
-	out, err := exec.Command(node, filepath.Join(dir, "build.mjs"), bundle).CombinedOutput()
-	require.NoError(t, err, "bundle the page: %s", out)
 	allowed, other := servePage(t, bundle), servePage(t, bundle)
 
 	s := startServer(t, map[string]string{"ALLOWED_ORIGINS": allowed.URL})
@@ -79,17 +79,7 @@ func TestApolloClientCrossOrigin(t *testing.T) {
 			require.Empty(t, res.Error)
 			require.Len(t, res.Data.Statuses.Edges, 1)
 		}
-		reqs := evalPage[[]apolloRequest](t, page, `switchboardTest.requests`)
-		type step struct {
-			HasQuery bool
-			Status   int
-		}
-		var steps []step
-		for _, r := range reqs {
-			assert.True(t, r.Hashed, "every request carries the hash")
-			steps = append(steps, step{r.HasQuery, r.Status})
-		}
-		assert.Equal(t, []step{{false, http.StatusNotFound}, {true, http.StatusOK}, {false, http.StatusOK}}, steps,
+		assert.Equal(t, []apqStep{{false, http.StatusNotFound}, {true, http.StatusOK}, {false, http.StatusOK}}, apqSteps(t, page),
 			"hash alone: unknown (404); again with the query; then the hash alone is enough")
 	})
 
@@ -101,6 +91,61 @@ func TestApolloClientCrossOrigin(t *testing.T) {
 		require.Len(t, reqs, 1)
 		assert.Contains(t, reqs[0].Error, "Failed to fetch", "the browser got no CORS grant")
 	})
+}
+
+// TestApolloPersistedQueriesAcrossReplicas: Apollo Client's persisted-query
+// link, in Chromium, against two replicas sharing MariaDB and Redis (as
+// behind a load balancer that sends each request anywhere): the document
+// registered through replica A is known to replica B, whose first request
+// from the client goes by hash alone and succeeds.
+func TestApolloPersistedQueriesAcrossReplicas(t *testing.T) {
+	bundle := buildApolloPage(t)
+	chromium := findChromium(t)
+	origin := servePage(t, bundle)
+
+	redis := redistest.Start(t)
+	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "ALLOWED_ORIGINS": origin.URL, "DEMO_FEED": "false"}
+	a, b := startServer(t, env), startServer(t, env)
+	a.post(t, a.signIn(t, "Ada"), "one status for the feed")
+	browser := startBrowser(t, chromium)
+	page := openPlainTab(t, browser, origin.URL)
+	for _, s := range []*testServer{a, b} {
+		res := evalPage[apolloResult](t, page, `switchboardTest.run(`+strconv.Quote(s.URL+"/graphql")+`, true)`)
+		require.Empty(t, res.Error)
+		require.Len(t, res.Data.Statuses.Edges, 1)
+	}
+	assert.Equal(t, []apqStep{{false, http.StatusNotFound}, {true, http.StatusOK}, {false, http.StatusOK}}, apqSteps(t, page),
+		"A: hash alone unknown (404), again with the query; B: the hash alone is enough")
+}
+
+// apqStep is one request of automatic persisted queries: whether it sent
+// the document, and the status it got.
+type apqStep struct {
+	HasQuery bool
+	Status   int
+}
+
+// apqSteps returns the requests the page has made, each of which must
+// carry a persisted-query hash.
+func apqSteps(t *testing.T, page context.Context) []apqStep {
+	t.Helper()
+	var steps []apqStep
+	for _, r := range evalPage[[]apolloRequest](t, page, `switchboardTest.requests`) {
+		assert.True(t, r.Hashed, "every request carries the hash")
+		steps = append(steps, apqStep{r.HasQuery, r.Status})
+	}
+	return steps
+}
+
+// buildApolloPage bundles e2e/apolloclient/page.mjs (Apollo Client
+// included) and returns the bundle's path.
+func buildApolloPage(t *testing.T) string {
+	t.Helper()
+	node, dir := requireNodePackages(t, "apolloclient", "@apollo/client", "esbuild")
+	bundle := filepath.Join(t.TempDir(), "bundle.js")
+	out, err := exec.Command(node, filepath.Join(dir, "build.mjs"), bundle).CombinedOutput()
+	require.NoError(t, err, "bundle the page: %s", out)
+	return bundle
 }
 
 // servePage serves a page that loads bundle, on a loopback port of its

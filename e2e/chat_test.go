@@ -596,6 +596,10 @@ func TestRoomListsShareOneGroup(t *testing.T) {
 	aliceTabs := []*wsClient{open(alice, "graphql-transport-ws"), open(alice, "graphql-ws")}
 	bobTab, carolTab := open(bob, "graphql-transport-ws"), open(carol, "graphql-transport-ws")
 	waitMetric(t, s, "switchboard_shared_subscriptions", 1) // before any event
+	// Every tab's subscription is running before the first message: a list
+	// changes for the users watching at the moment of the change, and
+	// graphql-ws tells a client nothing when its subscription starts.
+	waitMetric(t, s, `switchboard_subscriptions{field="roomsChanged"}`, 4)
 
 	type entry struct {
 		room

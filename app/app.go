@@ -280,7 +280,7 @@ func (s *Server) startServices(db *store.DB, tokens *auth.Tokens, sessions *acco
 		svc.signInRate.Share(shared, "signins", failed)
 		svc.roomRate.Share(shared, "rooms", failed)
 		// Every replica knows the persisted queries any of them learned.
-		svc.persisted = sharedPersisted{local: svc.persistedLocal, client: rc.client, prefix: rc.prefix + "apq:", breaker: rc.breaker,
+		svc.persisted = &sharedPersisted{local: svc.persistedLocal, client: rc.client, prefix: rc.prefix + "apq:", breaker: rc.breaker,
 			failed: s.redisFailure("persisted_query", "shared persisted queries unavailable; using this replica's")}
 	}
 	return svc

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -432,6 +433,16 @@ func TestPersistedQueriesAreSharedByReplicas(t *testing.T) {
 	code, name = send(b, map[string]any{"extensions": persisted(q)})
 	assert.Empty(t, code, "registered on A, known on B")
 	assert.Equal(t, "Pat", name)
+
+	// A document over 16 KiB (here a long comment) stays with the replica
+	// that learned it: what one client can make Redis hold is bounded.
+	big := "query BigMe { me { name } }\n# " + strings.Repeat("x", 17<<10)
+	code, _ = send(a, map[string]any{"query": big, "extensions": persisted(big)})
+	require.Empty(t, code)
+	code, _ = send(a, map[string]any{"extensions": persisted(big)})
+	assert.Empty(t, code, "A knows it")
+	code, _ = send(b, map[string]any{"extensions": persisted(big)})
+	assert.Equal(t, "PERSISTED_QUERY_NOT_FOUND", code, "B was not told")
 
 	// A document refused (it does not validate) is registered nowhere.
 	bad := `query Bad { me { nope } }`

@@ -127,10 +127,18 @@ func openWith(tb testing.TB, rawURL string, opts store.Options) *store.DB {
 // database reached through a fault proxy.
 func openBehindProxy(tb testing.TB, opts store.Options) (*store.DB, *faultproxy.Proxy) {
 	tb.Helper()
+	return openBehindProxyWith(tb, "", opts)
+}
+
+// openBehindProxyWith is openBehindProxy with query as the URL's query
+// (driver parameters).
+func openBehindProxyWith(tb testing.TB, query string, opts store.Options) (*store.DB, *faultproxy.Proxy) {
+	tb.Helper()
 	u, err := url.Parse(storetest.MySQLURL(tb))
 	require.NoError(tb, err)
 	proxy := faultproxy.Start(tb, u.Host)
 	u.Host = proxy.Addr()
+	u.RawQuery = query
 	return openWith(tb, u.String(), opts), proxy
 }
 
@@ -139,18 +147,14 @@ func openBehindProxy(tb testing.TB, opts store.Options) (*store.DB, *faultproxy.
 // store's logger at debug level, not to standard error.
 func TestDriverTalksToTheStoreLog(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(storetest.MySQLURL(t))
-	require.NoError(t, err)
-	proxy := faultproxy.Start(t, u.Host)
-	u.Host = proxy.Addr()
-	u.RawQuery = "readTimeout=200ms" // the driver's own timeout ends the read, and says so
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	db := openWith(t, u.String(), store.Options{Timeout: 5 * time.Second, Log: log})
+	// The driver's own timeout ends the read, and says so.
+	db, proxy := openBehindProxyWith(t, "readTimeout=200ms", store.Options{Timeout: 5 * time.Second, Log: log})
 
 	proxy.Stall()
 	defer proxy.Forward()
-	err = db.Ping(t.Context())
+	err := db.Ping(t.Context())
 	assert.Equal(t, models.Unavailable, models.ErrorCode(err), "%v", err)
 	assert.Regexp(t, `level=DEBUG msg="mysql driver" said=".*i/o timeout"`, logs.String())
 }

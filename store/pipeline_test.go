@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboardhq/switchboard/internal/faultproxy"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
@@ -57,18 +55,6 @@ func (m *mysqlCommands) count() int {
 	return m.n
 }
 
-// openCounted opens a store on a fresh MySQL database, through a proxy
-// whose tap counts, from then on, the commands sent; query is the URL's.
-func openCounted(t *testing.T, query string) (*store.DB, *faultproxy.Proxy) {
-	t.Helper()
-	u, err := url.Parse(storetest.MySQLURL(t))
-	require.NoError(t, err)
-	proxy := faultproxy.Start(t, u.Host)
-	u.Host = proxy.Addr()
-	u.RawQuery = query
-	return openWith(t, u.String(), store.Options{}), proxy
-}
-
 // postHeld posts texts to room, each queued behind the others while the
 // room's appends are held, and then released to commit in one batch; it
 // returns each one's message or error, in order.
@@ -106,7 +92,7 @@ func TestAppendBatchIsTwoRoundTripsOnMySQL(t *testing.T) {
 	} {
 		t.Run("url="+tt.query, func(t *testing.T) {
 			t.Parallel()
-			db, proxy := openCounted(t, tt.query)
+			db, proxy := openBehindProxyWith(t, tt.query, store.Options{})
 			ada := newUser(t, db, "ada")
 			bob := newUser(t, db, "bob")
 			room, err := db.CreateRoom(t.Context(), "busy", ada.ID, time.Now())
@@ -158,7 +144,7 @@ func TestAppendBatchIsTwoRoundTripsOnMySQL(t *testing.T) {
 // gap and the failing one fails by itself.
 func TestAppendBatchFailingAfterItsPositionsCommitsNothing(t *testing.T) {
 	t.Parallel()
-	db, _ := openCounted(t, "")
+	db, _ := openBehindProxyWith(t, "", store.Options{})
 	ada := newUser(t, db, "ada")
 	room, err := db.CreateRoom(t.Context(), "busy", ada.ID, time.Now())
 	require.NoError(t, err)

@@ -18,7 +18,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/validator/rules"
 
@@ -181,7 +180,9 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", cors(cfg.AllowedOrigins, logRefusals(log, withBodyLimit(cfg.MaxHTTPBody, log, tokens.Middleware(limitRequests(svc.requestRate, log, gql))))))
 	if cfg.Playground {
-		mux.Handle("GET /playground", playground.Handler("Switchboard playground", "/graphql"))
+		pg := web.Playground(web.Options{AllowedOrigins: cfg.AllowedOrigins})
+		mux.Handle("GET /playground", pg)
+		mux.Handle("GET /playground/", pg)
 	}
 	sdl := schemaSource(schema.Schema())
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, _ *http.Request) {

@@ -42,9 +42,10 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// startBrowser launches headless Chromium with a fresh profile and returns a
-// chromedp context for it. The browser is closed when the test ends.
-func startBrowser(t *testing.T, chromium string) context.Context {
+// startBrowser launches headless Chromium with a fresh profile (and the
+// extra options) and returns a chromedp context for it. The browser is
+// closed when the test ends.
+func startBrowser(t *testing.T, chromium string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	profile := t.TempDir() // removed after the browser has exited (cleanups run last-in first-out)
 	output := &syncBuffer{}
@@ -62,6 +63,7 @@ func startBrowser(t *testing.T, chromium string) context.Context {
 		chromedp.WindowSize(1280, 900),
 		chromedp.CombinedOutput(output),
 	)
+	opts = append(opts, extra...)
 	// The first Run binds the browser's life to its context, so the whole
 	// session gets one overall bound and each step a shorter one below it.
 	session, cancelSession := context.WithTimeout(context.Background(), browserTotalTimeout)
@@ -126,22 +128,27 @@ func openTab(t *testing.T, browser context.Context, name, url string) *browserTa
 		t.Fatalf("tab %s: open: %v", name, err)
 	}
 
-	messages := chromedp.Console(ctx)
+	tab.recordConsole()
+	tab.do("load the page", chromedp.Navigate(url))
+	tab.waitFor("the page to connect and load the feed",
+		connStateIs("connected")+` && document.getElementById('statuses-loading').hidden`, browserStepTimeout)
+	return tab
+}
+
+// recordConsole records what the tab writes to its console, for
+// checkConsole and logConsole. The tab must exist.
+func (b *browserTab) recordConsole() {
+	messages := chromedp.Console(b.ctx)
 	go func() {
 		for m, err := range messages {
 			if err != nil {
 				return // the tab is closed
 			}
-			tab.mu.Lock()
-			tab.console = append(tab.console, m)
-			tab.mu.Unlock()
+			b.mu.Lock()
+			b.console = append(b.console, m)
+			b.mu.Unlock()
 		}
 	}()
-
-	tab.do("load the page", chromedp.Navigate(url))
-	tab.waitFor("the page to connect and load the feed",
-		connStateIs("connected")+` && document.getElementById('statuses-loading').hidden`, browserStepTimeout)
-	return tab
 }
 
 // do runs actions in the tab within browserStepTimeout, failing the test

@@ -145,6 +145,10 @@ func TestPlaygroundFollowsTheSetting(t *testing.T) {
 			if c.want == http.StatusOK {
 				assert.Contains(t, string(body), "graphiql")
 			}
+			// Its files follow the page.
+			status, _, err := get(s.URL + "/playground/graphiql.js")
+			require.NoError(t, err)
+			assert.Equal(t, c.want, status, "/playground/graphiql.js")
 		})
 	}
 }

@@ -1,6 +1,9 @@
 package web_test
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -204,5 +207,106 @@ func TestContentSecurityPolicyConnects(t *testing.T) {
 				t.Errorf("host %q: policy %q", c.host, policy)
 			}
 		})
+	}
+}
+
+// TestPlaygroundFiles: the playground's page and everything it loads are
+// served under /playground from the binary, under a policy that lets it
+// use nothing from another host, and the page names only those files.
+func TestPlaygroundFiles(t *testing.T) {
+	h := web.Playground(web.Options{})
+	cases := []struct {
+		path, contentType, contains string
+	}{
+		{"/playground", "text/html; charset=utf-8", `<script type="module" src="/playground/graphiql.js"></script>`},
+		{"/playground/", "text/html; charset=utf-8", `<link rel="stylesheet" href="/playground/graphiql.css">`},
+		{"/playground/graphiql.js", "text/javascript; charset=utf-8", "graphql-transport-ws"},
+		{"/playground/graphiql.css", "text/css; charset=utf-8", ".graphiql-container"},
+		{"/playground/THIRD_PARTY_LICENSES.txt", "text/plain; charset=utf-8", "graphiql@"},
+	}
+	for _, c := range cases {
+		rec := get(t, h, http.MethodGet, c.path, nil)
+		if rec.Code != http.StatusOK {
+			t.Errorf("GET %s: status %d, want 200", c.path, rec.Code)
+			continue
+		}
+		if got := rec.Header().Get("Content-Type"); got != c.contentType {
+			t.Errorf("GET %s: Content-Type %q, want %q", c.path, got, c.contentType)
+		}
+		if !strings.Contains(rec.Body.String(), c.contains) {
+			t.Errorf("GET %s: body lacks %q", c.path, c.contains)
+		}
+		want := "default-src 'self'; connect-src 'self' ws://example.com wss://example.com; img-src 'self' data:; font-src 'self' data:; style-src 'self'; script-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+		if got := rec.Header().Get("Content-Security-Policy"); got != want {
+			t.Errorf("GET %s: Content-Security-Policy %q, want %q", c.path, got, want)
+		}
+	}
+	for _, p := range []string{"/playground/nope.js", "/playground/../static/app.js", "/app.js"} {
+		if rec := get(t, h, http.MethodGet, p, nil); rec.Code != http.StatusNotFound {
+			t.Errorf("GET %s: status %d, want 404", p, rec.Code)
+		}
+	}
+
+	page := get(t, h, http.MethodGet, "/playground", nil).Body.String()
+	refs := regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindAllStringSubmatch(page, -1)
+	if len(refs) < 2 {
+		t.Fatalf("the page names %d files: %s", len(refs), page)
+	}
+	for _, m := range refs {
+		if ref := m[1]; ref != "/favicon.svg" && !strings.HasPrefix(ref, "/playground/") {
+			t.Errorf("the page loads %q, not one of its own files", ref)
+		} else if rec := get(t, h, http.MethodGet, ref, nil); ref != "/favicon.svg" && rec.Code != http.StatusOK {
+			t.Errorf("the page loads %q, which answers %d", ref, rec.Code)
+		}
+	}
+}
+
+// TestGzip: text files of some size go gzipped to clients that accept it,
+// as a representation with its own ETag; others get them as they are.
+func TestGzip(t *testing.T) {
+	h := web.Playground(web.Options{})
+	plain := get(t, h, http.MethodGet, "/playground/graphiql.js", nil)
+	if plain.Header().Get("Content-Encoding") != "" || plain.Header().Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("without Accept-Encoding: Content-Encoding %q, Vary %q", plain.Header().Get("Content-Encoding"), plain.Header().Get("Vary"))
+	}
+
+	zipped := get(t, h, http.MethodGet, "/playground/graphiql.js", http.Header{"Accept-Encoding": {"br;q=1.0, gzip;q=0.8"}})
+	if got := zipped.Header().Get("Content-Encoding"); got != "gzip" {
+		t.Fatalf("with gzip accepted: Content-Encoding %q", got)
+	}
+	size := zipped.Body.Len()
+	zr, err := gzip.NewReader(zipped.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(unzipped, plain.Body.Bytes()) {
+		t.Error("the gzipped file does not unzip to the file")
+	}
+	if size >= plain.Body.Len()/2 {
+		t.Errorf("gzipped %d bytes of %d", size, plain.Body.Len())
+	}
+	t.Logf("graphiql.js: %d bytes, %d gzipped", plain.Body.Len(), size)
+	etag := zipped.Header().Get("ETag")
+	if etag == plain.Header().Get("ETag") {
+		t.Errorf("both representations have the ETag %s", etag)
+	}
+	if rec := get(t, h, http.MethodGet, "/playground/graphiql.js", http.Header{"Accept-Encoding": {"gzip"}, "If-None-Match": {etag}}); rec.Code != http.StatusNotModified {
+		t.Errorf("revalidating the gzipped file: status %d, want 304", rec.Code)
+	}
+
+	for _, accept := range []string{"gzip;q=0", "identity", "br", "gzip;q=zero"} {
+		rec := get(t, h, http.MethodGet, "/playground/graphiql.js", http.Header{"Accept-Encoding": {accept}})
+		if got := rec.Header().Get("Content-Encoding"); got != "" {
+			t.Errorf("Accept-Encoding %q: Content-Encoding %q, want none", accept, got)
+		}
+	}
+	// Small files are not worth it.
+	small := get(t, web.Handler(web.Options{}), http.MethodGet, "/favicon.svg", http.Header{"Accept-Encoding": {"gzip"}})
+	if got := small.Header().Get("Content-Encoding"); got != "" {
+		t.Errorf("favicon.svg: Content-Encoding %q", got)
 	}
 }

@@ -52,6 +52,7 @@ type Server struct {
 	url      string
 	http     *http.Server
 	ws       *gqlws.Transport
+	sse      *graphQLOverSSE
 	draining atomic.Bool        // /readyz fails from the start of a shutdown
 	stop     context.CancelFunc // ends the services' background work
 	closers  []func()           // what Start opened, closed in reverse by close
@@ -104,7 +105,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	// Every token's session is checked; sessions that end close their
 	// WebSockets here, wherever they were ended.
 	sessions := accounts.NewSessions(db, broker, accounts.SessionsOptions{
-		Ended: func(ids []string) { s.ws.EndSessions(ids...) }, Log: s.log, Panics: s.panics,
+		Ended: func(ids []string) { s.ws.EndSessions(ids...); s.sse.EndSessions(ids...) }, Log: s.log, Panics: s.panics,
 	})
 	tokens, err := newTokens(ctx, cfg, db)
 	if err != nil {
@@ -114,6 +115,8 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	svc := s.startServices(db, tokens, sessions, broker, rc)
 	s.ws = newWebsocket(cfg, s.log, tokens, svc, s.metrics)
 	s.closers = append(s.closers, s.ws.Shutdown)
+	s.sse = newGraphQLOverSSE(s.log, s.ws, svc.userConns, cfg.WSKeepAlive, cfg.WSCompression)
+	s.closers = append(s.closers, s.sse.Shutdown)
 	ln, err := s.listen()
 	if err != nil {
 		return nil, err
@@ -123,7 +126,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 		return nil, err
 	}
 	s.http = &http.Server{
-		Handler:           newHandler(cfg, s.log, svc, tokens, s.ws, broker, s.metrics, &s.draining),
+		Handler:           newHandler(cfg, s.log, svc, tokens, s.ws, s.sse, broker, s.metrics, &s.draining),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -174,6 +177,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.log.Info("shutting down")
 		s.draining.Store(true)
 		s.ws.Shutdown()
+		s.sse.Shutdown() // event streams end; their clients come back and resume
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 		defer cancel()
 		if err = s.http.Shutdown(ctx); err != nil {

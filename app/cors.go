@@ -7,7 +7,7 @@ import (
 
 // corsBaseHeaders are the request headers every preflight from an allowed
 // origin grants, whatever it asks for.
-var corsBaseHeaders = []string{"Authorization", "Content-Type", "X-Request-ID"}
+var corsBaseHeaders = []string{"Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"}
 
 // maxReflectedHeaders bounds how many requested header names a preflight
 // answer repeats.

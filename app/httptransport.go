@@ -132,10 +132,7 @@ func logRefusal(log *slog.Logger, r *http.Request, status int, errs gqlerror.Lis
 // over HTTP spec's clients read its absence as a request error (an
 // operation that ran and failed has "data": null).
 func writeRefusal(w http.ResponseWriter, media string, status int, resp *graphql.Response) {
-	writeMedia(w, media, status, struct {
-		Errors     gqlerror.List  `json:"errors"`
-		Extensions map[string]any `json:"extensions,omitempty"`
-	}{resp.Errors, resp.Extensions})
+	writeMedia(w, media, status, refusal(resp))
 }
 
 // writeGraphQL writes resp as the response, of media type media, with
@@ -326,11 +323,11 @@ func documentErrorStatus(errs gqlerror.List, media string) int {
 // operationRefusal refuses what HTTP does not run: a mutation over GET
 // (405, as the specification says: GET must be safe) and a subscription
 // (which would hold the request open until its first event; subscriptions
-// use a WebSocket).
+// use a WebSocket or an event stream, graphQLOverSSE).
 func operationRefusal(method string, op ast.Operation) *requestError {
 	switch {
 	case op == ast.Subscription:
-		return badRequest(http.StatusBadRequest, "subscriptions run over a WebSocket at this endpoint (graphql-transport-ws), not over plain HTTP")
+		return badRequest(http.StatusBadRequest, "subscriptions run over a WebSocket at this endpoint (graphql-transport-ws), or over Server-Sent Events (Accept: text/event-stream), not over plain HTTP")
 	case method == http.MethodGet && op != ast.Query:
 		refused := badRequest(http.StatusMethodNotAllowed, "GET runs queries only: send a %s with POST", op)
 		refused.allow = "POST"

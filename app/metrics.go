@@ -158,9 +158,13 @@ func (b countingBroker) Subscribe(ctx context.Context, topic string) (*pubsub.Su
 	return sub, err
 }
 
-// observe registers the metrics that ws and svc keep, read at each scrape.
-func (m *metrics) observe(ws *gqlws.Transport, svc *services) {
+// observe registers the metrics that ws, sse and svc keep, read at each scrape.
+func (m *metrics) observe(ws *gqlws.Transport, sse *graphQLOverSSE, svc *services) {
 	m.register(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "switchboard_sse_streams",
+			Help: "Open subscriptions over Server-Sent Events (graphql-sse).",
+		}, func() float64 { return float64(sse.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_websocket_connections",
 			Help: "Open WebSocket connections.",

@@ -145,12 +145,13 @@ func perHour(n float64) ratelimit.Limit {
 // newHandler builds the HTTP routes: the GraphQL endpoint, the playground
 // (with PLAYGROUND), the SDL, health, metrics (without METRICS_ADDR) and the
 // web page.
-func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Tokens, ws *gqlws.Transport, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {
+func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Tokens, ws *gqlws.Transport, sse *graphQLOverSSE, broker pubsub.Broker, m *metrics, draining *atomic.Bool) http.Handler {
 	schema := graph.NewExecutableSchema(graph.Config{Resolvers: svc.res})
 	gql := handler.New(schema)
 	// WebSocket first: it claims every request with an Upgrade header.
 	gql.AddTransport(ws)
 	gql.AddTransport(transport.Options{})
+	gql.AddTransport(sse)                  // GET and POST accepting text/event-stream: graphql-sse
 	gql.AddTransport(graphQLOverHTTP{log}) // GET and POST, refusing client mistakes with 4xx and a code
 	// Both caches are bounded in bytes; a document enters them only once it
 	// has parsed and validated.
@@ -174,7 +175,7 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	gql.SetRecoverFunc(resolvers.Recover(svc.panics))
 
 	gql.Use(&operationTimer{m.operations})
-	m.observe(ws, svc)
+	m.observe(ws, sse, svc)
 	m.register(cacheCollector{"parsed": parsed, "persisted": svc.persistedLocal})
 
 	mux := http.NewServeMux()

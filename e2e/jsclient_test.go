@@ -91,16 +91,24 @@ func jsClientResumesAfterRestart(t *testing.T, node, script string) {
 	posted = append(posted, s2.post(t, token, "four"))
 	c.waitFor(t, "the reconnection", func(e jsEvent) bool { return e.Event == "connected" })
 	c.requireNext(t, "status", posted[3])
+	c.requireEveryStatusOnce(t, posted)
+}
+
+// requireEveryStatusOnce waits for the client to finish (done), and checks
+// that it received the statuses posted, each once, in order.
+func (c *jsClientRun) requireEveryStatusOnce(t *testing.T, posted []status) {
+	t.Helper()
 	events := c.wait(t)
 	assert.Equal(t, "done", events[len(events)-1].Event)
-
-	var got []string
+	var got, want []string
 	for _, e := range events {
 		if e.Event == "next" {
 			got = append(got, e.statusID())
 		}
 	}
-	want := []string{posted[0].ID, posted[1].ID, posted[2].ID, posted[3].ID}
+	for _, st := range posted {
+		want = append(want, st.ID)
+	}
 	assert.Equal(t, want, got, "every status once, in order, across the restart")
 }
 

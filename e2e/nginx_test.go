@@ -174,3 +174,46 @@ func TestNginxFailover(t *testing.T) {
 	until(watcher, "p", "presence", chat.PresenceTTL+2*chat.HeartbeatInterval, is("bob"))
 	t.Logf("the dead replica's user went offline after %s", time.Since(killed).Round(100*time.Millisecond))
 }
+
+// TestNginxPassesEventStreams: through deploy/nginx.conf, a subscription
+// over Server-Sent Events gets each event as it happens (nginx buffers
+// nothing of it), its keepalive comments, and its resumption from
+// Last-Event-ID.
+func TestNginxPassesEventStreams(t *testing.T) {
+	srv := startServer(t, map[string]string{"WS_KEEPALIVE": "1s", "DEMO_FEED": "false"})
+	srv.logsOnFailure(t)
+	proxy := startNginx(t, srv)
+	token := srv.signIn(t, "Nia")
+	first := srv.post(t, token, "before")
+
+	// (From after the first status: a status posted before the subscription
+	// has reached its stream would be missed without it.)
+	const query = `subscription($a: ID) { statusPosted(after: $a) { id text } }`
+	vars := map[string]any{"a": first.ID}
+	s := openSSE(t, proxy, query, vars, false, nil)
+	require.Equal(t, http.StatusOK, s.resp.StatusCode)
+	// Each status as soon as it is posted: a buffering proxy would hold
+	// these few hundred bytes back.
+	for _, text := range []string{"one", "two"} {
+		st := srv.post(t, token, text)
+		got, id := s.nextStatus(t)
+		assert.Equal(t, st.ID, got.ID)
+		assert.Equal(t, st.ID, id)
+	}
+	deadline := time.After(sseTimeout)
+	for comment := false; !comment; {
+		select {
+		case ev := <-s.events:
+			comment = ev.Comment == "keepalive"
+		case <-deadline:
+			t.Fatal("no keepalive comment through nginx")
+		}
+	}
+	s.close()
+
+	s = openSSE(t, proxy, query, map[string]any{"a": "0"}, false, http.Header{"Last-Event-ID": {first.ID}})
+	for _, text := range []string{"one", "two"} {
+		got, _ := s.nextStatus(t)
+		assert.Equal(t, text, got.Text, "resumed after Last-Event-ID through nginx")
+	}
+}

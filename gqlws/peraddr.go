@@ -4,6 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
+
+	"github.com/switchboardhq/switchboard/request"
 )
 
 // The per-address connection limit (Options.MaxConnsPerAddr) counts
@@ -56,4 +59,26 @@ func clientHost(r *http.Request) string {
 		return host
 	}
 	return r.RemoteAddr
+}
+
+// ErrAddressFull refuses a HoldAddress for an address that holds
+// Options.MaxConnsPerAddr connections already.
+var ErrAddressFull = errAddrFull
+
+// HoldAddress takes one of the places of r's client address among its
+// connections (Options.MaxConnsPerAddr), for a long-lived stream of
+// another transport (such as GraphQL over Server-Sent Events) that counts
+// against the same limit as WebSockets. It fails with ErrShuttingDown once
+// Shutdown has begun, and with ErrAddressFull when the address holds its
+// limit. release gives the place back; calling it more than once is safe.
+func (t *Transport) HoldAddress(r *http.Request) (release func(), err error) {
+	key := request.AddrKey(clientHost(r))
+	if err := t.reserve(key); err != nil {
+		if errors.Is(err, errAddrFull) {
+			t.refuse(r.Context(), "connections_per_address")
+		}
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { t.release(key) }) }, nil
 }

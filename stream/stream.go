@@ -165,6 +165,9 @@ func (f *Feed[T]) SubscribePart(ctx context.Context, stream string, after *int64
 	if start, ok := ctx.Value(startKey{}).(int64); ok && after == nil {
 		after = &start // see WithStart
 	}
+	if resume, ok := ctx.Value(resumeKey{}).(int64); ok {
+		after = &resume // see WithResume
+	}
 	h, err := f.acquire(ctx, stream)
 	if err != nil {
 		return nil, err
@@ -421,6 +424,16 @@ type startKey struct{}
 // since, which a subscription from the head would miss.
 func WithStart(ctx context.Context, pos int64) context.Context {
 	return context.WithValue(ctx, startKey{}, pos)
+}
+
+type resumeKey struct{}
+
+// WithResume returns ctx under which a subscription starts after pos
+// whatever cursor it was given: a client that reconnects saying where it
+// stopped (an EventSource's Last-Event-ID) resumes from there, though the
+// request it repeats carries the cursor of its first connection.
+func WithResume(ctx context.Context, pos int64) context.Context {
+	return context.WithValue(ctx, resumeKey{}, pos)
 }
 
 // PositionRecorder returns the position recorder of ctx

@@ -243,7 +243,7 @@ func serve(files map[string]*asset, opts Options, tail string) http.Handler {
 		data, etag := f.data, f.etag
 		if f.gzipped != nil {
 			h.Add("Vary", "Accept-Encoding")
-			if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			if AcceptsGzip(r.Header.Get("Accept-Encoding")) {
 				// A representation of its own: its own ETag, so that a cache
 				// never answers one encoding's revalidation with the other's.
 				data, etag = f.gzipped(), etag+"-gzip"
@@ -255,9 +255,9 @@ func serve(files map[string]*asset, opts Options, tail string) http.Handler {
 	})
 }
 
-// acceptsGzip reports whether an Accept-Encoding header value accepts gzip
+// AcceptsGzip reports whether an Accept-Encoding header value accepts gzip
 // (by name or as *) with a quality above zero.
-func acceptsGzip(accept string) bool {
+func AcceptsGzip(accept string) bool {
 	for part := range strings.SplitSeq(accept, ",") {
 		coding, params, _ := strings.Cut(part, ";")
 		coding = strings.ToLower(strings.TrimSpace(coding))

@@ -1,0 +1,502 @@
+package app
+
+import (
+	"cmp"
+	"compress/flate"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/switchboardhq/switchboard/auth"
+	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/stream"
+	"github.com/switchboardhq/switchboard/web"
+)
+
+// sseRetry is the reconnection delay the event stream asks an EventSource
+// for: after a restart, it is back within about this long.
+const sseRetry = time.Second
+
+// graphQLOverSSE is the transport of GraphQL over Server-Sent Events, in
+// the graphql-sse protocol's "distinct connections" mode: a GET or POST to
+// /graphql with Accept: text/event-stream, carrying its operation as
+// graphQLOverHTTP reads it, is answered with an event stream. Each result
+// is a "next" event whose data is the GraphQL response; "complete" follows
+// the last. A query or mutation thus gets one next and complete; a
+// subscription a next per event until either side ends it.
+//
+// Everything that goes wrong before the operation runs (a request it cannot
+// read, a document that does not validate, a limit) is a next event with
+// the errors and their codes, then complete, in a 200 response: the
+// protocol asks for that, since an EventSource reports no more than "error"
+// for any other status.
+//
+// The events of durable streams (statusPosted, messageAdded,
+// notificationAdded) carry their position as the event's id. A client that
+// reconnects with that id in Last-Event-ID (an EventSource does so by
+// itself) resumes after it, whatever after its request says: nothing missed,
+// nothing twice.
+//
+// A subscription's stream is a connection as a WebSocket is: it counts
+// against LIMIT_CONNS_PER_ADDR (with the WebSockets, through ws) and
+// LIMIT_CONNS_PER_USER; its token's expiry and its session's end finish it
+// (an UNAUTHENTICATED error, then complete); a comment every keepAlive
+// keeps proxies from cutting it; the server's shutdown ends it, and an
+// EventSource comes back after sseRetry to where it was.
+type graphQLOverSSE struct {
+	log       *slog.Logger
+	ws        *gqlws.Transport
+	userConns *userConns
+	keepAlive time.Duration
+	compress  bool // gzip for clients that accept it (WS_COMPRESSION)
+
+	mu       sync.Mutex
+	streams  map[*sseStream]struct{}
+	shutdown bool
+}
+
+var _ graphql.Transport = (*graphQLOverSSE)(nil)
+
+// sseStream is one subscription's open event stream.
+type sseStream struct {
+	end     context.CancelCauseFunc
+	session string
+}
+
+// Why a stream ended before its operation did.
+var (
+	errSSEShutdown     = errors.New("server shutting down")
+	errSSESessionEnded = errors.New("session ended: sign in again")
+	errSSETokenExpired = errors.New("token expired: sign in again")
+	errSSEGone         = errors.New("the client stopped reading")
+)
+
+func newGraphQLOverSSE(log *slog.Logger, ws *gqlws.Transport, conns *userConns, keepAlive time.Duration, compress bool) *graphQLOverSSE {
+	return &graphQLOverSSE{log: log, ws: ws, userConns: conns, keepAlive: keepAlive, compress: compress, streams: make(map[*sseStream]struct{})}
+}
+
+// Supports claims GETs and POSTs that accept text/event-stream.
+func (t *graphQLOverSSE) Supports(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodPost) && acceptsEventStream(r.Header.Get("Accept"))
+}
+
+// acceptsEventStream reports whether an Accept header names
+// text/event-stream with a quality above zero.
+func acceptsEventStream(accept string) bool {
+	for part := range strings.SplitSeq(accept, ",") {
+		media, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(media), "text/event-stream") {
+			continue
+		}
+		for param := range strings.SplitSeq(params, ";") {
+			name, value, _ := strings.Cut(param, "=")
+			if strings.EqualFold(strings.TrimSpace(name), "q") {
+				if q, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err != nil || q <= 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Len is the number of open subscription streams.
+func (t *graphQLOverSSE) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.streams)
+}
+
+// Shutdown ends every stream and refuses new subscriptions (their clients
+// come back to another replica, or to this one restarted).
+func (t *graphQLOverSSE) Shutdown() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.shutdown = true
+	for s := range t.streams {
+		s.end(errSSEShutdown)
+	}
+}
+
+// EndSessions ends the streams of the sessions named.
+func (t *graphQLOverSSE) EndSessions(sessions ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.streams {
+		for _, id := range sessions {
+			if s.session != "" && s.session == id {
+				s.end(errSSESessionEnded)
+			}
+		}
+	}
+}
+
+// Do answers the request with an event stream (see graphQLOverSSE).
+func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	ctx := r.Context()
+	start := graphql.Now()
+	params, refused := readParams(r)
+	var resume *int64
+	if refused == nil {
+		resume, refused = lastEventID(r)
+	}
+
+	out := newSSEWriter(w, t.compress && web.AcceptsGzip(r.Header.Get("Accept-Encoding")))
+	defer out.finish()
+	rc := http.NewResponseController(w)
+	// The request is read: the server's ReadTimeout has nothing more to
+	// bound on a stream that lasts (net/http watches the connection for
+	// the client's going away with a read, which must not time out).
+	_ = rc.SetReadDeadline(time.Time{})
+	out.open()
+
+	// A request refused before its operation ran: its errors without a
+	// data entry, as writeRefusal answers over HTTP.
+	fail := func(ctx context.Context, refused *requestError) {
+		logRefusal(t.log, r, refused.status, refused.errs)
+		out.event("next", "", refusal(exec.DispatchError(ctx, refused.errs)))
+		out.event("complete", "", nil)
+	}
+	if refused != nil {
+		fail(ctx, refused)
+		return
+	}
+	params.Headers = r.Header
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	opCtx, errs := exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		fail(graphql.WithOperationContext(ctx, opCtx), &requestError{status: http.StatusOK, errs: errs})
+		return
+	}
+	if r.Method == http.MethodGet && opCtx.Operation.Operation == ast.Mutation {
+		fail(ctx, badRequest(http.StatusMethodNotAllowed, "GET runs queries and subscriptions only: send a mutation with POST"))
+		return
+	}
+
+	if opCtx.Operation.Operation != ast.Subscription {
+		responses, ctx := exec.DispatchOperation(ctx, opCtx)
+		out.event("next", "", responses(ctx))
+		out.event("complete", "", nil)
+		return
+	}
+
+	ctx, end, done, refused := t.begin(r)
+	if refused != nil {
+		fail(ctx, refused)
+		return
+	}
+	defer done()
+	// Each event's position, in order, as the durable stream reports it
+	// just before it hands the event over (stream.WithPositionRecorder).
+	var (
+		posMu     sync.Mutex
+		positions []int64
+	)
+	ctx = stream.WithPositionRecorder(ctx, func(pos int64) {
+		posMu.Lock()
+		positions = append(positions, pos)
+		posMu.Unlock()
+	}, func(int64) {})
+	if resume != nil {
+		ctx = stream.WithResume(ctx, *resume)
+	}
+	var expires time.Time
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		expires = p.ExpiresAt
+	}
+	go t.keepStreamAlive(ctx, end, out, expires)
+
+	responses, ctx := exec.DispatchOperation(ctx, opCtx)
+	for {
+		resp := responses(ctx)
+		if resp == nil {
+			break
+		}
+		id := ""
+		posMu.Lock()
+		if len(positions) > 0 && resp.Data != nil {
+			id = strconv.FormatInt(positions[0], 10)
+			positions = positions[1:]
+		}
+		posMu.Unlock()
+		if !out.event("next", id, resp) {
+			return // the client is gone, or stopped reading
+		}
+	}
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errSSEShutdown):
+		return // no complete: the client reconnects and resumes
+	case errors.Is(cause, errSSESessionEnded), errors.Is(cause, errSSETokenExpired):
+		err := gqlerror.Errorf("%s", cause.Error())
+		errcode.Set(err, string(models.Unauthenticated))
+		out.event("next", "", refusal(exec.DispatchError(ctx, gqlerror.List{err})))
+	case errors.Is(cause, errSSEGone), r.Context().Err() != nil:
+		return // the client is gone
+	}
+	out.event("complete", "", nil)
+}
+
+// begin registers a subscription's stream: it takes a place among the
+// connections of its address and of its user, and returns the context that
+// end cancels (with the reason), and done, which gives everything back.
+func (t *graphQLOverSSE) begin(r *http.Request) (context.Context, context.CancelCauseFunc, func(), *requestError) {
+	releaseAddr, err := t.ws.HoldAddress(r)
+	switch {
+	case errors.Is(err, gqlws.ErrShuttingDown):
+		return r.Context(), nil, nil, unavailable("the server is shutting down: connect again")
+	case err != nil:
+		return r.Context(), nil, nil, rateLimited("too many connections from this address (LIMIT_CONNS_PER_ADDR)")
+	}
+	p, _ := auth.PrincipalFrom(r.Context())
+	releaseUser, err := t.userConns.hold(p)
+	if err != nil {
+		releaseAddr()
+		var later *gqlws.TryAgainLater
+		if errors.As(err, &later) {
+			return r.Context(), nil, nil, rateLimited(later.Reason)
+		}
+		return r.Context(), nil, nil, rateLimited(err.Error())
+	}
+	ctx, end := context.WithCancelCause(r.Context())
+	s := &sseStream{end: end}
+	if p != nil {
+		s.session = p.SessionID
+	}
+	t.mu.Lock()
+	if t.shutdown {
+		t.mu.Unlock()
+		end(errSSEShutdown)
+		releaseAddr()
+		if releaseUser != nil {
+			releaseUser()
+		}
+		return r.Context(), nil, nil, unavailable("the server is shutting down: connect again")
+	}
+	t.streams[s] = struct{}{}
+	t.mu.Unlock()
+	return ctx, end, func() {
+		t.mu.Lock()
+		delete(t.streams, s)
+		t.mu.Unlock()
+		end(nil)
+		releaseAddr()
+		if releaseUser != nil {
+			releaseUser()
+		}
+	}, nil
+}
+
+// keepStreamAlive writes a comment into an idle stream every keepAlive, and
+// ends the stream (end) when its token expires, until ctx ends.
+func (t *graphQLOverSSE) keepStreamAlive(ctx context.Context, end context.CancelCauseFunc, out *sseWriter, expires time.Time) {
+	interval := cmp.Or(t.keepAlive, 25*time.Second)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var expiry <-chan time.Time
+	if !expires.IsZero() {
+		timer := time.NewTimer(time.Until(expires))
+		defer timer.Stop()
+		expiry = timer.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expiry:
+			end(errSSETokenExpired)
+			return
+		case <-tick.C:
+			if out.idleFor() >= interval/2 && !out.comment("keepalive") {
+				end(errSSEGone)
+				return
+			}
+		}
+	}
+}
+
+// refusal is resp, errors that no execution produced, without its data
+// entry.
+func refusal(resp *graphql.Response) any {
+	return struct {
+		Errors     gqlerror.List  `json:"errors"`
+		Extensions map[string]any `json:"extensions,omitempty"`
+	}{resp.Errors, resp.Extensions}
+}
+
+// lastEventID reads the Last-Event-ID header: the position of the last
+// event the client received, or nil.
+func lastEventID(r *http.Request) (*int64, *requestError) {
+	v := strings.TrimSpace(r.Header.Get("Last-Event-ID"))
+	if v == "" {
+		return nil, nil
+	}
+	pos, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || pos < 0 {
+		return nil, badRequest(http.StatusBadRequest, "Last-Event-ID must be the id of an event this server sent")
+	}
+	return &pos, nil
+}
+
+// rateLimited is a refusal by a limit on connections.
+func rateLimited(msg string) *requestError {
+	err := gqlerror.Errorf("%s", msg)
+	errcode.Set(err, string(models.RateLimited))
+	return &requestError{status: http.StatusTooManyRequests, errs: gqlerror.List{err}}
+}
+
+// unavailable is a refusal of a server that cannot take the stream now.
+func unavailable(msg string) *requestError {
+	err := gqlerror.Errorf("%s", msg)
+	errcode.Set(err, string(models.Unavailable))
+	return &requestError{status: http.StatusServiceUnavailable, errs: gqlerror.List{err}}
+}
+
+// sseWriter writes one event stream: whole events, each flushed at once,
+// from any goroutine. With gzip (the client accepts it and WS_COMPRESSION
+// is on) the stream is one gzip member whose deflate blocks are made event
+// by event by a pooled compressor, as permessage-deflate without context
+// takeover does on the WebSockets: no compressor is held per stream.
+type sseWriter struct {
+	mu       sync.Mutex
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	broken   bool
+	lastSent time.Time
+
+	gzip bool
+	crc  uint32 // of the text written so far, for the gzip trailer
+	size uint32 // its length, modulo 2^32
+}
+
+func newSSEWriter(w http.ResponseWriter, gzip bool) *sseWriter {
+	return &sseWriter{w: w, rc: http.NewResponseController(w), gzip: gzip}
+}
+
+// gzipHeader is a gzip member's header: deflate, no name, no time, Unix.
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}
+
+// sseCompressors are the deflate compressors of the event streams.
+var sseCompressors = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(io.Discard, flate.BestSpeed) // a valid level: no error
+	return w
+}}
+
+// open sends the stream's headers and its reconnection delay.
+func (s *sseWriter) open() {
+	h := s.w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: pass each event on at once
+	h.Add("Vary", "Accept-Encoding")
+	if s.gzip {
+		h.Set("Content-Encoding", "gzip")
+	}
+	s.w.WriteHeader(http.StatusOK)
+	if s.gzip {
+		_, _ = s.w.Write(gzipHeader) // goes out with the first text
+	}
+	s.write("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n")
+}
+
+// event writes one event, with the id if it is not empty, and data as
+// JSON (none when nil). It reports whether the stream still works.
+func (s *sseWriter) event(name, id string, data any) bool {
+	var b strings.Builder
+	b.WriteString("event: " + name + "\n")
+	if id != "" {
+		b.WriteString("id: " + id + "\n")
+	}
+	b.WriteString("data:")
+	if data != nil {
+		j, err := json.Marshal(data)
+		if err != nil {
+			return false
+		}
+		b.WriteString(" ")
+		b.Write(j) // JSON has no raw newline
+	}
+	b.WriteString("\n\n")
+	return s.write(b.String())
+}
+
+// comment writes a comment line, which every client ignores.
+func (s *sseWriter) comment(text string) bool {
+	return s.write(": " + text + "\n\n")
+}
+
+// idleFor is how long ago the last write was.
+func (s *sseWriter) idleFor() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Since(s.lastSent)
+}
+
+// sseWriteTimeout is how long one write may take: a client that reads
+// nothing for that long is dropped, as a slow WebSocket consumer is.
+const sseWriteTimeout = 10 * time.Second
+
+func (s *sseWriter) write(text string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken {
+		return false
+	}
+	_ = s.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	var err error
+	if s.gzip {
+		fw := sseCompressors.Get().(*flate.Writer)
+		fw.Reset(s.w)
+		if _, err = io.WriteString(fw, text); err == nil {
+			err = fw.Flush() // non-final blocks, ending on a byte boundary
+		}
+		fw.Reset(io.Discard) // hold no reference to the response
+		sseCompressors.Put(fw)
+		s.crc = crc32.Update(s.crc, crc32.IEEETable, []byte(text))
+		s.size += uint32(len(text))
+	} else {
+		_, err = io.WriteString(s.w, text)
+	}
+	if err == nil {
+		err = s.rc.Flush()
+	}
+	if err != nil {
+		s.broken = true
+		return false
+	}
+	s.lastSent = time.Now()
+	return true
+}
+
+// finish ends a gzip stream properly (a final deflate block and the
+// trailer), when the server ends the stream.
+func (s *sseWriter) finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.gzip || s.broken {
+		return
+	}
+	trailer := []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0} // an empty final fixed-Huffman block, CRC-32, size
+	binary.LittleEndian.PutUint32(trailer[2:], s.crc)
+	binary.LittleEndian.PutUint32(trailer[6:], s.size)
+	_ = s.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
+	if _, err := s.w.Write(trailer); err == nil {
+		_ = s.rc.Flush()
+	}
+	s.broken = true // nothing more may follow
+}

@@ -1,0 +1,434 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sseTimeout bounds every wait for an event.
+const sseTimeout = 10 * time.Second
+
+// sseEvent is one event of an event stream, or a comment.
+type sseEvent struct {
+	Event, ID, Data string
+	Comment         string // a comment line's text (the event is a comment)
+}
+
+// response decodes a next event's data.
+func (e sseEvent) response(tb testing.TB) gqlResponse {
+	tb.Helper()
+	var r gqlResponse
+	require.NoError(tb, json.Unmarshal([]byte(e.Data), &r), "event data %q", e.Data)
+	return r
+}
+
+// sseStream is an open event stream: its events arrive on events, which is
+// closed when the stream ends.
+type sseStream struct {
+	resp   *http.Response
+	events chan sseEvent
+	cancel context.CancelFunc
+}
+
+// openSSE sends a GraphQL request asking for an event stream: a GET with
+// the query in the URL when body is nil (as an EventSource does), else a
+// POST of body. header adds headers (Authorization, Last-Event-ID).
+func openSSE(tb testing.TB, base string, query string, vars map[string]any, post bool, header http.Header) *sseStream {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var req *http.Request
+	var err error
+	if post {
+		body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, base+"/graphql", strings.NewReader(string(body)))
+		require.NoError(tb, err)
+		req.Header.Set("Content-Type", "application/json")
+	} else {
+		q := url.Values{"query": {query}}
+		if vars != nil {
+			v, _ := json.Marshal(vars)
+			q.Set("variables", string(v))
+		}
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, base+"/graphql?"+q.Encode(), nil)
+		require.NoError(tb, err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(tb, err)
+	s := &sseStream{resp: resp, events: make(chan sseEvent, 256), cancel: cancel}
+	tb.Cleanup(s.close)
+	go s.read()
+	return s
+}
+
+func (s *sseStream) close() {
+	s.cancel()
+	_ = s.resp.Body.Close()
+}
+
+// read parses the stream as the EventSource specification says (the
+// subset the server writes: event, id, data, comments, retry).
+func (s *sseStream) read() {
+	defer close(s.events)
+	sc := bufio.NewScanner(s.resp.Body)
+	var ev sseEvent
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			if ev.Event != "" || ev.Data != "" {
+				s.events <- ev
+			}
+			ev = sseEvent{}
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "":
+			s.events <- sseEvent{Comment: value}
+		case "event":
+			ev.Event = value
+		case "id":
+			ev.ID = value
+		case "data":
+			ev.Data = value
+		}
+	}
+}
+
+// next returns the next event that is not a comment, failing the test if
+// none comes within sseTimeout; ok is false if the stream ended.
+func (s *sseStream) next(tb testing.TB) (ev sseEvent, ok bool) {
+	tb.Helper()
+	deadline := time.After(sseTimeout)
+	for {
+		select {
+		case ev, ok = <-s.events:
+			if ok && ev.Comment != "" {
+				continue
+			}
+			return ev, ok
+		case <-deadline:
+			tb.Fatalf("no event within %v", sseTimeout)
+			return
+		}
+	}
+}
+
+// nextStatus returns the next event, which must be a next event with a
+// status (of statusPosted), and its id.
+func (s *sseStream) nextStatus(tb testing.TB) (status, string) {
+	tb.Helper()
+	ev, ok := s.next(tb)
+	require.True(tb, ok, "the stream ended")
+	require.Equal(tb, "next", ev.Event, "event %+v", ev)
+	var d struct{ StatusPosted status }
+	r := ev.response(tb)
+	require.Empty(tb, r.Errors, "errors in %s", ev.Data)
+	require.NoError(tb, json.Unmarshal(r.Data, &d))
+	return d.StatusPosted, ev.ID
+}
+
+// finished reads the rest of a stream that must end with an error event
+// of code, then complete, and returns the error's message.
+func (s *sseStream) finished(tb testing.TB, code string) string {
+	tb.Helper()
+	ev, ok := s.next(tb)
+	require.True(tb, ok, "the stream ended without an error")
+	require.Equal(tb, "next", ev.Event, "event %+v", ev)
+	r := ev.response(tb)
+	require.NotEmpty(tb, r.Errors, "no error in %s", ev.Data)
+	assert.Equal(tb, code, r.Errors[0].Code(), "error %+v", r.Errors[0])
+	assert.NotContains(tb, ev.Data, `"data"`, "a request refused before it ran has no data entry")
+	ev, ok = s.next(tb)
+	require.True(tb, ok, "the stream ended without complete")
+	assert.Equal(tb, "complete", ev.Event)
+	_, ok = s.next(tb)
+	assert.False(tb, ok, "the stream goes on after complete")
+	return r.Errors[0].Message
+}
+
+// TestSSESubscriptionResumes: a subscription over Server-Sent Events gets
+// every status as a next event whose id is its position; a client that
+// comes back with that id in Last-Event-ID (as an EventSource does, with the
+// request of its first connection) resumes after it, also across a server
+// restart, with nothing missed or repeated.
+func TestSSESubscriptionResumes(t *testing.T) {
+	env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": freeLoopbackAddr(t)}
+	srv := startServer(t, env)
+	srv.logsOnFailure(t)
+	token := srv.signIn(t, "Ada")
+	first := srv.post(t, token, "before")
+
+	const query = `subscription($a: ID) { statusPosted(after: $a) { id text author { name } } }`
+	s := openSSE(t, srv.URL, query, map[string]any{"a": "0"}, false, nil)
+	assert.Equal(t, "text/event-stream; charset=utf-8", s.resp.Header.Get("Content-Type"))
+	assert.Equal(t, http.StatusOK, s.resp.StatusCode)
+	got, id := s.nextStatus(t)
+	assert.Equal(t, first.ID, got.ID, "replayed from after 0")
+	assert.Equal(t, first.ID, id, "the event's id is the status's position")
+	live := srv.post(t, token, "live")
+	got, id = s.nextStatus(t)
+	assert.Equal(t, live.ID, got.ID)
+	assert.Equal(t, "Ada", got.Author.Name)
+	s.close()
+
+	// Away for a while: two statuses go by, then the server restarts.
+	missed := []status{srv.post(t, token, "missed 1"), srv.post(t, token, "missed 2")}
+	srv.stop()
+	srv = startServer(t, env)
+	srv.logsOnFailure(t)
+	missed = append(missed, srv.post(t, token, "missed 3"))
+
+	// The same request, with the last id received: the statuses missed,
+	// once each, then live ones.
+	s = openSSE(t, srv.URL, query, map[string]any{"a": "0"}, false, http.Header{"Last-Event-ID": {id}})
+	for _, want := range missed {
+		got, gotID := s.nextStatus(t)
+		assert.Equal(t, want.ID, got.ID)
+		assert.Equal(t, want.ID, gotID)
+	}
+	live = srv.post(t, token, "live again")
+	got, _ = s.nextStatus(t)
+	assert.Equal(t, live.ID, got.ID, "nothing repeated, nothing between")
+
+	// A stream the server ends by shutting down ends without complete, so
+	// that the client reconnects.
+	srv.stop()
+	for {
+		ev, ok := s.next(t)
+		if !ok {
+			break
+		}
+		assert.NotEqual(t, "complete", ev.Event, "a shutdown completes no subscription")
+	}
+}
+
+// TestSSEOperations: queries and mutations over Server-Sent Events get one
+// next event and complete; every refusal is a next event with the error
+// and its code, then complete, in a 200 response, as the graphql-sse
+// protocol asks; authentication is the Authorization header's.
+func TestSSEOperations(t *testing.T) {
+	srv := startServer(t, map[string]string{"DEMO_FEED": "false"})
+	srv.logsOnFailure(t)
+	token := srv.signIn(t, "Bo")
+	auth := http.Header{"Authorization": {"Bearer " + token}}
+
+	// A mutation (POST) with the token, then a query (GET).
+	s := openSSE(t, srv.URL, `mutation { postStatus(text: "over SSE") { id author { name } } }`, nil, true, auth)
+	ev, _ := s.next(t)
+	assert.Equal(t, "next", ev.Event)
+	assert.Contains(t, ev.Data, `"name":"Bo"`)
+	ev, _ = s.next(t)
+	assert.Equal(t, "complete", ev.Event)
+	s = openSSE(t, srv.URL, `{ statuses(first: 1) { edges { node { text } } } }`, nil, false, nil)
+	ev, _ = s.next(t)
+	assert.Contains(t, ev.Data, `"text":"over SSE"`)
+	ev, _ = s.next(t)
+	assert.Equal(t, "complete", ev.Event)
+
+	refusals := []struct {
+		name, query string
+		post        bool
+		header      http.Header
+		code        string
+	}{
+		{"a document that does not validate", `{ nope }`, false, nil, "GRAPHQL_VALIDATION_FAILED"},
+		{"a mutation over GET", `mutation { postStatus(text: "x") { id } }`, false, auth, "BAD_REQUEST"},
+		{"a mutation without a token", `mutation { postStatus(text: "x") { id } }`, true, nil, "UNAUTHENTICATED"},
+		{"a subscription that needs a token", `subscription { notificationAdded { id } }`, false, nil, "UNAUTHENTICATED"},
+		{"a cursor beyond the stream", `subscription { statusPosted(after: "999") { id } }`, false, nil, "BAD_USER_INPUT"},
+		{"a Last-Event-ID that is no position", `subscription { statusPosted { id } }`, false, http.Header{"Last-Event-ID": {"abc"}}, "BAD_REQUEST"},
+		{"no query", ``, false, nil, "BAD_REQUEST"},
+	}
+	for _, c := range refusals {
+		t.Run(c.name, func(t *testing.T) {
+			s := openSSE(t, srv.URL, c.query, nil, c.post, c.header)
+			assert.Equal(t, http.StatusOK, s.resp.StatusCode)
+			ev, ok := s.next(t)
+			require.True(t, ok)
+			require.Equal(t, "next", ev.Event)
+			r := ev.response(t)
+			require.NotEmpty(t, r.Errors, "event %s", ev.Data)
+			assert.Equal(t, c.code, r.Errors[0].Code(), "error %+v", r.Errors[0])
+			ev, _ = s.next(t)
+			assert.Equal(t, "complete", ev.Event)
+		})
+	}
+
+	// A token that is not one is refused before anything streams, as over
+	// HTTP (401, with the error as JSON).
+	s = openSSE(t, srv.URL, `{ __typename }`, nil, false, http.Header{"Authorization": {"Bearer nope"}})
+	assert.Equal(t, http.StatusUnauthorized, s.resp.StatusCode)
+}
+
+// TestSSEStreamsAreConnections: a subscription's event stream counts as a
+// connection: against LIMIT_CONNS_PER_ADDR together with the WebSockets,
+// and against LIMIT_CONNS_PER_USER; it gets keepalive comments while idle;
+// and signing out ends it with UNAUTHENTICATED, then complete.
+func TestSSEStreamsAreConnections(t *testing.T) {
+	srv := startServer(t, map[string]string{
+		"LIMIT_CONNS_PER_ADDR": "3", "LIMIT_CONNS_PER_USER": "2", "WS_KEEPALIVE": "1s", "DEMO_FEED": "false",
+	})
+	srv.logsOnFailure(t)
+	token := srv.signIn(t, "Cy")
+	auth := http.Header{"Authorization": {"Bearer " + token}}
+	const query = `subscription { statusPosted { id } }`
+
+	a := openSSE(t, srv.URL, query, nil, false, auth)
+	b := openSSE(t, srv.URL, query, nil, false, auth)
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_sse_streams") == 2 }, "two streams open")
+	msg := openSSE(t, srv.URL, query, nil, false, auth).finished(t, "RATE_LIMITED")
+	assert.Contains(t, msg, "at most 2", "the user's limit")
+
+	// The address holds two streams; one WebSocket more fills it.
+	ws := dialWS(t, srv, "graphql-transport-ws", nil)
+	ws.init("")
+	msg = openSSE(t, srv.URL, query, nil, false, nil).finished(t, "RATE_LIMITED")
+	assert.Contains(t, msg, "LIMIT_CONNS_PER_ADDR")
+	_, resp, err := websocket.DefaultDialer.Dial(srv.WS(), http.Header{"Sec-WebSocket-Protocol": {"graphql-transport-ws"}})
+	require.Error(t, err, "a fourth connection from the address")
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+
+	// Idle streams get comments, which keep proxies from cutting them.
+	deadline := time.After(sseTimeout)
+	for comment := false; !comment; {
+		select {
+		case ev := <-a.events:
+			comment = ev.Comment == "keepalive"
+		case <-deadline:
+			t.Fatal("no keepalive comment")
+		}
+	}
+
+	// Signing out ends both of the session's streams.
+	srv.mustDo(t, token, `mutation { signOut }`, nil, nil)
+	for _, s := range []*sseStream{a, b} {
+		assert.Contains(t, s.finished(t, "UNAUTHENTICATED"), "session ended")
+	}
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_sse_streams") == 0 }, "the streams to be counted closed")
+}
+
+// TestGraphQLSSEClient: the standard graphql-sse client (Node, distinct
+// connections mode) follows statusPosted with its token in the
+// Authorization header; when the server restarts in the middle of the
+// stream, the client's own reconnection (the same request, with the last
+// id it saw in the variables) resumes after it, so every status arrives
+// exactly once, in order.
+func TestGraphQLSSEClient(t *testing.T) {
+	node, dir := requireNodePackages(t, "jsclient", "graphql-sse")
+	env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": freeLoopbackAddr(t)}
+	s1 := startServer(t, env)
+	s1.logsOnFailure(t)
+	token := s1.signIn(t, "Dee")
+	posted := []status{s1.post(t, token, "one")}
+
+	c := startJSClient(t, node, filepath.Join(dir, "sse.mjs"), "--url", s1.URL+"/graphql", "--token", token, "--scenario", "resume", "--want", "4")
+	c.requireNext(t, "status", posted[0])
+	for _, text := range []string{"two", "three"} {
+		st := s1.post(t, token, text)
+		posted = append(posted, st)
+		c.requireNext(t, "status", st)
+	}
+
+	s1.stop()
+	c.waitFor(t, "a reconnection attempt", func(e jsEvent) bool { return e.Event == "retry" })
+	s2 := startServer(t, env)
+	s2.logsOnFailure(t)
+	posted = append(posted, s2.post(t, token, "four"))
+	c.waitFor(t, "the reconnection", func(e jsEvent) bool { return e.Event == "connected" && e.Retrying })
+	c.requireNext(t, "status", posted[3])
+	c.requireEveryStatusOnce(t, posted)
+}
+
+// TestSSEGzip: a client that accepts gzip gets the event stream gzipped,
+// each event decodable as soon as it arrives (not when the stream ends),
+// and a stream the server ends is a complete gzip member (its trailer
+// checks out); WS_COMPRESSION=false turns it off.
+func TestSSEGzip(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprintf("WS_COMPRESSION=%v", on), func(t *testing.T) {
+			srv := startServer(t, map[string]string{"WS_COMPRESSION": strconv.FormatBool(on), "DEMO_FEED": "false"})
+			srv.logsOnFailure(t)
+			token := srv.signIn(t, "Gus")
+			// A status as people write them, not a repetition (which would
+			// compress unlike any real one).
+			text := "Shipping the new dashboard today: KPIs per module update live, the unread badge follows every tab, " +
+				"and presence shows who is in each room. Thanks to everyone who tested the beta over the weekend and " +
+				"sent notes; the typing indicator fix came from one of them. Next up: search in room lists."
+
+			first := srv.post(t, token, text)
+
+			// A subscription: its first event decodes while the stream is open.
+			raw := func(query string) (*http.Response, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/graphql?"+url.Values{"query": {query}}.Encode(), nil)
+				require.NoError(t, err)
+				req.Header.Set("Accept", "text/event-stream")
+				req.Header.Set("Accept-Encoding", "gzip") // set by hand: Go leaves the body as it came
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				t.Cleanup(func() { cancel(); resp.Body.Close() })
+				return resp, cancel
+			}
+			resp, _ := raw(`subscription { statusPosted(after: "0") { id text } }`)
+			if !on {
+				assert.Empty(t, resp.Header.Get("Content-Encoding"))
+				return
+			}
+			require.Equal(t, "gzip", resp.Header.Get("Content-Encoding"))
+			counted := &countingReader{r: resp.Body}
+			zr, err := gzip.NewReader(counted)
+			require.NoError(t, err)
+			lines := bufio.NewScanner(zr)
+			var data string
+			for found := false; !found && lines.Scan(); {
+				data, found = strings.CutPrefix(lines.Text(), "data: ")
+			}
+			assert.Contains(t, data, `"id":"`+first.ID+`"`, "the first event, decoded while the stream is open")
+			assert.Contains(t, data, text)
+			t.Logf("a status of %d characters: %d bytes of event stream (with the retry line) in %d gzipped", len(text), len("retry: 1000\n\nevent: next\nid: 1\ndata: \n\n")+len(data), counted.n)
+
+			// A query's stream ends with complete and a whole gzip member.
+			resp, _ = raw(`{ statuses(first: 1) { edges { node { id } } } }`)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			zr, err = gzip.NewReader(bytes.NewReader(body))
+			require.NoError(t, err)
+			plain, err := io.ReadAll(zr)
+			require.NoError(t, err, "the gzip member is whole: its CRC and size check out")
+			assert.True(t, strings.HasSuffix(string(plain), "event: complete\ndata:\n\n"), "stream: %q", plain)
+		})
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}

@@ -59,27 +59,49 @@ func (graphQLOverHTTP) Supports(*http.Request) bool { return true }
 // Do reads the request's parameters, runs the operation they name and
 // writes its response, or the refusal of a request it cannot serve.
 func (h graphQLOverHTTP) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	ctx := r.Context()
-	media := responseMediaType(r.Header.Get("Accept"))
+	h.answer(w, r, exec, responseMediaType(r.Header.Get("Accept")), prepare(r, exec))
+}
+
+// preparedRequest is a GraphQL request read and its operation validated:
+// the operation's context (rc), or why not (refused: the request could not
+// be read; errs: the document does not parse or validate).
+type preparedRequest struct {
+	rc      *graphql.OperationContext
+	refused *requestError
+	errs    gqlerror.List
+}
+
+// prepare reads r's parameters and creates its operation's context.
+func prepare(r *http.Request, exec graphql.GraphExecutor) preparedRequest {
 	start := graphql.Now()
 	params, refused := readParams(r)
 	if refused != nil {
-		h.refuse(w, r, exec, media, refused)
-		return
+		return preparedRequest{refused: refused}
 	}
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	rc, errs := exec.CreateOperationContext(ctx, params)
-	if errs != nil {
-		h.refuse(w, r.WithContext(graphql.WithOperationContext(ctx, rc)), exec, media,
-			&requestError{status: documentErrorStatus(errs, media), errs: errs})
+	rc, errs := exec.CreateOperationContext(r.Context(), params)
+	return preparedRequest{rc: rc, errs: errs}
+}
+
+// answer runs a prepared request's operation and writes its response as
+// media, or the refusal of a request it cannot serve.
+func (h graphQLOverHTTP) answer(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, media string, p preparedRequest) {
+	ctx := r.Context()
+	if p.refused != nil {
+		h.refuse(w, r, exec, media, p.refused)
 		return
 	}
-	if refused := operationRefusal(r.Method, rc.Operation.Operation); refused != nil {
+	if p.errs != nil {
+		h.refuse(w, r.WithContext(graphql.WithOperationContext(ctx, p.rc)), exec, media,
+			&requestError{status: documentErrorStatus(p.errs, media), errs: p.errs})
+		return
+	}
+	if refused := operationRefusal(r.Method, p.rc.Operation.Operation); refused != nil {
 		h.refuse(w, r, exec, media, refused)
 		return
 	}
-	responses, ctx := exec.DispatchOperation(ctx, rc)
+	responses, ctx := exec.DispatchOperation(ctx, p.rc)
 	writeGraphQL(w, media, http.StatusOK, responses(ctx))
 }
 
@@ -161,6 +183,17 @@ func writeMedia(w http.ResponseWriter, media string, status int, v any) {
 // names neither, accepts anything or sends no Accept at all, as legacy
 // clients expect.
 func responseMediaType(accept string) string {
+	media, _ := acceptedJSON(accept)
+	return media
+}
+
+// acceptedJSON is responseMediaType, and whether the Accept header names a
+// JSON media type (or application/*, */*) with a quality above zero, or is
+// empty.
+func acceptedJSON(accept string) (string, bool) {
+	if strings.TrimSpace(accept) == "" {
+		return mediaJSON, true
+	}
 	best, bestQ := mediaJSON, 0.0
 	for part := range strings.SplitSeq(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
@@ -185,7 +218,7 @@ func responseMediaType(accept string) string {
 			best, bestQ = media, q
 		}
 	}
-	return best
+	return best, bestQ > 0
 }
 
 // readParams reads the GraphQL request's parameters: from the query string

@@ -147,15 +147,18 @@ func (t *graphQLOverSSE) EndSessions(sessions ...string) {
 	}
 }
 
-// Do answers the request with an event stream (see graphQLOverSSE).
+// Do answers the request with an event stream (see graphQLOverSSE), or,
+// for anything but a subscription from a client that accepts JSON too
+// (urql asks for both), as graphQLOverHTTP answers.
 func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	ctx := r.Context()
-	start := graphql.Now()
-	params, refused := readParams(r)
-	var resume *int64
-	if refused == nil {
-		resume, refused = lastEventID(r)
+	p := prepare(r, exec)
+	if media, ok := acceptedJSON(r.Header.Get("Accept")); ok &&
+		(p.refused != nil || p.errs != nil || p.rc.Operation.Operation != ast.Subscription) {
+		graphQLOverHTTP{t.log}.answer(w, r, exec, media, p)
+		return
 	}
+	resume, badID := lastEventID(r)
 
 	out := newSSEWriter(w, t.compress && web.AcceptsGzip(r.Header.Get("Accept-Encoding")))
 	defer out.finish()
@@ -173,21 +176,21 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 		out.event("next", "", refusal(exec.DispatchError(ctx, refused.errs)))
 		out.event("complete", "", nil)
 	}
-	if refused != nil {
-		fail(ctx, refused)
+	switch {
+	case p.refused != nil:
+		fail(ctx, p.refused)
 		return
-	}
-	params.Headers = r.Header
-	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	opCtx, errs := exec.CreateOperationContext(ctx, params)
-	if errs != nil {
-		fail(graphql.WithOperationContext(ctx, opCtx), &requestError{status: http.StatusOK, errs: errs})
+	case p.errs != nil:
+		fail(graphql.WithOperationContext(ctx, p.rc), &requestError{status: http.StatusOK, errs: p.errs})
 		return
-	}
-	if r.Method == http.MethodGet && opCtx.Operation.Operation == ast.Mutation {
+	case r.Method == http.MethodGet && p.rc.Operation.Operation == ast.Mutation:
 		fail(ctx, badRequest(http.StatusMethodNotAllowed, "GET runs queries and subscriptions only: send a mutation with POST"))
 		return
+	case badID != nil && p.rc.Operation.Operation == ast.Subscription:
+		fail(ctx, badID)
+		return
 	}
+	opCtx := p.rc
 
 	if opCtx.Operation.Operation != ast.Subscription {
 		responses, ctx := exec.DispatchOperation(ctx, opCtx)

@@ -275,6 +275,16 @@ func TestSSEOperations(t *testing.T) {
 		})
 	}
 
+	// A client that accepts JSON too (urql asks for both) gets JSON for
+	// what is not a subscription, and an event stream for a subscription.
+	both := http.Header{"Accept": {"application/graphql-response+json, application/json, text/event-stream"}}
+	s = openSSE(t, srv.URL, `{ statuses(first: 1) { edges { node { text } } } }`, nil, true, both)
+	assert.Equal(t, "application/graphql-response+json; charset=utf-8", s.resp.Header.Get("Content-Type"))
+	s = openSSE(t, srv.URL, `subscription { statusPosted(after: "0") { text } }`, nil, true, both)
+	assert.Equal(t, "text/event-stream; charset=utf-8", s.resp.Header.Get("Content-Type"))
+	ev, _ = s.next(t)
+	assert.Contains(t, ev.Data, `"text":"over SSE"`)
+
 	// A token that is not one is refused before anything streams, as over
 	// HTTP (401, with the error as JSON).
 	s = openSSE(t, srv.URL, `{ __typename }`, nil, false, http.Header{"Authorization": {"Bearer nope"}})

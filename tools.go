@@ -1,7 +1,11 @@
 //go:build tools
 
-// This file pins the code generator's version in go.mod, so that
-// `go generate ./...` (see server.go) runs the same gqlgen for everyone.
+// This file pins the code generators' versions in go.mod, so that
+// `go generate ./...` runs the same ones for everyone: gqlgen (see
+// server.go) and genqlient (the Go client example, examples/genqlient).
 package main
 
-import _ "github.com/99designs/gqlgen"
+import (
+	_ "github.com/99designs/gqlgen"
+	_ "github.com/Khan/genqlient"
+)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ type protocol int
 const (
 	transportWS protocol = iota // graphql-transport-ws (the graphql-ws library)
 	legacyWS                    // graphql-ws (Apollo's subscriptions-transport-ws)
+	sseProto                    // no WebSocket: an event stream (GraphQL over SSE)
 )
 
 func (p protocol) subprotocol() string {
@@ -32,8 +34,11 @@ func (p protocol) subprotocol() string {
 }
 
 func (p protocol) String() string {
-	if p == legacyWS {
+	switch p {
+	case legacyWS:
 		return "legacy"
+	case sseProto:
+		return "sse"
 	}
 	return "transport"
 }
@@ -188,7 +193,10 @@ var pongMessage = []byte(`{"type":"pong"}`)
 type connector struct {
 	wsURL   string
 	dialers []*websocket.Dialer // one per source address, used in turn
-	proto   string              // transport, legacy or mixed
+	proto   string              // transport, legacy, mixed or sse
+	sseURL  string              // -proto sse: the subscription's GET
+	sse     []*http.Client      // -proto sse: one per source address, used in turn
+	token   string              // -proto sse: sent as Authorization
 	timeout time.Duration       // for dial + init + subscribe
 	init    []byte              // the connection_init message
 	sub     [2][]byte           // the subscribe/start message, by protocol
@@ -196,7 +204,7 @@ type connector struct {
 }
 
 func newConnector(wsURL string, dialers []*websocket.Dialer, proto, token string, payload map[string]any, timeout time.Duration, t *tally) *connector {
-	c := &connector{wsURL: wsURL, dialers: dialers, proto: proto, timeout: timeout, tally: t}
+	c := &connector{wsURL: wsURL, dialers: dialers, proto: proto, timeout: timeout, tally: t, token: token}
 	initPayload := map[string]any{}
 	if token != "" {
 		initPayload["authorization"] = "Bearer " + token
@@ -231,6 +239,9 @@ func (c *connector) protoFor(i int) protocol {
 // connect dials connection i, initialises it, waits for connection_ack and
 // sends the subscription. The caller starts the subscriber's readLoop.
 func (c *connector) connect(ctx context.Context, i int) (*subscriber, error) {
+	if c.proto == "sse" {
+		return c.connectSSE(ctx, i)
+	}
 	proto := c.protoFor(i)
 	d := *c.dialers[i%len(c.dialers)]
 	d.Subprotocols = []string{proto.subprotocol()}
@@ -287,6 +298,7 @@ func (c *connector) connect(ctx context.Context, i int) (*subscriber, error) {
 // readLoop until that returns.
 type subscriber struct {
 	ws    *websocket.Conn
+	body  io.ReadCloser // -proto sse: the event stream, instead of ws
 	proto protocol
 	got   bitset // post numbers received
 	buf   []byte
@@ -301,6 +313,10 @@ type subscriber struct {
 
 // readLoop reads until the connection fails or is closed.
 func (s *subscriber) readLoop(t *tally) {
+	if s.proto == sseProto {
+		s.readSSE(t)
+		return
+	}
 	for {
 		_, r, err := s.ws.NextReader()
 		if err == nil {
@@ -487,6 +503,10 @@ func (fl *fleet) closeAll(t *tally, timeout time.Duration) error {
 	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 	deadline := time.Now().Add(2 * time.Second)
 	for _, s := range fl.subs {
+		if s.body != nil {
+			_ = s.body.Close()
+			continue
+		}
 		_ = s.ws.WriteControl(websocket.CloseMessage, msg, deadline)
 		_ = s.ws.Close()
 	}

@@ -521,3 +521,25 @@ func TestMedianRounds(t *testing.T) {
 	even := medianRounds([][]PhaseReport{round(100, 90), round(100, 60)})
 	assert.Equal(t, 60.0, even[1].PerSec, "of two rounds, the lower")
 }
+
+// TestRunOverSSE: -proto sse subscribes with event streams (GraphQL over
+// Server-Sent Events) instead of WebSockets, gzipped with -compress, and
+// measures them as it measures WebSockets: every post reaches every stream
+// once, in order.
+func TestRunOverSSE(t *testing.T) {
+	url, _ := startSwitchboard(t)
+	for _, compress := range []string{"-compress=false", "-compress=true"} {
+		rep, _ := runJSON(t, "run", "-url", url, "-conns", "30", "-proto", "sse", compress, "-init-auth=false",
+			"-rate", "20", "-duration", "1s", "-drain", "5s", "-settle", "100ms", "-sources", "2",
+			"-pid", strconv.Itoa(os.Getpid()))
+		assert.Equal(t, "sse", rep.Proto, compress)
+		assert.Equal(t, 30, rep.Connected, compress)
+		assert.EqualValues(t, 20, rep.Posts, compress)
+		assert.Equal(t, rep.Posts*30, rep.DeliveriesReceived, compress)
+		assert.Zero(t, rep.Missing, compress)
+		assert.Zero(t, rep.Duplicates, compress)
+		assert.Zero(t, rep.OutOfOrder, compress)
+		assert.Zero(t, rep.Disconnects, compress)
+		assert.Empty(t, rep.Errors, compress)
+	}
+}

@@ -57,7 +57,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.url, "url", "http://127.0.0.1:8080", "the server's base URL (the API is at /graphql, metrics at /metrics)")
 	fs.IntVar(&c.conns, "conns", 1000, "subscribed WebSocket connections")
-	fs.StringVar(&c.proto, "proto", "transport", "subprotocol: transport (graphql-transport-ws), legacy (graphql-ws) or mixed (half each)")
+	fs.StringVar(&c.proto, "proto", "transport", "subprotocol: transport (graphql-transport-ws), legacy (graphql-ws) or mixed (half each); or sse: event streams (GraphQL over Server-Sent Events) instead of WebSockets")
 	fs.Float64Var(&c.rate, "rate", 10, "posts per second")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "how long to post at -rate (0: no posts)")
 	fs.DurationVar(&c.drain, "drain", 5*time.Second, "how long to wait after the last post of a step for the deliveries still missing")
@@ -103,8 +103,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.conns < 1 {
 		problems = append(problems, "-conns must be at least 1")
 	}
-	if c.proto != "transport" && c.proto != "legacy" && c.proto != "mixed" {
-		problems = append(problems, "-proto must be transport, legacy or mixed")
+	if c.proto != "transport" && c.proto != "legacy" && c.proto != "mixed" && c.proto != "sse" {
+		problems = append(problems, "-proto must be transport, legacy, mixed or sse")
 	}
 	if c.rate <= 0 && c.duration > 0 && len(c.ramp) == 0 {
 		problems = append(problems, "-rate must be positive")
@@ -294,7 +294,12 @@ func measure(ctx context.Context, cfg *config, progress io.Writer) (*Report, err
 	if cfg.initAuth {
 		subToken = a.token
 	}
-	err = m.connect(ctx, newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout, cfg.compress), cfg.proto, subToken, subscribePayload(cfg.plain, after), cfg.timeout, m.t))
+	conn := newConnector(ep.ws, dialers(ep.host, cfg.sources, cfg.timeout, cfg.compress), cfg.proto, subToken, subscribePayload(cfg.plain, after), cfg.timeout, m.t)
+	if cfg.proto == "sse" {
+		conn.sseURL = sseStreamURL(ep.graphql, subscribePayload(cfg.plain, after))
+		conn.sse = sseClients(ep.host, cfg.sources, cfg.timeout, cfg.compress)
+	}
+	err = m.connect(ctx, conn)
 	closed := false
 	defer func() {
 		if !closed {

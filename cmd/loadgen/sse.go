@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// The -proto sse subscribers: each an event stream (GraphQL over
+// Server-Sent Events, a GET of /graphql with Accept: text/event-stream)
+// instead of a WebSocket, so that the two transports' fan-out can be
+// measured the same way, against the same server.
+
+// sseClients returns one HTTP client per source address (as dialers does
+// for WebSockets); each stream holds its own connection. With compress,
+// the client asks for gzip and Go's transport decodes it.
+func sseClients(host string, sources int, timeout time.Duration, compress bool) []*http.Client {
+	ip := net.ParseIP(host)
+	if host == "localhost" {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+		sources = 1
+		ip = nil
+	}
+	var cs []*http.Client
+	for i := range sources {
+		nd := &net.Dialer{Timeout: timeout}
+		if ip != nil {
+			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
+		}
+		cs = append(cs, &http.Client{Transport: &http.Transport{
+			DialContext:         nd.DialContext,
+			DisableCompression:  !compress,
+			MaxIdleConnsPerHost: -1, // a stream's connection is not reused
+		}})
+	}
+	return cs
+}
+
+// sseStreamURL is the GET of the subscription in payload.
+func sseStreamURL(graphqlURL string, payload map[string]any) string {
+	q := url.Values{"query": {payload["query"].(string)}}
+	if v, ok := payload["variables"]; ok {
+		q.Set("variables", string(mustJSON(v)))
+	}
+	return graphqlURL + "?" + q.Encode()
+}
+
+// connectSSE opens stream i and waits for its headers: the server answers
+// them once the request is read, a moment before the subscription's
+// resolver runs.
+func (c *connector) connectSSE(ctx context.Context, i int) (*subscriber, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, c.sseURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := c.sse[i%len(c.sse)].Do(req)
+		got <- answer{resp, err}
+	}()
+	var a answer
+	select {
+	case a = <-got:
+	case <-ctx.Done():
+		go func() {
+			if a := <-got; a.resp != nil {
+				_ = a.resp.Body.Close()
+			}
+		}()
+		return nil, fmt.Errorf("open stream: %w", ctx.Err())
+	}
+	if a.err != nil {
+		return nil, fmt.Errorf("open stream: %w", a.err)
+	}
+	if a.resp.StatusCode != http.StatusOK {
+		_ = a.resp.Body.Close()
+		return nil, fmt.Errorf("open stream: status %s", a.resp.Status)
+	}
+	return &subscriber{body: a.resp.Body, proto: sseProto, got: newBitset(c.tally.total())}, nil
+}
+
+// readSSE reads a stream's events until it ends: each next event's data
+// is a GraphQL response.
+func (s *subscriber) readSSE(t *tally) {
+	r := bufio.NewReaderSize(s.body, 4096)
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			if !t.closing.Load() {
+				t.disconnects.Add(1)
+				t.errs.add("stream lost: " + err.Error())
+			}
+			return
+		}
+		data, ok := bytes.CutPrefix(line, []byte("data: "))
+		if !ok {
+			if bytes.HasPrefix(line, []byte("event: complete")) {
+				s.ended = true
+				t.subErrors.Add(1)
+				t.errs.add("the stream completed")
+			}
+			continue // event and id lines, comments, blank lines
+		}
+		s.handleResult(t, data, time.Now())
+	}
+}
+
+// handleResult records one GraphQL response of statusPosted.
+func (s *subscriber) handleResult(t *tally, payload []byte, now time.Time) {
+	if id, seq, sent, ok := t.parseFast(payload); ok {
+		s.deliver(t, id, seq, sent, now)
+		return
+	}
+	var p struct {
+		Data struct {
+			StatusPosted *struct {
+				ID   json.Number `json:"id"`
+				Text string      `json:"text"`
+			} `json:"statusPosted"`
+		} `json:"data"`
+		Errors json.RawMessage `json:"errors"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil || p.Data.StatusPosted == nil || len(p.Errors) > 0 {
+		t.subErrors.Add(1)
+		t.errs.add(fmt.Sprintf("next: %.200s", payload))
+		return
+	}
+	id, err := p.Data.StatusPosted.ID.Int64()
+	seq, sent, ok := t.parseText(p.Data.StatusPosted.Text)
+	if err != nil || !ok {
+		s.foreign++
+		return
+	}
+	s.deliver(t, id, seq, sent, now)
+}

@@ -66,6 +66,7 @@ func (h graphQLOverHTTP) Do(w http.ResponseWriter, r *http.Request, exec graphql
 // the operation's context (rc), or why not (refused: the request could not
 // be read; errs: the document does not parse or validate).
 type preparedRequest struct {
+	params  *graphql.RawParams
 	rc      *graphql.OperationContext
 	refused *requestError
 	errs    gqlerror.List
@@ -81,7 +82,7 @@ func prepare(r *http.Request, exec graphql.GraphExecutor) preparedRequest {
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 	rc, errs := exec.CreateOperationContext(r.Context(), params)
-	return preparedRequest{rc: rc, errs: errs}
+	return preparedRequest{params: params, rc: rc, errs: errs}
 }
 
 // answer runs a prepared request's operation and writes its response as

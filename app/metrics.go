@@ -176,7 +176,7 @@ func (m *metrics) observe(ws *gqlws.Transport, sse *graphQLOverSSE, svc *service
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_shared_subscriptions",
 			Help: "Groups of subscriptions whose live results are executed and encoded once per event (once per event and set of users for the fields shared by all users).",
-		}, func() float64 { return float64(ws.Groups()) }),
+		}, func() float64 { return float64(ws.Groups() + sse.groups.Len()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "switchboard_events_delivered_total",
 			Help: "Operation results handed to WebSocket clients: one per subscriber for each event (protocol messages such as acks, pings and errors are not counted).",

@@ -65,6 +65,8 @@ type graphQLOverSSE struct {
 	keepAlive time.Duration
 	compress  bool // gzip for clients that accept it (WS_COMPRESSION)
 
+	groups sseGroups // shared delivery (ssegroups.go)
+
 	mu       sync.Mutex
 	streams  map[*sseStream]struct{}
 	shutdown bool
@@ -87,7 +89,8 @@ var (
 )
 
 func newGraphQLOverSSE(log *slog.Logger, ws *gqlws.Transport, conns *userConns, keepAlive time.Duration, compress bool) *graphQLOverSSE {
-	return &graphQLOverSSE{log: log, ws: ws, userConns: conns, keepAlive: keepAlive, compress: compress, streams: make(map[*sseStream]struct{})}
+	return &graphQLOverSSE{log: log, ws: ws, userConns: conns, keepAlive: keepAlive, compress: compress, streams: make(map[*sseStream]struct{}),
+		groups: sseGroups{groups: make(map[string]*sseGroup)}}
 }
 
 // Supports claims GETs and POSTs that accept text/event-stream.
@@ -205,41 +208,36 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 		return
 	}
 	defer done()
-	// Each event's position, in order, as the durable stream reports it
-	// just before it hands the event over (stream.WithPositionRecorder).
-	var (
-		posMu     sync.Mutex
-		positions []int64
-	)
-	ctx = stream.WithPositionRecorder(ctx, func(pos int64) {
-		posMu.Lock()
-		positions = append(positions, pos)
-		posMu.Unlock()
-	}, func(int64) {})
-	if resume != nil {
-		ctx = stream.WithResume(ctx, *resume)
-	}
 	var expires time.Time
 	if p, ok := auth.PrincipalFrom(ctx); ok {
 		expires = p.ExpiresAt
 	}
 	go t.keepStreamAlive(ctx, end, out, expires)
 
-	responses, ctx := exec.DispatchOperation(ctx, opCtx)
-	for {
-		resp := responses(ctx)
-		if resp == nil {
-			break
+	// On its own until it has caught up; then, for a stream others may
+	// share, in its group (ssegroups.go).
+	var join func(pos int64) *sseMember
+	if key, _, ok := t.ws.ShareableStream(ctx, opCtx); ok {
+		params := p.params
+		join = func(pos int64) *sseMember {
+			return t.groups.join(ctx, key, pos, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
+				rc, errs := exec.CreateOperationContext(gctx, params)
+				if errs != nil {
+					return nil, nil, errs
+				}
+				responses, rctx := exec.DispatchOperation(stream.WithResume(gctx, start), rc)
+				return responses, rctx, nil
+			})
 		}
-		id := ""
-		posMu.Lock()
-		if len(positions) > 0 && resp.Data != nil {
-			id = strconv.FormatInt(positions[0], 10)
-			positions = positions[1:]
-		}
-		posMu.Unlock()
-		if !out.event("next", id, resp) {
-			return // the client is gone, or stopped reading
+	}
+	m, state := t.followPrivately(ctx, out, exec, opCtx, resume, join)
+	switch state {
+	case streamGone:
+		return
+	case streamJoined:
+		state = t.followShared(ctx, out, m)
+		if state != streamEnded {
+			return // gone, or let go by its group: its client resumes
 		}
 	}
 	switch cause := context.Cause(ctx); {
@@ -253,6 +251,117 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 		return // the client is gone
 	}
 	out.event("complete", "", nil)
+}
+
+// What became of a stream's operation.
+type streamState int
+
+const (
+	streamEnded  streamState = iota // the operation ended, or the stream's context did
+	streamGone                      // the client went away or stopped reading, or its group let it go
+	streamJoined                    // it joined a group (followPrivately)
+)
+
+// followPrivately runs a subscription on its own, writing each event (with
+// its position as id, for a durable stream), from after resume if it is not
+// nil. With join, each time its stream has caught up and every event it
+// sent is written, it offers its position to join; once join takes it,
+// the private execution stops and the member is returned.
+func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, exec graphql.GraphExecutor, opCtx *graphql.OperationContext, resume *int64, join func(pos int64) *sseMember) (*sseMember, streamState) {
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var sent positionQueue
+	caught := make(chan int64, 1)
+	octx := stream.WithPositionRecorder(pctx, sent.push, func(pos int64) {
+		select { // keep only the newest
+		case <-caught:
+		default:
+		}
+		caught <- pos
+	})
+	if resume != nil {
+		octx = stream.WithResume(octx, *resume)
+	}
+	responses, rctx := exec.DispatchOperation(octx, opCtx)
+	// The results are read here, one at a time: the next is read only once
+	// the loop below has written this one (done), since gqlgen may reuse a
+	// result's buffers for the next.
+	results := make(chan *graphql.Response)
+	done := make(chan struct{}, 1) // never blocks the loop: the pump may be gone
+	go func() {
+		for {
+			resp := responses(rctx)
+			select {
+			case results <- resp:
+			case <-pctx.Done():
+				return
+			}
+			if resp == nil {
+				return
+			}
+			select {
+			case <-done:
+			case <-pctx.Done():
+				return
+			}
+		}
+	}()
+	written := int64(-1) // the position of the newest event written
+	live := false        // the stream has caught up once
+	for {
+		select {
+		case resp := <-results:
+			if resp == nil {
+				return nil, streamEnded
+			}
+			id := ""
+			if pos, ok := sent.pop(); ok && resp.Data != nil {
+				id, written = strconv.FormatInt(pos, 10), pos
+			}
+			if !out.event("next", id, resp) {
+				return nil, streamGone
+			}
+			done <- struct{}{}
+			// Live, and every event sent is written: hand over here.
+			if live && join != nil && written >= 0 && sent.len() == 0 {
+				if m := join(written); m != nil {
+					return m, streamJoined
+				}
+			}
+		case pos := <-caught:
+			// Every event up to pos was sent (the stream says so once it
+			// has replayed what its cursor asked for); if none is still
+			// unwritten, hand over at pos, else after a coming write.
+			live = true
+			if join == nil || sent.len() > 0 {
+				continue
+			}
+			if m := join(max(pos, written)); m != nil {
+				return m, streamJoined
+			}
+		case <-ctx.Done():
+			return nil, streamEnded
+		}
+	}
+}
+
+// followShared writes a group member's events until its stream ends or
+// its group lets it go.
+func (t *graphQLOverSSE) followShared(ctx context.Context, out *sseWriter, m *sseMember) streamState {
+	g := m.group
+	defer g.leave(m)
+	for {
+		select {
+		case f := <-m.frames:
+			if !out.frame(f) {
+				return streamGone
+			}
+		case <-m.gone:
+			return streamGone
+		case <-ctx.Done():
+			return streamEnded
+		}
+	}
 }
 
 // begin registers a subscription's stream: it takes a place among the
@@ -420,6 +529,13 @@ func (s *sseWriter) open() {
 // event writes one event, with the id if it is not empty, and data as
 // JSON (none when nil). It reports whether the stream still works.
 func (s *sseWriter) event(name, id string, data any) bool {
+	text, ok := sseEventText(name, id, data)
+	return ok && s.write(text)
+}
+
+// sseEventText is one event, with the id if it is not empty, and data as
+// JSON (none when nil); ok is false if data is not JSON.
+func sseEventText(name, id string, data any) (text string, ok bool) {
 	var b strings.Builder
 	b.WriteString("event: " + name + "\n")
 	if id != "" {
@@ -429,13 +545,21 @@ func (s *sseWriter) event(name, id string, data any) bool {
 	if data != nil {
 		j, err := json.Marshal(data)
 		if err != nil {
-			return false
+			return "", false
 		}
 		b.WriteString(" ")
 		b.Write(j) // JSON has no raw newline
 	}
 	b.WriteString("\n\n")
-	return s.write(b.String())
+	return b.String(), true
+}
+
+// frame writes a group's event, gzipped once for all its members.
+func (s *sseWriter) frame(f *sseFrame) bool {
+	if !s.gzip {
+		return s.write(f.text)
+	}
+	return s.writeDeflated(f.text, f.deflated())
 }
 
 // comment writes a comment line, which every client ignores.
@@ -455,6 +579,12 @@ func (s *sseWriter) idleFor() time.Duration {
 const sseWriteTimeout = 10 * time.Second
 
 func (s *sseWriter) write(text string) bool {
+	return s.writeDeflated(text, nil)
+}
+
+// writeDeflated writes text: as deflated, its deflate blocks, when it is
+// not nil and the stream is gzipped; compressed here when it is nil.
+func (s *sseWriter) writeDeflated(text string, deflated []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken {
@@ -462,7 +592,12 @@ func (s *sseWriter) write(text string) bool {
 	}
 	_ = s.rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 	var err error
-	if s.gzip {
+	switch {
+	case !s.gzip:
+		_, err = io.WriteString(s.w, text)
+	case deflated != nil:
+		_, err = s.w.Write(deflated)
+	default:
 		fw := sseCompressors.Get().(*flate.Writer)
 		fw.Reset(s.w)
 		if _, err = io.WriteString(fw, text); err == nil {
@@ -470,10 +605,10 @@ func (s *sseWriter) write(text string) bool {
 		}
 		fw.Reset(io.Discard) // hold no reference to the response
 		sseCompressors.Put(fw)
+	}
+	if s.gzip && err == nil {
 		s.crc = crc32.Update(s.crc, crc32.IEEETable, []byte(text))
 		s.size += uint32(len(text))
-	} else {
-		_, err = io.WriteString(s.w, text)
 	}
 	if err == nil {
 		err = s.rc.Flush()

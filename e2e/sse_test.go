@@ -442,3 +442,67 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += n
 	return n, err
 }
+
+// TestSSEStreamsShareDelivery: event streams of one document share one
+// execution once they have caught up, whatever cursor each started from
+// (after, Last-Event-ID, none), while statuses are being posted; each
+// still gets every status once, in order, with its position as id. The
+// group ends with its last stream.
+func TestSSEStreamsShareDelivery(t *testing.T) {
+	srv := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_STATUSES": "0"})
+	srv.logsOnFailure(t)
+	token := srv.signIn(t, "Sam")
+	const query = `subscription($a: ID) { statusPosted(after: $a) { id text } }`
+	const total = 60
+
+	// A poster, while the streams open one by one.
+	posted := make(chan status, total)
+	go func() {
+		for i := range total {
+			posted <- srv.post(t, token, fmt.Sprintf("status %d", i+1))
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(posted)
+	}()
+	var streams []*sseStream
+	var froms []int
+	for i := range 6 {
+		time.Sleep(40 * time.Millisecond)
+		switch i % 3 {
+		case 0: // from the beginning
+			streams = append(streams, openSSE(t, srv.URL, query, map[string]any{"a": "0"}, false, nil))
+			froms = append(froms, 0)
+		case 1: // resuming from an id, whatever after says
+			streams = append(streams, openSSE(t, srv.URL, query, map[string]any{"a": "0"}, false, http.Header{"Last-Event-ID": {"3"}}))
+			froms = append(froms, 3)
+		case 2: // from the beginning, through a variable-less cursor
+			streams = append(streams, openSSE(t, srv.URL, `subscription { statusPosted(after: "0") { id text } }`, nil, false, nil))
+			froms = append(froms, 0)
+		}
+	}
+	var all []status
+	for st := range posted {
+		all = append(all, st)
+	}
+	require.Len(t, all, total)
+	for i, s := range streams {
+		for _, want := range all[froms[i]:] {
+			got, id := s.nextStatus(t)
+			require.Equal(t, want.ID, got.ID, "stream %d", i)
+			require.Equal(t, want.ID, id, "stream %d", i)
+		}
+	}
+	// Caught up: the streams with the variable share one group; the one
+	// with a literal cursor runs on its own (its document differs).
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_shared_subscriptions") == 1 }, "one group")
+	live := srv.post(t, token, "after all")
+	for i, s := range streams {
+		got, _ := s.nextStatus(t)
+		assert.Equal(t, live.ID, got.ID, "stream %d", i)
+	}
+
+	for _, s := range streams {
+		s.close()
+	}
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_shared_subscriptions") == 0 }, "the group to end with its streams")
+}

@@ -987,3 +987,18 @@ func (t *Transport) Groups() int {
 	defer t.groupsMu.Unlock()
 	return len(t.groups)
 }
+
+// ShareableStream reports whether the live results of a subscription (its
+// operation context rc) are a durable stream that others may share: its
+// root field is one of Options.PublicFields, neither a latest-value nor a
+// spanning field, and its resume cursor is absent or a variable. key is
+// the same for every subscription whose results are the same (whatever
+// the cursor); afterVar names the cursor's variable ("" for none). Another
+// transport (GraphQL over Server-Sent Events) shares delivery with it.
+func (t *Transport) ShareableStream(ctx context.Context, rc *graphql.OperationContext) (key, afterVar string, ok bool) {
+	share, ok := t.shareKey(ctx, rc)
+	if !ok || share.latest || share.spanning || !strings.HasPrefix(share.key, "public\x00") {
+		return "", "", false
+	}
+	return share.key, share.afterVar, true
+}

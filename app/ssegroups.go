@@ -1,0 +1,252 @@
+package app
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"io"
+	"strconv"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/switchboardhq/switchboard/stream"
+)
+
+// Shared delivery for event streams. A subscription over Server-Sent
+// Events to a durable stream that WebSockets may share (statusPosted,
+// messageAdded: gqlws.Transport.ShareableStream) first runs on its own, so
+// that its own resolver checks that the caller may see the stream, and
+// replays what its cursor asks for. Once it has caught up, it joins the
+// group of its document: one leader executes the document and encodes
+// (and gzips) each event once for every member. A member hands over at the
+// position it has written, and the group gives it every event after that
+// one: from its ring of recent events, then live. So nothing is missed or
+// repeated, whenever it joins.
+
+// sseRing is how many recent events a group keeps for members that join
+// behind its head; a member's queue holds as many.
+const sseRing = 256
+
+// sseGroups are the groups of one transport, by key.
+type sseGroups struct {
+	mu     sync.Mutex
+	groups map[string]*sseGroup
+}
+
+// sseGroup is one leader's execution of a document and its members.
+type sseGroup struct {
+	owner  *sseGroups
+	key    string
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	members map[*sseMember]struct{}
+	ring    []*sseFrame // the newest events delivered, oldest first
+	// evicted is the position up to which the group cannot replay: the
+	// position its leader started after, then that of the newest event
+	// dropped from the ring. A member whose position is at least this can
+	// join.
+	evicted int64
+	closed  bool
+}
+
+// sseFrame is one event of a group, encoded once.
+type sseFrame struct {
+	pos  int64
+	text string
+	// deflated is text's deflate blocks (see sseWriter), made once, the
+	// first time a member that takes gzip writes the frame.
+	deflated func() []byte
+}
+
+func newSSEFrame(pos int64, text string) *sseFrame {
+	return &sseFrame{pos: pos, text: text, deflated: sync.OnceValue(func() []byte {
+		var b bytes.Buffer
+		fw := sseCompressors.Get().(*flate.Writer)
+		fw.Reset(&b)
+		_, _ = fw.Write([]byte(text)) // a bytes.Buffer does not fail
+		_ = fw.Flush()
+		fw.Reset(io.Discard)
+		sseCompressors.Put(fw)
+		return b.Bytes()
+	})}
+}
+
+// sseMember is one event stream in a group.
+type sseMember struct {
+	group  *sseGroup
+	frames chan *sseFrame
+	// gone is closed when the group lets the member go: its queue was full
+	// (it reads too slowly) or the group ended. Its client reconnects and
+	// resumes from the last id it received.
+	gone     chan struct{}
+	goneOnce sync.Once
+	lastPos  int64 // the position of the newest frame queued for it; guarded by the group's mu
+}
+
+func (m *sseMember) release() { m.goneOnce.Do(func() { close(m.gone) }) }
+
+// leader starts a group's execution with ctx, from after position start;
+// it returns the results and the context to read them with.
+type leader func(ctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error)
+
+// join puts a stream that has written everything up to position pos into
+// the group of key, starting the group (its leader from after pos) if there
+// is none. It returns nil when the group cannot take it (it no longer holds
+// the events after pos): the stream goes on on its own and tries again the
+// next time it catches up.
+func (gs *sseGroups) join(ctx context.Context, key string, pos int64, lead leader) *sseMember {
+	gs.mu.Lock()
+	g := gs.groups[key]
+	if g == nil {
+		gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		g = &sseGroup{owner: gs, key: key, cancel: cancel, members: make(map[*sseMember]struct{}), evicted: pos}
+		var fifo positionQueue
+		gctx = stream.WithPositionRecorder(gctx, fifo.push, func(int64) {})
+		responses, rctx, err := lead(gctx, pos)
+		if err != nil {
+			gs.mu.Unlock()
+			cancel()
+			return nil
+		}
+		gs.groups[key] = g
+		go g.lead(rctx, responses, &fifo)
+	}
+	gs.mu.Unlock()
+	return g.add(pos)
+}
+
+// Len is the number of groups.
+func (gs *sseGroups) Len() int {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return len(gs.groups)
+}
+
+// add makes a member of a stream at position pos, with the frames after
+// pos that the ring holds queued, or returns nil.
+func (g *sseGroup) add(pos int64) *sseMember {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed || pos < g.evicted {
+		return nil
+	}
+	m := &sseMember{group: g, frames: make(chan *sseFrame, sseRing), gone: make(chan struct{}), lastPos: pos}
+	for _, f := range g.ring {
+		if f.pos > pos {
+			m.frames <- f // the ring is no longer than the queue
+			m.lastPos = f.pos
+		}
+	}
+	g.members[m] = struct{}{}
+	return m
+}
+
+// leave takes m out of the group; the group ends with its last member.
+func (g *sseGroup) leave(m *sseMember) {
+	g.mu.Lock()
+	delete(g.members, m)
+	last := len(g.members) == 0 && !g.closed
+	if last {
+		g.closed = true // a stream that joins now starts another group
+	}
+	g.mu.Unlock()
+	if last {
+		g.end()
+	}
+}
+
+// end stops the leader and lets every member go. A group that ends with
+// members (its leader failed) sends them back to their clients, which
+// resume where they were.
+func (g *sseGroup) end() {
+	g.owner.mu.Lock()
+	if g.owner.groups[g.key] == g {
+		delete(g.owner.groups, g.key)
+	}
+	g.owner.mu.Unlock()
+	g.mu.Lock()
+	g.closed = true
+	for m := range g.members {
+		m.release()
+	}
+	clear(g.members)
+	g.mu.Unlock()
+	g.cancel()
+}
+
+// lead reads the leader's results and hands each to every member, until
+// the results end or one has no position (an error): then the group ends.
+func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, fifo *positionQueue) {
+	defer g.end()
+	for {
+		resp := responses(ctx)
+		if resp == nil || resp.Data == nil || len(resp.Errors) > 0 {
+			return
+		}
+		pos, ok := fifo.pop()
+		if !ok {
+			return
+		}
+		text, ok := sseEventText("next", strconv.FormatInt(pos, 10), resp)
+		if !ok {
+			return
+		}
+		g.publish(newSSEFrame(pos, text))
+	}
+}
+
+// publish queues f for every member that has not had it, lets go of the
+// members whose queue is full, and keeps f in the ring.
+func (g *sseGroup) publish(f *sseFrame) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for m := range g.members {
+		if f.pos <= m.lastPos {
+			continue
+		}
+		select {
+		case m.frames <- f:
+			m.lastPos = f.pos
+		default:
+			delete(g.members, m)
+			m.release()
+		}
+	}
+	if len(g.ring) == sseRing {
+		g.evicted = g.ring[0].pos
+		g.ring = append(g.ring[:0], g.ring[1:]...)
+	}
+	g.ring = append(g.ring, f)
+}
+
+// positionQueue is the positions a durable stream reported (sent), in
+// order, for the results still to be read.
+type positionQueue struct {
+	mu sync.Mutex
+	q  []int64
+}
+
+func (p *positionQueue) push(pos int64) {
+	p.mu.Lock()
+	p.q = append(p.q, pos)
+	p.mu.Unlock()
+}
+
+func (p *positionQueue) pop() (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.q) == 0 {
+		return 0, false
+	}
+	pos := p.q[0]
+	p.q = p.q[1:]
+	return pos, true
+}
+
+func (p *positionQueue) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.q)
+}

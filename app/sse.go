@@ -221,6 +221,7 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 		params := p.params
 		join = func(pos int64) *sseMember {
 			return t.groups.join(ctx, key, pos, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
+				gctx = gqlws.AsLeader(gctx) // nobody's: each member's own execution counted it
 				rc, errs := exec.CreateOperationContext(gctx, params)
 				if errs != nil {
 					return nil, nil, errs
@@ -272,7 +273,9 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 	defer stop()
 	var sent positionQueue
 	caught := make(chan int64, 1)
-	octx := stream.WithPositionRecorder(pctx, sent.push, func(pos int64) {
+	// The subscriber (online in a chat room while it follows messageAdded,
+	// say) lives as long as the stream, not as this execution.
+	octx := stream.WithPositionRecorder(gqlws.WithLifetime(pctx, ctx), sent.push, func(pos int64) {
 		select { // keep only the newest
 		case <-caught:
 		default:

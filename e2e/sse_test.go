@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +20,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboardhq/switchboard/chat"
 )
 
 // sseTimeout bounds every wait for an event.
@@ -505,4 +508,51 @@ func TestSSEStreamsShareDelivery(t *testing.T) {
 		s.close()
 	}
 	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_shared_subscriptions") == 0 }, "the group to end with its streams")
+}
+
+// TestSSEMessageAddedKeepsPresence: following a room's messages over an
+// event stream makes the caller online in the room for as long as the
+// stream lasts, also once the stream has joined a shared group, and no
+// longer: when the user whose stream started the group leaves, that user
+// goes offline while the group serves the others.
+func TestSSEMessageAddedKeepsPresence(t *testing.T) {
+	srv := startServer(t, map[string]string{"DEMO_FEED": "false"})
+	srv.logsOnFailure(t)
+	general := srv.generalRoom(t)
+	ann, ben := srv.chatUser(t, "ann"), srv.chatUser(t, "ben")
+	online := func() []string {
+		var d struct{ Online []user }
+		srv.mustDo(t, "", `query($r: ID!) { online(roomId: $r) { id name } }`, map[string]any{"r": general.ID}, &d)
+		return names(d.Online)
+	}
+	const query = `subscription($r: ID!, $a: ID) { messageAdded(roomId: $r, after: $a) { id text } }`
+	follow := func(u chatUser) *sseStream {
+		return openSSE(t, srv.URL, query, map[string]any{"r": general.ID, "a": "0"}, false, http.Header{"Authorization": {"Bearer " + u.token}})
+	}
+	a := follow(ann)
+	first := srv.postMessage(t, ann.token, general.ID, "hello")
+	ev, _ := a.next(t)
+	require.Contains(t, ev.Data, first)
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_shared_subscriptions") == 1 }, "ann's stream in a group")
+	b := follow(ben)
+	ev, _ = b.next(t)
+	require.Contains(t, ev.Data, first)
+	require.Eventually(t, func() bool { return slices.Equal(online(), []string{"ann", "ben"}) }, sseTimeout, 20*time.Millisecond,
+		"both online while their streams are shared: %v", online())
+	// And still, past the grace a leaving user gets (their private
+	// executions stopped when they joined the group).
+	assert.Never(t, func() bool { return !slices.Equal(online(), []string{"ann", "ben"}) }, chat.DefaultLeaveGrace+time.Second, 100*time.Millisecond,
+		"both stay online while their streams are shared")
+
+	// ann's stream started the group; she leaves, the group goes on for ben.
+	a.close()
+	require.Eventually(t, func() bool { return slices.Equal(online(), []string{"ben"}) }, sseTimeout, 20*time.Millisecond,
+		"ann offline once her stream has gone: %v", online())
+	second := srv.postMessage(t, ben.token, general.ID, "still here")
+	ev, _ = b.next(t)
+	assert.Contains(t, ev.Data, second)
+	assert.EqualValues(t, 1, srv.metric(t, "switchboard_shared_subscriptions"), "the group serves ben")
+
+	b.close()
+	require.Eventually(t, func() bool { return len(online()) == 0 }, sseTimeout, 20*time.Millisecond, "nobody online: %v", online())
 }

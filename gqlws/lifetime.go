@@ -22,16 +22,30 @@ type lifetimeKey struct{}
 // own resolver ran privately before it joined). Outside this transport it
 // returns ctx and true.
 func SubscriberContext(ctx context.Context) (context.Context, bool) {
-	v := ctx.Value(lifetimeKey{})
-	if v == nil {
-		return ctx, true
+	switch v := ctx.Value(lifetimeKey{}).(type) {
+	case *operation:
+		if v == nil {
+			return nil, false
+		}
+		return v.lifetime(), true
+	case context.Context: // WithLifetime
+		return v, true
 	}
-	op, _ := v.(*operation)
-	if op == nil {
-		return nil, false
-	}
-	return op.lifetime(), true
+	return ctx, true
 }
+
+// WithLifetime marks ctx as the private execution of a subscription that
+// another transport serves (GraphQL over Server-Sent Events), whose
+// subscriber lives as long as life: SubscriberContext returns life, which
+// goes on when the execution stops to join a shared one.
+func WithLifetime(ctx, life context.Context) context.Context {
+	return context.WithValue(ctx, lifetimeKey{}, life)
+}
+
+// AsLeader marks ctx as that of a shared execution that another transport
+// runs for its subscribers, which is nobody's subscription:
+// SubscriberContext returns false.
+func AsLeader(ctx context.Context) context.Context { return asLeader(ctx) }
 
 // withOperation marks ctx as op's private execution's.
 func withOperation(ctx context.Context, op *operation) context.Context {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/auth"
 	"github.com/switchboardhq/switchboard/gqlws"
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/stream"
 	"github.com/switchboardhq/switchboard/web"
@@ -217,10 +218,15 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	// On its own until it has caught up; then, for a stream others may
 	// share, in its group (ssegroups.go).
 	var join func(pos int64) *sseMember
-	if key, _, ok := t.ws.ShareableStream(ctx, opCtx); ok {
+	key, _, durable := t.ws.ShareableStream(ctx, opCtx)
+	latestKey, latest := t.ws.ShareableLatest(ctx, opCtx)
+	if latest {
+		key = latestKey
+	}
+	if durable || latest {
 		params := p.params
 		join = func(pos int64) *sseMember {
-			return t.groups.join(ctx, key, pos, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
+			return t.groups.join(ctx, key, latest, pos, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
 				gctx = gqlws.AsLeader(gctx) // nobody's: each member's own execution counted it
 				rc, errs := exec.CreateOperationContext(gctx, params)
 				if errs != nil {
@@ -231,7 +237,7 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 			})
 		}
 	}
-	m, state := t.followPrivately(ctx, out, exec, opCtx, resume, join)
+	m, state := t.followPrivately(ctx, out, exec, opCtx, resume, latest, join)
 	switch state {
 	case streamGone:
 		return
@@ -266,22 +272,28 @@ const (
 // followPrivately runs a subscription on its own, writing each event (with
 // its position as id, for a durable stream), from after resume if it is not
 // nil. With join, each time its stream has caught up and every event it
-// sent is written, it offers its position to join; once join takes it,
+// sent is written, it offers its position to join (for a latest-value
+// stream, the version of each value it has written); once join takes it,
 // the private execution stops and the member is returned.
-func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, exec graphql.GraphExecutor, opCtx *graphql.OperationContext, resume *int64, join func(pos int64) *sseMember) (*sseMember, streamState) {
+func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, exec graphql.GraphExecutor, opCtx *graphql.OperationContext, resume *int64, latest bool, join func(pos int64) *sseMember) (*sseMember, streamState) {
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var sent positionQueue
 	caught := make(chan int64, 1)
 	// The subscriber (online in a chat room while it follows messageAdded,
 	// say) lives as long as the stream, not as this execution.
-	octx := stream.WithPositionRecorder(gqlws.WithLifetime(pctx, ctx), sent.push, func(pos int64) {
-		select { // keep only the newest
-		case <-caught:
-		default:
-		}
-		caught <- pos
-	})
+	octx := gqlws.WithLifetime(pctx, ctx)
+	if latest {
+		octx = live.WithVersionRecorder(octx, sent.push)
+	} else {
+		octx = stream.WithPositionRecorder(octx, sent.push, func(pos int64) {
+			select { // keep only the newest
+			case <-caught:
+			default:
+			}
+			caught <- pos
+		})
+	}
 	if resume != nil {
 		octx = stream.WithResume(octx, *resume)
 	}
@@ -310,7 +322,7 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 		}
 	}()
 	written := int64(-1) // the position of the newest event written
-	live := false        // the stream has caught up once
+	caughtUp := latest   // the stream has caught up once (a latest-value one always has)
 	for {
 		select {
 		case resp := <-results:
@@ -319,14 +331,17 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 			}
 			id := ""
 			if pos, ok := sent.pop(); ok && resp.Data != nil {
-				id, written = strconv.FormatInt(pos, 10), pos
+				written = pos
+				if !latest {
+					id = strconv.FormatInt(pos, 10)
+				}
 			}
 			if !out.event("next", id, resp) {
 				return nil, streamGone
 			}
 			done <- struct{}{}
 			// Live, and every event sent is written: hand over here.
-			if live && join != nil && written >= 0 && sent.len() == 0 {
+			if caughtUp && join != nil && written >= 0 && sent.len() == 0 {
 				if m := join(written); m != nil {
 					return m, streamJoined
 				}
@@ -335,7 +350,7 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 			// Every event up to pos was sent (the stream says so once it
 			// has replayed what its cursor asked for); if none is still
 			// unwritten, hand over at pos, else after a coming write.
-			live = true
+			caughtUp = true
 			if join == nil || sent.len() > 0 {
 				continue
 			}

@@ -5,11 +5,13 @@ import (
 	"compress/flate"
 	"context"
 	"io"
+	"math"
 	"strconv"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/stream"
 )
 
@@ -38,6 +40,7 @@ type sseGroups struct {
 type sseGroup struct {
 	owner  *sseGroups
 	key    string
+	latest bool // a latest-value stream: positions are versions, the ring its newest value
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
@@ -76,7 +79,7 @@ func newSSEFrame(pos int64, text string) *sseFrame {
 // sseMember is one event stream in a group.
 type sseMember struct {
 	group  *sseGroup
-	frames chan *sseFrame
+	frames chan *sseFrame // of a latest-value group: the newest value not yet written
 	// gone is closed when the group lets the member go: its queue was full
 	// (it reads too slowly) or the group ended. Its client reconnects and
 	// resumes from the last id it received.
@@ -91,19 +94,25 @@ func (m *sseMember) release() { m.goneOnce.Do(func() { close(m.gone) }) }
 // it returns the results and the context to read them with.
 type leader func(ctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error)
 
-// join puts a stream that has written everything up to position pos into
-// the group of key, starting the group (its leader from after pos) if there
-// is none. It returns nil when the group cannot take it (it no longer holds
-// the events after pos): the stream goes on on its own and tries again the
-// next time it catches up.
-func (gs *sseGroups) join(ctx context.Context, key string, pos int64, lead leader) *sseMember {
+// join puts a stream that has written everything up to position pos (of a
+// latest-value stream: the value of version pos) into the group of key,
+// starting the group (its leader from after pos) if there is none. It
+// returns nil when the group cannot take it (it no longer holds the events
+// after pos): the stream goes on on its own and tries again the next time
+// it catches up.
+func (gs *sseGroups) join(ctx context.Context, key string, latest bool, pos int64, lead leader) *sseMember {
 	gs.mu.Lock()
 	g := gs.groups[key]
 	if g == nil {
 		gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		g = &sseGroup{owner: gs, key: key, cancel: cancel, members: make(map[*sseMember]struct{}), evicted: pos}
+		g = &sseGroup{owner: gs, key: key, latest: latest, cancel: cancel, members: make(map[*sseMember]struct{}), evicted: pos}
 		var fifo positionQueue
-		gctx = stream.WithPositionRecorder(gctx, fifo.push, func(int64) {})
+		if latest {
+			g.evicted = math.MinInt64 // any version may join
+			gctx = live.WithVersionRecorder(gctx, fifo.push)
+		} else {
+			gctx = stream.WithPositionRecorder(gctx, fifo.push, func(int64) {})
+		}
 		responses, rctx, err := lead(gctx, pos)
 		if err != nil {
 			gs.mu.Unlock()
@@ -132,7 +141,11 @@ func (g *sseGroup) add(pos int64) *sseMember {
 	if g.closed || pos < g.evicted {
 		return nil
 	}
-	m := &sseMember{group: g, frames: make(chan *sseFrame, sseRing), gone: make(chan struct{}), lastPos: pos}
+	queue := sseRing
+	if g.latest {
+		queue = 1
+	}
+	m := &sseMember{group: g, frames: make(chan *sseFrame, queue), gone: make(chan struct{}), lastPos: pos}
 	for _, f := range g.ring {
 		if f.pos > pos {
 			m.frames <- f // the ring is no longer than the queue
@@ -189,7 +202,11 @@ func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, 
 		if !ok {
 			return
 		}
-		text, ok := sseEventText("next", strconv.FormatInt(pos, 10), resp)
+		id := strconv.FormatInt(pos, 10)
+		if g.latest {
+			id = "" // a version is no position to resume from
+		}
+		text, ok := sseEventText("next", id, resp)
 		if !ok {
 			return
 		}
@@ -210,9 +227,22 @@ func (g *sseGroup) publish(f *sseFrame) {
 		case m.frames <- f:
 			m.lastPos = f.pos
 		default:
+			if g.latest { // replace the value still waiting
+				select {
+				case <-m.frames:
+				default:
+				}
+				m.frames <- f // only publish sends: the slot is free
+				m.lastPos = f.pos
+				continue
+			}
 			delete(g.members, m)
 			m.release()
 		}
+	}
+	if g.latest {
+		g.ring = append(g.ring[:0], f)
+		return
 	}
 	if len(g.ring) == sseRing {
 		g.evicted = g.ring[0].pos

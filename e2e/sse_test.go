@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/chat"
+	"github.com/switchboardhq/switchboard/models"
 )
 
 // sseTimeout bounds every wait for an event.
@@ -555,4 +556,70 @@ func TestSSEMessageAddedKeepsPresence(t *testing.T) {
 
 	b.close()
 	require.Eventually(t, func() bool { return len(online()) == 0 }, sseTimeout, 20*time.Millisecond, "nobody online: %v", online())
+}
+
+// TestSSELatestValuesShareDelivery: event streams of a latest-value field
+// (kpiUpdated) share one execution once each has written its first value;
+// each gets every new value, a stream that joins late starts from the
+// current one, and none gets a value twice.
+func TestSSELatestValuesShareDelivery(t *testing.T) {
+	srv := startServer(t, map[string]string{"DEMO_FEED": "false"})
+	srv.logsOnFailure(t)
+	admin := srv.mintToken(t, "ops", time.Hour, models.RoleAdmin)
+	const query = `subscription { kpiUpdated(module: "sales") { module kpis { key value } } }`
+	value := func(tb testing.TB, s *sseStream) float64 {
+		tb.Helper()
+		ev, ok := s.next(tb)
+		require.True(tb, ok, "the stream ended")
+		var d struct {
+			KpiUpdated struct {
+				Kpis []struct {
+					Key   string
+					Value float64
+				}
+			}
+		}
+		r := ev.response(tb)
+		require.Empty(tb, r.Errors, ev.Data)
+		require.NoError(tb, json.Unmarshal(r.Data, &d))
+		require.Empty(tb, ev.ID, "a value has no position")
+		for _, k := range d.KpiUpdated.Kpis {
+			if k.Key == "deals" {
+				return k.Value
+			}
+		}
+		return -1 // no value yet
+	}
+	srv.recordKPI(t, admin, map[string]any{"module": "sales", "key": "deals", "value": 1})
+
+	var streams []*sseStream
+	for range 3 {
+		s := openSSE(t, srv.URL, query, nil, false, nil)
+		assert.EqualValues(t, 1, value(t, s), "the current value first")
+		streams = append(streams, s)
+	}
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_shared_subscriptions") == 1 }, "one group")
+	for v := 2; v <= 4; v++ {
+		srv.recordKPI(t, admin, map[string]any{"module": "sales", "key": "deals", "value": v})
+		for i, s := range streams {
+			assert.EqualValues(t, v, value(t, s), "stream %d", i)
+		}
+	}
+	late := openSSE(t, srv.URL, query, nil, false, nil)
+	assert.EqualValues(t, 4, value(t, late), "a late stream starts from the current value")
+	streams = append(streams, late)
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_shared_subscriptions") == 1 }, "still one group")
+	srv.recordKPI(t, admin, map[string]any{"module": "sales", "key": "deals", "value": 5})
+	for i, s := range streams {
+		assert.EqualValues(t, 5, value(t, s), "stream %d", i)
+	}
+	// Nothing else came: each value once.
+	time.Sleep(100 * time.Millisecond)
+	for i, s := range streams {
+		select {
+		case ev := <-s.events:
+			assert.NotEqual(t, "next", ev.Event, "stream %d: %s", i, ev.Data)
+		default:
+		}
+	}
 }

@@ -1002,3 +1002,15 @@ func (t *Transport) ShareableStream(ctx context.Context, rc *graphql.OperationCo
 	}
 	return share.key, share.afterVar, true
 }
+
+// ShareableLatest reports whether the live results of a subscription are a
+// latest-value stream (Options.LatestFields) that others may share: its
+// root field is one of Options.PublicFields and not a spanning field. key
+// is the same for every subscription whose results are the same.
+func (t *Transport) ShareableLatest(ctx context.Context, rc *graphql.OperationContext) (key string, ok bool) {
+	share, ok := t.shareKey(ctx, rc)
+	if !ok || !share.latest || share.spanning || !strings.HasPrefix(share.key, "public\x00") {
+		return "", false
+	}
+	return share.key, true
+}

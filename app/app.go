@@ -115,7 +115,7 @@ func Start(ctx context.Context, cfg *Config, logOutput io.Writer) (_ *Server, er
 	svc := s.startServices(db, tokens, sessions, broker, rc)
 	s.ws = newWebsocket(cfg, s.log, tokens, svc, s.metrics)
 	s.closers = append(s.closers, s.ws.Shutdown)
-	s.sse = newGraphQLOverSSE(s.log, s.ws, svc.userConns, cfg.WSKeepAlive, cfg.WSCompression)
+	s.sse = newGraphQLOverSSE(s.log, s.ws, svc.userConns, cfg.WSKeepAlive, cfg.WSCompression, s.panics)
 	s.closers = append(s.closers, s.sse.Shutdown)
 	ln, err := s.listen()
 	if err != nil {

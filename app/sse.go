@@ -25,6 +25,7 @@ import (
 	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/stream"
 	"github.com/switchboardhq/switchboard/web"
 )
@@ -64,7 +65,8 @@ type graphQLOverSSE struct {
 	ws        *gqlws.Transport
 	userConns *userConns
 	keepAlive time.Duration
-	compress  bool // gzip for clients that accept it (WS_COMPRESSION)
+	compress  bool          // gzip for clients that accept it (WS_COMPRESSION)
+	panics    *panics.Guard // every goroutine a stream starts recovers through it
 
 	groups sseGroups // shared delivery (ssegroups.go)
 
@@ -89,9 +91,9 @@ var (
 	errSSEGone         = errors.New("the client stopped reading")
 )
 
-func newGraphQLOverSSE(log *slog.Logger, ws *gqlws.Transport, conns *userConns, keepAlive time.Duration, compress bool) *graphQLOverSSE {
-	return &graphQLOverSSE{log: log, ws: ws, userConns: conns, keepAlive: keepAlive, compress: compress, streams: make(map[*sseStream]struct{}),
-		groups: sseGroups{groups: make(map[string]*sseGroup)}}
+func newGraphQLOverSSE(log *slog.Logger, ws *gqlws.Transport, conns *userConns, keepAlive time.Duration, compress bool, guard *panics.Guard) *graphQLOverSSE {
+	return &graphQLOverSSE{log: log, ws: ws, userConns: conns, keepAlive: keepAlive, compress: compress, panics: guard, streams: make(map[*sseStream]struct{}),
+		groups: sseGroups{groups: make(map[string]*sseGroup), panics: guard}}
 }
 
 // Supports claims GETs and POSTs that accept text/event-stream.
@@ -213,7 +215,7 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	if p, ok := auth.PrincipalFrom(ctx); ok {
 		expires = p.ExpiresAt
 	}
-	go t.keepStreamAlive(ctx, end, out, expires)
+	t.panics.Go(ctx, "sse.keepalive", func() { t.keepStreamAlive(ctx, end, out, expires) })
 
 	// On its own until it has caught up; then, for a stream others may
 	// share, in its group (ssegroups.go).
@@ -303,8 +305,10 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 	// result's buffers for the next.
 	results := make(chan *graphql.Response)
 	done := make(chan struct{}, 1) // never blocks the loop: the pump may be gone
-	go func() {
+	t.panics.Go(ctx, "sse.subscription", func() {
+		defer close(results) // a panic here ends the stream, as the operation's end does
 		for {
+			t.panics.Point("sse.subscription")
 			resp := responses(rctx)
 			select {
 			case results <- resp:
@@ -320,7 +324,7 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 				return
 			}
 		}
-	}()
+	})
 	written := int64(-1) // the position of the newest event written
 	caughtUp := latest   // the stream has caught up once (a latest-value one always has)
 	for {

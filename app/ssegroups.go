@@ -12,6 +12,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/switchboardhq/switchboard/live"
+	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/stream"
 )
 
@@ -32,6 +33,7 @@ const sseRing = 256
 
 // sseGroups are the groups of one transport, by key.
 type sseGroups struct {
+	panics *panics.Guard // the leaders' goroutines recover through it
 	mu     sync.Mutex
 	groups map[string]*sseGroup
 }
@@ -120,7 +122,7 @@ func (gs *sseGroups) join(ctx context.Context, key string, latest bool, pos int6
 			return nil
 		}
 		gs.groups[key] = g
-		go g.lead(rctx, responses, &fifo)
+		gs.panics.Go(gctx, "sse.group", func() { g.lead(rctx, responses, &fifo) }) // a panic ends the group (lead's deferred end)
 	}
 	gs.mu.Unlock()
 	return g.add(pos)
@@ -194,6 +196,7 @@ func (g *sseGroup) end() {
 func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, fifo *positionQueue) {
 	defer g.end()
 	for {
+		g.owner.panics.Point("sse.group")
 		resp := responses(ctx)
 		if resp == nil || resp.Data == nil || len(resp.Errors) > 0 {
 			return

@@ -182,6 +182,22 @@ func TestPanicsContained(t *testing.T) {
 			assert.Zero(t, until(c, "u", "unreadCount", 10*time.Second, func(int) bool { return true }), "counted again after the back-off")
 		}},
 		{where: "kpi.tick", trigger: func(*testing.T) {}}, // its next dashboard round, every 100 ms
+		{where: "sse.subscription", requestID: true, trigger: func(t *testing.T) {
+			// (A literal cursor keeps the stream to itself: no group to join.)
+			es := openSSE(t, s.URL, `subscription { statusPosted(after: "0") { id } }`, nil, false, nil)
+			ev, _ := es.next(t)
+			assert.Equal(t, "complete", ev.Event, "the stream ends")
+		}},
+		{where: "sse.group", trigger: func(t *testing.T) {
+			es := openSSE(t, s.URL, `subscription($a: ID) { statusPosted(after: $a) { id } }`, map[string]any{"a": last.ID}, false, nil)
+			for {
+				ev, ok := es.next(t)
+				if !ok {
+					break // its group let it go: its client resumes by Last-Event-ID
+				}
+				assert.NotEqual(t, "complete", ev.Event, "no complete: the client reconnects")
+			}
+		}},
 	} {
 		t.Run(c.where, func(t *testing.T) { checkContained(t, s, in, c, alice.token, &last) })
 	}

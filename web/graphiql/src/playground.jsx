@@ -20,15 +20,21 @@ const socketURL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location
 
 const defaultQuery = `# Welcome to the Switchboard playground.
 #
-# Run this query with the ▶ button (or Ctrl-Enter).
+# Run this query with the ▶ button (Ctrl-Enter).
 #
-# To post or to follow what needs a token, sign in first:
-# the key icon on the left puts an Authorization header in
-# the Headers tab below. Queries and mutations send it over
-# HTTP, subscriptions in their WebSocket's connection_init.
+# To post, or to follow what needs a token,
+# sign in first: the key icon on the left puts
+# an Authorization header in the Headers tab
+# below. Queries and mutations send it over
+# HTTP; subscriptions in their WebSocket's
+# connection_init.
 #
-#   mutation Post { postStatus(text: "Hello") { id text } }
-#   subscription Live { statusPosted { id text author { name } } }
+#   mutation Post {
+#     postStatus(text: "Hello") { id text }
+#   }
+#   subscription Live {
+#     statusPosted { id text author { name } }
+#   }
 
 query Feed {
   statuses(first: 10) {

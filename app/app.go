@@ -338,14 +338,17 @@ func (s *Server) listen() (net.Listener, error) {
 	if s.cfg.TLSCertFile == "" {
 		return ln, nil
 	}
-	// HTTPS and WSS directly (HTTP/1.1: WebSocket upgrades need it).
+	// HTTPS and WSS directly. Clients may negotiate HTTP/2 (h2), where one
+	// connection carries any number of event streams (a browser opens at
+	// most six HTTP/1.1 connections to a host); WebSocket clients ask for
+	// HTTP/1.1, which their upgrade needs, and get it.
 	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
 	}
 	s.url = "https://" + displayAddr(ln.Addr())
-	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}), nil
 }
 
 // newTokens returns the token signer: AUTH_SECRET when set, else the key kept

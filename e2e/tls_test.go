@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,9 +15,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,4 +98,81 @@ func TestServesHTTPSAndWSS(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP is not served on the TLS port")
+}
+
+// TestEventStreamsOverHTTP2: with a certificate, a client may negotiate
+// HTTP/2, and then one connection carries many event streams (a browser
+// opens at most six HTTP/1.1 connections to a host): ten subscriptions
+// over one connection all get a status posted meanwhile.
+func TestEventStreamsOverHTTP2(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	s := startServer(t, map[string]string{"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile, "DEMO_FEED": "false"})
+	s.logsOnFailure(t)
+	var dials atomic.Int32
+	transport := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	client := &http.Client{Transport: transport}
+	t.Cleanup(transport.CloseIdleConnections)
+
+	first, err := client.Get(s.URL + "/healthz")
+	require.NoError(t, err)
+	_ = first.Body.Close()
+	require.Equal(t, 2, first.ProtoMajor, "HTTP/2 negotiated")
+
+	var streams []*http.Response
+	for range 10 {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet,
+			s.URL+"/graphql?"+url.Values{"query": {`subscription { statusPosted(after: "0") { text } }`}}.Encode(), nil)
+		require.NoError(t, err)
+		req.Header.Set("Accept", "text/event-stream")
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		require.Equal(t, 2, resp.ProtoMajor)
+		streams = append(streams, resp)
+	}
+	post := func(query string) map[string]any {
+		resp, err := client.Post(s.URL+"/graphql", "application/json", strings.NewReader(query))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out struct{ Data map[string]any }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return out.Data
+	}
+	signIn := post(`{"query":"mutation { signIn(name: \"h2\") { token } }"}`)["signIn"].(map[string]any)
+	req, err := http.NewRequest(http.MethodPost, s.URL+"/graphql", strings.NewReader(`{"query":"mutation { postStatus(text: \"over HTTP/2\") { id } }"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+signIn["token"].(string))
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	for i, resp := range streams {
+		got := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "data: ") {
+					got <- sc.Text()
+					return
+				}
+			}
+			got <- ""
+		}()
+		select {
+		case line := <-got:
+			assert.Contains(t, line, "over HTTP/2", "stream %d", i)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d: no event", i)
+		}
+	}
+	assert.EqualValues(t, 1, dials.Load(), "every stream on one connection")
 }

@@ -220,15 +220,12 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	// On its own until it has caught up; then, for a stream others may
 	// share, in its group (ssegroups.go).
 	var join func(pos int64) *sseMember
-	key, _, durable := t.ws.ShareableStream(ctx, opCtx)
-	latestKey, latest := t.ws.ShareableLatest(ctx, opCtx)
-	if latest {
-		key = latestKey
-	}
-	if durable || latest {
+	share, shareable := t.sseShare(ctx, opCtx)
+	latest := share.latest
+	if shareable {
 		params := p.params
 		join = func(pos int64) *sseMember {
-			return t.groups.join(ctx, key, latest, pos, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
+			return t.groups.join(ctx, share, pos, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
 				gctx = gqlws.AsLeader(gctx) // nobody's: each member's own execution counted it
 				rc, errs := exec.CreateOperationContext(gctx, params)
 				if errs != nil {
@@ -260,6 +257,21 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 		return // the client is gone
 	}
 	out.event("complete", "", nil)
+}
+
+// sseShare says how a subscription may share delivery (ssegroups.go), as
+// its WebSocket subscribers do.
+func (t *graphQLOverSSE) sseShare(ctx context.Context, rc *graphql.OperationContext) (sseShare, bool) {
+	if key, _, ok := t.ws.ShareableStream(ctx, rc); ok {
+		return sseShare{key: key}, true
+	}
+	if key, ok := t.ws.ShareableLatest(ctx, rc); ok {
+		return sseShare{key: key, latest: true}, true
+	}
+	if key, scope, maxGroups, ok := t.ws.ShareableSpanning(ctx, rc); ok {
+		return sseShare{key: key, spanning: true, scope: scope, maxGroups: maxGroups}, true
+	}
+	return sseShare{}, false
 }
 
 // What became of a stream's operation.

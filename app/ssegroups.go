@@ -11,6 +11,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/stream"
@@ -31,6 +32,17 @@ import (
 // behind its head; a member's queue holds as many.
 const sseRing = 256
 
+// sseShare is how a stream may share: its group's key, whether the field
+// is a latest-value or a spanning one, and for a spanning one the stream's
+// scope and the bound on such groups.
+type sseShare struct {
+	key       string
+	latest    bool
+	spanning  bool
+	scope     string
+	maxGroups int
+}
+
 // sseGroups are the groups of one transport, by key.
 type sseGroups struct {
 	panics *panics.Guard // the leaders' goroutines recover through it
@@ -40,14 +52,16 @@ type sseGroups struct {
 
 // sseGroup is one leader's execution of a document and its members.
 type sseGroup struct {
-	owner  *sseGroups
-	key    string
-	latest bool // a latest-value stream: positions are versions, the ring its newest value
-	cancel context.CancelFunc
+	owner    *sseGroups
+	key      string
+	latest   bool // a latest-value stream: positions are versions, the ring its newest value
+	spanning bool // its events have audiences: each goes to the members of its scope, or to all
+	cancel   context.CancelFunc
 
 	mu      sync.Mutex
 	members map[*sseMember]struct{}
-	ring    []*sseFrame // the newest events delivered, oldest first
+	scopes  map[string]int // members by scope, of a spanning group
+	ring    []*sseFrame    // the newest events delivered, oldest first
 	// evicted is the position up to which the group cannot replay: the
 	// position its leader started after, then that of the newest event
 	// dropped from the ring. A member whose position is at least this can
@@ -58,8 +72,9 @@ type sseGroup struct {
 
 // sseFrame is one event of a group, encoded once.
 type sseFrame struct {
-	pos  int64
-	text string
+	pos      int64
+	audience string // of a spanning group's event: the scope it is for, "" for all
+	text     string
 	// deflated is text's deflate blocks (see sseWriter), made once, the
 	// first time a member that takes gzip writes the frame.
 	deflated func() []byte
@@ -81,6 +96,7 @@ func newSSEFrame(pos int64, text string) *sseFrame {
 // sseMember is one event stream in a group.
 type sseMember struct {
 	group  *sseGroup
+	scope  string         // its caller's, in a spanning group
 	frames chan *sseFrame // of a latest-value group: the newest value not yet written
 	// gone is closed when the group lets the member go: its queue was full
 	// (it reads too slowly) or the group ended. Its client reconnects and
@@ -102,18 +118,27 @@ type leader func(ctx context.Context, start int64) (graphql.ResponseHandler, con
 // returns nil when the group cannot take it (it no longer holds the events
 // after pos): the stream goes on on its own and tries again the next time
 // it catches up.
-func (gs *sseGroups) join(ctx context.Context, key string, latest bool, pos int64, lead leader) *sseMember {
+func (gs *sseGroups) join(ctx context.Context, share sseShare, pos int64, lead leader) *sseMember {
 	gs.mu.Lock()
-	g := gs.groups[key]
+	g := gs.groups[share.key]
 	if g == nil {
+		if share.spanning && !gs.mayStartSpanning(share) {
+			gs.mu.Unlock()
+			return nil
+		}
 		gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		g = &sseGroup{owner: gs, key: key, latest: latest, cancel: cancel, members: make(map[*sseMember]struct{}), evicted: pos}
+		g = &sseGroup{owner: gs, key: share.key, latest: share.latest, spanning: share.spanning, cancel: cancel,
+			members: make(map[*sseMember]struct{}), scopes: make(map[string]int), evicted: pos}
 		var fifo positionQueue
-		if latest {
+		var audiences audienceQueue
+		if share.latest {
 			g.evicted = math.MinInt64 // any version may join
 			gctx = live.WithVersionRecorder(gctx, fifo.push)
 		} else {
 			gctx = stream.WithPositionRecorder(gctx, fifo.push, func(int64) {})
+		}
+		if share.spanning {
+			gctx = stream.WithAudienceRecorder(gctx, audiences.push)
 		}
 		responses, rctx, err := lead(gctx, pos)
 		if err != nil {
@@ -121,11 +146,31 @@ func (gs *sseGroups) join(ctx context.Context, key string, latest bool, pos int6
 			cancel()
 			return nil
 		}
-		gs.groups[key] = g
-		gs.panics.Go(gctx, "sse.group", func() { g.lead(rctx, responses, &fifo) }) // a panic ends the group (lead's deferred end)
+		gs.groups[share.key] = g
+		gs.panics.Go(gctx, "sse.group", func() { g.lead(rctx, responses, &fifo, &audiences) }) // a panic ends the group (lead's deferred end)
 	}
 	gs.mu.Unlock()
-	return g.add(pos)
+	return g.add(pos, share.scope)
+}
+
+// mayStartSpanning reports whether a spanning group may start for a stream
+// of share: while there are fewer than share.maxGroups, and fewer than
+// gqlws.MaxOwnSpanningKeys serve no scope but the stream's, since each
+// leader reads every user's events. Called with gs.mu held.
+func (gs *sseGroups) mayStartSpanning(share sseShare) bool {
+	n, own := 0, 0
+	for _, g := range gs.groups {
+		if !g.spanning {
+			continue
+		}
+		n++
+		g.mu.Lock()
+		if len(g.scopes) == 1 && g.scopes[share.scope] > 0 {
+			own++
+		}
+		g.mu.Unlock()
+	}
+	return n < share.maxGroups && own < gqlws.MaxOwnSpanningKeys
 }
 
 // Len is the number of groups.
@@ -135,9 +180,10 @@ func (gs *sseGroups) Len() int {
 	return len(gs.groups)
 }
 
-// add makes a member of a stream at position pos, with the frames after
-// pos that the ring holds queued, or returns nil.
-func (g *sseGroup) add(pos int64) *sseMember {
+// add makes a member of a stream of scope at position pos, with the
+// frames after pos (for its scope) that the ring holds queued, or returns
+// nil.
+func (g *sseGroup) add(pos int64, scope string) *sseMember {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed || pos < g.evicted {
@@ -147,21 +193,31 @@ func (g *sseGroup) add(pos int64) *sseMember {
 	if g.latest {
 		queue = 1
 	}
-	m := &sseMember{group: g, frames: make(chan *sseFrame, queue), gone: make(chan struct{}), lastPos: pos}
+	m := &sseMember{group: g, scope: scope, frames: make(chan *sseFrame, queue), gone: make(chan struct{}), lastPos: pos}
 	for _, f := range g.ring {
-		if f.pos > pos {
+		if f.pos > pos && m.wants(f) {
 			m.frames <- f // the ring is no longer than the queue
 			m.lastPos = f.pos
 		}
 	}
 	g.members[m] = struct{}{}
+	g.scopes[scope]++
 	return m
+}
+
+// wants reports whether f is for m: in a spanning group, an event for its
+// scope or for everyone.
+func (m *sseMember) wants(f *sseFrame) bool {
+	return f.audience == "" || f.audience == m.scope
 }
 
 // leave takes m out of the group; the group ends with its last member.
 func (g *sseGroup) leave(m *sseMember) {
 	g.mu.Lock()
-	delete(g.members, m)
+	if _, ok := g.members[m]; ok {
+		delete(g.members, m)
+		g.forget(m)
+	}
 	last := len(g.members) == 0 && !g.closed
 	if last {
 		g.closed = true // a stream that joins now starts another group
@@ -169,6 +225,13 @@ func (g *sseGroup) leave(m *sseMember) {
 	g.mu.Unlock()
 	if last {
 		g.end()
+	}
+}
+
+// forget takes m's scope off the count. Called with g.mu held.
+func (g *sseGroup) forget(m *sseMember) {
+	if g.scopes[m.scope]--; g.scopes[m.scope] <= 0 {
+		delete(g.scopes, m.scope)
 	}
 }
 
@@ -187,13 +250,14 @@ func (g *sseGroup) end() {
 		m.release()
 	}
 	clear(g.members)
+	clear(g.scopes)
 	g.mu.Unlock()
 	g.cancel()
 }
 
 // lead reads the leader's results and hands each to every member, until
 // the results end or one has no position (an error): then the group ends.
-func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, fifo *positionQueue) {
+func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, fifo *positionQueue, audiences *audienceQueue) {
 	defer g.end()
 	for {
 		g.owner.panics.Point("sse.group")
@@ -205,6 +269,14 @@ func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, 
 		if !ok {
 			return
 		}
+		audience := ""
+		if g.spanning {
+			// An event whose audience was not reported reaches nobody:
+			// the group ends rather than guess.
+			if audience, ok = audiences.pop(); !ok {
+				return
+			}
+		}
 		id := strconv.FormatInt(pos, 10)
 		if g.latest {
 			id = "" // a version is no position to resume from
@@ -213,7 +285,9 @@ func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, 
 		if !ok {
 			return
 		}
-		g.publish(newSSEFrame(pos, text))
+		f := newSSEFrame(pos, text)
+		f.audience = audience
+		g.publish(f)
 	}
 }
 
@@ -223,7 +297,7 @@ func (g *sseGroup) publish(f *sseFrame) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for m := range g.members {
-		if f.pos <= m.lastPos {
+		if f.pos <= m.lastPos || !m.wants(f) {
 			continue
 		}
 		select {
@@ -240,6 +314,7 @@ func (g *sseGroup) publish(f *sseFrame) {
 				continue
 			}
 			delete(g.members, m)
+			g.forget(m)
 			m.release()
 		}
 	}
@@ -254,32 +329,37 @@ func (g *sseGroup) publish(f *sseFrame) {
 	g.ring = append(g.ring, f)
 }
 
-// positionQueue is the positions a durable stream reported (sent), in
-// order, for the results still to be read.
-type positionQueue struct {
+// fifo is what a stream reported of its results (positions, versions,
+// audiences), in order, for the results still to be read.
+type fifo[T any] struct {
 	mu sync.Mutex
-	q  []int64
+	q  []T
 }
 
-func (p *positionQueue) push(pos int64) {
-	p.mu.Lock()
-	p.q = append(p.q, pos)
-	p.mu.Unlock()
+func (f *fifo[T]) push(v T) {
+	f.mu.Lock()
+	f.q = append(f.q, v)
+	f.mu.Unlock()
 }
 
-func (p *positionQueue) pop() (int64, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.q) == 0 {
-		return 0, false
+func (f *fifo[T]) pop() (v T, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.q) == 0 {
+		return v, false
 	}
-	pos := p.q[0]
-	p.q = p.q[1:]
-	return pos, true
+	v, f.q = f.q[0], f.q[1:]
+	return v, true
 }
 
-func (p *positionQueue) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.q)
+func (f *fifo[T]) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.q)
 }
+
+// positionQueue holds positions (or versions); audienceQueue audiences.
+type (
+	positionQueue = fifo[int64]
+	audienceQueue = fifo[string]
+)

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/chat"
+	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/models"
 )
 
@@ -621,5 +622,75 @@ func TestSSELatestValuesShareDelivery(t *testing.T) {
 			assert.NotEqual(t, "next", ev.Event, "stream %d: %s", i, ev.Data)
 		default:
 		}
+	}
+}
+
+// TestSSENotificationsShareOneGroup: every user's notification streams
+// over SSE share one group, which queues each notification for the users
+// it is for (a broadcast for all), once per stream; the distinct documents
+// one user alone can make the server lead at once are bounded, the
+// streams over the bound running on their own and missing nothing.
+func TestSSENotificationsShareOneGroup(t *testing.T) {
+	srv := startServer(t, map[string]string{"DEMO_FEED": "false"})
+	srv.logsOnFailure(t)
+	admin := srv.mintToken(t, "ops", time.Hour, models.RoleAdmin)
+	ann, ben := srv.chatUser(t, "ann"), srv.chatUser(t, "ben")
+	open := func(u chatUser, selection string) *sseStream {
+		return openSSE(t, srv.URL, `subscription($a: ID) { notificationAdded(after: $a) { `+selection+` } }`,
+			map[string]any{"a": "0"}, false, http.Header{"Authorization": {"Bearer " + u.token}})
+	}
+	title := func(tb testing.TB, s *sseStream) string {
+		tb.Helper()
+		ev, ok := s.next(tb)
+		require.True(tb, ok, "the stream ended")
+		var d struct{ NotificationAdded struct{ Title string } }
+		r := ev.response(tb)
+		require.Empty(tb, r.Errors, ev.Data)
+		require.NoError(tb, json.Unmarshal(r.Data, &d))
+		return d.NotificationAdded.Title
+	}
+	send := func(to *chatUser, t0 string) {
+		in := map[string]any{"title": t0}
+		if to != nil {
+			in["userId"] = to.ID
+		}
+		srv.sendNotification(t, admin, in)
+	}
+
+	send(nil, "welcome") // replayed from after 0 to everyone
+	annTabs := []*sseStream{open(ann, "id title"), open(ann, "id title")}
+	benTab := open(ben, "id title")
+	for _, s := range append(annTabs, benTab) {
+		assert.Equal(t, "welcome", title(t, s))
+	}
+	waitUntil(t, sseTimeout, func() bool { return srv.metric(t, "switchboard_shared_subscriptions") == 1 }, "one group for both users")
+
+	send(&ann, "for ann")
+	send(&ben, "for ben")
+	send(nil, "for all")
+	for i, s := range annTabs {
+		assert.Equal(t, "for ann", title(t, s), "ann's tab %d", i)
+		assert.Equal(t, "for all", title(t, s), "ann's tab %d", i)
+	}
+	assert.Equal(t, "for ben", title(t, benTab))
+	assert.Equal(t, "for all", title(t, benTab))
+
+	// Four more documents of ann's alone: at most gqlws.MaxOwnSpanningKeys
+	// groups serve nobody but her; the stream over that runs on its own.
+	selections := []string{"id title body", "id title level", "id title link", "id title read", "id title createdAt"}
+	var own []*sseStream
+	for _, sel := range selections {
+		s := open(ann, sel)
+		for _, want := range []string{"welcome", "for ann", "for all"} {
+			assert.Equal(t, want, title(t, s), sel)
+		}
+		own = append(own, s)
+	}
+	waitUntil(t, sseTimeout, func() bool {
+		return srv.metric(t, "switchboard_shared_subscriptions") == float64(1+gqlws.MaxOwnSpanningKeys)
+	}, "the shared group and ann's own, up to the bound")
+	send(&ann, "last")
+	for _, s := range append(own, annTabs...) {
+		assert.Equal(t, "last", title(t, s))
 	}
 }

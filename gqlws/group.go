@@ -1014,3 +1014,23 @@ func (t *Transport) ShareableLatest(ctx context.Context, rc *graphql.OperationCo
 	}
 	return share.key, true
 }
+
+// MaxOwnSpanningKeys is how many distinct documents of spanning fields one
+// scope alone may have shared at once (see claimSpanning); another
+// transport that shares such fields applies the same bound.
+const MaxOwnSpanningKeys = maxOwnSpanningKeys
+
+// ShareableSpanning reports whether the live results of a subscription are
+// a durable stream of a spanning field (Options.SpanningFields, such as
+// every user's notifications) that another transport may share between
+// scopes as this one does: key names its group (the same for every scope),
+// scope is the caller's. Fields whose events follow another's
+// (Options.FollowingFields) are left out. maxGroups is
+// Options.MaxSpanningGroups.
+func (t *Transport) ShareableSpanning(ctx context.Context, rc *graphql.OperationContext) (key, scope string, maxGroups int, ok bool) {
+	share, ok := t.shareKey(ctx, rc)
+	if !ok || share.latest || !share.spanning || share.turn == latestTurn {
+		return "", "", 0, false
+	}
+	return share.key, share.scope, t.opts.MaxSpanningGroups, true
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -442,22 +443,23 @@ func requireJSClient(t *testing.T) (node, script string) {
 	return node, filepath.Join(dir, "client.mjs")
 }
 
-// requireNodePackages returns node and the absolute path of the e2e
-// folder dir, whose node_modules must hold each of pkgs, or skips the test
+// requireNodePackages returns node and the absolute path of the folder dir
+// (relative to e2e/), whose node_modules must hold each of pkgs, or skips the test
 // (fails it under REQUIRE_SERVICES=1) saying how to install them.
 func requireNodePackages(t *testing.T, dir string, pkgs ...string) (node, abs string) {
 	t.Helper()
-	install := "run `npm ci --prefix e2e/" + dir + "`"
+	rel := path.Join("e2e", dir) // from the repository's root: e2e/jsclient, examples/typescript
+	install := "run `npm ci --prefix " + rel + "`"
 	node, err := exec.LookPath("node")
 	if err != nil {
-		testenv.RequireService(t, "this test needs node on PATH and the packages of e2e/%s: %s", dir, install)
+		testenv.RequireService(t, "this test needs node on PATH and the packages of %s: %s", rel, install)
 		return "", ""
 	}
 	abs, err = filepath.Abs(dir)
 	require.NoError(t, err)
 	for _, pkg := range pkgs {
 		if _, err := os.Stat(filepath.Join(abs, "node_modules", pkg, "package.json")); err != nil {
-			testenv.RequireService(t, "e2e/%s/node_modules/%s is missing: %s", dir, pkg, install)
+			testenv.RequireService(t, "%s/node_modules/%s is missing: %s", rel, pkg, install)
 			return "", ""
 		}
 	}

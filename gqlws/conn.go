@@ -397,7 +397,11 @@ func (c *conn) shut(code int, reason string, linger bool, label string) {
 		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
 		_, _ = io.Copy(io.Discard, io.LimitReader(nc, 4<<20))
 	}
-	_ = c.ws.Close()
+	if c.ws != nil {
+		_ = c.ws.Close()
+	} else {
+		_ = c.socket.Conn.Close() // a connection made over a bare socket (the tests' and benchmarks' benchConnOver)
+	}
 	c.stateMu.Lock()
 	if c.cancel != nil {
 		c.cancel()

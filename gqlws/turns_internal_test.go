@@ -176,10 +176,18 @@ func bothFixture(t *testing.T) (tr *Transport, n int, events, counts []*operatio
 // checkBoth checks that about one write per connection was made since
 // before (write system calls), and reads what each of n clients of
 // subscribersOfBoth got: the event if it subscribed to it, then the count.
+//
+// One write per frame would be n + withEvents (about 1.67 n). The bound,
+// n + n/4, leaves room for what timing decides: a fan-out adopted by a
+// running turn rides along only to the connections the turn has not
+// written yet, and under a loaded machine (CI runs every package at once,
+// under -race) the turn may have written several percent of them before it
+// polls for riders (1,803 and 1,827 writes for 1,636 connections seen).
 func checkBoth(t *testing.T, before int64, n, withEvents int, received <-chan string) {
 	t.Helper()
 	after, _ := writeSyscalls()
-	assert.LessOrEqual(t, after-before, int64(n+n/10), "about one write per connection, not one per frame (%d connections)", n)
+	assert.Less(t, n+n/4, n+withEvents, "the bound must tell one write per connection from one per frame")
+	assert.LessOrEqual(t, after-before, int64(n+n/4), "about one write per connection, not one per frame (%d connections)", n)
 	seen := 0
 	for range n {
 		got := <-received

@@ -56,9 +56,9 @@ type sseGroup struct {
 	key      string
 	latest   bool // a latest-value stream: positions are versions, the ring its newest value
 	spanning bool // its events have audiences: each goes to the members of its scope, or to all
-	cancel   context.CancelFunc
 
 	mu      sync.Mutex
+	cancel  context.CancelFunc // stops the leader; set once it starts
 	members map[*sseMember]struct{}
 	scopes  map[string]int // members by scope, of a spanning group
 	ring    []*sseFrame    // the newest events delivered, oldest first
@@ -121,36 +121,54 @@ type leader func(ctx context.Context, start int64) (graphql.ResponseHandler, con
 func (gs *sseGroups) join(ctx context.Context, share sseShare, pos int64, lead leader) *sseMember {
 	gs.mu.Lock()
 	g := gs.groups[share.key]
-	if g == nil {
+	start := g == nil
+	if start {
 		if share.spanning && !gs.mayStartSpanning(share) {
 			gs.mu.Unlock()
 			return nil
 		}
-		gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		g = &sseGroup{owner: gs, key: share.key, latest: share.latest, spanning: share.spanning, cancel: cancel,
+		g = &sseGroup{owner: gs, key: share.key, latest: share.latest, spanning: share.spanning,
 			members: make(map[*sseMember]struct{}), scopes: make(map[string]int), evicted: pos}
-		var fifo positionQueue
-		var audiences audienceQueue
-		if share.latest {
-			g.evicted = math.MinInt64 // any version may join
-			gctx = live.WithVersionRecorder(gctx, fifo.push)
-		} else {
-			gctx = stream.WithPositionRecorder(gctx, fifo.push, func(int64) {})
-		}
-		if share.spanning {
-			gctx = stream.WithAudienceRecorder(gctx, audiences.push)
-		}
-		responses, rctx, err := lead(gctx, pos)
-		if err != nil {
-			gs.mu.Unlock()
-			cancel()
-			return nil
+		if share.latest && !share.spanning {
+			g.evicted = math.MinInt64 // any version may join: the newest value is the whole state
 		}
 		gs.groups[share.key] = g
-		gs.panics.Go(gctx, "sse.group", func() { g.lead(rctx, responses, &fifo, &audiences) }) // a panic ends the group (lead's deferred end)
 	}
 	gs.mu.Unlock()
-	return g.add(pos, share.scope)
+	// Its first member joins before the leader starts (a leader's results
+	// wait in the ring for the members that join after them).
+	m := g.add(pos, share.scope)
+	if start && !g.start(ctx, share, pos, lead) {
+		return nil // m was let go with the group
+	}
+	return m
+}
+
+// start starts g's leader from after position pos, outside the groups'
+// lock: starting it runs the subscription's resolver, which may read the
+// database. It reports false, having ended g, if it could not start.
+func (g *sseGroup) start(ctx context.Context, share sseShare, pos int64, lead leader) bool {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.mu.Lock()
+	g.cancel = cancel
+	g.mu.Unlock()
+	var positions positionQueue
+	var audiences audienceQueue
+	if share.latest {
+		gctx = live.WithVersionRecorder(gctx, positions.push)
+	} else {
+		gctx = stream.WithPositionRecorder(gctx, positions.push, func(int64) {})
+	}
+	if share.spanning {
+		gctx = stream.WithAudienceRecorder(gctx, audiences.push)
+	}
+	responses, rctx, err := lead(gctx, pos)
+	if err != nil {
+		g.end()
+		return false
+	}
+	g.owner.panics.Go(gctx, "sse.group", func() { g.lead(rctx, responses, &positions, &audiences) }) // a panic ends the group (lead's deferred end)
+	return true
 }
 
 // mayStartSpanning reports whether a spanning group may start for a stream
@@ -251,8 +269,11 @@ func (g *sseGroup) end() {
 	}
 	clear(g.members)
 	clear(g.scopes)
+	cancel := g.cancel
 	g.mu.Unlock()
-	g.cancel()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // lead reads the leader's results and hands each to every member, until

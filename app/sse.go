@@ -557,7 +557,7 @@ func (s *sseWriter) open() {
 	if s.gzip {
 		_, _ = s.w.Write(gzipHeader) // goes out with the first text
 	}
-	s.write("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n")
+	s.write([]byte("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n"))
 }
 
 // event writes one event, with the id if it is not empty, and data as
@@ -569,23 +569,20 @@ func (s *sseWriter) event(name, id string, data any) bool {
 
 // sseEventText is one event, with the id if it is not empty, and data as
 // JSON (none when nil); ok is false if data is not JSON.
-func sseEventText(name, id string, data any) (text string, ok bool) {
-	var b strings.Builder
-	b.WriteString("event: " + name + "\n")
+func sseEventText(name, id string, data any) (text []byte, ok bool) {
+	text = append(append(text, "event: "...), name...)
 	if id != "" {
-		b.WriteString("id: " + id + "\n")
+		text = append(append(text, "\nid: "...), id...)
 	}
-	b.WriteString("data:")
+	text = append(text, "\ndata:"...)
 	if data != nil {
 		j, err := json.Marshal(data)
 		if err != nil {
-			return "", false
+			return nil, false
 		}
-		b.WriteString(" ")
-		b.Write(j) // JSON has no raw newline
+		text = append(append(text, ' '), j...) // JSON has no raw newline
 	}
-	b.WriteString("\n\n")
-	return b.String(), true
+	return append(text, "\n\n"...), true
 }
 
 // frame writes a group's event, gzipped once for all its members.
@@ -598,7 +595,7 @@ func (s *sseWriter) frame(f *sseFrame) bool {
 
 // comment writes a comment line, which every client ignores.
 func (s *sseWriter) comment(text string) bool {
-	return s.write(": " + text + "\n\n")
+	return s.write([]byte(": " + text + "\n\n"))
 }
 
 // idleFor is how long ago the last write was.
@@ -612,13 +609,13 @@ func (s *sseWriter) idleFor() time.Duration {
 // nothing for that long is dropped, as a slow WebSocket consumer is.
 const sseWriteTimeout = 10 * time.Second
 
-func (s *sseWriter) write(text string) bool {
+func (s *sseWriter) write(text []byte) bool {
 	return s.writeDeflated(text, nil)
 }
 
 // writeDeflated writes text: as deflated, its deflate blocks, when it is
 // not nil and the stream is gzipped; compressed here when it is nil.
-func (s *sseWriter) writeDeflated(text string, deflated []byte) bool {
+func (s *sseWriter) writeDeflated(text, deflated []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.broken {
@@ -628,20 +625,20 @@ func (s *sseWriter) writeDeflated(text string, deflated []byte) bool {
 	var err error
 	switch {
 	case !s.gzip:
-		_, err = io.WriteString(s.w, text)
+		_, err = s.w.Write(text)
 	case deflated != nil:
 		_, err = s.w.Write(deflated)
 	default:
 		fw := sseCompressors.Get().(*flate.Writer)
 		fw.Reset(s.w)
-		if _, err = io.WriteString(fw, text); err == nil {
+		if _, err = fw.Write(text); err == nil {
 			err = fw.Flush() // non-final blocks, ending on a byte boundary
 		}
 		fw.Reset(io.Discard) // hold no reference to the response
 		sseCompressors.Put(fw)
 	}
 	if s.gzip && err == nil {
-		s.crc = crc32.Update(s.crc, crc32.IEEETable, []byte(text))
+		s.crc = crc32.Update(s.crc, crc32.IEEETable, text)
 		s.size += uint32(len(text))
 	}
 	if err == nil {

@@ -74,18 +74,18 @@ type sseGroup struct {
 type sseFrame struct {
 	pos      int64
 	audience string // of a spanning group's event: the scope it is for, "" for all
-	text     string
+	text     []byte // shared by every member: never modified
 	// deflated is text's deflate blocks (see sseWriter), made once, the
 	// first time a member that takes gzip writes the frame.
 	deflated func() []byte
 }
 
-func newSSEFrame(pos int64, text string) *sseFrame {
+func newSSEFrame(pos int64, text []byte) *sseFrame {
 	return &sseFrame{pos: pos, text: text, deflated: sync.OnceValue(func() []byte {
 		var b bytes.Buffer
 		fw := sseCompressors.Get().(*flate.Writer)
 		fw.Reset(&b)
-		_, _ = fw.Write([]byte(text)) // a bytes.Buffer does not fail
+		_, _ = fw.Write(text) // a bytes.Buffer does not fail
 		_ = fw.Flush()
 		fw.Reset(io.Discard)
 		sseCompressors.Put(fw)

@@ -10,7 +10,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -196,11 +195,7 @@ func acceptedJSON(accept string) (string, bool) {
 		return mediaJSON, true
 	}
 	best, bestQ := mediaJSON, 0.0
-	for part := range strings.SplitSeq(accept, ",") {
-		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil {
-			continue
-		}
+	for mt, q := range request.Accepted(accept) {
 		media := mediaJSON
 		switch mt {
 		case mediaGraphQLResponse:
@@ -209,11 +204,8 @@ func acceptedJSON(accept string) (string, bool) {
 		default:
 			continue
 		}
-		q := 1.0
-		if s, ok := params["q"]; ok {
-			if v, err := strconv.ParseFloat(s, 64); err == nil {
-				q = v
-			}
+		if q < 0 {
+			q = 1 // a q that is no number: the type it names is still wanted
 		}
 		if q > bestQ {
 			best, bestQ = media, q

@@ -26,6 +26,7 @@ import (
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/panics"
+	"github.com/switchboardhq/switchboard/request"
 	"github.com/switchboardhq/switchboard/stream"
 	"github.com/switchboardhq/switchboard/web"
 )
@@ -104,20 +105,10 @@ func (t *graphQLOverSSE) Supports(r *http.Request) bool {
 // acceptsEventStream reports whether an Accept header names
 // text/event-stream with a quality above zero.
 func acceptsEventStream(accept string) bool {
-	for part := range strings.SplitSeq(accept, ",") {
-		media, params, _ := strings.Cut(part, ";")
-		if !strings.EqualFold(strings.TrimSpace(media), "text/event-stream") {
-			continue
+	for media, q := range request.Accepted(accept) {
+		if media == "text/event-stream" {
+			return q > 0
 		}
-		for param := range strings.SplitSeq(params, ";") {
-			name, value, _ := strings.Cut(param, "=")
-			if strings.EqualFold(strings.TrimSpace(name), "q") {
-				if q, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err != nil || q <= 0 {
-					return false
-				}
-			}
-		}
-		return true
 	}
 	return false
 }

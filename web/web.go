@@ -18,10 +18,11 @@ import (
 	"mime"
 	"net/http"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchboardhq/switchboard/request"
 )
 
 // The playground is built from the npm packages that graphiql/package-lock.json
@@ -256,26 +257,12 @@ func serve(files map[string]*asset, opts Options, tail string) http.Handler {
 }
 
 // AcceptsGzip reports whether an Accept-Encoding header value accepts gzip
-// (by name or as *) with a quality above zero.
+// (by name or as *) with a quality above zero; the first of them decides.
 func AcceptsGzip(accept string) bool {
-	for part := range strings.SplitSeq(accept, ",") {
-		coding, params, _ := strings.Cut(part, ";")
-		coding = strings.ToLower(strings.TrimSpace(coding))
-		if coding != "gzip" && coding != "x-gzip" && coding != "*" {
-			continue
+	for coding, q := range request.Accepted(accept) {
+		if coding == "gzip" || coding == "x-gzip" || coding == "*" {
+			return q > 0
 		}
-		q := 1.0
-		for param := range strings.SplitSeq(params, ";") {
-			name, value, _ := strings.Cut(param, "=")
-			if strings.EqualFold(strings.TrimSpace(name), "q") {
-				if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-					q = v
-				} else {
-					q = 0
-				}
-			}
-		}
-		return q > 0
 	}
 	return false
 }

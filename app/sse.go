@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,10 +137,8 @@ func (t *graphQLOverSSE) EndSessions(sessions ...string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for s := range t.streams {
-		for _, id := range sessions {
-			if s.session != "" && s.session == id {
-				s.end(errSSESessionEnded)
-			}
+		if s.session != "" && slices.Contains(sessions, s.session) {
+			s.end(errSSESessionEnded)
 		}
 	}
 }
@@ -159,11 +158,10 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 
 	out := newSSEWriter(w, t.compress && web.AcceptsGzip(r.Header.Get("Accept-Encoding")))
 	defer out.finish()
-	rc := http.NewResponseController(w)
 	// The request is read: the server's ReadTimeout has nothing more to
 	// bound on a stream that lasts (net/http watches the connection for
 	// the client's going away with a read, which must not time out).
-	_ = rc.SetReadDeadline(time.Time{})
+	_ = out.rc.SetReadDeadline(time.Time{})
 	out.open()
 
 	// A request refused before its operation ran: its errors without a
@@ -211,7 +209,7 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	// On its own until it has caught up; then, for a stream others may
 	// share, in its group (ssegroups.go).
 	var join func(pos int64) *sseMember
-	share, shareable := t.sseShare(ctx, opCtx)
+	share, shareable := t.shareOf(ctx, opCtx)
 	latest := share.latest
 	if shareable {
 		params := p.params
@@ -250,9 +248,9 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	out.event("complete", "", nil)
 }
 
-// sseShare says how a subscription may share delivery (ssegroups.go), as
+// shareOf says how a subscription may share delivery (ssegroups.go), as
 // its WebSocket subscribers do.
-func (t *graphQLOverSSE) sseShare(ctx context.Context, rc *graphql.OperationContext) (sseShare, bool) {
+func (t *graphQLOverSSE) shareOf(ctx context.Context, rc *graphql.OperationContext) (sseShare, bool) {
 	if key, _, ok := t.ws.ShareableStream(ctx, rc); ok {
 		return sseShare{key: key}, true
 	}
@@ -410,6 +408,12 @@ func (t *graphQLOverSSE) begin(r *http.Request) (context.Context, context.Cancel
 		}
 		return r.Context(), nil, nil, rateLimited(err.Error())
 	}
+	release := func() {
+		releaseAddr()
+		if releaseUser != nil { // nil for an anonymous stream, or without LIMIT_CONNS_PER_USER
+			releaseUser()
+		}
+	}
 	ctx, end := context.WithCancelCause(r.Context())
 	s := &sseStream{end: end}
 	if p != nil {
@@ -419,10 +423,7 @@ func (t *graphQLOverSSE) begin(r *http.Request) (context.Context, context.Cancel
 	if t.shutdown {
 		t.mu.Unlock()
 		end(errSSEShutdown)
-		releaseAddr()
-		if releaseUser != nil {
-			releaseUser()
-		}
+		release()
 		return r.Context(), nil, nil, unavailable("the server is shutting down: connect again")
 	}
 	t.streams[s] = struct{}{}
@@ -432,10 +433,7 @@ func (t *graphQLOverSSE) begin(r *http.Request) (context.Context, context.Cancel
 		delete(t.streams, s)
 		t.mu.Unlock()
 		end(nil)
-		releaseAddr()
-		if releaseUser != nil {
-			releaseUser()
-		}
+		release()
 	}, nil
 }
 

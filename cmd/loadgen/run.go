@@ -178,10 +178,10 @@ func endpointsOf(raw string) (endpoints, error) {
 	return endpoints{graphql: g.String(), ws: w.String(), metrics: m.String(), host: u.Hostname()}, nil
 }
 
-// dialers returns one WebSocket dialer per source address. Connections to a
+// netDialers returns one dialer per source address: connections to a
 // loopback IPv4 server are spread over 127.0.0.1..127.0.0.N, each source
 // address having its own ephemeral ports; other targets get one dialer.
-func dialers(host string, sources int, timeout time.Duration, compress bool) []*websocket.Dialer {
+func netDialers(host string, sources int, timeout time.Duration) []*net.Dialer {
 	ip := net.ParseIP(host)
 	if host == "localhost" {
 		ip = net.IPv4(127, 0, 0, 1)
@@ -190,13 +190,22 @@ func dialers(host string, sources int, timeout time.Duration, compress bool) []*
 		sources = 1
 		ip = nil
 	}
-	pool := &sync.Pool{}
-	var ds []*websocket.Dialer
+	var ds []*net.Dialer
 	for i := range sources {
 		nd := &net.Dialer{Timeout: timeout}
 		if ip != nil {
 			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
 		}
+		ds = append(ds, nd)
+	}
+	return ds
+}
+
+// dialers returns one WebSocket dialer per source address (netDialers).
+func dialers(host string, sources int, timeout time.Duration, compress bool) []*websocket.Dialer {
+	pool := &sync.Pool{}
+	var ds []*websocket.Dialer
+	for _, nd := range netDialers(host, sources, timeout) {
 		ds = append(ds, &websocket.Dialer{
 			NetDialContext:   nd.DialContext,
 			HandshakeTimeout: timeout,

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -17,28 +16,17 @@ import (
 // instead of a WebSocket, so that the two transports' fan-out can be
 // measured the same way, against the same server.
 
-// sseClients returns one HTTP client per source address (as dialers does
-// for WebSockets); each stream holds its own connection. With compress,
+// sseClients returns one HTTP client per source address (netDialers);
+// each stream holds its own connection. With compress,
 // the client asks for gzip and Go's transport decodes it.
 func sseClients(host string, sources int, timeout time.Duration, compress bool) []*http.Client {
-	ip := net.ParseIP(host)
-	if host == "localhost" {
-		ip = net.IPv4(127, 0, 0, 1)
-	}
-	if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
-		sources = 1
-		ip = nil
-	}
 	var cs []*http.Client
-	for i := range sources {
-		nd := &net.Dialer{Timeout: timeout}
-		if ip != nil {
-			nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i+1))}
-		}
+	for _, nd := range netDialers(host, sources, timeout) {
 		cs = append(cs, &http.Client{Transport: &http.Transport{
-			DialContext:         nd.DialContext,
-			DisableCompression:  !compress,
-			MaxIdleConnsPerHost: -1, // a stream's connection is not reused
+			DialContext:           nd.DialContext, // its Timeout bounds the dial
+			ResponseHeaderTimeout: timeout,        // and this the wait for the stream's headers
+			DisableCompression:    !compress,
+			MaxIdleConnsPerHost:   -1, // a stream's connection is not reused
 		}})
 	}
 	return cs
@@ -53,13 +41,12 @@ func sseStreamURL(graphqlURL string, payload map[string]any) string {
 	return graphqlURL + "?" + q.Encode()
 }
 
-// connectSSE opens stream i and waits for its headers: the server answers
-// them once the request is read, a moment before the subscription's
-// resolver runs.
+// connectSSE opens stream i and waits for its headers (within the
+// client's ResponseHeaderTimeout): the server answers them once the
+// request is read, a moment before the subscription's resolver runs. The
+// stream lasts as long as ctx, or until closeAll closes it.
 func (c *connector) connectSSE(ctx context.Context, i int) (*subscriber, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, c.sseURL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.sseURL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -67,34 +54,15 @@ func (c *connector) connectSSE(ctx context.Context, i int) (*subscriber, error) 
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	type answer struct {
-		resp *http.Response
-		err  error
+	resp, err := c.sse[i%len(c.sse)].Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
 	}
-	got := make(chan answer, 1)
-	go func() {
-		resp, err := c.sse[i%len(c.sse)].Do(req)
-		got <- answer{resp, err}
-	}()
-	var a answer
-	select {
-	case a = <-got:
-	case <-ctx.Done():
-		go func() {
-			if a := <-got; a.resp != nil {
-				_ = a.resp.Body.Close()
-			}
-		}()
-		return nil, fmt.Errorf("open stream: %w", ctx.Err())
+	if resp.StatusCode != http.StatusOK {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("open stream: status %s", resp.Status)
 	}
-	if a.err != nil {
-		return nil, fmt.Errorf("open stream: %w", a.err)
-	}
-	if a.resp.StatusCode != http.StatusOK {
-		_ = a.resp.Body.Close()
-		return nil, fmt.Errorf("open stream: status %s", a.resp.Status)
-	}
-	return &subscriber{body: a.resp.Body, proto: sseProto, got: newBitset(c.tally.total())}, nil
+	return &subscriber{body: resp.Body, proto: sseProto, got: newBitset(c.tally.total())}, nil
 }
 
 // readSSE reads a stream's events until it ends: each next event's data

@@ -694,3 +694,22 @@ func TestSSENotificationsShareOneGroup(t *testing.T) {
 		assert.Equal(t, "last", title(t, s))
 	}
 }
+
+// TestSSETokenExpiryEndsTheStream: a subscription's stream, shared with
+// others or not, ends when its token expires: an UNAUTHENTICATED error,
+// then complete, as the WebSockets close with 4403.
+func TestSSETokenExpiryEndsTheStream(t *testing.T) {
+	srv := startServer(t, map[string]string{"DEMO_FEED": "false"})
+	srv.logsOnFailure(t)
+	token := srv.mintToken(t, "brief", 3*time.Second)
+	auth := http.Header{"Authorization": {"Bearer " + token}}
+	streams := []*sseStream{
+		openSSE(t, srv.URL, `subscription { statusPosted { id } }`, nil, false, auth),             // joins its group at once
+		openSSE(t, srv.URL, `subscription { statusPosted(after: "0") { id } }`, nil, false, auth), // a literal cursor: on its own
+	}
+	require.Equal(t, http.StatusOK, streams[0].resp.StatusCode)
+	require.Equal(t, http.StatusOK, streams[1].resp.StatusCode)
+	for i, s := range streams {
+		assert.Contains(t, s.finished(t, "UNAUTHENTICATED"), "token expired", "stream %d", i)
+	}
+}

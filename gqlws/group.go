@@ -18,6 +18,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/formatter"
+
+	"github.com/switchboardhq/switchboard/live"
 )
 
 // Shared live delivery.
@@ -69,8 +71,7 @@ type group struct {
 	scopes  map[string]map[*operation]struct{} // the members by scope, in a group that spans scopes
 	ring    []ringEntry                        // the last results, oldest first
 	newest  map[string]ringEntry               // a latest-value group that spans scopes: the newest result by scope, for the scopes with members and the last strays
-	strays  []string                           // the last scopes without members whose newest result is kept, oldest first
-	strayN  map[string]int                     // how often each scope is among strays
+	strays  *live.Recent[string]               // the last scopes without members whose newest result is kept
 }
 
 // ringEntry is one of a group's recent results, its position and, in a
@@ -444,21 +445,11 @@ func (g *group) remember(e ringEntry) {
 // on its way in for moments), older ones forgotten unless they have
 // members by then. Called with g.mu held.
 func (g *group) keepStray(scope string) {
-	if g.strayN == nil {
-		g.strayN = make(map[string]int)
+	if g.strays == nil {
+		g.strays = live.NewRecent[string](ringSize)
 	}
-	g.strays = append(g.strays, scope)
-	g.strayN[scope]++
-	if len(g.strays) <= ringSize {
-		return
-	}
-	old := g.strays[0]
-	g.strays = g.strays[1:]
-	if g.strayN[old]--; g.strayN[old] == 0 {
-		delete(g.strayN, old)
-		if len(g.scopes[old]) == 0 {
-			delete(g.newest, old)
-		}
+	if old, ok := g.strays.Add(scope); ok && len(g.scopes[old]) == 0 {
+		delete(g.newest, old)
 	}
 }
 

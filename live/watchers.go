@@ -2,6 +2,7 @@ package live
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"time"
 
@@ -15,7 +16,10 @@ import (
 // never ends with an older value delivered after a newer one: a watcher
 // that starts while a refresh of its key runs gets the newer of the two
 // last. A new watcher is registered before its first read, so a change
-// committed meanwhile is not lost (at worst it is sent twice).
+// committed meanwhile is not lost (at worst it is read twice). A read that
+// finds the value kept for its key (reflect.DeepEqual) sends nothing: two
+// refreshes of two changes close together may both read the state after
+// the second, and a subscriber would get it twice.
 //
 // A key's value is read once per refresh, whatever its number of watchers,
 // and kept while the key has watchers: a watcher that starts then gets the
@@ -93,7 +97,7 @@ func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, erro
 	ws.mu.Unlock()
 	var err error
 	if !kept {
-		cur, err = ws.readLocked(key, read)
+		cur, _, err = ws.readLocked(key, read)
 	}
 	if err == nil {
 		w.SetVersion(cur.v, cur.version)
@@ -109,25 +113,32 @@ func (ws *Watchers[K, T]) Watch(ctx context.Context, key K, read func() (T, erro
 
 // readLocked reads key's value and keeps it (see keepLocked). Called with
 // readMu held.
-func (ws *Watchers[K, T]) readLocked(key K, read func() (T, error)) (versioned[T], error) {
+func (ws *Watchers[K, T]) readLocked(key K, read func() (T, error)) (cur versioned[T], changed bool, err error) {
 	v, err := read()
 	if err != nil {
-		return versioned[T]{}, err
+		return versioned[T]{}, false, err
 	}
-	return ws.keepLocked(key, v), nil
+	cur, changed = ws.keepLocked(key, v)
+	return cur, changed, nil
 }
 
 // keepLocked gives v, key's value just read, the next version, and keeps
-// it while key has watchers. Called with readMu held.
-func (ws *Watchers[K, T]) keepLocked(key K, v T) versioned[T] {
-	ws.version++
-	cur := versioned[T]{v: v, version: ws.version}
+// it while key has watchers; unless v equals the value kept for key (two
+// refreshes for two changes close together both read the state after the
+// second): then that value and its version stay, and changed is false, as
+// there is nothing new to deliver. Called with readMu held.
+func (ws *Watchers[K, T]) keepLocked(key K, v T) (cur versioned[T], changed bool) {
 	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if prev, ok := ws.last[key]; ok && prev.unwatched.IsZero() && reflect.DeepEqual(prev.v, v) {
+		return prev, false
+	}
+	ws.version++
+	cur = versioned[T]{v: v, version: ws.version}
 	if ws.byKey[key] != nil {
 		ws.last[key] = cur
 	}
-	ws.mu.Unlock()
-	return cur
+	return cur, true
 }
 
 // sweepLocked forgets the values kept longer than keepFor after their
@@ -155,8 +166,8 @@ func (ws *Watchers[K, T]) Refresh(key K, read func() (T, error)) error {
 	}
 	ws.readMu.Lock()
 	defer ws.readMu.Unlock()
-	cur, err := ws.readLocked(key, read)
-	if err != nil {
+	cur, changed, err := ws.readLocked(key, read)
+	if err != nil || !changed {
 		return err
 	}
 	ws.deliver(key, cur)
@@ -211,7 +222,9 @@ func (ws *Watchers[K, T]) RefreshAll(read func(keys []K) (map[K]T, error)) error
 		return err
 	}
 	for k, v := range values {
-		ws.deliver(k, ws.keepLocked(k, v))
+		if cur, changed := ws.keepLocked(k, v); changed {
+			ws.deliver(k, cur)
+		}
 	}
 	return nil
 }

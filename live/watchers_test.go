@@ -68,3 +68,45 @@ func TestWatchersKeepAValueForAHandover(t *testing.T) {
 	assert.Equal(t, 2, v)
 	assert.EqualValues(t, 3, reads.Load(), "a value kept over a second is read again")
 }
+
+// TestWatchersSendAStateOnce: two refreshes that read the same state (two
+// changes close together, whose refreshes both ran after the second) send
+// it once; the next state that differs goes out under a newer version.
+func TestWatchersSendAStateOnce(t *testing.T) {
+	var ws live.Watchers[string, []int]
+	var state atomic.Int64
+	read := func() ([]int, error) { return []int{int(state.Load())}, nil } // a new slice per read, as a database read makes
+	var versions []int64
+	ch, err := ws.Watch(live.WithVersionRecorder(t.Context(), func(v int64) { versions = append(versions, v) }), "hr", read)
+	require.NoError(t, err)
+	next := func() []int {
+		t.Helper()
+		select {
+		case v := <-ch:
+			return v
+		case <-time.After(5 * time.Second):
+			t.Fatal("no value")
+			return nil
+		}
+	}
+	assert.Equal(t, []int{0}, next())
+
+	state.Store(2) // changes 1 and 2 committed; both refreshes read 2
+	require.NoError(t, ws.Refresh("hr", read))
+	assert.Equal(t, []int{2}, next())
+	require.NoError(t, ws.Refresh("hr", read))
+	require.NoError(t, ws.RefreshAll(func([]string) (map[string][]int, error) {
+		v, _ := read()
+		return map[string][]int{"hr": v}, nil
+	}))
+	select {
+	case v := <-ch:
+		t.Fatalf("the same state again: %v", v)
+	case <-time.After(50 * time.Millisecond):
+	}
+	state.Store(3)
+	require.NoError(t, ws.Refresh("hr", read))
+	assert.Equal(t, []int{3}, next())
+	require.Len(t, versions, 3)
+	assert.Less(t, versions[1], versions[2], "a newer state, a newer version")
+}

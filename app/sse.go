@@ -200,6 +200,7 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 		return
 	}
 	defer done()
+	defer t.ws.CountSubscription(opCtx)()
 	var expires time.Time
 	if p, ok := auth.PrincipalFrom(ctx); ok {
 		expires = p.ExpiresAt
@@ -208,13 +209,12 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 
 	// On its own until it has caught up; then, for a stream others may
 	// share, in its group (ssegroups.go).
-	var join func(pos int64) *sseMember
+	var join joiner
 	share, shareable := t.shareOf(ctx, opCtx)
-	latest := share.latest
 	if shareable {
 		params := p.params
-		join = func(pos int64) *sseMember {
-			return t.groups.join(ctx, share, pos, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
+		join = func(pos int64, at *sseGroup, atHead int64) *sseMember {
+			return t.groups.join(ctx, share, pos, at, atHead, func(gctx context.Context, start int64) (graphql.ResponseHandler, context.Context, error) {
 				gctx = gqlws.AsLeader(gctx) // nobody's: each member's own execution counted it
 				rc, errs := exec.CreateOperationContext(gctx, params)
 				if errs != nil {
@@ -225,7 +225,11 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 			})
 		}
 	}
-	m, state := t.followPrivately(ctx, out, exec, opCtx, resume, latest, join)
+	m, state := t.followPrivately(ctx, out, exec, opCtx, resume, share, join)
+	if state == streamStopped {
+		// Its group could not take it: on its own for good.
+		m, state = t.followPrivately(ctx, out, exec, opCtx, resume, share, nil)
+	}
 	switch state {
 	case streamGone:
 		return
@@ -257,8 +261,8 @@ func (t *graphQLOverSSE) shareOf(ctx context.Context, rc *graphql.OperationConte
 	if key, ok := t.ws.ShareableLatest(ctx, rc); ok {
 		return sseShare{key: key, latest: true}, true
 	}
-	if key, scope, maxGroups, ok := t.ws.ShareableSpanning(ctx, rc); ok {
-		return sseShare{key: key, spanning: true, scope: scope, maxGroups: maxGroups}, true
+	if sp, ok := t.ws.ShareableSpanning(ctx, rc); ok {
+		return sseShare{key: sp.Key, latest: sp.Latest, spanning: true, following: sp.Following, scope: sp.Scope, maxGroups: sp.MaxGroups}, true
 	}
 	return sseShare{}, false
 }
@@ -267,28 +271,56 @@ func (t *graphQLOverSSE) shareOf(ctx context.Context, rc *graphql.OperationConte
 type streamState int
 
 const (
-	streamEnded  streamState = iota // the operation ended, or the stream's context did
-	streamGone                      // the client went away or stopped reading, or its group let it go
-	streamJoined                    // it joined a group (followPrivately)
+	streamEnded   streamState = iota // the operation ended, or the stream's context did
+	streamGone                       // the client went away or stopped reading, or its group let it go
+	streamJoined                     // it joined a group (followPrivately)
+	streamStopped                    // it stopped to join a group at its head, which did not take it (followPrivately)
 )
+
+// joiner puts a stream into its group (see sseGroups.join).
+type joiner func(pos int64, at *sseGroup, atHead int64) *sseMember
 
 // followPrivately runs a subscription on its own, writing each event (with
 // its position as id, for a durable stream), from after resume if it is not
 // nil. With join, each time its stream has caught up and every event it
 // sent is written, it offers its position to join (for a latest-value
 // stream, the version of each value it has written); once join takes it,
-// the private execution stops and the member is returned.
-func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, exec graphql.GraphExecutor, opCtx *graphql.OperationContext, resume *int64, latest bool, join func(pos int64) *sseMember) (*sseMember, streamState) {
+// the private execution stops and the member is returned. A stream of a
+// following field (share.following), whose positions are its own count,
+// stops its execution the moment it has caught up, noting its group's head
+// then, and joins there; streamStopped if the group does not take it.
+func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, exec graphql.GraphExecutor, opCtx *graphql.OperationContext, resume *int64, share sseShare, join joiner) (*sseMember, streamState) {
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var sent positionQueue
+	ectx, stopExec := context.WithCancel(pctx) // the execution's
+	defer stopExec()
+	var sent announcements
 	caught := make(chan int64, 1)
+	// Where a following field's stream stopped: set once, by its own
+	// stream, before its results end.
+	var at struct {
+		sync.Mutex
+		stopped bool
+		group   *sseGroup
+		head    int64
+	}
 	// The subscriber (online in a chat room while it follows messageAdded,
 	// say) lives as long as the stream, not as this execution.
-	octx := gqlws.WithLifetime(pctx, ctx)
-	if latest {
+	octx := gqlws.WithLifetime(ectx, ctx)
+	switch {
+	case share.latest:
 		octx = live.WithVersionRecorder(octx, sent.push)
-	} else {
+	case share.following && join != nil:
+		octx = stream.WithPositionRecorder(octx, sent.push, func(int64) {
+			at.Lock()
+			defer at.Unlock()
+			if !at.stopped {
+				at.stopped = true
+				at.group, at.head = t.groups.head(share.key)
+				stopExec() // it sends nothing more: what follows, the group has
+			}
+		})
+	default:
 		octx = stream.WithPositionRecorder(octx, sent.push, func(pos int64) {
 			select { // keep only the newest
 			case <-caught:
@@ -326,19 +358,28 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 			}
 		}
 	})
-	written := int64(-1) // the position of the newest event written
-	caughtUp := latest   // the stream has caught up once (a latest-value one always has)
+	written := int64(-1)     // the position of the newest event written
+	caughtUp := share.latest // the stream has caught up once (a latest-value one always has)
 	for {
 		select {
 		case resp := <-results:
 			if resp == nil {
-				return nil, streamEnded
+				at.Lock()
+				stopped, group, head := at.stopped, at.group, at.head
+				at.Unlock()
+				if !stopped || ctx.Err() != nil {
+					return nil, streamEnded
+				}
+				if m := join(0, group, head); m != nil {
+					return m, streamJoined
+				}
+				return nil, streamStopped
 			}
 			id := ""
-			if pos, ok := sent.pop(); ok && resp.Data != nil {
-				written = pos
-				if !latest {
-					id = strconv.FormatInt(pos, 10)
+			if ev, ok := sent.pop(); ok && resp.Data != nil {
+				written = ev.pos
+				if !share.latest {
+					id = strconv.FormatInt(ev.pos, 10)
 				}
 			}
 			if !out.event("next", id, resp) {
@@ -347,7 +388,7 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 			done <- struct{}{}
 			// Live, and every event sent is written: hand over here.
 			if caughtUp && join != nil && written >= 0 && sent.len() == 0 {
-				if m := join(written); m != nil {
+				if m := join(written, nil, 0); m != nil {
 					return m, streamJoined
 				}
 			}
@@ -359,7 +400,7 @@ func (t *graphQLOverSSE) followPrivately(ctx context.Context, out *sseWriter, ex
 			if join == nil || sent.len() > 0 {
 				continue
 			}
-			if m := join(max(pos, written)); m != nil {
+			if m := join(max(pos, written), nil, 0); m != nil {
 				return m, streamJoined
 			}
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -27,6 +28,14 @@ import (
 // position it has written, and the group gives it every event after that
 // one: from its ring of recent events, then live. So nothing is missed or
 // repeated, whenever it joins.
+//
+// A latest-value field's stream (presence, kpiUpdated, dashboard,
+// unreadCount) joins once it has written a value, at that value's version;
+// its group keeps the newest value (by scope) instead of a ring. The
+// streams of a field that spans scopes (every user's notificationAdded,
+// unreadCount, roomsChanged: gqlws.Transport.ShareableSpanning) share one
+// group for all users; each of its events names the scopes it is for, and
+// reaches only their streams.
 
 // sseRing is how many recent events a group keeps for members that join
 // behind its head; a member's queue holds as many.
@@ -34,11 +43,14 @@ const sseRing = 256
 
 // sseShare is how a stream may share: its group's key, whether the field
 // is a latest-value or a spanning one, and for a spanning one the stream's
-// scope and the bound on such groups.
+// scope and the bound on such groups. following marks a field whose
+// positions are its stream's own count (gqlws.SpanningShare.Following):
+// its events carry no id, and a stream joins its group at the group's head.
 type sseShare struct {
 	key       string
 	latest    bool
 	spanning  bool
+	following bool
 	scope     string
 	maxGroups int
 }
@@ -52,16 +64,25 @@ type sseGroups struct {
 
 // sseGroup is one leader's execution of a document and its members.
 type sseGroup struct {
-	owner    *sseGroups
-	key      string
-	latest   bool // a latest-value stream: positions are versions, the ring its newest value
-	spanning bool // its events have audiences: each goes to the members of its scope, or to all
+	owner     *sseGroups
+	key       string
+	latest    bool // a latest-value stream: positions are versions
+	spanning  bool // its events have audiences: each goes to the members of its scopes, or to all
+	following bool // its events carry no id (see sseShare)
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc // stops the leader; set once it starts
 	members map[*sseMember]struct{}
-	scopes  map[string]int // members by scope, of a spanning group
-	ring    []*sseFrame    // the newest events delivered, oldest first
+	scopes  map[string]map[*sseMember]struct{} // the members by scope, of a spanning group
+	ring    []*sseFrame                        // of a durable stream: the newest events delivered, oldest first
+	// newest is, of a latest-value stream, its newest value by scope ("":
+	// for all; every value of a group that does not span scopes). A scope
+	// without members keeps its value while it is among the newest sseRing
+	// such scopes a value was for (strays, strayN: a subscriber may be on its
+	// way in), or has members again.
+	newest map[string]*sseFrame
+	strays *live.Recent[string]
+	head   int64 // the position of the newest event, or the one the leader started after
 	// evicted is the position up to which the group cannot replay: the
 	// position its leader started after, then that of the newest event
 	// dropped from the ring. A member whose position is at least this can
@@ -72,16 +93,26 @@ type sseGroup struct {
 
 // sseFrame is one event of a group, encoded once.
 type sseFrame struct {
-	pos      int64
-	audience string // of a spanning group's event: the scope it is for, "" for all
-	text     []byte // shared by every member: never modified
+	pos int64
+	// audiences are, of a spanning group's event, the scopes it is for (""
+	// among them: all), and audienceSet the same when they are many.
+	audiences   []string
+	audienceSet map[string]struct{}
+	text        []byte // shared by every member: never modified
 	// deflated is text's deflate blocks (see sseWriter), made once, the
 	// first time a member that takes gzip writes the frame.
 	deflated func() []byte
 }
 
-func newSSEFrame(pos int64, text []byte) *sseFrame {
-	return &sseFrame{pos: pos, text: text, deflated: sync.OnceValue(func() []byte {
+func newSSEFrame(pos int64, audiences []string, text []byte) *sseFrame {
+	f := &sseFrame{pos: pos, audiences: audiences, text: text}
+	if len(audiences) > 16 { // a broadcast's count, a busy room's entry: members look up their scope in it
+		f.audienceSet = make(map[string]struct{}, len(audiences))
+		for _, a := range audiences {
+			f.audienceSet[a] = struct{}{}
+		}
+	}
+	f.deflated = sync.OnceValue(func() []byte {
 		var b bytes.Buffer
 		fw := sseCompressors.Get().(*flate.Writer)
 		fw.Reset(&b)
@@ -90,7 +121,24 @@ func newSSEFrame(pos int64, text []byte) *sseFrame {
 		fw.Reset(io.Discard)
 		sseCompressors.Put(fw)
 		return b.Bytes()
-	})}
+	})
+	return f
+}
+
+// isFor reports whether f is for the members of scope.
+func (f *sseFrame) isFor(scope string) bool { return f.forAll() || f.names(scope) }
+
+// forAll reports whether f is for every member: it has no audiences (its
+// group does not span scopes), or they name all ("").
+func (f *sseFrame) forAll() bool { return f.audiences == nil || f.names("") }
+
+// names reports whether f's audiences name scope.
+func (f *sseFrame) names(scope string) bool {
+	if f.audienceSet != nil {
+		_, ok := f.audienceSet[scope]
+		return ok
+	}
+	return slices.Contains(f.audiences, scope)
 }
 
 // sseMember is one event stream in a group.
@@ -117,8 +165,9 @@ type leader func(ctx context.Context, start int64) (graphql.ResponseHandler, con
 // starting the group (its leader from after pos) if there is none. It
 // returns nil when the group cannot take it (it no longer holds the events
 // after pos): the stream goes on on its own and tries again the next time
-// it catches up.
-func (gs *sseGroups) join(ctx context.Context, share sseShare, pos int64, lead leader) *sseMember {
+// it catches up. at and atHead are what head said when the stream caught
+// up: in that group, a stream is at its head of then at least.
+func (gs *sseGroups) join(ctx context.Context, share sseShare, pos int64, at *sseGroup, atHead int64, lead leader) *sseMember {
 	gs.mu.Lock()
 	g := gs.groups[share.key]
 	start := g == nil
@@ -127,12 +176,15 @@ func (gs *sseGroups) join(ctx context.Context, share sseShare, pos int64, lead l
 			gs.mu.Unlock()
 			return nil
 		}
-		g = &sseGroup{owner: gs, key: share.key, latest: share.latest, spanning: share.spanning,
-			members: make(map[*sseMember]struct{}), scopes: make(map[string]int), evicted: pos}
-		if share.latest && !share.spanning {
-			g.evicted = math.MinInt64 // any version may join: the newest value is the whole state
+		g = &sseGroup{owner: gs, key: share.key, latest: share.latest, spanning: share.spanning, following: share.following,
+			members: make(map[*sseMember]struct{}), scopes: make(map[string]map[*sseMember]struct{}),
+			newest: make(map[string]*sseFrame), head: pos, evicted: pos}
+		if share.latest {
+			g.evicted = math.MinInt64 // any version may join: it gets the newest value of its scope if newer
 		}
 		gs.groups[share.key] = g
+	} else if g == at {
+		pos = max(pos, atHead)
 	}
 	gs.mu.Unlock()
 	// Its first member joins before the leader starts (a leader's results
@@ -152,23 +204,36 @@ func (g *sseGroup) start(ctx context.Context, share sseShare, pos int64, lead le
 	g.mu.Lock()
 	g.cancel = cancel
 	g.mu.Unlock()
-	var positions positionQueue
-	var audiences audienceQueue
+	reported := &announcements{}
 	if share.latest {
-		gctx = live.WithVersionRecorder(gctx, positions.push)
+		gctx = live.WithVersionRecorder(gctx, reported.push)
 	} else {
-		gctx = stream.WithPositionRecorder(gctx, positions.push, func(int64) {})
+		gctx = stream.WithPositionRecorder(gctx, reported.push, func(int64) {})
 	}
 	if share.spanning {
-		gctx = stream.WithAudienceRecorder(gctx, audiences.push)
+		gctx = stream.WithAudienceRecorder(gctx, reported.audience)
 	}
 	responses, rctx, err := lead(gctx, pos)
 	if err != nil {
 		g.end()
 		return false
 	}
-	g.owner.panics.Go(gctx, "sse.group", func() { g.lead(rctx, responses, &positions, &audiences) }) // a panic ends the group (lead's deferred end)
+	g.owner.panics.Go(gctx, "sse.group", func() { g.lead(rctx, responses, reported) }) // a panic ends the group (lead's deferred end)
 	return true
+}
+
+// head returns the group of key that runs, and the position of its newest
+// event; nil if none runs.
+func (gs *sseGroups) head(key string) (*sseGroup, int64) {
+	gs.mu.Lock()
+	g := gs.groups[key]
+	gs.mu.Unlock()
+	if g == nil {
+		return nil, 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g, g.head
 }
 
 // mayStartSpanning reports whether a spanning group may start for a stream
@@ -183,7 +248,7 @@ func (gs *sseGroups) mayStartSpanning(share sseShare) bool {
 		}
 		n++
 		g.mu.Lock()
-		if len(g.scopes) == 1 && g.scopes[share.scope] > 0 {
+		if len(g.scopes) == 1 && len(g.scopes[share.scope]) > 0 {
 			own++
 		}
 		g.mu.Unlock()
@@ -212,21 +277,34 @@ func (g *sseGroup) add(pos int64, scope string) *sseMember {
 		queue = 1
 	}
 	m := &sseMember{group: g, scope: scope, frames: make(chan *sseFrame, queue), gone: make(chan struct{}), lastPos: pos}
+	if g.latest {
+		if f := g.newestFor(scope); f != nil && f.pos > pos {
+			m.frames <- f
+			m.lastPos = f.pos
+		}
+	}
 	for _, f := range g.ring {
-		if f.pos > pos && m.wants(f) {
+		if f.pos > pos && f.isFor(scope) {
 			m.frames <- f // the ring is no longer than the queue
 			m.lastPos = f.pos
 		}
 	}
 	g.members[m] = struct{}{}
-	g.scopes[scope]++
+	if g.scopes[scope] == nil {
+		g.scopes[scope] = make(map[*sseMember]struct{})
+	}
+	g.scopes[scope][m] = struct{}{}
 	return m
 }
 
-// wants reports whether f is for m: in a spanning group, an event for its
-// scope or for everyone.
-func (m *sseMember) wants(f *sseFrame) bool {
-	return f.audience == "" || f.audience == m.scope
+// newestFor returns the newest value of a latest-value group for the
+// members of scope, or nil. Called with g.mu held.
+func (g *sseGroup) newestFor(scope string) *sseFrame {
+	own, all := g.newest[scope], g.newest[""]
+	if own == nil || (all != nil && all.pos > own.pos) {
+		return all
+	}
+	return own
 }
 
 // leave takes m out of the group; the group ends with its last member.
@@ -246,10 +324,16 @@ func (g *sseGroup) leave(m *sseMember) {
 	}
 }
 
-// forget takes m's scope off the count. Called with g.mu held.
+// forget takes m off its scope's members, and the scope's newest value
+// with its last member unless it is a stray. Called with g.mu held.
 func (g *sseGroup) forget(m *sseMember) {
-	if g.scopes[m.scope]--; g.scopes[m.scope] <= 0 {
+	members := g.scopes[m.scope]
+	delete(members, m)
+	if len(members) == 0 {
 		delete(g.scopes, m.scope)
+		if m.scope != "" && (g.strays == nil || !g.strays.Has(m.scope)) {
+			delete(g.newest, m.scope)
+		}
 	}
 }
 
@@ -278,7 +362,7 @@ func (g *sseGroup) end() {
 
 // lead reads the leader's results and hands each to every member, until
 // the results end or one has no position (an error): then the group ends.
-func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, fifo *positionQueue, audiences *audienceQueue) {
+func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, reported *announcements) {
 	defer g.end()
 	for {
 		g.owner.panics.Point("sse.group")
@@ -286,39 +370,49 @@ func (g *sseGroup) lead(ctx context.Context, responses graphql.ResponseHandler, 
 		if resp == nil || resp.Data == nil || len(resp.Errors) > 0 {
 			return
 		}
-		pos, ok := fifo.pop()
+		ev, ok := reported.pop()
 		if !ok {
 			return
 		}
-		audience := ""
-		if g.spanning {
+		if g.spanning && len(ev.audiences) == 0 {
 			// An event whose audience was not reported reaches nobody:
 			// the group ends rather than guess.
-			if audience, ok = audiences.pop(); !ok {
-				return
-			}
+			return
 		}
-		id := strconv.FormatInt(pos, 10)
-		if g.latest {
-			id = "" // a version is no position to resume from
+		id := strconv.FormatInt(ev.pos, 10)
+		if g.latest || g.following {
+			id = "" // a version, or the group's own count, is no position to resume from
 		}
 		text, ok := sseEventText("next", id, resp)
 		if !ok {
 			return
 		}
-		f := newSSEFrame(pos, text)
-		f.audience = audience
-		g.publish(f)
+		g.publish(newSSEFrame(ev.pos, ev.audiences, text))
 	}
 }
 
-// publish queues f for every member that has not had it, lets go of the
-// members whose queue is full, and keeps f in the ring.
+// publish queues f for every member of its audiences that has not had it,
+// lets go of the members whose queue is full, and keeps f for the members
+// to come.
 func (g *sseGroup) publish(f *sseFrame) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for m := range g.members {
-		if f.pos <= m.lastPos || !m.wants(f) {
+	g.head = f.pos
+	if f.forAll() {
+		g.queue(f, g.members)
+	} else {
+		for _, scope := range f.audiences {
+			g.queue(f, g.scopes[scope])
+		}
+	}
+	g.remember(f)
+}
+
+// queue queues f for each of members that has not had it. Called with
+// g.mu held.
+func (g *sseGroup) queue(f *sseFrame, members map[*sseMember]struct{}) {
+	for m := range members {
+		if f.pos <= m.lastPos {
 			continue
 		}
 		select {
@@ -339,48 +433,87 @@ func (g *sseGroup) publish(f *sseFrame) {
 			m.release()
 		}
 	}
-	if g.latest {
-		g.ring = append(g.ring[:0], f)
+}
+
+// remember keeps f for the members to come: in the ring, or as the newest
+// value of its scopes. Called with g.mu held.
+func (g *sseGroup) remember(f *sseFrame) {
+	if !g.latest {
+		if len(g.ring) == sseRing {
+			g.evicted = g.ring[0].pos
+			g.ring = append(g.ring[:0], g.ring[1:]...)
+		}
+		g.ring = append(g.ring, f)
 		return
 	}
-	if len(g.ring) == sseRing {
-		g.evicted = g.ring[0].pos
-		g.ring = append(g.ring[:0], g.ring[1:]...)
+	if f.audiences == nil {
+		g.newest[""] = f
+		return
 	}
-	g.ring = append(g.ring, f)
-}
-
-// fifo is what a stream reported of its results (positions, versions,
-// audiences), in order, for the results still to be read.
-type fifo[T any] struct {
-	mu sync.Mutex
-	q  []T
-}
-
-func (f *fifo[T]) push(v T) {
-	f.mu.Lock()
-	f.q = append(f.q, v)
-	f.mu.Unlock()
-}
-
-func (f *fifo[T]) pop() (v T, ok bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.q) == 0 {
-		return v, false
+	for _, scope := range f.audiences {
+		g.newest[scope] = f
+		if scope != "" && len(g.scopes[scope]) == 0 {
+			g.keepStray(scope)
+		}
 	}
-	v, f.q = f.q[0], f.q[1:]
-	return v, true
 }
 
-func (f *fifo[T]) len() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.q)
+// keepStray notes that the group keeps the newest value of scope, which
+// has no member: the newest sseRing such scopes are kept, older ones
+// forgotten unless they have members by then. Called with g.mu held.
+func (g *sseGroup) keepStray(scope string) {
+	if g.strays == nil {
+		g.strays = live.NewRecent[string](sseRing)
+	}
+	if old, ok := g.strays.Add(scope); ok && len(g.scopes[old]) == 0 {
+		delete(g.newest, old)
+	}
 }
 
-// positionQueue holds positions (or versions); audienceQueue audiences.
-type (
-	positionQueue = fifo[int64]
-	audienceQueue = fifo[string]
-)
+// announced is what a stream reported of one result: its position (or
+// version) and, under an audience recorder, the scopes it is for.
+type announced struct {
+	pos       int64
+	audiences []string
+}
+
+// announcements is what a stream reported of its results, in order, for
+// the results still to be read: the audiences reported before each
+// position go with it.
+type announcements struct {
+	mu      sync.Mutex
+	pending []string
+	q       []announced
+}
+
+// audience records a scope the next result is for.
+func (a *announcements) audience(scope string) {
+	a.mu.Lock()
+	a.pending = append(a.pending, scope)
+	a.mu.Unlock()
+}
+
+// push records the next result's position, with the scopes recorded since
+// the last.
+func (a *announcements) push(pos int64) {
+	a.mu.Lock()
+	a.q = append(a.q, announced{pos: pos, audiences: a.pending})
+	a.pending = nil
+	a.mu.Unlock()
+}
+
+func (a *announcements) pop() (ev announced, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.q) == 0 {
+		return ev, false
+	}
+	ev, a.q = a.q[0], a.q[1:]
+	return ev, true
+}
+
+func (a *announcements) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.q)
+}

@@ -713,3 +713,184 @@ func TestSSETokenExpiryEndsTheStream(t *testing.T) {
 		assert.Contains(t, s.finished(t, "UNAUTHENTICATED"), "token expired", "stream %d", i)
 	}
 }
+
+// sseData reads s's next event, which must be a next event of field
+// without errors and without an id (its field has no position to resume
+// from), into v.
+func sseData(tb testing.TB, s *sseStream, field string, v any) {
+	tb.Helper()
+	ev, ok := s.next(tb)
+	require.True(tb, ok, "the stream ended")
+	require.Equal(tb, "next", ev.Event, "event %+v", ev)
+	require.Empty(tb, ev.ID, "an event of %s has no position", field)
+	r := ev.response(tb)
+	require.Empty(tb, r.Errors, ev.Data)
+	var d map[string]json.RawMessage
+	require.NoError(tb, json.Unmarshal(r.Data, &d))
+	require.Contains(tb, d, field, ev.Data)
+	require.NoError(tb, json.Unmarshal(d[field], v))
+}
+
+// sseUntil reads s's events of field until done accepts one, which it
+// returns; the test fails if none does within sseTimeout.
+func sseUntil[T any](tb testing.TB, s *sseStream, field string, done func(T) bool) T {
+	tb.Helper()
+	deadline := time.Now().Add(sseTimeout)
+	var seen []T
+	for time.Now().Before(deadline) {
+		var v T
+		sseData(tb, s, field, &v)
+		if done(v) {
+			return v
+		}
+		seen = append(seen, v)
+	}
+	tb.Fatalf("no %s event as expected within %v; saw %+v", field, sseTimeout, seen)
+	var zero T
+	return zero
+}
+
+// TestSSEUnreadCountsShareOneGroup: every user's unreadCount streams share
+// one group, as on the WebSockets, and each stream still follows its own
+// user's count only: through broadcasts that move every count at once
+// (one event for the users whose counts are alike), a user's own
+// notifications and reads, and after a user's streams closed and one came
+// back.
+func TestSSEUnreadCountsShareOneGroup(t *testing.T) {
+	s := startOpsServer(t, map[string]string{"LIMIT_REQUESTS": "0"})
+	s.logsOnFailure(t)
+	users := []chatUser{s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol")}
+	alice, bob := &users[0], &users[1]
+	s.send(t, alice, "before")
+
+	streams := make([][]*sseStream, len(users))
+	open := func(user int) *sseStream {
+		st := openSSE(t, s.URL, `subscription { unreadCount }`, nil, false, http.Header{"Authorization": {"Bearer " + users[user].token}})
+		streams[user] = append(streams[user], st)
+		return st
+	}
+	count := func(st *sseStream) int {
+		var n int
+		sseData(t, st, "unreadCount", &n)
+		return n
+	}
+	// expect reads each stream's counts until it shows want[user]: a stream
+	// may skip intermediate counts, never show another user's.
+	expect := func(want ...int) {
+		t.Helper()
+		for u, ss := range streams {
+			for i, st := range ss {
+				got := sseUntil(t, st, "unreadCount", func(n int) bool { return n >= want[u] })
+				assert.Equal(t, want[u], got, "%s's stream %d", users[u].Name, i)
+			}
+		}
+	}
+	for u := range users {
+		for range 2 {
+			assert.Equal(t, map[int]int{0: 1}[u], count(open(u)), "%s starts with the current count", users[u].Name)
+		}
+	}
+	waitUntil(t, sseTimeout, func() bool { return s.metric(t, "switchboard_shared_subscriptions") == 1 }, "one group for every user")
+	s.send(t, nil, "b1")
+	expect(2, 1, 1)
+
+	s.send(t, bob, "for bob")
+	s.send(t, nil, "b2")
+	expect(3, 3, 2)
+	var d struct{ MarkAllNotificationsRead int }
+	s.mustDo(t, bob.token, `mutation { markAllNotificationsRead }`, nil, &d)
+	require.Equal(t, 3, d.MarkAllNotificationsRead)
+	for i, st := range streams[1] {
+		assert.Equal(t, 0, count(st), "bob's stream %d sees his read", i)
+	}
+
+	// Carol leaves; her count is hers again when she comes back.
+	for _, st := range streams[2] {
+		st.close()
+	}
+	streams[2] = nil
+	s.send(t, nil, "b3")
+	expect(4, 1)
+	back := open(2)
+	assert.Equal(t, 3, count(back), "carol's count, read again")
+	waitUntil(t, sseTimeout, func() bool { return s.metric(t, "switchboard_shared_subscriptions") == 1 }, "carol's new stream in the group")
+	s.send(t, alice, "for alice")
+	s.send(t, nil, "b4")
+	expect(6, 2, 4)
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every count")
+	assert.Equal(t, 5.0, s.metric(t, `switchboard_subscriptions{field="unreadCount"}`), "the streams count as subscriptions")
+}
+
+// TestSSERoomListsShareOneGroup: every user's roomsChanged streams share
+// one group from the moment they start, as on the WebSockets, and each
+// stream still sees its own list: its own unread counts, a direct room
+// under the other member's name, and nothing of the direct rooms of
+// others.
+func TestSSERoomListsShareOneGroup(t *testing.T) {
+	s := startServer(t, map[string]string{"DEMO_FEED": "false", "LIMIT_MESSAGES": "0", "LIMIT_SIGNINS": "0"})
+	s.logsOnFailure(t)
+	general := s.generalRoom(t)
+	alice, bob, carol := s.chatUser(t, "alice"), s.chatUser(t, "bob"), s.chatUser(t, "carol")
+	for _, u := range []chatUser{alice, bob, carol} {
+		s.mustDo(t, u.token, `mutation($r: ID!) { markRoomRead(roomId: $r) { id } }`, map[string]any{"r": general.ID}, nil)
+	}
+	open := func(u chatUser) *sseStream {
+		return openSSE(t, s.URL, `subscription { roomsChanged { `+roomFields+` lastMessage { text } } }`, nil, false,
+			http.Header{"Authorization": {"Bearer " + u.token}})
+	}
+	aliceTabs := []*sseStream{open(alice), open(alice)}
+	bobTab, carolTab := open(bob), open(carol)
+	// Every stream runs before the first message: a list changes for the
+	// users watching at the moment of the change.
+	waitUntil(t, sseTimeout, func() bool {
+		return s.metric(t, `switchboard_subscriptions{field="roomsChanged"}`) == 4 && s.metric(t, "switchboard_shared_subscriptions") == 1
+	}, "four streams, in one group before any event")
+
+	type entry struct {
+		room
+		LastMessage *struct{ Text string } `json:"lastMessage"`
+	}
+	// showing reads st's entries until one shows the message text in roomID.
+	showing := func(st *sseStream, roomID, text string) entry {
+		return sseUntil(t, st, "roomsChanged", func(e entry) bool {
+			return e.ID == roomID && e.LastMessage != nil && e.LastMessage.Text == text
+		})
+	}
+	s.postMessage(t, alice.token, general.ID, "hello")
+	for i, st := range aliceTabs {
+		assert.Zero(t, showing(st, general.ID, "hello").UnreadCount, "alice's tab %d: her own message", i)
+	}
+	for _, st := range []*sseStream{bobTab, carolTab} {
+		assert.Equal(t, 1, showing(st, general.ID, "hello").UnreadCount, "bob's and carol's lists")
+	}
+
+	direct := s.openDirect(t, bob.token, carol.ID)
+	s.postMessage(t, bob.token, direct.ID, "psst")
+	for st, name := range map[*sseStream]string{bobTab: "carol", carolTab: "bob"} {
+		got := showing(st, direct.ID, "psst")
+		assert.Equal(t, name, got.Name, "a direct room is named after the other member")
+		assert.Equal(t, map[string]int{"carol": 0, "bob": 1}[name], got.UnreadCount)
+	}
+	s.postMessage(t, carol.token, general.ID, "again")
+	for i, st := range aliceTabs {
+		var got entry
+		sseData(t, st, "roomsChanged", &got)
+		assert.Equal(t, general.ID, got.ID, "alice's tab %d saw nothing of bob and carol's room", i)
+		if got.ID != general.ID || got.LastMessage.Text != "again" {
+			got = showing(st, general.ID, "again")
+		}
+		assert.Equal(t, 1, got.UnreadCount)
+	}
+
+	// A stream that starts while the group runs joins it at its head: it
+	// gets what happens from then on, nothing before.
+	late := open(alice)
+	waitUntil(t, sseTimeout, func() bool { return s.metric(t, `switchboard_subscriptions{field="roomsChanged"}`) == 5 }, "the late stream running")
+	s.postMessage(t, bob.token, general.ID, "late")
+	var got entry
+	sseData(t, late, "roomsChanged", &got)
+	require.NotNil(t, got.LastMessage, "%+v", got)
+	assert.Equal(t, "late", got.LastMessage.Text, "the late stream's first entry: nothing from before it started")
+	assert.Equal(t, 2, got.UnreadCount, "alice has read neither carol's message nor bob's")
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_shared_subscriptions"), "one group serves every room list")
+}

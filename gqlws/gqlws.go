@@ -35,6 +35,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/ratelimit"
@@ -302,6 +303,25 @@ func (t *Transport) Stats() Stats {
 	t.statsMu.Lock()
 	defer t.statsMu.Unlock()
 	return Stats{FramesWritten: t.framesWritten.Load(), SlowConsumers: t.slowConsumers.Load(), Closes: maps.Clone(t.closes), Refused: maps.Clone(t.refused), Subscriptions: maps.Clone(t.subs)}
+}
+
+// CountSubscription counts a subscription that another transport (GraphQL
+// over Server-Sent Events) runs, of operation context rc, among the running
+// subscriptions (Stats.Subscriptions) until done is called.
+func (t *Transport) CountSubscription(rc *graphql.OperationContext) (done func()) {
+	field := rootField(rc)
+	t.countSubscription(field, 1)
+	return sync.OnceFunc(func() { t.countSubscription(field, -1) })
+}
+
+// rootField names rc's root field, as subscriptions are counted.
+func rootField(rc *graphql.OperationContext) string {
+	if sel := rc.Operation.SelectionSet; len(sel) > 0 {
+		if f, ok := sel[0].(*ast.Field); ok {
+			return f.Name
+		}
+	}
+	return "unknown"
 }
 
 // countSubscription adds delta to the running subscriptions of root field

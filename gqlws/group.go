@@ -1011,17 +1011,33 @@ func (t *Transport) ShareableLatest(ctx context.Context, rc *graphql.OperationCo
 // transport that shares such fields applies the same bound.
 const MaxOwnSpanningKeys = maxOwnSpanningKeys
 
+// SpanningShare says how a subscription of a spanning field may share
+// delivery between scopes (see Transport.ShareableSpanning).
+type SpanningShare struct {
+	Key   string // its group's: the same for every scope
+	Scope string // the caller's
+	// MaxGroups is Options.MaxSpanningGroups.
+	MaxGroups int
+	// Latest: a latest-value field (Options.LatestFields), whose results
+	// carry versions instead of positions.
+	Latest bool
+	// Following: a field whose events follow another's
+	// (Options.FollowingFields). Its positions are its stream's own count
+	// (1, 2, … from the stream's start; 0 where a subscriber is caught up),
+	// not a cursor to resume from: a subscriber joins a running group at
+	// the group's head of the moment its own stream caught up.
+	Following bool
+}
+
 // ShareableSpanning reports whether the live results of a subscription are
-// a durable stream of a spanning field (Options.SpanningFields, such as
-// every user's notifications) that another transport may share between
-// scopes as this one does: key names its group (the same for every scope),
-// scope is the caller's. Fields whose events follow another's
-// (Options.FollowingFields) are left out. maxGroups is
-// Options.MaxSpanningGroups.
-func (t *Transport) ShareableSpanning(ctx context.Context, rc *graphql.OperationContext) (key, scope string, maxGroups int, ok bool) {
+// those of a spanning field (Options.SpanningFields, such as every user's
+// notifications or unread counts) that another transport may share
+// between scopes as this one does.
+func (t *Transport) ShareableSpanning(ctx context.Context, rc *graphql.OperationContext) (SpanningShare, bool) {
 	share, ok := t.shareKey(ctx, rc)
-	if !ok || share.latest || !share.spanning || share.turn == latestTurn {
-		return "", "", 0, false
+	if !ok || !share.spanning {
+		return SpanningShare{}, false
 	}
-	return share.key, share.scope, t.opts.MaxSpanningGroups, true
+	return SpanningShare{Key: share.key, Scope: share.scope, MaxGroups: t.opts.MaxSpanningGroups,
+		Latest: share.latest, Following: !share.latest && share.turn == latestTurn}, true
 }

@@ -389,12 +389,7 @@ func (c *conn) finish(op *operation) {
 // field (Stats.Subscriptions) until it ends; an operation that has ended
 // already is not counted.
 func (op *operation) count(rc *graphql.OperationContext) {
-	field := "unknown"
-	if sel := rc.Operation.SelectionSet; len(sel) > 0 {
-		if f, ok := sel[0].(*ast.Field); ok {
-			field = f.Name
-		}
-	}
+	field := rootField(rc)
 	op.stateMu.Lock()
 	defer op.stateMu.Unlock()
 	if !op.ended.Load() {

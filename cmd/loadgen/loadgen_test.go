@@ -372,6 +372,28 @@ func TestRoomWorkload(t *testing.T) {
 	assert.Zero(t, rep.Reference.Missing)
 }
 
+// TestWorkloadsOverSSE: with -proto sse each user's subscriptions are
+// event streams, one per subscription, and every broadcast and message
+// still reaches every user once on each, through the shared groups (the
+// streams of one document join one).
+func TestWorkloadsOverSSE(t *testing.T) {
+	url, token := startSwitchboard(t)
+	for _, args := range [][]string{{"notifications", "-admin-token", token}, {"room"}} {
+		t.Run(args[0], func(t *testing.T) {
+			rep := runTinyWorkload(t, args[0], url, append(args[1:], "-proto", "sse")...)
+			for i, d := range []DeliveryReport{rep.NotificationAdded, rep.UnreadCount} {
+				assert.EqualValues(t, 100, d.Received, "subscription %d", i)
+				assert.Zero(t, d.Missing, "subscription %d", i)
+				assert.Zero(t, d.Duplicates, "subscription %d", i)
+			}
+			assert.Zero(t, rep.DecodedResults, "the streams' results are scanned, as the WebSockets' are")
+			assert.Empty(t, rep.Errors)
+			require.NotNil(t, rep.Reference, "the status feed reference")
+			assert.Zero(t, rep.Reference.Missing)
+		})
+	}
+}
+
 // TestRoomWorkloadWithoutLists: with -lists=false the members follow the
 // room's messages alone (their room lists are not subscribed, so nothing
 // is reported of them), and every message still reaches every member once.

@@ -366,7 +366,18 @@ func (r *notifRun) waitDrain(ctx context.Context) {
 
 // closeAll closes every connection and waits for the read loops.
 func (r *notifRun) closeAll() {
-	closeAll(r.users, func(u *notifUser) (*websocket.Conn, <-chan struct{}) { return u.ws, u.done })
+	if r.cfg.sse {
+		for _, u := range r.users {
+			for _, st := range u.streams {
+				_ = st.Close()
+			}
+		}
+		for _, u := range r.users {
+			<-u.done
+		}
+	} else {
+		closeAll(r.users, func(u *notifUser) (*websocket.Conn, <-chan struct{}) { return u.ws, u.done })
+	}
 	r.users = nil
 }
 

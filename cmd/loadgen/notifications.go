@@ -46,6 +46,7 @@ type notifConfig struct {
 	room            string // the room workload: the room's id ("" looks up general)
 	roomMode        bool   // the room workload, not notifications
 	noLists         bool   // the room workload: members do not subscribe to roomsChanged
+	sse             bool   // each subscription over an event stream of its own, not one WebSocket per user
 }
 
 func parseNotifFlags(args []string, stderr io.Writer) (*notifConfig, error) {
@@ -76,16 +77,20 @@ func parseWorkloadFlags(name string, args []string, stderr io.Writer) (*notifCon
 	fs.StringVar(&c.adminToken, "admin-token", "", "an admin's bearer token, to broadcast (switchboard token --name ops --role admin)")
 	fs.BoolVar(&c.reference, "reference", true, "then measure the status feed at the same -users and -rate (loadgen run) and print the ratios")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object instead of the table")
+	proto := fs.String("proto", "ws", "ws: each user's subscriptions over one WebSocket (graphql-transport-ws); sse: over one event stream each (GraphQL over Server-Sent Events), the reference too")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	c.noLists = !lists
+	c.noLists, c.sse = !lists, *proto == "sse"
 	var problems []string
 	if c.users < 1 {
 		problems = append(problems, "-users must be at least 1")
 	}
 	if c.rate <= 0 || c.duration <= 0 {
 		problems = append(problems, "-rate and -duration must be positive")
+	}
+	if *proto != "ws" && *proto != "sse" {
+		problems = append(problems, "-proto must be ws or sse")
 	}
 	if c.adminToken == "" && !c.roomMode {
 		problems = append(problems, "-admin-token is required (switchboard token --name ops --role admin)")
@@ -156,6 +161,7 @@ func addReference(ctx context.Context, cfg *notifConfig, rep *NotificationsRepor
 		"-duration", cfg.duration.String(), "-drain", cfg.drain.String(), "-settle", cfg.settle.String(),
 		"-pid", strconv.Itoa(cfg.pid), "-sources", strconv.Itoa(cfg.sources),
 		"-dial-concurrency", strconv.Itoa(cfg.dialConcurrency), "-connect-timeout", cfg.timeout.String(),
+		"-proto", map[bool]string{false: "transport", true: "sse"}[cfg.sse],
 	}, progress)
 	if err != nil {
 		return err
@@ -298,6 +304,7 @@ func (r *notifRun) countStatements(ctx context.Context, pr *probe) func(broadcas
 // read loop until closeAll has waited for it.
 type notifUser struct {
 	ws         *websocket.Conn
+	streams    []io.Closer // with -proto sse: the bodies of its event streams, instead of ws
 	got        bitset  // broadcast numbers received on notificationAdded
 	latencies  []int64 // nanos from publish to receive, per broadcast received
 	duplicates int64
@@ -314,8 +321,12 @@ type notifUser struct {
 // time; a user who fails is left out (and counted as a connect error).
 func (r *notifRun) connectAll(ctx context.Context) error {
 	ds := dialers(r.ep.host, r.cfg.sources, r.cfg.timeout, false)
+	cs := sseClients(r.ep.host, r.cfg.sources, r.cfg.timeout, false)
 	t0 := time.Now()
 	users, err := connectEach(ctx, r.cfg.users, r.cfg.dialConcurrency, r.errs, func(ctx context.Context, i int) (*notifUser, error) {
+		if r.cfg.sse {
+			return r.connectSSE(ctx, cs[i%len(cs)], i)
+		}
 		return r.connect(ctx, ds[i%len(ds)], i)
 	})
 	r.users = users

@@ -6,8 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -118,4 +122,104 @@ func (s *subscriber) handleResult(t *tally, payload []byte, now time.Time) {
 		return
 	}
 	s.deliver(t, id, seq, sent, now)
+}
+
+// connectSSE signs user i in as a guest and opens an event stream for each
+// of its subscriptions (see notifRun.connect), with client, each read by a
+// goroutine of its own. It returns once the first unread count has come
+// (the room workload: at once, primeRoom waits for its streams).
+func (r *notifRun) connectSSE(ctx context.Context, client *http.Client, i int) (*notifUser, error) {
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.timeout)
+	defer cancel()
+	a := &api{client: r.client, endpoint: r.ep.graphql}
+	token, err := a.signIn(cctx, fmt.Sprintf("lg-%s-%d", r.runID, i))
+	if err != nil {
+		return nil, err
+	}
+	u := &notifUser{got: newBitset(r.total), latencies: make([]int64, 0, r.total), done: make(chan struct{})}
+	first := make(chan struct{})
+	var firstOnce sync.Once
+	added, counted := r.subscriptions(i)
+	subs := map[string]map[string]any{"n": added}
+	if counted != nil {
+		subs["u"] = counted
+	} else {
+		firstOnce.Do(func() { close(first) })
+	}
+	var readers sync.WaitGroup
+	for id, payload := range subs {
+		// The stream lasts until closeAll closes its body, not as long as
+		// the connect timeout.
+		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, sseStreamURL(r.ep.graphql, payload), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			_ = resp.Body.Close()
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		if err != nil {
+			for _, st := range u.streams {
+				_ = st.Close()
+			}
+			return nil, fmt.Errorf("open the %s stream: %w", id, err)
+		}
+		u.streams = append(u.streams, resp.Body)
+		prefix := []byte(`{"type":"next","id":"` + id + `","payload":`)
+		readers.Go(func() {
+			if r.readStream(u, resp.Body, prefix, func() { firstOnce.Do(func() { close(first) }) }) {
+				r.lost.Add(1)
+			}
+		})
+	}
+	go func() {
+		readers.Wait()
+		close(u.done)
+	}()
+	if r.room == nil {
+		select {
+		case <-first:
+		case <-cctx.Done():
+			for _, st := range u.streams {
+				_ = st.Close()
+			}
+			<-u.done
+			return nil, fmt.Errorf("wait for the first unread count: %w", cctx.Err())
+		}
+	}
+	return u, nil
+}
+
+// readStream hands each next event of body to handle as the WebSocket
+// message it would be (prefix, its data, "}"), calling counted after the
+// first result of the count or room list, until the stream ends; it
+// reports whether the stream was lost (not closed by closeAll).
+func (r *notifRun) readStream(u *notifUser, body io.Reader, prefix []byte, counted func()) (lost bool) {
+	br := bufio.NewReaderSize(body, 4096)
+	msg := slices.Clone(prefix)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if !strings.Contains(err.Error(), "closed") {
+				r.errs.add("stream lost: " + err.Error())
+				return true
+			}
+			return false
+		}
+		if bytes.HasPrefix(line, []byte("event: complete")) {
+			r.errs.add("a stream completed")
+			continue
+		}
+		data, ok := bytes.CutPrefix(line, []byte("data: "))
+		if !ok {
+			continue // event and id lines, comments, blank lines
+		}
+		msg = append(append(msg[:len(prefix)], bytes.TrimRight(data, "\r\n")...), '}')
+		if r.handle(u, msg, time.Now()) {
+			counted()
+		}
+	}
 }

@@ -53,7 +53,9 @@
 // the server's CPU, RSS and goroutines, switchboard_database_statements_total
 // per broadcast and slow-consumer disconnects; then (unless -reference=false)
 // it measures statusPosted with as many connections at the same rate, as
-// `run` does, and prints the ratios of the p99s.
+// `run` does, and prints the ratios of the p99s. With -proto sse (also for
+// `room`) each user's subscriptions are event streams, one per
+// subscription (GraphQL over Server-Sent Events), and so is the reference.
 //
 // loadgen shares the machine with the server it measures: its own CPU is in
 // the report, and a latency histogram with 100 µs buckets keeps its memory

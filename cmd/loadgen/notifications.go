@@ -305,8 +305,8 @@ func (r *notifRun) countStatements(ctx context.Context, pr *probe) func(broadcas
 type notifUser struct {
 	ws         *websocket.Conn
 	streams    []io.Closer // with -proto sse: the bodies of its event streams, instead of ws
-	got        bitset  // broadcast numbers received on notificationAdded
-	latencies  []int64 // nanos from publish to receive, per broadcast received
+	got        bitset      // broadcast numbers received on notificationAdded
+	latencies  []int64     // nanos from publish to receive, per broadcast received
 	duplicates int64
 	initial    int     // the first unread count
 	counts     []int64 // unix nanos the count first showed k more than initial, at k-1

@@ -165,7 +165,7 @@ func (c *Config) settings() []setting {
 	return slices.Concat([]setting{
 		{env: "ENV", flag: "env", def: "development", usage: "development or production", set: c.setEnv},
 		{env: "DATA_DIR", flag: "data-dir", def: "./data", usage: "directory of the embedded database", set: func(v string) error { c.DataDir = v; return nil }},
-		{env: "DATABASE_URL", flag: "database-url", usage: "sqlite:PATH or mysql://user:password@host:3306/dbname; default sqlite:<data-dir>/switchboard.db", set: c.setDatabaseURL},
+		{env: "DATABASE_URL", flag: "database-url", usage: "sqlite:PATH, mysql://user:password@host:3306/dbname or postgres://user:password@host:5432/dbname; default sqlite:<data-dir>/switchboard.db", set: c.setDatabaseURL},
 		duration("DB_TIMEOUT", "db-timeout", "5s", "longest wait for one database statement before UNAVAILABLE", 100*time.Millisecond, 10*time.Minute, &c.DBTimeout),
 		{env: "ADDR", flag: "addr", def: ":8080", usage: "listen address", set: c.setAddr},
 		{env: "REDIS_URL", flag: "redis-url", usage: "redis://host:6379/0; unset means the in-process broker", set: c.setRedisURL},
@@ -178,7 +178,7 @@ func (c *Config) settings() []setting {
 		{env: "LOG_FORMAT", flag: "log-format", usage: "text or json; default text, json in production", set: c.setLogFormat},
 		boolean("GUEST_SIGNIN", "guest-signin", "allow signIn(name); default true, false in production", &c.GuestSignIn, c.development),
 		boolean("INTROSPECTION", "introspection", "answer introspection queries; /schema.graphql serves the SDL either way; default true, false in production", &c.Introspection, c.development),
-		boolean("DEMO_FEED", "demo-feed", "run the KPI demo feed; default true with SQLite, false with MySQL or in production", &c.DemoFeed,
+		boolean("DEMO_FEED", "demo-feed", "run the KPI demo feed; default true with SQLite, false with MySQL, PostgreSQL or in production", &c.DemoFeed,
 			func() bool { return strings.HasPrefix(c.DatabaseURL, "sqlite:") && !c.Production() }),
 		boolean("KPI_PUBLIC", "kpi-public", "anonymous callers may read the KPIs and the dashboard; default true, false in production", &c.KPIPublic, c.development),
 		boolean("PLAYGROUND", "playground", "serve the GraphiQL playground at /playground; default true, false in production", &c.Playground, c.development),
@@ -233,10 +233,12 @@ func (c *Config) setDatabaseURL(v string) error {
 	if v == "" {
 		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "switchboard.db")
 	}
-	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "mysql://") {
-		return errors.New("DATABASE_URL must start with sqlite: or mysql://")
+	for _, scheme := range []string{"sqlite:", "mysql://", "postgres://", "postgresql://"} {
+		if strings.HasPrefix(c.DatabaseURL, scheme) {
+			return nil
+		}
 	}
-	return nil
+	return errors.New("DATABASE_URL must start with sqlite:, mysql:// or postgres://")
 }
 
 func (c *Config) setAddr(v string) error {

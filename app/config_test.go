@@ -19,7 +19,7 @@ func TestConfigValidation(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		"bad database scheme": {env: map[string]string{"DATABASE_URL": "postgres://x/y"}, wantErr: "DATABASE_URL must start with sqlite: or mysql://"},
+		"bad database scheme": {env: map[string]string{"DATABASE_URL": "oracle://x/y"}, wantErr: "DATABASE_URL must start with sqlite:, mysql:// or postgres://"},
 		"short secret":        {env: map[string]string{"AUTH_SECRET": "short"}, wantErr: "AUTH_SECRET must be at least 32 bytes"},
 		"bad bool":            {env: map[string]string{"GUEST_SIGNIN": "maybe"}, wantErr: "GUEST_SIGNIN must be true or false"},
 		"bad introspection":   {args: []string{"--introspection", "sometimes"}, wantErr: "INTROSPECTION must be true or false"},

@@ -191,7 +191,7 @@ func (m *metrics) observe(ws *gqlws.Transport, sse *graphQLOverSSE, svc *service
 		}, func() float64 { return float64(svc.db.Statements()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "switchboard_database_connections",
-			Help: "Open database connections, in use or idle: at most the pools' sizes (48 on MySQL: 32, and 16 for append batches; 8 on SQLite), however long the database hangs.",
+			Help: "Open database connections, in use or idle: at most the pools' sizes (48 on MySQL: 32, and 16 for append batches; 32 on PostgreSQL; 8 on SQLite), however long the database hangs.",
 		}, func() float64 { return float64(svc.db.OpenConnections()) }),
 		&transportCollector{ws: ws, svc: svc},
 	)

@@ -60,7 +60,7 @@ func recordKPIs(tx *gorm.DB, in []*models.KPIInput, order []int, now time.Time) 
 		v := in[i]
 		var cur models.KPI
 		err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).
-			Take(&cur, "module = ? AND `key` = ?", v.Module, v.Key).Error
+			Take(&cur, map[string]any{"module": v.Module, "key": v.Key}).Error
 		exists := err == nil
 		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
 			return nil, err
@@ -79,7 +79,7 @@ func recordKPIs(tx *gorm.DB, in []*models.KPIInput, order []int, now time.Time) 
 			k.Unit = *v.Unit
 		}
 		if exists {
-			err = tx.Model(&models.KPI{}).Where("module = ? AND `key` = ?", v.Module, v.Key).
+			err = tx.Model(&models.KPI{}).Where(map[string]any{"module": v.Module, "key": v.Key}).
 				Updates(map[string]any{"label": k.Label, "unit": k.Unit, "value": k.Value, "previous": k.Previous, "updated_at": now}).Error
 		} else {
 			err = tx.Create(k).Error
@@ -132,7 +132,7 @@ func (db *DB) Modules(ctx context.Context) ([]string, error) {
 // oldest first.
 func (db *DB) KPIHistory(ctx context.Context, module, key string, since time.Time, limit int) ([]*models.KPISample, error) {
 	var out []*models.KPISample
-	err := db.gorm.WithContext(ctx).Where("module = ? AND `key` = ? AND at >= ?", module, key, since.UTC()).
+	err := db.gorm.WithContext(ctx).Where(map[string]any{"module": module, "key": key}).Where("at >= ?", since.UTC()).
 		Order("at DESC, id DESC").Limit(limit).Find(&out).Error
 	if err != nil {
 		return nil, translate(err, "read KPI history")

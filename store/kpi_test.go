@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,11 +126,20 @@ func TestRecordKPIsBatch(t *testing.T) {
 
 // TestRecordKPIsIsAtomic makes the last value of a batch fail in the
 // database (a NaN, which validation would have refused, violates the value
-// column's constraint on both databases) and checks that nothing of the
-// batch stays.
+// column's constraint on SQLite and MySQL; PostgreSQL stores NaN, and
+// refuses a label longer than its column instead) and checks that nothing
+// of the batch stays.
 func TestRecordKPIsIsAtomic(t *testing.T) {
 	forEachStore(t, func(t *testing.T, db *store.DB) {
 		ctx := t.Context()
+		failing := func(module, key string) *models.KPIInput {
+			in := kpiIn(module, key, math.NaN())
+			if db.Dialect() == store.Postgres {
+				in = kpiIn(module, key, 1)
+				in.Label = ptr(strings.Repeat("l", 101))
+			}
+			return in
+		}
 		recordKPIs(t, db, kpiT0, kpiIn("sales", "revenue", 1), kpiIn("sales", "orders", 2))
 		before := allKPIs(t, db)
 		tests := []struct {
@@ -137,17 +147,17 @@ func TestRecordKPIsIsAtomic(t *testing.T) {
 			in   []*models.KPIInput
 		}{
 			{name: "an update, then a failing update", in: []*models.KPIInput{
-				kpiIn("sales", "revenue", 10), kpiIn("sales", "orders", math.NaN())}},
+				kpiIn("sales", "revenue", 10), failing("sales", "orders")}},
 			{name: "a new KPI, then a failing new one", in: []*models.KPIInput{
-				kpiIn("hr", "headcount", 5), kpiIn("hr", "open_roles", math.NaN())}},
+				kpiIn("hr", "headcount", 5), failing("hr", "open_roles")}},
 			{name: "new and updated, then a failing update", in: []*models.KPIInput{
 				{Module: "sales", Key: "revenue", Value: 11, Label: ptr("Revenue"), Unit: ptr("EUR")},
-				kpiIn("hr", "headcount", 6), kpiIn("sales", "orders", math.NaN()), kpiIn("sales", "refunds", 1)}},
+				kpiIn("hr", "headcount", 6), failing("sales", "orders"), kpiIn("sales", "refunds", 1)}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				got, _, err := db.RecordKPIs(ctx, tt.in, kpiT0.Add(time.Hour), nil)
-				require.Error(t, err, "a batch with a NaN was stored")
+				require.Error(t, err, "a batch with a value the database refuses was stored")
 				assert.Nil(t, got)
 				assert.Equal(t, before, allKPIs(t, db), "KPIs changed by a failed batch")
 				modules, err := db.Modules(ctx)

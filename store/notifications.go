@@ -123,9 +123,12 @@ func (db *DB) MarkAllNotificationsRead(ctx context.Context, u *models.User) (int
 	// Rows another tab marks meanwhile are skipped (IGNORE), not errors;
 	// on MySQL, the gap locks of INSERT … SELECT can still deadlock with a
 	// concurrent mark, and the loser simply runs again.
-	insert := "INSERT IGNORE INTO"
-	if db.dialect != MySQL {
+	insert, onConflict := "INSERT IGNORE INTO", ""
+	switch db.dialect {
+	case SQLite:
 		insert = "INSERT OR IGNORE INTO"
+	case Postgres:
+		insert, onConflict = "INSERT INTO", " ON CONFLICT DO NOTHING"
 	}
 	var marked int
 	err := retryConflicts(func() error {
@@ -133,7 +136,7 @@ func (db *DB) MarkAllNotificationsRead(ctx context.Context, u *models.User) (int
 			Select("?, notifications.id", u.ID).
 			Joins("LEFT JOIN notification_reads ON notification_reads.notification_id = notifications.id AND notification_reads.user_id = ?", u.ID).
 			Where("notification_reads.user_id IS NULL")
-		res := db.gorm.WithContext(ctx).Exec(insert+" notification_reads (user_id, notification_id) ?", sub)
+		res := db.gorm.WithContext(ctx).Exec(insert+" notification_reads (user_id, notification_id) ?"+onConflict, sub)
 		marked = int(res.RowsAffected)
 		return res.Error
 	})
@@ -183,9 +186,13 @@ func (db *DB) UnreadNotificationCounts(ctx context.Context, users []*models.User
 	out := make([]UnreadCount, 0, len(users))
 	for chunk := range slices.Chunk(users, unreadCountsChunk) {
 		args := []any{models.NotificationStream}
+		term := "SELECT ? AS user_id, ? AS since"
+		if db.dialect == Postgres { // its parameters have no type of their own there
+			term = "SELECT CAST(? AS BIGINT) AS user_id, CAST(? AS TIMESTAMPTZ) AS since"
+		}
 		terms := make([]string, len(chunk))
 		for i, u := range chunk {
-			terms[i] = "SELECT ? AS user_id, ? AS since"
+			terms[i] = term
 			args = append(args, u.ID, u.CreatedAt.UTC().Truncate(time.Second))
 		}
 		var rows []UnreadCount

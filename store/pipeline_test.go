@@ -172,14 +172,15 @@ func TestAppendBatchFailingAfterItsPositionsCommitsNothing(t *testing.T) {
 }
 
 // TestConnectionsStayWithinThePools: the store opens at most its pools'
-// sizes (on MySQL 32, and 16 for append batches; 8 on SQLite), and the
+// sizes (on MySQL 32, and 16 for append batches; 32 on PostgreSQL; 8 on
+// SQLite), and the
 // connections it reports open count both pools, however many rooms are
 // written to at once.
 func TestConnectionsStayWithinThePools(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, dialect store.Dialect) {
 		db := storetest.Open(t, dialect)
-		want := map[store.Dialect]int{store.MySQL: 48, store.SQLite: 8}[dialect]
+		want := map[store.Dialect]int{store.MySQL: 48, store.Postgres: 32, store.SQLite: 8}[dialect]
 		assert.Equal(t, want, db.MaxConnections())
 		ada := newUser(t, db, "ada")
 		var wg sync.WaitGroup

@@ -34,8 +34,8 @@ var tables = []any{
 	&models.SessionRecord{}, &idempotencyKey{},
 }
 
-// migrationLock names the MySQL advisory lock that serialises migrations of
-// replicas starting together.
+// migrationLock names the advisory lock (MySQL, PostgreSQL) that
+// serialises migrations of replicas starting together.
 const migrationLock = "switchboard.migrate"
 
 // How long Migrate waits for another replica's migration, asking every
@@ -45,13 +45,15 @@ const (
 	migrationPoll = 200 * time.Millisecond
 )
 
-// Migrate creates or updates the schema. On MySQL it holds an advisory lock
-// meanwhile, so replicas starting together migrate one after the other.
+// Migrate creates or updates the schema. On MySQL and PostgreSQL it holds
+// an advisory lock meanwhile, so replicas starting together migrate one
+// after the other.
 // Each statement runs under the store's timeout, the schema changes too: a
 // change to a large table that needs longer needs a longer timeout for that
 // start.
 func (db *DB) Migrate(ctx context.Context) error {
-	if db.dialect != MySQL {
+	locks, ok := locksOf(db.dialect)
+	if !ok {
 		return db.migrate(db.gorm.WithContext(ctx))
 	}
 	connCtx, cancel := db.bound(ctx)
@@ -61,13 +63,13 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return translate(err, "migrate")
 	}
 	defer conn.Close()
-	if err := db.waitLock(ctx, conn, migrationLock, migrationWait); err != nil {
+	if err := db.waitLock(ctx, conn, locks, migrationLock, migrationWait); err != nil {
 		return err
 	}
 	defer func() {
 		release, cancel := db.bound(context.WithoutCancel(ctx))
 		defer cancel()
-		_, _ = conn.ExecContext(release, "SELECT RELEASE_LOCK(?)", migrationLock)
+		_, _ = conn.ExecContext(release, locks.release, locks.key(migrationLock))
 	}()
 	return db.migrate(db.gorm.WithContext(ctx))
 }
@@ -75,17 +77,17 @@ func (db *DB) Migrate(ctx context.Context) error {
 // waitLock takes the advisory lock name on conn, asking every
 // migrationPoll until wait has passed: a server-side wait as long as that
 // would outlast the driver's read timeout.
-func (db *DB) waitLock(ctx context.Context, conn *sql.Conn, name string, wait time.Duration) error {
+func (db *DB) waitLock(ctx context.Context, conn *sql.Conn, locks advisoryLocks, name string, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		ask, cancel := db.bound(ctx)
-		var got sql.NullInt64
-		err := conn.QueryRowContext(ask, "SELECT GET_LOCK(?, 0)", name).Scan(&got)
+		var got sql.NullBool
+		err := conn.QueryRowContext(ask, locks.try, locks.key(name)).Scan(&got)
 		cancel()
 		switch {
 		case err != nil:
 			return translate(err, "migrate: take lock "+name)
-		case got.Int64 == 1:
+		case got.Bool:
 			return nil
 		case time.Now().After(deadline):
 			return fmt.Errorf("migrate: lock %s still held by another process after %s", name, wait)

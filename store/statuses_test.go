@@ -116,6 +116,12 @@ func TestCreateStatusReadsBackTheSame(t *testing.T) {
 				now:  time.Now(),
 			},
 		}
+		if dialect == store.Postgres {
+			// PostgreSQL's text holds no NUL: models.StatusText refuses it
+			// before it reaches any store.
+			last := &tests[len(tests)-1]
+			last.text = strings.ReplaceAll(last.text, "\x00", "")
+		}
 		var live []*models.Status
 		for i, tt := range tests {
 			st, _, err := db.CreateStatus(ctx, author, tt.text, tt.now, nil)

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,12 @@ import (
 	"github.com/glebarez/sqlite"
 	mysqldriver "github.com/go-sql-driver/mysql"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
@@ -50,8 +56,9 @@ type Dialect string
 
 // The supported databases.
 const (
-	SQLite Dialect = "sqlite"
-	MySQL  Dialect = "mysql"
+	SQLite   Dialect = "sqlite"
+	MySQL    Dialect = "mysql"
+	Postgres Dialect = "postgres"
 )
 
 // DB is the store. It is safe for concurrent use; Close releases it.
@@ -70,8 +77,10 @@ type DB struct {
 }
 
 // Open connects to the database named by rawURL: "sqlite:PATH" for the
-// embedded database (its directory is created when missing) or
-// "mysql://user:password@host:3306/dbname?param=value". Every statement
+// embedded database (its directory is created when missing),
+// "mysql://user:password@host:3306/dbname?param=value" or
+// "postgres://user:password@host:5432/dbname?param=value" (also
+// postgresql://). Every statement
 // then runs under opts.Timeout (see Options). It does not migrate; call
 // Migrate.
 func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
@@ -115,7 +124,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		// failing at once, and WAL lets readers proceed meanwhile.
 		sqlDB.SetMaxOpenConns(8)
 		sqlDB.SetMaxIdleConns(8)
-	case MySQL:
+	case MySQL, Postgres:
 		sqlDB.SetMaxOpenConns(32)
 		sqlDB.SetMaxIdleConns(16)
 		sqlDB.SetConnMaxLifetime(30 * time.Minute)
@@ -187,9 +196,51 @@ func dialectorFor(rawURL string, opts Options) (gorm.Dialector, Dialect, *sql.DB
 			pipelined.SetConnMaxLifetime(30 * time.Minute)
 		}
 		return mysql.New(mysql.Config{Conn: sql.OpenDB(connector), DefaultStringSize: 191}), MySQL, pipelined, nil
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		cfg, err := PostgresConfig(rawURL, timeout)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		return postgres.New(postgres.Config{Conn: stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(scanTimesInUTC))}), Postgres, nil, nil
 	default:
-		return nil, "", nil, fmt.Errorf("DATABASE_URL must start with sqlite: or mysql:// (got %q)", redact(rawURL))
+		return nil, "", nil, fmt.Errorf("DATABASE_URL must start with sqlite:, mysql:// or postgres:// (got %q)", redact(rawURL))
 	}
+}
+
+// scanTimesInUTC makes conn read timestamptz values in UTC, as the other
+// databases' drivers do (pgx's default is the process's local zone).
+func scanTimesInUTC(_ context.Context, conn *pgx.Conn) error {
+	conn.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID, Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
+	return nil
+}
+
+// PostgresConfig translates postgres://user:password@host:port/dbname?param=value
+// (or postgresql://) into pgx's configuration: the URL's parameters as
+// pgx reads them (sslmode, connect_timeout, …), with the session's time
+// zone UTC, and timeout as connect_timeout unless the URL sets it. A
+// statement's own deadline (the store's timeout) cancels it on the server.
+func PostgresConfig(rawURL string, timeout time.Duration) (*pgx.ConnConfig, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL is not a valid URL: %w", errors.Unwrap(err))
+	}
+	if u.Host == "" {
+		return nil, errors.New("DATABASE_URL postgres:// needs a host, e.g. postgres://postgres@127.0.0.1:5432/switchboard?sslmode=disable")
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db == "" || strings.Contains(db, "/") {
+		return nil, errors.New("DATABASE_URL postgres:// needs a database name as its path, e.g. postgres://postgres@127.0.0.1:5432/switchboard?sslmode=disable")
+	}
+	q := u.Query()
+	if !q.Has("connect_timeout") {
+		q.Set("connect_timeout", strconv.Itoa(max(1, int(timeout.Round(time.Second).Seconds()))))
+	}
+	u.RawQuery = q.Encode()
+	cfg, err := pgx.ParseConfig(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL postgres://: %w", err)
+	}
+	cfg.RuntimeParams["timezone"] = "UTC"
+	return cfg, nil
 }
 
 // MySQLDSN translates mysql://user:password@host:port/dbname?param=value into
@@ -375,10 +426,22 @@ func unavailable(op string, err error) error {
 func isConnectionError(err error) bool {
 	var netErr net.Error
 	var liteErr *sqlitedriver.Error
+	var pgErr *pgconn.PgError
+	var pgConnect *pgconn.ConnectError
 	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, mysqldriver.ErrInvalidConn) ||
 		errors.Is(err, sql.ErrConnDone) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) ||
-		(errors.As(err, &liteErr) && slices.Contains([]int{sqliteBusy, sqliteInterrupt}, liteErr.Code()&0xff))
+		(errors.As(err, &liteErr) && slices.Contains([]int{sqliteBusy, sqliteInterrupt}, liteErr.Code()&0xff)) ||
+		errors.As(err, &pgConnect) || pgconn.Timeout(err) ||
+		(errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == pgQueryCanceled))
 }
+
+// PostgreSQL's SQLSTATEs the store tells apart (besides its classes 08,
+// connection exceptions, and 57P, a server shutting down or starting).
+const (
+	pgQueryCanceled        = "57014" // by the statement's deadline: the database did not answer in time
+	pgSerializationFailure = "40001"
+	pgDeadlock             = "40P01"
+)
 
 // SQLite's primary result codes for a database locked past the busy
 // timeout and a statement interrupted (at its context's end).
@@ -410,6 +473,17 @@ func appendPosition(tx *gorm.DB, name string) (int64, error) { return appendPosi
 // by n and returns the last of the n positions taken (the first is n-1
 // before it).
 func appendPositions(tx *gorm.DB, name string, n int) (int64, error) {
+	if tx.Dialector.Name() == "postgres" {
+		// One statement: the UPDATE answers the new head.
+		var heads []int64
+		if err := tx.Raw("UPDATE streams SET head = head + ? WHERE name = ? RETURNING head", n, name).Scan(&heads).Error; err != nil {
+			return 0, err
+		}
+		if len(heads) != 1 {
+			return 0, fmt.Errorf("stream %q has no row", name)
+		}
+		return heads[0], nil
+	}
 	mysql := tx.Dialector.Name() == "mysql"
 	result := gorm.WithResult()
 	res := moveHead(tx.Clauses(result), name, n)
@@ -456,10 +530,13 @@ func (db *DB) Head(ctx context.Context, name string) (int64, error) {
 }
 
 // isWriteConflict reports whether err aborted a transaction only because a
-// concurrent one won: a MySQL deadlock, or a row inserted meanwhile.
+// concurrent one won: a deadlock (MySQL, PostgreSQL), a serialization
+// failure (PostgreSQL), or a row inserted meanwhile.
 func isWriteConflict(err error) bool {
 	var me *mysqldriver.MySQLError
-	return errors.Is(err, gorm.ErrDuplicatedKey) || (errors.As(err, &me) && me.Number == 1213)
+	var pgErr *pgconn.PgError
+	return errors.Is(err, gorm.ErrDuplicatedKey) || (errors.As(err, &me) && me.Number == 1213) ||
+		(errors.As(err, &pgErr) && (pgErr.Code == pgDeadlock || pgErr.Code == pgSerializationFailure))
 }
 
 // maxConflictAttempts bounds how often retryConflicts runs a write.

@@ -288,10 +288,13 @@ func TestOpenErrors(t *testing.T) {
 		url     string
 		wantMsg []string
 	}{
-		{name: "unknown scheme", url: "postgres://app:hunter2@db/sb", wantMsg: []string{"sqlite:", "mysql://"}},
-		{name: "empty", url: "", wantMsg: []string{"sqlite:", "mysql://"}},
-		{name: "bare path", url: "./data/switchboard.db", wantMsg: []string{"sqlite:", "mysql://"}},
-		{name: "mysql without slashes", url: "mysql:root@db/sb", wantMsg: []string{"sqlite:", "mysql://"}},
+		{name: "unknown scheme", url: "oracle://app:hunter2@db/sb", wantMsg: []string{"sqlite:", "mysql://", "postgres://"}},
+		{name: "empty", url: "", wantMsg: []string{"sqlite:", "mysql://", "postgres://"}},
+		{name: "bare path", url: "./data/switchboard.db", wantMsg: []string{"sqlite:", "mysql://", "postgres://"}},
+		{name: "mysql without slashes", url: "mysql:root@db/sb", wantMsg: []string{"sqlite:", "mysql://", "postgres://"}},
+		{name: "postgres without database", url: "postgres://app:hunter2@db", wantMsg: []string{"needs a database name"}},
+		{name: "postgresql without host", url: "postgresql:///sb", wantMsg: []string{"needs a host"}},
+		{name: "postgres with a bad sslmode", url: "postgres://app:hunter2@db/sb?sslmode=sometimes", wantMsg: []string{"sslmode"}},
 		{name: "sqlite without a path", url: "sqlite:", wantMsg: []string{"needs a file path"}},
 		{name: "sqlite under a regular file", url: "sqlite:" + filepath.Join(notADir, "sb.db"), wantMsg: []string{"create database directory"}},
 		{name: "mysql without database", url: "mysql://app:hunter2@db", wantMsg: []string{"needs a database name"}},
@@ -316,6 +319,18 @@ func TestOpenUnreachableMySQL(t *testing.T) {
 	t.Parallel()
 	// Nothing listens on port 1: the connection is refused at once.
 	db, err := store.Open(t.Context(), "mysql://app:hunter2@127.0.0.1:1/sb", store.Options{})
+	if db != nil {
+		_ = db.Close()
+	}
+	require.Error(t, err)
+	assert.Equal(t, models.Unavailable, models.ErrorCode(err), "error %q", err)
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED, "the cause stays reachable")
+	assert.NotContains(t, err.Error(), "hunter2")
+}
+
+func TestOpenUnreachablePostgres(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(t.Context(), "postgres://app:hunter2@127.0.0.1:1/sb?sslmode=disable", store.Options{})
 	if db != nil {
 		_ = db.Close()
 	}

@@ -110,14 +110,20 @@ func (m *MariaDB) Stop() {
 	if m.cmd == nil || m.cmd.Process == nil {
 		return
 	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	stopProcess(m.cmd, syscall.SIGTERM)
+	m.cmd = nil
+}
+
+// stopProcess sends cmd's process sig and waits for it to exit, killing
+// it after 30 s.
+func stopProcess(cmd *exec.Cmd, sig os.Signal) {
+	_ = cmd.Process.Signal(sig)
 	done := make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		_ = m.cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-done
 	}
-	m.cmd = nil
 }

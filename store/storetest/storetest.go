@@ -1,9 +1,11 @@
-// Package storetest gives tests their own databases: a fresh SQLite file, and
-// a fresh MySQL database on the server named by TEST_MYSQL_URL. Each test
+// Package storetest gives tests their own databases: a fresh SQLite file, a
+// fresh MySQL database on the server named by TEST_MYSQL_URL, and a fresh
+// PostgreSQL database on the server named by TEST_POSTGRES_URL. Each test
 // gets its own, because test packages run in parallel against one server.
 //
-// A test that needs MySQL and finds TEST_MYSQL_URL unset skips with a clear
-// message, unless REQUIRE_SERVICES=1 (as .ci/run sets), where it fails.
+// A test that needs MySQL or PostgreSQL and finds its URL unset skips with a
+// clear message, unless REQUIRE_SERVICES=1 (as .ci/run sets), where it
+// fails.
 package storetest
 
 import (
@@ -18,13 +20,14 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql" // the database/sql driver used to create test databases
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/switchboardhq/switchboard/internal/testenv"
 	"github.com/switchboardhq/switchboard/store"
 )
 
 // Backends lists the database kinds a store test runs against.
-var Backends = []store.Dialect{store.SQLite, store.MySQL}
+var Backends = []store.Dialect{store.SQLite, store.MySQL, store.Postgres}
 
 // URL returns the DATABASE_URL of a fresh, empty database of the given
 // dialect, dropped when the test ends.
@@ -35,6 +38,8 @@ func URL(tb testing.TB, dialect store.Dialect) string {
 		return "sqlite:" + filepath.Join(tb.TempDir(), "switchboard.db")
 	case store.MySQL:
 		return MySQLURL(tb)
+	case store.Postgres:
+		return PostgresURL(tb)
 	}
 	tb.Fatalf("unknown dialect %q", dialect)
 	return ""
@@ -99,6 +104,44 @@ func MySQLURL(tb testing.TB) string {
 		}
 		defer db.Close()
 		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name)
+	})
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// PostgresURL creates a database named sb_<random> on the server of
+// TEST_POSTGRES_URL and returns its URL; the database is dropped when the
+// test ends.
+func PostgresURL(tb testing.TB) string {
+	tb.Helper()
+	base := os.Getenv("TEST_POSTGRES_URL")
+	if base == "" {
+		testenv.RequireService(tb, "TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable); skipping the PostgreSQL variant")
+		return ""
+	}
+	cfg, err := store.PostgresConfig(base, store.DefaultTimeout)
+	if err != nil {
+		tb.Fatalf("TEST_POSTGRES_URL: %v", err)
+	}
+	admin := stdlib.OpenDB(*cfg)
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := admin.PingContext(ctx); err != nil {
+		testenv.RequireService(tb, "PostgreSQL at TEST_POSTGRES_URL does not answer: %v", err)
+		return ""
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "sb_" + hex.EncodeToString(b[:])
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" ENCODING 'UTF8' TEMPLATE template0"); err != nil {
+		tb.Fatalf("create test database: %v", err)
+	}
+	tb.Cleanup(func() {
+		db := stdlib.OpenDB(*cfg)
+		defer db.Close()
+		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
 	})
 	u, _ := url.Parse(base)
 	u.Path = "/" + name

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -483,22 +482,16 @@ func normalizeUsers(us []*models.User) {
 }
 
 // SearchUsers returns up to limit users whose name contains search
-// (case-insensitive), by name, leaving out the user except.
+// (ignoring case: see names.go), by name, leaving out the user except.
 func (db *DB) SearchUsers(ctx context.Context, search string, limit int, except int64) ([]*models.User, error) {
-	pattern := "%" + escapeLike(strings.ToLower(search)) + "%"
 	var out []*models.User
-	err := db.gorm.WithContext(ctx).Where("LOWER(name) LIKE ? ESCAPE '!' AND id <> ?", pattern, except).
-		Order("LOWER(name), name, id").Limit(limit).Find(&out).Error
+	err := db.gorm.WithContext(ctx).Where(db.nameLike("name")+" AND id <> ?", namePattern(search), except).
+		Order(db.nameOrder("name") + ", name, id").Limit(limit).Find(&out).Error
 	if err != nil {
 		return nil, translate(err, "search users")
 	}
 	normalizeUsers(out)
 	return out, nil
-}
-
-// escapeLike escapes LIKE's wildcards with '!'.
-func escapeLike(s string) string {
-	return strings.NewReplacer("!", "!!", "%", "!%", "_", "!_").Replace(s)
 }
 
 // MessageLog reads room streams for stream.Feed.

@@ -888,3 +888,52 @@ func TestRooms(t *testing.T) {
 		assert.Equal(t, time.UTC, got[a.ID].CreatedAt.Location())
 	})
 }
+
+// TestNamesCompareIgnoringCaseOnly: on every database, room names and
+// searches ignore case, Unicode's and not only ASCII's, and nothing else:
+// accents tell names apart; results are ordered by the lowercased name's
+// code points (see names.go).
+func TestNamesCompareIgnoringCaseOnly(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *store.DB) {
+		ctx := t.Context()
+		// As at a restart: a second migration keeps the rules (on MySQL,
+		// the room key's collation).
+		require.NoError(t, db.Migrate(ctx))
+		_, err := db.CreateRoom(ctx, "Café", 0, time.Now())
+		require.NoError(t, err)
+		for _, taken := range []string{"CAFÉ", "café"} {
+			_, err := db.CreateRoom(ctx, taken, 0, time.Now())
+			assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "%q is Café's name in another case: %v", taken, err)
+		}
+		for _, other := range []string{"Cafe", "CAFE", "Cafè"} {
+			if other == "CAFE" {
+				_, err := db.CreateRoom(ctx, other, 0, time.Now())
+				assert.Equal(t, models.BadUserInput, models.ErrorCode(err), "CAFE is Cafe's name in another case")
+				continue
+			}
+			_, err := db.CreateRoom(ctx, other, 0, time.Now())
+			assert.NoError(t, err, "%q differs from Café by an accent", other)
+		}
+
+		for _, n := range []string{"Émile", "emile", "Zoë", "zoe", "ÅSA", "bob"} {
+			newUser(t, db, n)
+		}
+		for search, want := range map[string][]string{
+			"ÉMI": {"Émile"},
+			"émi": {"Émile"},
+			"EMI": {"emile"},
+			"ZOË": {"Zoë"},
+			"åsa": {"ÅSA"},
+			"e":   {"emile", "zoe", "Émile"}, // by code point: e, z, then é (U+00E9)
+		} {
+			got, err := db.SearchUsers(ctx, search, 10, 0)
+			require.NoError(t, err)
+			assert.Equal(t, want, userNames(got), "search %q", search)
+		}
+		var names []string
+		for _, r := range listPages(t, db, store.RoomListQuery{Search: "CAFÉ", AsOf: time.Now(), Limit: 10}, nil) {
+			names = append(names, r.Room.Name)
+		}
+		assert.Equal(t, []string{"Café"}, names, "a room search ignores case, not accents")
+	})
+}

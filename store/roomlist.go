@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"slices"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -143,9 +142,9 @@ func (db *DB) roomList(ctx context.Context, q RoomListQuery, asOf time.Time, joi
 		g = g.Where("rooms.direct = ?", false)
 	}
 	if q.Search != "" {
-		pattern := "%" + escapeLike(strings.ToLower(q.Search)) + "%"
-		g = g.Where(`(LOWER(rooms.name) LIKE ? ESCAPE '!' OR (rooms.direct = ? AND EXISTS (SELECT 1 FROM room_members sm
-			JOIN users su ON su.id = sm.user_id WHERE sm.room_id = rooms.id AND sm.user_id <> ? AND LOWER(su.name) LIKE ? ESCAPE '!')))`,
+		pattern := namePattern(q.Search)
+		g = g.Where(`(`+db.nameLike("rooms.name")+` OR (rooms.direct = ? AND EXISTS (SELECT 1 FROM room_members sm
+			JOIN users su ON su.id = sm.user_id WHERE sm.room_id = rooms.id AND sm.user_id <> ? AND `+db.nameLike("su.name")+`)))`,
 			pattern, true, q.Viewer, pattern)
 	}
 	return g

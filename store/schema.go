@@ -107,6 +107,11 @@ func (db *DB) migrate(g *gorm.DB) error {
 	if err := g.AutoMigrate(tables...); err != nil {
 		return translate(err, "migrate")
 	}
+	if db.dialect == MySQL {
+		if err := binaryRoomKey(g); err != nil {
+			return translate(err, "migrate: compare room names exactly")
+		}
+	}
 	if err := ensureGeneralRoom(g); err != nil {
 		return translate(err, "create the general room")
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/chat"
-	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
 // Chat over the real server: HTTP for queries and mutations, raw WebSocket
@@ -23,14 +22,11 @@ import (
 // The resume promise of statuses holds for a room's messages: concurrent
 // posters, subscribers that drop and resume with after.
 func TestChatResumeUnderConcurrentPosters(t *testing.T) {
-	for _, backend := range []string{"sqlite", "mysql"} {
-		t.Run(backend, func(t *testing.T) {
-			env := map[string]string{"LIMIT_MESSAGES": "0", "LIMIT_REQUESTS": "0"} // posters and resuming subscribers flood on purpose
-			if backend == "mysql" {
-				env["DATABASE_URL"] = storetest.MySQLURL(t)
-			}
+	for _, backend := range databases {
+		t.Run(string(backend), func(t *testing.T) {
+			env := withDatabase(t, backend, map[string]string{"LIMIT_MESSAGES": "0", "LIMIT_REQUESTS": "0"}) // posters and resuming subscribers flood on purpose
 			s := startServer(t, env)
-			r := s.createRoom(t, s.signIn(t, "owner"), "resume-"+backend)
+			r := s.createRoom(t, s.signIn(t, "owner"), "resume-"+string(backend))
 			feed := messageFeed(r.ID)
 			checkResume(t, feed, []*testServer{s}, []*testServer{s}, 4, 30)
 		})

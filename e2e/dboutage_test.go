@@ -11,13 +11,29 @@ import (
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
-// TestDatabaseOutageFailsFastAndRecovers: with its MariaDB stopped, the
-// server answers mutations at once with UNAVAILABLE (no hang, nothing
-// half-written), reports itself not ready, keeps its WebSocket clients, and
-// recovers by itself when the database is back: the subscriber then gets
-// what is posted, in order, without a gap.
+// privateDatabase is a database server of a test's own, which it stops
+// and starts.
+type privateDatabase interface {
+	URL() string
+	Start()
+	Stop()
+}
+
+// TestDatabaseOutageFailsFastAndRecovers: with its database (MariaDB,
+// PostgreSQL) stopped, the server answers mutations at once with
+// UNAVAILABLE (no hang, nothing half-written), reports itself not ready,
+// keeps its WebSocket clients, and recovers by itself when the database is
+// back: the subscriber then gets what is posted, in order, without a gap.
 func TestDatabaseOutageFailsFastAndRecovers(t *testing.T) {
-	db := storetest.StartMariaDB(t)
+	for name, start := range map[string]func(testing.TB) privateDatabase{
+		"mariadb":  func(tb testing.TB) privateDatabase { return storetest.StartMariaDB(tb) },
+		"postgres": func(tb testing.TB) privateDatabase { return storetest.StartPostgres(tb) },
+	} {
+		t.Run(name, func(t *testing.T) { databaseOutage(t, start(t)) })
+	}
+}
+
+func databaseOutage(t *testing.T, db privateDatabase) {
 	s := startServer(t, map[string]string{"DATABASE_URL": db.URL()})
 	token := s.signIn(t, "poster")
 	general := s.generalRoom(t)

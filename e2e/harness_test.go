@@ -33,6 +33,7 @@ import (
 	"github.com/switchboardhq/switchboard/app"
 	"github.com/switchboardhq/switchboard/internal/testenv"
 	"github.com/switchboardhq/switchboard/models"
+	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
@@ -1107,7 +1108,13 @@ func resumingSubscriber(s *testServer, feed durableFeed, want int, limit time.Du
 // address.
 func startReplicas(t *testing.T, n int, redisURL string) (*opsServer, []*testServer) {
 	t.Helper()
-	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms",
+	return startReplicasOn(t, n, redisURL, storetest.MySQLURL(t))
+}
+
+// startReplicasOn is startReplicas on the database of dbURL.
+func startReplicasOn(t *testing.T, n int, redisURL, dbURL string) (*opsServer, []*testServer) {
+	t.Helper()
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "DASHBOARD_INTERVAL": "200ms",
 		"LIMIT_MESSAGES": "0", "LIMIT_STATUSES": "0", "LIMIT_REQUESTS": "0", "LIMIT_CONNS_PER_USER": "0", "LIMIT_ROOMS": "0"}
 	first := startOpsServer(t, env)
 	all := []*testServer{first.testServer}
@@ -1182,4 +1189,19 @@ func (s *testServer) logsOnFailure(t *testing.T) {
 			t.Logf("server %s logs:\n%s", s.URL, s.logs.String())
 		}
 	})
+}
+
+// databases are the backends the end-to-end suites that test every
+// database run on: the embedded SQLite, and a fresh MySQL or PostgreSQL
+// database on the servers of TEST_MYSQL_URL and TEST_POSTGRES_URL.
+var databases = []store.Dialect{store.SQLite, store.MySQL, store.Postgres}
+
+// withDatabase adds the DATABASE_URL of a fresh database of dialect to env
+// (none for SQLite: the server's embedded default) and returns env.
+func withDatabase(t *testing.T, dialect store.Dialect, env map[string]string) map[string]string {
+	t.Helper()
+	if dialect != store.SQLite {
+		env["DATABASE_URL"] = storetest.URL(t, dialect)
+	}
+	return env
 }

@@ -10,8 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
 // KPIs and notifications over the real server.
@@ -253,12 +251,9 @@ func TestUnreadCountAcrossTabs(t *testing.T) {
 // TestNotificationResume: notificationAdded keeps the resume promise under
 // concurrent senders.
 func TestNotificationResume(t *testing.T) {
-	for _, backend := range []string{"sqlite", "mysql"} {
-		t.Run(backend, func(t *testing.T) {
-			env := map[string]string{"LIMIT_REQUESTS": "0"} // the posters and resuming subscribers flood on purpose
-			if backend == "mysql" {
-				env["DATABASE_URL"] = storetest.MySQLURL(t)
-			}
+	for _, backend := range databases {
+		t.Run(string(backend), func(t *testing.T) {
+			env := withDatabase(t, backend, map[string]string{"LIMIT_REQUESTS": "0"}) // the posters and resuming subscribers flood on purpose
 			s := startOpsServer(t, env)
 			reader := s.chatUser(t, "reader")
 			feed := durableFeed{

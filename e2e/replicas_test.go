@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/pubsub/redispubsub/redistest"
+	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
@@ -167,28 +168,37 @@ func TestPresenceAcrossReplicas(t *testing.T) {
 // subscribers on both resuming over and over, the broker in between: each
 // ends with the full ordered set, statuses and a chat room alike.
 func TestReplicasResumeUnderConcurrentPosters(t *testing.T) {
-	a, replicas := startReplicas(t, 2, redistest.URL(t))
-	checkResume(t, statusFeed, replicas, replicas, 4, 30)
-	r := a.createRoom(t, a.signIn(t, "owner"), "busy")
-	checkResume(t, messageFeed(r.ID), replicas, replicas, 4, 30)
+	for _, backend := range []store.Dialect{store.MySQL, store.Postgres} {
+		t.Run(string(backend), func(t *testing.T) {
+			a, replicas := startReplicasOn(t, 2, redistest.URL(t), storetest.URL(t, backend))
+			checkResume(t, statusFeed, replicas, replicas, 4, 30)
+			r := a.createRoom(t, a.signIn(t, "owner"), "busy")
+			checkResume(t, messageFeed(r.ID), replicas, replicas, 4, 30)
+		})
+	}
 }
 
 // TestReplicasStartTogether: replicas started at the same moment on an
-// empty database migrate one after the other and all come up.
+// empty database (MySQL, PostgreSQL) migrate one after the other and all
+// come up.
 func TestReplicasStartTogether(t *testing.T) {
-	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "LOG_LEVEL": "info"}
-	servers := make([]*testServer, 3)
-	var wg sync.WaitGroup
-	for i := range servers {
-		wg.Go(func() { servers[i] = startProcess(t, env) })
+	for _, backend := range []store.Dialect{store.MySQL, store.Postgres} {
+		t.Run(string(backend), func(t *testing.T) {
+			env := withDatabase(t, backend, map[string]string{"LOG_LEVEL": "info"})
+			servers := make([]*testServer, 3)
+			var wg sync.WaitGroup
+			for i := range servers {
+				wg.Go(func() { servers[i] = startProcess(t, env) })
+			}
+			wg.Wait()
+			token := servers[0].signIn(t, "first")
+			for i, s := range servers {
+				st := s.post(t, token, fmt.Sprintf("from %d", i))
+				assert.Equal(t, strconv.Itoa(i+1), st.ID, "one schema, one stream")
+			}
+			assert.Len(t, servers[2].generalRoomsNamed(t), 1, "one general room, however many replicas created the schema")
+		})
 	}
-	wg.Wait()
-	token := servers[0].signIn(t, "first")
-	for i, s := range servers {
-		st := s.post(t, token, fmt.Sprintf("from %d", i))
-		assert.Equal(t, strconv.Itoa(i+1), st.ID, "one schema, one stream")
-	}
-	assert.Len(t, servers[2].generalRoomsNamed(t), 1, "one general room, however many replicas created the schema")
 }
 
 // TestRedisConnectionsStayBounded: however many clients and topics a

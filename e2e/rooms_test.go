@@ -11,8 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/switchboardhq/switchboard/store/storetest"
 )
 
 // The room list and room creation against the real server: LIMIT_ROOMS,
@@ -100,14 +98,11 @@ type listedRoom struct {
 // yet listed alike) returns every room exactly once: first the ten the
 // reader posted to, then the others, the quiet ones newest first.
 func TestRoomListPagesOnceWhileMessagesArrive(t *testing.T) {
-	for _, backend := range []string{"sqlite", "mysql"} {
-		t.Run(backend, func(t *testing.T) {
+	for _, backend := range databases {
+		t.Run(string(backend), func(t *testing.T) {
 			// The poster posts as fast as the server answers: on a fast
 			// machine, faster than the per-user operation limit.
-			env := map[string]string{"LIMIT_ROOMS": "0", "LIMIT_MESSAGES": "0", "LIMIT_REQUESTS": "0", "DEMO_FEED": "false"}
-			if backend == "mysql" {
-				env["DATABASE_URL"] = storetest.MySQLURL(t)
-			}
+			env := withDatabase(t, backend, map[string]string{"LIMIT_ROOMS": "0", "LIMIT_MESSAGES": "0", "LIMIT_REQUESTS": "0", "DEMO_FEED": "false"})
 			roomListPagesOnce(t, startServer(t, env))
 		})
 	}

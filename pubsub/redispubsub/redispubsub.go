@@ -6,10 +6,20 @@
 // opens one client, shares it with whatever else uses the same Redis (the
 // shared rate limits), and closes it after closing the broker. Whatever its
 // number of subscribers, a broker uses the client's pool for PUBLISH and one
-// connection of its own for all of its channel subscriptions. A topic is
-// subscribed in Redis once per replica, when its first local subscriber
-// arrives, and the replica fans the messages out to its local subscribers
-// itself.
+// connection of its own for all of its channel subscriptions (on a Redis
+// Cluster, one per shard it listens on). A topic is subscribed in Redis once
+// per replica, when its first local subscriber arrives, and the replica fans
+// the messages out to its local subscribers itself.
+//
+// The client may be one Redis, a Sentinel-managed master (a failover
+// client: after a failover the subscription connection fails, and its
+// subscribers subscribe again, to the new master), or a Redis Cluster. On a
+// cluster the broker uses sharded pub/sub (SPUBLISH, SSUBSCRIBE, Redis 7): a
+// message travels only to the shard that owns its channel's slot, where
+// plain PUBLISH is sent to every node of the cluster. A shard's subscription
+// connection that fails (its master died, its slots moved) ends the
+// subscriptions of that shard's topics alone; they subscribe again, to the
+// slot's master of then.
 //
 // Channel per topic, not a pattern subscription: a replica then receives
 // only the topics it has subscribers for (a chat room nobody on this replica
@@ -73,22 +83,36 @@ const healthInterval = 15 * time.Second
 
 // Broker is a pubsub.Broker on Redis.
 type Broker struct {
-	client *redis.Client
-	opts   Options
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // client, when it is a cluster's
+	// stale says that the cluster's map of slots may be out of date: a
+	// shard's connection failed, or a subscription on it did. The next
+	// subscription reloads it first (the client reloads it by itself only
+	// after its own commands fail).
+	stale atomic.Bool
+	opts  Options
 
 	mu     sync.Mutex
 	closed bool
 	// shut mirrors closed for Publish and Ping, which must not wait for mu:
 	// Subscribe holds it while it dials a Redis that may not answer.
 	shut   atomic.Bool
-	ps     *redis.PubSub // the subscription connection; nil until needed and after a failure
+	shards map[string]*shard // the subscription connections, by shard ("" off a cluster)
 	topics map[string]*topic
 	done   chan struct{}
 	wg     sync.WaitGroup
 }
 
+// shard is one subscription connection: to the Redis, or on a cluster to
+// the master of the slots of its channels.
+type shard struct {
+	node string // the master's address on a cluster, "" otherwise
+	ps   *redis.PubSub
+}
+
 // topic is one Redis channel subscribed by this replica.
 type topic struct {
+	shard *shard
 	subs  map[*pubsub.Subscription]struct{}
 	ready chan struct{} // closed when Redis confirmed the subscription (or it failed)
 	idle  time.Time     // when the last local subscriber left
@@ -97,7 +121,7 @@ type topic struct {
 // New returns a broker on client, which must stay open until the broker is
 // closed; closing the broker does not close the client. New does not wait
 // for Redis to answer: use Ping for that.
-func New(client *redis.Client, opts Options) *Broker {
+func New(client redis.UniversalClient, opts Options) *Broker {
 	if opts.Prefix == "" {
 		opts.Prefix = "switchboard:"
 	}
@@ -107,7 +131,8 @@ func New(client *redis.Client, opts Options) *Broker {
 	if opts.IdleTopic <= 0 {
 		opts.IdleTopic = 30 * time.Second
 	}
-	b := &Broker{client: client, opts: opts, topics: make(map[string]*topic), done: make(chan struct{})}
+	b := &Broker{client: client, opts: opts, shards: make(map[string]*shard), topics: make(map[string]*topic), done: make(chan struct{})}
+	b.cluster, _ = client.(*redis.ClusterClient)
 	b.wg.Add(1)
 	go b.sweep()
 	return b
@@ -149,10 +174,50 @@ func (b *Broker) Publish(ctx context.Context, topic string, payload []byte) erro
 	if b.isClosed() {
 		return pubsub.ErrClosed
 	}
-	if err := b.client.Publish(ctx, b.opts.Prefix+topic, payload).Err(); err != nil {
+	var err error
+	if b.cluster != nil {
+		err = b.cluster.SPublish(ctx, b.opts.Prefix+topic, payload).Err()
+	} else {
+		err = b.client.Publish(ctx, b.opts.Prefix+topic, payload).Err()
+	}
+	if err != nil {
 		return fmt.Errorf("redis publish %s: %w", topic, err)
 	}
 	return nil
+}
+
+// nodeFor returns the shard of channel: on a cluster, its slot's master
+// (the client of that node, and its address); else the client itself.
+func (b *Broker) nodeFor(ctx context.Context, channel string) (string, redis.UniversalClient, error) {
+	if b.cluster == nil {
+		return "", b.client, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.SubscribeTimeout)
+	defer cancel()
+	if b.stale.Swap(false) {
+		b.cluster.ReloadState(ctx)
+	}
+	master, err := b.cluster.MasterForKey(ctx, channel)
+	if err != nil {
+		return "", nil, err
+	}
+	return master.Options().Addr, master, nil
+}
+
+// subscribe asks for channel on sh's connection: SSUBSCRIBE on a cluster.
+func (b *Broker) subscribe(ctx context.Context, sh *shard, channels ...string) error {
+	if sh.node != "" {
+		return sh.ps.SSubscribe(ctx, channels...)
+	}
+	return sh.ps.Subscribe(ctx, channels...)
+}
+
+// unsubscribe gives channels up on sh's connection.
+func (b *Broker) unsubscribe(ctx context.Context, sh *shard, channels ...string) error {
+	if sh.node != "" {
+		return sh.ps.SUnsubscribe(ctx, channels...)
+	}
+	return sh.ps.Unsubscribe(ctx, channels...)
 }
 
 // Subscribe delivers the messages published to topic, on any replica,
@@ -162,23 +227,40 @@ func (b *Broker) Subscribe(ctx context.Context, name string) (*pubsub.Subscripti
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if b.isClosed() {
+		return nil, pubsub.ErrClosed
+	}
+	// The channel's shard, asked before taking mu: on a cluster this may
+	// load the slots' map from a node.
+	node, client, err := b.nodeFor(ctx, b.opts.Prefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("redis subscribe %s: %w", name, err)
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return nil, pubsub.ErrClosed
 	}
-	if b.ps == nil {
-		b.ps = b.client.Subscribe(context.Background())
-		b.wg.Add(1)
-		go b.receive(b.ps)
-	}
 	t := b.topics[name]
 	if t == nil {
-		t = &topic{subs: make(map[*pubsub.Subscription]struct{}), ready: make(chan struct{})}
+		sh := b.shards[node]
+		if sh == nil {
+			sh = &shard{node: node}
+			if node != "" {
+				sh.ps = client.SSubscribe(context.Background())
+			} else {
+				sh.ps = client.Subscribe(context.Background())
+			}
+			b.shards[node] = sh
+			b.wg.Add(1)
+			go b.receive(sh)
+		}
+		t = &topic{shard: sh, subs: make(map[*pubsub.Subscription]struct{}), ready: make(chan struct{})}
 		b.topics[name] = t
-		if err := b.ps.Subscribe(ctx, b.opts.Prefix+name); err != nil {
+		if err := b.subscribe(ctx, sh, b.opts.Prefix+name); err != nil {
 			delete(b.topics, name)
 			b.mu.Unlock()
+			b.stale.Store(b.cluster != nil)
 			return nil, fmt.Errorf("redis subscribe %s: %w", name, err)
 		}
 	}
@@ -206,6 +288,7 @@ func (b *Broker) Subscribe(ctx context.Context, name string) (*pubsub.Subscripti
 		return nil, pubsub.ErrClosed
 	case <-timer.C:
 		stop()
+		b.stale.Store(b.cluster != nil)
 		sub.End(ErrDisconnected)
 		return nil, fmt.Errorf("redis subscribe %s: not confirmed within %s", name, b.opts.SubscribeTimeout)
 	}
@@ -225,41 +308,41 @@ func (b *Broker) remove(name string, t *topic, sub *pubsub.Subscription) {
 // errPanicked is the failure of a Ping whose call panicked.
 var errPanicked = errors.New("redis ping panicked")
 
-// receive reads the subscription connection until it fails or the broker
+// receive reads a subscription connection until it fails or the broker
 // closes. A panic ends the connection's subscriptions as a failure does.
-func (b *Broker) receive(ps *redis.PubSub) {
+func (b *Broker) receive(sh *shard) {
 	defer b.wg.Done()
-	defer b.opts.Panics.Recover(context.Background(), "redis.receive", func() { b.fail(ps) })
+	defer b.opts.Panics.Recover(context.Background(), "redis.receive", func() { b.fail(sh) })
 	for {
-		msg, err := ps.ReceiveTimeout(context.Background(), healthInterval)
+		msg, err := sh.ps.ReceiveTimeout(context.Background(), healthInterval)
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			// Quiet for a while: make sure the connection is still alive
 			// (a network cut sends no reset).
-			if err = ps.Ping(context.Background()); err == nil {
+			if err = sh.ps.Ping(context.Background()); err == nil {
 				continue
 			}
 		}
 		if err != nil {
-			b.fail(ps)
+			b.fail(sh)
 			return
 		}
-		b.handle(ps, msg)
+		b.handle(sh, msg)
 	}
 }
 
-// handle acts on one message of the subscription connection ps: a
-// subscription's confirmation, or a message for the topic's subscribers.
-func (b *Broker) handle(ps *redis.PubSub, msg any) {
+// handle acts on one message of sh's connection: a subscription's
+// confirmation, or a message for the topic's subscribers.
+func (b *Broker) handle(sh *shard, msg any) {
 	b.opts.Panics.Point("redis.receive")
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch m := msg.(type) {
 	case *redis.Subscription:
-		if m.Kind != "subscribe" {
+		if m.Kind != "subscribe" && m.Kind != "ssubscribe" {
 			return
 		}
-		if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && b.ps == ps {
+		if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && t.shard == sh && b.shards[sh.node] == sh {
 			select {
 			case <-t.ready:
 			default:
@@ -267,7 +350,7 @@ func (b *Broker) handle(ps *redis.PubSub, msg any) {
 			}
 		}
 	case *redis.Message:
-		if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && b.ps == ps {
+		if t := b.topics[m.Channel[len(b.opts.Prefix):]]; t != nil && t.shard == sh && b.shards[sh.node] == sh {
 			payload := []byte(m.Payload)
 			for sub := range t.subs {
 				sub.Deliver(payload)
@@ -278,30 +361,35 @@ func (b *Broker) handle(ps *redis.PubSub, msg any) {
 
 // fail ends every subscription of a failed (or closed) connection: their
 // owners subscribe again and catch up.
-func (b *Broker) fail(ps *redis.PubSub) {
+func (b *Broker) fail(sh *shard) {
 	b.mu.Lock()
-	if b.ps != ps {
+	if b.shards[sh.node] != sh {
 		b.mu.Unlock()
 		return
 	}
-	b.ps = nil
-	subs := b.dropTopicsLocked()
+	delete(b.shards, sh.node)
+	b.stale.Store(b.cluster != nil) // its master may have died, or its slots moved
+	subs := b.dropTopicsLocked(sh)
 	err := ErrDisconnected
 	if b.closed {
 		err = pubsub.ErrClosed
 	}
 	b.mu.Unlock()
-	_ = ps.Close()
+	_ = sh.ps.Close()
 	for _, sub := range subs {
 		sub.End(err)
 	}
 }
 
-// dropTopicsLocked forgets every topic, releases whoever waits for their
-// confirmation, and returns their subscriptions. Called with b.mu held.
-func (b *Broker) dropTopicsLocked() []*pubsub.Subscription {
+// dropTopicsLocked forgets every topic of sh (of every shard, when sh is
+// nil), releases whoever waits for their confirmation, and returns their
+// subscriptions. Called with b.mu held.
+func (b *Broker) dropTopicsLocked(sh *shard) []*pubsub.Subscription {
 	var subs []*pubsub.Subscription
-	for _, t := range b.topics {
+	for name, t := range b.topics {
+		if sh != nil && t.shard != sh {
+			continue
+		}
 		for sub := range t.subs {
 			subs = append(subs, sub)
 		}
@@ -310,8 +398,8 @@ func (b *Broker) dropTopicsLocked() []*pubsub.Subscription {
 		default:
 			close(t.ready)
 		}
+		delete(b.topics, name)
 	}
-	b.topics = make(map[string]*topic)
 	return subs
 }
 
@@ -335,7 +423,7 @@ func (b *Broker) sweep() {
 func (b *Broker) sweepIdle(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var idle []string
+	idle := make(map[*shard][]string)
 	for name, t := range b.topics {
 		select {
 		case <-t.ready: // only confirmed ones, so no confirmation is outstanding
@@ -343,12 +431,14 @@ func (b *Broker) sweepIdle(now time.Time) {
 			continue
 		}
 		if len(t.subs) == 0 && now.Sub(t.idle) >= b.opts.IdleTopic {
-			idle = append(idle, b.opts.Prefix+name)
+			idle[t.shard] = append(idle[t.shard], b.opts.Prefix+name)
 			delete(b.topics, name)
 		}
 	}
-	if len(idle) > 0 && b.ps != nil {
-		_ = b.ps.Unsubscribe(context.Background(), idle...)
+	for sh, channels := range idle {
+		if b.shards[sh.node] == sh {
+			_ = b.unsubscribe(context.Background(), sh, channels...)
+		}
 	}
 }
 
@@ -362,15 +452,18 @@ func (b *Broker) Close() error {
 	}
 	b.closed = true
 	b.shut.Store(true)
-	ps := b.ps
+	var shards []*shard
+	for _, sh := range b.shards {
+		shards = append(shards, sh)
+	}
 	b.mu.Unlock()
 	close(b.done)
-	if ps != nil {
-		_ = ps.Close() // receive sees the error and ends the subscriptions
+	for _, sh := range shards {
+		_ = sh.ps.Close() // receive sees the error and ends the subscriptions
 	}
 	b.wg.Wait()
 	b.mu.Lock()
-	subs := b.dropTopicsLocked()
+	subs := b.dropTopicsLocked(nil)
 	b.mu.Unlock()
 	for _, sub := range subs {
 		sub.End(pubsub.ErrClosed)

@@ -26,7 +26,7 @@ var _ ratelimit.Shared = (*Store)(nil)
 
 // New returns buckets kept through client under keys starting with prefix
 // (the limiter adds "rate:" in front).
-func New(client *redis.Client, prefix string) *Store {
+func New(client redis.UniversalClient, prefix string) *Store {
 	return &Store{limiter: redis_rate.NewLimiter(client), prefix: prefix}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,8 @@ func Client(tb testing.TB, url string) *redis.Client {
 type Server struct {
 	tb   testing.TB
 	Port int
+	dir  string   // its working directory, kept across restarts
+	args []string // its own arguments (a cluster node's, a sentinel's)
 	cmd  *exec.Cmd
 }
 
@@ -55,8 +58,17 @@ type Server struct {
 // REQUIRE_SERVICES=1) when redis-server is not installed.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	s := newServer(tb)
+	s.Start()
+	return s
+}
+
+// newServer returns a Server on a free loopback port, not started, stopped
+// when the test ends.
+func newServer(tb testing.TB, args ...string) *Server {
+	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		testenv.RequireService(tb, "redis-server is not installed; skipping the Redis fault test")
+		testenv.RequireService(tb, "redis-server is not installed; skipping the Redis test that needs a server of its own")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,11 +76,13 @@ func Start(tb testing.TB) *Server {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
-	s := &Server{tb: tb, Port: port}
-	s.Start()
+	s := &Server{tb: tb, Port: port, dir: tb.TempDir(), args: args}
 	tb.Cleanup(s.Stop)
 	return s
 }
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
 
 // URL is the server's redis:// URL.
 func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
@@ -76,8 +90,12 @@ func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.P
 // Start starts the server (again) and waits until it accepts connections.
 func (s *Server) Start() {
 	s.tb.Helper()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.tb.TempDir())
+	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir}, s.args...)
+	if len(s.args) > 0 && s.args[0] == "--sentinel" { // a sentinel reads (and rewrites) its own file
+		args = []string{filepath.Join(s.dir, "sentinel.conf"), "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir}
+	}
+	s.cmd = exec.Command("redis-server", args...)
 	if err := s.cmd.Start(); err != nil {
 		s.tb.Fatalf("start redis-server: %v", err)
 	}

@@ -168,7 +168,7 @@ func (c *Config) settings() []setting {
 		{env: "DATABASE_URL", flag: "database-url", usage: "sqlite:PATH, mysql://user:password@host:3306/dbname or postgres://user:password@host:5432/dbname; default sqlite:<data-dir>/switchboard.db", set: c.setDatabaseURL},
 		duration("DB_TIMEOUT", "db-timeout", "5s", "longest wait for one database statement before UNAVAILABLE", 100*time.Millisecond, 10*time.Minute, &c.DBTimeout),
 		{env: "ADDR", flag: "addr", def: ":8080", usage: "listen address", set: c.setAddr},
-		{env: "REDIS_URL", flag: "redis-url", usage: "redis://host:6379/0; unset means the in-process broker", set: c.setRedisURL},
+		{env: "REDIS_URL", flag: "redis-url", usage: "redis://host:6379/0, a Sentinel's (?master_name=…&addr=…) or a Cluster's (?addr=…&addr=…); unset means the in-process broker", set: c.setRedisURL},
 		{env: "ALLOWED_ORIGINS", flag: "allowed-origins", usage: "comma-separated origins allowed for WebSocket upgrades and CORS; default the server's own", set: c.setAllowedOrigins},
 		{env: "TRUSTED_PROXIES", flag: "trusted-proxies", usage: "comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client", set: c.setTrustedProxies},
 		{env: "TLS_CERT_FILE", flag: "tls-cert-file", usage: "PEM certificate (chain) to serve HTTPS and WSS with; with TLS_KEY_FILE", set: func(v string) error { c.TLSCertFile = v; return nil }},
@@ -266,9 +266,13 @@ func (c *Config) setRedisURL(v string) error {
 		return nil
 	}
 	if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		return errors.New("REDIS_URL must look like redis://host:6379/0")
+		return errors.New("REDIS_URL must look like redis://host:6379/0 (see the README for Sentinel and Cluster)")
 	}
-	return nil
+	client, err := openRedis(v) // connects to nothing: checks the options
+	if err != nil {
+		return err
+	}
+	return client.Close()
 }
 
 func (c *Config) setAllowedOrigins(v string) error {

@@ -45,6 +45,8 @@ func TestConfigValidation(t *testing.T) {
 		"bad proxies":         {env: map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, wantErr: "TRUSTED_PROXIES must be"},
 		"bad compression":     {env: map[string]string{"WS_COMPRESSION": "gzip"}, wantErr: "WS_COMPRESSION must be true or false"},
 		"bad redis url":       {env: map[string]string{"REDIS_URL": "localhost:6379"}, wantErr: "REDIS_URL must look like"},
+		"bad sentinel option": {env: map[string]string{"REDIS_URL": "redis://s1:26379/0?master_name=m&sentinels=2"}, wantErr: "REDIS_URL (Sentinel)"},
+		"bad cluster option":  {env: map[string]string{"REDIS_URL": "redis://n1:6379?addr=n2:6379&db=3"}, wantErr: "REDIS_URL (Cluster)"},
 		"half a TLS pair":     {env: map[string]string{"TLS_CERT_FILE": "cert.pem"}, wantErr: "TLS_CERT_FILE and TLS_KEY_FILE go together"},
 		"bad format":          {env: map[string]string{"LOG_FORMAT": "xml"}, wantErr: "LOG_FORMAT must be text or json"},
 		"no session age":      {env: map[string]string{"SESSION_MAX_AGE": "0s"}, wantErr: "SESSION_MAX_AGE must be a duration from 1s to 8760h"},

@@ -32,7 +32,7 @@ import (
 // 20/s × 16 KiB × 300 s, about 98 MB, per replica.
 type sharedPersisted struct {
 	local   *byteLRU[string]
-	client  *redis.Client
+	client  redis.UniversalClient
 	prefix  string // the deployment's, then "apq:"
 	breaker *pubsub.Breaker
 	failed  func(err error) // counts a Redis failure (see startServices)

@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,13 +32,20 @@ const redisTimeout = 2 * time.Second
 // both go through. openBroker opens it; it closes after the broker and the
 // services that use it.
 type redisConn struct {
-	client  *redis.Client
+	client  redis.UniversalClient
 	prefix  string
 	breaker *pubsub.Breaker
 }
 
-// openRedis returns a client of the Redis at url ("redis://host:6379/0", or
-// "rediss://" for TLS). It does not wait for Redis to answer. A failed
+// openRedis returns a client of the Redis that url names:
+//
+//	redis://host:6379/0                                  one Redis (rediss:// for TLS)
+//	redis://s1:26379/0?master_name=NAME&addr=s2:26379    the master that the Sentinels at s1, s2, … name NAME
+//	redis://n1:6379?addr=n2:6379&addr=n3:6379            a Redis Cluster, from these seed nodes
+//	redis://n1:6379?cluster=true                         a Redis Cluster, from one seed node
+//
+// (user and password in the URL's user part, as usual; go-redis reads the
+// other query parameters). It does not wait for Redis to answer. A failed
 // command is retried once, on another connection, and then reported: the
 // callers fall back (to the database, to local rate limits) rather than
 // wait.
@@ -45,8 +54,36 @@ type redisConn struct {
 // per-client option; openRedis silences it, since every failure reaches the
 // caller as an error and readiness reports the outage. Setting it is atomic
 // and idempotent, so each call may do it.
-func openRedis(url string) (*redis.Client, error) {
-	opts, err := redis.ParseURL(url)
+func openRedis(rawURL string) (redis.UniversalClient, error) {
+	redis.SetLogger(quietRedis{})
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", errors.Unwrap(err))
+	}
+	q := u.Query()
+	switch {
+	case q.Has("master_name"):
+		opts, err := redis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL (Sentinel): %w", err)
+		}
+		opts.PoolSize, opts.MaxRetries = redisPoolSize, 1
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
+		opts.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(opts), nil
+	case q.Has("addr") || q.Get("cluster") == "true":
+		q.Del("cluster")
+		u.RawQuery = q.Encode()
+		opts, err := redis.ParseClusterURL(u.String())
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL (Cluster): %w", err)
+		}
+		opts.PoolSize, opts.MaxRetries = redisPoolSize, 1 // the pool is per node
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = redisTimeout, redisTimeout, redisTimeout
+		opts.ContextTimeoutEnabled = true
+		return redis.NewClusterClient(opts), nil
+	}
+	opts, err := redis.ParseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
@@ -58,7 +95,6 @@ func openRedis(url string) (*redis.Client, error) {
 	// Heed the callers' deadlines (the breaker's 250 ms, a rate-limit
 	// decision's), which go-redis ignores by default.
 	opts.ContextTimeoutEnabled = true
-	redis.SetLogger(quietRedis{})
 	return redis.NewClient(opts), nil
 }
 

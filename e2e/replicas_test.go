@@ -233,7 +233,24 @@ func TestRedisConnectionsStayBounded(t *testing.T) {
 // budget is one across replicas, not one per replica; while Redis is down,
 // each replica limits on its own instead of refusing or stalling.
 func TestPerUserLimitsAreSharedByReplicas(t *testing.T) {
-	redis := redistest.Start(t)
+	forEachRedis(t, perUserLimitsShared)
+}
+
+// sharedRedis is a Redis of a test's own, which it may stop: one server,
+// or a cluster.
+type sharedRedis interface {
+	URL() string
+	Stop()
+}
+
+// forEachRedis runs test on a private Redis server and on a private Redis
+// Cluster of three masters (keys on every shard).
+func forEachRedis(t *testing.T, test func(t *testing.T, redis sharedRedis)) {
+	t.Run("redis", func(t *testing.T) { test(t, redistest.Start(t)) })
+	t.Run("cluster", func(t *testing.T) { test(t, redistest.StartCluster(t, 3, 0)) })
+}
+
+func perUserLimitsShared(t *testing.T, redis sharedRedis) {
 	// One status every 5 s, bursts of 1: nothing refills during the test.
 	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "LIMIT_STATUSES": "0.2", "LIMIT_ROOMS": "2"}
 	a := startServer(t, env)
@@ -398,7 +415,10 @@ func TestUnreadCountsStayRightAcrossReplicas(t *testing.T) {
 // not seen is PERSISTED_QUERY_NOT_FOUND (the client sends the document),
 // promptly.
 func TestPersistedQueriesAreSharedByReplicas(t *testing.T) {
-	redis := redistest.Start(t)
+	forEachRedis(t, persistedQueriesShared)
+}
+
+func persistedQueriesShared(t *testing.T, redis sharedRedis) {
 	env := map[string]string{"DATABASE_URL": storetest.MySQLURL(t), "REDIS_URL": redis.URL(), "DEMO_FEED": "false"}
 	a := startServer(t, env)
 	b := startServer(t, env)

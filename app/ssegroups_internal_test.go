@@ -72,6 +72,16 @@ func nothingFor(t *testing.T, m *sseMember, what string) {
 	}
 }
 
+// settled returns once the group's publish of the last event sent to its
+// leader has handed it to every member: a member may receive a frame while
+// the publish still holds the group's lock, and the fake leader publishes
+// nothing more until the test sends it another event.
+func settled(g *sseGroup) {
+	g.mu.Lock()
+	//lint:ignore SA2001 an empty critical section: waiting for publish is the point
+	g.mu.Unlock()
+}
+
 func isGone(m *sseMember) bool {
 	select {
 	case <-m.gone:
@@ -97,6 +107,7 @@ func TestSSEGroupLetsGoOfSlowStreams(t *testing.T) {
 	for pos := int64(1); pos <= sseRing+1; pos++ {
 		events <- fakeEvent{pos: pos}
 		require.Equal(t, pos, received(t, reader), "the stream that reads gets every event")
+		settled(reader.group)
 		if pos == sseRing {
 			assert.False(t, isGone(idle), "a full queue is no reason yet")
 		}
@@ -127,6 +138,7 @@ func TestSSELatestGroupNeverLetsGo(t *testing.T) {
 		events <- fakeEvent{pos: v}
 		require.Equal(t, v, received(t, reader))
 	}
+	settled(reader.group)
 	assert.False(t, isGone(idle))
 	assert.EqualValues(t, 3*sseRing, received(t, idle), "the newest value")
 	nothingFor(t, idle, "one value waits, no more")
@@ -155,6 +167,7 @@ func TestSSESpanningGroupAudiences(t *testing.T) {
 		for _, s := range scopes {
 			assert.Equal(t, v, received(t, members[s]), "scope %s", s)
 		}
+		settled(members["a"].group)
 	}
 	events <- fakeEvent{pos: 1, audiences: []string{"a", "b"}}
 	expect(1, "a", "b")
@@ -189,6 +202,7 @@ func TestSSESpanningGroupAudiences(t *testing.T) {
 		events <- fakeEvent{pos: int64(7 + i), audiences: []string{fmt.Sprintf("gone%d", i), "a"}}
 		assert.EqualValues(t, 7+i, received(t, members["a"]))
 	}
+	settled(members["a"].group)
 	g := d.group
 	g.mu.Lock()
 	kept := len(g.newest)

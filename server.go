@@ -6,7 +6,8 @@
 //	switchboard [flags]                                    serve (see --help)
 //	switchboard token --name NAME [--role ROLE] [--ttl D]  mint a token (a new session)
 //	switchboard token revoke --session ID | --user ID      end sessions
-//	switchboard version                                    print the version
+//	switchboard version                                    print the version, the VCS revision and the Go version
+//	switchboard healthcheck [--addr ADDR]                  exit 0 if the server on this machine answers /healthz
 //
 // Configuration comes from flags and environment variables; the README's
 // configuration table lists them. This file is the entry point only: the
@@ -29,7 +30,8 @@ import (
 )
 
 // version is the server's version, set at build time with
-// -ldflags "-X main.version=…".
+// -ldflags "-X main.version=…"; without it, the module's (see
+// buildVersion).
 var version = "dev"
 
 func main() {
@@ -49,8 +51,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 0 && args[0] == "token" {
 		return app.TokenCommand(ctx, args[1:], getenv, stdout, os.Stderr)
 	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(ctx, args[1:], getenv, stdout)
+	}
+	v, details := buildVersion()
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
-		_, err := fmt.Fprintln(stdout, "switchboard", version)
+		if details != "" {
+			details = " (" + details + ")"
+		}
+		_, err := fmt.Fprintf(stdout, "switchboard %s%s\n", v, details)
 		return err
 	}
 	cfg, err := app.ParseConfig(args, getenv, stdout)
@@ -60,6 +69,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	cfg.Version = version
+	cfg.Version = v
 	return app.Run(ctx, cfg, stdout)
 }

@@ -69,8 +69,49 @@ func TestVersionFlag(t *testing.T) {
 	for _, arg := range []string{"--version", "-version", "version"} {
 		var out bytes.Buffer
 		require.NoError(t, run(t.Context(), []string{arg}, func(string) string { return "" }, &out))
-		assert.Equal(t, "switchboard dev\n", out.String(), arg)
+		assert.Regexp(t, `^switchboard dev \(.*go1\.\d+.*\)\n$`, out.String(), "%s: the version, and the Go version it was built with", arg)
 	}
+}
+
+// TestVersionOfABuild: a binary built with -X main.version prints that
+// version, the VCS revision it was built from and the Go version.
+func TestVersionOfABuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := t.TempDir() + "/switchboard"
+	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X main.version=v9.8.7", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	require.NoError(t, err)
+	rev, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	assert.Regexp(t, `^switchboard v9\.8\.7 \(revision `+string(rev[:12])+`(\+dirty)?, go1\.\d+`, string(out))
+}
+
+// TestHealthcheck: the healthcheck subcommand succeeds against a server
+// that serves, on ADDR's port whatever its host, and fails, at once, for
+// one that is stopped.
+func TestHealthcheck(t *testing.T) {
+	env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": "127.0.0.1:0"}
+	cfg, err := app.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	require.NoError(t, err)
+	srv, err := app.Start(t.Context(), cfg, io.Discard)
+	require.NoError(t, err)
+	port := srv.URL()[strings.LastIndex(srv.URL(), ":")+1:]
+	for _, addr := range []string{"127.0.0.1:" + port, ":" + port, "0.0.0.0:" + port} {
+		var out bytes.Buffer
+		require.NoError(t, run(t.Context(), []string{"healthcheck"}, func(k string) string { return map[string]string{"ADDR": addr}[k] }, &out), addr)
+		assert.Equal(t, "ok\n", out.String())
+	}
+	require.NoError(t, srv.Shutdown(t.Context()))
+	err = run(t.Context(), []string{"healthcheck", "--addr", "127.0.0.1:" + port}, func(string) string { return "" }, io.Discard)
+	assert.ErrorContains(t, err, "healthcheck", "a stopped server fails the check")
 }
 
 func TestHelpListsTheSettingsAndStops(t *testing.T) {

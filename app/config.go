@@ -113,11 +113,17 @@ func ParseConfig(args []string, getenv func(string) string, output io.Writer) (*
 		}
 		values[i] = fs.String(s.flag, def, s.usage+" ("+s.env+")")
 	}
+	fs.Usage = func() {
+		fmt.Fprintln(output, "Usage of switchboard (subcommands: token, version, healthcheck):")
+		fs.PrintDefaults()
+		fmt.Fprintf(output, "\nFrom the environment only (a flag would show it in the process list):\n"+
+			"  the HS256 signing key, at least %d bytes; required with ENV=production (AUTH_SECRET)\n", auth.MinKeyLength)
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (subcommands: token, version)", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (subcommands: token, version, healthcheck)", fs.Arg(0))
 	}
 	var errs []error
 	for i, s := range settings {

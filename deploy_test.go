@@ -237,7 +237,9 @@ func TestKubernetes(t *testing.T) {
 	require.NotEmpty(t, pods)
 	assert.Equal(t, pods, dep.Selector.MatchLabels, "the Deployment selects its pods")
 	assert.Equal(t, pods, objects["PodDisruptionBudget"].Spec.Selector.MatchLabels)
-	var svc struct{ Spec struct{ Selector map[string]string } }
+	var svc struct {
+		Spec struct{ Selector map[string]string }
+	}
 	raw, err = os.ReadFile(filepath.Join(dir, "service.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, yaml.Unmarshal(raw, &svc))

@@ -96,6 +96,21 @@ func newMetrics() *metrics {
 // countPanic counts a panic recovered at where (see panics.Guard).
 func (m *metrics) countPanic(where string) { m.panics.WithLabelValues(where).Inc() }
 
+// observeReadiness registers switchboard_ready, asking ready at each
+// scrape (what /readyz answers: the database within 1 s, not shutting
+// down), so that an alert sees a replica out of rotation.
+func (m *metrics) observeReadiness(ready func() bool) {
+	m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_ready",
+		Help: "1 while the server is ready (what /readyz answers 200 to: the database answers within 1 s, no shutdown begun; a broker outage only degrades it), 0 otherwise; read at each scrape.",
+	}, func() float64 {
+		if ready() {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // handler serves the metrics in Prometheus's format.
 func (m *metrics) handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
 

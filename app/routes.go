@@ -193,27 +193,32 @@ func newHandler(cfg *Config, log *slog.Logger, svc *services, tokens *auth.Token
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": cfg.Version})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	readiness := func(ctx context.Context) (int, map[string]string) {
 		if draining.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
-			return
+			return http.StatusServiceUnavailable, map[string]string{"status": "shutting down"}
 		}
-		ping, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		ping, cancel := context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
 		if err := svc.db.Ping(ping); err != nil {
-			log.WarnContext(r.Context(), "not ready", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"})
-			return
+			log.WarnContext(ctx, "not ready", "err", err)
+			return http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "down"}
 		}
 		// A broker outage degrades live delivery (it falls back to the
 		// database) but every request is still served: report it, stay in
 		// rotation.
-		if err := broker.Ping(r.Context()); err != nil {
-			log.WarnContext(r.Context(), "degraded", "broker", "down", "err", err)
-			writeJSON(w, http.StatusOK, map[string]string{"status": "degraded", "database": "up", "broker": "down"})
-			return
+		if err := broker.Ping(ctx); err != nil {
+			log.WarnContext(ctx, "degraded", "broker", "down", "err", err)
+			return http.StatusOK, map[string]string{"status": "degraded", "database": "up", "broker": "down"}
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "database": "up", "broker": "up"})
+		return http.StatusOK, map[string]string{"status": "ready", "database": "up", "broker": "up"}
+	}
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		code, body := readiness(r.Context())
+		writeJSON(w, code, body)
+	})
+	m.observeReadiness(func() bool {
+		code, _ := readiness(context.Background())
+		return code == http.StatusOK
 	})
 	if cfg.MetricsAddr == "" { // else only its own listener serves them (see Start)
 		mux.Handle("GET /metrics", m.handler())

@@ -44,6 +44,7 @@ func databaseOutage(t *testing.T, db privateDatabase) {
 	sub.nextData("s", "statusPosted", &ev, 5*time.Second)
 	require.Equal(t, first.ID, ev.ID)
 
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_ready"), "ready while the database answers")
 	db.Stop()
 	start := time.Now()
 	r := s.do(t, token, `mutation { postStatus(text: "during") { id } }`, nil)
@@ -84,6 +85,7 @@ func databaseOutage(t *testing.T, db privateDatabase) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "not ready while the database is down")
+	assert.Equal(t, 0.0, s.metric(t, "switchboard_ready"), "the readiness metric says so too")
 	assert.GreaterOrEqual(t, s.metric(t, `switchboard_database_errors_total{kind="connection"}`), 1.0, "the failures are counted")
 
 	sub.send("ping", "", nil)
@@ -99,6 +101,7 @@ func databaseOutage(t *testing.T, db privateDatabase) {
 		second = s.post(t, token, "after, for sure")
 		return true
 	}, 30*time.Second, 200*time.Millisecond, "mutations work again once the database is back")
+	assert.Equal(t, 1.0, s.metric(t, "switchboard_ready"), "ready again")
 	var got []string
 	for len(got) == 0 || got[len(got)-1] != second.ID {
 		sub.nextData("s", "statusPosted", &ev, 10*time.Second)

@@ -70,15 +70,20 @@ func newServer(tb testing.TB, args ...string) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		testenv.RequireService(tb, "redis-server is not installed; skipping the Redis test that needs a server of its own")
 	}
+	s := &Server{tb: tb, Port: freePort(tb), dir: tb.TempDir(), args: args}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(tb testing.TB) int {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	s := &Server{tb: tb, Port: port, dir: tb.TempDir(), args: args}
-	tb.Cleanup(s.Stop)
-	return s
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Addr is the server's host:port.

@@ -205,7 +205,7 @@ func (t *graphQLOverSSE) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	if p, ok := auth.PrincipalFrom(ctx); ok {
 		expires = p.ExpiresAt
 	}
-	t.panics.Go(ctx, "sse.keepalive", func() { t.keepStreamAlive(ctx, end, out, expires) })
+	t.keepStreamAlive(ctx, end, out, expires)
 
 	// On its own until it has caught up; then, for a stream others may
 	// share, in its group (ssegroups.go).
@@ -479,31 +479,34 @@ func (t *graphQLOverSSE) begin(r *http.Request) (context.Context, context.Cancel
 }
 
 // keepStreamAlive writes a comment into an idle stream every keepAlive, and
-// ends the stream (end) when its token expires, until ctx ends.
+// ends the stream (end) when its token expires, until ctx ends: with
+// timers, not a goroutine per stream, since most streams are idle most of
+// the time. A timer's function that panics is recovered (where
+// sse.keepalive) and keeps the stream's keepalive stopped.
 func (t *graphQLOverSSE) keepStreamAlive(ctx context.Context, end context.CancelCauseFunc, out *sseWriter, expires time.Time) {
 	interval := cmp.Or(t.keepAlive, 25*time.Second)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	var expiry <-chan time.Time
-	if !expires.IsZero() {
-		timer := time.NewTimer(time.Until(expires))
-		defer timer.Stop()
-		expiry = timer.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
+	var tick *time.Timer
+	tick = time.AfterFunc(interval, func() {
+		defer t.panics.Recover(ctx, "sse.keepalive", nil)
+		if ctx.Err() != nil {
 			return
-		case <-expiry:
-			end(errSSETokenExpired)
-			return
-		case <-tick.C:
-			if out.idleFor() >= interval/2 && !out.comment("keepalive") {
-				end(errSSEGone)
-				return
-			}
 		}
+		if out.idleFor() >= interval/2 && !out.comment("keepalive") {
+			end(errSSEGone)
+			return
+		}
+		tick.Reset(interval)
+	})
+	var expiry *time.Timer
+	if !expires.IsZero() {
+		expiry = time.AfterFunc(time.Until(expires), func() { end(errSSETokenExpired) })
 	}
+	context.AfterFunc(ctx, func() {
+		tick.Stop()
+		if expiry != nil {
+			expiry.Stop()
+		}
+	})
 }
 
 // refusal is resp, errors that no execution produced, without its data
@@ -688,6 +691,7 @@ func (s *sseWriter) finish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.gzip || s.broken {
+		s.broken = true // a keepalive that fires late writes nothing
 		return
 	}
 	trailer := []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0} // an empty final fixed-Huffman block, CRC-32, size

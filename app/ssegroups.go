@@ -70,16 +70,17 @@ type sseGroup struct {
 	spanning  bool // its events have audiences: each goes to the members of its scopes, or to all
 	following bool // its events carry no id (see sseShare)
 
-	mu      sync.Mutex
-	cancel  context.CancelFunc // stops the leader; set once it starts
-	members map[*sseMember]struct{}
-	scopes  map[string]map[*sseMember]struct{} // the members by scope, of a spanning group
-	ring    []*sseFrame                        // of a durable stream: the newest events delivered, oldest first
+	mu     sync.Mutex
+	cancel context.CancelFunc // stops the leader; set once it starts
+	// scopes are the members by scope (all under "" in a group that does
+	// not span scopes); a scope without members has no entry.
+	scopes map[string]map[*sseMember]struct{}
+	ring   []*sseFrame // of a durable stream: the newest events delivered, oldest first
 	// newest is, of a latest-value stream, its newest value by scope ("":
 	// for all; every value of a group that does not span scopes). A scope
 	// without members keeps its value while it is among the newest sseRing
-	// such scopes a value was for (strays, strayN: a subscriber may be on its
-	// way in), or has members again.
+	// such scopes a value was for (strays: a subscriber may be on its way
+	// in), or has members again.
 	newest map[string]*sseFrame
 	strays *live.Recent[string]
 	head   int64 // the position of the newest event, or the one the leader started after
@@ -94,10 +95,13 @@ type sseGroup struct {
 // sseFrame is one event of a group, encoded once.
 type sseFrame struct {
 	pos int64
-	// audiences are, of a spanning group's event, the scopes it is for (""
-	// among them: all), and audienceSet the same when they are many.
+	// audiences are, of a spanning group's event, the scopes it is for
+	// (nil: every scope); all is whether they name all ("") too. audienceSet
+	// holds them for a member that joins and looks its scope up in many, made
+	// the first time one does: most events of a group are never looked up.
 	audiences   []string
-	audienceSet map[string]struct{}
+	all         bool
+	audienceSet func() map[string]struct{}
 	text        []byte // shared by every member: never modified
 	// deflated is text's deflate blocks (see sseWriter), made once, the
 	// first time a member that takes gzip writes the frame.
@@ -105,13 +109,14 @@ type sseFrame struct {
 }
 
 func newSSEFrame(pos int64, audiences []string, text []byte) *sseFrame {
-	f := &sseFrame{pos: pos, audiences: audiences, text: text}
-	if len(audiences) > 16 { // a broadcast's count, a busy room's entry: members look up their scope in it
-		f.audienceSet = make(map[string]struct{}, len(audiences))
+	f := &sseFrame{pos: pos, audiences: audiences, all: audiences == nil || slices.Contains(audiences, ""), text: text}
+	f.audienceSet = sync.OnceValue(func() map[string]struct{} {
+		set := make(map[string]struct{}, len(audiences))
 		for _, a := range audiences {
-			f.audienceSet[a] = struct{}{}
+			set[a] = struct{}{}
 		}
-	}
+		return set
+	})
 	f.deflated = sync.OnceValue(func() []byte {
 		var b bytes.Buffer
 		fw := sseCompressors.Get().(*flate.Writer)
@@ -125,20 +130,17 @@ func newSSEFrame(pos int64, audiences []string, text []byte) *sseFrame {
 	return f
 }
 
-// isFor reports whether f is for the members of scope.
-func (f *sseFrame) isFor(scope string) bool { return f.forAll() || f.names(scope) }
-
-// forAll reports whether f is for every member: it has no audiences (its
-// group does not span scopes), or they name all ("").
-func (f *sseFrame) forAll() bool { return f.audiences == nil || f.names("") }
-
-// names reports whether f's audiences name scope.
-func (f *sseFrame) names(scope string) bool {
-	if f.audienceSet != nil {
-		_, ok := f.audienceSet[scope]
-		return ok
+// isFor reports whether f is for the members of scope: a broadcast's count
+// or a busy room's entry names thousands, looked up in a set.
+func (f *sseFrame) isFor(scope string) bool {
+	if f.all {
+		return true
 	}
-	return slices.Contains(f.audiences, scope)
+	if len(f.audiences) <= 16 {
+		return slices.Contains(f.audiences, scope)
+	}
+	_, ok := f.audienceSet()[scope]
+	return ok
 }
 
 // sseMember is one event stream in a group.
@@ -177,7 +179,7 @@ func (gs *sseGroups) join(ctx context.Context, share sseShare, pos int64, at *ss
 			return nil
 		}
 		g = &sseGroup{owner: gs, key: share.key, latest: share.latest, spanning: share.spanning, following: share.following,
-			members: make(map[*sseMember]struct{}), scopes: make(map[string]map[*sseMember]struct{}),
+			scopes: make(map[string]map[*sseMember]struct{}),
 			newest: make(map[string]*sseFrame), head: pos, evicted: pos}
 		if share.latest {
 			g.evicted = math.MinInt64 // any version may join: it gets the newest value of its scope if newer
@@ -289,7 +291,6 @@ func (g *sseGroup) add(pos int64, scope string) *sseMember {
 			m.lastPos = f.pos
 		}
 	}
-	g.members[m] = struct{}{}
 	if g.scopes[scope] == nil {
 		g.scopes[scope] = make(map[*sseMember]struct{})
 	}
@@ -310,11 +311,8 @@ func (g *sseGroup) newestFor(scope string) *sseFrame {
 // leave takes m out of the group; the group ends with its last member.
 func (g *sseGroup) leave(m *sseMember) {
 	g.mu.Lock()
-	if _, ok := g.members[m]; ok {
-		delete(g.members, m)
-		g.forget(m)
-	}
-	last := len(g.members) == 0 && !g.closed
+	g.forget(m)
+	last := len(g.scopes) == 0 && !g.closed
 	if last {
 		g.closed = true // a stream that joins now starts another group
 	}
@@ -324,10 +322,14 @@ func (g *sseGroup) leave(m *sseMember) {
 	}
 }
 
-// forget takes m off its scope's members, and the scope's newest value
-// with its last member unless it is a stray. Called with g.mu held.
+// forget takes m off its scope's members, if it is one still, and the
+// scope's newest value with its last member unless it is a stray. Called
+// with g.mu held.
 func (g *sseGroup) forget(m *sseMember) {
-	members := g.scopes[m.scope]
+	members, ok := g.scopes[m.scope]
+	if !ok {
+		return
+	}
 	delete(members, m)
 	if len(members) == 0 {
 		delete(g.scopes, m.scope)
@@ -348,10 +350,11 @@ func (g *sseGroup) end() {
 	g.owner.mu.Unlock()
 	g.mu.Lock()
 	g.closed = true
-	for m := range g.members {
-		m.release()
+	for _, members := range g.scopes {
+		for m := range members {
+			m.release()
+		}
 	}
-	clear(g.members)
 	clear(g.scopes)
 	cancel := g.cancel
 	g.mu.Unlock()
@@ -398,8 +401,10 @@ func (g *sseGroup) publish(f *sseFrame) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.head = f.pos
-	if f.forAll() {
-		g.queue(f, g.members)
+	if f.all {
+		for _, members := range g.scopes {
+			g.queue(f, members)
+		}
 	} else {
 		for _, scope := range f.audiences {
 			g.queue(f, g.scopes[scope])
@@ -428,7 +433,6 @@ func (g *sseGroup) queue(f *sseFrame, members map[*sseMember]struct{}) {
 				m.lastPos = f.pos
 				continue
 			}
-			delete(g.members, m)
 			g.forget(m)
 			m.release()
 		}

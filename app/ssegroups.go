@@ -172,6 +172,9 @@ type leader func(ctx context.Context, start int64) (graphql.ResponseHandler, con
 func (gs *sseGroups) join(ctx context.Context, share sseShare, pos int64, at *sseGroup, atHead int64, lead leader) *sseMember {
 	gs.mu.Lock()
 	g := gs.groups[share.key]
+	if g != nil && g.isClosed() {
+		g = nil // its last member left, and it ends: this stream starts another
+	}
 	start := g == nil
 	if start {
 		if share.spanning && !gs.mayStartSpanning(share) {
@@ -224,8 +227,15 @@ func (g *sseGroup) start(ctx context.Context, share sseShare, pos int64, lead le
 	return true
 }
 
+// isClosed reports whether g takes no more members.
+func (g *sseGroup) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
 // head returns the group of key that runs, and the position of its newest
-// event; nil if none runs.
+// event; nil if none runs, or it is ending.
 func (gs *sseGroups) head(key string) (*sseGroup, int64) {
 	gs.mu.Lock()
 	g := gs.groups[key]
@@ -235,6 +245,9 @@ func (gs *sseGroups) head(key string) (*sseGroup, int64) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.closed {
+		return nil, 0
+	}
 	return g, g.head
 }
 

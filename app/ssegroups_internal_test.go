@@ -209,3 +209,30 @@ func TestSSESpanningGroupAudiences(t *testing.T) {
 	g.mu.Unlock()
 	assert.LessOrEqual(t, kept, sseRing+5, "values kept: the newest %d strays, the four streams' scopes and the one for all", sseRing)
 }
+
+// TestSSEJoinStartsAnewAfterAGroupEnds: a stream that joins while the
+// group of its key is ending (its last member has left, and it is not
+// yet out of the groups' map) starts another group instead of being
+// refused: a refused roomsChanged stream would run on its own for the
+// rest of its life.
+func TestSSEJoinStartsAnewAfterAGroupEnds(t *testing.T) {
+	gs := &sseGroups{groups: make(map[string]*sseGroup)}
+	events := make(fakeLeader)
+	share := sseShare{key: "rooms", spanning: true, following: true, scope: "a", maxGroups: 64}
+	first := gs.join(t.Context(), share, 0, nil, 0, events.lead(false))
+	require.NotNil(t, first)
+	old := first.group
+	old.mu.Lock()
+	old.closed = true // as leave leaves it, a moment before end takes it out of the map
+	old.mu.Unlock()
+	at, _ := gs.head(share.key)
+	assert.Nil(t, at, "an ending group has no head to join at")
+	newer := make(fakeLeader) // the old group's leader still reads events
+	second := gs.join(t.Context(), share, 0, at, 0, newer.lead(false))
+	require.NotNil(t, second, "a new group takes the stream")
+	assert.NotSame(t, old, second.group)
+	newer <- fakeEvent{pos: 1, audiences: []string{"a"}}
+	assert.EqualValues(t, 1, received(t, second))
+	old.end() // the old group's end leaves the new one in place
+	assert.Equal(t, 1, gs.Len())
+}

@@ -22,7 +22,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/switchboardhq/switchboard/app"
 	"github.com/switchboardhq/switchboard/internal/testenv"
 )
 
@@ -43,7 +42,7 @@ func settings(t *testing.T) map[string]bool {
 	return names
 }
 
-// defaultOf returns the default of a duration setting from --help.
+// defaultShutdown returns SHUTDOWN_TIMEOUT's default, from --help.
 func defaultShutdown(t *testing.T) time.Duration {
 	t.Helper()
 	var out bytes.Buffer
@@ -266,13 +265,7 @@ func TestKubernetes(t *testing.T) {
 		"the grace period outlasts the pause and the graceful shutdown")
 
 	// The probes' paths, asked of a running server on the probes' port.
-	cfg, err := app.ParseConfig(nil, func(k string) string {
-		return map[string]string{"DATA_DIR": t.TempDir(), "ADDR": "127.0.0.1:0"}[k]
-	}, io.Discard)
-	require.NoError(t, err)
-	srv, err := app.Start(t.Context(), cfg, io.Discard)
-	require.NoError(t, err)
-	defer srv.Shutdown(t.Context())
+	srv := startTestServer(t, nil)
 	for _, p := range []probe{c.ReadinessProbe, c.LivenessProbe} {
 		assert.Equal(t, "http", p.HTTPGet.Port, "probes ask the server's own port")
 		resp, err := http.Get(srv.URL() + p.HTTPGet.Path)
@@ -301,13 +294,7 @@ func metricNames(t *testing.T) map[string]bool {
 		names[m[1]] = true
 	}
 	require.Contains(t, names, "switchboard_events_delivered_total")
-	cfg, err := app.ParseConfig(nil, func(k string) string {
-		return map[string]string{"DATA_DIR": t.TempDir(), "ADDR": "127.0.0.1:0"}[k]
-	}, io.Discard)
-	require.NoError(t, err)
-	srv, err := app.Start(t.Context(), cfg, io.Discard)
-	require.NoError(t, err)
-	defer srv.Shutdown(t.Context())
+	srv := startTestServer(t, nil)
 	resp, err := http.Get(srv.URL() + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()

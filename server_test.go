@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -65,6 +67,21 @@ func TestServesUntilSIGTERM(t *testing.T) {
 	assert.Contains(t, rest.String(), `"msg":"stopped"`)
 }
 
+// startTestServer starts the server with env (on a loopback port of its
+// own, and a fresh DATA_DIR unless env gives one), shut down when the test
+// ends if the test has not.
+func startTestServer(t *testing.T, env map[string]string) *app.Server {
+	t.Helper()
+	vars := map[string]string{"ADDR": "127.0.0.1:0", "DATA_DIR": t.TempDir()}
+	maps.Copy(vars, env)
+	cfg, err := app.ParseConfig(nil, func(k string) string { return vars[k] }, io.Discard)
+	require.NoError(t, err)
+	srv, err := app.Start(t.Context(), cfg, io.Discard)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return srv
+}
+
 func TestVersionFlag(t *testing.T) {
 	for _, arg := range []string{"--version", "-version", "version"} {
 		var out bytes.Buffer
@@ -98,11 +115,7 @@ func TestVersionOfABuild(t *testing.T) {
 // that serves, on ADDR's port whatever its host, and fails, at once, for
 // one that is stopped.
 func TestHealthcheck(t *testing.T) {
-	env := map[string]string{"DATA_DIR": t.TempDir(), "ADDR": "127.0.0.1:0"}
-	cfg, err := app.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
-	require.NoError(t, err)
-	srv, err := app.Start(t.Context(), cfg, io.Discard)
-	require.NoError(t, err)
+	srv := startTestServer(t, nil)
 	port := srv.URL()[strings.LastIndex(srv.URL(), ":")+1:]
 	for _, addr := range []string{"127.0.0.1:" + port, ":" + port, "0.0.0.0:" + port} {
 		var out bytes.Buffer
@@ -110,7 +123,7 @@ func TestHealthcheck(t *testing.T) {
 		assert.Equal(t, "ok\n", out.String())
 	}
 	require.NoError(t, srv.Shutdown(t.Context()))
-	err = run(t.Context(), []string{"healthcheck", "--addr", "127.0.0.1:" + port}, func(string) string { return "" }, io.Discard)
+	err := run(t.Context(), []string{"healthcheck", "--addr", "127.0.0.1:" + port}, func(string) string { return "" }, io.Discard)
 	assert.ErrorContains(t, err, "healthcheck", "a stopped server fails the check")
 }
 
@@ -140,11 +153,7 @@ func TestTokenCommand(t *testing.T) {
 	token := strings.TrimSpace(out.String())
 	require.NotEmpty(t, token)
 
-	cfg, err := app.ParseConfig(nil, getenv, io.Discard)
-	require.NoError(t, err)
-	srv, err := app.Start(t.Context(), cfg, io.Discard)
-	require.NoError(t, err)
-	defer srv.Shutdown(t.Context())
+	srv := startTestServer(t, env)
 	req, err := http.NewRequest(http.MethodPost, srv.URL()+"/graphql", strings.NewReader(`{"query":"{ me { name } }"}`))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")

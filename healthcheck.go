@@ -40,7 +40,7 @@ func healthcheck(ctx context.Context, args []string, getenv func(string) string,
 	client := &http.Client{Timeout: *timeout}
 	if getenv("TLS_CERT_FILE") != "" {
 		scheme = "https"
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // this machine's own server, asked on loopback
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // this machine's own server
 	}
 	url := scheme + "://" + net.JoinHostPort(host, port) + "/healthz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

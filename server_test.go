@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/app"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 )
 
 // The tests of the entry point itself: serving until a signal, and the
@@ -125,6 +126,22 @@ func TestHealthcheck(t *testing.T) {
 	require.NoError(t, srv.Shutdown(t.Context()))
 	err := run(t.Context(), []string{"healthcheck", "--addr", "127.0.0.1:" + port}, func(string) string { return "" }, io.Discard)
 	assert.ErrorContains(t, err, "healthcheck", "a stopped server fails the check")
+}
+
+// TestHealthcheckOverTLS: with TLS_CERT_FILE set, as for the server it
+// checks, the healthcheck asks over HTTPS (a plain HTTP request to a TLS
+// server gets 400, which fails the check).
+func TestHealthcheckOverTLS(t *testing.T) {
+	certFile, keyFile, _ := testenv.SelfSigned(t, t.TempDir())
+	env := map[string]string{"TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile}
+	srv := startTestServer(t, env)
+	require.True(t, strings.HasPrefix(srv.URL(), "https://"), srv.URL())
+	env["ADDR"] = strings.TrimPrefix(srv.URL(), "https://")
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"healthcheck"}, func(k string) string { return env[k] }, &out))
+	assert.Equal(t, "ok\n", out.String())
+	err := run(t.Context(), []string{"healthcheck"}, func(k string) string { return map[string]string{"ADDR": env["ADDR"]}[k] }, io.Discard)
+	assert.ErrorContains(t, err, "400", "without TLS_CERT_FILE it asks over HTTP, which the server refuses")
 }
 
 func TestHelpListsTheSettingsAndStops(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -71,43 +72,15 @@ func OpenWith(tb testing.TB, dialect store.Dialect, opts store.Options) *store.D
 // ends.
 func MySQLURL(tb testing.TB) string {
 	tb.Helper()
-	base := os.Getenv("TEST_MYSQL_URL")
-	if base == "" {
-		testenv.RequireService(tb, "TEST_MYSQL_URL is not set (e.g. mysql://root@127.0.0.1:3306/test); skipping the MySQL variant")
-		return ""
-	}
-	dsn, err := store.MySQLDSN(base, store.DefaultTimeout)
-	if err != nil {
-		tb.Fatalf("TEST_MYSQL_URL: %v", err)
-	}
-	admin, err := sql.Open("mysql", dsn)
-	if err != nil {
-		tb.Fatalf("TEST_MYSQL_URL: %v", err)
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		testenv.RequireService(tb, "MySQL at TEST_MYSQL_URL does not answer: %v", err)
-		return ""
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "sb_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
-		tb.Fatalf("create test database: %v", err)
-	}
-	tb.Cleanup(func() {
-		db, err := sql.Open("mysql", dsn)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name)
-	})
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String()
+	return freshDatabase(tb, "TEST_MYSQL_URL", "MySQL", "mysql://root@127.0.0.1:3306/test",
+		func(base string) (*sql.DB, error) {
+			dsn, err := store.MySQLDSN(base, store.DefaultTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return sql.Open("mysql", dsn)
+		},
+		"CREATE DATABASE %s CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", "DROP DATABASE IF EXISTS %s")
 }
 
 // PostgresURL creates a database named sb_<random> on the server of
@@ -115,33 +88,55 @@ func MySQLURL(tb testing.TB) string {
 // test ends.
 func PostgresURL(tb testing.TB) string {
 	tb.Helper()
-	base := os.Getenv("TEST_POSTGRES_URL")
+	return freshDatabase(tb, "TEST_POSTGRES_URL", "PostgreSQL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable",
+		func(base string) (*sql.DB, error) {
+			cfg, err := store.PostgresConfig(base, store.DefaultTimeout)
+			if err != nil {
+				return nil, err
+			}
+			return stdlib.OpenDB(*cfg), nil
+		},
+		"CREATE DATABASE %s ENCODING 'UTF8' TEMPLATE template0", "DROP DATABASE IF EXISTS %s WITH (FORCE)")
+}
+
+// freshDatabase creates a database sb_<random> (create, a statement with
+// %s for its name) on the server of the URL in the environment variable
+// env (a kind of database, with an example URL for the message when env is
+// unset), through a connection open makes, and returns the URL of that
+// database. The database is dropped (drop) when the test ends. A server
+// that does not answer within 10 s skips the test (fails it with
+// REQUIRE_SERVICES=1), as an unset env does.
+func freshDatabase(tb testing.TB, env, kind, example string, open func(base string) (*sql.DB, error), create, drop string) string {
+	tb.Helper()
+	base := os.Getenv(env)
 	if base == "" {
-		testenv.RequireService(tb, "TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable); skipping the PostgreSQL variant")
+		testenv.RequireService(tb, "%s is not set (e.g. %s); skipping the %s variant", env, example, kind)
 		return ""
 	}
-	cfg, err := store.PostgresConfig(base, store.DefaultTimeout)
+	admin, err := open(base)
 	if err != nil {
-		tb.Fatalf("TEST_POSTGRES_URL: %v", err)
+		tb.Fatalf("%s: %v", env, err)
 	}
-	admin := stdlib.OpenDB(*cfg)
 	defer admin.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := admin.PingContext(ctx); err != nil {
-		testenv.RequireService(tb, "PostgreSQL at TEST_POSTGRES_URL does not answer: %v", err)
+		testenv.RequireService(tb, "%s at %s does not answer: %v", kind, env, err)
 		return ""
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "sb_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" ENCODING 'UTF8' TEMPLATE template0"); err != nil {
+	if _, err := admin.ExecContext(ctx, fmt.Sprintf(create, name)); err != nil {
 		tb.Fatalf("create test database: %v", err)
 	}
 	tb.Cleanup(func() {
-		db := stdlib.OpenDB(*cfg)
+		db, err := open(base)
+		if err != nil {
+			return
+		}
 		defer db.Close()
-		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+		_, _ = db.Exec(fmt.Sprintf(drop, name))
 	})
 	u, _ := url.Parse(base)
 	u.Path = "/" + name

@@ -107,8 +107,11 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		// unread count) for that user's tabs only; and one serves every room
 		// list, a room's change once per distinct view of it.
 		SpanningFields: []string{"notificationAdded", "unreadCount", "roomsChanged"},
-		// A message reaches the room before the room lists it moves.
+		// A message's frame goes before the room-list entries it moves, and
+		// in the same write to a member who follows both: its fan-out
+		// waits for theirs (50 ms at most).
 		FollowingFields: []string{"roomsChanged"},
+		Followers:       map[string][]string{"messageAdded": {"roomsChanged"}},
 		Audiences:       stream.WithAudienceRecorder,
 		StartAt:         stream.WithStart,
 		Scope: func(ctx context.Context) string {

@@ -222,7 +222,20 @@ type Options struct {
 	// large fan-outs wait for their turn, theirs go after the other events',
 	// with the latest values (see turns.go).
 	FollowingFields []string
-	Audiences       func(ctx context.Context, record func(scope string)) context.Context
+	// Followers names, for a durable subscription field, the fields whose
+	// events follow from each of its events (a message moves the room-list
+	// entry of everyone who sees its room). A large fan-out of the field's
+	// event (one that takes a turn: see fanOut) waits, up to FollowWait,
+	// for a fan-out of one of those fields to join its turn when their
+	// groups hold at least half as many members as the event goes to: then
+	// a subscriber of both gets both frames in one write, and the two
+	// fan-outs cost the writes of one, where the event sent alone would
+	// have gone out a moment before the other was ready, and most
+	// connections would have been written twice.
+	Followers map[string][]string
+	// FollowWait bounds that wait. Default 50ms.
+	FollowWait time.Duration
+	Audiences  func(ctx context.Context, record func(scope string)) context.Context
 	// MaxQueue is how many frames may wait for a slow client before it is
 	// disconnected with 1013. Default 1024.
 	MaxQueue int
@@ -274,7 +287,10 @@ type Transport struct {
 	groupsMu sync.Mutex
 	groups   map[string]*group  // the running groups by share key (Transport.shareKey)
 	spanning map[string]spanUse // the share keys of SpanningFields in use, and who uses each
-	fanOuts  turns              // one turn of large fan-outs at a time (see fanOut)
+	// followerGroups are the running groups of the fields that Options.Followers
+	// names as following others (see followWait).
+	followerGroups map[*group]struct{}
+	fanOuts        turns // one turn of large fan-outs at a time (see fanOut)
 
 	connSlots atomic.Uint64 // connections accepted so far (see conn.slot)
 
@@ -378,6 +394,9 @@ func New(opts Options) *Transport {
 	if opts.MaxQueue <= 0 {
 		opts.MaxQueue = 1024
 	}
+	if opts.FollowWait <= 0 {
+		opts.FollowWait = 50 * time.Millisecond
+	}
 	if opts.Init == nil {
 		opts.Init = func(context.Context, map[string]any) (InitResult, error) { return InitResult{}, nil }
 	}
@@ -394,16 +413,17 @@ func New(opts Options) *Transport {
 		opts.OnRefused = func(context.Context, string) {}
 	}
 	t := &Transport{
-		opts:     opts,
-		conns:    make(map[*conn]struct{}),
-		perAddr:  make(map[string]int),
-		ended:    make(map[string]time.Time),
-		closes:   make(map[string]uint64),
-		refused:  make(map[string]uint64),
-		subs:     make(map[string]int64),
-		groups:   make(map[string]*group),
-		spanning: make(map[string]spanUse),
-		tails:    newTailCache(),
+		opts:           opts,
+		conns:          make(map[*conn]struct{}),
+		perAddr:        make(map[string]int),
+		ended:          make(map[string]time.Time),
+		closes:         make(map[string]uint64),
+		refused:        make(map[string]uint64),
+		subs:           make(map[string]int64),
+		groups:         make(map[string]*group),
+		spanning:       make(map[string]spanUse),
+		followerGroups: make(map[*group]struct{}),
+		tails:          newTailCache(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,

@@ -55,6 +55,8 @@ const ringSize = 256
 type group struct {
 	transport *Transport
 	key       string
+	field     string             // the root field of its subscriptions
+	following bool               // field follows others' (Options.Followers)
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
 	latest    bool               // a latest-value stream: only the newest result counts
@@ -196,6 +198,7 @@ func (t *Transport) shareKey(ctx context.Context, rc *graphql.OperationContext) 
 		return share, false
 	}
 	share.key = scope + "\x00" + shapeOf(rc, field, share.afterVar) + "\x00" + string(varsJSON)
+	share.field = field.Name
 	if share.latest || slices.Contains(t.opts.FollowingFields, field.Name) {
 		share.turn = latestTurn
 	}
@@ -262,7 +265,7 @@ func (t *Transport) tryJoin(ctx context.Context, op *operation, pos int64) bool 
 			op.share = nil // run on its own from now on
 			return false
 		}
-		t.groups[op.share.key] = g
+		t.putGroup(g)
 	}
 	t.groupsMu.Unlock()
 	<-g.started
@@ -312,7 +315,7 @@ func (op *operation) paramsAt(pos int64) *graphql.RawParams {
 // position pos on. Called with t.groupsMu held.
 func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*group, error) {
 	params := op.paramsAt(pos)
-	g, lctx := t.newGroup(ctx, op.share.key)
+	g, lctx := t.newGroup(ctx, op.share)
 	close(g.started)
 	g.head, g.latest, g.spanning, g.turn = pos, op.share.latest, op.share.spanning, op.share.turn
 	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
@@ -338,12 +341,53 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	return g, nil
 }
 
-// newGroup returns a group under key, not started, and the context its
-// leader runs under: ctx's values, cancelled by the group's cancel.
-func (t *Transport) newGroup(ctx context.Context, key string) (*group, context.Context) {
+// newGroup returns a group for subscriptions shared as share says, not
+// started, and the context its leader runs under: ctx's values, cancelled
+// by the group's cancel.
+func (t *Transport) newGroup(ctx context.Context, share *shareInfo) (*group, context.Context) {
 	lctx, cancel := context.WithCancel(asLeader(context.WithoutCancel(ctx)))
-	return &group{transport: t, key: key, cancel: cancel, pos: &positions{}, members: make(map[*operation]struct{}),
+	return &group{transport: t, key: share.key, field: share.field, cancel: cancel, pos: &positions{}, members: make(map[*operation]struct{}),
 		started: make(chan struct{}), ready: make(chan struct{})}, lctx
+}
+
+// putGroup makes g the running group under its key. Called with
+// t.groupsMu held.
+func (t *Transport) putGroup(g *group) {
+	t.groups[g.key] = g
+	for _, followers := range t.opts.Followers {
+		if slices.Contains(followers, g.field) {
+			t.followerGroups[g] = struct{}{}
+			g.following = true
+			break
+		}
+	}
+}
+
+// followWait returns, for a fan-out of an event of field to n members,
+// the fields whose fan-outs may follow it and how long it waits for one of
+// them to join its turn (see Options.Followers): none when the groups of
+// those fields hold fewer than n/2 members, so that an event that few of
+// its subscribers see followed goes at once, and none after a wait that no
+// follower ended (see turns.missed).
+func (t *Transport) followWait(field string, n int) ([]string, time.Duration) {
+	followers := t.opts.Followers[field]
+	if len(followers) == 0 || t.fanOuts.missed.Load() {
+		return nil, 0
+	}
+	members := 0
+	t.groupsMu.Lock()
+	for g := range t.followerGroups {
+		if slices.Contains(followers, g.field) {
+			g.mu.Lock()
+			members += len(g.members)
+			g.mu.Unlock()
+		}
+	}
+	t.groupsMu.Unlock()
+	if 2*members < n {
+		return nil, 0
+	}
+	return followers, t.opts.FollowWait
 }
 
 // run is the leader: it executes the operation (dispatch starts it, or
@@ -401,7 +445,11 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		if !g.transport.fanOut(ctx, batch, queuedFrame{result: result, latest: g.latest}, g.turn) {
+		job := &fanOutJob{members: batch, result: queuedFrame{result: result, latest: g.latest}, class: g.turn, field: g.field, following: g.following}
+		if largeFanOut(len(batch)) {
+			job.followers, job.wait = g.transport.followWait(g.field, len(batch))
+		}
+		if !g.transport.fanOut(ctx, job) {
 			failed = true // a part of the members missed the result: they start again
 			return
 		}
@@ -489,7 +537,11 @@ func (g *group) audience(scopes []string) iter.Seq[map[*operation]struct{}] {
 // fanOutChunk is the fewest members worth a goroutine of their own.
 const fanOutChunk = 512
 
-// fanOut hands one result to every member's connection. The writes are
+// largeFanOut reports whether a fan-out to n members is split over
+// goroutines, and so takes a turn (see fanOut).
+func largeFanOut(n int) bool { return min(runtime.GOMAXPROCS(0), n/fanOutChunk) > 1 }
+
+// fanOut hands job's result to every member's connection. The writes are
 // made there and then when the socket takes them (see write.go), so a large
 // group is split over one goroutine per processor, and fanOut returns when
 // every member has its frame written or queued. It reports false when one
@@ -501,13 +553,18 @@ const fanOutChunk = 512
 // late. The fan-outs that waited share the next turn, which writes each
 // connection's frames of all of them at once (see turns): when one event
 // feeds several groups (a broadcast's notification, and the unread counts
-// it moves), a subscriber of both gets both frames in one write.
-func (t *Transport) fanOut(ctx context.Context, members []*operation, result queuedFrame, class int) bool {
-	if min(runtime.GOMAXPROCS(0), len(members)/fanOutChunk) <= 1 {
-		deliver(members, result)
+// it moves), a subscriber of both gets both frames in one write. A small
+// fan-out takes a turn too when the running one waits for it (see
+// Options.Followers).
+func (t *Transport) fanOut(ctx context.Context, job *fanOutJob) bool {
+	if job.following && t.fanOuts.missed.Load() {
+		t.fanOuts.missed.Store(false)
+	}
+	if !largeFanOut(len(job.members)) && !t.fanOuts.awaits(job.field) {
+		deliver(job.members, job.result)
 		return true
 	}
-	return t.fanOuts.take(ctx, &fanOutJob{members: members, result: result, class: class}, func(batch []*fanOutJob) (bool, []*fanOutJob) {
+	return t.fanOuts.take(ctx, job, func(batch []*fanOutJob) (bool, []*fanOutJob) {
 		return t.runTurn(ctx, batch)
 	})
 }
@@ -518,6 +575,9 @@ func (t *Transport) fanOut(ctx context.Context, members []*operation, result que
 // connection's frames (in batch's order) written together. Fan-outs that
 // ask for a turn meanwhile ride along (see riders): it returns them too.
 func (t *Transport) runTurn(ctx context.Context, batch []*fanOutJob) (bool, []*fanOutJob) {
+	if fields, wait := followersDue(batch); wait > 0 {
+		t.fanOuts.awaitFollowers(ctx, fields, wait)
+	}
 	r := &riders{turns: &t.fanOuts}
 	ok := t.runPass(ctx, batch, r)
 	if rest := r.rest(); len(rest) > 0 {
@@ -677,7 +737,7 @@ func (r *riders) rest() []*fanOutJob {
 			}
 		}
 		if len(members) > 0 {
-			rest = append(rest, &fanOutJob{members: members, result: a.job.result, class: a.job.class})
+			rest = append(rest, &fanOutJob{members: members, result: a.job.result, class: a.job.class, field: a.job.field})
 		}
 	}
 	slices.SortStableFunc(rest, func(a, b *fanOutJob) int { return cmp.Compare(a.class, b.class) })
@@ -969,6 +1029,7 @@ func (t *Transport) forgetGroup(g *group) {
 	if t.groups[g.key] == g {
 		delete(t.groups, g.key)
 	}
+	delete(t.followerGroups, g)
 	t.groupsMu.Unlock()
 }
 

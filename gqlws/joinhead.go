@@ -61,9 +61,9 @@ func (t *Transport) groupAtHead(ctx context.Context, op *operation) *group {
 		<-g.started
 		return g
 	}
-	g, lctx := t.newGroup(ctx, op.share.key)
+	g, lctx := t.newGroup(ctx, op.share)
 	g.turn = op.share.turn
-	t.groups[op.share.key] = g
+	t.putGroup(g)
 	t.groupsMu.Unlock()
 	if !t.startAtHead(lctx, g, op) {
 		return nil

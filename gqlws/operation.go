@@ -52,6 +52,7 @@ type operation struct {
 // shareInfo says how an operation may join a group.
 type shareInfo struct {
 	key      string // the group's key (Transport.shareKey)
+	field    string // the subscription's root field
 	afterVar string // the variable holding the resume cursor, "" for none
 	latest   bool   // a latest-value stream (Options.LatestFields): versions for positions
 	spanning bool   // its group spans scopes (Options.SpanningFields)

@@ -59,7 +59,7 @@ func capturedConn(t *testing.T, tr *Transport) (c *conn, read func() string) {
 func TestSpanningGroupHandsEachEventToItsScope(t *testing.T) {
 	tr := New(Options{})
 	t.Cleanup(tr.Shutdown)
-	g, ctx := tr.newGroup(context.Background(), "k")
+	g, ctx := tr.newGroup(context.Background(), &shareInfo{key: "k"})
 	g.spanning, g.scopes = true, make(map[string]map[*operation]struct{})
 	close(g.started)
 	member := func(scope string) (*operation, func() string) {
@@ -126,8 +126,10 @@ func TestLargeFanOutsTakeTurns(t *testing.T) {
 	ctx := context.Background()
 	release := holdTurn(t, &tr.fanOuts) // another large fan-out runs
 	done := make(chan bool, 1)
-	go func() { done <- tr.fanOut(ctx, members(2*fanOutChunk), queuedFrame{}, eventTurn) }()
-	assert.True(t, tr.fanOut(ctx, members(fanOutChunk), queuedFrame{}, eventTurn), "a small fan-out goes at once")
+	go func() {
+		done <- tr.fanOut(ctx, &fanOutJob{members: members(2 * fanOutChunk), result: queuedFrame{}, class: eventTurn})
+	}()
+	assert.True(t, tr.fanOut(ctx, &fanOutJob{members: members(fanOutChunk), result: queuedFrame{}, class: eventTurn}), "a small fan-out goes at once")
 	select {
 	case <-done:
 		t.Fatal("a large fan-out ran beside another")
@@ -176,7 +178,7 @@ func leadEvents(t *testing.T, ctx context.Context, g *group, events ...[]string)
 
 // newSpanningGroup returns a started group of tr that spans scopes.
 func newSpanningGroup(tr *Transport, latest bool) (*group, context.Context) {
-	g, ctx := tr.newGroup(context.Background(), "k")
+	g, ctx := tr.newGroup(context.Background(), &shareInfo{key: "k"})
 	g.spanning, g.latest = true, latest
 	g.scopes, g.newest = make(map[string]map[*operation]struct{}), make(map[string]ringEntry)
 	close(g.started)

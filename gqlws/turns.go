@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // turns lets large fan-outs run one turn at a time (see Transport.fanOut),
@@ -21,6 +22,11 @@ import (
 // stream's) before those of latest values and of events that follow from
 // others (Options.FollowingFields): the event is what its reader waits for
 // first. Nothing waits more than one turn.
+//
+// An event whose fan-out is followed by others (Options.Followers) holds
+// its turn, for a few milliseconds at most, until one of those asks for a
+// turn (see awaitFollowers): then each subscriber of both gets both frames
+// in one write, instead of the event alone and the other a moment later.
 type turns struct {
 	mu      sync.Mutex
 	busy    bool         // a turn runs
@@ -28,13 +34,30 @@ type turns struct {
 	// queued is len(waiting), for the running turn to look at without the
 	// lock (see adopt).
 	queued atomic.Int32
+	// awaited names the fields whose fan-outs the running turn waits for,
+	// and arrived is closed when one asks for a turn; nil when it waits for
+	// none. awaiting says which, without the lock.
+	awaited  []string
+	arrived  chan struct{}
+	awaiting atomic.Bool
+	// missed is set when a wait for followers ended without one, until a
+	// follower's fan-out comes: meanwhile events do not wait. (A follower
+	// that merges the changes of several events, as a room list does when
+	// messages come faster than it is read, comes once for all of them.)
+	missed atomic.Bool
 }
 
 // fanOutJob is one group's result for its members, waiting for a turn.
 type fanOutJob struct {
 	members []*operation
 	result  queuedFrame
-	class   int // eventTurn or latestTurn
+	class   int    // eventTurn or latestTurn
+	field   string // the subscription field of its group
+	// followers are the fields whose fan-outs may follow this one's, and
+	// wait how long its turn waits for one (see Options.Followers).
+	followers []string
+	wait      time.Duration
+	following bool // its group's field follows others' (see Options.Followers)
 
 	lead chan []*fanOutJob // hands this job's goroutine a turn to run (this job among its fan-outs)
 	done chan bool         // another's turn ran this job: whether every member got the result
@@ -63,6 +86,9 @@ func (t *turns) take(ctx context.Context, job *fanOutJob, run func([]*fanOutJob)
 	job.lead, job.done = make(chan []*fanOutJob, 1), make(chan bool, 1)
 	t.waiting = append(t.waiting, job)
 	t.queued.Store(int32(len(t.waiting)))
+	if t.arrived != nil && slices.Contains(t.awaited, job.field) {
+		t.stopAwaiting()
+	}
 	t.mu.Unlock()
 	select {
 	case batch := <-job.lead:
@@ -128,4 +154,68 @@ func (t *turns) adopt() []*fanOutJob {
 	t.waiting = nil
 	t.queued.Store(0)
 	return jobs
+}
+
+// followersDue returns the fields whose fan-outs a turn of batch waits for,
+// and how long at most: those that follow one of its events (see
+// Options.Followers), unless one of them is in batch already.
+func followersDue(batch []*fanOutJob) ([]string, time.Duration) {
+	for _, job := range batch {
+		if job.wait <= 0 {
+			continue
+		}
+		if slices.ContainsFunc(batch, func(other *fanOutJob) bool { return slices.Contains(job.followers, other.field) }) {
+			return nil, 0
+		}
+		return job.followers, job.wait
+	}
+	return nil, 0
+}
+
+// awaitFollowers holds the running turn until a fan-out of one of fields
+// asks for a turn, for at most wait (or until ctx ends): at once when one
+// waits already.
+func (t *turns) awaitFollowers(ctx context.Context, fields []string, wait time.Duration) {
+	t.mu.Lock()
+	if slices.ContainsFunc(t.waiting, func(job *fanOutJob) bool { return slices.Contains(fields, job.field) }) {
+		t.mu.Unlock()
+		return
+	}
+	arrived := make(chan struct{})
+	t.awaited, t.arrived = fields, arrived
+	t.awaiting.Store(true)
+	t.mu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-arrived:
+		return
+	case <-timer.C:
+		t.missed.Store(true)
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	if t.arrived == arrived {
+		t.stopAwaiting()
+	}
+	t.mu.Unlock()
+}
+
+// stopAwaiting ends the running turn's wait for followers. Called with mu
+// held.
+func (t *turns) stopAwaiting() {
+	close(t.arrived)
+	t.awaited, t.arrived = nil, nil
+	t.awaiting.Store(false)
+}
+
+// awaits reports whether the running turn waits for a fan-out of field
+// (then even a small one takes a turn, to ride along).
+func (t *turns) awaits(field string) bool {
+	if !t.awaiting.Load() {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Contains(t.awaited, field)
 }

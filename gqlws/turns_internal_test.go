@@ -123,22 +123,32 @@ func writeSyscalls() (int64, bool) {
 // with a subscriber of the events too; each client reports what it read
 // once it has all its frames.
 func subscribersOfBoth(t *testing.T, tr *Transport, n int) (events, counts []*operation, received <-chan string) {
+	return subscribersOf(t, tr, n, func(i int) bool { return i%3 != 0 }, func(int) bool { return true })
+}
+
+// subscribersOf opens n loopback connections of tr, the i-th with a
+// subscriber of the events if event(i) and of the counts if count(i); each
+// client reports what it read once it has all its frames.
+func subscribersOf(t *testing.T, tr *Transport, n int, event, count func(i int) bool) (events, counts []*operation, received <-chan string) {
 	got := make(chan string, n)
 	for i := range n {
 		server, client := loopbackPair(t)
 		t.Cleanup(func() { _ = server.Close(); _ = client.Close() })
 		c := benchConnOver(tr, newFrameConn(server), TransportWS)
-		frames := 1
-		if i%3 != 0 {
+		frames := 0
+		if event(i) {
 			events = append(events, &operation{conn: c, id: "e", idJSON: appendJSONString(nil, "e")})
 			frames++
 		}
-		counts = append(counts, &operation{conn: c, id: "c", idJSON: appendJSONString(nil, "c")})
+		if count(i) {
+			counts = append(counts, &operation{conn: c, id: "c", idJSON: appendJSONString(nil, "c")})
+			frames++
+		}
 		go func() {
 			var read []byte
 			buf := make([]byte, 4096)
 			for strings.Count(string(read), `"payload"`) < frames {
-				_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_ = client.SetReadDeadline(time.Now().Add(20 * time.Second))
 				k, err := client.Read(buf)
 				if err != nil {
 					got <- fmt.Sprintf("connection %d: %v after %q", i, err, read)
@@ -210,9 +220,9 @@ func TestSharedTurnWritesEachConnectionOnce(t *testing.T) {
 	ctx := context.Background()
 	release := holdTurn(t, &tr.fanOuts)
 	results := make(chan bool, 2)
-	go func() { results <- tr.fanOut(ctx, counts, countFrame, latestTurn) }()
+	go func() { results <- tr.fanOut(ctx, &fanOutJob{members: counts, result: countFrame, class: latestTurn}) }()
 	waitingFor(t, &tr.fanOuts, 1)
-	go func() { results <- tr.fanOut(ctx, events, eventFrame, eventTurn) }()
+	go func() { results <- tr.fanOut(ctx, &fanOutJob{members: events, result: eventFrame, class: eventTurn}) }()
 	waitingFor(t, &tr.fanOuts, 2)
 	before, _ := writeSyscalls()
 	release()
@@ -233,7 +243,7 @@ func TestLateFanOutsRideAlong(t *testing.T) {
 	// The events' turn starts once the counts wait, as when the counts
 	// are ready a moment after the event they follow.
 	ok := tr.fanOuts.take(ctx, &fanOutJob{members: events, result: eventFrame, class: eventTurn}, func(batch []*fanOutJob) (bool, []*fanOutJob) {
-		go func() { late <- tr.fanOut(ctx, counts, countFrame, latestTurn) }()
+		go func() { late <- tr.fanOut(ctx, &fanOutJob{members: counts, result: countFrame, class: latestTurn}) }()
 		waitingFor(t, &tr.fanOuts, 1)
 		before, _ = writeSyscalls()
 		return tr.runTurn(ctx, batch)
@@ -290,4 +300,148 @@ func TestAdoptionCostsLittlePerMember(t *testing.T) {
 	require.Len(t, rest, 1)
 	assert.Len(t, rest[0].members, n-2, "every member not taken, once")
 	assert.Empty(t, r.rest())
+}
+
+// followed is a transport on two processors whose events (field "e") are
+// followed by counts (field "c"): a large fan-out of an event waits up to
+// wait for the counts' (Options.Followers).
+func followed(t *testing.T, wait time.Duration) *Transport {
+	if _, ok := writeSyscalls(); !ok {
+		t.Skip("needs /proc/self/io to count write system calls")
+	}
+	procs := runtime.GOMAXPROCS(2)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	tr := New(Options{Followers: map[string][]string{"e": {"c"}}, FollowWait: wait})
+	t.Cleanup(tr.Shutdown)
+	return tr
+}
+
+// eventJob and countJob are fan-outs of followed's fields; the event's
+// waits for followers up to its transport's FollowWait.
+func eventJob(tr *Transport, members []*operation) *fanOutJob {
+	return &fanOutJob{members: members, result: eventFrame, class: eventTurn, field: "e", followers: []string{"c"}, wait: tr.opts.FollowWait}
+}
+
+func countJob(members []*operation) *fanOutJob {
+	return &fanOutJob{members: members, result: countFrame, class: latestTurn, field: "c"}
+}
+
+// awaiting waits until tr's running turn waits for followers.
+func awaiting(t *testing.T, tr *turns) {
+	t.Helper()
+	require.Eventually(t, tr.awaiting.Load, 5*time.Second, time.Millisecond)
+}
+
+// TestEventWaitsForItsFollowers: a large fan-out of an event that others
+// follow (a message, and the room-list entries it moves) holds its turn
+// until the follower's fan-out asks for one, so that each subscriber of
+// both gets both frames in one write, the event's first; it goes as soon
+// as the follower comes, not when the wait is over.
+func TestEventWaitsForItsFollowers(t *testing.T) {
+	tr := followed(t, 20*time.Second)
+	n := 3*fanOutChunk + 100
+	events, counts, received := subscribersOfBoth(t, tr, n)
+	ctx := context.Background()
+	before, _ := writeSyscalls()
+	start := time.Now()
+	results := make(chan bool, 2)
+	go func() { results <- tr.fanOut(ctx, eventJob(tr, events)) }()
+	awaiting(t, &tr.fanOuts)
+	time.Sleep(50 * time.Millisecond) // the counts are read a while after the event
+	go func() { results <- tr.fanOut(ctx, countJob(counts)) }()
+	assert.True(t, <-results)
+	assert.True(t, <-results)
+	assert.Less(t, time.Since(start), 10*time.Second, "the event went when its follower came")
+	checkBoth(t, before, n, len(events), received)
+}
+
+// TestSmallFollowerJoinsTheWaitingTurn: a follower's fan-out too small to
+// take a turn of its own joins the turn that waits for it, rather than
+// going ahead of the event it follows.
+func TestSmallFollowerJoinsTheWaitingTurn(t *testing.T) {
+	tr := followed(t, 20*time.Second)
+	n := 3*fanOutChunk + 100
+	few := fanOutChunk
+	events, counts, received := subscribersOf(t, tr, n, func(int) bool { return true }, func(i int) bool { return i < few })
+	require.False(t, largeFanOut(len(counts)))
+	ctx := context.Background()
+	start := time.Now()
+	results := make(chan bool, 2)
+	go func() { results <- tr.fanOut(ctx, eventJob(tr, events)) }()
+	awaiting(t, &tr.fanOuts)
+	go func() { results <- tr.fanOut(ctx, countJob(counts)) }()
+	assert.True(t, <-results)
+	assert.True(t, <-results)
+	assert.Less(t, time.Since(start), 10*time.Second, "the event went when its follower came")
+	withCount := 0
+	for range n {
+		got := <-received
+		event := strings.Index(got, `"notificationAdded"`)
+		require.GreaterOrEqual(t, event, 0, "every client has the event: %s", got)
+		if count := strings.Index(got, `"unreadCount"`); count >= 0 {
+			require.Greater(t, count, event, "the event first: %s", got)
+			withCount++
+		}
+	}
+	assert.Equal(t, few, withCount)
+}
+
+// TestFollowWaitIsBounded: an event whose follower never comes goes out
+// once FollowWait is over, to everyone.
+func TestFollowWaitIsBounded(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	tr := followed(t, wait)
+	n := 3*fanOutChunk + 100
+	events, _, received := subscribersOf(t, tr, n, func(int) bool { return true }, func(int) bool { return false })
+	start := time.Now()
+	assert.True(t, tr.fanOut(context.Background(), eventJob(tr, events)))
+	took := time.Since(start)
+	assert.GreaterOrEqual(t, took, wait, "it waited for a follower")
+	assert.Less(t, took, 10*time.Second, "but not for long")
+	for range n {
+		assert.Contains(t, <-received, `"notificationAdded"`)
+	}
+	assert.False(t, tr.fanOuts.awaiting.Load(), "the wait is over")
+	assert.True(t, tr.fanOuts.missed.Load(), "and the next event does not wait (see TestFollowWaitOnlyWhenFollowersWatch)")
+}
+
+// TestFollowWaitOnlyWhenFollowersWatch: an event waits for followers only
+// when the groups of its followers hold at least half as many members as
+// the event goes to (an event most of whose subscribers see no follower
+// goes at once), and only an event of a field that has followers.
+func TestFollowWaitOnlyWhenFollowersWatch(t *testing.T) {
+	tr := New(Options{Followers: map[string][]string{"e": {"c"}}, FollowWait: time.Second})
+	t.Cleanup(tr.Shutdown)
+	fields, wait := tr.followWait("e", 1000)
+	assert.Zero(t, wait, "no group of a follower")
+	assert.Empty(t, fields)
+
+	g, _ := tr.newGroup(context.Background(), &shareInfo{key: "c1", field: "c"})
+	other, _ := tr.newGroup(context.Background(), &shareInfo{key: "x", field: "x"})
+	tr.groupsMu.Lock()
+	tr.putGroup(g)
+	tr.putGroup(other)
+	tr.groupsMu.Unlock()
+	for range 400 {
+		g.members[&operation{}] = struct{}{}
+		other.members[&operation{}] = struct{}{}
+	}
+	_, wait = tr.followWait("e", 1000)
+	assert.Zero(t, wait, "400 followers for 1,000 subscribers of the event")
+	_, wait = tr.followWait("x", 100)
+	assert.Zero(t, wait, "a field without followers")
+	fields, wait = tr.followWait("e", 800)
+	assert.Equal(t, time.Second, wait, "400 followers for 800 subscribers of the event")
+	assert.Equal(t, []string{"c"}, fields)
+
+	tr.fanOuts.missed.Store(true) // a wait ended without a follower
+	_, wait = tr.followWait("e", 800)
+	assert.Zero(t, wait, "no wait after a wait in vain")
+	assert.True(t, tr.fanOut(context.Background(), &fanOutJob{members: nil, field: "c", following: true}))
+	_, wait = tr.followWait("e", 800)
+	assert.Equal(t, time.Second, wait, "a follower came: events wait for theirs again")
+
+	tr.forgetGroup(g)
+	_, wait = tr.followWait("e", 800)
+	assert.Zero(t, wait, "the followers' group has ended")
 }

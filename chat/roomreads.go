@@ -117,7 +117,8 @@ func (rr *roomReads) take(ctx context.Context, roomID, userID int64, g *roomRead
 
 // getMany returns roomID as each of users sees it, read after the latest
 // change, in one read with every other watcher waiting for it; users who
-// may not see it are left out.
+// may not see it are left out. The map is the read's own (it may hold
+// other users too), shared: the caller must not change it.
 func (rr *roomReads) getMany(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error) {
 	rr.mu.Lock()
 	g := rr.rooms[roomID]
@@ -140,19 +141,16 @@ func (rr *roomReads) getMany(ctx context.Context, roomID int64, users []int64) (
 		g.waiting[u] = true
 	}
 	err := rr.readLocked(ctx, roomID, g)
-	out := make(map[int64]*models.Room, len(users))
 	for _, u := range users {
-		if room := g.seen[u]; room != nil && err == nil {
-			out[u] = room
-		}
 		delete(g.waiting, u) // on an error too: the caller asks again for whoever still needs it
 	}
+	seen := g.seen // never changed once read
 	g.mu.Unlock()
 	rr.forget(roomID, g)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return seen, nil
 }
 
 // readLocked reads generation g for every user waiting, unless it is read

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchboardhq/switchboard/live"
@@ -130,9 +131,7 @@ func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context
 					continue
 				}
 				for _, view := range views(users, seen) {
-					for _, u := range view {
-						rec.Audience(strconv.FormatInt(u, 10))
-					}
+					eachScope(view, rec.Audience)
 					pos++
 					rec.Sent(pos)
 					select {
@@ -145,6 +144,26 @@ func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context
 		}
 	})
 	return out
+}
+
+// eachScope calls f with the scope of each of users (the user's id in
+// decimal, as gqlws.Options.Scope names it), in order. The scopes are
+// substrings of one string: a change's audience is one allocation, not one
+// per user, and stays that compact while a group remembers it.
+func eachScope(users []int64, f func(scope string)) {
+	var b strings.Builder
+	b.Grow(len(users) * 6)
+	ends := make([]int32, len(users))
+	var digits [20]byte
+	for i, u := range users {
+		b.Write(strconv.AppendInt(digits[:0], u, 10))
+		ends[i] = int32(b.Len())
+	}
+	all, start := b.String(), int32(0)
+	for _, end := range ends {
+		f(all[start:end])
+		start = end
+	}
 }
 
 // views groups users by the view of the room they have in seen (those

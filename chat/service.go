@@ -440,8 +440,8 @@ func (s *Service) readRoom(ctx context.Context, roomID int64, users []int64) (ma
 	// 8,000.
 	shared := make(map[roomView]*models.Room)
 	out := make(map[int64]*models.Room, len(users))
-	for _, u := range users {
-		c := counts[u]
+	for i, u := range users {
+		c := counts[i]
 		v := viewOf(room.Direct, c.unread, room.Direct || c.joined, u)
 		r := shared[v]
 		if r == nil {

@@ -164,17 +164,25 @@ func (rc *roomCounts) drop(r *countedRoom) {
 	}
 }
 
-// get returns the unread count and joined flag of each of users (those
-// that exist) in roomID, each exact at position upTo of its stream or
-// later: the pairs counted already as they are, once the stream is applied
-// up to upTo (waiting behindWait at most), the others counted in grouped
-// statements, and kept when their user watches here.
-func (rc *roomCounts) get(ctx context.Context, roomID int64, users []int64, upTo int64) (map[int64]roomPair, error) {
+// roomCount is what a room list shows of one user's pair: the unread
+// count and whether the user joined (zero for a user who does not exist).
+type roomCount struct {
+	unread int
+	joined bool
+}
+
+// get returns the unread count and joined flag of each of users in roomID,
+// by index (a room's change has one for every watcher: a slice, not a map
+// per change), each exact at position upTo of its stream or later: the
+// pairs counted already as they are, once the stream is applied up to upTo
+// (waiting behindWait at most), the others counted in grouped statements,
+// and kept when their user watches here.
+func (rc *roomCounts) get(ctx context.Context, roomID int64, users []int64, upTo int64) ([]roomCount, error) {
 	r, err := rc.follow(ctx, roomID)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int64]roomPair, len(users))
+	out := make([]roomCount, len(users))
 	missing := rc.known(ctx, r, users, upTo, out)
 	if len(missing) == 0 {
 		return out, nil
@@ -182,7 +190,12 @@ func (rc *roomCounts) get(ctx context.Context, roomID int64, users []int64, upTo
 	rc.mu.Lock()
 	started := r.epoch
 	rc.mu.Unlock()
-	counts, err := rc.count(ctx, roomID, missing)
+	ids := make([]int64, len(missing))
+	index := make(map[int64]int, len(missing)) // in users
+	for k, i := range missing {
+		ids[k], index[users[i]] = users[i], i
+	}
+	counts, err := rc.count(ctx, roomID, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +211,9 @@ func (rc *roomCounts) get(ctx context.Context, roomID int64, users []int64, upTo
 			p.add(m)
 		}
 		p.pos = at
-		out[c.UserID] = *p
+		if i, ok := index[c.UserID]; ok {
+			out[i] = roomCount{unread: p.unread, joined: p.joined}
+		}
 		keep := rc.rooms[roomID] == r && rc.watching[c.UserID] > 0 && r.pairs[c.UserID] == nil &&
 			r.forgot[c.UserID] <= started && r.all <= started
 		if keep {
@@ -211,25 +226,29 @@ func (rc *roomCounts) get(ctx context.Context, roomID int64, users []int64, upTo
 	return out, nil
 }
 
-// known copies into out the pairs of users that r has counted, once they
-// are exact at upTo or later, and returns the users it has not. Those
-// that stay behind upTo for behindWait are left to count again.
-func (rc *roomCounts) known(ctx context.Context, r *countedRoom, users []int64, upTo int64, out map[int64]roomPair) (missing []int64) {
+// known sets out[i] to the pair of users[i] when r has counted it, once
+// the pairs are exact at upTo or later, and returns the indexes of the
+// users it has not. Those that stay behind upTo for behindWait are left to
+// count again.
+func (rc *roomCounts) known(ctx context.Context, r *countedRoom, users []int64, upTo int64, out []roomCount) (missing []int) {
 	deadline := time.NewTimer(behindWait)
 	defer deadline.Stop()
 	for {
 		rc.mu.Lock()
 		missing = missing[:0]
 		behind := false
-		for _, u := range users {
+		for i, u := range users {
 			p := r.pairs[u]
 			switch {
 			case p == nil:
-				missing = append(missing, u)
+				missing = append(missing, i)
 			case p.pos < upTo:
 				behind = true
 			default:
-				out[u] = *p
+				out[i] = roomCount{unread: p.unread, joined: p.joined}
+			}
+			if behind {
+				break // wait for the stream before looking at the rest
 			}
 		}
 		moved := r.moved
@@ -246,7 +265,11 @@ func (rc *roomCounts) known(ctx context.Context, r *countedRoom, users []int64, 
 		}
 		// The stream is late: count them all again.
 		clear(out)
-		return users
+		missing = missing[:0]
+		for i := range users {
+			missing = append(missing, i)
+		}
+		return missing
 	}
 }
 

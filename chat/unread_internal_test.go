@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"math"
+	"runtime"
 	"testing"
 	"time"
 
@@ -55,11 +57,13 @@ func TestRoomCountsMeetTheStream(t *testing.T) {
 		messages <- m
 		<-moved
 	}
-	get := func(upTo int64) map[int64]roomPair {
+	get := func(upTo int64) map[int64]roomCount {
 		t.Helper()
-		got, err := rc.get(ctx, room, []int64{ada, bob}, upTo)
+		users := []int64{ada, bob}
+		got, err := rc.get(ctx, room, users, upTo)
 		require.NoError(t, err)
-		return got
+		require.Len(t, got, len(users))
+		return map[int64]roomCount{ada: got[0], bob: got[1]}
 	}
 
 	_, err := rc.follow(ctx, room) // this replica follows the room from position 3
@@ -118,7 +122,7 @@ func TestRoomCountsFollowNoRoomForNobody(t *testing.T) {
 	}, nil)
 	got, err := rc.get(t.Context(), room, []int64{ada}, 0)
 	require.NoError(t, err)
-	assert.Equal(t, 3, got[ada].unread)
+	assert.Equal(t, 3, got[0].unread)
 	rc.mu.Lock()
 	assert.Nil(t, rc.rooms[room], "no follower for nobody")
 	rc.mu.Unlock()
@@ -130,4 +134,47 @@ func TestRoomCountsFollowNoRoomForNobody(t *testing.T) {
 	assert.NotNil(t, rc.rooms[room], "followed for ada, who watches")
 	rc.mu.Unlock()
 	assert.Equal(t, 2, followed)
+}
+
+// TestRoomCountsCostLittlePerWatcher: reading the kept counts of a
+// room's 8,000 watchers for a change costs a few bytes a watcher (one
+// slice of their counts), not a map entry each: a busy room reads them at
+// every message.
+func TestRoomCountsCostLittlePerWatcher(t *testing.T) {
+	const room, n = 7, 8000
+	messages := make(chan *models.Message)
+	defer close(messages)
+	rc := newRoomCounts(func(context.Context, int64) (<-chan *models.Message, error) { return messages, nil },
+		func(_ context.Context, _ int64, users []int64) ([]store.RoomUnread, error) {
+			out := make([]store.RoomUnread, len(users))
+			for i, u := range users {
+				out[i] = store.RoomUnread{UserID: u, Unread: int(u % 5), Joined: u%2 == 0}
+			}
+			return out, nil
+		}, nil)
+	users := make([]int64, n)
+	for i := range users {
+		users[i] = int64(i + 1)
+		defer rc.watch(users[i])()
+	}
+	ctx := t.Context()
+	_, err := rc.get(ctx, room, users, 0) // counts and keeps them all
+	require.NoError(t, err)
+
+	perWatcher := math.Inf(1)
+	var got []roomCount
+	for range 3 { // the least of three: another goroutine may allocate meanwhile
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		got, err = rc.get(ctx, room, users, 0)
+		runtime.ReadMemStats(&after)
+		require.NoError(t, err)
+		perWatcher = min(perWatcher, float64(after.TotalAlloc-before.TotalAlloc)/n)
+	}
+	t.Logf("the kept counts of %d watchers: %.1f bytes a watcher", n, perWatcher)
+	assert.Less(t, perWatcher, 24.0) // a map of the pairs by user came to 148
+	require.Len(t, got, n)
+	for i, c := range got {
+		assert.Equal(t, roomCount{unread: int(users[i] % 5), joined: users[i]%2 == 0}, c)
+	}
 }

@@ -41,6 +41,11 @@ import (
 // behind its head; a member's queue holds as many.
 const sseRing = 256
 
+// sseRingScopes bounds the scopes named by the audiences of the events a
+// group keeps, as gqlws does for its groups (a busy room's room-list entry
+// names every member): past it, the oldest events are dropped.
+const sseRingScopes = 1 << 16
+
 // sseShare is how a stream may share: its group's key, whether the field
 // is a latest-value or a spanning one, and for a spanning one the stream's
 // scope and the bound on such groups. following marks a field whose
@@ -76,6 +81,7 @@ type sseGroup struct {
 	// not span scopes); a scope without members has no entry.
 	scopes map[string]map[*sseMember]struct{}
 	ring   []*sseFrame // of a durable stream: the newest events delivered, oldest first
+	scoped int         // the scopes the ring's audiences name (see sseRingScopes)
 	// newest is, of a latest-value stream, its newest value by scope ("":
 	// for all; every value of a group that does not span scopes). A scope
 	// without members keeps its value while it is among the newest sseRing
@@ -452,15 +458,27 @@ func (g *sseGroup) queue(f *sseFrame, members map[*sseMember]struct{}) {
 	}
 }
 
+// evictOldest drops the ring's oldest event. Called with g.mu held.
+func (g *sseGroup) evictOldest() {
+	g.evicted = g.ring[0].pos
+	g.scoped -= len(g.ring[0].audiences)
+	n := copy(g.ring, g.ring[1:])
+	g.ring[n] = nil
+	g.ring = g.ring[:n]
+}
+
 // remember keeps f for the members to come: in the ring, or as the newest
 // value of its scopes. Called with g.mu held.
 func (g *sseGroup) remember(f *sseFrame) {
 	if !g.latest {
 		if len(g.ring) == sseRing {
-			g.evicted = g.ring[0].pos
-			g.ring = append(g.ring[:0], g.ring[1:]...)
+			g.evictOldest()
 		}
 		g.ring = append(g.ring, f)
+		g.scoped += len(f.audiences)
+		for g.scoped > sseRingScopes && len(g.ring) > 1 {
+			g.evictOldest()
+		}
 		return
 	}
 	if f.audiences == nil {

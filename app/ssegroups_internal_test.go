@@ -236,3 +236,36 @@ func TestSSEJoinStartsAnewAfterAGroupEnds(t *testing.T) {
 	old.end() // the old group's end leaves the new one in place
 	assert.Equal(t, 1, gs.Len())
 }
+
+// TestSSERingOfWideAudiencesIsBounded: a spanning group of a durable
+// stream keeps the events whose audiences name at most sseRingScopes
+// scopes (a busy room's room-list entries name every member): a stream
+// just behind the head joins from the ring, one behind what it keeps
+// stays on its own.
+func TestSSERingOfWideAudiencesIsBounded(t *testing.T) {
+	gs := &sseGroups{groups: make(map[string]*sseGroup)}
+	events := make(fakeLeader)
+	share := func(scope string) sseShare {
+		return sseShare{key: "rooms", spanning: true, scope: scope, maxGroups: 64}
+	}
+	const audience = 8000
+	everyone := make([]string, audience)
+	for i := range everyone {
+		everyone[i] = fmt.Sprint(i)
+	}
+	member := gs.join(t.Context(), share("1"), 0, nil, 0, events.lead(false))
+	require.NotNil(t, member)
+	for pos := int64(1); pos <= 40; pos++ {
+		events <- fakeEvent{pos: pos, audiences: everyone}
+		require.Equal(t, pos, received(t, member))
+	}
+	settled(member.group)
+	g := member.group
+	g.mu.Lock()
+	kept, scoped := len(g.ring), g.scoped
+	g.mu.Unlock()
+	assert.Equal(t, sseRingScopes/audience, kept, "as many events as the bound holds")
+	assert.Equal(t, kept*audience, scoped)
+	assert.NotNil(t, gs.join(t.Context(), share("2"), 38, nil, 0, events.lead(false)), "two behind the head: from the ring")
+	assert.Nil(t, gs.join(t.Context(), share("3"), 40-int64(kept)-1, nil, 0, events.lead(false)), "behind what the ring keeps")
+}

@@ -282,3 +282,37 @@ func TestSpanningLatestForgetsWhatNobodyNeeds(t *testing.T) {
 	g.mu.Unlock()
 	assert.False(t, annKept, "gone with its last member")
 }
+
+// TestRingOfWideAudiencesIsBounded: a group that spans scopes keeps the
+// audiences of its recent results within maxRingScopes names (a busy
+// room's room-list entries each name every member), forgetting the oldest
+// results; a member just behind the head still joins from the ring, one
+// behind what it keeps catches up privately first.
+func TestRingOfWideAudiencesIsBounded(t *testing.T) {
+	tr := New(Options{})
+	t.Cleanup(tr.Shutdown)
+	g, _ := tr.newGroup(context.Background(), &shareInfo{key: "k"})
+	g.spanning, g.scopes = true, make(map[string]map[*operation]struct{})
+	const members = 8000
+	everyone := make([]string, members)
+	for i := range everyone {
+		everyone[i] = strconv.Itoa(i)
+	}
+	result := newSharedResult([]byte(`{"data":{}}`), false)
+	g.mu.Lock()
+	for pos := int64(1); pos <= 40; pos++ {
+		g.remember(ringEntry{pos: pos, scopes: everyone, result: result})
+		g.head = pos
+	}
+	kept, scoped := len(g.ring), g.scoped
+	g.mu.Unlock()
+	assert.Equal(t, maxRingScopes/members, kept, "as many results as the bound holds")
+	assert.Equal(t, kept*members, scoped)
+
+	c, _ := capturedConn(t, tr)
+	join := func(pos int64) bool {
+		return g.add(&operation{conn: c, id: "1", idJSON: appendJSONString(nil, "1"), share: &shareInfo{scope: "7"}}, pos)
+	}
+	assert.True(t, join(38), "two behind the head: from the ring")
+	assert.False(t, join(40-int64(kept)-1), "behind what the ring keeps")
+}

@@ -4,13 +4,17 @@
 package redistest
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,11 +50,13 @@ func Client(tb testing.TB, url string) *redis.Client {
 
 // Server is a private redis-server on a loopback port.
 type Server struct {
-	tb   testing.TB
-	Port int
-	dir  string   // its working directory, kept across restarts
-	args []string // its own arguments (a cluster node's, a sentinel's)
-	cmd  *exec.Cmd
+	tb      testing.TB
+	Port    int
+	dir     string   // its working directory, kept across restarts
+	args    []string // its own arguments (a cluster node's, a sentinel's)
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once cmd has exited
+	started bool          // it has run: a restart keeps its ports
 }
 
 // Start runs a private redis-server (no persistence) on a free loopback
@@ -93,24 +99,95 @@ func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
 func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
 
 // Start starts the server (again) and waits until it accepts connections.
+// A port found free may be taken by the time the server binds it (tests
+// of other packages run at once, and outgoing connections take ports of
+// the same range): a first start then tries other ports; a restart keeps
+// its own, which its clients know.
 func (s *Server) Start() {
 	s.tb.Helper()
+	for attempt := 1; ; attempt++ {
+		out, ok := s.start()
+		if ok {
+			s.started = true
+			return
+		}
+		if !s.started && attempt < 5 && strings.Contains(out, "Failed listening") {
+			s.Port = freePort(s.tb)
+			if i := slices.Index(s.args, "--cluster-port"); i >= 0 {
+				s.args[i+1] = strconv.Itoa(freePort(s.tb))
+			}
+			continue
+		}
+		s.tb.Fatalf("redis-server on port %d did not start:\n%s", s.Port, out)
+	}
+}
+
+// start runs the server and reports whether it accepts connections within
+// 10 s, and what it printed when it does not.
+func (s *Server) start() (output string, ok bool) {
 	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir}, s.args...)
 	if len(s.args) > 0 && s.args[0] == "--sentinel" { // a sentinel reads (and rewrites) its own file
 		args = []string{filepath.Join(s.dir, "sentinel.conf"), "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir}
 	}
+	var out syncBuffer
 	s.cmd = exec.Command("redis-server", args...)
+	s.cmd.Stdout, s.cmd.Stderr = &out, &out
 	if err := s.cmd.Start(); err != nil {
 		s.tb.Fatalf("start redis-server: %v", err)
 	}
+	exited := make(chan struct{})
+	s.exited = exited
+	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(exited) }(s.cmd)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port)); err == nil {
-			_ = c.Close()
-			return
+		select {
+		case <-exited:
+			s.cmd = nil
+			return out.String(), false
+		default:
+		}
+		if s.answers() {
+			return "", true
 		}
 	}
-	s.tb.Fatalf("redis-server on port %d did not start", s.Port)
+	s.Stop()
+	return out.String(), false
+}
+
+// answers reports whether a Redis answers PING on the server's port (not
+// whatever else may listen there).
+func (s *Server) answers() bool {
+	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	reply := make([]byte, 7)
+	_, err = io.ReadFull(c, reply)
+	return err == nil && string(reply) == "+PONG\r\n"
+}
+
+// syncBuffer is a bytes.Buffer that the server's output copiers and the
+// test may use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // Stop kills the server (as a crash would) and waits for it to exit.
@@ -119,7 +196,7 @@ func (s *Server) Stop() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 }
 

@@ -48,7 +48,7 @@ func findChromium(t *testing.T) string {
 func startBrowser(t *testing.T, chromium string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	profile := t.TempDir() // removed after the browser has exited (cleanups run last-in first-out)
-	output := &syncBuffer{}
+	output := &testenv.Buffer{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(profile),

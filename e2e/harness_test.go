@@ -82,7 +82,7 @@ type testServer struct {
 	URL  string // http://127.0.0.1:port
 	stop func()
 	kill func() // kills a server process as a crash would (startProcess only)
-	logs *syncBuffer
+	logs *testenv.Buffer
 	env  map[string]string // the settings it started with
 }
 
@@ -147,28 +147,11 @@ func claimsOf(tb testing.TB, token string) claims {
 // WS returns the server's WebSocket endpoint.
 func (s *testServer) WS() string { return "ws" + strings.TrimPrefix(s.URL, "http") + "/graphql" }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 var listeningRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
 
 // scanLogs copies a server's log lines into logs and sends the address of
 // its "listening" line (text or JSON) on the returned channel.
-func scanLogs(r io.Reader, logs *syncBuffer) <-chan string {
+func scanLogs(r io.Reader, logs *testenv.Buffer) <-chan string {
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(r)
@@ -205,7 +188,7 @@ func startServerWith(tb testing.TB, env map[string]string, configure func(*app.C
 	if configure != nil {
 		configure(cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	srv, err := app.Start(tb.Context(), cfg, logs)
 	require.NoError(tb, err, "server did not start\n%s", logs)
 	s := &testServer{URL: srv.URL(), logs: logs, env: vars}
@@ -237,7 +220,7 @@ func startProcess(tb testing.TB, env map[string]string) *testServer {
 	}
 	out, err := cmd.StdoutPipe()
 	require.NoError(tb, err)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stderr = logs
 	require.NoError(tb, cmd.Start())
 	addr := scanLogs(out, logs)

@@ -304,7 +304,7 @@ func jsAfterFirst(events []jsEvent, match func(jsEvent) bool) []jsEvent {
 type jsClientRun struct {
 	cmd    *exec.Cmd
 	lines  chan jsEvent // closed at the end of its output
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 
 	mu     sync.Mutex
 	events []jsEvent // every event read so far
@@ -318,7 +318,7 @@ func startJSClient(t *testing.T, node, script string, args ...string) *jsClientR
 	ctx, cancel := context.WithTimeout(context.Background(), jsClientRunTimeout)
 	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
 	cmd.WaitDelay = 2 * time.Second
-	c := &jsClientRun{cmd: cmd, lines: make(chan jsEvent, 1024), stderr: &syncBuffer{}}
+	c := &jsClientRun{cmd: cmd, lines: make(chan jsEvent, 1024), stderr: &testenv.Buffer{}}
 	cmd.Stderr = c.stderr
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)

@@ -54,7 +54,7 @@ func startNginx(t *testing.T, upstreams ...*testServer) string {
 		global += " user root;"
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", path, "-g", global)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.WaitDelay = 5 * time.Second // workers hold the output pipe until they exit
 	require.NoError(t, cmd.Start())

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboardhq/switchboard/internal/faultproxy"
+	"github.com/switchboardhq/switchboard/internal/testenv"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/store"
 	"github.com/switchboardhq/switchboard/store/storetest"
@@ -147,7 +147,7 @@ func openBehindProxyWith(tb testing.TB, query string, opts store.Options) (*stor
 // store's logger at debug level, not to standard error.
 func TestDriverTalksToTheStoreLog(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// The driver's own timeout ends the read, and says so.
 	db, proxy := openBehindProxyWith(t, "readTimeout=200ms", store.Options{Timeout: 5 * time.Second, Log: log})
@@ -157,22 +157,4 @@ func TestDriverTalksToTheStoreLog(t *testing.T) {
 	err := db.Ping(t.Context())
 	assert.Equal(t, models.Unavailable, models.ErrorCode(err), "%v", err)
 	assert.Regexp(t, `level=DEBUG msg="mysql driver" said=".*i/o timeout"`, logs.String())
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -4,7 +4,6 @@
 package redistest
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -130,7 +128,7 @@ func (s *Server) start() (output string, ok bool) {
 	if len(s.args) > 0 && s.args[0] == "--sentinel" { // a sentinel reads (and rewrites) its own file
 		args = []string{filepath.Join(s.dir, "sentinel.conf"), "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir}
 	}
-	var out syncBuffer
+	var out testenv.Buffer
 	s.cmd = exec.Command("redis-server", args...)
 	s.cmd.Stdout, s.cmd.Stderr = &out, &out
 	if err := s.cmd.Start(); err != nil {
@@ -169,25 +167,6 @@ func (s *Server) answers() bool {
 	reply := make([]byte, 7)
 	_, err = io.ReadFull(c, reply)
 	return err == nil && string(reply) == "+PONG\r\n"
-}
-
-// syncBuffer is a bytes.Buffer that the server's output copiers and the
-// test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Stop kills the server (as a crash would) and waits for it to exit.

@@ -30,9 +30,10 @@ func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
 	c := &Cluster{tb: tb}
 	var addrs []string
 	for range masters * (1 + replicas) {
-		// The cluster bus's port chosen free too: Redis's default, the
-		// port + 10000, is past 65535 for a high ephemeral port.
-		s := newServer(tb, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(freePort(tb)), "--cluster-config-file", "nodes.conf",
+		// The cluster bus's port chosen free too (newServer fills it in):
+		// Redis's default, the port + 10000, is past 65535 for a high
+		// ephemeral port.
+		s := newServer(tb, "--cluster-enabled", "yes", "--cluster-port", "", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
 			"--cluster-require-full-coverage", "no")
 		s.Start()

@@ -74,20 +74,42 @@ func newServer(tb testing.TB, args ...string) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		testenv.RequireService(tb, "redis-server is not installed; skipping the Redis test that needs a server of its own")
 	}
-	s := &Server{tb: tb, Port: freePort(tb), dir: tb.TempDir(), args: args}
+	s := &Server{tb: tb, dir: tb.TempDir(), args: args}
+	s.pickPorts()
 	tb.Cleanup(s.Stop)
 	return s
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+// pickPorts gives the server free loopback ports: its own, and its
+// cluster bus's when its arguments have --cluster-port.
+func (s *Server) pickPorts() {
+	bus := slices.Index(s.args, "--cluster-port")
+	n := 1
+	if bus >= 0 {
+		n = 2
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	ports := freePorts(s.tb, n)
+	s.Port = ports[0]
+	if bus >= 0 {
+		s.args[bus+1] = strconv.Itoa(ports[1])
+	}
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+// (Ports asked for one at a time may come back the same: each is free
+// again once its probe closes.)
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }
 
 // Addr is the server's host:port.
@@ -110,10 +132,8 @@ func (s *Server) Start() {
 			return
 		}
 		if !s.started && attempt < 5 && strings.Contains(out, "Failed listening") {
-			s.Port = freePort(s.tb)
-			if i := slices.Index(s.args, "--cluster-port"); i >= 0 {
-				s.args[i+1] = strconv.Itoa(freePort(s.tb))
-			}
+			s.pickPorts()
+			_ = os.Remove(filepath.Join(s.dir, "nodes.conf")) // a cluster node's, naming the ports it failed on
 			continue
 		}
 		s.tb.Fatalf("redis-server on port %d did not start:\n%s", s.Port, out)

@@ -2,6 +2,8 @@ package redistest
 
 import (
 	"net"
+	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -24,5 +26,26 @@ func TestStartMovesOffATakenPort(t *testing.T) {
 	c := Client(t, s.URL())
 	if err := c.Ping(t.Context()).Err(); err != nil {
 		t.Fatalf("ping the server on its new port: %v", err)
+	}
+}
+
+// TestClusterNodeMovesOffItsOwnPort: a cluster node whose bus port is its
+// own port (two probes for free ports can find the same one) starts on
+// ports of its own instead; ports found together are distinct.
+func TestClusterNodeMovesOffItsOwnPort(t *testing.T) {
+	for range 50 {
+		if p := freePorts(t, 2); p[0] == p[1] {
+			t.Fatalf("freePorts gave %d twice", p[0])
+		}
+	}
+	s := newServer(t, "--cluster-enabled", "yes", "--cluster-port", "", "--cluster-config-file", "nodes.conf")
+	s.args[slices.Index(s.args, "--cluster-port")+1] = strconv.Itoa(s.Port)
+	s.Start()
+	bus := s.args[slices.Index(s.args, "--cluster-port")+1]
+	if bus == strconv.Itoa(s.Port) {
+		t.Fatalf("the node runs with its bus on its own port %d", s.Port)
+	}
+	if err := Client(t, s.URL()).Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("ping the node: %v", err)
 	}
 }

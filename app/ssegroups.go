@@ -41,11 +41,6 @@ import (
 // behind its head; a member's queue holds as many.
 const sseRing = 256
 
-// sseRingScopes bounds the scopes named by the audiences of the events a
-// group keeps, as gqlws does for its groups (a busy room's room-list entry
-// names every member): past it, the oldest events are dropped.
-const sseRingScopes = 1 << 16
-
 // sseShare is how a stream may share: its group's key, whether the field
 // is a latest-value or a spanning one, and for a spanning one the stream's
 // scope and the bound on such groups. following marks a field whose
@@ -81,7 +76,7 @@ type sseGroup struct {
 	// not span scopes); a scope without members has no entry.
 	scopes map[string]map[*sseMember]struct{}
 	ring   []*sseFrame // of a durable stream: the newest events delivered, oldest first
-	scoped int         // the scopes the ring's audiences name (see sseRingScopes)
+	scoped int         // the scopes the ring's audiences name (see gqlws.MaxRingScopes)
 	// newest is, of a latest-value stream, its newest value by scope ("":
 	// for all; every value of a group that does not span scopes). A scope
 	// without members keeps its value while it is among the newest sseRing
@@ -476,7 +471,7 @@ func (g *sseGroup) remember(f *sseFrame) {
 		}
 		g.ring = append(g.ring, f)
 		g.scoped += len(f.audiences)
-		for g.scoped > sseRingScopes && len(g.ring) > 1 {
+		for g.scoped > gqlws.MaxRingScopes && len(g.ring) > 1 {
 			g.evictOldest()
 		}
 		return

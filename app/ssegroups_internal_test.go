@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboardhq/switchboard/gqlws"
 	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/stream"
 )
@@ -238,7 +239,7 @@ func TestSSEJoinStartsAnewAfterAGroupEnds(t *testing.T) {
 }
 
 // TestSSERingOfWideAudiencesIsBounded: a spanning group of a durable
-// stream keeps the events whose audiences name at most sseRingScopes
+// stream keeps the events whose audiences name at most gqlws.MaxRingScopes
 // scopes (a busy room's room-list entries name every member): a stream
 // just behind the head joins from the ring, one behind what it keeps
 // stays on its own.
@@ -264,7 +265,7 @@ func TestSSERingOfWideAudiencesIsBounded(t *testing.T) {
 	g.mu.Lock()
 	kept, scoped := len(g.ring), g.scoped
 	g.mu.Unlock()
-	assert.Equal(t, sseRingScopes/audience, kept, "as many events as the bound holds")
+	assert.Equal(t, gqlws.MaxRingScopes/audience, kept, "as many events as the bound holds")
 	assert.Equal(t, kept*audience, scoped)
 	assert.NotNil(t, gs.join(t.Context(), share("2"), 38, nil, 0, events.lead(false)), "two behind the head: from the ring")
 	assert.Nil(t, gs.join(t.Context(), share("3"), 40-int64(kept)-1, nil, 0, events.lead(false)), "behind what the ring keeps")

@@ -51,13 +51,14 @@ import (
 // is slightly behind join without a gap.
 const ringSize = 256
 
-// maxRingScopes bounds the scopes named by the audiences of the results a
+// MaxRingScopes bounds the scopes named by the audiences of the results a
 // group that spans scopes keeps (a result for 8,000 users names 8,000):
 // past it the oldest are forgotten, ringSize or not. A busy room's room
 // lists would otherwise keep 256 audiences of every member, tens of
 // megabytes of live heap for every collection to scan; a subscriber joins
-// within a few results of the head.
-const maxRingScopes = 1 << 16
+// within a few results of the head. Another transport that shares such
+// fields keeps its recent results within the same bound.
+const MaxRingScopes = 1 << 16
 
 // group is one shared subscription.
 type group struct {
@@ -80,7 +81,7 @@ type group struct {
 	members map[*operation]struct{}
 	scopes  map[string]map[*operation]struct{} // the members by scope, in a group that spans scopes
 	ring    []ringEntry                        // the last results, oldest first
-	scoped  int                                // the scopes the ring's audiences name (see maxRingScopes)
+	scoped  int                                // the scopes the ring's audiences name (see MaxRingScopes)
 	newest  map[string]ringEntry               // a latest-value group that spans scopes: the newest result by scope, for the scopes with members and the last strays
 	strays  *live.Recent[string]               // the last scopes without members whose newest result is kept
 }
@@ -495,7 +496,7 @@ func (g *group) remember(e ringEntry) {
 	}
 	g.ring = append(g.ring, e)
 	g.scoped += len(e.scopes)
-	for g.scoped > maxRingScopes && len(g.ring) > 1 {
+	for g.scoped > MaxRingScopes && len(g.ring) > 1 {
 		g.forgetOldest()
 	}
 }

@@ -284,7 +284,7 @@ func TestSpanningLatestForgetsWhatNobodyNeeds(t *testing.T) {
 }
 
 // TestRingOfWideAudiencesIsBounded: a group that spans scopes keeps the
-// audiences of its recent results within maxRingScopes names (a busy
+// audiences of its recent results within MaxRingScopes names (a busy
 // room's room-list entries each name every member), forgetting the oldest
 // results; a member just behind the head still joins from the ring, one
 // behind what it keeps catches up privately first.
@@ -306,7 +306,7 @@ func TestRingOfWideAudiencesIsBounded(t *testing.T) {
 	}
 	kept, scoped := len(g.ring), g.scoped
 	g.mu.Unlock()
-	assert.Equal(t, maxRingScopes/members, kept, "as many results as the bound holds")
+	assert.Equal(t, MaxRingScopes/members, kept, "as many results as the bound holds")
 	assert.Equal(t, kept*members, scoped)
 
 	c, _ := capturedConn(t, tr)

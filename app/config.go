@@ -91,6 +91,11 @@ type Config struct {
 	// (its where label), on that place's goroutine, so that a test can
 	// panic there (see panics.Guard.Inject and e2e/panics_test.go).
 	InjectPanic func(where string)
+	// FollowWait is for tests only, and no setting: how long a message's
+	// fan-out waits for the room-list entries it moves (gqlws
+	// Options.FollowWait; 0: its default), so that a test on a slow,
+	// instrumented build sees them go together.
+	FollowWait time.Duration
 }
 
 // Production reports whether ENV=production tightened the defaults.

@@ -109,9 +109,11 @@ func newWebsocket(cfg *Config, log *slog.Logger, tokens *auth.Tokens, svc *servi
 		SpanningFields: []string{"notificationAdded", "unreadCount", "roomsChanged"},
 		// A message's frame goes before the room-list entries it moves, and
 		// in the same write to a member who follows both: its fan-out
-		// waits for theirs (50 ms at most).
+		// waits for theirs (50 ms at most), and theirs for it when they are
+		// ready first.
 		FollowingFields: []string{"roomsChanged"},
 		Followers:       map[string][]string{"messageAdded": {"roomsChanged"}},
+		FollowWait:      cfg.FollowWait,
 		Audiences:       stream.WithAudienceRecorder,
 		StartAt:         stream.WithStart,
 		Scope: func(ctx context.Context) string {

@@ -67,6 +67,9 @@ func serve() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg, err := app.ParseConfig(nil, os.Getenv, os.Stderr)
+	if wait := os.Getenv("SWITCHBOARD_TEST_FOLLOW_WAIT"); err == nil && wait != "" {
+		cfg.FollowWait, err = time.ParseDuration(wait) // app.Config.FollowWait
+	}
 	if err == nil {
 		err = app.Run(ctx, cfg, os.Stdout)
 	}
@@ -82,6 +85,7 @@ type testServer struct {
 	URL  string // http://127.0.0.1:port
 	stop func()
 	kill func() // kills a server process as a crash would (startProcess only)
+	pid  int    // the server process's (startProcess only)
 	logs *testenv.Buffer
 	env  map[string]string // the settings it started with
 }
@@ -224,7 +228,7 @@ func startProcess(tb testing.TB, env map[string]string) *testServer {
 	cmd.Stderr = logs
 	require.NoError(tb, cmd.Start())
 	addr := scanLogs(out, logs)
-	s := &testServer{logs: logs, env: vars}
+	s := &testServer{logs: logs, env: vars, pid: cmd.Process.Pid}
 	var once sync.Once
 	s.kill = func() {
 		once.Do(func() {

@@ -228,10 +228,12 @@ type Options struct {
 	// event (one that takes a turn: see fanOut) waits, up to FollowWait,
 	// for a fan-out of one of those fields to join its turn when their
 	// groups hold at least half as many members as the event goes to: then
-	// a subscriber of both gets both frames in one write, and the two
-	// fan-outs cost the writes of one, where the event sent alone would
-	// have gone out a moment before the other was ready, and most
-	// connections would have been written twice.
+	// a subscriber of both gets both frames in one write, the event's
+	// first, and the two fan-outs cost the writes of one, where the event
+	// sent alone would have gone out a moment before the other was ready,
+	// and most connections would have been written twice. A large fan-out
+	// of a follower that comes first (no fan-out of the fields it follows
+	// began within FollowWait) waits for one of theirs the same way.
 	Followers map[string][]string
 	// FollowWait bounds that wait. Default 50ms.
 	FollowWait time.Duration
@@ -287,10 +289,14 @@ type Transport struct {
 	groupsMu sync.Mutex
 	groups   map[string]*group  // the running groups by share key (Transport.shareKey)
 	spanning map[string]spanUse // the share keys of SpanningFields in use, and who uses each
-	// followerGroups are the running groups of the fields that Options.Followers
-	// names as following others (see followWait).
-	followerGroups map[*group]struct{}
-	fanOuts        turns // one turn of large fan-outs at a time (see fanOut)
+	// linkedGroups are the running groups of the fields that
+	// Options.Followers names, as followed or following (see followWait).
+	linkedGroups map[*group]struct{}
+	fanOuts      turns // one turn of large fan-outs at a time (see fanOut)
+	// led holds, for each field that Options.Followers gives followers,
+	// when its last fan-out began (UnixNano; see followWait). Made by New,
+	// only read after.
+	led map[string]*atomic.Int64
 
 	connSlots atomic.Uint64 // connections accepted so far (see conn.slot)
 
@@ -413,17 +419,17 @@ func New(opts Options) *Transport {
 		opts.OnRefused = func(context.Context, string) {}
 	}
 	t := &Transport{
-		opts:           opts,
-		conns:          make(map[*conn]struct{}),
-		perAddr:        make(map[string]int),
-		ended:          make(map[string]time.Time),
-		closes:         make(map[string]uint64),
-		refused:        make(map[string]uint64),
-		subs:           make(map[string]int64),
-		groups:         make(map[string]*group),
-		spanning:       make(map[string]spanUse),
-		followerGroups: make(map[*group]struct{}),
-		tails:          newTailCache(),
+		opts:         opts,
+		conns:        make(map[*conn]struct{}),
+		perAddr:      make(map[string]int),
+		ended:        make(map[string]time.Time),
+		closes:       make(map[string]uint64),
+		refused:      make(map[string]uint64),
+		subs:         make(map[string]int64),
+		groups:       make(map[string]*group),
+		spanning:     make(map[string]spanUse),
+		linkedGroups: make(map[*group]struct{}),
+		tails:        newTailCache(),
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: 10 * time.Second,
 			ReadBufferSize:   opts.ReadBufferSize,
@@ -439,6 +445,10 @@ func New(opts Options) *Transport {
 		},
 	}
 	t.keepalive = newKeepalive(t, opts.KeepAlive)
+	t.led = make(map[string]*atomic.Int64, len(opts.Followers))
+	for field := range opts.Followers {
+		t.led[field] = new(atomic.Int64)
+	}
 	return t
 }
 

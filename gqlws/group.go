@@ -65,7 +65,7 @@ type group struct {
 	transport *Transport
 	key       string
 	field     string             // the root field of its subscriptions
-	following bool               // field follows others' (Options.Followers)
+	follows   []string           // the fields that field follows (Options.Followers)
 	cancel    context.CancelFunc // stops the leader
 	pos       *positions         // the positions the leader's stream announces
 	latest    bool               // a latest-value stream: only the newest result counts
@@ -364,40 +364,63 @@ func (t *Transport) newGroup(ctx context.Context, share *shareInfo) (*group, con
 // t.groupsMu held.
 func (t *Transport) putGroup(g *group) {
 	t.groups[g.key] = g
-	for _, followers := range t.opts.Followers {
+	if _, ok := t.opts.Followers[g.field]; ok {
+		t.linkedGroups[g] = struct{}{}
+	}
+	for field, followers := range t.opts.Followers {
 		if slices.Contains(followers, g.field) {
-			t.followerGroups[g] = struct{}{}
-			g.following = true
-			break
+			t.linkedGroups[g] = struct{}{}
+			g.follows = append(g.follows, field)
 		}
 	}
 }
 
-// followWait returns, for a fan-out of an event of field to n members,
-// the fields whose fan-outs may follow it and how long it waits for one of
-// them to join its turn (see Options.Followers): none when the groups of
-// those fields hold fewer than n/2 members, so that an event that few of
-// its subscribers see followed goes at once, and none after a wait that no
-// follower ended (see turns.missed).
-func (t *Transport) followWait(field string, n int) ([]string, time.Duration) {
-	followers := t.opts.Followers[field]
-	if len(followers) == 0 || t.fanOuts.missed.Load() {
+// followWait returns, for a large fan-out of g's event to n members, the
+// fields whose fan-outs its turn waits for and how long at most (see
+// Options.Followers): an event that others follow waits for theirs; one
+// that follows others waits for theirs when none began within FollowWait
+// (it is ready before the event it follows, which is yet to come). None
+// when the groups of those fields hold fewer than n/2 members, so that an
+// event that few of its subscribers see with the other goes at once, and
+// none after a wait of g's field in vain, until one of those comes (see
+// turns.missed).
+func (t *Transport) followWait(g *group, n int) ([]string, time.Duration) {
+	others := t.opts.Followers[g.field]
+	if len(others) == 0 {
+		others = g.follows
+		if len(others) == 0 || t.ledWithin(others, t.opts.FollowWait) {
+			return nil, 0
+		}
+	}
+	if t.fanOuts.hasMissed(g.field) {
 		return nil, 0
 	}
 	members := 0
 	t.groupsMu.Lock()
-	for g := range t.followerGroups {
-		if slices.Contains(followers, g.field) {
-			g.mu.Lock()
-			members += len(g.members)
-			g.mu.Unlock()
+	for other := range t.linkedGroups {
+		if slices.Contains(others, other.field) {
+			other.mu.Lock()
+			members += len(other.members)
+			other.mu.Unlock()
 		}
 	}
 	t.groupsMu.Unlock()
 	if 2*members < n {
 		return nil, 0
 	}
-	return followers, t.opts.FollowWait
+	return others, t.opts.FollowWait
+}
+
+// ledWithin reports whether a fan-out of one of fields (which have
+// followers) began within d.
+func (t *Transport) ledWithin(fields []string, d time.Duration) bool {
+	since := time.Now().Add(-d).UnixNano()
+	for _, field := range fields {
+		if led := t.led[field]; led != nil && led.Load() >= since {
+			return true
+		}
+	}
+	return false
 }
 
 // run is the leader: it executes the operation (dispatch starts it, or
@@ -455,9 +478,9 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		// Outside the lock: a subscriber that joins meanwhile is not in the
 		// batch and gets this result from the ring; the next result waits
 		// until this one is handed to every member.
-		job := &fanOutJob{members: batch, result: queuedFrame{result: result, latest: g.latest}, class: g.turn, field: g.field, following: g.following}
+		job := &fanOutJob{members: batch, result: queuedFrame{result: result, latest: g.latest}, class: g.turn, field: g.field, follows: g.follows}
 		if largeFanOut(len(batch)) {
-			job.followers, job.wait = g.transport.followWait(g.field, len(batch))
+			job.awaits, job.wait = g.transport.followWait(g, len(batch))
 		}
 		if !g.transport.fanOut(ctx, job) {
 			failed = true // a part of the members missed the result: they start again
@@ -578,8 +601,12 @@ func largeFanOut(n int) bool { return min(runtime.GOMAXPROCS(0), n/fanOutChunk) 
 // fan-out takes a turn too when the running one waits for it (see
 // Options.Followers).
 func (t *Transport) fanOut(ctx context.Context, job *fanOutJob) bool {
-	if job.following && t.fanOuts.missed.Load() {
-		t.fanOuts.missed.Store(false)
+	if len(job.follows) > 0 {
+		t.fanOuts.came(job.follows)
+	}
+	if led := t.led[job.field]; led != nil {
+		led.Store(time.Now().UnixNano())
+		t.fanOuts.came(t.opts.Followers[job.field])
 	}
 	if !largeFanOut(len(job.members)) && !t.fanOuts.awaits(job.field) {
 		deliver(job.members, job.result)
@@ -595,16 +622,27 @@ func (t *Transport) fanOut(ctx context.Context, job *fanOutJob) bool {
 // goes member by member; several go connection by connection, each
 // connection's frames (in batch's order) written together. Fan-outs that
 // ask for a turn meanwhile ride along (see riders): it returns them too.
+//
+// A turn that waited for followers takes the fan-outs that came meanwhile
+// into its batch before it writes anything, rather than as riders: a rider
+// is adopted by one of the turn's goroutines while the others write on,
+// and the connections they write meanwhile would get the follower's frame
+// in a second write.
 func (t *Transport) runTurn(ctx context.Context, batch []*fanOutJob) (bool, []*fanOutJob) {
-	if fields, wait := followersDue(batch); wait > 0 {
-		t.fanOuts.awaitFollowers(ctx, fields, wait)
+	var joined []*fanOutJob
+	if job := followersDue(batch); job != nil {
+		t.fanOuts.awaitFollowers(ctx, job)
+		if joined = t.fanOuts.adopt(); len(joined) > 0 {
+			batch = slices.Concat(batch, joined)
+			slices.SortStableFunc(batch, func(a, b *fanOutJob) int { return cmp.Compare(a.class, b.class) })
+		}
 	}
 	r := &riders{turns: &t.fanOuts}
 	ok := t.runPass(ctx, batch, r)
 	if rest := r.rest(); len(rest) > 0 {
 		ok = t.runPass(ctx, rest, nil) && ok
 	}
-	return ok, r.jobs()
+	return ok, append(joined, r.jobs()...)
 }
 
 // runPass hands batch's frames out in parallel, with those of r's riders
@@ -685,11 +723,16 @@ func (a *adoption) take(i int32, frames []queuedFrame) []queuedFrame {
 	return append(frames, f)
 }
 
-// poll adopts the fan-outs waiting for a turn, if any.
+// poll adopts the fan-outs waiting for a turn, if any. A goroutine of
+// the turn that finds one waiting while another adopts it waits for that
+// adoption (a map of its members by connection: a millisecond for 8,000)
+// rather than write on without its frames: each connection it wrote
+// meanwhile would get them in a second write.
 func (r *riders) poll() {
-	if r == nil || r.turns.queued.Load() == 0 || !r.mu.TryLock() {
+	if r == nil || r.turns.queued.Load() == 0 {
 		return
 	}
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	jobs := r.turns.adopt()
 	if len(jobs) == 0 {
@@ -1050,7 +1093,7 @@ func (t *Transport) forgetGroup(g *group) {
 	if t.groups[g.key] == g {
 		delete(t.groups, g.key)
 	}
-	delete(t.followerGroups, g)
+	delete(t.linkedGroups, g)
 	t.groupsMu.Unlock()
 }
 

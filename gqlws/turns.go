@@ -27,6 +27,8 @@ import (
 // its turn, for a few milliseconds at most, until one of those asks for a
 // turn (see awaitFollowers): then each subscriber of both gets both frames
 // in one write, instead of the event alone and the other a moment later.
+// A follower ready before the event it follows holds its turn for the
+// event's the same way.
 type turns struct {
 	mu      sync.Mutex
 	busy    bool         // a turn runs
@@ -40,11 +42,15 @@ type turns struct {
 	awaited  []string
 	arrived  chan struct{}
 	awaiting atomic.Bool
-	// missed is set when a wait for followers ended without one, until a
-	// follower's fan-out comes: meanwhile events do not wait. (A follower
-	// that merges the changes of several events, as a room list does when
+	// missed names the fields whose last wait (for their followers, or for
+	// the fields they follow) ended in vain, until a fan-out of one of
+	// those comes: meanwhile their events do not wait. (A follower that
+	// merges the changes of several events, as a room list does when
 	// messages come faster than it is read, comes once for all of them.)
-	missed atomic.Bool
+	// Guarded by mu; anyMissed is len(missed), for a look without the
+	// lock.
+	missed    map[string]bool
+	anyMissed atomic.Int32
 }
 
 // fanOutJob is one group's result for its members, waiting for a turn.
@@ -53,11 +59,12 @@ type fanOutJob struct {
 	result  queuedFrame
 	class   int    // eventTurn or latestTurn
 	field   string // the subscription field of its group
-	// followers are the fields whose fan-outs may follow this one's, and
-	// wait how long its turn waits for one (see Options.Followers).
-	followers []string
-	wait      time.Duration
-	following bool // its group's field follows others' (see Options.Followers)
+	// awaits are the fields whose fan-outs its turn waits for (the
+	// followers of its event, or the fields its event follows), and wait
+	// how long at most (see Options.Followers and followWait).
+	awaits  []string
+	wait    time.Duration
+	follows []string // the fields its group's field follows (see Options.Followers)
 
 	lead chan []*fanOutJob // hands this job's goroutine a turn to run (this job among its fan-outs)
 	done chan bool         // another's turn ran this job: whether every member got the result
@@ -156,49 +163,85 @@ func (t *turns) adopt() []*fanOutJob {
 	return jobs
 }
 
-// followersDue returns the fields whose fan-outs a turn of batch waits for,
-// and how long at most: those that follow one of its events (see
-// Options.Followers), unless one of them is in batch already.
-func followersDue(batch []*fanOutJob) ([]string, time.Duration) {
+// followersDue returns the job of batch whose awaited fields a turn of
+// batch waits for (see Options.Followers): the first that waits, unless
+// one of those is in batch already; nil when none.
+func followersDue(batch []*fanOutJob) *fanOutJob {
 	for _, job := range batch {
 		if job.wait <= 0 {
 			continue
 		}
-		if slices.ContainsFunc(batch, func(other *fanOutJob) bool { return slices.Contains(job.followers, other.field) }) {
-			return nil, 0
+		if slices.ContainsFunc(batch, func(other *fanOutJob) bool { return slices.Contains(job.awaits, other.field) }) {
+			return nil
 		}
-		return job.followers, job.wait
+		return job
 	}
-	return nil, 0
+	return nil
 }
 
-// awaitFollowers holds the running turn until a fan-out of one of fields
-// asks for a turn, for at most wait (or until ctx ends): at once when one
-// waits already.
-func (t *turns) awaitFollowers(ctx context.Context, fields []string, wait time.Duration) {
+// awaitFollowers holds the running turn until a fan-out of one of the
+// fields job awaits asks for a turn, for at most job.wait (or until ctx
+// ends): at once when one waits already. A wait that none ends marks
+// job's field as missed.
+func (t *turns) awaitFollowers(ctx context.Context, job *fanOutJob) {
 	t.mu.Lock()
-	if slices.ContainsFunc(t.waiting, func(job *fanOutJob) bool { return slices.Contains(fields, job.field) }) {
+	if slices.ContainsFunc(t.waiting, func(other *fanOutJob) bool { return slices.Contains(job.awaits, other.field) }) {
 		t.mu.Unlock()
 		return
 	}
 	arrived := make(chan struct{})
-	t.awaited, t.arrived = fields, arrived
+	t.awaited, t.arrived = job.awaits, arrived
 	t.awaiting.Store(true)
 	t.mu.Unlock()
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(job.wait)
 	defer timer.Stop()
+	vain := false
 	select {
 	case <-arrived:
 		return
 	case <-timer.C:
-		t.missed.Store(true)
+		vain = true
 	case <-ctx.Done():
 	}
 	t.mu.Lock()
 	if t.arrived == arrived {
 		t.stopAwaiting()
+		if vain && !t.missed[job.field] {
+			if t.missed == nil {
+				t.missed = make(map[string]bool)
+			}
+			t.missed[job.field] = true
+			t.anyMissed.Add(1)
+		}
 	}
 	t.mu.Unlock()
+}
+
+// hasMissed reports whether the last wait of field's events ended in vain
+// (see missed).
+func (t *turns) hasMissed(field string) bool {
+	if t.anyMissed.Load() == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.missed[field]
+}
+
+// came lets the events of fields wait again (see missed): a fan-out of a
+// field they follow, or that follows them, has come.
+func (t *turns) came(fields []string) {
+	if t.anyMissed.Load() == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, field := range fields {
+		if t.missed[field] {
+			delete(t.missed, field)
+			t.anyMissed.Add(-1)
+		}
+	}
 }
 
 // stopAwaiting ends the running turn's wait for followers. Called with mu

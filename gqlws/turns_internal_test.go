@@ -195,9 +195,16 @@ func bothFixture(t *testing.T) (tr *Transport, n int, events, counts []*operatio
 // polls for riders (1,803 and 1,827 writes for 1,636 connections seen).
 func checkBoth(t *testing.T, before int64, n, withEvents int, received <-chan string) {
 	t.Helper()
+	checkBothWithin(t, before, n, n/4, withEvents, received)
+}
+
+// checkBothWithin is checkBoth with slack writes beyond one per
+// connection allowed.
+func checkBothWithin(t *testing.T, before int64, n, slack, withEvents int, received <-chan string) {
+	t.Helper()
 	after, _ := writeSyscalls()
-	assert.Less(t, n+n/4, n+withEvents, "the bound must tell one write per connection from one per frame")
-	assert.LessOrEqual(t, after-before, int64(n+n/4), "about one write per connection, not one per frame (%d connections)", n)
+	assert.Less(t, n+slack, n+withEvents, "the bound must tell one write per connection from one per frame")
+	assert.LessOrEqual(t, after-before, int64(n+slack), "about one write per connection, not one per frame (%d connections)", n)
 	seen := 0
 	for range n {
 		got := <-received
@@ -319,11 +326,11 @@ func followed(t *testing.T, wait time.Duration) *Transport {
 // eventJob and countJob are fan-outs of followed's fields; the event's
 // waits for followers up to its transport's FollowWait.
 func eventJob(tr *Transport, members []*operation) *fanOutJob {
-	return &fanOutJob{members: members, result: eventFrame, class: eventTurn, field: "e", followers: []string{"c"}, wait: tr.opts.FollowWait}
+	return &fanOutJob{members: members, result: eventFrame, class: eventTurn, field: "e", awaits: []string{"c"}, wait: tr.opts.FollowWait}
 }
 
 func countJob(members []*operation) *fanOutJob {
-	return &fanOutJob{members: members, result: countFrame, class: latestTurn, field: "c"}
+	return &fanOutJob{members: members, result: countFrame, class: latestTurn, field: "c", follows: []string{"e"}}
 }
 
 // awaiting waits until tr's running turn waits for followers.
@@ -338,6 +345,17 @@ func awaiting(t *testing.T, tr *turns) {
 // both gets both frames in one write, the event's first; it goes as soon
 // as the follower comes, not when the wait is over.
 func TestEventWaitsForItsFollowers(t *testing.T) {
+	firstWaitsForSecond(t, func(tr *Transport, events, _ []*operation) *fanOutJob { return eventJob(tr, events) },
+		func(_ *Transport, _, counts []*operation) *fanOutJob { return countJob(counts) })
+}
+
+// firstWaitsForSecond starts the fan-out first makes, of an event or of
+// its follower, to subscribers of the event and of the follower on two
+// processors; once its turn waits, 50 ms later, the one second makes. It
+// checks that the turn went as soon as the second came, not when the wait
+// was over, and that every subscriber of both got both frames in one
+// write, the event's first: nothing was written before the second came.
+func firstWaitsForSecond(t *testing.T, first, second func(tr *Transport, events, counts []*operation) *fanOutJob) {
 	tr := followed(t, 20*time.Second)
 	n := 3*fanOutChunk + 100
 	events, counts, received := subscribersOfBoth(t, tr, n)
@@ -345,14 +363,14 @@ func TestEventWaitsForItsFollowers(t *testing.T) {
 	before, _ := writeSyscalls()
 	start := time.Now()
 	results := make(chan bool, 2)
-	go func() { results <- tr.fanOut(ctx, eventJob(tr, events)) }()
+	go func() { results <- tr.fanOut(ctx, first(tr, events, counts)) }()
 	awaiting(t, &tr.fanOuts)
-	time.Sleep(50 * time.Millisecond) // the counts are read a while after the event
-	go func() { results <- tr.fanOut(ctx, countJob(counts)) }()
+	time.Sleep(50 * time.Millisecond) // the other is ready a while later
+	go func() { results <- tr.fanOut(ctx, second(tr, events, counts)) }()
 	assert.True(t, <-results)
 	assert.True(t, <-results)
-	assert.Less(t, time.Since(start), 10*time.Second, "the event went when its follower came")
-	checkBoth(t, before, n, len(events), received)
+	assert.Less(t, time.Since(start), 10*time.Second, "the turn went when the other came")
+	checkBothWithin(t, before, n, n/100, len(events), received)
 }
 
 // TestSmallFollowerJoinsTheWaitingTurn: a follower's fan-out too small to
@@ -402,7 +420,7 @@ func TestFollowWaitIsBounded(t *testing.T) {
 		assert.Contains(t, <-received, `"notificationAdded"`)
 	}
 	assert.False(t, tr.fanOuts.awaiting.Load(), "the wait is over")
-	assert.True(t, tr.fanOuts.missed.Load(), "and the next event does not wait (see TestFollowWaitOnlyWhenFollowersWatch)")
+	assert.True(t, tr.fanOuts.hasMissed("e"), "and the next event does not wait (see TestFollowWaitOnlyWhenFollowersWatch)")
 }
 
 // TestFollowWaitOnlyWhenFollowersWatch: an event waits for followers only
@@ -412,36 +430,124 @@ func TestFollowWaitIsBounded(t *testing.T) {
 func TestFollowWaitOnlyWhenFollowersWatch(t *testing.T) {
 	tr := New(Options{Followers: map[string][]string{"e": {"c"}}, FollowWait: time.Second})
 	t.Cleanup(tr.Shutdown)
-	fields, wait := tr.followWait("e", 1000)
+	events, xs := groupOf(tr, "e"), groupOf(tr, "x")
+	fields, wait := tr.followWait(events, 1000)
 	assert.Zero(t, wait, "no group of a follower")
 	assert.Empty(t, fields)
 
-	g, _ := tr.newGroup(context.Background(), &shareInfo{key: "c1", field: "c"})
-	other, _ := tr.newGroup(context.Background(), &shareInfo{key: "x", field: "x"})
-	tr.groupsMu.Lock()
-	tr.putGroup(g)
-	tr.putGroup(other)
-	tr.groupsMu.Unlock()
-	for range 400 {
-		g.members[&operation{}] = struct{}{}
-		other.members[&operation{}] = struct{}{}
-	}
-	_, wait = tr.followWait("e", 1000)
+	running := runningGroups(tr, 400, "c", "x")
+	g := running[0]
+	_, wait = tr.followWait(events, 1000)
 	assert.Zero(t, wait, "400 followers for 1,000 subscribers of the event")
-	_, wait = tr.followWait("x", 100)
+	_, wait = tr.followWait(xs, 100)
 	assert.Zero(t, wait, "a field without followers")
-	fields, wait = tr.followWait("e", 800)
+	fields, wait = tr.followWait(events, 800)
 	assert.Equal(t, time.Second, wait, "400 followers for 800 subscribers of the event")
 	assert.Equal(t, []string{"c"}, fields)
 
-	tr.fanOuts.missed.Store(true) // a wait ended without a follower
-	_, wait = tr.followWait("e", 800)
+	tr.fanOuts.awaitFollowers(context.Background(), &fanOutJob{field: "e", awaits: []string{"c"}, wait: time.Millisecond}) // in vain
+	_, wait = tr.followWait(events, 800)
 	assert.Zero(t, wait, "no wait after a wait in vain")
-	assert.True(t, tr.fanOut(context.Background(), &fanOutJob{members: nil, field: "c", following: true}))
-	_, wait = tr.followWait("e", 800)
+	assert.True(t, tr.fanOut(context.Background(), &fanOutJob{members: nil, field: "c", follows: []string{"e"}}))
+	_, wait = tr.followWait(events, 800)
 	assert.Equal(t, time.Second, wait, "a follower came: events wait for theirs again")
 
 	tr.forgetGroup(g)
-	_, wait = tr.followWait("e", 800)
+	_, wait = tr.followWait(events, 800)
 	assert.Zero(t, wait, "the followers' group has ended")
+}
+
+// TestVainWaitStopsOnlyItsField: a wait of one field's events that no
+// follower ended stops that field's waits alone; another followed field's
+// events go on waiting for theirs, and a follower of the other field does
+// not restart the first's.
+func TestVainWaitStopsOnlyItsField(t *testing.T) {
+	tr := New(Options{Followers: map[string][]string{"e": {"c"}, "m": {"r"}}, FollowWait: time.Second})
+	t.Cleanup(tr.Shutdown)
+	running := runningGroups(tr, 500, "c", "r")
+	counts, lists := running[0], running[1]
+	assert.Equal(t, []string{"e"}, counts.follows)
+	assert.Equal(t, []string{"m"}, lists.follows)
+	es, ms := groupOf(tr, "e"), groupOf(tr, "m")
+
+	tr.fanOuts.awaitFollowers(context.Background(), &fanOutJob{field: "e", awaits: []string{"c"}, wait: time.Millisecond}) // in vain
+	_, wait := tr.followWait(es, 800)
+	assert.Zero(t, wait, "e waited in vain")
+	_, wait = tr.followWait(ms, 800)
+	assert.Equal(t, time.Second, wait, "m's events still wait for theirs")
+
+	assert.True(t, tr.fanOut(context.Background(), &fanOutJob{field: "r", follows: lists.follows}))
+	_, wait = tr.followWait(es, 800)
+	assert.Zero(t, wait, "m's follower does not restart e's waits")
+	assert.True(t, tr.fanOut(context.Background(), &fanOutJob{field: "c", follows: counts.follows}))
+	_, wait = tr.followWait(es, 800)
+	assert.Equal(t, time.Second, wait, "e's follower does")
+}
+
+// runningGroups puts a group of each of fields on tr, as if running, with
+// members members each, and returns them.
+func runningGroups(tr *Transport, members int, fields ...string) []*group {
+	var gs []*group
+	tr.groupsMu.Lock()
+	defer tr.groupsMu.Unlock()
+	for _, field := range fields {
+		g := groupOf(tr, field)
+		tr.putGroup(g)
+		for range members {
+			g.members[&operation{}] = struct{}{}
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+// groupOf is a group of field's subscriptions on tr, not running.
+func groupOf(tr *Transport, field string) *group {
+	g, _ := tr.newGroup(context.Background(), &shareInfo{key: field, field: field})
+	return g
+}
+
+// TestFollowerWaitsForTheEventItFollows: a large fan-out of a follower
+// that is ready before the event it follows (a room-list entry read before
+// the message is) holds its turn until the event's fan-out asks for one:
+// each subscriber of both gets both frames in one write, the event's
+// first.
+func TestFollowerWaitsForTheEventItFollows(t *testing.T) {
+	firstWaitsForSecond(t, func(tr *Transport, _, counts []*operation) *fanOutJob {
+		count := countJob(counts)
+		count.awaits, count.wait = []string{"e"}, tr.opts.FollowWait
+		return count
+	}, func(tr *Transport, events, _ []*operation) *fanOutJob { return eventJob(tr, events) })
+}
+
+// TestFollowWaitOfAFollower: a follower's large fan-out waits for the
+// event it follows only when no fan-out of that event's field began
+// within FollowWait (then the event is yet to come), and when the event's
+// groups hold at least half as many members as the follower goes to.
+func TestFollowWaitOfAFollower(t *testing.T) {
+	const wait = 200 * time.Millisecond
+	tr := New(Options{Followers: map[string][]string{"e": {"c"}}, FollowWait: wait})
+	t.Cleanup(tr.Shutdown)
+	runningGroups(tr, 500, "e")
+	counts := runningGroups(tr, 0, "c")[0]
+	fields, w := tr.followWait(counts, 1000)
+	assert.Equal(t, wait, w, "500 subscribers of the event for 1,000 of the count, and no event yet")
+	assert.Equal(t, []string{"e"}, fields)
+	_, w = tr.followWait(counts, 1200)
+	assert.Zero(t, w, "500 subscribers of the event for 1,200 of the count")
+
+	assert.True(t, tr.fanOut(context.Background(), &fanOutJob{field: "e"}))
+	_, w = tr.followWait(counts, 1000)
+	assert.Zero(t, w, "the event went just now: the count follows it")
+	time.Sleep(wait + 50*time.Millisecond)
+	_, w = tr.followWait(counts, 1000)
+	assert.Equal(t, wait, w, "the last event went long ago: this count's is yet to come")
+
+	tr.fanOuts.awaitFollowers(context.Background(), &fanOutJob{field: "c", awaits: []string{"e"}, wait: time.Millisecond}) // in vain
+	_, w = tr.followWait(counts, 1000)
+	assert.Zero(t, w, "no wait after a wait in vain")
+	assert.True(t, tr.fanOut(context.Background(), &fanOutJob{field: "e"}))
+	time.Sleep(wait + 50*time.Millisecond)
+	_, w = tr.followWait(counts, 1000)
+	assert.Equal(t, wait, w, "an event came: counts wait for theirs again")
 }

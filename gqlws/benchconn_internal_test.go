@@ -3,5 +3,5 @@ package gqlws
 // benchConnOver is a connection of t over socket speaking proto, as far as
 // the write path needs one.
 func benchConnOver(t *Transport, socket *frameConn, proto string) *conn {
-	return &conn{transport: t, socket: socket, proto: protocolNamed(proto), slot: t.connSlots.Add(1)}
+	return &conn{transport: t, socket: socket, proto: protocolNamed(proto)}
 }

@@ -30,8 +30,14 @@ type conn struct {
 	socket    *frameConn // the socket under ws, which the write path writes to directly
 	addr      string     // the key of the client's address (request.AddrKey), for the per-address limit
 	proto     protocol   // the negotiated subprotocol's adapter
-	slot      uint64     // the connection's number on its transport, which spreads shared turns over processors (see byConn)
 	exec      graphql.GraphExecutor
+	// turn is byConn's scratch for the shared turn that runs (one runs at
+	// a time, and byConn on its leading goroutine): the turn's mark, where
+	// the connection's frames start in its order, and how many.
+	turn struct {
+		mark  uint64
+		at, n int32
+	}
 
 	writeMu sync.Mutex // serialises writes; guards pending and broken
 	pending []byte     // bytes of frames the socket has not taken yet; they go out first
@@ -70,7 +76,7 @@ type conn struct {
 // newConn returns the connection over ws (whose socket is socket) speaking
 // proto. Its client's close frame ends it; setup and serve bring it to life.
 func newConn(t *Transport, ws *websocket.Conn, socket *frameConn, proto protocol, exec graphql.GraphExecutor) *conn {
-	c := &conn{transport: t, ws: ws, socket: socket, proto: proto, exec: exec, slot: t.connSlots.Add(1)}
+	c := &conn{transport: t, ws: ws, socket: socket, proto: proto, exec: exec}
 	socket.write = c.writeExternal
 	// A client's close frame is answered with its own code, once; it is
 	// counted as the client's, whatever code the client chose.

@@ -298,8 +298,6 @@ type Transport struct {
 	// only read after.
 	led map[string]*atomic.Int64
 
-	connSlots atomic.Uint64 // connections accepted so far (see conn.slot)
-
 	tails *tailCache // compressed results written to single connections
 
 	// Counters for metrics.

@@ -657,9 +657,14 @@ func (t *Transport) runPass(ctx context.Context, batch []*fanOutJob, r *riders) 
 			parts = append(parts, func() { deliverWith(part, job.result, r) })
 		}
 	} else {
-		for _, part := range byConn(batch) {
+		// Turns run one at a time: the frames of this one reuse the last
+		// one's memory, let go of once written (clear: the results and
+		// operations they name are not kept for the next).
+		scratch := &t.fanOuts.scratch
+		for _, part := range byConn(batch, scratch) {
 			parts = append(parts, func() { deliverByConn(part, r) })
 		}
+		defer func() { clear(scratch.frames); clear(scratch.conns) }()
 	}
 	var wg sync.WaitGroup
 	var failed atomic.Bool
@@ -828,29 +833,70 @@ type connFrame struct {
 
 // byConn splits the frames of batch (in class order) over one part per
 // processor, each connection's frames in one part, next to each other, in
-// batch's order.
-func byConn(batch []*fanOutJob) [][]connFrame {
+// batch's order. It sorts nothing: a first pass counts each connection's
+// frames (in the connection's turn scratch), a second puts each frame in
+// its place: a turn of a message and its room-list entries for 8,000
+// members takes 1.5 ms here, where sorting their 16,000 frames by
+// connection took 10 to 12 (BenchmarkByConn), all before the first write.
+func byConn(batch []*fanOutJob, scratch *turnScratch) [][]connFrame {
+	mark := turnMarks.Add(1)
 	total := 0
 	for _, job := range batch {
 		total += len(job.members)
 	}
-	n := max(1, min(runtime.GOMAXPROCS(0), total/fanOutChunk))
-	parts := make([][]connFrame, n)
-	for i := range parts {
-		parts[i] = make([]connFrame, 0, total/n+total/(4*n)+1)
+	if cap(scratch.frames) < total {
+		scratch.frames = make([]connFrame, total)
+		scratch.conns = make([]*conn, 0, total)
 	}
+	conns := scratch.conns[:0]
+	for _, job := range batch {
+		for _, m := range job.members {
+			c := m.conn
+			if c.turn.mark != mark {
+				c.turn.mark, c.turn.n = mark, 0
+				conns = append(conns, c)
+			}
+			c.turn.n++
+		}
+	}
+	at := int32(0)
+	for _, c := range conns {
+		c.turn.at, at = at, at+c.turn.n
+		c.turn.n = 0
+	}
+	scratch.conns = conns
+	frames := scratch.frames[:total]
 	for _, job := range batch {
 		for _, m := range job.members {
 			f := job.result
 			f.op = m
-			i := m.conn.slot % uint64(n)
-			parts[i] = append(parts[i], connFrame{conn: m.conn, frame: f, class: job.class})
+			c := m.conn
+			frames[c.turn.at+c.turn.n] = connFrame{conn: c, frame: f, class: job.class}
+			c.turn.n++
 		}
 	}
-	for _, part := range parts {
-		slices.SortStableFunc(part, func(a, b connFrame) int { return cmp.Compare(a.conn.slot, b.conn.slot) })
+	n := max(1, min(runtime.GOMAXPROCS(0), total/fanOutChunk))
+	parts := make([][]connFrame, 0, n)
+	start := 0
+	for i := 1; i < n; i++ {
+		end := max(start, total*i/n)
+		for end > 0 && end < total && frames[end].conn == frames[end-1].conn {
+			end++
+		}
+		parts = append(parts, frames[start:end])
+		start = end
 	}
-	return parts
+	return append(parts, frames[start:])
+}
+
+// turnMarks numbers byConn's calls, for conn.turn.
+var turnMarks atomic.Uint64
+
+// turnScratch is the memory byConn orders a turn's frames in, kept from
+// one turn to the next (see runPass).
+type turnScratch struct {
+	frames []connFrame
+	conns  []*conn
 }
 
 // deliverByConn hands each connection its frames of part (see byConn) at

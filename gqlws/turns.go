@@ -51,6 +51,8 @@ type turns struct {
 	// lock.
 	missed    map[string]bool
 	anyMissed atomic.Int32
+	// scratch is the running turn's (see runPass).
+	scratch turnScratch
 }
 
 // fanOutJob is one group's result for its members, waiting for a turn.

@@ -79,11 +79,11 @@ type group struct {
 	closed  bool       // the group takes no more members: its leader ended, or its last member left
 	head    int64      // position of the last result fanned out
 	members map[*operation]struct{}
-	scopes  map[string]map[*operation]struct{} // the members by scope, in a group that spans scopes
-	ring    []ringEntry                        // the last results, oldest first
-	scoped  int                                // the scopes the ring's audiences name (see MaxRingScopes)
-	newest  map[string]ringEntry               // a latest-value group that spans scopes: the newest result by scope, for the scopes with members and the last strays
-	strays  *live.Recent[string]               // the last scopes without members whose newest result is kept
+	scopes  map[string][]*operation // the members by scope, in a group that spans scopes (a slice: most scopes have one or two)
+	ring    []ringEntry             // the last results, oldest first
+	scoped  int                     // the scopes the ring's audiences name (see MaxRingScopes)
+	newest  map[string]ringEntry    // a latest-value group that spans scopes: the newest result by scope, for the scopes with members and the last strays
+	strays  *live.Recent[string]    // the last scopes without members whose newest result is kept
 }
 
 // ringEntry is one of a group's recent results, its position and, in a
@@ -330,7 +330,7 @@ func (t *Transport) startGroup(ctx context.Context, op *operation, pos int64) (*
 	g.head, g.latest, g.spanning, g.turn = pos, op.share.latest, op.share.spanning, op.share.turn
 	lctx = t.recorder(graphql.StartOperationTrace(lctx), g.latest, g.pos.push, func(int64) {})
 	if g.spanning {
-		g.scopes, g.newest = make(map[string]map[*operation]struct{}), make(map[string]ringEntry)
+		g.scopes, g.newest = make(map[string][]*operation), make(map[string]ringEntry)
 		lctx = t.opts.Audiences(lctx, g.pos.audience)
 	}
 	if t.opts.EventTimes != nil {
@@ -465,12 +465,10 @@ func (g *group) run(ctx context.Context, dispatch func() (graphql.ResponseHandle
 		g.mu.Lock()
 		g.head = pos
 		batch = batch[:0]
-		for members := range g.audience(ev.scopes) {
-			for m := range members {
-				if pos > m.lastPos {
-					m.lastPos = pos
-					batch = append(batch, m)
-				}
+		for m := range g.audience(ev.scopes) {
+			if pos > m.lastPos {
+				m.lastPos = pos
+				batch = append(batch, m)
 			}
 		}
 		g.remember(ringEntry{pos: pos, scopes: ev.scopes, result: result})
@@ -564,15 +562,21 @@ func (g *group) newestFor(scope string) (ringEntry, bool) {
 // audience returns the members an event for scopes goes to: all of them,
 // unless the group spans scopes and the event is for some only. Called with
 // g.mu held.
-func (g *group) audience(scopes []string) iter.Seq[map[*operation]struct{}] {
-	return func(yield func(map[*operation]struct{}) bool) {
+func (g *group) audience(scopes []string) iter.Seq[*operation] {
+	return func(yield func(*operation) bool) {
 		if !g.spanning || slices.Contains(scopes, "") {
-			yield(g.members)
+			for m := range g.members {
+				if !yield(m) {
+					return
+				}
+			}
 			return
 		}
 		for _, scope := range scopes {
-			if members := g.scopes[scope]; len(members) > 0 && !yield(members) {
-				return
+			for _, m := range g.scopes[scope] {
+				if !yield(m) {
+					return
+				}
 			}
 		}
 	}
@@ -994,10 +998,7 @@ func (g *group) add(op *operation, pos int64) bool {
 	g.members[op] = struct{}{}
 	if g.spanning {
 		scope := op.share.scope
-		if g.scopes[scope] == nil {
-			g.scopes[scope] = make(map[*operation]struct{})
-		}
-		g.scopes[scope][op] = struct{}{}
+		g.scopes[scope] = append(g.scopes[scope], op)
 	}
 	return true
 }
@@ -1008,8 +1009,9 @@ func (g *group) leave(op *operation, scope string) {
 	g.mu.Lock()
 	delete(g.members, op)
 	if g.spanning {
-		delete(g.scopes[scope], op)
-		if len(g.scopes[scope]) == 0 {
+		if ops := slices.DeleteFunc(g.scopes[scope], func(m *operation) bool { return m == op }); len(ops) > 0 {
+			g.scopes[scope] = ops
+		} else {
 			delete(g.scopes, scope)
 			delete(g.newest, scope)
 		}

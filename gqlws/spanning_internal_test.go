@@ -60,7 +60,7 @@ func TestSpanningGroupHandsEachEventToItsScope(t *testing.T) {
 	tr := New(Options{})
 	t.Cleanup(tr.Shutdown)
 	g, ctx := tr.newGroup(context.Background(), &shareInfo{key: "k"})
-	g.spanning, g.scopes = true, make(map[string]map[*operation]struct{})
+	g.spanning, g.scopes = true, make(map[string][]*operation)
 	close(g.started)
 	member := func(scope string) (*operation, func() string) {
 		c, read := capturedConn(t, tr)
@@ -180,7 +180,7 @@ func leadEvents(t *testing.T, ctx context.Context, g *group, events ...[]string)
 func newSpanningGroup(tr *Transport, latest bool) (*group, context.Context) {
 	g, ctx := tr.newGroup(context.Background(), &shareInfo{key: "k"})
 	g.spanning, g.latest = true, latest
-	g.scopes, g.newest = make(map[string]map[*operation]struct{}), make(map[string]ringEntry)
+	g.scopes, g.newest = make(map[string][]*operation), make(map[string]ringEntry)
 	close(g.started)
 	return g, ctx
 }
@@ -292,7 +292,7 @@ func TestRingOfWideAudiencesIsBounded(t *testing.T) {
 	tr := New(Options{})
 	t.Cleanup(tr.Shutdown)
 	g, _ := tr.newGroup(context.Background(), &shareInfo{key: "k"})
-	g.spanning, g.scopes = true, make(map[string]map[*operation]struct{})
+	g.spanning, g.scopes = true, make(map[string][]*operation)
 	const members = 8000
 	everyone := make([]string, members)
 	for i := range everyone {
@@ -315,4 +315,32 @@ func TestRingOfWideAudiencesIsBounded(t *testing.T) {
 	}
 	assert.True(t, join(38), "two behind the head: from the ring")
 	assert.False(t, join(40-int64(kept)-1), "behind what the ring keeps")
+}
+
+// BenchmarkSpanningAudience is the cost, before its fan-out, of finding
+// the members of an event for 8,000 users (a busy room's room-list entry)
+// in a group that spans their scopes, one member each.
+func BenchmarkSpanningAudience(b *testing.B) {
+	tr := New(Options{})
+	b.Cleanup(tr.Shutdown)
+	g, _ := tr.newGroup(context.Background(), &shareInfo{key: "k"})
+	g.spanning, g.scopes = true, make(map[string][]*operation)
+	scopes := make([]string, 8000)
+	for i := range scopes {
+		scopes[i] = strconv.Itoa(i + 1)
+		op := &operation{share: &shareInfo{scope: scopes[i]}}
+		g.members[op] = struct{}{}
+		g.scopes[scopes[i]] = append(g.scopes[scopes[i]], op)
+	}
+	var batch []*operation
+	b.ReportAllocs()
+	for b.Loop() {
+		batch = batch[:0]
+		for m := range g.audience(scopes) {
+			batch = append(batch, m)
+		}
+	}
+	if len(batch) != len(scopes) {
+		b.Fatalf("%d members, want %d", len(batch), len(scopes))
+	}
 }

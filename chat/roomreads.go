@@ -2,19 +2,20 @@ package chat
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/switchboardhq/switchboard/models"
 )
 
-// roomReads reads a changed room once for all the room-list watchers the
-// change concerns, whatever their number: a message in a public room
-// wakes every signed-in watcher, and each reading the room, its unread
-// count and its last message for itself cost statements per watcher (and
-// batching loads by time only gathered those that happened to ask within
-// a few milliseconds of each other).
+// roomReads reads a changed room once for all the room-list watchers of
+// their own (RoomEvents.Watch) the change concerns, whatever their number:
+// a message in a public room wakes every signed-in watcher, and each
+// reading the room, its unread count and its last message for itself
+// cost statements per watcher (and batching loads by time only gathered
+// those that happened to ask within a few milliseconds of each other).
+// (The watcher of every list, which serves shared deliveries, reads its
+// changes for all their users itself: see Service.readAll.)
 //
 // Each change of a room starts a generation of it, naming the users it
 // concerns (and those of the previous generation still waiting for
@@ -113,44 +114,6 @@ func (rr *roomReads) take(ctx context.Context, roomID, userID int64, g *roomRead
 		return nil, true, models.Errorf(models.NotFound, "room %d not found", roomID)
 	}
 	return room, true, nil
-}
-
-// getMany returns roomID as each of users sees it, read after the latest
-// change, in one read with every other watcher waiting for it; users who
-// may not see it are left out. The map is the read's own (it may hold
-// other users too), shared: the caller must not change it.
-func (rr *roomReads) getMany(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error) {
-	rr.mu.Lock()
-	g := rr.rooms[roomID]
-	rr.mu.Unlock()
-	for {
-		if g == nil {
-			g = &roomRead{waiting: make(map[int64]bool, len(users))}
-		}
-		g.reading.Lock()
-		g.mu.Lock()
-		if !g.done || !slices.ContainsFunc(users, func(u int64) bool { return !g.asked[u] }) {
-			break
-		}
-		g.mu.Unlock() // read without some of them: a read of their own
-		g.reading.Unlock()
-		g = nil
-	}
-	defer g.reading.Unlock()
-	for _, u := range users {
-		g.waiting[u] = true
-	}
-	err := rr.readLocked(ctx, roomID, g)
-	for _, u := range users {
-		delete(g.waiting, u) // on an error too: the caller asks again for whoever still needs it
-	}
-	seen := g.seen // never changed once read
-	g.mu.Unlock()
-	rr.forget(roomID, g)
-	if err != nil {
-		return nil, err
-	}
-	return seen, nil
 }
 
 // readLocked reads generation g for every user waiting, unless it is read

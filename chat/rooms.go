@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -25,7 +26,8 @@ type RoomEvents struct {
 	recent   []recentChange           // the last changes, oldest first (see WatchAll)
 	panics   *panics.Guard            // recovers the panics of its watchers
 	// onChange, when set, hears of each change first, with the users of
-	// the watchers it concerns (each once).
+	// the watchers of their own (Watch) it concerns, each once: the
+	// watchers of every list (WatchAll) read their changes themselves.
 	onChange func(roomID int64, users []int64)
 }
 
@@ -66,8 +68,8 @@ func (e *RoomEvents) Changed(roomID int64, only ...int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	users := e.usersOf(only)
-	if e.onChange != nil {
-		e.onChange(roomID, users)
+	if e.onChange != nil && len(e.watching) > 0 {
+		e.onChange(roomID, e.ownWatchersOf(only, users))
 	}
 	for a := range e.all {
 		a.changed(roomID, users)
@@ -111,6 +113,16 @@ func (e *RoomEvents) usersOf(only []int64) []int64 {
 		}
 	}
 	return users
+}
+
+// ownWatchersOf returns those of users (the users of a change for only:
+// see usersOf) that have watchers of their own (Watch), in a new slice.
+// Called with mu held.
+func (e *RoomEvents) ownWatchersOf(only, users []int64) []int64 {
+	if len(only) == 0 {
+		return slices.Collect(maps.Keys(e.watching))
+	}
+	return slices.DeleteFunc(slices.Clone(users), func(u int64) bool { return e.watching[u] == 0 })
 }
 
 // roomRetry is how long a watcher waits before loading again a room whose

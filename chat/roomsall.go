@@ -2,7 +2,6 @@ package chat
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +16,11 @@ import (
 // subscriber (gqlws.Options.SpanningFields). A room's changes that pile up
 // while it is busy are merged, with the users they concern.
 type allWatcher struct {
-	pending *live.Pending[int64, map[int64]struct{}] // by room: the users its changes concern
+	// pending holds, by room, the users its changes concern, each once: the
+	// slice a change named (shared with its other readers: never changed),
+	// or the union of several, made when a change comes while another
+	// waits (only when the watcher is behind).
+	pending *live.Pending[int64, []int64]
 }
 
 // recentChange is a change RoomEvents remembers for a while: the room and
@@ -66,15 +69,25 @@ func (a *allWatcher) changed(roomID int64, users []int64) {
 	if len(users) == 0 {
 		return
 	}
-	a.pending.Update(roomID, func(set map[int64]struct{}, queued bool) map[int64]struct{} {
+	a.pending.Update(roomID, func(old []int64, queued bool) []int64 {
 		if !queued {
-			set = make(map[int64]struct{}, len(users))
+			return users
 		}
-		for _, u := range users {
-			set[u] = struct{}{}
-		}
-		return set
+		return union(old, users)
 	})
+}
+
+// union returns the users of a and b, each once, in a new slice.
+func union(a, b []int64) []int64 {
+	seen := make(map[int64]struct{}, len(a)+len(b))
+	out := make([]int64, 0, len(a)+len(b))
+	for _, u := range slices.Concat(a, b) {
+		if _, dup := seen[u]; !dup {
+			seen[u] = struct{}{}
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // Positions is where a stream reports what it hands out (see
@@ -94,7 +107,7 @@ type Positions struct {
 // the watcher reports itself caught up at 0 first). A failed read is tried
 // again roomRetry later.
 func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error), rec Positions) <-chan *models.Room {
-	a := &allWatcher{pending: live.NewPending[int64, map[int64]struct{}]()}
+	a := &allWatcher{pending: live.NewPending[int64, []int64]()}
 	e.mu.Lock()
 	e.all[a] = struct{}{}
 	e.dropOld(time.Now())
@@ -121,7 +134,7 @@ func (e *RoomEvents) WatchAll(ctx context.Context, load func(ctx context.Context
 			e.panics.Point("chat.rooms")
 			order, pending := a.pending.Take()
 			for _, roomID := range order {
-				users := slices.Sorted(maps.Keys(pending[roomID]))
+				users := pending[roomID]
 				seen, err := load(ctx, roomID, users)
 				if err != nil {
 					if ctx.Err() != nil {

@@ -386,7 +386,7 @@ func (s *Service) WatchTyping(ctx context.Context, v *View) <-chan *models.Typin
 func (s *Service) WatchRooms(ctx, life context.Context, me *models.User) <-chan *models.Room {
 	sent, caughtUp := stream.PositionRecorder(ctx)
 	if audience := stream.AudienceRecorder(ctx); audience != nil && sent != nil {
-		return s.hub.Rooms.WatchAll(ctx, s.reads.getMany, Positions{Sent: sent, CaughtUp: caughtUp, Audience: audience})
+		return s.hub.Rooms.WatchAll(ctx, s.readAll, Positions{Sent: sent, CaughtUp: caughtUp, Audience: audience})
 	}
 	context.AfterFunc(life, s.counts.watch(me.ID))
 	s.hub.Rooms.Hold(life, me.ID)
@@ -397,6 +397,17 @@ func (s *Service) WatchRooms(ctx, life context.Context, me *models.User) <-chan 
 		caughtUp(0)
 	}
 	return rooms
+}
+
+// readAll reads roomID for users, once for all, for the watcher of every
+// list (RoomEvents.WatchAll), which is the only one to read for them: a
+// change of a busy room names every member, and a generation of
+// roomReads for them cost a map of 8,000 users and a pass over it four
+// times per message. At most readTimeout.
+func (s *Service) readAll(ctx context.Context, roomID int64, users []int64) (map[int64]*models.Room, error) {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	return s.readRoom(ctx, roomID, users)
 }
 
 // readRoom reads room roomID as each of users sees it, with its
@@ -418,7 +429,7 @@ func (s *Service) readRoom(ctx context.Context, roomID int64, users []int64) (ma
 			return nil, err
 		}
 		members = all[roomID]
-		users = slices.DeleteFunc(users, func(u int64) bool {
+		users = slices.DeleteFunc(slices.Clone(users), func(u int64) bool { // users may be shared (see readAll)
 			return !slices.ContainsFunc(members, func(m *models.User) bool { return m.ID == u })
 		})
 	}

@@ -102,7 +102,7 @@ func (p *Presence) Join(ctx context.Context, roomID int64, u *models.User) {
 		p.changed(roomID, r)
 	}
 	p.mu.Unlock()
-	context.AfterFunc(ctx, func() { p.panics.Do(ctx, wherePresence, func() { p.leave(roomID, u.ID) }) })
+	live.OnEnd(ctx, func() { p.panics.Do(ctx, wherePresence, func() { p.leave(roomID, u.ID) }) })
 }
 
 func (p *Presence) leave(roomID, userID int64) {

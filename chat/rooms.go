@@ -53,7 +53,7 @@ func (e *RoomEvents) Hold(life context.Context, userID int64) {
 	e.mu.Lock()
 	e.holds[userID]++
 	e.mu.Unlock()
-	context.AfterFunc(life, func() {
+	live.OnEnd(life, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if e.holds[userID]--; e.holds[userID] <= 0 {

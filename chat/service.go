@@ -25,6 +25,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/switchboardhq/switchboard/live"
 	"github.com/switchboardhq/switchboard/models"
 	"github.com/switchboardhq/switchboard/panics"
 	"github.com/switchboardhq/switchboard/pubsub"
@@ -388,7 +389,7 @@ func (s *Service) WatchRooms(ctx, life context.Context, me *models.User) <-chan 
 	if audience := stream.AudienceRecorder(ctx); audience != nil && sent != nil {
 		return s.hub.Rooms.WatchAll(ctx, s.readAll, Positions{Sent: sent, CaughtUp: caughtUp, Audience: audience})
 	}
-	context.AfterFunc(life, s.counts.watch(me.ID))
+	live.OnEnd(life, s.counts.watch(me.ID))
 	s.hub.Rooms.Hold(life, me.ID)
 	rooms := s.hub.Rooms.Watch(ctx, me.ID, func(ctx context.Context, roomID int64) (*models.Room, error) {
 		return s.reads.get(ctx, roomID, me.ID)

